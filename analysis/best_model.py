@@ -1,0 +1,101 @@
+"""Load a family's saved best model and use it on raw inputs.
+
+    from analysis.best_model import load_best
+    model = load_best("lyrics_lstm")            # reads results/lyrics_lstm/best/
+    model.predict(["raw lyrics ...", "..."])    # -> ["Rock", "Pop"]
+    model.predict_proba(["raw lyrics ..."])     # -> array [n, n_genres], columns = model.label_names
+
+Nothing is refitted: the tokenizer, label names and hyperparameters are
+the ones saved with the model. Loading executes no code from the files:
+Keras models load with safe_mode=True (a Lambda layer is refused), and
+scikit-learn models are skops files whose types are checked before loading.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from study_data import UserError
+from study_data.lyrics import TextEncoder
+
+# skops: types from these modules may be loaded (no arbitrary code).
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.")
+
+
+class BestModel:
+    def __init__(self, folder, meta, model, encoder):
+        self.folder, self.meta, self.model, self.encoder = folder, meta, model, encoder
+        self.label_names = list(meta["label_names"])
+
+    @property
+    def family(self):
+        return self.meta["family"]
+
+    def inputs(self, lyrics):
+        lyrics = [lyrics] if isinstance(lyrics, str) else list(lyrics)
+        if self.meta["inputs"] == "texts":
+            return [self.encoder.preprocess(t) for t in lyrics]
+        return {"lyrics": self.encoder.encode(lyrics)}
+
+    def predict_proba(self, lyrics):
+        x = self.inputs(lyrics)
+        if self.meta["engine"] == "optuna":
+            probs = self.model.predict_proba(x)
+            full = np.zeros((probs.shape[0], len(self.label_names)))
+            full[:, self.model.classes_] = probs
+            return full
+        return np.asarray(self.model.predict(x, verbose=0))
+
+    def predict(self, lyrics):
+        return [self.label_names[i] for i in self.predict_proba(lyrics).argmax(axis=1)]
+
+
+def load_best(family, results_dir="results"):
+    """The best model of results/<family>/best/, ready to predict."""
+    folder = Path(results_dir) / family / "best"
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        raise UserError(f"no saved best model in {folder}: run `python runners/search.py {family}` first")
+    try:
+        meta = json.loads(meta_path.read_text())
+        encoder = TextEncoder.from_json((folder / "tokenizer.json").read_text())
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{folder} is damaged ({type(e).__name__}: {e}); re-run the search to save it again") from None
+    model_path = folder / meta["model_file"]
+    if not model_path.exists():
+        raise UserError(f"{model_path} is missing; re-run `python runners/search.py {family}` to save it again")
+    if model_path.suffix == ".skops":
+        model = _load_skops(model_path)
+    else:
+        model = _load_keras(model_path)
+    return BestModel(folder, meta, model, encoder)
+
+
+def _load_keras(path):
+    import keras
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "Lambda" in str(e):
+            raise UserError(f"{path} holds code (a Lambda layer) that safe mode refuses to run; "
+                            "it was not made by this suite: do not load it") from None
+        raise UserError(f"{path} is not a loadable Keras model ({str(e).splitlines()[0]})") from None
+    except Exception as e:
+        raise UserError(f"{path} is not a loadable Keras model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _load_skops(path):
+    import skops.io as sio
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+        refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+        if refused:
+            raise UserError(f"{path} contains types that are not scikit-learn, NumPy or SciPy "
+                            f"({', '.join(refused)}); refusing to load it")
+        return sio.load(path, trusted=untrusted)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{path} is not a loadable skops model ({type(e).__name__})") from None

@@ -1,0 +1,207 @@
+"""Keras Tuner engine: a family's HyperModel searched by a Keras Tuner oracle.
+
+The oracle (random, bayesian or hyperband) proposes hyperparameters and keeps
+its state under results/<family>/keras_tuner/, which is what makes a re-run
+resume. `SuiteTuner.run_trial` trains one model and returns its validation
+metrics; `on_trial_end` keeps the best model and rewrites trials.csv.
+
+Choices, noted:
+- The first trial of a new search runs every hyperparameter's default (the
+  earlier study's model): `BaselineFirst` answers the oracle's first request
+  for random values with the defaults.
+- Keras Tuner's own per-epoch checkpoints are not written: the suite saves
+  only the best model, after its trial, in `.keras` format.
+- Hyperband trains each trial from scratch for its `tuner/epochs` budget
+  instead of reloading the checkpoint of the trial it continues.
+- Early stopping on validation loss (patience 5) restores the best epoch's
+  weights, so the scores and the saved model are those of that epoch.
+"""
+
+import math
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from runners import results
+from study_data import atomic
+
+
+def default_values(space):
+    """The active hyperparameters of a space, each at its default."""
+    hps = kt.HyperParameters()
+    values = {}
+    for hp in space:
+        hps.merge([hp])
+        if hps.is_active(hp):
+            values[hp.name] = hp.default
+    return values
+
+
+class BaselineFirst:
+    """Oracle mixin: the first trial of a new search is the defaults."""
+
+    def _random_values(self):
+        if not self._tried_so_far:
+            return default_values(self.hyperparameters.space)
+        return super()._random_values()
+
+
+class RandomOracle(BaselineFirst, kt.oracles.RandomSearchOracle):
+    pass
+
+
+class BayesianOracle(BaselineFirst, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class HyperbandOracle(BaselineFirst, kt.oracles.HyperbandOracle):
+    pass
+
+
+def make_oracle(tuner, max_trials, epochs, seed):
+    objective = kt.Objective(results.OBJECTIVE, direction="max")
+    if tuner == "random":
+        oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed)
+    elif tuner == "bayesian":
+        oracle = BayesianOracle(objective=objective, max_trials=max_trials, seed=seed)
+    elif tuner == "hyperband":
+        oracle = HyperbandOracle(objective=objective, max_epochs=epochs, factor=3, seed=seed)
+    else:
+        raise ValueError(tuner)
+    # Hyperband has no max_trials of its own; the oracle honours the attribute.
+    oracle.max_trials = max_trials
+    return oracle
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Writes the trial's per-epoch curves (Keras Tuner keeps only the best epoch)."""
+
+    def __init__(self, path, epochs):
+        super().__init__()
+        self.path, self.epochs, self.rows = Path(path), epochs, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.rows.append({"epoch": epoch + 1, **logs})
+        header = list(self.rows[0])
+        lines = [",".join(header)] + [",".join(repr(r.get(k, "")) for k in header) for r in self.rows]
+        atomic.write_text(self.path, "\n".join(lines) + "\n")
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy"))
+        print(f"    epoch {epoch + 1}/{self.epochs}  {shown}", flush=True)
+
+    @property
+    def nan_epoch(self):
+        for r in self.rows:
+            if not math.isfinite(r.get("loss", 0.0)):
+                return r["epoch"]
+        return None
+
+    @property
+    def best_epoch(self):
+        finite = [r for r in self.rows if math.isfinite(r.get("val_loss", math.inf))]
+        return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
+
+
+class SuiteTuner(kt.Tuner):
+    def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, **kwargs):
+        self.family, self.prepared, self.out_dir = family, prepared, Path(out_dir)
+        self.epochs, self.seed, self.progress = epochs, seed, progress
+        self._last_model = None
+        super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
+                         project_name="keras_tuner", **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        hp, p = trial.hyperparameters, self.prepared
+        epochs = hp.values.get("tuner/epochs", self.epochs)
+        keras.backend.clear_session()  # no graph or memory carried over between trials
+        keras.utils.set_random_seed(self.seed + int(trial.trial_id))
+        start = time.time()
+        model = self.hypermodel.build(hp)
+        log = EpochLog(self.out_dir / "histories" / f"trial_{trial.trial_id}.csv", epochs)
+        callbacks = [log, keras.callbacks.TerminateOnNaN(),
+                     keras.callbacks.EarlyStopping(monitor="val_loss", patience=getattr(self.family, "PATIENCE", 5),
+                                                   restore_best_weights=True)]
+        self.hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
+                            epochs=epochs, callbacks=callbacks, verbose=0)
+        if log.nan_epoch is not None:
+            raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
+        probs = model.predict(p.x_val, batch_size=1024, verbose=0)
+        metrics = results.classification_metrics(p.y_val, probs, len(p.label_names))
+        metrics.update(epochs_run=len(log.rows), best_epoch=log.best_epoch,
+                       duration_s=round(time.time() - start, 3))
+        self._last_model = model
+        return metrics
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)  # the oracle records the trial and saves its state
+        finally:
+            model, self._last_model = self._last_model, None
+            status = _status(trial)
+            metrics = _metrics(trial)
+            if status == "COMPLETE" and model is not None and results.is_better(metrics, self.out_dir):
+                values = _user_values(trial.hyperparameters.values)
+                meta = {**self.prepared.meta, "trial_id": trial.trial_id, "hyperparameters": values,
+                        "metrics": metrics, "model_file": "model.keras",
+                        "parameter_count": int(model.count_params())}
+                results.save_best(self.out_dir, lambda d: model.save(d / "model.keras"), meta,
+                                  self.prepared.artifacts)
+            rows = self.trial_rows()
+            results.write_trials_csv(self.out_dir, rows)
+            done = [r for r in rows if r["status"] != "RUNNING"]
+            best = results.best_meta(self.out_dir)
+            self.progress.trial_done(len(done), status, metrics.get(results.OBJECTIVE),
+                                     best and best["metrics"][results.OBJECTIVE], best and best["trial_id"])
+
+    def trial_rows(self):
+        oracle = self.oracle
+        defaults = default_values(oracle.hyperparameters.space)
+        rows, baseline_seen = [], False
+        for tid in oracle.start_order:
+            t = oracle.trials[tid]
+            values = _user_values(t.hyperparameters.values)
+            is_baseline = not baseline_seen and values == {k: v for k, v in defaults.items() if k in values} \
+                and set(values) == set(defaults)
+            baseline_seen = baseline_seen or is_baseline
+            if "tuner/epochs" in t.hyperparameters.values:
+                values["epochs_budget"] = t.hyperparameters.values["tuner/epochs"]
+            error = (t.message or "").strip().splitlines()[-1:] if _status(t) == "FAIL" else []
+            rows.append(results.trial_row(tid, _status(t), is_baseline, values, _metrics(t),
+                                          error[0] if error else ""))
+        return rows
+
+
+def _user_values(values):
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def _status(trial):
+    return {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL"}.get(trial.status, trial.status)
+
+
+def _metrics(trial):
+    return {name: trial.metrics.get_last_value(name) for name in results.METRIC_COLUMNS
+            if trial.metrics.exists(name)}
+
+
+def finished_count(out_dir):
+    """Trials that a previous run of this search finished (for the resume message)."""
+    trial_files = list((Path(out_dir) / "keras_tuner").glob("trial_*/trial.json"))
+    return len(trial_files)
+
+
+def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed):
+    keras.utils.set_random_seed(seed)
+    before = finished_count(out_dir)
+    if before:
+        results.log(f"resuming {family.NAME}: {before} trials on record, running up to {max_trials} in all")
+    progress = results.Progress(family.NAME, max_trials, before)
+    t = SuiteTuner(make_oracle(tuner, max_trials, epochs, seed), family.HyperModel(prepared.spec),
+                   family=family, prepared=prepared, out_dir=out_dir, epochs=epochs, seed=seed,
+                   progress=progress)
+    t.oracle.max_trials = max_trials  # a resumed search may be given a new total
+    t.search(verbose=0)
+    return t.trial_rows()

@@ -1,0 +1,156 @@
+"""Optuna engine: a scikit-learn family searched by an Optuna study.
+
+The study lives in results/<family>/optuna.db (SQLite), so a re-run resumes
+it and `optuna-dashboard sqlite:///results/<family>/optuna.db` opens it.
+
+Choices, noted:
+- The baseline (the family's DEFAULTS) is enqueued as the first trial of a
+  new study and tagged with the user attribute is_baseline.
+- The sampler is seeded with seed + the number of trials already on record,
+  so a resumed seeded search does not replay the proposals of its first run.
+- Trials left RUNNING by a killed run are marked FAIL on resume.
+- Feature matrices are fitted once per distinct FEATURE_PARAMS setting and
+  kept in memory for the rest of the run.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+
+from runners import results
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+def _storage_url(out_dir):
+    return f"sqlite:///{Path(out_dir).resolve() / 'optuna.db'}"
+
+
+def _status(state):
+    return state.name  # COMPLETE, FAIL, PRUNED, RUNNING, WAITING
+
+
+def trial_rows(study):
+    rows = []
+    for t in study.trials:
+        metrics = {k: t.user_attrs.get(k) for k in results.METRIC_COLUMNS}
+        if t.value is not None:
+            metrics[results.OBJECTIVE] = t.value
+        rows.append(results.trial_row(t.number, _status(t.state), t.user_attrs.get("is_baseline", False),
+                                      t.params, metrics, t.user_attrs.get("error", "")))
+    return rows
+
+
+class FeatureCache:
+    """Fitted feature transformers and their matrices, by FEATURE_PARAMS setting."""
+
+    def __init__(self, family, texts_train, texts_val):
+        self.family, self.texts_train, self.texts_val = family, texts_train, texts_val
+        self.entries = {}
+        self.hits = self.misses = 0
+
+    def get(self, params):
+        key = tuple((k, params[k]) for k in self.family.FEATURE_PARAMS)
+        if key in self.entries:
+            self.hits += 1
+        else:
+            self.misses += 1
+            features = self.family.make_features(params)
+            x_train = features.fit_transform(self.texts_train)
+            self.entries[key] = (features, x_train, features.transform(self.texts_val))
+        return self.entries[key]
+
+
+def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _storage_url(out_dir)
+    study = optuna.load_study(study_name=family.NAME, storage=storage) if _has_study(storage, family.NAME) else None
+    n_before = len(study.trials) if study else 0
+    make_sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[sampler]
+    study = optuna.create_study(study_name=family.NAME, storage=storage, direction="maximize",
+                                sampler=make_sampler(seed=seed + n_before), load_if_exists=True)
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.RUNNING:  # left by a killed run
+            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+            study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted (the run was stopped)")
+    if not study.trials:
+        study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
+    done_before = sum(t.state in FINISHED for t in study.trials)
+    if done_before:
+        results.log(f"resuming {family.NAME}: {done_before} finished trials on record, "
+                    f"running up to {max_trials} in all")
+    remaining = max_trials - done_before
+    if remaining <= 0:
+        results.log(f"{family.NAME}: {done_before} trials already finished (--max-trials {max_trials}); nothing to run")
+        results.write_trials_csv(out_dir, trial_rows(study))
+        return trial_rows(study)
+
+    p = prepared
+    cache = FeatureCache(family, p.x_train, p.x_val)
+    n_classes = len(p.label_names)
+    last = {}
+    progress = results.Progress(family.NAME, max_trials, done_before)
+
+    def objective(trial):
+        start = time.time()
+        try:
+            params = family.suggest(trial)
+            features, x_train, x_val = cache.get(params)
+            clf = family.make_classifier(params, seed)
+            clf.fit(x_train, p.y_train)
+            probs = _full_proba(clf, x_val, n_classes)
+            metrics = results.classification_metrics(p.y_val, probs, n_classes)
+        except Exception as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            raise
+        metrics.update(duration_s=round(time.time() - start, 3))
+        for k, v in metrics.items():
+            trial.set_user_attr(k, v)
+        last[trial.number] = (Pipeline([("features", features), ("classifier", clf)]), metrics)
+        return metrics[results.OBJECTIVE]
+
+    failures = []
+
+    def after_trial(study, frozen):
+        model, metrics = last.pop(frozen.number, (None, {}))
+        if frozen.state == optuna.trial.TrialState.COMPLETE and results.is_better(metrics, out_dir):
+            meta = {**p.meta, "trial_id": frozen.number, "hyperparameters": frozen.params, "metrics": metrics,
+                    "model_file": "model.skops"}
+            results.save_best(out_dir, lambda d: sio.dump(model, d / "model.skops"), meta, p.artifacts)
+        rows = trial_rows(study)
+        results.write_trials_csv(out_dir, rows)
+        failures.append(frozen.state == optuna.trial.TrialState.FAIL)
+        best = results.best_meta(out_dir)
+        progress.trial_done(sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows), frozen.state.name,
+                            frozen.value, best and best["metrics"][results.OBJECTIVE], best and best["trial_id"])
+        if len(failures) >= MAX_CONSECUTIVE_FAILURES and all(failures[-MAX_CONSECUTIVE_FAILURES:]):
+            results.log(f"{family.NAME}: {MAX_CONSECUTIVE_FAILURES} trials failed in a row "
+                        f"(last: {frozen.user_attrs.get('error', '?')}); stopping the search")
+            study.stop()
+
+    study.optimize(objective, n_trials=remaining, callbacks=[after_trial], catch=(Exception,))
+    results.log(f"{family.NAME}: feature matrices fitted {cache.misses} times for "
+                f"{cache.hits + cache.misses} trials")
+    return trial_rows(study)
+
+
+def _has_study(storage, name):
+    try:
+        return name in optuna.get_all_study_names(storage=storage)
+    except Exception:
+        return False
+
+
+def _full_proba(clf, x, n_classes):
+    """predict_proba with a column for every class, also those absent from training."""
+    probs = clf.predict_proba(x)
+    full = np.zeros((probs.shape[0], n_classes))
+    full[:, clf.classes_] = probs
+    return full

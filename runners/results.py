@@ -1,0 +1,132 @@
+"""The results schema, shared by both engines.
+
+results/<family>[_artist]/
+    trials.csv          one row per trial (columns below), rewritten atomically
+    histories/trial_<id>.csv   per-epoch curves of each Keras trial
+    best/               the best model and all it needs to be used again:
+        model.keras | model.skops, meta.json, tokenizer.json
+    keras_tuner/ | optuna.db    the engine's own state (resuming reads it)
+"""
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+from study_data import atomic
+
+METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
+HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]
+OBJECTIVE = "val_accuracy"
+
+
+def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error=""):
+    row = {"trial_id": trial_id, "status": status, "is_baseline": bool(is_baseline)}
+    row.update({f"hp_{k}": v for k, v in hyperparameters.items()})
+    row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
+    for k in ("epochs_run", "best_epoch"):  # Keras Tuner stores every metric as a float
+        if row[k] is not None and math.isfinite(row[k]):
+            row[k] = int(row[k])
+    row["error"] = error
+    return row
+
+
+def write_trials_csv(out_dir, rows):
+    """Rewrite trials.csv from the engine's state: each trial exactly once."""
+    hp_cols = sorted({k for r in rows for k in r if k.startswith("hp_")})
+    columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + ["error"]
+    atomic.write_text(Path(out_dir) / "trials.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
+
+
+def classification_metrics(y_true, probs, n_classes):
+    """Validation accuracy, cross-entropy and macro-F1 from predicted probabilities."""
+    probs = np.asarray(probs, dtype="float64")
+    if not np.all(np.isfinite(probs)):
+        raise FloatingPointError("the model predicts NaN or infinite probabilities")
+    pred = probs.argmax(axis=1)
+    return {
+        "val_accuracy": float(accuracy_score(y_true, pred)),
+        "val_loss": float(log_loss(y_true, probs / probs.sum(axis=1, keepdims=True),
+                                   labels=list(range(n_classes)))),
+        "val_macro_f1": float(f1_score(y_true, pred, average="macro", labels=list(range(n_classes)),
+                                       zero_division=0)),
+    }
+
+
+def best_meta(out_dir):
+    path = Path(out_dir) / "best" / "meta.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_better(metrics, out_dir):
+    current = best_meta(out_dir)
+    score = metrics.get(OBJECTIVE)
+    if score is None or not math.isfinite(score):
+        return False
+    return current is None or score > current["metrics"][OBJECTIVE]
+
+
+def save_best(out_dir, write_model, meta, artifacts):
+    """Replace best/ with a new best model, all or nothing.
+
+    write_model(folder) writes the model file; artifacts maps file names to
+    text (tokenizer, vocabularies); meta.json is written last.
+    """
+    target = Path(out_dir) / "best"
+    tmp = Path(out_dir) / f".best.tmp"
+    if tmp.exists():
+        import shutil
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write_model(tmp)
+    for name, text in artifacts.items():
+        atomic.write_text(tmp / name, text)
+    atomic.write_text(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default))
+    atomic.replace_dir(tmp, target)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return str(o)
+
+
+class Progress:
+    """Prints 'trial n of N | score | best so far | elapsed | left' lines."""
+
+    def __init__(self, family, total, done_before):
+        self.family, self.total, self.done_before = family, total, done_before
+        self.start = time.time()
+        self.finished_here = 0
+
+    def trial_done(self, n_done, status, score, best, best_id):
+        self.finished_here += 1
+        elapsed = time.time() - self.start
+        left = (self.total - n_done) * elapsed / self.finished_here
+        score_s = f"val_accuracy {score:.4f}" if score is not None else status
+        best_s = f"best {best:.4f} (trial {best_id})" if best is not None else "no finished trial yet"
+        print(f"[{self.family}] trial {n_done} of {self.total} {status}: {score_s} | {best_s} | "
+              f"elapsed {_hms(elapsed)} | ~{_hms(left)} left", flush=True)
+
+
+def _hms(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""Run (or resume) one family's hyperparameter search.
+
+    python runners/search.py --list
+    python runners/search.py lyrics_lstm --max-trials 20 --tuner hyperband
+    python runners/search.py lyrics_tfidf_logreg --data train.csv --max-trials 50
+
+From the command line to results/<family>/trials.csv:
+  1. parse and check the flags (bad input: one line, exit code 2);
+  2. find the family in the registry (search_spaces/);
+  3. load and split the data for its task (study_data/), cached;
+  4. hand family + data to its engine (runners/keras_engine.py or
+     runners/optuna_engine.py), which runs the trials and writes the results.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from study_data import UserError
+
+TUNERS = {"keras_tuner": ("random", "bayesian", "hyperband"), "optuna": ("tpe", "random")}
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit code 2, like every other bad input
+        raise UserError(f"{message} (see --help)")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def build_parser():
+    p = Parser(prog="runners/search.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("family", nargs="?", help="the family to search (see --list)")
+    p.add_argument("--list", action="store_true", help="list every family and exit")
+    p.add_argument("--max-trials", type=positive_int, default=10, help="total trials of the search (default 10)")
+    p.add_argument("--epochs", type=positive_int, help="max epochs per Keras trial (default: the family's)")
+    p.add_argument("--tuner", help="keras_tuner: random (default), bayesian, hyperband; optuna: tpe (default), random")
+    p.add_argument("--seed", type=int, default=42, help="seeds the splits, the search and training (default 42)")
+    p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
+    p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
+    d = p.add_argument_group("lyrics data")
+    d.add_argument("--data", help="lyrics CSV/TSV (default: the generated demo set)")
+    d.add_argument("--test-data", help="separate test CSV/TSV (default: a held-out split of --data)")
+    d.add_argument("--text-column"), d.add_argument("--label-column")
+    d.add_argument("--artist-column"), d.add_argument("--language-column")
+    d.add_argument("--sample-fraction", type=fraction, default=0.2, help="fraction of rows used (default 0.2)")
+    d.add_argument("--languages", help="comma-separated languages to keep (default: all)")
+    d.add_argument("--stopwords", choices=("english", "none"), default="english")
+    d.add_argument("--no-clean", action="store_true", help="keep case, punctuation and newlines")
+    d.add_argument("--vocab-size", type=positive_int, default=20000)
+    d.add_argument("--seq-len", type=positive_int, default=300)
+    return p
+
+
+def print_families():
+    from search_spaces import families
+    rows = [(m.NAME, m.TASK, m.ENGINE, m.DESCRIPTION) for m in families().values()]
+    widths = [max(len(r[i]) for r in rows + [("family", "task", "engine", "")]) for i in range(3)]
+    print(f"{'family':<{widths[0]}}  {'task':<{widths[1]}}  {'engine':<{widths[2]}}  description")
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+
+
+@dataclass
+class Prepared:
+    """What an engine needs: arrays, label names, and what best/ must keep."""
+    x_train: object
+    y_train: object
+    x_val: object
+    y_val: object
+    label_names: list
+    spec: dict  # what a Keras hypermodel needs to know about the data
+    meta: dict  # goes into best/meta.json
+    artifacts: dict  # file name -> text, saved beside the best model
+
+
+def prepare_lyrics(family, args):
+    from study_data import lyrics
+    data = lyrics.load(
+        args.data, args.test_data, cache_dir=Path(args.results_dir) / "_cache",
+        columns={"text": args.text_column, "label": args.label_column,
+                 "artist": args.artist_column, "language": args.language_column},
+        sample_fraction=args.sample_fraction, seed=args.seed,
+        languages=[l.strip() for l in args.languages.split(",")] if args.languages else None,
+        stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len)
+    print(data.describe(), flush=True)
+    if family.INPUTS == "texts":
+        x_train, x_val = data.train.texts, data.val.texts
+    else:
+        x_train, x_val = {"lyrics": data.train.x}, {"lyrics": data.val.x}
+    meta = {"family": family.NAME, "task": family.TASK, "engine": family.ENGINE, "inputs": family.INPUTS,
+            "label_names": data.label_names, "seed": args.seed,
+            "data": {"source": data.source, "is_demo": data.is_demo, "fingerprint": data.fingerprint,
+                     "options": data.options, "test_data": args.test_data,
+                     "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)}}}
+    spec = {"vocab_size": data.encoder.vocab_size, "seq_len": data.encoder.seq_len,
+            "n_classes": data.n_classes, "with_artist": False}
+    return Prepared(x_train, data.train.y, x_val, data.val.y, data.label_names, spec, meta,
+                    {"tokenizer.json": data.encoder.to_json()})
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print_families()
+        return 0
+    if not args.family:
+        raise UserError("name a family to search, e.g. `python runners/search.py lyrics_lstm`; "
+                        "`--list` shows them all")
+    from search_spaces import get_family
+    family = get_family(args.family)
+    tuner = args.tuner or TUNERS[family.ENGINE][0]
+    if tuner not in TUNERS[family.ENGINE]:
+        raise UserError(f"--tuner {tuner!r} is not available for {family.NAME} ({family.ENGINE}); "
+                        f"choose one of: {', '.join(TUNERS[family.ENGINE])}")
+    out_dir = Path(args.results_dir) / family.NAME
+
+    # The data is loaded and checked before anything under results/ changes.
+    prepared = prepare_lyrics(family, args)
+
+    if args.fresh and out_dir.exists():
+        print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from study_data import atomic
+    atomic.recover_dir(out_dir / "best")
+
+    if family.ENGINE == "keras_tuner":
+        from runners import keras_engine
+        rows = keras_engine.run(family, prepared, out_dir, max_trials=args.max_trials,
+                                epochs=args.epochs or family.EPOCHS, tuner=tuner, seed=args.seed)
+    else:
+        from runners import optuna_engine
+        rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
+                                 sampler=tuner)
+    finished = [r for r in rows if r["status"] == "COMPLETE"]
+    failed = [r for r in rows if r["status"] == "FAIL"]
+    print(f"{family.NAME}: {len(finished)} trials complete, {len(failed)} failed; "
+          f"results in {out_dir}/trials.csv, best model in {out_dir}/best/", flush=True)
+    return 0
+
+
+def cli(argv=None):
+    try:
+        return main(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    # Quieter TensorFlow start-up; set before Keras is first imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(cli())

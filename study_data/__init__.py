@@ -1,0 +1,12 @@
+"""Data loading and preprocessing for the study: lyrics tables and image sets.
+
+Nothing here imports Keras or TensorFlow, so the tokenizer and the splits are
+the same on every Keras backend and for the scikit-learn families.
+"""
+
+
+class UserError(Exception):
+    """Bad input. The message is one line: what is wrong and what to do.
+
+    The CLI prints it and exits with code 2, without a traceback.
+    """

@@ -1,0 +1,66 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_bytes(path, data: bytes):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path, text: str):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def temp_path_beside(path, suffix=""):
+    """A fresh temporary name in the same folder (same filesystem, so os.replace is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
+    os.close(fd)
+    return Path(tmp)
+
+
+def replace_dir(new_dir, target):
+    """Put the finished folder `new_dir` in place of `target`.
+
+    Two renames: target -> target.old, new_dir -> target. A crash between them
+    leaves target.old, which `recover_dir` puts back on the next start.
+    """
+    new_dir, target = Path(new_dir), Path(target)
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new_dir, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def recover_dir(target):
+    """Undo a `replace_dir` that was cut between its two renames."""
+    target = Path(target)
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, target)
