@@ -203,5 +203,12 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed):
                    family=family, prepared=prepared, out_dir=out_dir, epochs=epochs, seed=seed,
                    progress=progress)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
-    t.search(verbose=0)
+    try:
+        t.search(verbose=0)
+    except RuntimeError as e:
+        if "consecutive failures" not in str(e):
+            raise
+        last = t.trial_rows()[-1]
+        results.log(f"{family.NAME}: {t.oracle.max_consecutive_failed_trials} trials failed in a row "
+                    f"(last: {last['error']}); stopping the search")
     return t.trial_rows()

@@ -1,0 +1,183 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from study_data import UserError, lyrics
+from study_data.lyrics import TextEncoder
+
+
+def write(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def table(n_per_genre=10, genres=("Rock", "Pop", "Metal")):
+    rows = []
+    for g in genres:
+        for i in range(n_per_genre):
+            rows.append({"Artist": f"{g}-artist-{i % 3}", "Song": f"s{i}", "Genre": g, "Language": "en",
+                         "Lyrics": f"{g.lower()}word common words here number{i}\nsecond line!"})
+    return pd.DataFrame(rows)
+
+
+def test_finds_columns_by_common_names_in_any_case(tmp_path):
+    p = write(tmp_path / "t.tsv", "TextID\tLANGUAGE\tText\tTarget\n1\ten\thello there\tRock\n")
+    df = lyrics.read_table(p)
+    assert list(df.columns) == ["text", "label", "artist", "language"]
+    assert df.loc[0, "text"] == "hello there" and df.loc[0, "label"] == "Rock"
+    assert df.loc[0, "language"] == "en" and not df.attrs["has_artist"]
+
+
+def test_kaggle_layout_has_artist(tmp_path):
+    p = tmp_path / "train.csv"
+    table().to_csv(p, index=False)
+    df = lyrics.read_table(p)
+    assert df.attrs["has_artist"] and df.loc[0, "artist"] == "Rock-artist-0"
+
+
+def test_tsv_saved_as_csv_is_sniffed(tmp_path):
+    p = write(tmp_path / "t.csv", "lyrics\tgenre\nla, la, la\tPop\n")
+    df = lyrics.read_table(p)
+    assert df.loc[0, "text"] == "la, la, la" and df.loc[0, "label"] == "Pop"
+
+
+def test_explicit_column_names(tmp_path):
+    p = write(tmp_path / "t.csv", "words,kind\nhello,Pop\n")
+    df = lyrics.read_table(p, {"text": "words", "label": "kind"})
+    assert df.loc[0, "label"] == "Pop"
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"", "is empty"),
+    (b"\x00\x01\x02binary\x00", "binary"),
+    ("lyrics,genre\ncafé,Pop\n".encode("latin-1"), "not UTF-8"),
+    (b"song,year\nx,1999\n", "its columns are: song, year"),
+    (b"lyrics,genre\n", "no rows"),
+])
+def test_bad_tables_raise_one_clear_line(tmp_path, content, expected):
+    p = write(tmp_path / "bad.csv", content)
+    with pytest.raises(UserError) as e:
+        lyrics.read_table(p)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        lyrics.load(tmp_path / "nope.csv", cache_dir=tmp_path)
+
+
+def test_single_genre_is_refused(tmp_path):
+    p = tmp_path / "one.csv"
+    table(genres=("Rock",)).to_csv(p, index=False)
+    with pytest.raises(UserError, match="at least two genres"):
+        lyrics.load(p, cache_dir=tmp_path, sample_fraction=1.0)
+
+
+def test_bad_fraction_is_refused(tmp_path, small_lyrics):
+    for bad in (0, 1.5, -0.1):
+        with pytest.raises(UserError, match="sample-fraction"):
+            lyrics.load(small_lyrics, cache_dir=tmp_path, sample_fraction=bad)
+
+
+def test_splits_are_disjoint_stratified_and_seeded(tmp_path):
+    p = tmp_path / "t.csv"
+    df = table(n_per_genre=50)
+    df["Lyrics"] = [f"row{i} " + t for i, t in enumerate(df["Lyrics"])]  # each row unique
+    df.to_csv(p, index=False)
+    a = lyrics.load(p, cache_dir=tmp_path / "c1", sample_fraction=1.0, seed=1)
+    b = lyrics.load(p, cache_dir=tmp_path / "c2", sample_fraction=1.0, seed=1)
+    c = lyrics.load(p, cache_dir=tmp_path / "c3", sample_fraction=1.0, seed=2)
+    ids = {name: {t.split()[0] for t in getattr(a, name).texts} for name in ("train", "val", "test")}
+    assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+    assert sum(len(v) for v in ids.values()) == 150
+    assert (len(a.train.y), len(a.val.y), len(a.test.y)) == (96, 24, 30)
+    assert np.bincount(a.test.y).tolist() == [10, 10, 10]  # stratified
+    assert a.train.texts == b.train.texts and np.array_equal(a.train.x, b.train.x)
+    assert a.train.texts != c.train.texts
+
+
+def test_tokenizer_is_fitted_on_training_rows_only(tmp_path):
+    p = tmp_path / "t.csv"
+    df = table(n_per_genre=50)
+    df["Lyrics"] = [f"uniqueword{i} " + t for i, t in enumerate(df["Lyrics"])]
+    df.to_csv(p, index=False)
+    d = lyrics.load(p, cache_dir=tmp_path, sample_fraction=1.0)
+    vocab = set(d.encoder.vocab)
+    for text in d.train.texts:
+        assert text.split()[0] in vocab
+    for split in (d.val, d.test):
+        for text, row in zip(split.texts, split.x):
+            assert text.split()[0] not in vocab
+            assert lyrics.OOV in row  # the unseen word maps to the out-of-vocabulary id
+
+
+def test_sampling_and_splitting_keep_rows_aligned(tmp_path):
+    # The genre is a function of the artist and of a marker word in the text:
+    # any misalignment between columns would break these maps.
+    rows = []
+    for i in range(300):
+        genre = ("Rock", "Pop", "Metal")[i % 3]
+        rows.append({"Artist": f"{genre}-{i % 7}", "Genre": genre, "Lyrics": f"marker{genre.lower()} filler{i}"})
+    p = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    d = lyrics.load(p, cache_dir=tmp_path, sample_fraction=0.5)
+    for split in (d.train, d.val, d.test):
+        for text, artist, y in zip(split.texts, split.artists, split.y):
+            genre = d.label_names[y]
+            assert artist.startswith(genre + "-")
+            assert text.split()[0] == f"marker{genre.lower()}"
+    assert len(d.train.y) + len(d.val.y) + len(d.test.y) == 150
+
+
+def test_cache_is_used_the_second_time(tmp_path, small_lyrics, monkeypatch):
+    first = lyrics.load(small_lyrics, cache_dir=tmp_path, sample_fraction=1.0)
+    assert len(list(tmp_path.glob("lyrics-*.npz"))) == 1
+
+    def boom(*a, **k):
+        raise AssertionError("tokenised again despite the cache")
+    monkeypatch.setattr(lyrics, "_prepare", boom)
+    second = lyrics.load(small_lyrics, cache_dir=tmp_path, sample_fraction=1.0)
+    assert np.array_equal(first.train.x, second.train.x) and first.val.texts == second.val.texts
+    assert first.encoder.vocab == second.encoder.vocab and first.fingerprint == second.fingerprint
+    with pytest.raises(AssertionError):  # another option is another cache entry
+        lyrics.load(small_lyrics, cache_dir=tmp_path, sample_fraction=1.0, seq_len=50)
+
+
+def test_damaged_cache_is_rebuilt(tmp_path, small_lyrics):
+    first = lyrics.load(small_lyrics, cache_dir=tmp_path, sample_fraction=1.0)
+    (cache,) = tmp_path.glob("lyrics-*.npz")
+    cache.write_bytes(b"garbage")
+    again = lyrics.load(small_lyrics, cache_dir=tmp_path, sample_fraction=1.0)
+    assert np.array_equal(first.test.x, again.test.x)
+
+
+def test_separate_test_file_drops_unseen_genres(tmp_path):
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    table(n_per_genre=20).to_csv(train, index=False)
+    table(n_per_genre=4, genres=("Rock", "Jazz")).to_csv(test, index=False)
+    d = lyrics.load(train, test, cache_dir=tmp_path, sample_fraction=1.0)
+    assert len(d.test.y) == 4 and {d.label_names[y] for y in d.test.y} == {"Rock"}
+    assert len(d.train.y) + len(d.val.y) == 60  # nothing carved off for test
+
+
+def test_encoder_cleans_and_pads_like_keras():
+    enc = TextEncoder(vocab=["love", "night"], seq_len=4)
+    assert enc.preprocess("I LOVE the\nNight!!") == "love night"
+    assert enc.encode(["love night", "love x y z w"]).tolist() == [[0, 0, 2, 3], [1, 1, 1, 1]]
+    assert TextEncoder.from_json(enc.to_json()).encode(["night"]).tolist() == [[0, 0, 0, 3]]
+
+
+def test_demo_table_is_deterministic(tmp_path):
+    a = lyrics.make_demo_table(tmp_path / "a.csv", n_rows=50)
+    b = lyrics.make_demo_table(tmp_path / "b.csv", n_rows=50)
+    assert a.read_bytes() == b.read_bytes()
+    assert list(pd.read_csv(a).columns) == ["Artist", "Song", "Genre", "Language", "Lyrics"]
+
+
+def test_real_kaggle_subset(tmp_path, real_lyrics):
+    d = lyrics.load(real_lyrics, cache_dir=tmp_path)
+    # Indie has one row: too few to split, so it is dropped; 0.2 of 899 rows remain.
+    assert d.label_names == ["Metal", "Pop", "Rock"]
+    assert len(d.train.y) + len(d.val.y) + len(d.test.y) == 180
+    assert not d.has_artist and d.encoder.vocab_size > 1000
+    assert d.train.x.shape[1] == 300 and d.train.x.dtype == np.int32

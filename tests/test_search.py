@@ -1,0 +1,191 @@
+"""End-to-end searches through the CLI: real Keras Tuner and Optuna runs."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.best_model import load_best
+from runners.search import cli
+from search_spaces import lyrics_tfidf_logreg
+from study_data import lyrics
+
+ROOT = Path(__file__).resolve().parents[1]
+# Small and quick: 400 generated rows, short sequences.
+FAST = ["--sample-fraction", "1", "--seq-len", "40", "--vocab-size", "500"]
+
+
+def run(*args):
+    return cli([str(a) for a in args])
+
+
+def trials(results, family):
+    return pd.read_csv(results / family / "trials.csv")
+
+
+def split_of(data_path, results, split="val"):
+    d = lyrics.load(data_path, cache_dir=results / "_cache", sample_fraction=1.0, seq_len=40, vocab_size=500)
+    return d, getattr(d, split)
+
+
+def test_lstm_search_saves_baseline_first_reloads_and_resumes(tmp_path, small_lyrics):
+    res = tmp_path / "results"
+    assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, "--epochs", 1, *FAST) == 0
+    t = trials(res, "lyrics_lstm")
+    assert len(t) == 2 and list(t["status"]) == ["COMPLETE", "COMPLETE"]
+    base = t.iloc[0]
+    assert bool(base["is_baseline"]) and not t["is_baseline"].iloc[1]
+    assert (base["hp_embedding_dim"], base["hp_lstm_units"], base["hp_lstm_output"],
+            base["hp_dropout"], base["hp_learning_rate"], base["hp_batch_size"]) == (100, 10, "flatten", 0.2, 1e-3, 1000)
+    assert (t["epochs_run"] == 1).all() and (t["duration_s"] > 0).all()
+    for tid in t["trial_id"]:
+        hist = pd.read_csv(res / "lyrics_lstm" / "histories" / f"trial_{tid}.csv")
+        assert list(hist["epoch"]) == [1] and {"loss", "val_loss", "val_accuracy"} <= set(hist.columns)
+
+    # best/ holds the best trial's model: reloaded, it scores exactly that trial's val accuracy.
+    model = load_best("lyrics_lstm", res)
+    best = t.loc[t["val_accuracy"].idxmax()]
+    assert str(model.meta["trial_id"]) == str(best["trial_id"]).zfill(len(str(model.meta["trial_id"])))
+    d, val = split_of(small_lyrics, res)
+    pred = model.model.predict({"lyrics": val.x}, verbose=0).argmax(1)
+    assert np.mean(pred == val.y) == pytest.approx(best["val_accuracy"])
+    # ... and predicts genres for raw lyrics with the saved tokenizer.
+    raw = pd.read_csv(small_lyrics)["Lyrics"][:5].tolist()
+    genres = model.predict(raw)
+    assert len(genres) == 5 and set(genres) <= set(d.label_names)
+    assert model.predict_proba(raw).shape == (5, len(d.label_names))
+
+    # Same command again: nothing new, nothing repeated.
+    assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, "--epochs", 1, *FAST) == 0
+    assert trials(res, "lyrics_lstm").equals(t)
+    # A larger total continues the search.
+    assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, "--epochs", 1, *FAST) == 0
+    t3 = trials(res, "lyrics_lstm")
+    assert len(t3) == 3 and t3["trial_id"].is_unique and t3.iloc[:2].equals(t)
+
+
+def test_hyperband_runs_and_records_budgets(tmp_path, small_lyrics):
+    res = tmp_path / "results"
+    assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, "--epochs", 2,
+               "--tuner", "hyperband", *FAST) == 0
+    t = trials(res, "lyrics_lstm")
+    assert len(t) == 2 and bool(t["is_baseline"].iloc[0]) and (t["hp_epochs_budget"] <= 2).all()
+
+
+def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics):
+    res = tmp_path / "results"
+    assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, *FAST) == 0
+    t = trials(res, "lyrics_tfidf_logreg")
+    assert len(t) == 3 and (t["status"] == "COMPLETE").all()
+    base = t.iloc[0]
+    assert bool(base["is_baseline"]) and t["is_baseline"].sum() == 1
+    assert {k: base[f"hp_{k}"] for k in lyrics_tfidf_logreg.DEFAULTS} == lyrics_tfidf_logreg.DEFAULTS
+    assert (t[["val_accuracy", "val_loss", "val_macro_f1"]].notna()).all().all()
+    assert (res / "lyrics_tfidf_logreg" / "optuna.db").exists()
+
+    model = load_best("lyrics_tfidf_logreg", res)
+    d, val = split_of(small_lyrics, res)
+    assert np.mean(model.model.predict(val.texts) == val.y) == pytest.approx(t["val_accuracy"].max())
+    raw = pd.read_csv(small_lyrics)["Lyrics"][:3].tolist()
+    assert model.predict(raw) == [d.label_names[i] for i in model.model.predict([d.encoder.preprocess(r) for r in raw])]
+
+    assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, *FAST) == 0
+    assert trials(res, "lyrics_tfidf_logreg").equals(t)
+    assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 5, *FAST) == 0
+    t5 = trials(res, "lyrics_tfidf_logreg")
+    assert len(t5) == 5 and t5.iloc[:3].equals(t)
+    params = t5[[c for c in t5.columns if c.startswith("hp_")]].astype(str).agg("|".join, axis=1)
+    assert params.is_unique  # the resumed sampler did not replay the first run's proposals
+
+
+def test_feature_matrices_are_fitted_once_per_setting():
+    from runners.optuna_engine import FeatureCache
+    cache = FeatureCache(lyrics_tfidf_logreg, ["aa bb cc", "bb cc dd", "cc dd ee"], ["aa ee"])
+    p = dict(lyrics_tfidf_logreg.DEFAULTS)
+    first = cache.get(p)
+    second = cache.get({**p, "C": 5.0, "class_weight": "balanced"})  # classifier-only change
+    third = cache.get({**p, "ngram_max": 2})
+    assert first is second and third is not first
+    assert (cache.misses, cache.hits) == (2, 1)
+
+
+def test_fresh_discards_the_previous_search(tmp_path, small_lyrics):
+    res = tmp_path / "results"
+    assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, *FAST) == 0
+    assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 1,
+               "--fresh", *FAST) == 0
+    assert len(trials(res, "lyrics_tfidf_logreg")) == 1
+
+
+def test_real_subset_both_families(tmp_path, real_lyrics):
+    res = tmp_path / "results"
+    assert run("lyrics_tfidf_logreg", "--data", real_lyrics, "--results-dir", res, "--max-trials", 2) == 0
+    assert run("lyrics_lstm", "--data", real_lyrics, "--results-dir", res, "--max-trials", 1, "--epochs", 1) == 0
+    for family in ("lyrics_tfidf_logreg", "lyrics_lstm"):
+        t = trials(res, family)
+        assert (t["status"] == "COMPLETE").all() and bool(t["is_baseline"].iloc[0])
+        m = load_best(family, res)
+        assert m.label_names == ["Metal", "Pop", "Rock"] and m.meta["data"]["source"] == str(real_lyrics)
+        assert set(m.predict(["I walk the lonely road tonight"])) <= {"Metal", "Pop", "Rock"}
+
+
+def sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, small_lyrics):
+    """A results folder with one finished search, to prove bad input leaves it alone."""
+    res = tmp_path_factory.mktemp("finished") / "results"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res),
+                "--max-trials", "2", *FAST]) == 0
+    return res
+
+
+def bad_inputs(tmp):
+    (tmp / "empty.csv").write_bytes(b"")
+    (tmp / "latin1.csv").write_bytes("lyrics,genre\ncafé olé,Pop\nnoël,Rock\n".encode("latin-1"))
+    (tmp / "nocol.csv").write_text("song,year\nx,1999\n")
+    (tmp / "one.csv").write_text("lyrics,genre\n" + "".join(f"la la {i},Pop\n" for i in range(30)))
+    return {
+        "unknown family": (["lyrics_nope"], "valid families"),
+        "missing file": (["lyrics_tfidf_logreg", "--data", tmp / "missing.csv"], "not found"),
+        "empty table": (["lyrics_tfidf_logreg", "--data", tmp / "empty.csv"], "empty"),
+        "non-UTF-8": (["lyrics_tfidf_logreg", "--data", tmp / "latin1.csv"], "UTF-8"),
+        "missing column": (["lyrics_tfidf_logreg", "--data", tmp / "nocol.csv"], "its columns are: song, year"),
+        "single class": (["lyrics_tfidf_logreg", "--data", tmp / "one.csv", "--sample-fraction", "1"], "two genres"),
+        "negative trials": (["lyrics_tfidf_logreg", "--max-trials", "-3"], "--max-trials"),
+        "fraction zero": (["lyrics_tfidf_logreg", "--sample-fraction", "0"], "--sample-fraction"),
+        "fraction above one": (["lyrics_tfidf_logreg", "--sample-fraction", "1.5"], "--sample-fraction"),
+        "wrong tuner": (["lyrics_tfidf_logreg", "--tuner", "hyperband"], "--tuner"),
+    }
+
+
+def test_bad_input_gets_one_line_exit_2_and_leaves_results(tmp_path, finished, capsys):
+    before = {p: sha(p) for p in finished.rglob("*") if p.is_file()}
+    for case, (args, expected) in bad_inputs(tmp_path).items():
+        capsys.readouterr()
+        code = cli([str(a) for a in args] + ["--results-dir", str(finished), "--fresh"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, case
+        assert expected in err and err.startswith("error: ") and len(err.splitlines()) == 1, (case, err)
+    assert {p: sha(p) for p in finished.rglob("*") if p.is_file()} == before
+
+
+def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
+    (tmp_path / "nocol.csv").write_text("song,year\nx,1999\n")
+    for args in (["lyrics_nope"], ["lyrics_lstm", "--data", str(tmp_path / "nocol.csv")]):
+        p = subprocess.run([sys.executable, str(ROOT / "runners" / "search.py"), *args],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert p.returncode == 2 and "Traceback" not in p.stderr
+        assert p.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_list_shows_every_family(capsys):
+    assert cli(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "lyrics_lstm" in out and "keras_tuner" in out and "lyrics_tfidf_logreg" in out and "optuna" in out
