@@ -4,6 +4,7 @@
     model = load_best("lyrics_lstm")            # reads results/lyrics_lstm/best/
     model.predict(["raw lyrics ...", "..."])    # -> ["Rock", "Pop"]
     model.predict_proba(["raw lyrics ..."])     # -> array [n, n_genres], columns = model.label_names
+    load_best("lyrics_lstm", with_artist=True).predict(["..."], artists=["Queen"])
 
 Nothing is refitted: the tokenizer, label names and hyperparameters are
 the ones saved with the model. Loading executes no code from the files:
@@ -17,29 +18,39 @@ from pathlib import Path
 import numpy as np
 
 from study_data import UserError
-from study_data.lyrics import TextEncoder
+from study_data.lyrics import TextEncoder, artist_index, model_inputs
 
 # skops: types from these modules may be loaded (no arbitrary code).
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.")
+# study_data's transformers are this project's own code, rebuilt from plain attributes.
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.", "study_data.lyrics.")
 
 
 class BestModel:
-    def __init__(self, folder, meta, model, encoder):
+    def __init__(self, folder, meta, model, encoder, artists=None):
         self.folder, self.meta, self.model, self.encoder = folder, meta, model, encoder
         self.label_names = list(meta["label_names"])
+        self.artists_index = artist_index(artists) if artists is not None else None
 
     @property
     def family(self):
         return self.meta["family"]
 
-    def inputs(self, lyrics):
+    def inputs(self, lyrics, artists=None):
         lyrics = [lyrics] if isinstance(lyrics, str) else list(lyrics)
-        if self.meta["inputs"] == "texts":
-            return [self.encoder.preprocess(t) for t in lyrics]
-        return {"lyrics": self.encoder.encode(lyrics)}
+        if self.meta.get("with_artist"):
+            if artists is None:
+                raise UserError(f"{self.family} was trained with the artist: pass artists=[...] beside the lyrics")
+            artists = [artists] if isinstance(artists, str) else list(artists)
+            if len(artists) != len(lyrics):
+                raise UserError(f"{len(lyrics)} lyrics but {len(artists)} artists: pass one artist per song")
+        else:
+            artists = None
+        cleaned = [self.encoder.preprocess(t) for t in lyrics]
+        ids = self.encoder.ids(cleaned) if self.meta["inputs"] == "sequences" else None
+        return model_inputs(self.meta["inputs"], ids, cleaned, artists, self.artists_index)
 
-    def predict_proba(self, lyrics):
-        x = self.inputs(lyrics)
+    def predict_proba(self, lyrics, artists=None):
+        x = self.inputs(lyrics, artists)
         if self.meta["engine"] == "optuna":
             probs = self.model.predict_proba(x)
             full = np.zeros((probs.shape[0], len(self.label_names)))
@@ -47,19 +58,20 @@ class BestModel:
             return full
         return np.asarray(self.model.predict(x, verbose=0))
 
-    def predict(self, lyrics):
-        return [self.label_names[i] for i in self.predict_proba(lyrics).argmax(axis=1)]
+    def predict(self, lyrics, artists=None):
+        return [self.label_names[i] for i in self.predict_proba(lyrics, artists).argmax(axis=1)]
 
 
-def load_best(family, results_dir="results"):
-    """The best model of results/<family>/best/, ready to predict."""
-    folder = Path(results_dir) / family / "best"
+def load_best(family, results_dir="results", with_artist=False):
+    """The best model of results/<family>/best/ (<family>_artist/ with the artist), ready to predict."""
+    folder = Path(results_dir) / (family + ("_artist" if with_artist else "")) / "best"
     meta_path = folder / "meta.json"
     if not meta_path.exists():
         raise UserError(f"no saved best model in {folder}: run `python runners/search.py {family}` first")
     try:
         meta = json.loads(meta_path.read_text())
         encoder = TextEncoder.from_json((folder / "tokenizer.json").read_text())
+        artists = json.loads((folder / "artists.json").read_text()) if meta.get("with_artist") else None
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{folder} is damaged ({type(e).__name__}: {e}); re-run the search to save it again") from None
     model_path = folder / meta["model_file"]
@@ -69,7 +81,7 @@ def load_best(family, results_dir="results"):
         model = _load_skops(model_path)
     else:
         model = _load_keras(model_path)
-    return BestModel(folder, meta, model, encoder)
+    return BestModel(folder, meta, model, encoder, artists)
 
 
 def _load_keras(path):

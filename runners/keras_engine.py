@@ -159,13 +159,13 @@ class SuiteTuner(kt.Tuner):
     def trial_rows(self):
         oracle = self.oracle
         defaults = default_values(oracle.hyperparameters.space)
-        rows, baseline_seen = [], False
+        rows = []
         for tid in oracle.start_order:
             t = oracle.trials[tid]
             values = _user_values(t.hyperparameters.values)
-            is_baseline = not baseline_seen and values == {k: v for k, v in defaults.items() if k in values} \
-                and set(values) == set(defaults)
-            baseline_seen = baseline_seen or is_baseline
+            # BaselineFirst made the first trial the defaults; hyperparameters
+            # first seen in later trials are not in its values, hence the subset test.
+            is_baseline = tid == oracle.start_order[0] and all(defaults.get(k) == v for k, v in values.items())
             if "tuner/epochs" in t.hyperparameters.values:
                 values["epochs_budget"] = t.hyperparameters.values["tuner/epochs"]
             error = (t.message or "").strip().splitlines()[-1:] if _status(t) == "FAIL" else []

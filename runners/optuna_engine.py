@@ -49,18 +49,18 @@ def trial_rows(study):
 class FeatureCache:
     """Fitted feature transformers and their matrices, by FEATURE_PARAMS setting."""
 
-    def __init__(self, family, texts_train, texts_val):
-        self.family, self.texts_train, self.texts_val = family, texts_train, texts_val
+    def __init__(self, family, texts_train, texts_val, spec=None):
+        self.family, self.texts_train, self.texts_val, self.spec = family, texts_train, texts_val, spec or {}
         self.entries = {}
         self.hits = self.misses = 0
 
     def get(self, params):
-        key = tuple((k, params[k]) for k in self.family.FEATURE_PARAMS)
+        key = tuple((k, params.get(k)) for k in self.family.FEATURE_PARAMS)
         if key in self.entries:
             self.hits += 1
         else:
             self.misses += 1
-            features = self.family.make_features(params)
+            features = self.family.make_features(params, self.spec)
             x_train = features.fit_transform(self.texts_train)
             self.entries[key] = (features, x_train, features.transform(self.texts_val))
         return self.entries[key]
@@ -93,7 +93,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
         return trial_rows(study)
 
     p = prepared
-    cache = FeatureCache(family, p.x_train, p.x_val)
+    cache = FeatureCache(family, p.x_train, p.x_val, p.spec)
     n_classes = len(p.label_names)
     last = {}
     progress = results.Progress(family.NAME, max_trials, done_before)

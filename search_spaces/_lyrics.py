@@ -1,12 +1,23 @@
-"""Pieces shared by the lyrics Keras families (not a family itself).
+"""Building blocks shared by the lyrics Keras families (not a family itself).
 
 `spec` is what a family needs to know about the data:
-    {"vocab_size", "seq_len", "n_classes", "with_artist", "n_artists"}
+    vocab_size, seq_len, n_classes      the tokenised lyrics
+    with_artist, n_artists              the artist input (--with-artist)
+    pretrained                          embedding matrix [vocab_size, dim] (GloVe)
+
+Every family follows the same outline:
+    inputs = lyrics_inputs(spec)
+    x = word_embedding(hp, spec, inputs)      # learned or pre-trained; may join the artist
+    ... the family's own layers ...
+    model = keras.Model(inputs, genre_head(hp, spec, inputs, x))
+    return compile_model(model, hp)
 """
 
 import keras
 import keras_tuner as kt
 from keras import layers
+
+EMBEDDING_SOURCES = ("learned", "glove_frozen", "glove_finetuned")
 
 
 class LyricsHyperModel(kt.HyperModel):
@@ -35,17 +46,67 @@ class LyricsHyperModel(kt.HyperModel):
 
 def lyrics_inputs(spec):
     """The model's named inputs; the engine feeds a dict with the same keys."""
-    return {"lyrics": keras.Input(shape=(spec["seq_len"],), dtype="int32", name="lyrics")}
+    inputs = {"lyrics": keras.Input(shape=(spec["seq_len"],), dtype="int32", name="lyrics")}
+    if spec.get("with_artist"):
+        # id 0 is the bucket for artists not seen in training
+        inputs["artist"] = keras.Input(shape=(1,), dtype="int32", name="artist")
+    return inputs
 
 
-def embedding(hp, spec, default_dim=100):
-    """Learned word embedding; its width is a hyperparameter."""
-    dim = hp.Choice("embedding_dim", [32, 50, 100, 200], default=default_dim)
-    return layers.Embedding(spec["vocab_size"], dim, name="word_embedding")
+def word_embedding(hp, spec, inputs, default_dim=100, sources=EMBEDDING_SOURCES, default_source="learned"):
+    """Word vectors of the lyrics: [batch, seq_len, dim].
+
+    `embedding_source` answers "learned on the fly or pre-trained?" in every
+    family: learned from scratch, GloVe frozen, or GloVe fine-tuned.
+    """
+    source = hp.Choice("embedding_source", list(sources), default=default_source)
+    if source == "learned":
+        with hp.conditional_scope("embedding_source", ["learned"]):
+            dim = hp.Choice("embedding_dim", [32, 50, 100, 200], default=default_dim)
+        x = layers.Embedding(spec["vocab_size"], dim, name="word_embedding")(inputs["lyrics"])
+    else:
+        matrix = spec["pretrained"]
+        layer = layers.Embedding(spec["vocab_size"], matrix.shape[1], trainable=source == "glove_finetuned",
+                                 name="word_embedding")
+        x = layer(inputs["lyrics"])
+        layer.set_weights([matrix])  # set after the call built it: keeps the matrix out of the config
+    if spec.get("with_artist") and _artist_join(hp) == "early":
+        # the artist vector joins every word vector
+        artist = layers.UpSampling1D(spec["seq_len"])(_artist_vector(hp, spec, inputs))
+        x = layers.Concatenate(name="words_and_artist")([x, artist])
+    return x
 
 
-def classifier_head(hp, x, spec):
+def genre_head(hp, spec, inputs, x):
+    """Softmax over genres from the lyrics representation [batch, features];
+    with --with-artist and a late join, the artist vector is appended first."""
+    if spec.get("with_artist") and _artist_join(hp) == "late":
+        artist = layers.Flatten()(_artist_vector(hp, spec, inputs))
+        x = layers.Concatenate(name="lyrics_and_artist")([x, artist])
     return layers.Dense(spec["n_classes"], activation="softmax", name="genre")(x)
+
+
+def _artist_join(hp):
+    return hp.Choice("artist_join", ["late", "early"], default="late")
+
+
+def _artist_vector(hp, spec, inputs):
+    dim = hp.Choice("artist_embedding_dim", [4, 8, 16, 32], default=8)
+    return layers.Embedding(spec["n_artists"], dim, name="artist_embedding")(inputs["artist"])
+
+
+def conv_block(x, filters, kernel_size, pooling="max", dropout=0.2):
+    """Conv1D -> BatchNorm -> ReLU -> pool 2 -> dropout (the earlier study's CNN block).
+    'same' padding keeps short sequences valid for every kernel size searched."""
+    x = layers.Conv1D(filters, kernel_size, padding="same")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = (layers.MaxPooling1D(2) if pooling == "max" else layers.AveragePooling1D(2))(x)
+    return layers.Dropout(dropout)(x)
+
+
+def dropout_rate(hp, default=0.2):
+    return hp.Float("dropout", 0.0, 0.6, step=0.1, default=default)
 
 
 def compile_model(model, hp, default_lr=1e-3):
@@ -53,3 +114,33 @@ def compile_model(model, hp, default_lr=1e-3):
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="categorical_crossentropy",
                   metrics=["accuracy"])
     return model
+
+
+def pooled_dense_head(hp, x):
+    """Global pooling -> Dropout -> Dense ReLU -> Dropout (the embedding families' head)."""
+    pooling = hp.Choice("pooling", ["average", "max", "both"], default="average")
+    if pooling == "both":
+        x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    else:
+        x = (layers.GlobalAveragePooling1D() if pooling == "average" else layers.GlobalMaxPooling1D())(x)
+    dropout = dropout_rate(hp, 0.2)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(hp.Choice("dense_units", [16, 32, 64, 128, 256], default=64), activation="relu")(x)
+    return layers.Dropout(dropout)(x)
+
+
+def conv_stack(hp, x, kernel_sizes):
+    """1-4 conv blocks (earlier study: 3 blocks of 25, 25, 30 filters).
+
+    kernel_sizes(n_blocks) gives each block's kernel; filters, pooling and
+    dropout are searched here, the same way for every CNN family.
+    """
+    n_blocks = hp.Int("conv_blocks", 1, 4, default=3)
+    pooling = hp.Choice("pooling", ["max", "average"], default="max")
+    dropout = dropout_rate(hp, 0.2)
+    default_filters = (25, 25, 30, 30)
+    for i, kernel in enumerate(kernel_sizes(n_blocks)):
+        with hp.conditional_scope("conv_blocks", list(range(i + 1, 5))):  # only blocks that exist
+            filters = hp.Choice(f"filters_{i + 1}", [16, 25, 30, 32, 64, 128], default=default_filters[i])
+        x = conv_block(x, filters, kernel, pooling, dropout)
+    return x

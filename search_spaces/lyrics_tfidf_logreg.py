@@ -37,7 +37,7 @@ def suggest(trial):
     }
 
 
-def make_features(params):
+def make_features(params, spec):
     """An unfitted transformer from cleaned texts to the feature matrix."""
     return TfidfVectorizer(max_features=params["max_features"], ngram_range=(1, params["ngram_max"]),
                            sublinear_tf=params["sublinear_tf"], min_df=params["min_df"])

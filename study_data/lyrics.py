@@ -481,3 +481,59 @@ def make_demo_table(path, n_rows=3000, seed=0):
     pd.DataFrame(rows).to_csv(buf, index=False)
     atomic.write_text(path, buf.getvalue())
     return path
+
+
+class TokenIdFeatures:
+    """scikit-learn transformer: cleaned texts -> padded token-id matrix.
+
+    The earlier study fed these raw ids to its decision tree; the tree family
+    keeps them as one choice of features. Fitted on the training texts only.
+    Plain attributes only, so skops can store it without pickle.
+    """
+
+    def __init__(self, vocab_size=20000, seq_len=300):
+        self.vocab_size, self.seq_len = vocab_size, seq_len
+
+    def get_params(self, deep=True):
+        return {"vocab_size": self.vocab_size, "seq_len": self.seq_len}
+
+    def set_params(self, **params):
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def fit(self, texts, y=None):
+        self.vocab_ = TextEncoder.fit(texts, self.vocab_size, self.seq_len, clean=False, stopwords="none").vocab
+        return self
+
+    def transform(self, texts):
+        return TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none").ids(list(texts))
+
+    def fit_transform(self, texts, y=None):
+        return self.fit(texts).transform(texts)
+
+
+def artist_token(artist):
+    """The artist as one token of its own, which no cleaned lyric word can equal."""
+    return "__artist__" + (re.sub(r"\W+", "_", artist.strip().lower()) or "unknown")
+
+
+def artist_index(train_artists):
+    """Artist -> id, from the training split only; id 0 is every unseen artist."""
+    return {a: i + 1 for i, a in enumerate(sorted(set(train_artists)))}
+
+
+def model_inputs(kind, ids, cleaned_texts, artists=None, artists_index=None):
+    """What a family's model takes, the same at training and at prediction time.
+
+    kind "sequences" (Keras): {"lyrics": ids} plus {"artist": [n, 1] ids};
+    kind "texts" (scikit-learn): cleaned texts, the artist appended as a token.
+    """
+    if kind == "texts":
+        if artists is None:
+            return list(cleaned_texts)
+        return [f"{t} {artist_token(a)}" for t, a in zip(cleaned_texts, artists)]
+    x = {"lyrics": ids}
+    if artists is not None:
+        x["artist"] = np.array([[artists_index.get(a, 0)] for a in artists], dtype=np.int32).reshape(-1, 1)
+    return x

@@ -54,7 +54,7 @@ class BadFirst:
         return {"k": trial.suggest_int("k", 1, 20)}
 
     @staticmethod
-    def make_features(params):
+    def make_features(params, spec):
         return CountVectorizer()
 
     @staticmethod

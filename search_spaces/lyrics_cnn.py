@@ -1,0 +1,33 @@
+"""1-D CNN with one kernel size for every block.
+
+Defaults = the earlier study: Embedding(20000, 100) -> 3 x [Conv1D (25, 25,
+30 filters, kernel 3) -> BatchNorm -> ReLU -> MaxPool 2 -> Dropout 0.2] ->
+Flatten -> Dense 50 ReLU -> Dense softmax; Adam 1e-3, batch 1000.
+"""
+
+import keras
+from keras import layers
+
+from search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, genre_head, lyrics_inputs,
+                                   word_embedding)
+
+NAME = "lyrics_cnn"
+TASK = "lyrics"
+ENGINE = "keras_tuner"
+DESCRIPTION = "1-D CNN, same kernel in every block (earlier study: 3 blocks of 25/25/30 filters, kernel 3)"
+INPUTS = "sequences"
+EPOCHS = 20
+
+
+class HyperModel(LyricsHyperModel):
+    batch_size_default = 1000
+
+    def build(self, hp):
+        inputs = lyrics_inputs(self.spec)
+        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        kernel = hp.Choice("kernel_size", [2, 3, 5, 7], default=3)
+        x = conv_stack(hp, x, kernel_sizes=lambda n_blocks: [kernel] * n_blocks)
+        x = layers.Flatten()(x)
+        x = layers.Dense(hp.Choice("dense_units", [25, 50, 100, 200], default=50), activation="relu")(x)
+        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
+        return compile_model(model, hp, default_lr=1e-3)

@@ -1,0 +1,46 @@
+"""1-D CNN with a different kernel size per block, or per parallel branch.
+
+Defaults = the earlier study: the lyrics_cnn stack with kernel sizes 3 / 4 / 5
+in its three blocks. The alternative layout runs the kernel sizes as parallel
+branches over the embeddings, each conv -> BatchNorm -> ReLU -> global max
+pool, concatenated (Kim, 2014).
+"""
+
+import keras
+from keras import layers
+
+from search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate, genre_head,
+                                   lyrics_inputs, word_embedding)
+
+NAME = "lyrics_cnn_multikernel"
+TASK = "lyrics"
+ENGINE = "keras_tuner"
+DESCRIPTION = "1-D CNN, kernels 3/4/5: stacked blocks (earlier study) or parallel branches (Kim 2014)"
+INPUTS = "sequences"
+EPOCHS = 20
+KERNEL_SETS = {"3-4-5": (3, 4, 5), "2-3-4": (2, 3, 4), "3-5-7": (3, 5, 7)}
+
+
+class HyperModel(LyricsHyperModel):
+    batch_size_default = 1000
+
+    def build(self, hp):
+        inputs = lyrics_inputs(self.spec)
+        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        kernels = KERNEL_SETS[hp.Choice("kernel_sizes", list(KERNEL_SETS), default="3-4-5")]
+        if hp.Choice("layout", ["stacked", "parallel"], default="stacked") == "stacked":
+            # block i uses kernels[i], the last size repeating for a fourth block
+            x = conv_stack(hp, x, kernel_sizes=lambda n: [kernels[min(i, 2)] for i in range(n)])
+            x = layers.Flatten()(x)
+        else:
+            with hp.conditional_scope("layout", ["parallel"]):
+                filters = hp.Choice("branch_filters", [25, 50, 100], default=50)
+            branches = []
+            for k in kernels:
+                b = layers.Conv1D(filters, k, padding="same")(x)
+                b = layers.Activation("relu")(layers.BatchNormalization()(b))
+                branches.append(layers.GlobalMaxPooling1D()(b))
+            x = layers.Dropout(dropout_rate(hp, 0.2))(layers.Concatenate()(branches))
+        x = layers.Dense(hp.Choice("dense_units", [25, 50, 100, 200], default=50), activation="relu")(x)
+        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
+        return compile_model(model, hp, default_lr=1e-3)

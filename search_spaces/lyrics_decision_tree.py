@@ -1,0 +1,60 @@
+"""Decision tree on token ids, bag-of-words or TF-IDF features (Optuna).
+
+Defaults = the earlier study: a DecisionTreeClassifier on the raw padded
+token ids, searched over its grid max_depth {4, 8}, min_samples_split
+{2, 5, 10}, min_samples_leaf {1, 2, 4}; the baseline is the grid's first
+point. The space here is wider: deeper trees, leaf limits, criterion, class
+weight, cost-complexity pruning, and bag-of-words / TF-IDF features.
+"""
+
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.tree import DecisionTreeClassifier
+
+from study_data.lyrics import TokenIdFeatures
+
+NAME = "lyrics_decision_tree"
+TASK = "lyrics"
+ENGINE = "optuna"
+DESCRIPTION = "decision tree on token ids (earlier study), bag-of-words or TF-IDF"
+INPUTS = "texts"
+
+DEFAULTS = {
+    "features": "token_ids",
+    "max_depth": 4,
+    "min_samples_split": 2,
+    "min_samples_leaf": 1,
+    "criterion": "gini",
+    "class_weight": "none",
+    "ccp_alpha": 0.0,
+}
+FEATURE_PARAMS = ("features", "max_features")
+
+
+def suggest(trial):
+    params = {"features": trial.suggest_categorical("features", ["token_ids", "bow", "tfidf"])}
+    if params["features"] != "token_ids":
+        params["max_features"] = trial.suggest_categorical("max_features", [1000, 5000, 20000])
+    params.update(
+        max_depth=trial.suggest_categorical("max_depth", [4, 8, 16, 32, None]),
+        min_samples_split=trial.suggest_categorical("min_samples_split", [2, 5, 10, 20]),
+        min_samples_leaf=trial.suggest_categorical("min_samples_leaf", [1, 2, 4, 8]),
+        criterion=trial.suggest_categorical("criterion", ["gini", "entropy", "log_loss"]),
+        class_weight=trial.suggest_categorical("class_weight", ["none", "balanced"]),
+        ccp_alpha=trial.suggest_float("ccp_alpha", 0.0, 0.05),
+    )
+    return params
+
+
+def make_features(params, spec):
+    if params["features"] == "token_ids":
+        return TokenIdFeatures(vocab_size=spec["vocab_size"], seq_len=spec["seq_len"])
+    vectorizer = CountVectorizer if params["features"] == "bow" else TfidfVectorizer
+    return vectorizer(max_features=params["max_features"])
+
+
+def make_classifier(params, seed):
+    return DecisionTreeClassifier(
+        max_depth=params["max_depth"], min_samples_split=params["min_samples_split"],
+        min_samples_leaf=params["min_samples_leaf"], criterion=params["criterion"],
+        class_weight=None if params["class_weight"] == "none" else "balanced",
+        ccp_alpha=params["ccp_alpha"], random_state=seed)

@@ -1,0 +1,29 @@
+"""Pooled word embeddings with a small dense head.
+
+Defaults = the earlier study: learned Embedding(20000, 100) ->
+GlobalAveragePooling -> Dropout 0.2 -> Dense 64 ReLU -> Dropout 0.2 -> Dense
+softmax; Adam 1e-3, batch 32.
+"""
+
+import keras
+
+from search_spaces._lyrics import (LyricsHyperModel, compile_model, genre_head, lyrics_inputs, pooled_dense_head,
+                                   word_embedding)
+
+NAME = "lyrics_embedding"
+TASK = "lyrics"
+ENGINE = "keras_tuner"
+DESCRIPTION = "learned embedding, global pooling, dense 64 (earlier study's on-the-fly embedding)"
+INPUTS = "sequences"
+EPOCHS = 20
+
+
+class HyperModel(LyricsHyperModel):
+    batch_size_default = 32
+
+    def build(self, hp):
+        inputs = lyrics_inputs(self.spec)
+        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        x = pooled_dense_head(hp, x)
+        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
+        return compile_model(model, hp, default_lr=1e-3)

@@ -1,0 +1,40 @@
+"""Stacked LSTMs on word embeddings.
+
+Defaults = the earlier study: Embedding(20000, 100) -> LSTM(10, return
+sequences) -> BatchNorm -> Dropout 0.2 -> LSTM(10) -> Dense softmax;
+Adam 1e-3, batch 1000.
+"""
+
+import keras
+from keras import layers
+
+from search_spaces._lyrics import (LyricsHyperModel, compile_model, dropout_rate, genre_head, lyrics_inputs,
+                                   word_embedding)
+
+NAME = "lyrics_stacked_lstm"
+TASK = "lyrics"
+ENGINE = "keras_tuner"
+DESCRIPTION = "2-4 stacked LSTMs (earlier study: LSTM(10) -> BN -> dropout 0.2 -> LSTM(10))"
+INPUTS = "sequences"
+EPOCHS = 20
+
+
+class HyperModel(LyricsHyperModel):
+    batch_size_default = 1000
+
+    def build(self, hp):
+        inputs = lyrics_inputs(self.spec)
+        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        n_layers = hp.Int("lstm_layers", 2, 4, default=2)
+        dropout = dropout_rate(hp, 0.2)
+        recurrent_dropout = hp.Float("recurrent_dropout", 0.0, 0.4, step=0.1, default=0.0)
+        for i in range(n_layers):
+            last = i == n_layers - 1
+            with hp.conditional_scope("lstm_layers", list(range(max(i + 1, 2), 5))):  # only layers that exist
+                units = hp.Choice(f"lstm_units_{i + 1}", [10, 32, 64, 128], default=10)
+            x = layers.LSTM(units, return_sequences=not last, recurrent_dropout=recurrent_dropout)(x)
+            if not last:  # between LSTMs, as the earlier study did after the first
+                x = layers.BatchNormalization()(x)
+                x = layers.Dropout(dropout)(x)
+        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
+        return compile_model(model, hp, default_lr=1e-3)
