@@ -36,6 +36,10 @@ class BestModel:
         return self.meta["family"]
 
     def inputs(self, lyrics, artists=None):
+        if self.meta["inputs"] == "images":
+            x = np.asarray(lyrics, dtype="float32")
+            x = x[None] if x.ndim == 3 else x
+            return x / 255.0 if x.max() > 1.5 else x  # raw 0-255 pixels are scaled as in training
         lyrics = [lyrics] if isinstance(lyrics, str) else list(lyrics)
         if self.meta.get("with_artist"):
             if artists is None:
@@ -70,7 +74,7 @@ def load_best(family, results_dir="results", with_artist=False):
         raise UserError(f"no saved best model in {folder}: run `python runners/search.py {family}` first")
     try:
         meta = json.loads(meta_path.read_text())
-        encoder = TextEncoder.from_json((folder / "tokenizer.json").read_text())
+        encoder = TextEncoder.from_json((folder / "tokenizer.json").read_text()) if meta["inputs"] != "images" else None
         artists = json.loads((folder / "artists.json").read_text()) if meta.get("with_artist") else None
     except (OSError, ValueError, KeyError) as e:
         raise UserError(f"{folder} is damaged ({type(e).__name__}: {e}); re-run the search to save it again") from None

@@ -61,8 +61,8 @@ class HyperbandOracle(BaselineFirst, kt.oracles.HyperbandOracle):
     pass
 
 
-def make_oracle(tuner, max_trials, epochs, seed):
-    objective = kt.Objective(results.OBJECTIVE, direction="max")
+def make_oracle(tuner, max_trials, epochs, seed, objective=results.OBJECTIVE):
+    objective = kt.Objective(*objective)
     if tuner == "random":
         oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed)
     elif tuner == "bayesian":
@@ -128,8 +128,11 @@ class SuiteTuner(kt.Tuner):
                             epochs=epochs, callbacks=callbacks, verbose=0)
         if log.nan_epoch is not None:
             raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
-        probs = model.predict(p.x_val, batch_size=1024, verbose=0)
-        metrics = results.classification_metrics(p.y_val, probs, len(p.label_names))
+        if hasattr(self.family, "evaluate"):  # e.g. reconstruction error for an autoencoder
+            metrics = self.family.evaluate(model, p.x_val, p.y_val)
+        else:
+            probs = model.predict(p.x_val, batch_size=1024, verbose=0)
+            metrics = results.classification_metrics(p.y_val, probs, len(p.label_names))
         metrics.update(epochs_run=len(log.rows), best_epoch=log.best_epoch,
                        duration_s=round(time.time() - start, 3))
         self._last_model = model
@@ -142,19 +145,24 @@ class SuiteTuner(kt.Tuner):
             model, self._last_model = self._last_model, None
             status = _status(trial)
             metrics = _metrics(trial)
-            if status == "COMPLETE" and model is not None and results.is_better(metrics, self.out_dir):
+            objective = results.objective_of(self.family)
+            if status == "COMPLETE" and model is not None and results.is_better(metrics, self.out_dir, objective):
                 values = _user_values(trial.hyperparameters.values)
                 meta = {**self.prepared.meta, "trial_id": trial.trial_id, "hyperparameters": values,
                         "metrics": metrics, "model_file": "model.keras",
                         "parameter_count": int(model.count_params())}
-                results.save_best(self.out_dir, lambda d: model.save(d / "model.keras"), meta,
-                                  self.prepared.artifacts)
+                results.save_best(self.out_dir, lambda d: self._save_model(model, d), meta, self.prepared.artifacts)
             rows = self.trial_rows()
             results.write_trials_csv(self.out_dir, rows)
             done = [r for r in rows if r["status"] != "RUNNING"]
             best = results.best_meta(self.out_dir)
-            self.progress.trial_done(len(done), status, metrics.get(results.OBJECTIVE),
-                                     best and best["metrics"][results.OBJECTIVE], best and best["trial_id"])
+            self.progress.trial_done(len(done), status, metrics.get(objective[0]),
+                                     best and best["metrics"][objective[0]], best and best["trial_id"])
+
+    def _save_model(self, model, folder):
+        model.save(folder / "model.keras")
+        if hasattr(self.family, "save_extras"):  # e.g. sample reconstructions as a PNG
+            self.family.save_extras(model, self.prepared, folder)
 
     def trial_rows(self):
         oracle = self.oracle
@@ -183,8 +191,7 @@ def _status(trial):
 
 
 def _metrics(trial):
-    return {name: trial.metrics.get_last_value(name) for name in results.METRIC_COLUMNS
-            if trial.metrics.exists(name)}
+    return {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
 
 
 def finished_count(out_dir):
@@ -198,8 +205,9 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed):
     before = finished_count(out_dir)
     if before:
         results.log(f"resuming {family.NAME}: {before} trials on record, running up to {max_trials} in all")
-    progress = results.Progress(family.NAME, max_trials, before)
-    t = SuiteTuner(make_oracle(tuner, max_trials, epochs, seed), family.HyperModel(prepared.spec),
+    objective = results.objective_of(family)
+    progress = results.Progress(family.NAME, max_trials, before, objective)
+    t = SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective), family.HyperModel(prepared.spec),
                    family=family, prepared=prepared, out_dir=out_dir, epochs=epochs, seed=seed,
                    progress=progress)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total

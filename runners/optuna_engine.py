@@ -40,7 +40,7 @@ def trial_rows(study):
     for t in study.trials:
         metrics = {k: t.user_attrs.get(k) for k in results.METRIC_COLUMNS}
         if t.value is not None:
-            metrics[results.OBJECTIVE] = t.value
+            metrics[results.OBJECTIVE[0]] = t.value
         rows.append(results.trial_row(t.number, _status(t.state), t.user_attrs.get("is_baseline", False),
                                       t.params, metrics, t.user_attrs.get("error", "")))
     return rows
@@ -114,7 +114,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
         last[trial.number] = (Pipeline([("features", features), ("classifier", clf)]), metrics)
-        return metrics[results.OBJECTIVE]
+        return metrics[results.OBJECTIVE[0]]
 
     failures = []
 
@@ -122,14 +122,14 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
         model, metrics = last.pop(frozen.number, (None, {}))
         if frozen.state == optuna.trial.TrialState.COMPLETE and results.is_better(metrics, out_dir):
             meta = {**p.meta, "trial_id": frozen.number, "hyperparameters": frozen.params, "metrics": metrics,
-                    "model_file": "model.skops"}
+                    "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
             results.save_best(out_dir, lambda d: sio.dump(model, d / "model.skops"), meta, p.artifacts)
         rows = trial_rows(study)
         results.write_trials_csv(out_dir, rows)
         failures.append(frozen.state == optuna.trial.TrialState.FAIL)
         best = results.best_meta(out_dir)
         progress.trial_done(sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows), frozen.state.name,
-                            frozen.value, best and best["metrics"][results.OBJECTIVE], best and best["trial_id"])
+                            frozen.value, best and best["metrics"][results.OBJECTIVE[0]], best and best["trial_id"])
         if len(failures) >= MAX_CONSECUTIVE_FAILURES and all(failures[-MAX_CONSECUTIVE_FAILURES:]):
             results.log(f"{family.NAME}: {MAX_CONSECUTIVE_FAILURES} trials failed in a row "
                         f"(last: {frozen.user_attrs.get('error', '?')}); stopping the search")
@@ -154,3 +154,10 @@ def _full_proba(clf, x, n_classes):
     full = np.zeros((probs.shape[0], n_classes))
     full[:, clf.classes_] = probs
     return full
+
+
+def parameter_count(clf):
+    """Learned numbers of a fitted estimator: weights of a linear model, nodes of a tree."""
+    if hasattr(clf, "tree_"):
+        return int(clf.tree_.node_count)
+    return int(sum(np.size(getattr(clf, a)) for a in ("coef_", "intercept_") if hasattr(clf, a)))

@@ -22,13 +22,19 @@ from study_data import atomic
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
 HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]
-OBJECTIVE = "val_accuracy"
+# What a search maximises unless the family says otherwise (OBJECTIVE = (name, "min"|"max")).
+OBJECTIVE = ("val_accuracy", "max")
+
+
+def objective_of(family):
+    return getattr(family, "OBJECTIVE", OBJECTIVE)
 
 
 def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error=""):
     row = {"trial_id": trial_id, "status": status, "is_baseline": bool(is_baseline)}
     row.update({f"hp_{k}": v for k, v in hyperparameters.items()})
     row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
+    row.update({k: v for k, v in sorted(metrics.items()) if k not in row})  # a family's own metrics
     for k in ("epochs_run", "best_epoch"):  # Keras Tuner stores every metric as a float
         if row[k] is not None and math.isfinite(row[k]):
             row[k] = int(row[k])
@@ -39,7 +45,8 @@ def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error="")
 def write_trials_csv(out_dir, rows):
     """Rewrite trials.csv from the engine's state: each trial exactly once."""
     hp_cols = sorted({k for r in rows for k in r if k.startswith("hp_")})
-    columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + ["error"]
+    extra = sorted({k for r in rows for k in r} - set(HEAD_COLUMNS) - set(hp_cols) - set(METRIC_COLUMNS) - {"error"})
+    columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + extra + ["error"]
     atomic.write_text(Path(out_dir) / "trials.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
 
 
@@ -68,12 +75,16 @@ def best_meta(out_dir):
         return None
 
 
-def is_better(metrics, out_dir):
+def is_better(metrics, out_dir, objective=OBJECTIVE):
+    name, direction = objective
     current = best_meta(out_dir)
-    score = metrics.get(OBJECTIVE)
+    score = metrics.get(name)
     if score is None or not math.isfinite(score):
         return False
-    return current is None or score > current["metrics"][OBJECTIVE]
+    if current is None:
+        return True
+    best = current["metrics"][name]
+    return score > best if direction == "max" else score < best
 
 
 def save_best(out_dir, write_model, meta, artifacts):
@@ -108,8 +119,9 @@ def _json_default(o):
 class Progress:
     """Prints 'trial n of N | score | best so far | elapsed | left' lines."""
 
-    def __init__(self, family, total, done_before):
+    def __init__(self, family, total, done_before, objective=OBJECTIVE):
         self.family, self.total, self.done_before = family, total, done_before
+        self.objective = objective[0]
         self.start = time.time()
         self.finished_here = 0
 
@@ -117,7 +129,7 @@ class Progress:
         self.finished_here += 1
         elapsed = time.time() - self.start
         left = (self.total - n_done) * elapsed / self.finished_here
-        score_s = f"val_accuracy {score:.4f}" if score is not None else status
+        score_s = f"{self.objective} {score:.4f}" if score is not None else status
         best_s = f"best {best:.4f} (trial {best_id})" if best is not None else "no finished trial yet"
         print(f"[{self.family}] trial {n_done} of {self.total} {status}: {score_s} | {best_s} | "
               f"elapsed {_hms(elapsed)} | ~{_hms(left)} left", flush=True)

@@ -60,8 +60,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=42, help="seeds the splits, the search and training (default 42)")
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
-    d = p.add_argument_group("lyrics data")
-    d.add_argument("--data", help="lyrics CSV/TSV (default: the generated demo set)")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", help="lyrics: a CSV/TSV (default: the generated demo set); cifar: the "
+                   "cifar-100-python archive or folder, an image-folder tree, or demo (default: keras.datasets)")
+    d.add_argument("--images-per-class", type=positive_int, help="cifar: use at most N images of each class")
     d.add_argument("--test-data", help="separate test CSV/TSV (default: a held-out split of --data)")
     d.add_argument("--text-column"), d.add_argument("--label-column")
     d.add_argument("--artist-column"), d.add_argument("--language-column")
@@ -139,6 +141,49 @@ def prepare_lyrics(family, args):
                     meta, artifacts)
 
 
+def prepare_cifar(family, args):
+    import json
+    from study_data import images
+    imgs = images.load_images(args.data, cache_dir=Path(args.results_dir) / "_cache", per_class=args.images_per_class)
+    block = images.make_block(imgs, family.BLOCK, seed=args.seed)
+    print(f"{imgs.source}: {block.describe()}", flush=True)
+    spec = {"n_classes": len(block.class_names)}
+    if family.BLOCK == 2:
+        spec["sources"] = block_one_sources(args, block)
+    y_train, y_val = block.y_train, block.y_val
+    if getattr(family, "TARGETS", None) == "images":  # an autoencoder learns to reproduce its input
+        y_train, y_val = block.x_train, block.x_val
+    meta = {"family": family.NAME, "task": family.TASK, "engine": family.ENGINE, "inputs": "images",
+            "with_artist": False, "variant": f"block {family.BLOCK}", "label_names": block.class_names,
+            "seed": args.seed, "blocks": block.assignment,
+            "data": {"source": imgs.source, "is_demo": imgs.is_demo, "fingerprint": imgs.fingerprint,
+                     "images_per_class": args.images_per_class,
+                     "rows": {"train": len(block.y_train), "val": len(block.y_val), "test": len(block.y_test)}}}
+    return Prepared(block.x_train, y_train, block.x_val, y_val, block.class_names, spec, meta,
+                    {"blocks.json": json.dumps(block.assignment, indent=2)})
+
+
+def block_one_sources(args, block):
+    """Saved block-1 models for transfer, checked to come from the same classes."""
+    import json
+    from search_spaces.cifar_transfer import SOURCE_FAMILIES
+    sources = {}
+    for source, family_name in SOURCE_FAMILIES.items():
+        meta_path = Path(args.results_dir) / family_name / "best" / "meta.json"
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        made = meta.get("blocks", {})
+        if made.get("seed") != block.assignment["seed"] or made.get("fingerprint") != block.assignment["fingerprint"]:
+            raise UserError(f"{family_name}'s best model was trained on other blocks (seed {made.get('seed')}, "
+                            f"data {made.get('source')}): pass the same --data and --seed, or re-run {family_name}")
+        sources[source] = str(meta_path.parent / meta["model_file"])
+    if not sources:
+        raise UserError("cifar_transfer needs a block-1 model: run `python runners/search.py cifar_cnn` "
+                        "(and/or cifar_autoencoder) with the same --data and --seed first")
+    return sources
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.list:
@@ -156,7 +201,12 @@ def main(argv=None):
     out_dir = Path(args.results_dir) / (family.NAME + ("_artist" if args.with_artist else ""))
 
     # The data is loaded and checked before anything under results/ changes.
-    prepared = prepare_lyrics(family, args)
+    if family.TASK == "cifar":
+        if args.with_artist:
+            raise UserError(f"--with-artist is for lyrics families; {family.NAME} classifies images")
+        prepared = prepare_cifar(family, args)
+    else:
+        prepared = prepare_lyrics(family, args)
 
     if args.fresh and out_dir.exists():
         print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
@@ -173,6 +223,13 @@ def main(argv=None):
         from runners import optuna_engine
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
                                  sampler=tuner)
+    if hasattr(family, "comparison_tables"):  # e.g. best score per activation, loss, skip setting
+        import pandas as pd
+        from study_data import atomic
+        trials = pd.read_csv(out_dir / "trials.csv")
+        for name, table in family.comparison_tables(trials).items():
+            atomic.write_text(out_dir / f"{name}.csv", table.to_csv(index=False))
+            print(f"{name}:\n{table.to_string(index=False)}", flush=True)
     finished = [r for r in rows if r["status"] == "COMPLETE"]
     failed = [r for r in rows if r["status"] == "FAIL"]
     print(f"{family.NAME}: {len(finished)} trials complete, {len(failed)} failed; "

@@ -1,0 +1,84 @@
+"""Convolutional autoencoder on block 1 (its encoder is a transfer source).
+
+Defaults = the earlier study: encoder Conv 64 -> BatchNorm -> MaxPool ->
+Conv 32 -> BatchNorm -> MaxPool (an 8x8x32 code); decoder mirrored with
+UpSampling to Conv2D(3, sigmoid); MSE, Adam 1e-3, batch 128, 15 epochs. On
+pixels in [0, 1] (the earlier study fed raw 0-255 pixels to a sigmoid output).
+The search minimises the validation reconstruction MSE, whatever the training
+loss (MSE or MAE), so trials stay comparable.
+"""
+
+import keras
+import keras_tuner as kt
+import numpy as np
+from keras import layers
+
+NAME = "cifar_autoencoder"
+TASK = "cifar"
+BLOCK = 1
+ENGINE = "keras_tuner"
+DESCRIPTION = "block-1 convolutional autoencoder (earlier study: 64-32 encoder, 8x8x32 code)"
+EPOCHS = 15
+OBJECTIVE = ("val_reconstruction_mse", "min")
+TARGETS = "images"  # the engine trains it to reproduce its input
+
+
+class HyperModel(kt.HyperModel):
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+
+    def build(self, hp):
+        depth = hp.Int("depth", 2, 3, default=2)  # pooling stages: code is 8x8 or 4x4
+        first = hp.Choice("filters", [32, 64, 128], default=64)
+        code = hp.Choice("code_channels", [8, 16, 32, 64], default=32)
+        widths = [first] * (depth - 1) + [code]
+        inputs = keras.Input(shape=(32, 32, 3), name="image")
+        x = inputs
+        for i, w in enumerate(widths, start=1):
+            x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"block{i}_conv")(x)
+            x = layers.BatchNormalization(name=f"block{i}_bn")(x)
+            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        encoder = keras.Model(inputs, x, name="encoder")
+        code_in = keras.Input(shape=encoder.output.shape[1:], name="code")
+        y = code_in
+        for w in reversed(widths):
+            y = layers.Conv2D(w, 3, padding="same", activation="relu")(y)
+            y = layers.UpSampling2D(2)(y)
+        y = layers.Conv2D(3, 3, padding="same", activation="sigmoid")(y)
+        decoder = keras.Model(code_in, y, name="decoder")
+        model = keras.Model(inputs, decoder(encoder(inputs)), name=NAME)
+        lr = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=hp.Choice("loss", ["mse", "mae"], default="mse"))
+        return model
+
+    def fit(self, hp, model, x, y, **kwargs):
+        return model.fit(x, y, batch_size=hp.Choice("batch_size", [32, 64, 128, 256], default=128), **kwargs)
+
+
+def evaluate(model, x_val, y_val):
+    recon = model.predict(x_val, batch_size=256, verbose=0)
+    if not np.all(np.isfinite(recon)):
+        raise FloatingPointError("the autoencoder reconstructs NaN")
+    return {"val_reconstruction_mse": float(np.mean((recon - x_val) ** 2)),
+            "val_reconstruction_mae": float(np.mean(np.abs(recon - x_val))),
+            "val_loss": float(np.mean((recon - x_val) ** 2))}
+
+
+def save_extras(model, prepared, folder, n=8):
+    """Sample validation images (top row) and their reconstructions (bottom) as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = prepared.x_val[:n]
+    recon = model.predict(x, verbose=0)
+    fig, axes = plt.subplots(2, len(x), figsize=(1.5 * len(x), 3.2))
+    for i in range(len(x)):
+        for row, img in enumerate((x[i], recon[i])):
+            axes[row, i].imshow(np.clip(img, 0, 1))
+            axes[row, i].axis("off")
+    axes[0, 0].set_title("original", fontsize=8, loc="left")
+    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
+    fig.tight_layout()
+    fig.savefig(folder / "reconstructions.png", dpi=100)
+    plt.close(fig)

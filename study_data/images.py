@@ -1,0 +1,273 @@
+"""Image sets for Task 2: CIFAR-100 (or any image-folder tree), split into two class blocks.
+
+Sources (`--data`):
+  (none)                  CIFAR-100 fine labels through keras.datasets (downloads; fails offline)
+  cifar-100-python[.tar.gz]  the official archive or its extracted folder, read without pickle's code paths
+  ROOT/                   an image-folder tree ROOT/{train,test}/<class>/*.jpg|png (e.g. CIFAR-10 as JPEG)
+  demo                    a small generated set (coloured shapes, not real data) for tests and offline demos
+
+The earlier study split the classes at random into two equal blocks and each
+block 80/20 into train and test, with no seed and validating on its test
+split. Here the block draw and every split are seeded, labels are remapped
+to 0..N-1 within a block, a validation split is carved from each block's
+training part, and pixels are scaled to [0, 1].
+"""
+
+import hashlib
+import io
+import json
+import pickle
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from study_data import UserError, atomic
+
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+CACHE_VERSION = 1
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ImageSet:
+    """All images of a source, uint8 [n, 32, 32, 3], with class ids and names."""
+    x: np.ndarray
+    y: np.ndarray
+    class_names: list
+    source: str
+    is_demo: bool
+    fingerprint: str
+
+
+@dataclass
+class Block:
+    """One block of classes, split and normalised: labels 0..N-1 index class_names."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list
+    assignment: dict  # what was drawn, to save beside the results
+
+    def describe(self):
+        return (f"block {self.assignment['block']}: {len(self.class_names)} classes "
+                f"({', '.join(self.class_names[:6])}{', ...' if len(self.class_names) > 6 else ''}), "
+                f"{len(self.y_train)} train / {len(self.y_val)} validation / {len(self.y_test)} test images, "
+                f"seed {self.assignment['seed']}")
+
+
+# --------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------
+def _keras_cifar100():
+    import keras
+    try:
+        (xtr, ytr), (xte, yte) = keras.datasets.cifar100.load_data(label_mode="fine")
+    except Exception as e:
+        raise UserError(f"could not download CIFAR-100 through keras.datasets ({type(e).__name__}); "
+                        f"download {CIFAR100_URL} and pass --data path/to/cifar-100-python.tar.gz (or its "
+                        "extracted folder), or pass an image-folder tree ROOT/{train,test}/<class>/, "
+                        "or --data demo for the generated set") from None
+    names = _CIFAR100_FINE_NAMES
+    return np.concatenate([xtr, xte]), np.concatenate([ytr, yte]).reshape(-1).astype(np.int32), names
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles the CIFAR archive's dicts of arrays and refuses everything else,
+    so a doctored archive cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("copyreg", "_reconstructor"), ("builtins", "object")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing {module}.{name}")
+
+
+def _unpickle(data, what):
+    try:
+        return _ArraysOnly(io.BytesIO(data), encoding="bytes").load()
+    except Exception as e:
+        raise UserError(f"{what} is not a CIFAR-100 python batch ({e}); pass the official "
+                        f"cifar-100-python archive from {CIFAR100_URL}") from None
+
+
+def _cifar100_python(path):
+    path = Path(path)
+    files = {}
+    if path.is_dir():
+        root = path / "cifar-100-python" if (path / "cifar-100-python").is_dir() else path
+        for name in ("train", "test", "meta"):
+            if not (root / name).is_file():
+                raise UserError(f"{root} has no '{name}' file: pass the cifar-100-python folder or archive")
+            files[name] = (root / name).read_bytes()
+    else:
+        try:
+            with tarfile.open(path) as tar:
+                for member in tar.getmembers():
+                    base = Path(member.name).name
+                    if member.isfile() and base in ("train", "test", "meta"):
+                        files[base] = tar.extractfile(member).read()
+        except tarfile.TarError as e:
+            raise UserError(f"{path} is not a readable tar.gz archive ({e})") from None
+        missing = {"train", "test", "meta"} - set(files)
+        if missing:
+            raise UserError(f"{path} lacks {', '.join(sorted(missing))}: pass the official cifar-100-python archive")
+    xs, ys = [], []
+    for name in ("train", "test"):
+        d = _unpickle(files[name], f"{path}:{name}")
+        xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(d[b"fine_labels"], dtype=np.int32))
+    names = [n.decode() for n in _unpickle(files["meta"], f"{path}:meta")[b"fine_label_names"]]
+    return np.concatenate(xs), np.concatenate(ys), names
+
+
+def _image_folder(root, per_class=None):
+    from PIL import Image
+    root = Path(root)
+    splits = [root / s for s in ("train", "test") if (root / s).is_dir()] or [root]
+    classes = sorted({d.name for s in splits for d in s.iterdir() if d.is_dir()})
+    if len(classes) < 2:
+        raise UserError(f"{root} is not an image-folder tree: expected ROOT/train/<class>/*.jpg "
+                        "(and ROOT/test/<class>/) with at least two classes")
+    files, labels = [], []
+    for c, name in enumerate(classes):
+        found = sorted(p for s in splits if (s / name).is_dir() for p in (s / name).iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += found[:per_class] if per_class else found
+        labels += [c] * len(found[:per_class] if per_class else found)
+    if not files:
+        raise UserError(f"{root} holds no .jpg or .png images under <class>/ folders")
+    x = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                x[i] = np.asarray(im if im.size == (32, 32) else im.resize((32, 32)))
+        except Exception as e:
+            raise UserError(f"cannot read image {f} ({type(e).__name__}): remove or replace it") from None
+    return x, np.asarray(labels, dtype=np.int32), classes
+
+
+def make_demo_images(per_class=60, n_classes=10, seed=0):
+    """Generated 32x32 images: each class a shape and colour scheme with noise. Not real data."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:32, 0:32]
+    xs, ys = [], []
+    for c in range(n_classes):
+        base = rng.uniform(0.2, 0.9, 3)
+        for _ in range(per_class):
+            cx, cy, r = rng.uniform(10, 22), rng.uniform(10, 22), rng.uniform(5, 10)
+            if c % 2 == 0:
+                mask = (xx - cx) ** 2 + (yy - cy) ** 2 < r ** 2
+            else:
+                mask = (abs(xx - cx) < r) & (abs(yy - cy) < r * (0.5 + c / (2 * n_classes)))
+            img = np.empty((32, 32, 3))
+            img[:] = rng.uniform(0, 0.3, 3)
+            img[mask] = base + rng.normal(0, 0.05, 3)
+            img += rng.normal(0, 0.08, img.shape)
+            xs.append(np.clip(img * 255, 0, 255).astype(np.uint8))
+            ys.append(c)
+    return np.stack(xs), np.asarray(ys, dtype=np.int32), [f"demo_class_{c}" for c in range(n_classes)]
+
+
+def load_images(data=None, cache_dir="results/_cache", per_class=None):
+    """Every image of the source (cached as .npz for folders and archives)."""
+    if data == "demo":
+        log("NOTE: --data demo uses generated shapes, not real images; pass the CIFAR-100 archive for the study")
+        x, y, names = make_demo_images()
+        return ImageSet(x, y, names, "generated demo images (not real data)", True, "demo")
+    if data is None:
+        x, y, names = _keras_cifar100()
+        return ImageSet(x, y, names, "CIFAR-100 (keras.datasets)", False, "keras-cifar100")
+    path = Path(data)
+    if not path.exists():
+        raise UserError(f"image data not found: {path}: pass the cifar-100-python archive/folder, "
+                        "an image-folder tree, or demo")
+    # The cache key: every file's name, size and modification time, and the options.
+    if path.is_dir():
+        stats = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                       for p in path.rglob("*") if p.is_file())
+    else:
+        stats = [(path.name, path.stat().st_size, path.stat().st_mtime_ns)]
+    key = hashlib.sha256(json.dumps([str(path.resolve()), stats, per_class, CACHE_VERSION]).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"images-{key}.npz"
+    if cache.exists():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                return ImageSet(z["x"], z["y"], json.loads(z["names"].tobytes()), str(path), False, key)
+        except Exception as e:
+            log(f"image cache {cache} is unreadable ({type(e).__name__}); rebuilding it")
+    is_cifar = (path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar"))) or \
+        (path.is_dir() and ((path / "meta").is_file() or (path / "cifar-100-python").is_dir()))
+    if is_cifar:
+        x, y, names = _cifar100_python(path)
+        if per_class:
+            keep = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(len(names))])
+            x, y = x[np.sort(keep)], y[np.sort(keep)]
+    elif path.is_dir():
+        x, y, names = _image_folder(path, per_class)
+    else:
+        raise UserError(f"{path} is neither a cifar-100-python archive nor an image-folder tree")
+    buf = io.BytesIO()
+    np.savez(buf, x=x, y=y, names=np.frombuffer(json.dumps(names).encode(), dtype=np.uint8))
+    atomic.write_bytes(cache, buf.getvalue())
+    return ImageSet(x, y, names, str(path), False, key)
+
+
+# --------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------
+def draw_blocks(n_classes, seed):
+    """The classes split at random into two blocks of equal size (seeded)."""
+    order = np.random.default_rng(seed).permutation(n_classes)
+    half = n_classes // 2
+    return sorted(order[:half].tolist()), sorted(order[half:2 * half].tolist())
+
+
+def make_block(images, block, seed=42, test_fraction=0.2, val_fraction=0.2):
+    """Block 1 or 2 of `images`: its classes remapped to 0..N-1, split train/val/test, pixels in [0, 1]."""
+    classes = draw_blocks(len(images.class_names), seed)[block - 1]
+    rows = np.flatnonzero(np.isin(images.y, classes))
+    remap = {c: i for i, c in enumerate(classes)}
+    y = np.array([remap[c] for c in images.y[rows]], dtype=np.int32)
+    try:
+        trainval, test = train_test_split(np.arange(len(rows)), test_size=test_fraction, stratify=y, random_state=seed)
+        train, val = train_test_split(trainval, test_size=val_fraction, stratify=y[trainval], random_state=seed)
+    except ValueError as e:
+        raise UserError(f"too few images to split block {block} ({e}); use more images per class") from None
+
+    def pixels(idx):
+        return images.x[rows[idx]].astype("float32") / 255.0
+
+    names = [images.class_names[c] for c in classes]
+    assignment = {"block": block, "seed": seed, "source": images.source, "fingerprint": images.fingerprint,
+                  "block_classes": {"1": [images.class_names[c] for c in draw_blocks(len(images.class_names), seed)[0]],
+                                    "2": [images.class_names[c] for c in draw_blocks(len(images.class_names), seed)[1]]},
+                  "class_ids": classes, "test_fraction": test_fraction, "val_fraction": val_fraction}
+    return Block(pixels(train), y[train], pixels(val), y[val], pixels(test), y[test], names, assignment)
+
+
+_CIFAR100_FINE_NAMES = [
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl", "boy",
+    "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair", "chimpanzee", "clock",
+    "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish",
+    "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange",
+    "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy", "porcupine",
+    "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk",
+    "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm"]
