@@ -22,3 +22,18 @@ def small_lyrics(tmp_path_factory):
     """A small generated lyrics table in the Kaggle layout (400 rows)."""
     from study_data.lyrics import make_demo_table
     return make_demo_table(tmp_path_factory.mktemp("data") / "small.csv", n_rows=400, seed=1)
+
+CIFAR10_TAR = SHARED / "cifar10-jpg.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def cifar10_subset(tmp_path_factory):
+    """30 real CIFAR-10 JPEGs per class and split, unpacked from ../shared."""
+    import tarfile
+    if not CIFAR10_TAR.exists():
+        pytest.skip(f"{CIFAR10_TAR} is absent (../shared is not beside this checkout)")
+    root = tmp_path_factory.mktemp("cifar10")
+    with tarfile.open(CIFAR10_TAR) as tar:
+        members = [m for m in tar if m.isfile() and m.name.endswith(".jpg") and int(Path(m.name).stem) < 30]
+        tar.extractall(root, members=members, filter="data")
+    return root

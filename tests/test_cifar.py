@@ -1,0 +1,182 @@
+"""Task 2: class blocks, the three CIFAR families on made-up and real images, transfer."""
+
+import io
+import pickle
+import tarfile
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pandas as pd
+import pytest
+
+import search_spaces
+from analysis.best_model import load_best
+from runners.search import cli
+from study_data import UserError, images
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return images.load_images("demo")
+
+
+def test_blocks_are_disjoint_seeded_and_remapped(demo):
+    b1, b2 = images.make_block(demo, 1, seed=7), images.make_block(demo, 2, seed=7)
+    assert not set(b1.class_names) & set(b2.class_names)
+    assert len(b1.class_names) == len(b2.class_names) == 5
+    assert set(b1.class_names) | set(b2.class_names) == set(demo.class_names)
+    for b in (b1, b2):
+        for y in (b.y_train, b.y_val, b.y_test):
+            assert set(np.unique(y)) == set(range(5))  # labels 0..N-1, every class in every split
+        assert b.x_train.dtype == np.float32 and 0 <= b.x_train.min() and b.x_train.max() <= 1
+        assert len(b.y_train) + len(b.y_val) + len(b.y_test) == 5 * 60
+    again = images.make_block(demo, 1, seed=7)
+    assert again.class_names == b1.class_names and np.array_equal(again.x_test, b1.x_test)
+    other = images.make_block(demo, 1, seed=8)
+    assert other.class_names != b1.class_names or not np.array_equal(other.x_test, b1.x_test)
+    # The remapped labels point at the right images: each class keeps its own pixels.
+    cid = b1.assignment["class_ids"][0]
+    orig = demo.x[demo.y == cid].astype("float32") / 255
+    assert any(np.array_equal(b1.x_train[0], o) for o in orig) == (b1.y_train[0] == 0)
+    assert b1.assignment["block_classes"]["2"] == b2.class_names
+
+
+def test_cifar100_python_archive_is_read_without_running_code(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def batch(n):
+        return {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"fine_labels": list(rng.integers(0, 4, n))}
+    meta = {b"fine_label_names": [b"apple", b"bear", b"cloud", b"dolphin"]}
+    path = tmp_path / "cifar-100-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, obj in (("train", batch(40)), ("test", batch(8)), ("meta", meta)):
+            data = pickle.dumps(obj)
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    s = images.load_images(path, cache_dir=tmp_path / "cache")
+    assert s.x.shape == (48, 32, 32, 3) and s.class_names == ["apple", "bear", "cloud", "dolphin"]
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    with pytest.raises(UserError, match="refusing builtins.print"):
+        images._unpickle(pickle.dumps({b"data": Evil()}), "evil")
+
+
+def test_offline_default_source_names_the_alternatives(monkeypatch):
+    def offline(**kwargs):
+        raise OSError("no network")
+    monkeypatch.setattr(keras.datasets.cifar100, "load_data", offline)
+    with pytest.raises(UserError) as e:
+        images.load_images(None)
+    msg = str(e.value)
+    assert "cifar-100-python.tar.gz" in msg and "image-folder" in msg and images.CIFAR100_URL in msg
+
+
+def test_real_cifar10_folder_loads_and_splits(cifar10_subset, tmp_path):
+    s = images.load_images(cifar10_subset, cache_dir=tmp_path)
+    assert s.x.shape == (600, 32, 32, 3) and len(s.class_names) == 10 and "airplane" in s.class_names
+    assert np.bincount(s.y).tolist() == [60] * 10
+    cached = images.load_images(cifar10_subset, cache_dir=tmp_path)
+    assert np.array_equal(cached.x, s.x) and len(list(tmp_path.glob("images-*.npz"))) == 1
+    assert images.load_images(cifar10_subset, cache_dir=tmp_path, per_class=10).x.shape[0] == 100
+    b = images.make_block(s, 1, seed=42)
+    assert len(b.class_names) == 5 and (len(b.y_train), len(b.y_val), len(b.y_test)) == (192, 48, 60)
+
+
+@pytest.mark.parametrize("name", ["cifar_cnn", "cifar_autoencoder"])
+def test_block1_family_baseline_and_non_default_reload_equal(name, tmp_path, demo):
+    family = search_spaces.get_family(name)
+    b = images.make_block(demo, 1)
+    y = b.x_train if getattr(family, "TARGETS", None) else b.y_train
+    hm = family.HyperModel({"n_classes": 5})
+    base = kt.HyperParameters()
+    overrides = {"cifar_cnn": {"activation": "gelu", "loss": "focal", "skip": "residual", "augment": True},
+                 "cifar_autoencoder": {"depth": 3, "filters": 32, "code_channels": 16, "loss": "mae"}}[name]
+    other = kt.HyperParameters()
+    other.values = dict(overrides)
+    for hp in (base, other):
+        keras.utils.set_random_seed(0)
+        model = hm.build(hp)
+        hm.fit(hp, model, b.x_train[:64], y[:64], epochs=1, verbose=0)
+        before = model.predict(b.x_val, verbose=0)
+        model.save(tmp_path / "m.keras")
+        again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+        np.testing.assert_allclose(again.predict(b.x_val, verbose=0), before, rtol=1e-5, atol=1e-6)
+    assert other.values["skip"] == "residual" if name == "cifar_cnn" else other.values["depth"] == 3
+
+
+def test_cnn_loss_choices_all_train():
+    from search_spaces.cifar_cnn import LOSSES, make_loss
+    y = np.array([0, 1, 2])
+    probs = np.full((3, 3), 1 / 3, dtype="float32")
+    for name in LOSSES:
+        loss, one_hot = make_loss(name)
+        target = keras.utils.to_categorical(y, 3) if one_hot else y
+        assert np.isfinite(float(loss(target, probs))), name
+
+
+def run(res, family, *extra):
+    return cli([family, "--data", "demo", "--results-dir", str(res), "--max-trials", "3", "--epochs", "1", *extra])
+
+
+def test_transfer_needs_block1_results(tmp_path, capsys):
+    assert run(tmp_path, "cifar_transfer") == 2
+    assert "run `python runners/search.py cifar_cnn`" in capsys.readouterr().err
+
+
+def test_cnn_autoencoder_transfer_end_to_end(tmp_path):
+    res = tmp_path / "results"
+    for family in ("cifar_cnn", "cifar_autoencoder", "cifar_transfer"):
+        assert run(res, family) == 0
+        t = pd.read_csv(res / family / "trials.csv")
+        assert len(t) == 3 and (t["status"] == "COMPLETE").all() and bool(t["is_baseline"][0])
+        assert run(res, family) == 0 and pd.read_csv(res / family / "trials.csv").equals(t)  # resume adds none
+
+    cnn = pd.read_csv(res / "cifar_cnn" / "trials.csv")
+    for hp in ("activation", "loss", "skip"):
+        table = pd.read_csv(res / "cifar_cnn" / f"compare_{hp}.csv")
+        assert set(table[hp]) == set(cnn[f"hp_{hp}"])
+        for _, row in table.iterrows():
+            assert row["best_val_accuracy"] == cnn[cnn[f"hp_{hp}"] == row[hp]]["val_accuracy"].max()
+
+    ae = pd.read_csv(res / "cifar_autoencoder" / "trials.csv")
+    ae_meta = load_best("cifar_autoencoder", res).meta
+    assert ae_meta["metrics"]["val_reconstruction_mse"] == ae["val_reconstruction_mse"].min()  # minimised
+    png = (res / "cifar_autoencoder" / "best" / "reconstructions.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+    tr = pd.read_csv(res / "cifar_transfer" / "trials.csv")
+    assert tr["hp_source"][0] == "cnn"
+    comparison = pd.read_csv(res / "cifar_transfer" / "compare_transfer.csv")
+    assert list(comparison["model"]) == ["transferred", "from scratch"]
+
+    # Block 2 is the other half of the classes, and the saved best reloads and predicts.
+    model = load_best("cifar_transfer", res)
+    blocks = model.meta["blocks"]["block_classes"]
+    assert model.label_names == blocks["2"] and not set(blocks["1"]) & set(blocks["2"])
+    demo = images.load_images("demo")
+    b2 = images.make_block(demo, 2)
+    pred = model.model.predict(b2.x_val, verbose=0).argmax(1)
+    assert np.mean(pred == b2.y_val) == pytest.approx(model.meta["metrics"]["val_accuracy"])
+    raw = (b2.x_val[:3] * 255).round().astype("uint8")
+    assert model.predict(raw) == [model.label_names[i] for i in pred[:3]]
+
+
+def test_transfer_refuses_block1_models_from_other_blocks(tmp_path, capsys):
+    res = tmp_path / "results"
+    assert cli(["cifar_cnn", "--data", "demo", "--results-dir", str(res), "--max-trials", "1", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert cli(["cifar_transfer", "--data", "demo", "--results-dir", str(res), "--seed", "5"]) == 2
+    assert "other blocks" in capsys.readouterr().err
+
+
+def test_real_cifar10_search(cifar10_subset, tmp_path):
+    res = tmp_path / "results"
+    assert cli(["cifar_cnn", "--data", str(cifar10_subset), "--results-dir", str(res), "--max-trials", "1",
+                "--epochs", "1"]) == 0
+    model = load_best("cifar_cnn", res)
+    assert set(model.label_names) <= {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                      "ship", "truck"} and len(model.label_names) == 5
