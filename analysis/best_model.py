@@ -54,16 +54,55 @@ class BestModel:
         return model_inputs(self.meta["inputs"], ids, cleaned, artists, self.artists_index)
 
     def predict_proba(self, lyrics, artists=None):
-        x = self.inputs(lyrics, artists)
+        return self._probs(self.inputs(lyrics, artists))
+
+    def predict(self, lyrics, artists=None):
+        return [self.label_names[i] for i in self.predict_proba(lyrics, artists).argmax(axis=1)]
+
+    def _probs(self, x):
         if self.meta["engine"] == "optuna":
             probs = self.model.predict_proba(x)
             full = np.zeros((probs.shape[0], len(self.label_names)))
             full[:, self.model.classes_] = probs
             return full
-        return np.asarray(self.model.predict(x, verbose=0))
+        return np.asarray(self.model.predict(x, batch_size=256, verbose=0))
 
-    def predict(self, lyrics, artists=None):
-        return [self.label_names[i] for i in self.predict_proba(lyrics, artists).argmax(axis=1)]
+    def test_split(self, results_dir):
+        """The held-out test split this model's search set aside, rebuilt from the
+        recorded data, options and seed (read from the cache, nothing refitted).
+        Returns (model inputs, integer labels)."""
+        d = self.meta["data"]
+        cache_dir = Path(results_dir) / "_cache"
+        if self.meta["inputs"] == "images":
+            from study_data import images
+            imgs = images.load_images(d["arg"], cache_dir=cache_dir, per_class=d.get("images_per_class"))
+            block = images.make_block(imgs, self.meta["blocks"]["block"], seed=self.meta["blocks"]["seed"])
+            if block.class_names != self.label_names:
+                raise UserError(f"{self.family}: the image data changed since the search (other classes): "
+                                "re-run the search")
+            return block.x_test, block.y_test
+        from study_data import lyrics
+        data = lyrics.load(d["arg"], d.get("test_data"), cache_dir=cache_dir, columns=d.get("columns"),
+                           **d["options"])
+        if data.fingerprint != d["fingerprint"]:
+            raise UserError(f"{self.family}: the data file changed since the search: re-run the search")
+        t = data.test
+        x = model_inputs(self.meta["inputs"], t.x, t.texts, t.artists if self.meta.get("with_artist") else None,
+                         self.artists_index)
+        return x, t.y
+
+    def score_test(self, results_dir):
+        """Test-set metrics of the saved model; also returns labels and predictions."""
+        x, y = self.test_split(results_dir)
+        if self.meta["family"] == "cifar_autoencoder":
+            recon = np.asarray(self.model.predict(x, batch_size=256, verbose=0))
+            return {"test_reconstruction_mse": float(np.mean((recon - x) ** 2))}, y, None
+        from sklearn.metrics import accuracy_score, f1_score
+        pred = self._probs(x).argmax(axis=1)
+        labels = list(range(len(self.label_names)))
+        return ({"test_accuracy": float(accuracy_score(y, pred)),
+                 "test_macro_f1": float(f1_score(y, pred, average="macro", labels=labels, zero_division=0))},
+                y, pred)
 
 
 def load_best(family, results_dir="results", with_artist=False):

@@ -105,36 +105,54 @@ class EpochLog(keras.callbacks.Callback):
         return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
 
 
+def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()):
+    """Build and train one configuration; return the model and its validation metrics.
+
+    Used by every trial, and again by the analysis to retrain a best
+    configuration with other seeds.
+    """
+    keras.backend.clear_session()  # no graph or memory carried over between trials
+    keras.utils.set_random_seed(seed)
+    start = time.time()
+    model = hypermodel.build(hp)
+    log = EpochLog(history_path, epochs)
+    callbacks = [log, keras.callbacks.TerminateOnNaN(),
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=getattr(family, "PATIENCE", 5),
+                                               restore_best_weights=True), *callbacks]
+    hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
+                   epochs=epochs, callbacks=callbacks, verbose=0)
+    if log.nan_epoch is not None:
+        raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
+    if hasattr(family, "evaluate"):  # e.g. reconstruction error for an autoencoder
+        metrics = family.evaluate(model, p.x_val, p.y_val)
+    else:
+        probs = model.predict(p.x_val, batch_size=1024, verbose=0)
+        metrics = results.classification_metrics(p.y_val, probs, len(p.label_names))
+    metrics.update(epochs_run=len(log.rows), best_epoch=log.best_epoch, duration_s=round(time.time() - start, 3))
+    return model, metrics
+
+
 class SuiteTuner(kt.Tuner):
-    def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, **kwargs):
-        self.family, self.prepared, self.out_dir = family, prepared, Path(out_dir)
+    def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, tensorboard=None,
+                 **kwargs):
+        self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
         self._last_model = None
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
                          project_name="keras_tuner", **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
-        hp, p = trial.hyperparameters, self.prepared
-        epochs = hp.values.get("tuner/epochs", self.epochs)
-        keras.backend.clear_session()  # no graph or memory carried over between trials
-        keras.utils.set_random_seed(self.seed + int(trial.trial_id))
-        start = time.time()
-        model = self.hypermodel.build(hp)
-        log = EpochLog(self.out_dir / "histories" / f"trial_{trial.trial_id}.csv", epochs)
-        callbacks = [log, keras.callbacks.TerminateOnNaN(),
-                     keras.callbacks.EarlyStopping(monitor="val_loss", patience=getattr(self.family, "PATIENCE", 5),
-                                                   restore_best_weights=True)]
-        self.hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
-                            epochs=epochs, callbacks=callbacks, verbose=0)
-        if log.nan_epoch is not None:
-            raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
-        if hasattr(self.family, "evaluate"):  # e.g. reconstruction error for an autoencoder
-            metrics = self.family.evaluate(model, p.x_val, p.y_val)
-        else:
-            probs = model.predict(p.x_val, batch_size=1024, verbose=0)
-            metrics = results.classification_metrics(p.y_val, probs, len(p.label_names))
-        metrics.update(epochs_run=len(log.rows), best_epoch=log.best_epoch,
-                       duration_s=round(time.time() - start, 3))
+        hp = trial.hyperparameters
+        extra = []
+        if self.tensorboard:
+            extra.append(keras.callbacks.TensorBoard(log_dir=self.tensorboard))
+            # Keras Tuner's own: one log folder per trial, with its hyperparameters for the HParams view
+            self._configure_tensorboard_dir(extra, trial)
+        model, metrics = train(self.family, self.hypermodel, hp, self.prepared,
+                               epochs=hp.values.get("tuner/epochs", self.epochs),
+                               seed=self.seed + int(trial.trial_id),
+                               history_path=self.out_dir / "histories" / f"trial_{trial.trial_id}.csv",
+                               callbacks=extra)
         self._last_model = model
         return metrics
 
@@ -200,7 +218,7 @@ def finished_count(out_dir):
     return len(trial_files)
 
 
-def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed):
+def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None):
     keras.utils.set_random_seed(seed)
     before = finished_count(out_dir)
     if before:
@@ -209,7 +227,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed):
     progress = results.Progress(family.NAME, max_trials, before, objective)
     t = SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective), family.HyperModel(prepared.spec),
                    family=family, prepared=prepared, out_dir=out_dir, epochs=epochs, seed=seed,
-                   progress=progress)
+                   progress=progress, tensorboard=tensorboard)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
     try:
         t.search(verbose=0)

@@ -66,6 +66,21 @@ class FeatureCache:
         return self.entries[key]
 
 
+def train(family, params, p, cache, seed):
+    """Fit one configuration; return the fitted pipeline and its validation metrics.
+
+    Used by every trial, and again by the analysis to retrain a best
+    configuration with other seeds."""
+    start = time.time()
+    features, x_train, x_val = cache.get(params)
+    clf = family.make_classifier(params, seed)
+    clf.fit(x_train, p.y_train)
+    metrics = results.classification_metrics(p.y_val, _full_proba(clf, x_val, len(p.label_names)),
+                                             len(p.label_names))
+    metrics.update(duration_s=round(time.time() - start, 3))
+    return Pipeline([("features", features), ("classifier", clf)]), metrics
+
+
 def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,26 +109,18 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
 
     p = prepared
     cache = FeatureCache(family, p.x_train, p.x_val, p.spec)
-    n_classes = len(p.label_names)
     last = {}
     progress = results.Progress(family.NAME, max_trials, done_before)
 
     def objective(trial):
-        start = time.time()
         try:
-            params = family.suggest(trial)
-            features, x_train, x_val = cache.get(params)
-            clf = family.make_classifier(params, seed)
-            clf.fit(x_train, p.y_train)
-            probs = _full_proba(clf, x_val, n_classes)
-            metrics = results.classification_metrics(p.y_val, probs, n_classes)
+            model, metrics = train(family, family.suggest(trial), p, cache, seed)
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             raise
-        metrics.update(duration_s=round(time.time() - start, 3))
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
-        last[trial.number] = (Pipeline([("features", features), ("classifier", clf)]), metrics)
+        last[trial.number] = (model, metrics)
         return metrics[results.OBJECTIVE[0]]
 
     failures = []

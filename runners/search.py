@@ -60,6 +60,8 @@ def build_parser():
     p.add_argument("--seed", type=int, default=42, help="seeds the splits, the search and training (default 42)")
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
+    p.add_argument("--tensorboard", metavar="DIR", help="log every Keras trial, with its hyperparameters, for "
+                   "TensorBoard's HParams view (TensorFlow backend): tensorboard --logdir DIR")
     d = p.add_argument_group("data")
     d.add_argument("--data", help="lyrics: a CSV/TSV (default: the generated demo set); cifar: the "
                    "cifar-100-python archive or folder, an image-folder tree, or demo (default: keras.datasets)")
@@ -101,6 +103,10 @@ class Prepared:
     artifacts: dict  # file name -> text, saved beside the best model
 
 
+def _absolute(path):
+    return str(Path(path).resolve()) if path else None
+
+
 def prepare_lyrics(family, args):
     import json
     from study_data import lyrics
@@ -132,7 +138,9 @@ def prepare_lyrics(family, args):
             "with_artist": args.with_artist, "variant": "lyrics+artist" if args.with_artist else "lyrics",
             "label_names": data.label_names, "seed": args.seed,
             "data": {"source": data.source, "is_demo": data.is_demo, "fingerprint": data.fingerprint,
-                     "options": data.options, "test_data": args.test_data,
+                     "arg": _absolute(args.data), "columns": {"text": args.text_column, "label": args.label_column,
+                                                   "artist": args.artist_column, "language": args.language_column},
+                     "options": data.options, "test_data": _absolute(args.test_data),
                      "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)}}}
     artifacts = {"tokenizer.json": data.encoder.to_json()}
     if artists is not None:
@@ -157,6 +165,7 @@ def prepare_cifar(family, args):
             "with_artist": False, "variant": f"block {family.BLOCK}", "label_names": block.class_names,
             "seed": args.seed, "blocks": block.assignment,
             "data": {"source": imgs.source, "is_demo": imgs.is_demo, "fingerprint": imgs.fingerprint,
+                     "arg": args.data if args.data == "demo" else _absolute(args.data),
                      "images_per_class": args.images_per_class,
                      "rows": {"train": len(block.y_train), "val": len(block.y_val), "test": len(block.y_test)}}}
     return Prepared(block.x_train, y_train, block.x_val, y_val, block.class_names, spec, meta,
@@ -198,6 +207,10 @@ def main(argv=None):
     if tuner not in TUNERS[family.ENGINE]:
         raise UserError(f"--tuner {tuner!r} is not available for {family.NAME} ({family.ENGINE}); "
                         f"choose one of: {', '.join(TUNERS[family.ENGINE])}")
+    if args.tensorboard and family.ENGINE == "keras_tuner":
+        import keras
+        if keras.backend.backend() != "tensorflow":
+            raise UserError("--tensorboard needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
     out_dir = Path(args.results_dir) / (family.NAME + ("_artist" if args.with_artist else ""))
 
     # The data is loaded and checked before anything under results/ changes.
@@ -218,7 +231,8 @@ def main(argv=None):
     if family.ENGINE == "keras_tuner":
         from runners import keras_engine
         rows = keras_engine.run(family, prepared, out_dir, max_trials=args.max_trials,
-                                epochs=args.epochs or family.EPOCHS, tuner=tuner, seed=args.seed)
+                                epochs=args.epochs or family.EPOCHS, tuner=tuner, seed=args.seed,
+                                tensorboard=args.tensorboard)
     else:
         from runners import optuna_engine
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
