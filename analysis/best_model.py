@@ -75,7 +75,8 @@ class BestModel:
         cache_dir = Path(results_dir) / "_cache"
         if self.meta["inputs"] == "images":
             from study_data import images
-            imgs = images.load_images(d["arg"], cache_dir=cache_dir, per_class=d.get("images_per_class"))
+            imgs = images.load_images(d["arg"], cache_dir=cache_dir, per_class=d.get("images_per_class"),
+                                      announce_demo=False)
             block = images.make_block(imgs, self.meta["blocks"]["block"], seed=self.meta["blocks"]["seed"])
             if block.class_names != self.label_names:
                 raise UserError(f"{self.family}: the image data changed since the search (other classes): "
@@ -83,7 +84,7 @@ class BestModel:
             return block.x_test, block.y_test
         from study_data import lyrics
         data = lyrics.load(d["arg"], d.get("test_data"), cache_dir=cache_dir, columns=d.get("columns"),
-                           **d["options"])
+                           announce_demo=False, **d["options"])
         if data.fingerprint != d["fingerprint"]:
             raise UserError(f"{self.family}: the data file changed since the search: re-run the search")
         t = data.test

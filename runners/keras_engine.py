@@ -41,11 +41,20 @@ def default_values(space):
 
 
 class BaselineFirst:
-    """Oracle mixin: the first trial of a new search is the defaults."""
+    """Oracle mixin: the first trial of a new search is the defaults.
+
+    A family may ask for more fixed first trials (FIRST_TRIALS, each a set of
+    overrides of the defaults), e.g. cifar_transfer's from-scratch reference.
+    """
+
+    first_trials = ({},)
 
     def _random_values(self):
-        if not self._tried_so_far:
-            return default_values(self.hyperparameters.space)
+        n = len(self._tried_so_far)
+        if n < len(self.first_trials):
+            values = default_values(self.hyperparameters.space)
+            values.update(self.first_trials[n])
+            return values
         return super()._random_values()
 
 
@@ -168,6 +177,7 @@ class SuiteTuner(kt.Tuner):
                 values = _user_values(trial.hyperparameters.values)
                 meta = {**self.prepared.meta, "trial_id": trial.trial_id, "hyperparameters": values,
                         "metrics": metrics, "model_file": "model.keras",
+                        "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
                         "parameter_count": int(model.count_params())}
                 results.save_best(self.out_dir, lambda d: self._save_model(model, d), meta, self.prepared.artifacts)
             rows = self.trial_rows()
@@ -229,6 +239,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
                    family=family, prepared=prepared, out_dir=out_dir, epochs=epochs, seed=seed,
                    progress=progress, tensorboard=tensorboard)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
+    t.oracle.first_trials = getattr(family, "FIRST_TRIALS", BaselineFirst.first_trials)
     try:
         t.search(verbose=0)
     except RuntimeError as e:

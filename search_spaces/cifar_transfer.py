@@ -24,6 +24,9 @@ ENGINE = "keras_tuner"
 DESCRIPTION = "block 2 from the best block-1 CNN and/or encoder (frozen blocks, head, fine-tuning) or scratch"
 EPOCHS = 40
 SOURCE_FAMILIES = {"cnn": "cifar_cnn", "encoder": "cifar_autoencoder"}
+# Trial 0 is the baseline (the defaults); trial 1 the same from scratch, so
+# the transfer comparison always has its reference.
+FIRST_TRIALS = ({}, {"source": "none"})
 
 
 def _freeze(model, blocks):

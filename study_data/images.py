@@ -183,10 +183,11 @@ def make_demo_images(per_class=60, n_classes=10, seed=0):
     return np.stack(xs), np.asarray(ys, dtype=np.int32), [f"demo_class_{c}" for c in range(n_classes)]
 
 
-def load_images(data=None, cache_dir="results/_cache", per_class=None):
+def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_demo=True):
     """Every image of the source (cached as .npz for folders and archives)."""
     if data == "demo":
-        log("NOTE: --data demo uses generated shapes, not real images; pass the CIFAR-100 archive for the study")
+        if announce_demo:
+            log("NOTE: --data demo uses generated shapes, not real images; pass the CIFAR-100 archive for the study")
         x, y, names = make_demo_images()
         return ImageSet(x, y, names, "generated demo images (not real data)", True, "demo")
     if data is None:

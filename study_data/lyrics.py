@@ -391,7 +391,7 @@ def _read_bytes(path, flag):
         raise UserError(f"cannot read {flag} file {path}: {e.strerror}") from None
 
 
-def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, **options):
+def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, announce_demo=True, **options):
     """Prepare the lyrics splits; read them from the cache when it has them.
 
     `data=None` uses the generated demo table (and says so).
@@ -413,7 +413,8 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, **
     cache_dir = Path(cache_dir)
     is_demo = data is None
     if is_demo:
-        log(DEMO_NOTICE)
+        if announce_demo:
+            log(DEMO_NOTICE)
         data = make_demo_table(cache_dir / "demo-lyrics.csv")
     data = Path(data)
     raw = _read_bytes(data, "--data")

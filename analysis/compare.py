@@ -1,0 +1,231 @@
+#!/usr/bin/env python
+"""Collect every search in results/ into comparison tables (CSV and Markdown).
+
+    python analysis/compare.py [--results-dir results]
+    python analysis/compare.py --repeats 5 --families lyrics_lstm,lyrics_tfidf_logreg
+
+Writes, for every results/<family>[_artist]/ present:
+  results/comparison_lyrics.csv, results/comparison_cifar.csv   one row per family and variant
+  results/comparison_cifar_{activation,loss,skip,transfer}.csv   the Task 2 sub-comparisons
+  results/mcnemar.csv        are the best two models of each task different on the test set?
+  results/repeats.csv        (--repeats K) the best configurations retrained with K seeds
+and each table as .md beside it. A folder that cannot be read gets one line
+naming the problem; the other families are still compared.
+
+`gain` is best_score - baseline_score in the objective's units: positive is
+better for accuracy, negative is better for the autoencoder's reconstruction MSE.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+if __package__ in (None, ""):  # run as a script: python analysis/compare.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import search_spaces
+from analysis.best_model import load_best
+from runners import results
+from study_data import UserError, atomic
+
+TASKS = ("lyrics", "cifar")
+
+
+def problem(msg):
+    print(f"problem: {msg}", file=sys.stderr, flush=True)
+
+
+def search_folders(results_dir):
+    """(folder, family module) for every results/<family>[_artist]/ with a trials.csv."""
+    found = []
+    for folder in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else []:
+        if not folder.is_dir() or folder.name.startswith(("_", ".")):
+            continue
+        name = folder.name[:-len("_artist")] if folder.name.endswith("_artist") else folder.name
+        if name not in search_spaces.families():
+            continue
+        if not (folder / "trials.csv").exists():
+            problem(f"{folder} has no trials.csv (a search that never finished a trial?); skipped")
+            continue
+        found.append((folder, search_spaces.get_family(name)))
+    return found
+
+
+def read_trials(folder):
+    try:
+        trials = pd.read_csv(folder / "trials.csv")
+    except Exception as e:
+        raise UserError(f"{folder}/trials.csv is unreadable ({type(e).__name__}); re-run its search") from None
+    if not {"trial_id", "status", "is_baseline"} <= set(trials.columns):
+        raise UserError(f"{folder}/trials.csv lacks the results columns; re-run its search")
+    return trials
+
+
+def compact_hyperparameters(row):
+    return "; ".join(f"{c[3:]}={_short(row[c])}" for c in row.index if c.startswith("hp_") and pd.notna(row[c]))
+
+
+def _short(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def summarize(folder, family, results_dir):
+    """One comparison row for a search folder; test scores from its saved best model."""
+    trials = read_trials(folder)
+    name, direction = results.objective_of(family)
+    done = trials[(trials["status"] == "COMPLETE") & trials[name].notna()] if name in trials else trials.iloc[:0]
+    row = {"family": family.NAME, "variant": "lyrics+artist" if folder.name.endswith("_artist")
+           else ("lyrics" if family.TASK == "lyrics" else f"block {family.BLOCK}"),
+           "engine": family.ENGINE, "objective": name,
+           "trials_finished": int((trials["status"] == "COMPLETE").sum()),
+           "trials_failed": int((trials["status"] == "FAIL").sum())}
+    if done.empty:
+        problem(f"{folder}: no finished trial yet")
+        return row, None
+    base = done[done["is_baseline"].astype(bool)]
+    best = done.loc[done[name].idxmax() if direction == "max" else done[name].idxmin()]
+    row.update(baseline_score=float(base[name].iloc[0]) if len(base) else np.nan,
+               best_score=float(best[name]), best_trial=best["trial_id"])
+    row["gain"] = row["best_score"] - row["baseline_score"]
+    row.update(best_hyperparameters=compact_hyperparameters(best), best_trial_seconds=best.get("duration_s"),
+               best_epochs=best.get("epochs_run"))
+    model = None
+    try:
+        model = load_best(family.NAME, results_dir, with_artist=folder.name.endswith("_artist"))
+        row["parameters"] = model.meta.get("parameter_count")
+        row["data"] = model.meta["data"]["source"]
+        scores, y, pred = model.score_test(results_dir)
+        row.update(scores)
+        model.test_labels, model.test_predictions = y, pred
+    except UserError as e:
+        problem(str(e))
+    except Exception as e:
+        problem(f"{folder}: cannot score the saved model on the test set ({type(e).__name__}: {e})")
+    return row, model
+
+
+def mcnemar(pred_a, pred_b, y):
+    """Exact McNemar test on paired test predictions: (b, c, p-value)."""
+    from scipy.stats import binomtest
+    a_right, b_right = pred_a == y, pred_b == y
+    b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
+    p = binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
+    return b, c, float(p)
+
+
+def mcnemar_table(rows, models):
+    out = []
+    for task in TASKS:
+        scored = [(r, models[i]) for i, r in enumerate(rows) if models[i] is not None and r.get("test_accuracy")
+                  is not None and r["family"] in search_spaces.list_families(task=task)
+                  and getattr(models[i], "test_predictions", None) is not None]
+        scored.sort(key=lambda rm: rm[0]["best_score"], reverse=True)
+        # the best two that were scored on the same test rows
+        for i in range(len(scored)):
+            for j in range(i + 1, len(scored)):
+                (ra, ma), (rb, mb) = scored[i], scored[j]
+                if _test_set(ma) == _test_set(mb) and np.array_equal(ma.test_labels, mb.test_labels):
+                    b, c, p = mcnemar(ma.test_predictions, mb.test_predictions, ma.test_labels)
+                    out.append({"task": task, "model_a": f"{ra['family']} ({ra['variant']})",
+                                "model_b": f"{rb['family']} ({rb['variant']})",
+                                "test_accuracy_a": ra["test_accuracy"], "test_accuracy_b": rb["test_accuracy"],
+                                "a_right_b_wrong": b, "a_wrong_b_right": c, "p_value": p,
+                                "significant_at_0.05": p < 0.05})
+                    break
+            else:
+                continue
+            break
+    return pd.DataFrame(out)
+
+
+def _test_set(model):
+    """What identifies a test split: the data and, for images, the block."""
+    return model.meta["data"]["fingerprint"], model.meta.get("blocks", {}).get("block")
+
+
+def sub_comparisons(folders):
+    """Task 2's small tables, recomputed from the trials of the families that define them."""
+    tables = {}
+    for folder, family in folders:
+        if hasattr(family, "comparison_tables"):
+            for name, table in family.comparison_tables(read_trials(folder)).items():
+                tables[name.replace("compare_", "comparison_cifar_")] = table
+    return tables
+
+
+def repeats(results_dir, family_names, k):
+    """Retrain each family's best configuration with k seeds; test accuracy mean and std."""
+    from analysis.retrain import retrain_best
+    rows = []
+    for name in family_names:
+        scores = retrain_best(name, results_dir, k)
+        rows.append({"family": name, "repeats": k, "test_accuracy_mean": float(np.mean(scores)),
+                     "test_accuracy_std": float(np.std(scores, ddof=1)) if k > 1 else 0.0,
+                     "test_accuracies": " ".join(f"{s:.4f}" for s in scores)})
+        print(f"{name}: test accuracy {np.mean(scores):.4f} ± {rows[-1]['test_accuracy_std']:.4f} over {k} seeds",
+              flush=True)
+    return pd.DataFrame(rows)
+
+
+def write_table(results_dir, name, table):
+    atomic.write_text(Path(results_dir) / f"{name}.csv", table.to_csv(index=False))
+    atomic.write_text(Path(results_dir) / f"{name}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
+
+
+def compare(results_dir="results", repeat_families=(), k=0):
+    """Write every table; return them as {name: DataFrame}."""
+    folders = search_folders(results_dir)
+    if not folders:
+        raise UserError(f"no search results in {results_dir}/: run e.g. `python runners/search.py lyrics_lstm` first")
+    rows, models = [], []
+    for folder, family in folders:
+        try:
+            row, model = summarize(folder, family, results_dir)
+        except UserError as e:
+            problem(str(e))
+            continue
+        rows.append(row)
+        models.append(model)
+    tables = {}
+    for task in TASKS:
+        task_rows = [r for r in rows if r["family"] in search_spaces.list_families(task=task)]
+        if task_rows:
+            tables[f"comparison_{task}"] = pd.DataFrame(task_rows)
+    tables.update(sub_comparisons(folders))
+    tables["mcnemar"] = mcnemar_table(rows, models)
+    if k:
+        tables["repeats"] = repeats(results_dir, repeat_families, k)
+    for name, table in tables.items():
+        write_table(results_dir, name, table)
+    return tables
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--repeats", type=int, default=0, help="retrain best configurations with K seeds")
+    ap.add_argument("--families", default="", help="comma-separated families for --repeats")
+    args = ap.parse_args(argv)
+    try:
+        if args.repeats < 0 or (args.repeats and not args.families):
+            raise UserError("--repeats K needs K >= 1 and --families naming the families to retrain")
+        tables = compare(args.results_dir, [f for f in args.families.split(",") if f], args.repeats)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name, table in tables.items():
+        if name in ("comparison_lyrics", "comparison_cifar") and not table.empty:
+            cols = [c for c in ("family", "variant", "best_score", "gain", "test_accuracy", "test_macro_f1")
+                    if c in table]
+            print(f"\n{name}:\n{table[cols].to_string(index=False)}")
+    print(f"\ntables written to {args.results_dir}/ ({', '.join(sorted(tables))}; .csv and .md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

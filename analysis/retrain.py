@@ -1,0 +1,67 @@
+"""Retrain a family's best configuration with other seeds (for `compare.py --repeats`).
+
+The data, splits and preprocessing are rebuilt from the best model's
+meta.json exactly as the search had them (same data seed, so the same
+split); only the training seed changes. Each retrained model is scored on
+the same held-out test split as the saved one.
+"""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from analysis.best_model import load_best
+from runners.search import build_parser, prepare_cifar, prepare_lyrics
+from search_spaces import get_family
+
+
+def search_args(meta, results_dir):
+    """The runner's flags that rebuild this search's data."""
+    d = meta["data"]
+    argv = [meta["family"], "--results-dir", str(results_dir), "--seed", str(meta["seed"])]
+    if d.get("arg"):
+        argv += ["--data", d["arg"]]
+    if meta["inputs"] == "images":
+        if d.get("images_per_class"):
+            argv += ["--images-per-class", str(d["images_per_class"])]
+        return build_parser().parse_args(argv)
+    o = d["options"]
+    argv += ["--sample-fraction", str(o["sample_fraction"]), "--stopwords", o["stopwords"],
+             "--vocab-size", str(o["vocab_size"]), "--seq-len", str(o["seq_len"])]
+    argv += ["--no-clean"] if not o["clean"] else []
+    argv += ["--languages", ",".join(o["languages"])] if o.get("languages") else []
+    argv += ["--test-data", d["test_data"]] if d.get("test_data") else []
+    argv += ["--with-artist"] if meta.get("with_artist") else []
+    for role, name in (d.get("columns") or {}).items():
+        argv += [f"--{role}-column", name] if name else []
+    return build_parser().parse_args(argv)
+
+
+def retrain_best(family_name, results_dir, k, with_artist=False):
+    """Test accuracies of the best configuration retrained with k new training seeds."""
+    best = load_best(family_name, results_dir, with_artist=with_artist)
+    family = get_family(family_name)
+    args = search_args(best.meta, results_dir)
+    prepared = prepare_cifar(family, args) if best.meta["inputs"] == "images" else prepare_lyrics(family, args)
+    x_test, y_test = best.test_split(results_dir)
+    scores = []
+    for i in range(1, k + 1):
+        seed = best.meta["seed"] + 1000 * i
+        if family.ENGINE == "keras_tuner":
+            import keras_tuner as kt
+            from runners import keras_engine
+            hp = kt.HyperParameters()
+            hp.values = dict(best.meta["hyperparameters"])
+            with tempfile.TemporaryDirectory() as tmp:
+                model, _ = keras_engine.train(family, family.HyperModel(prepared.spec), hp, prepared,
+                                              epochs=best.meta.get("max_epochs", family.EPOCHS), seed=seed,
+                                              history_path=Path(tmp) / "history.csv")
+            pred = np.asarray(model.predict(x_test, verbose=0)).argmax(axis=1)
+        else:
+            from runners import optuna_engine
+            cache = optuna_engine.FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
+            model, _ = optuna_engine.train(family, best.meta["hyperparameters"], prepared, cache, seed)
+            pred = model.predict(x_test)
+        scores.append(float(np.mean(pred == y_test)))
+    return scores
