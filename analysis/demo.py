@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Demo: reload every saved best model and use it; nothing is refitted.
+
+    python analysis/demo.py                                   # every best model scored on its held-out test set
+    python analysis/demo.py --lyrics "I walk alone tonight"   # top-3 genres from the best lyrics model
+    python analysis/demo.py --lyrics "..." --artist "Queen"   # ... from the best lyrics+artist model
+    python analysis/demo.py --image cat.jpg [--family cifar_cnn]
+
+Each model uses what was saved with it: tokenizer, artist vocabulary, block
+assignment and label names. (The earlier study refitted its tokenizer on the
+test set and redrew its classes without a seed, so its demo scores were not on
+its own test set.)
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis import compare  # noqa: E402
+from analysis.best_model import load_best  # noqa: E402
+from study_data import UserError  # noqa: E402
+
+
+def best_models(results_dir):
+    """(folder, loaded best model) for every search with a best/ folder."""
+    out = []
+    for folder, family in compare.search_folders(results_dir):
+        try:
+            out.append((folder, load_best(family.NAME, results_dir, with_artist=folder.name.endswith("_artist"))))
+        except UserError as e:
+            compare.problem(str(e))
+    if not out:
+        raise UserError(f"no saved best model in {results_dir}/: run e.g. `python runners/search.py lyrics_lstm` first")
+    return out
+
+
+def score_all(results_dir):
+    rows = []
+    for folder, model in best_models(results_dir):
+        try:
+            scores, y, _ = model.score_test(results_dir)
+        except UserError as e:
+            compare.problem(str(e))
+            continue
+        rows.append({"search": folder.name, "trial": model.meta["trial_id"],
+                     "val": model.meta["metrics"].get("val_accuracy",
+                                                      model.meta["metrics"].get("val_reconstruction_mse")),
+                     **scores, "test_rows": len(y), "data": model.meta["data"]["source"]})
+    table = pd.DataFrame(rows)
+    order = ["search", "trial", "val", "test_accuracy", "test_macro_f1", "test_reconstruction_mse", "test_rows", "data"]
+    return table[[c for c in order if c in table]]
+
+
+def choose(results_dir, family, want):
+    """The named family's model, or the best by validation accuracy among those that fit `want`."""
+    models = [m for _, m in best_models(results_dir) if want(m)]
+    if family:
+        models = [m for m in models if m.family == family]
+        if not models:
+            raise UserError(f"no saved best model of {family} for this input: run "
+                            f"`python runners/search.py {family}` first")
+    if not models:
+        raise UserError("no saved model fits this input: run a search of that task first")
+    return max(models, key=lambda m: m.meta["metrics"].get("val_accuracy", -1))
+
+
+def top3(model, probs):
+    order = np.argsort(probs)[::-1][:3]
+    return [(model.label_names[i], float(probs[i])) for i in order]
+
+
+def read_image(path):
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB").resize((32, 32)), dtype="uint8")
+    except FileNotFoundError:
+        raise UserError(f"image not found: {path}") from None
+    except Exception as e:
+        raise UserError(f"cannot read image {path} ({type(e).__name__}): pass a JPEG or PNG") from None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--lyrics", help="raw lyrics to classify")
+    ap.add_argument("--artist", help="the artist, for a lyrics+artist model")
+    ap.add_argument("--image", help="an image file to classify")
+    ap.add_argument("--family", help="use this family's best model (default: the best of the task)")
+    args = ap.parse_args(argv)
+    try:
+        if args.lyrics is not None:
+            with_artist = args.artist is not None
+            model = choose(args.results_dir, args.family,
+                           lambda m: m.meta["inputs"] != "images" and bool(m.meta.get("with_artist")) == with_artist)
+            probs = model.predict_proba([args.lyrics], [args.artist] if with_artist else None)[0]
+            print(f"{model.family} ({model.meta['variant']}, trial {model.meta['trial_id']}):")
+            for genre, p in top3(model, probs):
+                print(f"  {genre:<20} {p:.3f}")
+        elif args.image is not None:
+            image = read_image(args.image)
+            model = choose(args.results_dir, args.family,
+                           lambda m: m.meta["inputs"] == "images" and m.family != "cifar_autoencoder")
+            probs = model.predict_proba(image)[0]
+            print(f"{model.family} ({model.meta['variant']}: {', '.join(model.label_names)}):")
+            for name, p in top3(model, probs):
+                print(f"  {name:<20} {p:.3f}")
+        else:
+            table = score_all(args.results_dir)
+            print(table.to_string(index=False))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

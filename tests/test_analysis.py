@@ -1,0 +1,178 @@
+"""Comparison tables, report, demo: checked against the trials CSVs and the saved models."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from analysis import compare, demo, report
+from analysis.best_model import load_best
+from runners.search import cli
+from study_data import images, lyrics
+
+FAST = ["--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]
+
+
+@pytest.fixture(scope="module")
+def res(tmp_path_factory, small_lyrics):
+    r = tmp_path_factory.mktemp("analysis") / "results"
+    runs = [["lyrics_tfidf_logreg", "--data", small_lyrics, "--max-trials", 4, *FAST],
+            ["lyrics_tfidf_logreg", "--with-artist", "--data", small_lyrics, "--max-trials", 2, *FAST],
+            ["lyrics_lstm", "--data", small_lyrics, "--max-trials", 2, "--epochs", 1, *FAST],
+            ["cifar_cnn", "--data", "demo", "--max-trials", 2, "--epochs", 1],
+            ["cifar_autoencoder", "--data", "demo", "--max-trials", 2, "--epochs", 1],
+            ["cifar_transfer", "--data", "demo", "--max-trials", 2, "--epochs", 1]]
+    for args in runs:
+        assert cli([str(a) for a in args] + ["--results-dir", str(r)]) == 0
+    return r
+
+
+@pytest.fixture(scope="module")
+def tables(res):
+    return compare.compare(res)
+
+
+def test_comparison_rows_match_the_trials(res, tables, small_lyrics):
+    lyr = tables["comparison_lyrics"]
+    assert set(zip(lyr["family"], lyr["variant"])) == {("lyrics_tfidf_logreg", "lyrics"),
+                                                       ("lyrics_tfidf_logreg", "lyrics+artist"),
+                                                       ("lyrics_lstm", "lyrics")}
+    for _, row in lyr.iterrows():
+        folder = row["family"] + ("_artist" if row["variant"] == "lyrics+artist" else "")
+        t = pd.read_csv(res / folder / "trials.csv")
+        assert row["best_score"] == t["val_accuracy"].max()
+        assert row["baseline_score"] == t.loc[t["is_baseline"], "val_accuracy"].iloc[0]
+        assert row["gain"] == pytest.approx(row["best_score"] - row["baseline_score"])
+        assert row["trials_finished"] == (t["status"] == "COMPLETE").sum()
+        assert row["best_trial_seconds"] == t.loc[t["val_accuracy"].idxmax(), "duration_s"]
+    # Test scores equal a direct evaluation of the saved model on the rebuilt test split.
+    row = lyr[(lyr["family"] == "lyrics_tfidf_logreg") & (lyr["variant"] == "lyrics")].iloc[0]
+    d = lyrics.load(small_lyrics, cache_dir=res / "_cache", sample_fraction=1.0, seq_len=30, vocab_size=300)
+    model = load_best("lyrics_tfidf_logreg", res)
+    assert row["test_accuracy"] == pytest.approx(np.mean(model.model.predict(d.test.texts) == d.test.y))
+    cif = tables["comparison_cifar"].set_index("family")
+    b2 = images.make_block(images.load_images("demo"), 2)
+    transfer = load_best("cifar_transfer", res)
+    direct = np.mean(transfer.model.predict(b2.x_test, verbose=0).argmax(1) == b2.y_test)
+    assert cif.loc["cifar_transfer", "test_accuracy"] == pytest.approx(direct)
+    ae = pd.read_csv(res / "cifar_autoencoder" / "trials.csv")
+    assert cif.loc["cifar_autoencoder", "best_score"] == ae["val_reconstruction_mse"].min()
+    assert cif.loc["cifar_autoencoder", "test_reconstruction_mse"] > 0
+    for name in ("comparison_lyrics", "comparison_cifar", "comparison_cifar_activation", "comparison_cifar_loss",
+                 "comparison_cifar_skip", "comparison_cifar_transfer", "mcnemar"):
+        assert (res / f"{name}.csv").exists() and (res / f"{name}.md").read_text().startswith("|")
+
+
+def test_transfer_table_has_its_from_scratch_reference(tables):
+    t = tables["comparison_cifar_transfer"].set_index("model")
+    assert t.loc["from scratch", "trials"] == 1 and t.loc["transferred", "source"] == "cnn"
+
+
+def test_mcnemar_exact_test():
+    y = np.zeros(20, dtype=int)
+    a = np.zeros(20, dtype=int)  # always right
+    b = np.r_[np.ones(8, dtype=int), np.zeros(12, dtype=int)]  # wrong on 8
+    assert compare.mcnemar(a, b, y) == (8, 0, pytest.approx(2 * 0.5 ** 8))
+    assert compare.mcnemar(a, a, y) == (0, 0, 1.0)
+
+
+def test_mcnemar_pairs_models_on_the_same_test_rows(tables):
+    m = tables["mcnemar"]
+    lyr = m[m["task"] == "lyrics"].iloc[0]
+    assert {lyr["model_a"], lyr["model_b"]} <= {"lyrics_tfidf_logreg (lyrics)", "lyrics_tfidf_logreg (lyrics+artist)",
+                                                "lyrics_lstm (lyrics)"}
+    # the CIFAR models are on different blocks: never paired
+    assert "cifar" not in set(m["task"])
+
+
+def test_repeats_retrain_the_best_configuration(res, tables):
+    t = compare.compare(res, ["lyrics_tfidf_logreg"], 2)["repeats"].iloc[0]
+    # logistic regression (lbfgs) does not depend on the seed: both repeats equal the saved model's score
+    saved = tables["comparison_lyrics"].query("family == 'lyrics_tfidf_logreg' and variant == 'lyrics'")
+    assert t["test_accuracy_mean"] == pytest.approx(saved["test_accuracy"].iloc[0]) and t["test_accuracy_std"] == 0
+
+
+def test_report_writes_markdown_html_and_real_pngs(res):
+    md, html, pngs = report.build_report(res)
+    text = md.read_text()
+    assert "demo set, not real data" in text and "## Task: lyrics" in text and "## Task: cifar" in text
+    names = {p.name for p in pngs}
+    assert {"best_vs_baseline_lyrics.png", "best_vs_baseline_cifar.png", "confusion_lyrics.png",
+            "confusion_cifar.png", "curves_lyrics_lstm.png", "history_lyrics_tfidf_logreg.png",
+            "importance_lyrics_tfidf_logreg.png", "reconstructions.png"} <= names
+    for p in pngs:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+    page = html.read_text()
+    assert "data:image/png;base64," in page and 'src="report_files' not in page and "<table>" in page
+
+
+def test_demo_predictions_equal_the_models_own(res, capsys):
+    text = "kashi lomi the rain falls"
+    assert demo.main(["--results-dir", str(res), "--lyrics", text]) == 0
+    out = capsys.readouterr().out.splitlines()
+    best = load_best("lyrics_tfidf_logreg", res)  # the best lyrics-only model by validation accuracy
+    assert out[0].startswith("lyrics_tfidf_logreg (lyrics")
+    probs = best.predict_proba([text])[0]
+    assert out[1].split()[0] == best.label_names[int(np.argmax(probs))]
+    assert float(out[1].split()[1]) == pytest.approx(probs.max(), abs=1e-3)
+
+    b2 = images.make_block(images.load_images("demo"), 2)
+    path = res.parent / "img.png"
+    Image.fromarray((b2.x_test[0] * 255).round().astype("uint8")).save(path)
+    assert demo.main(["--results-dir", str(res), "--image", str(path), "--family", "cifar_transfer"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    model = load_best("cifar_transfer", res)
+    assert out[1].split()[0] == model.predict(np.asarray(Image.open(path)))[0]
+
+    assert demo.main(["--results-dir", str(res)]) == 0
+    table = capsys.readouterr().out
+    assert "lyrics_tfidf_logreg_artist" in table and "cifar_transfer" in table
+
+
+def test_no_results_names_the_search_command(tmp_path, capsys):
+    assert compare.main(["--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "python runners/search.py" in err and len(err.splitlines()) == 1
+    assert demo.main(["--results-dir", str(tmp_path)]) == 2
+
+
+def test_broken_folders_are_reported_and_the_rest_still_compared(res, tmp_path, capsys):
+    broken = tmp_path / "results"
+    shutil.copytree(res, broken)
+    (broken / "lyrics_lstm" / "trials.csv").write_bytes(b"\x00\x01garbage")  # half-written
+    (broken / "cifar_cnn" / "best" / "model.keras").unlink()  # missing model file
+    (broken / "cifar_autoencoder" / "best" / "model.keras").write_bytes(b"not a zip")  # corrupted
+    capsys.readouterr()
+    tables = compare.compare(broken)
+    err = capsys.readouterr().err
+    assert "lyrics_lstm/trials.csv" in err and "model.keras is missing" in err and "not a loadable Keras model" in err
+    assert "lyrics_tfidf_logreg" in set(tables["comparison_lyrics"]["family"])
+    assert tables["comparison_cifar"].set_index("family").loc["cifar_transfer", "test_accuracy"] > 0
+    md, html, pngs = report.build_report(broken)
+    assert md.exists() and pngs
+
+
+def test_test_file_with_unseen_genres(tmp_path, small_lyrics, capsys):
+    test = tmp_path / "test.csv"
+    df = pd.read_csv(small_lyrics).head(40).copy()
+    df.loc[:9, "Genre"] = "Polka"  # a genre never seen in training
+    df.to_csv(test, index=False)
+    r = tmp_path / "results"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--test-data", str(test), "--results-dir", str(r),
+                "--max-trials", "1", *FAST]) == 0
+    assert "dropped 10 test rows with genres unseen in training: Polka" in capsys.readouterr().err
+    row = compare.compare(r)["comparison_lyrics"].iloc[0]
+    assert 0 <= row["test_accuracy"] <= 1
+
+
+def test_tensorboard_logs_each_trial_with_hparams(tmp_path, small_lyrics):
+    tb = tmp_path / "tb"
+    assert cli(["lyrics_lstm", "--data", str(small_lyrics), "--results-dir", str(tmp_path / "r"), "--max-trials", "2",
+                "--epochs", "1", "--tensorboard", str(tb), *FAST]) == 0
+    trial_dirs = sorted(p.name for p in tb.iterdir())
+    assert len(trial_dirs) == 2
+    events = list(tb.rglob("events.out.tfevents.*"))
+    assert events and any(b"hparams" in e.read_bytes() for e in events)
