@@ -22,7 +22,7 @@ from study_data.lyrics import TextEncoder, artist_index, model_inputs
 
 # skops: types from these modules may be loaded (no arbitrary code).
 # study_data's transformers are this project's own code, rebuilt from plain attributes.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.", "study_data.lyrics.")
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "study_data.lyrics.")
 
 
 class BestModel:

@@ -17,16 +17,29 @@ Choices, noted:
   weights, so the scores and the saved model are those of that epoch.
 """
 
+import json
 import math
 import time
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
-import numpy as np
+from keras_tuner.src import utils as kt_utils
 
 from runners import results
-from study_data import atomic
+from study_data import UserError, atomic
+
+
+def _save_json_atomically(path, obj):
+    text = json.dumps(obj)
+    atomic.write_text(path, text)
+    return text
+
+
+# Keras Tuner writes its oracle and trial state with a plain open(); a kill
+# mid-write would leave truncated JSON that stops every later resume. All its
+# state goes through utils.save_json, so that one function is made atomic.
+kt_utils.save_json = _save_json_atomically
 
 
 def default_values(space):
@@ -166,26 +179,43 @@ class SuiteTuner(kt.Tuner):
         return metrics
 
     def on_trial_end(self, trial):
+        model, self._last_model = self._last_model, None
+        metrics = _metrics(trial)  # reported by run_trial through oracle.update_trial
+        objective = results.objective_of(self.family)
+        candidate = None
+        if trial.status == "COMPLETED" and model is not None and results.is_better(metrics, self.out_dir, objective):
+            values = _user_values(trial.hyperparameters.values)
+            meta = {**self.prepared.meta, "trial_id": trial.trial_id, "hyperparameters": values,
+                    "metrics": metrics, "model_file": "model.keras",
+                    "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
+                    "parameter_count": int(model.count_params())}
+            candidate = results.stage_best(self.out_dir, trial.trial_id, lambda d: self._save_model(model, d), meta,
+                                           self.prepared.artifacts)
         try:
             super().on_trial_end(trial)  # the oracle records the trial and saves its state
         finally:
-            model, self._last_model = self._last_model, None
-            status = _status(trial)
-            metrics = _metrics(trial)
-            objective = results.objective_of(self.family)
-            if status == "COMPLETE" and model is not None and results.is_better(metrics, self.out_dir, objective):
-                values = _user_values(trial.hyperparameters.values)
-                meta = {**self.prepared.meta, "trial_id": trial.trial_id, "hyperparameters": values,
-                        "metrics": metrics, "model_file": "model.keras",
-                        "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
-                        "parameter_count": int(model.count_params())}
-                results.save_best(self.out_dir, lambda d: self._save_model(model, d), meta, self.prepared.artifacts)
+            results.crash_point("trial-recorded")
+            if candidate is not None and _status(trial) == "COMPLETE":
+                results.promote(self.out_dir, candidate)
             rows = self.trial_rows()
             results.write_trials_csv(self.out_dir, rows)
             done = [r for r in rows if r["status"] != "RUNNING"]
             best = results.best_meta(self.out_dir)
-            self.progress.trial_done(len(done), status, metrics.get(objective[0]),
+            self.progress.trial_done(len(done), _status(trial), metrics.get(objective[0]),
                                      best and best["metrics"][objective[0]], best and best["trial_id"])
+
+    def pre_create_trial(self):
+        if results.STOP.is_set():
+            raise KeyboardInterrupt  # Ctrl-C: the finished trials are recorded; stop before the next
+
+    def reconcile(self):
+        """After a kill: finish what the last run left half-done, rewrite trials.csv."""
+        objective = results.objective_of(self.family)
+        finished = {tid: _metrics(t).get(objective[0]) for tid, t in self.oracle.trials.items()
+                    if _status(t) == "COMPLETE"}
+        results.reconcile_best(self.out_dir, finished, objective)
+        if self.oracle.trials:
+            results.write_trials_csv(self.out_dir, self.trial_rows())
 
     def _save_model(self, model, folder):
         model.save(folder / "model.keras")
@@ -231,15 +261,20 @@ def finished_count(out_dir):
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None):
     keras.utils.set_random_seed(seed)
     before = finished_count(out_dir)
-    if before:
-        results.log(f"resuming {family.NAME}: {before} trials on record, running up to {max_trials} in all")
     objective = results.objective_of(family)
     progress = results.Progress(family.NAME, max_trials, before, objective)
-    t = SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective), family.HyperModel(prepared.spec),
-                   family=family, prepared=prepared, out_dir=out_dir, epochs=epochs, seed=seed,
-                   progress=progress, tensorboard=tensorboard)
+    try:
+        t = SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective), family.HyperModel(prepared.spec),
+                       family=family, prepared=prepared, out_dir=out_dir, epochs=epochs, seed=seed,
+                       progress=progress, tensorboard=tensorboard)
+    except (ValueError, KeyError) as e:  # json errors are ValueErrors
+        raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
+                        f"start again with --fresh") from None
+    if before:
+        results.log(f"resuming {family.NAME}: {before} trials on record, running up to {max_trials} in all")
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
     t.oracle.first_trials = getattr(family, "FIRST_TRIALS", BaselineFirst.first_trials)
+    t.reconcile()
     try:
         t.search(verbose=0)
     except RuntimeError as e:

@@ -35,15 +35,33 @@ def _status(state):
     return state.name  # COMPLETE, FAIL, PRUNED, RUNNING, WAITING
 
 
+def _interrupted(t):
+    return bool(t.user_attrs.get("interrupted"))
+
+
 def trial_rows(study):
+    """One row per trial, leaving out attempts cut short by a kill (they run again)."""
     rows = []
     for t in study.trials:
+        if _interrupted(t):
+            continue
         metrics = {k: t.user_attrs.get(k) for k in results.METRIC_COLUMNS}
         if t.value is not None:
             metrics[results.OBJECTIVE[0]] = t.value
         rows.append(results.trial_row(t.number, _status(t.state), t.user_attrs.get("is_baseline", False),
                                       t.params, metrics, t.user_attrs.get("error", "")))
     return rows
+
+
+def _retry_interrupted(study):
+    """Trials left RUNNING by a killed run: marked FAIL (interrupted) and queued again."""
+    waiting = [t.params for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        params = t.params or t.system_attrs.get("fixed_params", {})
+        if params and params not in waiting:
+            study.enqueue_trial(params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "is_baseline"})
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
 
 
 class FeatureCache:
@@ -91,13 +109,14 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
     make_sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[sampler]
     study = optuna.create_study(study_name=family.NAME, storage=storage, direction="maximize",
                                 sampler=make_sampler(seed=seed + n_before), load_if_exists=True)
-    for t in study.trials:
-        if t.state == optuna.trial.TrialState.RUNNING:  # left by a killed run
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-            study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted (the run was stopped)")
+    _retry_interrupted(study)
     if not study.trials:
         study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
-    done_before = sum(t.state in FINISHED for t in study.trials)
+    results.reconcile_best(out_dir, {t.number: t.value for t in study.trials
+                                     if t.state == optuna.trial.TrialState.COMPLETE})
+    if any(t.state in FINISHED for t in study.trials):
+        results.write_trials_csv(out_dir, trial_rows(study))
+    done_before = sum(t.state in FINISHED and not _interrupted(t) for t in study.trials)
     if done_before:
         results.log(f"resuming {family.NAME}: {done_before} finished trials on record, "
                     f"running up to {max_trials} in all")
@@ -109,35 +128,45 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
 
     p = prepared
     cache = FeatureCache(family, p.x_train, p.x_val, p.spec)
-    last = {}
+    candidates = {}
     progress = results.Progress(family.NAME, max_trials, done_before)
 
     def objective(trial):
         try:
-            model, metrics = train(family, family.suggest(trial), p, cache, seed)
+            params = family.suggest(trial)
+            model, metrics = train(family, params, p, cache, seed)
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             raise
+        except BaseException:  # Ctrl-C: not a failed configuration; it runs again on resume
+            trial.set_user_attr("interrupted", True)
+            raise
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
-        last[trial.number] = (model, metrics)
+        if results.is_better(metrics, out_dir):  # staged now, promoted once Optuna has recorded the trial
+            meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
+                    "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
+            candidates[trial.number] = results.stage_best(out_dir, trial.number,
+                                                          lambda d: sio.dump(model, d / "model.skops"),
+                                                          meta, p.artifacts)
         return metrics[results.OBJECTIVE[0]]
 
     failures = []
 
     def after_trial(study, frozen):
-        model, metrics = last.pop(frozen.number, (None, {}))
-        if frozen.state == optuna.trial.TrialState.COMPLETE and results.is_better(metrics, out_dir):
-            meta = {**p.meta, "trial_id": frozen.number, "hyperparameters": frozen.params, "metrics": metrics,
-                    "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
-            results.save_best(out_dir, lambda d: sio.dump(model, d / "model.skops"), meta, p.artifacts)
+        results.crash_point("trial-recorded")
+        candidate = candidates.pop(frozen.number, None)
+        if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
+            results.promote(out_dir, candidate)
         rows = trial_rows(study)
         results.write_trials_csv(out_dir, rows)
         failures.append(frozen.state == optuna.trial.TrialState.FAIL)
         best = results.best_meta(out_dir)
         progress.trial_done(sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows), frozen.state.name,
                             frozen.value, best and best["metrics"][results.OBJECTIVE[0]], best and best["trial_id"])
-        if len(failures) >= MAX_CONSECUTIVE_FAILURES and all(failures[-MAX_CONSECUTIVE_FAILURES:]):
+        if results.STOP.is_set():  # Ctrl-C: stop before the next trial
+            study.stop()
+        elif len(failures) >= MAX_CONSECUTIVE_FAILURES and all(failures[-MAX_CONSECUTIVE_FAILURES:]):
             results.log(f"{family.NAME}: {MAX_CONSECUTIVE_FAILURES} trials failed in a row "
                         f"(last: {frozen.user_attrs.get('error', '?')}); stopping the search")
             study.stop()

@@ -10,7 +10,10 @@ results/<family>[_artist]/
 
 import json
 import math
+import os
+import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +47,7 @@ def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error="")
 
 def write_trials_csv(out_dir, rows):
     """Rewrite trials.csv from the engine's state: each trial exactly once."""
+    crash_point("before-csv")
     hp_cols = sorted({k for r in rows for k in r if k.startswith("hp_")})
     extra = sorted({k for r in rows for k in r} - set(HEAD_COLUMNS) - set(hp_cols) - set(METRIC_COLUMNS) - {"error"})
     columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + extra + ["error"]
@@ -87,23 +91,64 @@ def is_better(metrics, out_dir, objective=OBJECTIVE):
     return score > best if direction == "max" else score < best
 
 
-def save_best(out_dir, write_model, meta, artifacts):
-    """Replace best/ with a new best model, all or nothing.
-
-    write_model(folder) writes the model file; artifacts maps file names to
-    text (tokenizer, vocabularies); meta.json is written last.
-    """
-    target = Path(out_dir) / "best"
-    tmp = Path(out_dir) / f".best.tmp"
-    if tmp.exists():
-        import shutil
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write_model(tmp)
+# Saving the best model survives a kill at any moment. A trial's model is
+# first staged as a complete folder (.candidate-<trial>/), then the engine
+# records the trial as finished, then the candidate replaces best/. On the
+# next start, `reconcile_best` promotes a candidate whose trial was recorded
+# as finished and drops one whose trial was not (that trial runs again).
+def stage_best(out_dir, trial_id, write_model, meta, artifacts):
+    """Write a complete best/ candidate for a trial; return its folder."""
+    cand = Path(out_dir) / f".candidate-{trial_id}"
+    if cand.exists():
+        shutil.rmtree(cand)
+    cand.mkdir(parents=True)
+    write_model(cand)
     for name, text in artifacts.items():
-        atomic.write_text(tmp / name, text)
-    atomic.write_text(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default))
-    atomic.replace_dir(tmp, target)
+        atomic.write_text(cand / name, text)
+    crash_point("candidate-written")
+    atomic.write_text(cand / "meta.json", json.dumps(meta, indent=2, default=_json_default))
+    return cand
+
+
+def promote(out_dir, candidate):
+    crash_point("before-promote")
+    atomic.replace_dir(candidate, Path(out_dir) / "best")
+
+
+def reconcile_best(out_dir, finished, objective=OBJECTIVE):
+    """Finish or drop candidates left by a killed run.
+
+    finished: {trial_id: objective value} of the trials the engine recorded
+    as complete."""
+    atomic.recover_dir(Path(out_dir) / "best")
+    for cand in sorted(Path(out_dir).glob(".candidate-*")):
+        meta = None
+        try:
+            meta = json.loads((cand / "meta.json").read_text())
+        except (OSError, ValueError):
+            pass
+        tid = meta and str(meta["trial_id"])
+        keys = {str(k): v for k, v in finished.items()}
+        if meta and tid in keys and _same(keys[tid], meta["metrics"].get(objective[0])) \
+                and is_better(meta["metrics"], out_dir, objective):
+            promote(out_dir, cand)
+        else:
+            shutil.rmtree(cand)
+
+
+def _same(a, b):
+    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
+# Ctrl-C asks the search to stop after the trial in progress (the CLI's
+# SIGINT handler sets this); the engines check it between trials.
+STOP = threading.Event()
+
+
+def crash_point(name):
+    """Fault injection for the reliability tests: SEARCH_SUITE_CRASH_AT=name dies here, like kill -9."""
+    if os.environ.get("SEARCH_SUITE_CRASH_AT") == name:
+        os._exit(137)
 
 
 def _json_default(o):

@@ -193,6 +193,27 @@ def block_one_sources(args, block):
     return sources
 
 
+def hold_lock(out_dir):
+    """One search per results folder at a time: a second one is refused, not interleaved."""
+    import fcntl
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = out_dir.parent / f".{out_dir.name}.lock"
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise UserError(f"another search is running on {out_dir} (process {pid}); wait for it to finish, "
+                        "or give this one another --results-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.list:
@@ -221,6 +242,7 @@ def main(argv=None):
     else:
         prepared = prepare_lyrics(family, args)
 
+    lock = hold_lock(out_dir)  # released when the process ends, however it ends
     if args.fresh and out_dir.exists():
         print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
         shutil.rmtree(out_dir)
@@ -251,11 +273,29 @@ def main(argv=None):
     return 0
 
 
+def _on_ctrl_c(signum, frame):
+    from runners import results
+    if results.STOP.is_set():
+        raise KeyboardInterrupt  # a second Ctrl-C: stop now (the trial in progress runs again on resume)
+    results.STOP.set()
+    print("\nCtrl-C: stopping after the trial in progress (press again to stop at once)", file=sys.stderr, flush=True)
+
+
 def cli(argv=None):
+    from runners import results
+    results.STOP.clear()
     try:
-        return main(argv)
+        code = main(argv)
+        if results.STOP.is_set():
+            raise KeyboardInterrupt
+        return code
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only or full results folder, say
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot write{where}: {e.strerror or e}; free space or fix permissions, then run the same "
+              "command again to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
@@ -265,4 +305,6 @@ def cli(argv=None):
 if __name__ == "__main__":
     # Quieter TensorFlow start-up; set before Keras is first imported.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import signal
+    signal.signal(signal.SIGINT, _on_ctrl_c)
     sys.exit(cli())

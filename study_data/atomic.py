@@ -50,6 +50,8 @@ def replace_dir(new_dir, target):
         shutil.rmtree(old)
     if target.exists():
         os.replace(target, old)
+    if os.environ.get("SEARCH_SUITE_CRASH_AT") == "mid-replace-dir":  # fault injection (tests)
+        os._exit(137)
     os.replace(new_dir, target)
     if old.exists():
         shutil.rmtree(old)

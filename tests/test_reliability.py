@@ -1,0 +1,227 @@
+"""Fault injection: kills at every write point, random kills, Ctrl-C, locks, hostile files, determinism."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+
+from analysis.best_model import load_best
+from runners.search import cli, hold_lock
+from study_data import UserError, lyrics
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]
+
+
+def search_cmd(family, data, res, trials, *extra):
+    return [sys.executable, str(ROOT / "runners" / "search.py"), family, "--data", str(data), "--results-dir",
+            str(res), "--max-trials", str(trials), "--epochs", "1", *FAST, *extra]
+
+
+def run(cmd, env=None, timeout=300):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+
+
+def check_invariants(res, family, data, finished_expected=None):
+    """trials.csv parses, each trial once, and best/ is the best finished trial's model."""
+    folder = res / family
+    t = pd.read_csv(folder / "trials.csv")
+    assert t["trial_id"].is_unique
+    done = t[t["status"] == "COMPLETE"]
+    if finished_expected is not None:
+        assert len(t) == finished_expected and len(done) == finished_expected
+    if done.empty:
+        return t
+    model = load_best(family, res)
+    best = done["val_accuracy"].max()
+    assert model.meta["metrics"]["val_accuracy"] == pytest.approx(best)
+    assert str(model.meta["trial_id"]) in set(done.loc[done["val_accuracy"] == best, "trial_id"].astype(str))
+    d = lyrics.load(data, cache_dir=res / "_cache", sample_fraction=1.0, seq_len=30, vocab_size=300)
+    x = model.model.predict(d.val.texts) if model.meta["engine"] == "optuna" else \
+        model.model.predict({"lyrics": d.val.x}, verbose=0).argmax(1)
+    assert np.mean(x == d.val.y) == pytest.approx(best)  # the saved model really scores that
+    assert not list(folder.glob(".candidate-*")) and not (folder / "best.old").exists()
+    return t
+
+
+POINTS = ["candidate-written", "trial-recorded", "before-promote", "mid-replace-dir", "before-csv"]
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_optuna_search_survives_a_kill_at_each_write_point(point, tmp_path, small_lyrics):
+    res = tmp_path / "r"
+    first = run(search_cmd("lyrics_tfidf_logreg", small_lyrics, res, 3), env={"SEARCH_SUITE_CRASH_AT": point})
+    assert first.returncode == 137, first.stderr[-2000:]
+    resumed = run(search_cmd("lyrics_tfidf_logreg", small_lyrics, res, 3))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    check_invariants(res, "lyrics_tfidf_logreg", small_lyrics, finished_expected=3)
+
+
+@pytest.mark.parametrize("point", ["candidate-written", "trial-recorded", "mid-replace-dir"])
+def test_keras_search_survives_a_kill_at_each_write_point(point, tmp_path, small_lyrics):
+    res = tmp_path / "r"
+    first = run(search_cmd("lyrics_lstm", small_lyrics, res, 2), env={"SEARCH_SUITE_CRASH_AT": point})
+    assert first.returncode == 137, first.stderr[-2000:]
+    resumed = run(search_cmd("lyrics_lstm", small_lyrics, res, 2))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=2)
+
+
+def test_random_kills_lose_nothing(tmp_path, small_lyrics):
+    """A few kill -9 at random moments (the soak script does more: bench/kill_soak.py)."""
+    res, rng = tmp_path / "r", random.Random(0)
+    cmd = search_cmd("lyrics_lstm", small_lyrics, res, 6)
+    kills = 0
+    for _ in range(3):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        time.sleep(rng.uniform(6, 12))
+        if p.poll() is None:
+            p.kill()
+            kills += 1
+        p.wait()
+        if (res / "lyrics_lstm" / "trials.csv").exists():
+            check_invariants(res, "lyrics_lstm", small_lyrics)
+    assert run(cmd).returncode == 0
+    check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=6)
+    assert kills >= 1
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, small_lyrics):
+    res = tmp_path / "r"
+    cmd = search_cmd("lyrics_lstm", small_lyrics, res, 8)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (res / "lyrics_lstm" / "trials.csv").exists():
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "run the same command again to resume" in err and "Traceback" not in err
+    before = check_invariants(res, "lyrics_lstm", small_lyrics)
+    assert 1 <= len(before) < 8
+    assert run(cmd).returncode == 0
+    after = check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=8)
+    assert after.iloc[:len(before)].equals(before)
+
+
+def test_a_second_search_on_the_same_folder_is_refused(tmp_path, small_lyrics, capsys):
+    res = tmp_path / "r"
+    held = hold_lock(res / "lyrics_tfidf_logreg")
+    try:
+        code = cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), *FAST])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "another search is running" in err and str(os.getpid()) in err
+        assert not (res / "lyrics_tfidf_logreg" / "trials.csv").exists()
+    finally:
+        held.close()
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "1",
+                *FAST]) == 0
+
+
+def test_state_problems(tmp_path, small_lyrics, capsys):
+    res = tmp_path / "r"
+    args = ["--data", str(small_lyrics), "--results-dir", str(res), "--epochs", "1", *FAST]
+    assert cli(["lyrics_lstm", "--max-trials", "2", *args]) == 0
+    good = pd.read_csv(res / "lyrics_lstm" / "trials.csv")
+    # a truncated trials.csv is rewritten from the tuner's own state on the next start
+    (res / "lyrics_lstm" / "trials.csv").write_text("trial_id,sta")
+    assert cli(["lyrics_lstm", "--max-trials", "2", *args]) == 0
+    assert pd.read_csv(res / "lyrics_lstm" / "trials.csv").equals(good)
+    # a corrupted cache is rebuilt
+    for c in (res / "_cache").glob("lyrics-*.npz"):
+        c.write_bytes(b"junk")
+    assert cli(["lyrics_lstm", "--max-trials", "2", *args]) == 0
+    assert "unreadable" in capsys.readouterr().err
+    # damaged tuner state: one line, exit 2, results untouched
+    trial_json = next((res / "lyrics_lstm" / "keras_tuner").glob("trial_*/trial.json"))
+    trial_json.write_text("{not json")
+    before = (res / "lyrics_lstm" / "trials.csv").read_bytes()
+    assert cli(["lyrics_lstm", "--max-trials", "3", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "damaged" in err and "--fresh" in err and len(err.splitlines()) == 1
+    assert (res / "lyrics_lstm" / "trials.csv").read_bytes() == before
+
+
+def test_unwritable_results_folder(tmp_path, small_lyrics, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for where in (blocker / "results", Path("/proc/no-such-results")):
+        code = cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(where), *FAST])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+
+
+def test_keras_stops_after_three_consecutive_failures(tmp_path, capsys):
+    import keras_tuner as kt
+    from runners import keras_engine
+    from runners.search import Prepared
+
+    class AlwaysNaN(kt.HyperModel):
+        def __init__(self, spec):
+            super().__init__()
+
+        def build(self, hp):
+            hp.Choice("variant", ["a", "b", "c", "d", "e"], default="a")
+            inp = keras.Input((2,), name="x")
+            out = keras.layers.Dense(2, activation="softmax",
+                                     kernel_initializer=keras.initializers.Constant(float("nan")))(inp)
+            m = keras.Model({"x": inp}, out)
+            m.compile("adam", "sparse_categorical_crossentropy")
+            return m
+
+    import types
+    family = types.SimpleNamespace(NAME="nan_family", HyperModel=AlwaysNaN, EPOCHS=1)
+    x, y = {"x": np.ones((8, 2), "float32")}, np.array([0, 1] * 4)
+    prepared = Prepared(x, y, x, y, ["a", "b"], {}, {}, {})
+    rows = keras_engine.run(family, prepared, tmp_path, max_trials=5, epochs=1, tuner="random", seed=0)
+    assert len(rows) == 3 and all(r["status"] == "FAIL" for r in rows)
+    assert "3 trials failed in a row" in capsys.readouterr().err
+
+
+def test_hostile_model_files_are_refused(tmp_path, capsys):
+    # a Keras model carrying a Lambda layer (arbitrary Python) is refused by safe mode
+    folder = tmp_path / "r" / "lyrics_lstm" / "best"
+    folder.mkdir(parents=True)
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Lambda(lambda t: t * 2)(inp)).save(folder / "model.keras")
+    (folder / "tokenizer.json").write_text(lyrics.TextEncoder(vocab=["a"]).to_json())
+    (folder / "meta.json").write_text('{"family": "lyrics_lstm", "engine": "keras_tuner", "inputs": "sequences", '
+                                      '"label_names": ["a", "b"], "model_file": "model.keras"}')
+    with pytest.raises(UserError, match="Lambda"):
+        load_best("lyrics_lstm", tmp_path / "r")
+    # a scikit-learn file holding a function that runs commands is refused before loading
+    from sklearn.preprocessing import FunctionTransformer
+    sk = tmp_path / "r" / "lyrics_tfidf_logreg" / "best"
+    sk.mkdir(parents=True)
+    sio.dump(FunctionTransformer(func=os.system), sk / "model.skops")
+    (sk / "tokenizer.json").write_text(lyrics.TextEncoder(vocab=["a"]).to_json())
+    (sk / "meta.json").write_text('{"family": "lyrics_tfidf_logreg", "engine": "optuna", "inputs": "texts", '
+                                  '"label_names": ["a", "b"], "model_file": "model.skops"}')
+    with pytest.raises(UserError, match="refusing to load"):
+        load_best("lyrics_tfidf_logreg", tmp_path / "r")
+
+
+@pytest.mark.parametrize("family", ["lyrics_lstm", "lyrics_tfidf_logreg"])
+def test_same_command_same_seed_same_trials(family, tmp_path, small_lyrics):
+    tables = []
+    for name in ("a", "b"):
+        res = tmp_path / name
+        assert cli([family, "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "4",
+                    "--epochs", "1", "--seed", "7", *FAST]) == 0
+        t = pd.read_csv(res / family / "trials.csv")
+        tables.append(t[[c for c in t.columns if c.startswith("hp_")]])
+        meta = load_best(family, res).meta["data"]
+        assert meta["rows"] == load_best(family, tmp_path / "a").meta["data"]["rows"]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert len(tables[0].drop_duplicates()) == 4
