@@ -242,14 +242,24 @@ def main(argv=None):
     else:
         prepared = prepare_lyrics(family, args)
 
-    lock = hold_lock(out_dir)  # released when the process ends, however it ends
+    lock = hold_lock(out_dir)
+    try:
+        rows = run_search(family, prepared, out_dir, args, tuner)
+    finally:
+        lock.close()  # releases the lock (the OS releases it too if the process dies)
+    finished = [r for r in rows if r["status"] == "COMPLETE"]
+    failed = [r for r in rows if r["status"] == "FAIL"]
+    print(f"{family.NAME}: {len(finished)} trials complete, {len(failed)} failed; "
+          f"results in {out_dir}/trials.csv, best model in {out_dir}/best/", flush=True)
+    return 0
+
+
+def run_search(family, prepared, out_dir, args, tuner):
+    """Hand the family and its data to its engine; write the family's comparison tables."""
     if args.fresh and out_dir.exists():
         print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from study_data import atomic
-    atomic.recover_dir(out_dir / "best")
-
     if family.ENGINE == "keras_tuner":
         from runners import keras_engine
         rows = keras_engine.run(family, prepared, out_dir, max_trials=args.max_trials,
@@ -266,11 +276,7 @@ def main(argv=None):
         for name, table in family.comparison_tables(trials).items():
             atomic.write_text(out_dir / f"{name}.csv", table.to_csv(index=False))
             print(f"{name}:\n{table.to_string(index=False)}", flush=True)
-    finished = [r for r in rows if r["status"] == "COMPLETE"]
-    failed = [r for r in rows if r["status"] == "FAIL"]
-    print(f"{family.NAME}: {len(finished)} trials complete, {len(failed)} failed; "
-          f"results in {out_dir}/trials.csv, best model in {out_dir}/best/", flush=True)
-    return 0
+    return rows
 
 
 def _on_ctrl_c(signum, frame):

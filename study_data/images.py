@@ -187,7 +187,8 @@ def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_
     """Every image of the source (cached as .npz for folders and archives)."""
     if data == "demo":
         if announce_demo:
-            log("NOTE: --data demo uses generated shapes, not real images; pass the CIFAR-100 archive for the study")
+            print("NOTE: --data demo uses generated shapes, not real images; "
+                  "pass the CIFAR-100 archive for the study", flush=True)
         x, y, names = make_demo_images()
         return ImageSet(x, y, names, "generated demo images (not real data)", True, "demo")
     if data is None:

@@ -414,7 +414,7 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
     is_demo = data is None
     if is_demo:
         if announce_demo:
-            log(DEMO_NOTICE)
+            print(DEMO_NOTICE, flush=True)
         data = make_demo_table(cache_dir / "demo-lyrics.csv")
     data = Path(data)
     raw = _read_bytes(data, "--data")

@@ -122,6 +122,7 @@ def test_demo_predictions_equal_the_models_own(res, capsys):
     b2 = images.make_block(images.load_images("demo"), 2)
     path = res.parent / "img.png"
     Image.fromarray((b2.x_test[0] * 255).round().astype("uint8")).save(path)
+    capsys.readouterr()  # the demo set's notice
     assert demo.main(["--results-dir", str(res), "--image", str(path), "--family", "cifar_transfer"]) == 0
     out = capsys.readouterr().out.splitlines()
     model = load_best("cifar_transfer", res)

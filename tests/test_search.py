@@ -151,6 +151,12 @@ def bad_inputs(tmp):
     (tmp / "latin1.csv").write_bytes("lyrics,genre\ncafé olé,Pop\nnoël,Rock\n".encode("latin-1"))
     (tmp / "nocol.csv").write_text("song,year\nx,1999\n")
     (tmp / "one.csv").write_text("lyrics,genre\n" + "".join(f"la la {i},Pop\n" for i in range(30)))
+    (tmp / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    (tmp / "spaces.csv").write_text("lyrics genre\nla_la Pop\n")
+    (tmp / "nolabels.csv").write_text("lyrics,genre\n" + "".join(f"la la {i},\n" for i in range(30)))
+    (tmp / "noartist.csv").write_text("lyrics,genre\n" + "".join(f"la la {i},{'Pop' if i % 2 else 'Rock'}\n"
+                                                                   for i in range(40)))
+    (tmp / "emptydir").mkdir()
     return {
         "unknown family": (["lyrics_nope"], "valid families"),
         "missing file": (["lyrics_tfidf_logreg", "--data", tmp / "missing.csv"], "not found"),
@@ -162,18 +168,37 @@ def bad_inputs(tmp):
         "fraction zero": (["lyrics_tfidf_logreg", "--sample-fraction", "0"], "--sample-fraction"),
         "fraction above one": (["lyrics_tfidf_logreg", "--sample-fraction", "1.5"], "--sample-fraction"),
         "wrong tuner": (["lyrics_tfidf_logreg", "--tuner", "hyperband"], "--tuner"),
+        "unknown tuner": (["lyrics_lstm", "--tuner", "grid"], "--tuner"),
+        "zero trials": (["lyrics_tfidf_logreg", "--max-trials", "0"], "--max-trials"),
+        "zero epochs": (["lyrics_lstm", "--epochs", "0"], "--epochs"),
+        "zero vocabulary": (["lyrics_lstm", "--vocab-size", "0"], "--vocab-size"),
+        "bad seed": (["lyrics_lstm", "--seed", "abc"], "--seed"),
+        "no family": ([], "name a family"),
+        "binary file": (["lyrics_tfidf_logreg", "--data", tmp / "binary.csv"], "binary"),
+        "wrong delimiter": (["lyrics_tfidf_logreg", "--data", tmp / "spaces.csv"], "no text column"),
+        "NaN labels": (["lyrics_tfidf_logreg", "--data", tmp / "nolabels.csv"], "no row has both lyrics and a genre"),
+        "folder as data": (["lyrics_tfidf_logreg", "--data", tmp], "is a folder"),
+        "missing test file": (["lyrics_tfidf_logreg", "--test-data", tmp / "nope.csv"], "--test-data file not found"),
+        "artist without column": (["lyrics_tfidf_logreg", "--with-artist", "--data", tmp / "noartist.csv",
+                                   "--sample-fraction", "1"], "--with-artist needs an artist column"),
+        "missing embeddings": (["lyrics_glove", "--embeddings", tmp / "nope.txt"], "--embeddings file not found"),
+        "missing images": (["cifar_cnn", "--data", tmp / "no-images"], "image data not found"),
+        "not an image tree": (["cifar_cnn", "--data", tmp / "emptydir"], "not an image-folder tree"),
+        "zero images per class": (["cifar_cnn", "--images-per-class", "0"], "--images-per-class"),
     }
 
 
 def test_bad_input_gets_one_line_exit_2_and_leaves_results(tmp_path, finished, capsys):
     before = {p: sha(p) for p in finished.rglob("*") if p.is_file()}
-    for case, (args, expected) in bad_inputs(tmp_path).items():
+    cases = bad_inputs(tmp_path)
+    assert len(cases) >= 20
+    for case, (args, expected) in cases.items():
         capsys.readouterr()
         code = cli([str(a) for a in args] + ["--results-dir", str(finished), "--fresh"])
         err = capsys.readouterr().err.strip()
         assert code == 2, case
         assert expected in err and err.startswith("error: ") and len(err.splitlines()) == 1, (case, err)
-    assert {p: sha(p) for p in finished.rglob("*") if p.is_file()} == before
+    assert {p: sha(p) for p in before} == before  # every finished file still there, unchanged
 
 
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
