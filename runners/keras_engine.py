@@ -196,7 +196,7 @@ class SuiteTuner(kt.Tuner):
         finally:
             results.crash_point("trial-recorded")
             if candidate is not None and _status(trial) == "COMPLETE":
-                results.promote(self.out_dir, candidate)
+                results.promote(self.out_dir, candidate, objective)
             rows = self.trial_rows()
             results.write_trials_csv(self.out_dir, rows)
             done = [r for r in rows if r["status"] != "RUNNING"]

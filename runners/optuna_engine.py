@@ -13,7 +13,9 @@ Choices, noted:
   kept in memory for the rest of the run.
 """
 
+import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +24,11 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 from runners import results
+from study_data import UserError
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 3
+HEARTBEAT_S = 5
 
 
 def _storage_url(out_dir):
@@ -35,15 +39,25 @@ def _status(state):
     return state.name  # COMPLETE, FAIL, PRUNED, RUNNING, WAITING
 
 
-def _interrupted(t):
-    return bool(t.user_attrs.get("interrupted"))
+def _retried(study):
+    """Numbers of trials cut short by a dead worker and queued again (by the heartbeat callback)."""
+    return {t.system_attrs.get("failed_trial") for t in study.trials if "failed_trial" in t.system_attrs}
+
+
+def _interrupted(t, retried=frozenset()):
+    return bool(t.user_attrs.get("interrupted")) or t.number in retried
+
+
+def _counted(study):
+    retried = _retried(study)
+    return sum(t.state in FINISHED and not _interrupted(t, retried) for t in study.trials)
 
 
 def trial_rows(study):
     """One row per trial, leaving out attempts cut short by a kill (they run again)."""
-    rows = []
+    rows, retried = [], _retried(study)
     for t in study.trials:
-        if _interrupted(t):
+        if _interrupted(t, retried):
             continue
         metrics = {k: t.user_attrs.get(k) for k in results.METRIC_COLUMNS}
         if t.value is not None:
@@ -99,29 +113,64 @@ def train(family, params, p, cache, seed):
     return Pipeline([("features", features), ("classifier", clf)]), metrics
 
 
-def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
+def open_storage(out_dir, url=None):
+    """The study's storage: SQLite in the results folder by default, or a database
+    URL shared by workers (e.g. postgresql://...). Workers send heartbeats; a
+    worker that dies leaves a trial whose heartbeat stops, and the next worker to
+    start a trial marks it FAIL and queues its parameters again."""
+    url = url or _storage_url(out_dir)
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        with warnings.catch_warnings():  # heartbeats are marked experimental
+            warnings.simplefilter("ignore")
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    except Exception as e:
+        raise UserError(f"cannot open the study storage {url!r} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False):
+    """Open (or create) the family's study; before any worker starts, queue the
+    baseline and tidy what a killed single run left."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _storage_url(out_dir)
-    study = optuna.load_study(study_name=family.NAME, storage=storage) if _has_study(storage, family.NAME) else None
-    n_before = len(study.trials) if study else 0
+    storage = open_storage(out_dir, storage)
+    n_before = len(storage.get_all_trials(storage.get_study_id_from_name(family.NAME))) \
+        if _has_study(storage, family.NAME) else 0
     make_sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[sampler]
+    # seed + trials on record: a resumed seeded search does not replay its proposals
     study = optuna.create_study(study_name=family.NAME, storage=storage, direction="maximize",
-                                sampler=make_sampler(seed=seed + n_before), load_if_exists=True)
-    _retry_interrupted(study)
-    if not study.trials:
+                                sampler=make_sampler(seed=seed + n_before + os.getpid() % 1000 * shared),
+                                load_if_exists=True)
+    if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
+        _retry_interrupted(study)
+        if not study.trials:
+            study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
+        results.reconcile_best(out_dir, {t.number: t.value for t in study.trials
+                                         if t.state == optuna.trial.TrialState.COMPLETE})
+        if any(t.state in FINISHED for t in study.trials):
+            results.write_trials_csv(out_dir, trial_rows(study))
+    return study
+
+
+def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False):
+    """Run trials until the study holds max_trials finished ones.
+
+    worker=True: one of several processes sharing the study (prepared by the
+    process that started them, or by the first to use a --storage URL)."""
+    out_dir = Path(out_dir)
+    shared = worker or storage is not None
+    study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared)
+    if storage is not None and not worker and not study.trials:
         study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
-    results.reconcile_best(out_dir, {t.number: t.value for t in study.trials
-                                     if t.state == optuna.trial.TrialState.COMPLETE})
-    if any(t.state in FINISHED for t in study.trials):
-        results.write_trials_csv(out_dir, trial_rows(study))
-    done_before = sum(t.state in FINISHED and not _interrupted(t) for t in study.trials)
-    if done_before:
+    done_before = _counted(study)
+    if done_before and not worker:
         results.log(f"resuming {family.NAME}: {done_before} finished trials on record, "
                     f"running up to {max_trials} in all")
-    remaining = max_trials - done_before
-    if remaining <= 0:
+    if max_trials - done_before <= 0:
         results.log(f"{family.NAME}: {done_before} trials already finished (--max-trials {max_trials}); nothing to run")
         results.write_trials_csv(out_dir, trial_rows(study))
         return trial_rows(study)
@@ -171,7 +220,13 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe"):
                         f"(last: {frozen.user_attrs.get('error', '?')}); stopping the search")
             study.stop()
 
-    study.optimize(objective, n_trials=remaining, callbacks=[after_trial], catch=(Exception,))
+    def enough(study, frozen):
+        # finished plus in progress: workers stop taking new trials at the total
+        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+        if _counted(study) + (running if shared else 0) >= max_trials:
+            study.stop()
+
+    study.optimize(objective, n_trials=None, callbacks=[after_trial, enough], catch=(Exception,))
     results.log(f"{family.NAME}: feature matrices fitted {cache.misses} times for "
                 f"{cache.hits + cache.misses} trials")
     return trial_rows(study)

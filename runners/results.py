@@ -110,9 +110,17 @@ def stage_best(out_dir, trial_id, write_model, meta, artifacts):
     return cand
 
 
-def promote(out_dir, candidate):
+def promote(out_dir, candidate, objective=OBJECTIVE):
+    """Make a staged candidate best/, unless a better one got there first (another worker)."""
+    import fcntl
     crash_point("before-promote")
-    atomic.replace_dir(candidate, Path(out_dir) / "best")
+    with open(Path(out_dir) / ".best.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # workers promote one at a time
+        meta = json.loads((Path(candidate) / "meta.json").read_text())
+        if is_better(meta["metrics"], out_dir, objective):
+            atomic.replace_dir(candidate, Path(out_dir) / "best")
+        else:
+            shutil.rmtree(candidate)
 
 
 def reconcile_best(out_dir, finished, objective=OBJECTIVE):
@@ -131,7 +139,7 @@ def reconcile_best(out_dir, finished, objective=OBJECTIVE):
         keys = {str(k): v for k, v in finished.items()}
         if meta and tid in keys and _same(keys[tid], meta["metrics"].get(objective[0])) \
                 and is_better(meta["metrics"], out_dir, objective):
-            promote(out_dir, cand)
+            promote(out_dir, cand, objective)
         else:
             shutil.rmtree(cand)
 

@@ -60,6 +60,11 @@ def build_parser():
     p.add_argument("--seed", type=int, default=42, help="seeds the splits, the search and training (default 42)")
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="optuna: run N worker processes of this search on this machine")
+    p.add_argument("--storage", help="optuna: a database URL shared by workers on several machines, e.g. "
+                   "postgresql://user:pass@host/db (default: SQLite in the results folder)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set for the processes --workers starts
     p.add_argument("--tensorboard", metavar="DIR", help="log every Keras trial, with its hyperparameters, for "
                    "TensorBoard's HParams view (TensorFlow backend): tensorboard --logdir DIR")
     d = p.add_argument_group("data")
@@ -216,6 +221,8 @@ def hold_lock(out_dir):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.worker:
+        args.fresh = False
     if args.list:
         print_families()
         return 0
@@ -242,9 +249,21 @@ def main(argv=None):
     else:
         prepared = prepare_lyrics(family, args)
 
+    if family.ENGINE == "keras_tuner" and (args.workers > 1 or args.storage):
+        raise UserError("--workers and --storage are for Optuna families; Keras Tuner families scale out with "
+                        "Keras Tuner's chief/worker mode (README, 'Scaling out')")
+    if args.worker:  # one of several: the process that started it holds the lock
+        from runners import optuna_engine
+        rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
+                                 sampler=tuner, storage=args.storage, worker=True)
+        print(f"worker {os.getpid()} done", flush=True)
+        return 0
     lock = hold_lock(out_dir)
     try:
-        rows = run_search(family, prepared, out_dir, args, tuner)
+        if args.workers > 1:
+            rows = run_workers(family, out_dir, args, tuner, argv)
+        else:
+            rows = run_search(family, prepared, out_dir, args, tuner)
     finally:
         lock.close()  # releases the lock (the OS releases it too if the process dies)
     finished = [r for r in rows if r["status"] == "COMPLETE"]
@@ -252,6 +271,40 @@ def main(argv=None):
     print(f"{family.NAME}: {len(finished)} trials complete, {len(failed)} failed; "
           f"results in {out_dir}/trials.csv, best model in {out_dir}/best/", flush=True)
     return 0
+
+
+def run_workers(family, out_dir, args, tuner, argv):
+    """--workers N: prepare the study once, then N processes share it (one GPU each where GPUs exist)."""
+    import subprocess
+    from runners import optuna_engine
+    if args.fresh and out_dir.exists():
+        shutil.rmtree(out_dir)
+    study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage)
+    if args.storage and not study.trials:
+        study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
+    child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--fresh"] + ["--worker"]
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+    procs = []
+    for i in range(args.workers):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        procs.append(subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *child_argv], env=env))
+    print(f"{family.NAME}: {args.workers} workers started (processes {', '.join(str(p.pid) for p in procs)})",
+          flush=True)
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        print(f"worker exit codes: {codes}", file=sys.stderr, flush=True)
+    study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage,
+                                        shared=True)
+    rows = optuna_engine.trial_rows(study)
+    results_module().write_trials_csv(out_dir, rows)
+    return rows
+
+
+def results_module():
+    from runners import results
+    return results
 
 
 def run_search(family, prepared, out_dir, args, tuner):
@@ -268,7 +321,7 @@ def run_search(family, prepared, out_dir, args, tuner):
     else:
         from runners import optuna_engine
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
-                                 sampler=tuner)
+                                 sampler=tuner, storage=args.storage)
     if hasattr(family, "comparison_tables"):  # e.g. best score per activation, loss, skip setting
         import pandas as pd
         from study_data import atomic
