@@ -183,6 +183,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     def objective(trial):
         try:
             params = family.suggest(trial)
+            results.crash_point("trial-started")
             model, metrics = train(family, params, p, cache, seed)
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")

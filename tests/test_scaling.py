@@ -98,7 +98,7 @@ def test_a_killed_workers_trial_is_retried(tmp_path, small_lyrics, postgres_url)
     assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "2",
                 "--storage", url, *FAST]) == 0
     # this worker dies in the middle of its first trial, leaving it RUNNING
-    dead = worker(small_lyrics, res, url, 5, env={"SEARCH_SUITE_CRASH_AT": "candidate-written"})
+    dead = worker(small_lyrics, res, url, 5, env={"SEARCH_SUITE_CRASH_AT": "trial-started"})
     assert dead.returncode == 137
     import optuna
     study = optuna.load_study(study_name="lyrics_tfidf_logreg", storage=url)
