@@ -10,7 +10,8 @@ Choices, noted:
   so a resumed seeded search does not replay the proposals of its first run.
 - Trials left RUNNING by a killed run are marked FAIL on resume.
 - Feature matrices are fitted once per distinct FEATURE_PARAMS setting and
-  kept in memory for the rest of the run.
+  kept in memory for the rest of the run; a family's refine_features applies
+  its cheap feature settings on top of them.
 """
 
 import os
@@ -105,6 +106,8 @@ def train(family, params, p, cache, seed):
     configuration with other seeds."""
     start = time.time()
     features, x_train, x_val = cache.get(params)
+    if hasattr(family, "refine_features"):  # cheap settings applied on top of the cached step
+        features, x_train, x_val = family.refine_features(params, features, x_train, x_val)
     clf = family.make_classifier(params, seed)
     clf.fit(x_train, p.y_train)
     metrics = results.classification_metrics(p.y_val, _full_proba(clf, x_val, len(p.label_names)),

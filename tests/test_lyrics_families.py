@@ -116,9 +116,13 @@ def test_sklearn_family_baseline_and_non_default(name, tmp_path):
         alt.update(ngram_max=2, sublinear_tf=True, C=10.0, class_weight="balanced")
     else:
         alt.update(features="tfidf", max_features=1000, max_depth=None, criterion="entropy")
+    from runners import optuna_engine
+    from runners.search import Prepared
+    prepared = Prepared(texts, y, texts[:20], y[:20], ["a", "b", "c"], spec, {}, {})
+    cache = optuna_engine.FeatureCache(family, texts, texts[:20], spec)
     for params in (family.DEFAULTS, alt):
-        model = Pipeline([("features", family.make_features(params, spec)),
-                          ("classifier", family.make_classifier(params, seed=0))]).fit(texts, y)
+        model, metrics = optuna_engine.train(family, params, prepared, cache, seed=0)
+        assert isinstance(model, Pipeline) and 0 <= metrics["val_accuracy"] <= 1
         sio.dump(model, tmp_path / "m.skops")
         again = _load_skops(tmp_path / "m.skops")
         np.testing.assert_array_equal(again.predict_proba(texts), model.predict_proba(texts))

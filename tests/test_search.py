@@ -109,8 +109,25 @@ def test_feature_matrices_are_fitted_once_per_setting():
     first = cache.get(p)
     second = cache.get({**p, "C": 5.0, "class_weight": "balanced"})  # classifier-only change
     third = cache.get({**p, "ngram_max": 2})
-    assert first is second and third is not first
-    assert (cache.misses, cache.hits) == (2, 1)
+    fourth = cache.get({**p, "min_df": 2, "max_features": 2, "sublinear_tf": True})  # refined, not refitted
+    assert first is second is fourth and third is not first
+    assert (cache.misses, cache.hits) == (2, 2)
+
+
+def test_refined_tfidf_equals_tfidfvectorizer():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(30)]
+    texts = [" ".join(rng.choice(words, 12)) for _ in range(40)]
+    params = {**lyrics_tfidf_logreg.DEFAULTS, "ngram_max": 2, "min_df": 2, "max_features": 1000000,
+              "sublinear_tf": True}
+    counts = lyrics_tfidf_logreg.make_features(params, {})
+    xc = counts.fit_transform(texts)
+    features, x_train, _ = lyrics_tfidf_logreg.refine_features(params, counts, xc, xc)
+    direct = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(texts)
+    assert list(features.named_steps["counts"].vocabulary) == list(direct.get_feature_names_out())
+    assert np.abs(x_train - direct.transform(texts)).max() < 1e-12
+    assert np.abs(features.transform(texts) - x_train).max() < 1e-12
 
 
 def test_fresh_discards_the_previous_search(tmp_path, small_lyrics):
