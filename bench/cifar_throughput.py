@@ -42,7 +42,10 @@ def main():
     timer = EpochTimer()
     timer.times = []
     hm.fit(hp, model, x, y, validation_data=(x[:64], y[:64]), epochs=args.epochs, callbacks=[timer], verbose=0)
-    devices = keras.distribution.list_devices() if hasattr(keras, "distribution") else ["?"]
+    try:
+        devices = keras.distribution.list_devices()
+    except Exception:  # not every backend implements it (PyTorch)
+        devices = [keras.backend.backend()]
     steady = timer.times[1:] or timer.times
     print(f"backend {keras.backend.backend()}, devices {devices}, batch {args.batch}, {args.images} images/epoch")
     print(f"first epoch (with compilation): {args.images / timer.times[0]:,.0f} images/s")
