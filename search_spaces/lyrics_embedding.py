@@ -7,8 +7,8 @@ softmax; Adam 1e-3, batch 32.
 
 import keras
 
-from search_spaces._lyrics import (LyricsHyperModel, compile_model, genre_head, lyrics_inputs, pooled_dense_head,
-                                   word_embedding)
+from search_spaces._lyrics import (EMBEDDING_SOURCES, LyricsHyperModel, compile_model, genre_head, lyrics_inputs,
+                                   pooled_dense_head, word_embedding)
 
 NAME = "lyrics_embedding"
 TASK = "lyrics"
@@ -20,10 +20,12 @@ EPOCHS = 20
 
 class HyperModel(LyricsHyperModel):
     batch_size_default = 32
+    sources, default_source = EMBEDDING_SOURCES, "learned"  # lyrics_glove keeps the pre-trained ones
 
     def build(self, hp):
         inputs = lyrics_inputs(self.spec)
-        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        x = word_embedding(hp, self.spec, inputs, default_dim=100, sources=self.sources,
+                           default_source=self.default_source)
         x = pooled_dense_head(hp, x)
         model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
         return compile_model(model, hp, default_lr=1e-3)

@@ -7,10 +7,7 @@ GlobalAveragePooling -> Dropout 0.2 -> Dense 64 ReLU -> Dropout 0.2 -> Dense
 softmax; Adam 1e-3, batch 32.
 """
 
-import keras
-
-from search_spaces._lyrics import (LyricsHyperModel, compile_model, genre_head, lyrics_inputs, pooled_dense_head,
-                                   word_embedding)
+from search_spaces import lyrics_embedding
 
 NAME = "lyrics_glove"
 TASK = "lyrics"
@@ -20,13 +17,6 @@ INPUTS = "sequences"
 EPOCHS = 20
 
 
-class HyperModel(LyricsHyperModel):
-    batch_size_default = 32
-
-    def build(self, hp):
-        inputs = lyrics_inputs(self.spec)
-        x = word_embedding(hp, self.spec, inputs, sources=("glove_frozen", "glove_finetuned"),
-                           default_source="glove_frozen")
-        x = pooled_dense_head(hp, x)
-        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
-        return compile_model(model, hp, default_lr=1e-3)
+class HyperModel(lyrics_embedding.HyperModel):
+    """lyrics_embedding's model, with the word vectors GloVe's, frozen or fine-tuned."""
+    sources, default_source = ("glove_frozen", "glove_finetuned"), "glove_frozen"
