@@ -276,7 +276,7 @@ def main(argv=None):
 def run_workers(family, out_dir, args, tuner, argv):
     """--workers N: prepare the study once, then N processes share it (one GPU each where GPUs exist)."""
     import subprocess
-    from runners import optuna_engine
+    from runners import optuna_engine, results
     if args.fresh and out_dir.exists():
         shutil.rmtree(out_dir)
     study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage)
@@ -298,13 +298,8 @@ def run_workers(family, out_dir, args, tuner, argv):
     study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage,
                                         shared=True)
     rows = optuna_engine.trial_rows(study)
-    results_module().write_trials_csv(out_dir, rows)
+    results.write_trials_csv(out_dir, rows)
     return rows
-
-
-def results_module():
-    from runners import results
-    return results
 
 
 def run_search(family, prepared, out_dir, args, tuner):

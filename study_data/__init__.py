@@ -4,6 +4,13 @@ Nothing here imports Keras or TensorFlow, so the tokenizer and the splits are
 the same on every Keras backend and for the scikit-learn families.
 """
 
+import sys
+
+
+def log(msg):
+    """A notice for the user (on stderr, so it never mixes with tables on stdout)."""
+    print(msg, file=sys.stderr, flush=True)
+
 
 class UserError(Exception):
     """Bad input. The message is one line: what is wrong and what to do.

@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import pickle
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +24,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from study_data import UserError, atomic
+from study_data import UserError, atomic, log
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 CACHE_VERSION = 1
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass

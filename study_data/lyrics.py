@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import pandas as pd
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.model_selection import train_test_split
 
-from study_data import UserError, atomic
+from study_data import UserError, atomic, log
 
 # The earlier study's preprocessing, as defaults.
 DEFAULT_OPTIONS = {
@@ -60,10 +59,6 @@ DEMO_NOTICE = (
     '"Multi-Lingual Lyrics for Genre Classification" and pass --data path/to/train.csv '
     "(and --test-data path/to/test.csv)."
 )
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------
