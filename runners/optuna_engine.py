@@ -49,6 +49,13 @@ def _interrupted(t, retried=frozenset()):
     return bool(t.user_attrs.get("interrupted")) or t.number in retried
 
 
+def _taken(study, number):
+    """Trials started before trial `number` that finish or may still finish."""
+    retried = _retried(study)
+    return sum(t.number < number and not _interrupted(t, retried)
+               and t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) for t in study.trials)
+
+
 def _counted(study):
     retried = _retried(study)
     return sum(t.state in FINISHED and not _interrupted(t, retried) for t in study.trials)
@@ -184,6 +191,11 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     progress = results.Progress(family.NAME, max_trials, done_before)
 
     def objective(trial):
+        if shared and _taken(study, trial.number) >= max_trials:
+            # workers raced for the last slot: the trials started earlier fill it
+            trial.set_user_attr("interrupted", True)
+            study.stop()
+            raise optuna.TrialPruned()
         try:
             params = family.suggest(trial)
             results.crash_point("trial-started")
