@@ -90,7 +90,9 @@ def make_oracle(tuner, max_trials, epochs, seed, objective=results.OBJECTIVE):
     elif tuner == "bayesian":
         oracle = BayesianOracle(objective=objective, max_trials=max_trials, seed=seed)
     elif tuner == "hyperband":
-        oracle = HyperbandOracle(objective=objective, max_epochs=epochs, factor=3, seed=seed)
+        # hyperband_iterations=None: brackets repeat until --max-trials, which stops the search
+        oracle = HyperbandOracle(objective=objective, max_epochs=epochs, factor=3, hyperband_iterations=None,
+                                 seed=seed)
     else:
         raise ValueError(tuner)
     # Hyperband has no max_trials of its own; the oracle honours the attribute.

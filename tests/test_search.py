@@ -74,6 +74,10 @@ def test_hyperband_runs_and_records_budgets(tmp_path, small_lyrics):
                "--tuner", "hyperband", *FAST) == 0
     t = trials(res, "lyrics_lstm")
     assert len(t) == 2 and bool(t["is_baseline"].iloc[0]) and (t["hp_epochs_budget"] <= 2).all()
+    # a budget of one epoch is one trial per bracket: brackets repeat until --max-trials
+    assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, "--epochs", 1,
+               "--tuner", "hyperband", "--fresh", *FAST) == 0
+    assert len(trials(res, "lyrics_lstm")) == 3
 
 
 def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics):
