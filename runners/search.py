@@ -239,6 +239,9 @@ def main(argv=None):
         import keras
         if keras.backend.backend() != "tensorflow":
             raise UserError("--tensorboard needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
+    if family.ENGINE == "keras_tuner" and (args.workers > 1 or args.storage):
+        raise UserError("--workers and --storage are for Optuna families; for Keras Tuner families Keras "
+                        "Tuner's chief/worker mode is not wired in yet (README, 'Scaling out'): run one search")
     out_dir = Path(args.results_dir) / (family.NAME + ("_artist" if args.with_artist else ""))
 
     # The data is loaded and checked before anything under results/ changes.
@@ -249,9 +252,6 @@ def main(argv=None):
     else:
         prepared = prepare_lyrics(family, args)
 
-    if family.ENGINE == "keras_tuner" and (args.workers > 1 or args.storage):
-        raise UserError("--workers and --storage are for Optuna families; Keras Tuner families scale out with "
-                        "Keras Tuner's chief/worker mode (README, 'Scaling out')")
     if args.worker:  # one of several: the process that started it holds the lock
         from runners import optuna_engine
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
