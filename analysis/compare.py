@@ -177,8 +177,11 @@ def write_table(results_dir, name, table):
     atomic.write_text(Path(results_dir) / f"{name}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
 
 
-def compare(results_dir="results", repeat_families=(), k=0):
-    """Write every table; return them as {name: DataFrame}."""
+def compare(results_dir="results", repeat_families=(), k=0, scored=None):
+    """Write every table; return them as {name: DataFrame}.
+
+    scored: a dict to receive each scored best model by (family, variant),
+    with its test labels and predictions, so callers need not score again."""
     folders = search_folders(results_dir)
     if not folders:
         raise UserError(f"no search results in {results_dir}/: run e.g. `python runners/search.py lyrics_lstm` first")
@@ -191,6 +194,8 @@ def compare(results_dir="results", repeat_families=(), k=0):
             continue
         rows.append(row)
         models.append(model)
+        if scored is not None and model is not None:
+            scored[row["family"], row["variant"]] = model
     tables = {}
     for task in TASKS:
         task_rows = [r for r in rows if r["family"] in search_spaces.list_families(task=task)]

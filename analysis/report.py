@@ -37,7 +37,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis import compare  # noqa: E402
-from analysis.best_model import load_best  # noqa: E402
 from runners import results  # noqa: E402
 from study_data import UserError, atomic  # noqa: E402
 
@@ -148,7 +147,8 @@ def md_image(path, root):
 
 def build_report(results_dir="results"):
     root = Path(results_dir)
-    tables = compare.compare(results_dir)
+    scored = {}
+    tables = compare.compare(results_dir, scored=scored)
     out = root / "report_files"
     if out.exists():
         shutil.rmtree(out)
@@ -171,17 +171,13 @@ def build_report(results_dir="results"):
         if chart:
             lines += [md_image(chart, root), ""]
         # the task's best classifier on its test set
-        scored = table[table["objective"] == "val_accuracy"].dropna(subset=["test_accuracy"]) \
+        with_test = table[table["objective"] == "val_accuracy"].dropna(subset=["test_accuracy"]) \
             if "test_accuracy" in table else table.iloc[:0]
-        if not scored.empty:
-            top = scored.loc[scored["best_score"].idxmax()]
-            try:
-                model = load_best(top["family"], results_dir, with_artist=top["variant"] == "lyrics+artist")
-                _, model.test_labels, model.test_predictions = model.score_test(results_dir)
-                lines += [f"Best {task} model: `{top['family']}` ({top['variant']}), test accuracy "
-                          f"{top['test_accuracy']:.4f}.", "", md_image(confusion(model, task, out), root), ""]
-            except UserError as e:
-                compare.problem(str(e))
+        if not with_test.empty:
+            top = with_test.loc[with_test["best_score"].idxmax()]
+            model = scored[top["family"], top["variant"]]  # scored by compare: its test predictions
+            lines += [f"Best {task} model: `{top['family']}` ({top['variant']}), test accuracy "
+                      f"{top['test_accuracy']:.4f}.", "", md_image(confusion(model, task, out), root), ""]
     for name in sorted(t for t in tables if t.startswith("comparison_cifar_")) + ["mcnemar", "repeats"]:
         if name in tables and not tables[name].empty:
             lines += [f"### {name.replace('_', ' ')}", "", tables[name].to_markdown(index=False, floatfmt=".4g"), ""]
