@@ -15,10 +15,17 @@ Choices, noted:
   instead of reloading the checkpoint of the trial it continues.
 - Early stopping on validation loss (patience 5) restores the best epoch's
   weights, so the scores and the saved model are those of that epoch.
+
+Several workers use Keras Tuner's own chief/worker mode (see `serve`): the
+chief holds the oracle and writes trials.csv; each worker asks it for
+trials, trains them, and promotes its model to best/ if better. All of them
+share the results folder.
 """
 
 import json
 import math
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -115,6 +122,8 @@ class EpochLog(keras.callbacks.Callback):
         atomic.write_text(self.path, "\n".join(lines) + "\n")
         shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy"))
         print(f"    epoch {epoch + 1}/{self.epochs}  {shown}", flush=True)
+        if not math.isfinite(logs.get("loss", 0.0)):
+            self.model.stop_training = True  # the trial has failed; see nan_epoch
 
     @property
     def nan_epoch(self):
@@ -140,8 +149,10 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     start = time.time()
     model = hypermodel.build(hp)
     log = EpochLog(history_path, epochs)
-    callbacks = [log, keras.callbacks.TerminateOnNaN(),
-                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=getattr(family, "PATIENCE", 5),
+    # No callback here looks at single batches (Keras's TerminateOnNaN does): a
+    # per-batch hook makes Keras wait for every step's logs, which stalls a GPU.
+    # A NaN loss stops training at the end of its epoch instead (EpochLog).
+    callbacks = [log, keras.callbacks.EarlyStopping(monitor="val_loss", patience=getattr(family, "PATIENCE", 5),
                                                restore_best_weights=True), *callbacks]
     hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
                    epochs=epochs, callbacks=callbacks, verbose=0)
@@ -161,11 +172,26 @@ class SuiteTuner(kt.Tuner):
                  **kwargs):
         self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
-        self._last_model = None
+        self._last_model, self._last_metrics, self._heartbeat = None, {}, None
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
                          project_name="keras_tuner", **kwargs)
 
+    def _get_tuner_fname(self):
+        # Keras Tuner names this file after the tuner id, and reloads the oracle
+        # only if it exists: one name for every non-worker run (single or chief),
+        # so switching between them resumes the same search.
+        if self._is_worker():
+            return super()._get_tuner_fname()
+        return os.path.join(str(self.project_dir), "tuner0.json")
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        if self._is_worker():
+            self._heartbeat = Heartbeat(self.oracle, trial.trial_id)
+
     def run_trial(self, trial, *args, **kwargs):
+        results.crash_point("trial-started")
+        self._last_metrics = {}
         hp = trial.hyperparameters
         extra = []
         if self.tensorboard:
@@ -178,11 +204,16 @@ class SuiteTuner(kt.Tuner):
                                history_path=self.out_dir / "histories" / f"trial_{trial.trial_id}.csv",
                                callbacks=extra)
         self._last_model = model
-        return metrics
+        # None cannot travel to a chief over gRPC; a missing metric is an empty cell anyway
+        self._last_metrics = {k: v for k, v in metrics.items() if v is not None}
+        return self._last_metrics
 
     def on_trial_end(self, trial):
         model, self._last_model = self._last_model, None
-        metrics = _metrics(trial)  # reported by run_trial through oracle.update_trial
+        metrics, self._last_metrics = self._last_metrics, {}  # empty if the trial failed
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         objective = results.objective_of(self.family)
         candidate = None
         if trial.status == "COMPLETED" and model is not None and results.is_better(metrics, self.out_dir, objective):
@@ -199,12 +230,26 @@ class SuiteTuner(kt.Tuner):
             results.crash_point("trial-recorded")
             if candidate is not None and _status(trial) == "COMPLETE":
                 results.promote(self.out_dir, candidate, objective)
-            rows = self.trial_rows()
-            results.write_trials_csv(self.out_dir, rows)
-            done = [r for r in rows if r["status"] != "RUNNING"]
-            best = results.best_meta(self.out_dir)
-            self.progress.trial_done(len(done), _status(trial), metrics.get(objective[0]),
-                                     best and best["metrics"][objective[0]], best and best["trial_id"])
+            if self._is_worker():  # the chief writes trials.csv
+                best = results.best_meta(self.out_dir)
+                score = metrics.get(objective[0])
+                print(f"[{self.family.NAME} {self.tuner_id}] trial {trial.trial_id} {_status(trial)}"
+                      + (f": {objective[0]} {score:.4f}" if score is not None else "")
+                      + (f" | best {best['metrics'][objective[0]]:.4f} (trial {best['trial_id']})" if best else ""),
+                      flush=True)
+            else:
+                self.record_trial(_status(trial), metrics.get(objective[0]))
+
+    def record_trial(self, status, score):
+        """Rewrite trials.csv from the oracle and print a progress line."""
+        objective = results.objective_of(self.family)
+        rows = self.trial_rows()
+        results.write_trials_csv(self.out_dir, rows)
+        done = [r for r in rows if r["status"] != "RUNNING"]
+        # the best finished trial (with workers, its model may reach best/ a moment later)
+        scored = [r for r in done if r["status"] == "COMPLETE" and r.get(objective[0]) is not None]
+        best = (min if objective[1] == "min" else max)(scored, key=lambda r: r[objective[0]]) if scored else None
+        self.progress.trial_done(len(done), status, score, best and best[objective[0]], best and best["trial_id"])
 
     def pre_create_trial(self):
         if results.STOP.is_set():
@@ -260,23 +305,32 @@ def finished_count(out_dir):
     return len(trial_files)
 
 
-def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None):
-    keras.utils.set_random_seed(seed)
-    before = finished_count(out_dir)
-    objective = results.objective_of(family)
-    progress = results.Progress(family.NAME, max_trials, before, objective)
+def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress):
     try:
-        t = SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective), family.HyperModel(prepared.spec),
-                       family=family, prepared=prepared, out_dir=out_dir, epochs=epochs, seed=seed,
-                       progress=progress, tensorboard=tensorboard)
+        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, results.objective_of(family)),
+                          family.HyperModel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
+                          epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard)
     except (ValueError, KeyError) as e:  # json errors are ValueErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None
+
+
+def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
+        start_workers=None):
+    """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done."""
+    keras.utils.set_random_seed(seed)
+    before = finished_count(out_dir)
+    progress = results.Progress(family.NAME, max_trials, before, results.objective_of(family))
+    t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
+                    tensorboard=tensorboard, progress=progress)
     if before:
         results.log(f"resuming {family.NAME}: {before} trials on record, running up to {max_trials} in all")
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
     t.oracle.first_trials = getattr(family, "FIRST_TRIALS", BaselineFirst.first_trials)
     t.reconcile()
+    if chief is not None:
+        serve(t, chief, start_workers)
+        return t.trial_rows()
     try:
         t.search(verbose=0)
     except RuntimeError as e:
@@ -286,3 +340,220 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
         results.log(f"{family.NAME}: {t.oracle.max_consecutive_failed_trials} trials failed in a row "
                     f"(last: {last['error']}); stopping the search")
     return t.trial_rows()
+
+
+def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None):
+    """A worker (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP/PORT set): run the chief's trials until it says stop."""
+    keras.utils.set_random_seed(seed)
+    progress = results.Progress(family.NAME, 0, 0, results.objective_of(family))
+    t = _make_tuner(family, prepared, out_dir, max_trials=None, epochs=epochs, tuner=tuner, seed=seed,
+                    tensorboard=tensorboard, progress=progress)
+    t.oracle.__class__ = PatientClient
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    print(f"[{family.NAME} {t.tuner_id}] asking the chief at {address} for trials", flush=True)
+    t.search(verbose=0)
+
+
+# --- Keras Tuner's chief/worker mode -------------------------------------
+# Keras Tuner's own server (keras_tuner.src.distribute.oracle_chief) is used
+# with four changes, all in ChiefServicer: the chief writes trials.csv and a
+# progress line when a trial ends; a worker that stops sending heartbeats has
+# its trial handed to another worker; workers wait (IDLE) rather than stop
+# while another's trial may still need retrying; and the chief counts failed
+# trials itself (Keras Tuner's check raises inside the server).
+import contextlib  # noqa: E402
+import io  # noqa: E402
+
+from keras_tuner.src import protos  # noqa: E402
+from keras_tuner.src.engine import conditions  # noqa: E402
+from keras_tuner.src.distribute import oracle_client  # noqa: E402
+from keras_tuner.src.engine import trial as trial_module  # noqa: E402
+
+_parent_to_proto = conditions.Parent.to_proto
+
+
+def _quiet_parent_to_proto(self):
+    # keras-tuner 1.4.8 left a debug print() in here: a stray line each time a
+    # conditional hyperparameter travels between chief and worker
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _parent_to_proto(self)
+
+
+conditions.Parent.to_proto = _quiet_parent_to_proto
+
+HEARTBEAT_S = 4  # a worker pings the chief this often while it trains
+STALE_S = 20  # a trial whose worker has been silent this long goes to another worker
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+class PatientClient(oracle_client.OracleClient):
+    """Keras Tuner's client; waits a second before asking again when told IDLE (it asks in a tight loop)."""
+
+    def create_trial(self, tuner_id):
+        trial = super().create_trial(tuner_id)
+        if trial.status == trial_module.TrialStatus.IDLE:
+            time.sleep(1)
+        return trial
+
+
+class Heartbeat:
+    """Asks the chief for the running trial every HEARTBEAT_S seconds: the chief reads that as 'alive'."""
+
+    def __init__(self, client, trial_id):
+        self._stop = threading.Event()
+        request = protos.get_service().GetTrialRequest(trial_id=trial_id)
+
+        def beat():
+            while not self._stop.wait(HEARTBEAT_S):
+                try:
+                    client.stub.GetTrial(request, timeout=HEARTBEAT_S)
+                except Exception:  # the chief is busy or restarting: the next beat may get through
+                    pass
+
+        threading.Thread(target=beat, daemon=True).start()
+
+    def stop(self):
+        self._stop.set()
+
+
+class ChiefServicer(protos.get_service_grpc().OracleServicer):
+    def __init__(self, tuner, max_trials):
+        from keras_tuner.src.distribute.oracle_chief import OracleServicer
+        self.tuner, self.oracle, self.max_trials = tuner, tuner.oracle, max_trials
+        self.base = OracleServicer(self.oracle)  # Keras Tuner's own request handlers
+        self.lock = threading.Lock()  # one request at a time, as in Keras Tuner's server
+        self.seen = {}  # trial id -> last time its worker was heard from
+        self.stopping = False  # no new trials: the oracle said so, Ctrl-C, or too many failures
+        self.oracle.max_consecutive_failed_trials = 10 ** 9  # counted here instead
+        self.oracle.verbose = 0  # Keras Tuner's own display; the chief prints progress lines instead
+        # A run stopped by older versions may have saved a finished trial as still running,
+        # which the reload put up for retry: it is finished, so it does not run again.
+        self.oracle._retry_queue = [t for t in self.oracle._retry_queue if t not in self.oracle.end_order]
+
+    def GetSpace(self, request, context):
+        with self.lock:
+            return self.base.GetSpace(request, context)
+
+    def UpdateSpace(self, request, context):
+        with self.lock:
+            return self.base.UpdateSpace(request, context)
+
+    def UpdateTrial(self, request, context):
+        with self.lock:
+            self.seen[request.trial_id] = time.time()
+            return self.base.UpdateTrial(request, context)
+
+    def GetTrial(self, request, context):  # also the workers' heartbeat
+        with self.lock:
+            self.seen[request.trial_id] = time.time()
+            return self.base.GetTrial(request, context)
+
+    def GetBestTrials(self, request, context):
+        with self.lock:
+            return self.base.GetBestTrials(request, context)
+
+    def CreateTrial(self, request, context):
+        with self.lock:
+            oracle, tuner_id = self.oracle, request.tuner_id
+            if tuner_id not in oracle.ongoing_trials:  # (a restarted worker gets its own trial back)
+                if self.stopping or results.STOP.is_set():
+                    oracle.tuner_ids.discard(tuner_id)
+                    return self._reply("STOPPED")
+                if not oracle._retry_queue and len(oracle.trials) >= self.max_trials and oracle.ongoing_trials:
+                    return self._reply("IDLE")  # another worker's trial may yet come back for retry
+            response = self.base.CreateTrial(request, context)
+            status = trial_module.Trial.from_proto(response.trial).status
+            if status == trial_module.TrialStatus.RUNNING:
+                self.seen[response.trial.trial_id] = time.time()
+            elif status == trial_module.TrialStatus.STOPPED:
+                self.stopping = True
+            return response
+
+    def EndTrial(self, request, context):
+        with self.lock:
+            trial_id = request.trial.trial_id
+            if trial_id in self.oracle.end_order or trial_id not in self.oracle.trials:
+                # a worker thought dead finished after all, and its trial was retried: counted once
+                results.log(f"chief: ignoring a second result for trial {trial_id}")
+                self._forget(trial_id)
+                return protos.get_service().EndTrialResponse()
+            response = self.base.EndTrial(request, context)
+            self.oracle.save()  # Keras Tuner saved before taking the trial off ongoing_trials
+            self.seen.pop(trial_id, None)
+            trial = self.oracle.trials[trial_id]
+            objective = results.objective_of(self.tuner.family)
+            self.tuner.record_trial(_status(trial), _metrics(trial).get(objective[0]))
+            recent = [_status(self.oracle.trials[t]) for t in self.oracle.end_order[-MAX_CONSECUTIVE_FAILURES:]]
+            if len(recent) == MAX_CONSECUTIVE_FAILURES and set(recent) == {"FAIL"}:
+                self.stopping = True
+                results.log(f"{self.tuner.family.NAME}: {MAX_CONSECUTIVE_FAILURES} trials failed in a row "
+                            f"(last: {self.tuner.trial_rows()[-1]['error']}); stopping the search")
+            return response
+
+    def requeue_stale(self):
+        """Hand the trials of workers silent for STALE_S to the next worker that asks."""
+        with self.lock:
+            now = time.time()
+            for tuner_id, trial in list(self.oracle.ongoing_trials.items()):
+                if now - self.seen.setdefault(trial.trial_id, now) > STALE_S:
+                    results.log(f"chief: {tuner_id} silent for {STALE_S} s; trial {trial.trial_id} goes to "
+                                "the next worker")
+                    del self.oracle.ongoing_trials[tuner_id]
+                    self.oracle.tuner_ids.discard(tuner_id)
+                    self.oracle._retry_queue.append(trial.trial_id)
+                    self.seen.pop(trial.trial_id, None)
+                    self.oracle.save()
+
+    def _forget(self, trial_id):
+        for tuner_id, trial in list(self.oracle.ongoing_trials.items()):
+            if trial.trial_id == trial_id:
+                del self.oracle.ongoing_trials[tuner_id]
+        self.seen.pop(trial_id, None)
+        self.oracle.save()
+
+    def finished(self):
+        with self.lock:
+            o = self.oracle
+            return self.stopping and not o.ongoing_trials and not o._retry_queue and not o.tuner_ids
+
+    def _reply(self, status):
+        trial = trial_module.Trial(self.oracle.get_space(), status=status)
+        return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
+
+
+def serve(tuner, address, start_workers=None):
+    """The chief: serve the oracle on address=(ip, port) until every trial is done.
+
+    start_workers(port) -> processes, for --workers on this machine; the chief
+    then also stops when they have all exited."""
+    import grpc
+    from concurrent import futures
+    ip, port = address
+    tuner.save()  # its file's presence is what makes the next run reload the oracle
+    servicer = ChiefServicer(tuner, tuner.oracle.max_trials)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"{ip}:{port}")
+    if not port:
+        raise UserError(f"the chief cannot listen on {ip}:{address[1]}: pick another KERASTUNER_ORACLE_PORT")
+    server.start()
+    name = tuner.family.NAME
+    procs = start_workers(port) if start_workers else None
+    if procs is None:
+        print(f"[{name} chief] serving the search on {ip}:{port}; start workers with KERASTUNER_TUNER_ID=worker0 "
+              f"(worker1, ...) KERASTUNER_ORACLE_IP=<this host> KERASTUNER_ORACLE_PORT={port}", flush=True)
+    try:
+        while True:
+            time.sleep(0.5)
+            servicer.requeue_stale()
+            if procs is not None:
+                if all(p.poll() is not None for p in procs):
+                    break
+            elif servicer.finished():
+                break
+        if procs is not None and not servicer.finished():
+            codes = [p.returncode for p in procs]
+            results.log(f"{name}: every worker has exited (exit codes {codes}) before the search finished; "
+                        "run the same command again to resume")
+    finally:
+        server.stop(grace=1)

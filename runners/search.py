@@ -61,7 +61,8 @@ def build_parser():
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
     p.add_argument("--workers", type=positive_int, default=1,
-                   help="optuna: run N worker processes of this search on this machine")
+                   help="run N worker processes of this search on this machine (Optuna: a shared study; "
+                   "Keras Tuner: a chief and N workers on loopback)")
     p.add_argument("--storage", help="optuna: a database URL shared by workers on several machines, e.g. "
                    "postgresql://user:pass@host/db (default: SQLite in the results folder)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set for the processes --workers starts
@@ -239,9 +240,12 @@ def main(argv=None):
         import keras
         if keras.backend.backend() != "tensorflow":
             raise UserError("--tensorboard needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
-    if family.ENGINE == "keras_tuner" and (args.workers > 1 or args.storage):
-        raise UserError("--workers and --storage are for Optuna families; for Keras Tuner families Keras "
-                        "Tuner's chief/worker mode is not wired in yet (README, 'Scaling out'): run one search")
+    if family.ENGINE == "keras_tuner" and args.storage:
+        raise UserError("--storage is for Optuna families; Keras Tuner families share a search through a chief "
+                        "(--workers N, or KERASTUNER_* variables: README, 'Scaling out')")
+    role = keras_tuner_role() if family.ENGINE == "keras_tuner" else None
+    if role == "worker":
+        args.fresh = False  # the chief decides
     out_dir = Path(args.results_dir) / (family.NAME + ("_artist" if args.with_artist else ""))
 
     # The data is loaded and checked before anything under results/ changes.
@@ -252,6 +256,12 @@ def main(argv=None):
     else:
         prepared = prepare_lyrics(family, args)
 
+    if role == "worker":  # the chief holds the lock and writes trials.csv
+        from runners import keras_engine
+        keras_engine.run_worker(family, prepared, out_dir, epochs=args.epochs or family.EPOCHS, tuner=tuner,
+                                seed=args.seed, tensorboard=args.tensorboard)
+        print(f"{os.environ['KERASTUNER_TUNER_ID']} done", flush=True)
+        return 0
     if args.worker:  # one of several: the process that started it holds the lock
         from runners import optuna_engine
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
@@ -260,10 +270,10 @@ def main(argv=None):
         return 0
     lock = hold_lock(out_dir)
     try:
-        if args.workers > 1:
+        if args.workers > 1 and family.ENGINE == "optuna":
             rows = run_workers(family, out_dir, args, tuner, argv)
         else:
-            rows = run_search(family, prepared, out_dir, args, tuner)
+            rows = run_search(family, prepared, out_dir, args, tuner, role, argv)
     finally:
         lock.close()  # releases the lock (the OS releases it too if the process dies)
     finished = [r for r in rows if r["status"] == "COMPLETE"]
@@ -273,25 +283,41 @@ def main(argv=None):
     return 0
 
 
+def keras_tuner_role():
+    """'chief' or 'worker' when Keras Tuner's chief/worker variables are set, else None."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return None
+    missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if not os.environ.get(v)]
+    if missing:
+        raise UserError(f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} not: set all three "
+                        "(README, 'Scaling out'), or none for a search in this process")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
+def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
+    """N copies of this command, one GPU each where CUDA_VISIBLE_DEVICES lists several."""
+    import subprocess
+    child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--fresh"] + list(extra_args)
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+    procs = []
+    for i in range(n):
+        env = {**os.environ, **env_of(i)}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        procs.append(subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *child_argv], env=env))
+    print(f"{family.NAME}: {n} workers started (processes {', '.join(str(p.pid) for p in procs)})", flush=True)
+    return procs
+
+
 def run_workers(family, out_dir, args, tuner, argv):
     """--workers N: prepare the study once, then N processes share it (one GPU each where GPUs exist)."""
-    import subprocess
     from runners import optuna_engine, results
     if args.fresh and out_dir.exists():
         shutil.rmtree(out_dir)
     study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage)
     if args.storage and not study.trials:
         study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
-    child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--fresh"] + ["--worker"]
-    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
-    procs = []
-    for i in range(args.workers):
-        env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-        procs.append(subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *child_argv], env=env))
-    print(f"{family.NAME}: {args.workers} workers started (processes {', '.join(str(p.pid) for p in procs)})",
-          flush=True)
+    procs = start_workers(family, args.workers, argv, ["--worker"])
     codes = [p.wait() for p in procs]
     if any(codes):
         print(f"worker exit codes: {codes}", file=sys.stderr, flush=True)
@@ -302,7 +328,7 @@ def run_workers(family, out_dir, args, tuner, argv):
     return rows
 
 
-def run_search(family, prepared, out_dir, args, tuner):
+def run_search(family, prepared, out_dir, args, tuner, role=None, argv=None):
     """Hand the family and its data to its engine; write the family's comparison tables."""
     if args.fresh and out_dir.exists():
         print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
@@ -310,9 +336,19 @@ def run_search(family, prepared, out_dir, args, tuner):
     out_dir.mkdir(parents=True, exist_ok=True)
     if family.ENGINE == "keras_tuner":
         from runners import keras_engine
+
+        def spawn(port):  # --workers N: N workers on loopback, their chief is this process
+            return start_workers(family, args.workers, argv, env_of=lambda i: {
+                "KERASTUNER_TUNER_ID": f"worker{i}", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                "KERASTUNER_ORACLE_PORT": str(port)})
+        chief, local = None, args.workers > 1 and role != "chief"
+        if role == "chief":  # workers on other machines connect to it
+            chief = (os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
+        elif local:
+            chief = ("127.0.0.1", 0)  # the system picks a free port
         rows = keras_engine.run(family, prepared, out_dir, max_trials=args.max_trials,
                                 epochs=args.epochs or family.EPOCHS, tuner=tuner, seed=args.seed,
-                                tensorboard=args.tensorboard)
+                                tensorboard=args.tensorboard, chief=chief, start_workers=spawn if local else None)
     else:
         from runners import optuna_engine
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
