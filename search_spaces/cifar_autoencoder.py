@@ -56,8 +56,8 @@ class HyperModel(kt.HyperModel):
         return model.fit(x, y, batch_size=hp.Choice("batch_size", [32, 64, 128, 256], default=128), **kwargs)
 
 
-def evaluate(model, x_val, y_val):
-    recon = model.predict(x_val, batch_size=256, verbose=0)
+def evaluate(recon, x_val, y_val):
+    """Validation metrics from the model's reconstructions of x_val."""
     if not np.all(np.isfinite(recon)):
         raise FloatingPointError("the autoencoder reconstructs NaN")
     return {"val_reconstruction_mse": float(np.mean((recon - x_val) ** 2)),

@@ -1,7 +1,12 @@
 """TF-IDF features + logistic regression (scikit-learn), searched with Optuna.
 
 Defaults = the earlier study: TfidfVectorizer(max_features=5000) +
-LogisticRegression(max_iter=1000).
+LogisticRegression(max_iter=1000). The solver is newton-cg instead of the
+default lbfgs: the same objective (multinomial, L2, the same C), so the same
+model up to the solvers' tolerance, in a fraction of the time on TF-IDF
+features (0.2-0.7 s vs 1.2-2.9 s per fit on 5,760 real lyrics; 6-8 Newton
+steps where lbfgs takes 35-60). Without it the fit, not the features,
+dominates every trial.
 
 The expensive step, tokenising and counting n-grams, depends only on the
 n-gram range: the engine fits it once per value of FEATURE_PARAMS and reuses
@@ -68,5 +73,5 @@ def refine_features(params, counts, x_train, x_val):
 
 
 def make_classifier(params, seed):
-    return LogisticRegression(C=params["C"], max_iter=1000, random_state=seed,
+    return LogisticRegression(C=params["C"], max_iter=1000, solver="newton-cg", random_state=seed,
                               class_weight=None if params["class_weight"] == "none" else "balanced")

@@ -89,7 +89,7 @@ def test_mcnemar_pairs_models_on_the_same_test_rows(tables):
 
 def test_repeats_retrain_the_best_configuration(res, tables):
     t = compare.compare(res, ["lyrics_tfidf_logreg"], 2)["repeats"].iloc[0]
-    # logistic regression (lbfgs) does not depend on the seed: both repeats equal the saved model's score
+    # logistic regression (newton-cg) does not depend on the seed: both repeats equal the saved model's score
     saved = tables["comparison_lyrics"].query("family == 'lyrics_tfidf_logreg' and variant == 'lyrics'")
     assert t["test_accuracy_mean"] == pytest.approx(saved["test_accuracy"].iloc[0]) and t["test_accuracy_std"] == 0
 

@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Resident memory after 20 trials vs after 2, for one family per engine.
+
+    python bench/memory_growth.py [--trials 20] [--families lyrics_lstm,lyrics_tfidf_logreg]
+    KERAS_BACKEND=jax python bench/memory_growth.py --families cifar_cnn
+
+Each family searches in a process of its own, through the same code as
+`runners/search.py` (demo data, 1 epoch per Keras trial). The resident set
+size (VmRSS) is read after every finished trial; the ratio printed is RSS
+after the last trial / RSS after trial 2 (target <= 1.2).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def rss_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+
+
+def one_family(family, trials):
+    """Run in a child process: search, recording RSS after each trial; print the series as JSON."""
+    from runners import results
+    from runners.search import cli
+    series = []
+    trial_done = results.Progress.trial_done
+
+    def recording(self, *args, **kwargs):
+        trial_done(self, *args, **kwargs)
+        series.append(round(rss_mb(), 1))
+
+    results.Progress.trial_done = recording
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [family, "--max-trials", str(trials), "--results-dir", tmp]
+        if family.startswith("cifar"):
+            argv += ["--data", "demo", "--epochs", "1"]
+        elif not family.endswith(("tfidf_logreg", "decision_tree")):
+            argv += ["--epochs", "1"]
+        code = cli(argv)
+    print("SERIES " + json.dumps({"family": family, "code": code, "rss_mb": series}), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--families", default="lyrics_lstm,lyrics_tfidf_logreg")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        return one_family(args.one, args.trials)
+    for family in args.families.split(","):
+        out = subprocess.run([sys.executable, __file__, "--one", family, "--trials", str(args.trials)],
+                             capture_output=True, text=True)
+        line = next((l for l in out.stdout.splitlines() if l.startswith("SERIES ")), None)
+        if line is None:
+            print(f"{family}: failed\n{out.stderr[-2000:]}")
+            continue
+        series = json.loads(line[len("SERIES "):])["rss_mb"]
+        print(f"{family}: RSS after trial 2 {series[1]:.0f} MB, after trial {len(series)} {series[-1]:.0f} MB, "
+              f"ratio {series[-1] / series[1]:.3f}  (every trial: {' '.join(f'{v:.0f}' for v in series)})")
+
+
+if __name__ == "__main__":
+    main()
