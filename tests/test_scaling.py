@@ -178,3 +178,34 @@ def test_a_killed_workers_trial_is_retried(tmp_path, small_lyrics, postgres_url)
     assert retried[0].state == optuna.trial.TrialState.COMPLETE
     t = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
     assert len(t) == 5 and stale[0].number not in set(t["trial_id"]) and (t["status"] == "COMPLETE").all()
+
+
+FUSED_CHECK = """
+import numpy as np, keras
+from runners import keras_engine
+rng = np.random.default_rng(0)
+n = 330  # 10 full batches of 32 and a smaller last one
+x = rng.random((n, 20), dtype=np.float32); y = rng.integers(0, 5, n)
+runs = {}
+for fuse in (False, True):
+    keras.backend.clear_session(); keras.utils.set_random_seed(1)
+    m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16, activation="relu"),
+                          keras.layers.BatchNormalization(), keras.layers.Dropout(0.3),
+                          keras.layers.Dense(5, activation="softmax")])
+    m.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    k = keras_engine.fuse_train_steps(m, n, 32) if fuse else 1
+    h = m.fit(x, y, batch_size=32, epochs=3, verbose=0, validation_data=(x[:50], y[:50]))
+    runs[fuse] = (k, m.get_weights(), h.history)
+assert runs[True][0] == 10, runs[True][0]
+assert runs[False][2] == runs[True][2], (runs[False][2], runs[True][2])
+assert all(np.array_equal(a, b) for a, b in zip(runs[False][1], runs[True][1]))
+print("fused == unfused")
+"""
+
+
+def test_fused_train_steps_give_keras_own_updates():
+    """JAX: k steps in one lax.scan (the suite's GPU path) = Keras's own loop, weight for weight."""
+    pytest.importorskip("jax")
+    out = subprocess.run([sys.executable, "-c", FUSED_CHECK], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and "fused == unfused" in out.stdout, out.stderr[-3000:]
