@@ -8,6 +8,10 @@ Each family searches in a process of its own, through the same code as
 `runners/search.py` (demo data, 1 epoch per Keras trial). The resident set
 size (VmRSS) is read after every finished trial; the ratio printed is RSS
 after the last trial / RSS after trial 2 (target <= 1.2).
+
+TensorFlow on CPU keeps a memory pool for its oneDNN kernels that does not
+shrink: a search's RSS steps up to the largest trial so far. Compare with
+TF_ENABLE_ONEDNN_OPTS=0 python bench/memory_growth.py (slower kernels, no pool).
 """
 
 import argparse
