@@ -129,7 +129,10 @@ def load_best(family, results_dir="results", with_artist=False):
 
 
 def _load_keras(path):
+    import importlib
+
     import keras
+    importlib.import_module("search_spaces._metrics")  # registers the metrics the models were compiled with
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except ValueError as e:

@@ -222,13 +222,20 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
                    epochs=epochs, callbacks=callbacks, verbose=0)
     if log.nan_epoch is not None:
         raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
-    # Batches of the training batch size: the shapes fit() already compiled and,
-    # on a GPU, autotuned for validation (a new batch shape costs seconds there).
-    outputs = model.predict(p.x_val, batch_size=batch_size or 256, verbose=0)
-    if hasattr(family, "evaluate"):  # e.g. reconstruction error for an autoencoder
-        metrics = family.evaluate(outputs, p.x_val, p.y_val)
+    best = log.rows[log.best_epoch - 1] if log.best_epoch else {}
+    if not hasattr(family, "evaluate") and {"val_accuracy", "val_log_loss", "val_macro_f1"} <= set(best):
+        # EarlyStopping restored the weights of this epoch: its own validation scores
+        # (search_spaces/_metrics.py) are the model's, with no second pass.
+        metrics = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_log_loss"],
+                   "val_macro_f1": best["val_macro_f1"]}
     else:
-        metrics = results.classification_metrics(p.y_val, outputs, len(p.label_names))
+        # Batches of the training batch size: the shapes fit() already compiled and,
+        # on a GPU, autotuned for validation (a new batch shape costs seconds there).
+        outputs = model.predict(p.x_val, batch_size=batch_size or 256, verbose=0)
+        if hasattr(family, "evaluate"):  # e.g. reconstruction error for an autoencoder
+            metrics = family.evaluate(outputs, p.x_val, p.y_val)
+        else:
+            metrics = results.classification_metrics(p.y_val, outputs, len(p.label_names))
     metrics.update(epochs_run=len(log.rows), best_epoch=log.best_epoch, duration_s=round(time.time() - start, 3))
     return model, metrics
 

@@ -17,6 +17,8 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
+from search_spaces._metrics import classification_metrics
+
 EMBEDDING_SOURCES = ("learned", "glove_frozen", "glove_finetuned")
 
 
@@ -112,7 +114,7 @@ def dropout_rate(hp, default=0.2):
 def compile_model(model, hp, default_lr=1e-3):
     lr = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=default_lr)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=classification_metrics(model.output_shape[-1]))
     return model
 
 

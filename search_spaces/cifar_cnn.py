@@ -16,6 +16,8 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
+from search_spaces._metrics import classification_metrics
+
 NAME = "cifar_cnn"
 TASK = "cifar"
 BLOCK = 1
@@ -78,7 +80,8 @@ class HyperModel(kt.HyperModel):
         model = keras.Model(inputs, outputs, name=NAME)
         loss, _ = make_loss(hp.Choice("loss", LOSSES, default="sparse_categorical_crossentropy"))
         lr = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=["accuracy"])
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss,
+                      metrics=classification_metrics(self.spec["n_classes"]))
         return model
 
     def fit(self, hp, model, x, y, validation_data=None, callbacks=(), **kwargs):
