@@ -636,9 +636,8 @@ def serve(tuner, address, start_workers=None):
                     break
             elif servicer.finished():
                 break
-        if procs is not None and not servicer.finished():
-            codes = [p.returncode for p in procs]
-            results.log(f"{name}: every worker has exited (exit codes {codes}) before the search finished; "
-                        "run the same command again to resume")
     finally:
         server.stop(grace=1)
+    if procs is not None and not servicer.finished() and not results.STOP.is_set():
+        raise UserError(f"{name}: every worker exited (exit codes {[p.returncode for p in procs]}) before the "
+                        "search finished; the finished trials are saved: run the same command again to resume")
