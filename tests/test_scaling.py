@@ -91,6 +91,17 @@ def test_keras_workers_flag_runs_a_chief_here_and_resumes(tmp_path, small_lyrics
     check_exactly_once(res, "lyrics_lstm", 6)
 
 
+def test_keras_workers_all_dying_is_an_error_and_resumable(tmp_path, small_lyrics, monkeypatch, capsys):
+    res = tmp_path / "r"
+    args = [*KERAS, "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "3", "--workers", "2"]
+    monkeypatch.setenv("SEARCH_SUITE_CRASH_AT", "trial-started")  # inherited by the workers: each dies in its trial
+    assert cli(args) == 2
+    assert "every worker exited (exit codes [137, 137])" in capsys.readouterr().err
+    monkeypatch.delenv("SEARCH_SUITE_CRASH_AT")
+    assert cli(args) == 0  # the same command resumes; the two cut-short trials run again
+    check_exactly_once(res, "lyrics_lstm", 3)
+
+
 def test_a_killed_keras_workers_trial_goes_to_another(tmp_path, small_lyrics):
     res, port = tmp_path / "r", _free_port()
     chief = _keras_process("chief", port, small_lyrics, res, 5)
