@@ -57,24 +57,19 @@ def check_invariants(res, family, data, finished_expected=None):
 POINTS = ["candidate-written", "trial-recorded", "before-promote", "mid-replace-dir", "before-csv"]
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_optuna_search_survives_a_kill_at_each_write_point(point, tmp_path, small_lyrics):
-    res = tmp_path / "r"
-    first = run(search_cmd("lyrics_tfidf_logreg", small_lyrics, res, 3), env={"SEARCH_SUITE_CRASH_AT": point})
-    assert first.returncode == 137, first.stderr[-2000:]
-    resumed = run(search_cmd("lyrics_tfidf_logreg", small_lyrics, res, 3))
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    check_invariants(res, "lyrics_tfidf_logreg", small_lyrics, finished_expected=3)
+# Optuna passes every write point; Keras Tuner the three on its own path.
+KILLS = [("lyrics_tfidf_logreg", 3, point) for point in POINTS] + \
+        [("lyrics_lstm", 2, point) for point in ("candidate-written", "trial-recorded", "mid-replace-dir")]
 
 
-@pytest.mark.parametrize("point", ["candidate-written", "trial-recorded", "mid-replace-dir"])
-def test_keras_search_survives_a_kill_at_each_write_point(point, tmp_path, small_lyrics):
+@pytest.mark.parametrize("family,trials,point", KILLS)
+def test_search_survives_a_kill_at_each_write_point(family, trials, point, tmp_path, small_lyrics):
     res = tmp_path / "r"
-    first = run(search_cmd("lyrics_lstm", small_lyrics, res, 2), env={"SEARCH_SUITE_CRASH_AT": point})
+    first = run(search_cmd(family, small_lyrics, res, trials), env={"SEARCH_SUITE_CRASH_AT": point})
     assert first.returncode == 137, first.stderr[-2000:]
-    resumed = run(search_cmd("lyrics_lstm", small_lyrics, res, 2))
+    resumed = run(search_cmd(family, small_lyrics, res, trials))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=2)
+    check_invariants(res, family, small_lyrics, finished_expected=trials)
 
 
 def test_random_kills_lose_nothing(tmp_path, small_lyrics):
