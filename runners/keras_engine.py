@@ -264,7 +264,6 @@ class SuiteTuner(kt.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         results.crash_point("trial-started")
-        self._last_metrics = {}
         hp = trial.hyperparameters
         extra = []
         if self.tensorboard:

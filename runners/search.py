@@ -222,8 +222,6 @@ def hold_lock(out_dir):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.worker:
-        args.fresh = False
     if args.list:
         print_families()
         return 0
@@ -244,8 +242,6 @@ def main(argv=None):
         raise UserError("--storage is for Optuna families; Keras Tuner families share a search through a chief "
                         "(--workers N, or KERASTUNER_* variables: README, 'Scaling out')")
     role = keras_tuner_role() if family.ENGINE == "keras_tuner" else None
-    if role == "worker":
-        args.fresh = False  # the chief decides
     out_dir = Path(args.results_dir) / (family.NAME + ("_artist" if args.with_artist else ""))
 
     # The data is loaded and checked before anything under results/ changes.
