@@ -617,9 +617,13 @@ def serve(tuner, address, start_workers=None):
     servicer = ChiefServicer(tuner, tuner.oracle.max_trials)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    port = server.add_insecure_port(f"{ip}:{port}")
+    try:
+        port = server.add_insecure_port(f"{ip}:{port}")
+    except RuntimeError:  # gRPC's "failed to bind": a port in use, or not a port number
+        port = 0
     if not port:
-        raise UserError(f"the chief cannot listen on {ip}:{address[1]}: pick another KERASTUNER_ORACLE_PORT")
+        raise UserError(f"the chief cannot listen on {ip}:{address[1]}: set KERASTUNER_ORACLE_IP to an address "
+                        "of this host and KERASTUNER_ORACLE_PORT to a free port number")
     server.start()
     name = tuner.family.NAME
     procs = start_workers(port) if start_workers else None
