@@ -58,7 +58,7 @@ class MacroF1(keras.metrics.Metric):
         return ops.mean(f1)
 
     def reset_state(self):
-        self.counts.assign(ops.zeros_like(self.counts))
+        self.counts.assign(ops.zeros(self.counts.shape, dtype=self.counts.dtype))  # zeros_like fails on JAX
 
     def get_config(self):
         return {"n_classes": self.n_classes, "name": self.name}
