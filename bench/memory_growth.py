@@ -2,6 +2,7 @@
 """Resident memory after 20 trials vs after 2, for one family per engine.
 
     python bench/memory_growth.py [--trials 20] [--families lyrics_lstm,lyrics_tfidf_logreg]
+    python bench/memory_growth.py --families lyrics_lstm --allocators 0,1,0,1   # oneDNN pool vs not, and time
     KERAS_BACKEND=jax python bench/memory_growth.py --families cifar_cnn
 
 Each family searches in a process of its own, through the same code as
@@ -9,16 +10,19 @@ Each family searches in a process of its own, through the same code as
 size (VmRSS) is read after every finished trial; the ratio printed is RSS
 after the last trial / RSS after trial 2 (target <= 1.2).
 
-TensorFlow on CPU keeps a memory pool for its oneDNN kernels that does not
-shrink: a search's RSS steps up to the largest trial so far. Compare with
-TF_ENABLE_ONEDNN_OPTS=0 python bench/memory_growth.py (slower kernels, no pool).
+TensorFlow's oneDNN kernels on CPU allocate from a pool that does not shrink,
+so a search's RSS would step up to its largest trial so far; the engine sets
+TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (runners/keras_engine.py) to avoid it. See
+the pool with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 python bench/memory_growth.py.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,20 +62,31 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--families", default="lyrics_lstm,lyrics_tfidf_logreg")
+    ap.add_argument("--allocators", default="suite",
+                    help="comma-separated TF_ONEDNN_USE_SYSTEM_ALLOCATOR values to run side by side, e.g. 0,1 "
+                         "(suite: leave it to the engine)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         return one_family(args.one, args.trials)
     for family in args.families.split(","):
-        out = subprocess.run([sys.executable, __file__, "--one", family, "--trials", str(args.trials)],
-                             capture_output=True, text=True)
-        line = next((l for l in out.stdout.splitlines() if l.startswith("SERIES ")), None)
-        if line is None:
-            print(f"{family}: failed\n{out.stderr[-2000:]}")
-            continue
-        series = json.loads(line[len("SERIES "):])["rss_mb"]
-        print(f"{family}: RSS after trial 2 {series[1]:.0f} MB, after trial {len(series)} {series[-1]:.0f} MB, "
-              f"ratio {series[-1] / series[1]:.3f}  (every trial: {' '.join(f'{v:.0f}' for v in series)})")
+        for allocator in args.allocators.split(","):
+            env = dict(os.environ)
+            if allocator != "suite":
+                env["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = allocator
+            start = time.perf_counter()
+            out = subprocess.run([sys.executable, __file__, "--one", family, "--trials", str(args.trials)],
+                                 capture_output=True, text=True, env=env)
+            seconds = time.perf_counter() - start
+            label = family if allocator == "suite" else f"{family} (TF_ONEDNN_USE_SYSTEM_ALLOCATOR={allocator})"
+            line = next((l for l in out.stdout.splitlines() if l.startswith("SERIES ")), None)
+            if line is None:
+                print(f"{label}: failed\n{out.stderr[-2000:]}")
+                continue
+            series = json.loads(line[len("SERIES "):])["rss_mb"]
+            print(f"{label}: RSS after trial 2 {series[1]:.0f} MB, after trial {len(series)} {series[-1]:.0f} MB, "
+                  f"ratio {series[-1] / series[1]:.3f}, {seconds:.1f} s  "
+                  f"(every trial: {' '.join(f'{v:.0f}' for v in series)})")
 
 
 if __name__ == "__main__":
