@@ -208,15 +208,6 @@ def _fuse_steps(steps):
     return jax.default_backend() != "cpu" and steps >= FUSE_MIN_STEPS
 
 
-def _return_freed_memory():
-    """Give the heap memory freed since the last call back to the system (glibc only; elsewhere nothing)."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
-
-
 def _free_last_trial():
     """Free what the last trial left behind: Keras's state, and what clear_session misses.
 
@@ -241,7 +232,10 @@ def _free_last_trial():
             for name in [n for n in registry if n.startswith("CustomGradient-")]:
                 del registry[name]
     keras.backend.clear_session()
-    _return_freed_memory()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to return
+        pass
 
 
 def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()):
