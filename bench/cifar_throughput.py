@@ -9,8 +9,9 @@ one after the other in this process:
   plain   model.fit(x, y) on NumPy arrays, no callbacks;
   suite   keras_engine.train, as every trial runs (its callbacks, validation
           metrics), without fused steps (SEARCH_SUITE_FUSE_STEPS=0);
-  fused   the same with fused train steps, which the suite uses by default
-          on JAX with a GPU (see keras_engine.fuse_train_steps).
+  fused   the same with the suite's GPU path: on JAX, fused train steps
+          (keras_engine.fuse_train_steps); on PyTorch with a CUDA GPU, each
+          step replayed as a recorded CUDA graph (keras_engine.graph_train_steps).
 Random images of CIFAR's shape; steady epochs only (the first, with
 compilation, is reported apart). Prints images/s and the ratios to plain.
 """
