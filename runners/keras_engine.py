@@ -28,6 +28,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,17 @@ from keras_tuner.src import utils as kt_utils
 
 from runners import results
 from study_data import UserError, atomic
+
+
+# On the JAX or PyTorch backend Keras still imports TensorFlow whenever it is
+# installed, to seed it (for tf.data pipelines) and, when saving a model, to
+# check for TensorFlow shapes: 2.3 s in a search's first trial here, for nothing
+# this suite uses. Unless something has imported it already, Keras is told it is
+# absent, as it is on a machine without it (the lent GPU machines).
+if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
+    from keras.src.utils import module_utils
+    if module_utils.tensorflow._available is None:
+        module_utils.tensorflow._available = False
 
 
 def _save_json_atomically(path, obj):

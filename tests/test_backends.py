@@ -35,3 +35,21 @@ def test_jax_search_then_demo_reloads_and_scores(tmp_path):
     row = next(line for line in out.stdout.splitlines() if line.strip().startswith("cifar_cnn"))
     test_accuracy = float(row.split()[3])
     assert 0 <= test_accuracy <= 1
+
+
+NO_TENSORFLOW_CHECK = """
+import sys, tempfile
+from runners.search import cli
+with tempfile.TemporaryDirectory() as tmp:
+    code = cli(["cifar_cnn", "--data", "demo", "--max-trials", "1", "--epochs", "1", "--results-dir", tmp])
+print("CODE", code, "TENSORFLOW", "tensorflow" in sys.modules)
+"""
+
+
+def test_a_jax_search_does_not_import_tensorflow():
+    """Keras imports TensorFlow, when installed, to seed it and when saving a model (2.3 s); on another
+    backend the engine tells Keras it is absent, so a search (seeding, training, saving the best) runs without."""
+    pytest.importorskip("jax")
+    out = on_jax("-c", NO_TENSORFLOW_CHECK)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "CODE 0 TENSORFLOW False" in out.stdout, out.stdout[-2000:]
