@@ -347,11 +347,30 @@ def _free_last_trial():
         if isinstance(registry, dict):
             for name in [n for n in registry if n.startswith("CustomGradient-")]:
                 del registry[name]
-    keras.backend.clear_session()
+    if backend == "torch" and _nothing_compiled_by_dynamo():
+        # clear_session also resets torch.compile's caches, and with a CUDA GPU that
+        # reset imports torch._inductor (1.3 s on this CPU machine, once per process),
+        # which bare fits never pay. Keras compiles with dynamo only when asked
+        # (jit_compile=True); with nothing compiled there is nothing to reset.
+        import torch._dynamo
+        reset, torch._dynamo.reset = torch._dynamo.reset, lambda: None
+        try:
+            keras.backend.clear_session()
+        finally:
+            torch._dynamo.reset = reset
+    else:
+        keras.backend.clear_session()
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to return
         pass
+
+
+def _nothing_compiled_by_dynamo():
+    """True when torch.compile has compiled no frame since the last reset (a private counter: if it
+    moves, False, and clear_session resets as it always did)."""
+    from torch._dynamo import convert_frame
+    return getattr(convert_frame, "FRAME_COUNTER", None) == 0
 
 
 def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()):
