@@ -132,7 +132,9 @@ def _load_keras(path):
     import importlib
 
     import keras
-    importlib.import_module("search_spaces._metrics")  # registers the metrics the models were compiled with
+    # register the metrics the models were compiled with, and the layers they use
+    importlib.import_module("search_spaces._metrics")
+    importlib.import_module("search_spaces._layers")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except ValueError as e:

@@ -334,11 +334,10 @@ def _free_last_trial():
     registry: if it moves, this does nothing.)
     All backends: glibc keeps freed heap memory (after an XLA compilation or a
     trial with large activations, hundreds of MB); malloc_trim returns it.
-    Not done: JAX's tracing and compilation caches keep every trial's jaxprs
-    and executables until their least recently used entries go (cifar_cnn on
-    CPU levelled off at about 3.7 GB over 30 trials); clearing them, whole or
-    in part, every trial or on memory growth, made searches 1.2-2.5x slower
-    (README, "Performance").
+    Not done: clearing JAX's compilation caches. They grew across trials
+    only while augmented cifar_cnn models trained op by op, every op compiled
+    and kept (search_spaces/_layers.py); clearing them cost 1.2-2.5x the
+    search's time (README, "Performance").
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":

@@ -16,6 +16,7 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
+from search_spaces._layers import RandomTranslation
 from search_spaces._metrics import classification_metrics
 
 NAME = "cifar_cnn"
@@ -59,7 +60,7 @@ class HyperModel(kt.HyperModel):
         x = inputs
         if hp.Boolean("augment", default=False):  # active in training only
             x = layers.RandomFlip("horizontal")(x)
-            x = layers.RandomTranslation(0.1, 0.1)(x)
+            x = RandomTranslation(0.1, 0.1)(x)  # compiled on JAX (_layers.py)
         pooled = []
         for i, filters in enumerate(FILTERS, start=1):
             y = layers.Conv2D(filters, 3, padding="same", name=f"block{i}_conv")(x)

@@ -17,6 +17,8 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
+from search_spaces._layers import RandomTranslation
+
 NAME = "cifar_transfer"
 TASK = "cifar"
 BLOCK = 2
@@ -75,7 +77,8 @@ class HyperModel(kt.HyperModel):
 
     def _load(self, source):
         # a fresh copy for every trial: no trial trains another's weights
-        return keras.saving.load_model(self.spec["sources"][source], safe_mode=True, compile=False)
+        return keras.saving.load_model(self.spec["sources"][source], safe_mode=True, compile=False,
+                                       custom_objects={"search_suite>RandomTranslation": RandomTranslation})
 
     def _fresh_cnn(self):
         """The block-1 CNN's architecture with new weights (source = none)."""
