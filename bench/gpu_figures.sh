@@ -15,9 +15,10 @@ for backend in torch jax; do
     2>&1 | grep -E "backend|images/s|Error|error|Warning" | tail -8
   echo "== $backend: suite overhead, 3 trials x 2 epochs (the suite's GPU path off: like for like)"
   SEARCH_SUITE_FUSE_STEPS=0 KERAS_BACKEND=$backend timeout 200 python3 bench/suite_overhead.py --trials 3 \
-    --epochs 2 --images 8000 2>&1 | tail -4
+    --epochs 2 --images 8000 2>&1 | grep -E "^(backend|run |    |overhead ratio)|Error"
   if [ "$backend" = torch ]; then
     echo "== torch: suite overhead as searches run (CUDA-graph steps on)"
-    KERAS_BACKEND=torch timeout 200 python3 bench/suite_overhead.py --trials 3 --epochs 2 --images 8000 2>&1 | tail -2
+    KERAS_BACKEND=torch timeout 200 python3 bench/suite_overhead.py --trials 3 --epochs 2 --images 8000 2>&1 \
+      | grep -E "^(run |overhead ratio)|Error"
   fi
 done
