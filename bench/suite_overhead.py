@@ -29,6 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runners.search import positive_int  # noqa: E402 - after the path to the project
+
 
 def data(images):
     import numpy as np
@@ -104,10 +106,10 @@ def run_bare(args, configs_file, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--images", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=1, help="pairs of runs, alternating which side goes first")
+    ap.add_argument("--trials", type=positive_int, default=3)
+    ap.add_argument("--epochs", type=positive_int, default=2)
+    ap.add_argument("--images", type=positive_int, default=2000)
+    ap.add_argument("--repeats", type=positive_int, default=1, help="pairs of runs, alternating which side goes first")
     ap.add_argument("--side", choices=["search", "bare"], help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--configs", help=argparse.SUPPRESS)
