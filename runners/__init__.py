@@ -1,0 +1,65 @@
+"""The command line (search.py) and the two engines behind it.
+
+Importing this package sets how the process allocates memory. It has to come
+before TensorFlow starts its threads: search.py imports it first, and every
+engine module is imported through it.
+
+- TensorFlow's oneDNN kernels on CPU otherwise allocate from a pool that never
+  gives memory back: a search's resident memory would step up to its largest
+  trial and stay there (bench/memory_growth.py, lyrics_lstm, 20 trials: 1.42x
+  the memory after trial 2; 1.04x with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1).
+  TensorFlow reads it at its first oneDNN operation. Other backends ignore it.
+- glibc's malloc then serves those buffers, but by default it gives every
+  thread a heap of its own, at most 64 MB each, and maps large blocks afresh
+  and unmaps them when freed: every training step faulted its buffers in
+  again (cifar_cnn: 5-9x the page faults of the pool, twice its system CPU
+  time). One heap that keeps blocks under 64 MB for reuse brings that near
+  the pool's; malloc_trim between trials (runners/keras_engine.py) still
+  hands back what a finished trial freed. TensorFlow only: on JAX the same
+  setting made bare cifar_cnn fits 5-14% slower (its page faults, about
+  7 million either way, come from elsewhere).
+
+A value the user sets (TF_ONEDNN_USE_SYSTEM_ALLOCATOR, GLIBC_TUNABLES,
+MALLOC_ARENA_MAX, ...) wins.
+"""
+
+import ctypes
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
+
+
+def _backend_keras_will_load():
+    """Found as Keras finds it (keras/src/backend/config.py), without importing Keras: that would start
+    TensorFlow's threads, too early for the setting below."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    if "KERAS_BACKEND" in os.environ:
+        return os.environ["KERAS_BACKEND"]
+    home = os.path.expanduser("~")
+    keras_dir = os.environ.get("KERAS_HOME") or os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    try:
+        with open(os.path.join(keras_dir, "keras.json")) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError, AttributeError):  # no file, or not a JSON object: Keras's default
+        return "tensorflow"
+
+
+def _one_heap_reusing_large_blocks():
+    if "GLIBC_TUNABLES" in os.environ or any(k.startswith("MALLOC_") for k in os.environ):
+        return
+    if _backend_keras_will_load() != "tensorflow":
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
+    mallopt(M_ARENA_MAX, 1)  # glibc reads it when a second thread first allocates
+    mallopt(M_MMAP_THRESHOLD, 64 << 20)
+    mallopt(M_TRIM_THRESHOLD, 64 << 20)
+
+
+_one_heap_reusing_large_blocks()

@@ -33,14 +33,6 @@ import threading
 import time
 from pathlib import Path
 
-# TensorFlow's oneDNN kernels (on by default on x86 CPUs) otherwise allocate from
-# a pool that never gives memory back: a search's resident memory steps up to its
-# largest trial and stays there (bench/memory_growth.py, lyrics_lstm, 20 trials:
-# 1.42x the memory after trial 2, and 1.04x with this). No speed difference was
-# measured. TensorFlow reads it at its first oneDNN operation; a value set by the
-# user wins. Other backends ignore it.
-os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
-
 import keras
 import keras_tuner as kt
 from keras_tuner.src import utils as kt_utils
@@ -333,7 +325,8 @@ def _free_last_trial():
     trials no traced step is alive, so none can be needed again. (A private
     registry: if it moves, this does nothing.)
     All backends: glibc keeps freed heap memory (after an XLA compilation or a
-    trial with large activations, hundreds of MB); malloc_trim returns it.
+    trial with large activations, hundreds of MB; runners/__init__.py asks it
+    to keep blocks for reuse); malloc_trim returns it.
     Not done: clearing JAX's compilation caches. They grew across trials
     only while augmented cifar_cnn models trained op by op, every op compiled
     and kept (search_spaces/_layers.py); clearing them cost 1.2-2.5x the

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import runners  # noqa: F401 - first: how memory is allocated, set before Keras starts (runners/__init__.py)
 from study_data import UserError
 
 TUNERS = {"keras_tuner": ("random", "bayesian", "hyperband"), "optuna": ("tpe", "random")}

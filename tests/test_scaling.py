@@ -305,3 +305,47 @@ def test_a_finished_trial_leaves_no_tensorflow_graph_behind(tmp_path):
     gc.collect()
     assert all(r() is None for r in first + first_graphs), \
         f"{sum(r() is not None for r in first_graphs)} of the first trial's graphs are still alive"
+
+
+LARGE_BUFFERS_IN_A_THREAD = """
+import ctypes, resource, sys, threading
+if sys.argv[1] == "suite":
+    import runners  # noqa: F401
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+size = 48 << 20  # above glibc's largest automatic mmap threshold (32 MB)
+
+def steps():  # like a training step's buffers: allocated, written, freed, in a worker thread
+    for _ in range(20):
+        block = libc.malloc(size)
+        ctypes.memset(block, 1, size)
+        libc.free(block)
+
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+worker = threading.Thread(target=steps)
+worker.start()
+worker.join()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_the_suite_reuses_large_buffers_instead_of_faulting_them_in_again():
+    """With TensorFlow's oneDNN pool off (for memory), glibc's malloc serves its buffers; importing runners
+    makes it reuse large freed blocks, so a thread's 20 steps fault their pages in about once, not 20 times.
+    A malloc setting the user made wins; other backends keep glibc's defaults."""
+    def page_faults(mode, **env):
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", **env}
+        out = subprocess.run([sys.executable, "-c", LARGE_BUFFERS_IN_A_THREAD, mode], capture_output=True,
+                             text=True, timeout=120, cwd=ROOT, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.split()[-1])
+
+    pages = (48 << 20) // 4096
+    plain, suite = page_faults("plain"), page_faults("suite")
+    users = page_faults("suite", MALLOC_MMAP_THRESHOLD_="131072")
+    jax = page_faults("suite", KERAS_BACKEND="jax")
+    assert plain > 15 * pages, plain  # glibc's default maps each block afresh
+    assert suite < 3 * pages, (suite, plain)
+    assert users > 15 * pages, users
+    assert jax > 15 * pages, jax  # TensorFlow's setting only (runners/__init__.py)
