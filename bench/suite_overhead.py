@@ -25,6 +25,7 @@ a GPU).
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -108,9 +109,11 @@ def run_bare(args, configs_file, out):
 
 
 def main():
+    # The bare side is plain Keras: it must not import the suite's package, nor inherit the environment
+    # that importing it sets (runners/__init__.py: how memory is allocated). The sides, started below,
+    # get the environment this process had before the import, and counts already checked.
+    environment = dict(os.environ)
     if "--side" in sys.argv:
-        # One side of a pair, started below with counts already checked. The bare side is plain Keras:
-        # it must not import the suite's package, which sets how memory is allocated (runners/__init__.py).
         count = int
     else:
         from runners.search import positive_int as count
@@ -137,7 +140,7 @@ def main():
         def side(name):
             extra = ["--configs", str(s)] if name == "bare" else []
             subprocess.run([sys.executable, __file__, *common, "--side", name, "--out", str(s if name == "search" else b),
-                            *extra], check=True, stdout=subprocess.DEVNULL)
+                            *extra], check=True, stdout=subprocess.DEVNULL, env=environment)
 
         for i in range(args.repeats):
             # alternate which side runs first, so neither always meets a warmer machine; the first
