@@ -17,10 +17,10 @@ On a shared 2-core machine one pair of runs cannot resolve 10% (identical
 bare fits have taken 40-57 s). --repeats N runs N pairs, alternating which
 side goes first, and prints every pair's ratio and their median. Beside
 wall-clock time it prints the CPU time each side's process used (all its
-threads): on this machine the same bare fits took 27-41 s of wall time but
-42-45 s of CPU time, so the CPU ratio shows the suite's extra work with
-less of the machine's noise (it does not count time spent waiting, e.g. for
-a GPU).
+threads): over an hour on this machine the bare side's fits took 37.7-56.3 s
+of wall time and 59.7-70.5 s of CPU time, so the CPU ratio shows the
+suite's extra work with less, not none, of the machine's noise (it does not
+count time spent waiting, e.g. for a GPU).
 """
 
 import argparse
