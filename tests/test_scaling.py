@@ -335,7 +335,9 @@ def test_the_suite_reuses_large_buffers_instead_of_faulting_them_in_again():
     makes it reuse large freed blocks, so a thread's 20 steps fault their pages in about once, not 20 times.
     A malloc setting the user made wins; other backends keep glibc's defaults."""
     def page_faults(mode, **env):
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", **env}
+        # glibc's defaults to start from, whatever malloc settings the shell running the tests has
+        ours = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+        env = {**ours, "KERAS_BACKEND": "tensorflow", **env}
         out = subprocess.run([sys.executable, "-c", LARGE_BUFFERS_IN_A_THREAD, mode], capture_output=True,
                              text=True, timeout=120, cwd=ROOT, env=env)
         assert out.returncode == 0, out.stderr[-2000:]
