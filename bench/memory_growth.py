@@ -12,7 +12,7 @@ after the last trial / RSS after trial 2 (target <= 1.2).
 
 TensorFlow's oneDNN kernels on CPU allocate from a pool that does not shrink,
 so a search's RSS would step up to its largest trial so far; the engine sets
-TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (runners/keras_engine.py) to avoid it. See
+TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (runners/__init__.py) to avoid it. See
 the pool with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 python bench/memory_growth.py.
 """
 
