@@ -9,6 +9,7 @@ the same held-out test split as the saved one.
 import tempfile
 from pathlib import Path
 
+import runners  # noqa: F401 - before pandas (study_data.lyrics): how memory is allocated (runners/__init__.py)
 import numpy as np
 
 from analysis.best_model import load_best

@@ -14,10 +14,11 @@ import json
 import tempfile
 from pathlib import Path
 
+from runners.search import cli  # before pandas: how memory is allocated (runners/__init__.py)
+
 import pandas as pd
 
 import search_spaces
-from runners.search import cli
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lyrics" / "mll-train-subset-en-900.tsv"
 

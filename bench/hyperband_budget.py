@@ -23,12 +23,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runners.search import cli  # noqa: E402
+from runners.search import cli  # noqa: E402 - before pandas: how memory is allocated (runners/__init__.py)
+
+import pandas as pd  # noqa: E402
 
 TARBALL = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 

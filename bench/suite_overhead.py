@@ -45,8 +45,8 @@ def data(images):
 
 
 def run_search(args, out):
+    from runners import keras_engine  # before pandas: how memory is allocated (runners/__init__.py)
     import pandas as pd
-    from runners import keras_engine
     from runners.search import Prepared
     from search_spaces import cifar_cnn
     x, y, xv, yv = data(args.images)

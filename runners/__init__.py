@@ -1,8 +1,13 @@
 """The command line (search.py) and the two engines behind it.
 
 Importing this package sets how the process allocates memory. It has to come
-before TensorFlow starts its threads: search.py imports it first, and every
-engine module is imported through it.
+before TensorFlow starts its threads, and before pandas (which imports
+pyarrow, whose thread takes a glibc heap of its own: TensorFlow's threads
+would then share that capped heap, and their large blocks would be mapped
+afresh again; the overhead bench's search had 2.0 million page faults with
+pandas imported first, 0.8 million without). search.py imports it first, so
+do the scripts that train in-process, and every engine module is imported
+through it.
 
 - TensorFlow's oneDNN kernels on CPU otherwise allocate from a pool that never
   gives memory back: a search's resident memory would step up to its largest
