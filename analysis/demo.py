@@ -16,11 +16,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import runners  # noqa: F401,E402 - before pandas: how memory is allocated (runners/__init__.py)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from analysis import compare  # noqa: E402
 from analysis.best_model import load_best  # noqa: E402

@@ -26,15 +26,16 @@ import shutil
 import sys
 from pathlib import Path
 
-import matplotlib
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import runners  # noqa: F401,E402 - before pandas: how memory is allocated (runners/__init__.py)
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis import compare  # noqa: E402
 from runners import results  # noqa: E402

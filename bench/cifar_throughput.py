@@ -23,11 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import keras
-import keras_tuner as kt
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import runners  # noqa: F401,E402 - before Keras: how memory is allocated (runners/__init__.py), for both sides
+import keras  # noqa: E402
+import keras_tuner as kt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from runners import keras_engine  # noqa: E402
 from runners.search import Prepared  # noqa: E402

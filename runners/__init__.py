@@ -35,6 +35,7 @@ import ctypes
 import json
 import os
 import sys
+import warnings
 
 os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 
@@ -68,6 +69,35 @@ def _one_heap_reusing_large_blocks():
     mallopt(M_ARENA_MAX, 1)  # glibc reads it when a second thread first allocates
     mallopt(M_MMAP_THRESHOLD, 1 << 30)
     mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    if _glibc_heaps() > 1:
+        # Too late for part of it: a thread started earlier holds a heap of its own, and TensorFlow's threads
+        # will be shared out over the heaps there are. Nothing can undo that in this process, so say so.
+        warnings.warn("runners was imported after a module that started threads (pandas, scikit-learn, Optuna, "
+                      "TensorFlow, ...), so TensorFlow's threads will share heaps that map large buffers afresh "
+                      "every step, which slows training; import runners before them (runners/__init__.py)", RuntimeWarning, stacklevel=2)
+
+
+def _glibc_heaps():
+    """How many heaps (arenas) glibc's malloc has made so far, from malloc_info's report; 0 if unknown."""
+    libc = ctypes.CDLL(None)
+    for name in ("tmpfile", "malloc_info", "fflush", "fileno", "fclose"):
+        if not hasattr(libc, name):
+            return 0
+    libc.tmpfile.restype = ctypes.c_void_p
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fflush.argtypes = libc.fileno.argtypes = libc.fclose.argtypes = [ctypes.c_void_p]
+    report = libc.tmpfile()
+    if not report:
+        return 0
+    try:
+        if libc.malloc_info(0, report) != 0 or libc.fflush(report) != 0:
+            return 0
+        fd = libc.fileno(report)
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = b"".join(iter(lambda: os.read(fd, 1 << 16), b""))
+    finally:
+        libc.fclose(report)
+    return text.count(b"<heap nr=")
 
 
 _one_heap_reusing_large_blocks()

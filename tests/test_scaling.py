@@ -358,3 +358,23 @@ def test_the_suite_reuses_large_buffers_instead_of_faulting_them_in_again():
     assert compare < 2 * blocks * pages, (compare, plain)
     assert users > 0.75 * every_step, users
     assert jax > 0.75 * every_step, jax  # TensorFlow's setting only (runners/__init__.py)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_importing_runners_after_a_module_that_started_threads_says_so():
+    """The one-heap setting cannot reach threads that already took heaps of their own (pandas's pyarrow,
+    scikit-learn): importing runners after them warns, once, and says what to do; in the right order, or on a
+    backend the setting does not apply to, nothing is said."""
+    def stderr(code, backend="tensorflow"):
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                             env={**env, "KERAS_BACKEND": backend})
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stderr
+
+    late = stderr("import pandas, runners")
+    assert late.count("runners was imported after a module that started threads") == 1, late
+    assert "import runners before them" in late
+    assert "imported after" in stderr("import sklearn, runners")
+    assert "imported after" not in stderr("import runners, pandas, sklearn")
+    assert "imported after" not in stderr("import pandas, runners", backend="jax")
