@@ -62,24 +62,25 @@ def _one_heap_reusing_large_blocks():
     if _backend_keras_will_load() != "tensorflow":
         return
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
         return
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
     mallopt(M_ARENA_MAX, 1)  # glibc reads it when a second thread first allocates
     mallopt(M_MMAP_THRESHOLD, 1 << 30)
     mallopt(M_TRIM_THRESHOLD, 1 << 30)
-    if _glibc_heaps() > 1:
+    if _glibc_heaps(libc) > 1:
         # Too late for part of it: a thread started earlier holds a heap of its own, and TensorFlow's threads
         # will be shared out over the heaps there are. Nothing can undo that in this process, so say so.
-        warnings.warn("runners was imported after a module that started threads (pandas, scikit-learn, Optuna, "
+        warnings.warn("runners was imported after a module that started threads (pandas, scikit-learn, "
                       "TensorFlow, ...), so TensorFlow's threads will share heaps that map large buffers afresh "
-                      "every step, which slows training; import runners before them (runners/__init__.py)", RuntimeWarning, stacklevel=2)
+                      "every step, which slows training; import runners before them (runners/__init__.py)",
+                      RuntimeWarning, stacklevel=2)
 
 
-def _glibc_heaps():
+def _glibc_heaps(libc):
     """How many heaps (arenas) glibc's malloc has made so far, from malloc_info's report; 0 if unknown."""
-    libc = ctypes.CDLL(None)
     for name in ("tmpfile", "malloc_info", "fflush", "fileno", "fclose"):
         if not hasattr(libc, name):
             return 0
