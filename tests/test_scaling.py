@@ -307,6 +307,13 @@ def test_a_finished_trial_leaves_no_tensorflow_graph_behind(tmp_path):
         f"{sum(r() is not None for r in first_graphs)} of the first trial's graphs are still alive"
 
 
+def glibc_defaults_env(**env):
+    """This environment without the malloc settings of the shell running the tests: glibc's defaults to start
+    from (a user's GLIBC_TUNABLES or MALLOC_* makes the suite leave malloc alone)."""
+    ours = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+    return {**ours, "KERAS_BACKEND": "tensorflow", **env}
+
+
 LARGE_BUFFERS_IN_THREADS = """
 import ctypes, importlib, resource, sys, threading
 if sys.argv[1] != "plain":
@@ -339,11 +346,8 @@ def test_the_suite_reuses_large_buffers_instead_of_faulting_them_in_again():
     starts threads, so glibc reuses large freed blocks: 4 threads' 10 steps each fault their pages in about
     once, not 10 times. A malloc setting the user made wins; other backends keep glibc's defaults."""
     def page_faults(mode, **env):
-        # glibc's defaults to start from, whatever malloc settings the shell running the tests has
-        ours = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
-        env = {**ours, "KERAS_BACKEND": "tensorflow", **env}
         out = subprocess.run([sys.executable, "-c", LARGE_BUFFERS_IN_THREADS, mode], capture_output=True,
-                             text=True, timeout=120, cwd=ROOT, env=env)
+                             text=True, timeout=120, cwd=ROOT, env=glibc_defaults_env(**env))
         assert out.returncode == 0, out.stderr[-2000:]
         return int(out.stdout.split()[-1])
 
@@ -366,9 +370,8 @@ def test_importing_runners_after_a_module_that_started_threads_says_so():
     scikit-learn): importing runners after them warns, once, and says what to do; in the right order, or on a
     backend the setting does not apply to, nothing is said."""
     def stderr(code, backend="tensorflow"):
-        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                             env={**env, "KERAS_BACKEND": backend})
+                             env=glibc_defaults_env(KERAS_BACKEND=backend))
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stderr
 
