@@ -55,21 +55,24 @@ def lyrics_inputs(spec):
     return inputs
 
 
-def word_embedding(hp, spec, inputs, default_dim=100, sources=EMBEDDING_SOURCES, default_source="learned"):
+def word_embedding(hp, spec, inputs, default_dim=100, sources=EMBEDDING_SOURCES, default_source="learned",
+                   mask_padding=False):
     """Word vectors of the lyrics: [batch, seq_len, dim].
 
     `embedding_source` answers "learned on the fly or pre-trained?" in every
     family: learned from scratch, GloVe frozen, or GloVe fine-tuned.
+    mask_padding: later layers that honour Keras masks (an average pooling)
+    skip the padding positions (id 0).
     """
     source = hp.Choice("embedding_source", list(sources), default=default_source)
     if source == "learned":
         with hp.conditional_scope("embedding_source", ["learned"]):
             dim = hp.Choice("embedding_dim", [32, 50, 100, 200], default=default_dim)
-        x = layers.Embedding(spec["vocab_size"], dim, name="word_embedding")(inputs["lyrics"])
+        x = layers.Embedding(spec["vocab_size"], dim, mask_zero=mask_padding, name="word_embedding")(inputs["lyrics"])
     else:
         matrix = spec["pretrained"]
         layer = layers.Embedding(spec["vocab_size"], matrix.shape[1], trainable=source == "glove_finetuned",
-                                 name="word_embedding")
+                                 mask_zero=mask_padding, name="word_embedding")
         x = layer(inputs["lyrics"])
         layer.set_weights([matrix])  # set after the call built it: keeps the matrix out of the config
     if spec.get("with_artist") and _artist_join(hp) == "early":
@@ -97,10 +100,17 @@ def _artist_vector(hp, spec, inputs):
     return layers.Embedding(spec["n_artists"], dim, name="artist_embedding")(inputs["artist"])
 
 
-def conv_block(x, filters, kernel_size, pooling="max", dropout=0.2):
+def conv_block(x, filters, kernel_size, pooling="max", dropout=0.2, padding="valid"):
     """Conv1D -> BatchNorm -> ReLU -> pool 2 -> dropout (the earlier study's CNN block).
-    'same' padding keeps short sequences valid for every kernel size searched."""
-    x = layers.Conv1D(filters, kernel_size, padding="same")(x)
+
+    The earlier study's padding is "valid": each block shortens the sequence by
+    kernel_size - 1 before pooling halves it (300 steps -> 35 after three
+    blocks of kernel 3). "same" keeps short sequences long enough for deep stacks."""
+    steps = x.shape[1]
+    if padding == "valid" and steps is not None and (steps - kernel_size + 1) // 2 < 1:
+        raise ValueError(f"a sequence of {steps} steps is too short for another conv block of kernel "
+                         f"{kernel_size} with valid padding; use a longer --seq-len")
+    x = layers.Conv1D(filters, kernel_size, padding=padding)(x)
     x = layers.BatchNormalization()(x)
     x = layers.Activation("relu")(x)
     x = (layers.MaxPooling1D(2) if pooling == "max" else layers.AveragePooling1D(2))(x)
@@ -118,15 +128,18 @@ def compile_model(model, hp, default_lr=1e-3):
     return model
 
 
-def pooled_dense_head(hp, x):
-    """Global pooling -> Dropout -> Dense ReLU -> Dropout (the embedding families' head)."""
-    pooling = hp.Choice("pooling", ["average", "max", "both"], default="average")
+def pooled_dense_head(hp, x, pooling, dropout_before_dense=True):
+    """Global pooling -> [Dropout] -> Dense ReLU -> Dropout (the embedding families' head).
+
+    The earlier study's learned-embedding model drops out before and after its
+    Dense 64; its pre-trained one (a sentence vector into Dense 64) only after."""
     if pooling == "both":
         x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     else:
         x = (layers.GlobalAveragePooling1D() if pooling == "average" else layers.GlobalMaxPooling1D())(x)
     dropout = dropout_rate(hp, 0.2)
-    x = layers.Dropout(dropout)(x)
+    if hp.Boolean("dropout_before_dense", default=dropout_before_dense):
+        x = layers.Dropout(dropout)(x)
     x = layers.Dense(hp.Choice("dense_units", [16, 32, 64, 128, 256], default=64), activation="relu")(x)
     return layers.Dropout(dropout)(x)
 
@@ -139,10 +152,11 @@ def conv_stack(hp, x, kernel_sizes):
     """
     n_blocks = hp.Int("conv_blocks", 1, 4, default=3)
     pooling = hp.Choice("pooling", ["max", "average"], default="max")
+    padding = hp.Choice("conv_padding", ["valid", "same"], default="valid")
     dropout = dropout_rate(hp, 0.2)
     default_filters = (25, 25, 30, 30)
     for i, kernel in enumerate(kernel_sizes(n_blocks)):
         with hp.conditional_scope("conv_blocks", list(range(i + 1, 5))):  # only blocks that exist
             filters = hp.Choice(f"filters_{i + 1}", [16, 25, 30, 32, 64, 128], default=default_filters[i])
-        x = conv_block(x, filters, kernel, pooling, dropout)
+        x = conv_block(x, filters, kernel, pooling, dropout, padding)
     return x

@@ -1,14 +1,18 @@
 """The block-1 CNN, compared across activations, losses and skip connections.
 
-Defaults = the earlier study: Conv2D 64 -> 128 -> 256 (3x3, ReLU), each
-followed by BatchNorm and MaxPool 2x2 -> Flatten -> Dense 512 -> Dropout 0.5
--> Dense 256 -> Dropout 0.5 -> Dense softmax; Adam 1e-3, sparse categorical
-cross-entropy, batch 32, up to 40 epochs, early stopping (patience 5, restore
-best; in the engine) and reduce-on-plateau (factor 0.2, patience 3).
+Defaults = the earlier study: Conv2D 64 -> 128 -> 256 (3x3, "valid"
+padding, ReLU), each followed by BatchNorm and MaxPool 2x2 -> Flatten (2x2x256
+= 1,024 values) -> Dense 512 -> Dropout 0.5 -> Dense 256 -> Dropout 0.5 ->
+Dense softmax; Adam 1e-3, sparse categorical cross-entropy, batch 32, up to
+40 epochs, early stopping (patience 5, restore best; in the engine) and
+reduce-on-plateau (factor 0.2, patience 3, min_lr 1e-6).
 
-Skip connections: "concat" joins each conv block's pooled features to the
-dense head (the earlier study's concatenation of earlier feature maps);
-"residual" adds a 1x1-projected shortcut around each conv.
+The study's other block-1 models are points of this space: tanh everywhere
+(activation=tanh), a sigmoid output layer (output_activation=sigmoid), and
+its skip-connection model (skip=concat: the Dense 512's output joined with
+the flattened second conv block and the flattened conv features, then
+Dense 256 -> Dropout -> softmax). skip=residual adds a 1x1-projected
+shortcut around each conv instead.
 """
 
 import keras
@@ -30,8 +34,8 @@ ACTIVATIONS = ["relu", "elu", "selu", "gelu", "swish", "leaky_relu", "tanh"]
 LOSSES = ["sparse_categorical_crossentropy", "label_smoothing", "focal", "squared_hinge", "kl_divergence"]
 
 
-def activation_layer(name):
-    return layers.LeakyReLU(0.1) if name == "leaky_relu" else layers.Activation(name)
+def activation_layer(name, layer_name=None):
+    return layers.LeakyReLU(0.1, name=layer_name) if name == "leaky_relu" else layers.Activation(name, name=layer_name)
 
 
 def make_loss(name):
@@ -55,6 +59,7 @@ class HyperModel(kt.HyperModel):
     def build(self, hp):
         activation = hp.Choice("activation", ACTIVATIONS, default="relu")
         skip = hp.Choice("skip", ["none", "concat", "residual"], default="none")
+        padding = hp.Choice("conv_padding", ["valid", "same"], default="valid")
         dropout = hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.5)
         inputs = keras.Input(shape=(32, 32, 3), name="image")
         x = inputs
@@ -63,21 +68,23 @@ class HyperModel(kt.HyperModel):
             x = RandomTranslation(0.1, 0.1)(x)  # compiled on JAX (_layers.py)
         pooled = []
         for i, filters in enumerate(FILTERS, start=1):
-            y = layers.Conv2D(filters, 3, padding="same", name=f"block{i}_conv")(x)
-            y = activation_layer(activation)(y)
+            y = layers.Conv2D(filters, 3, padding=padding, name=f"block{i}_conv")(x)
+            y = activation_layer(activation, f"block{i}_act")(y)  # named: cifar_transfer reuses conv + activation
             if skip == "residual":
-                y = layers.Add()([y, layers.Conv2D(filters, 1, name=f"block{i}_shortcut")(x)])
+                shortcut = layers.Cropping2D(1)(x) if padding == "valid" else x  # the conv's output size
+                y = layers.Add()([y, layers.Conv2D(filters, 1, name=f"block{i}_shortcut")(shortcut)])
             y = layers.BatchNormalization(name=f"block{i}_bn")(y)
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(y)
             pooled.append(x)
         features = layers.Flatten(name="features")(x)
-        if skip == "concat":
-            features = layers.Concatenate()([features] + [layers.GlobalAveragePooling2D()(p) for p in pooled[:-1]])
-        x = features
-        for units in (512, 256):
-            x = activation_layer(activation)(layers.Dense(units)(x))
+        x = activation_layer(activation)(layers.Dense(512)(features))
+        if skip == "concat":  # the earlier study's skip model: no dropout here, the skips joined instead
+            x = layers.Concatenate()([x, layers.Flatten()(pooled[1]), features])
+        else:
             x = layers.Dropout(dropout)(x)
-        outputs = layers.Dense(self.spec["n_classes"], activation="softmax", name="class")(x)
+        x = layers.Dropout(dropout)(activation_layer(activation)(layers.Dense(256)(x)))
+        output_activation = hp.Choice("output_activation", ["softmax", "sigmoid"], default="softmax")
+        outputs = layers.Dense(self.spec["n_classes"], activation=output_activation, name="class")(x)
         model = keras.Model(inputs, outputs, name=NAME)
         loss, _ = make_loss(hp.Choice("loss", LOSSES, default="sparse_categorical_crossentropy"))
         lr = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
@@ -92,22 +99,24 @@ class HyperModel(kt.HyperModel):
             y = keras.utils.to_categorical(y, n)
             if validation_data is not None:
                 validation_data = (validation_data[0], keras.utils.to_categorical(validation_data[1], n))
-        callbacks = list(callbacks) + [keras.callbacks.ReduceLROnPlateau(factor=0.2, patience=3)]
+        callbacks = list(callbacks) + [keras.callbacks.ReduceLROnPlateau(factor=0.2, patience=3, min_lr=1e-6)]
         return model.fit(x, y, batch_size=hp.Choice("batch_size", [32, 64, 128, 256], default=32),
                          validation_data=validation_data, callbacks=callbacks, **kwargs)
 
 
-def comparison_tables(trials):
-    """The earlier study's questions: best validation accuracy per activation, per loss, per skip setting."""
-    done = trials[trials["status"] == "COMPLETE"]
+def comparison_tables(trials, objective="val_accuracy"):
+    """The earlier study's questions: best validation score per activation, per loss, per skip setting."""
+    done = trials[(trials["status"] == "COMPLETE") & trials[objective].notna()] if objective in trials else trials[:0]
     tables = {}
     for hp in ("activation", "loss", "skip"):
         col = f"hp_{hp}"
         if col not in done or done.empty:
             continue
-        best = done.loc[done.groupby(col)["val_accuracy"].idxmax()]
+        groups = done.groupby(col)[objective]
+        best = done.loc[groups.idxmin() if objective == "val_loss" else groups.idxmax()]
         tables[f"compare_{hp}"] = pd.DataFrame({
-            hp: best[col].to_numpy(), "best_val_accuracy": best["val_accuracy"].to_numpy(),
+            hp: best[col].to_numpy(), f"best_{objective}": best[objective].to_numpy(),
             "trials": done.groupby(col).size().reindex(best[col]).to_numpy(),
-            "best_trial": best["trial_id"].to_numpy()}).sort_values("best_val_accuracy", ascending=False)
+            "best_trial": best["trial_id"].to_numpy()}).sort_values(f"best_{objective}",
+                                                                     ascending=objective == "val_loss")
     return tables

@@ -1,15 +1,23 @@
-"""Transfer to block 2: the best block-1 CNN and/or autoencoder encoder, with a new head.
+"""Transfer to block 2: the best block-1 CNN and/or autoencoder, with a new head.
 
 Needs results of `cifar_cnn` and/or `cifar_autoencoder` (same --data and
---seed, so block 2 holds the classes block 1 did not). The earlier study
-froze nothing and fed the autoencoder's whole reconstruction to its head;
-here the source's features feed the head, and the search decides how many
-source blocks stay frozen and whether to fine-tune afterwards.
+--seed, so block 2 holds the classes block 1 did not).
 
-Defaults: source = the CNN, nothing frozen (as the earlier study), head
-Dense 256 -> Dropout 0.5 -> softmax, Adam 1e-3, batch 32, no fine-tuning.
-`source = none` trains the same architecture from scratch: the baseline the
-transfer comparison needs, on the same block-2 split.
+Defaults = the earlier study's transfer model: the image goes through the
+trained block-1 CNN's convolutions alone, in order (each Conv2D with its
+activation; no BatchNorm, no pooling: 26x26x256 values with valid padding),
+flattened, and through the whole trained autoencoder (its 32x32x3
+reconstruction), flattened; the two are concatenated -> Dense 256 ReLU ->
+Dropout 0.5 -> softmax. Nothing frozen, Adam 1e-3, batch 32, up to 50
+epochs, early stopping (5, restore best) and reduce-on-plateau (0.2, 3,
+min_lr 1e-6). When only one block-1 model exists, its part alone.
+
+Searched: the source (both, cnn, encoder, or none = the same architecture
+from scratch: the reference the transfer comparison needs, on the same
+block-2 split), what each source gives (the CNN's convolutions alone, or its
+whole conv stack with BatchNorm and pooling; the autoencoder's
+reconstruction, or its 8x8 code), frozen source blocks, head width, dropout,
+learning rate, batch size, and a fine-tuning phase (all unfrozen, lr / 10).
 """
 
 import keras
@@ -23,8 +31,8 @@ NAME = "cifar_transfer"
 TASK = "cifar"
 BLOCK = 2
 ENGINE = "keras_tuner"
-DESCRIPTION = "block 2 from the best block-1 CNN and/or encoder (frozen blocks, head, fine-tuning) or scratch"
-EPOCHS = 40
+DESCRIPTION = "block 2 from the best block-1 CNN and/or autoencoder (earlier study: conv layers + reconstruction)"
+EPOCHS = 50
 SOURCE_FAMILIES = {"cnn": "cifar_cnn", "encoder": "cifar_autoencoder"}
 # Trial 0 is the baseline (the defaults); trial 1 the same from scratch, so
 # the transfer comparison always has its reference.
@@ -44,6 +52,21 @@ def _unfreeze(model):
         layer.trainable = True
 
 
+def _conv_layers(cnn, inputs, frozen):
+    """The CNN's convolutions (with their activations) alone, in order, on the image: the earlier
+    study's transfer features (it took every Conv2D of the trained model and chained them)."""
+    x = inputs
+    for i in range(1, 4):
+        conv = cnn.get_layer(f"block{i}_conv")
+        conv.trainable = i > frozen
+        x = conv(x)
+        try:
+            x = cnn.get_layer(f"block{i}_act")(x)
+        except ValueError:  # a model saved before the activations were named: its conv carries none
+            pass
+    return layers.Flatten(name="cnn_conv_features")(x)
+
+
 class HyperModel(kt.HyperModel):
     def __init__(self, spec):
         super().__init__()
@@ -51,20 +74,29 @@ class HyperModel(kt.HyperModel):
 
     def build(self, hp):
         available = [s for s in ("cnn", "encoder") if s in self.spec["sources"]]
-        choices = available + (["both"] if len(available) == 2 else []) + ["none"]
+        choices = (["both"] if len(available) == 2 else []) + available + ["none"]
         source = hp.Choice("source", choices, default=choices[0])
+        with hp.conditional_scope("source", [c for c in choices if c in ("both", "cnn", "none")]):
+            cnn_part = hp.Choice("cnn_features", ["conv_layers", "conv_stack"], default="conv_layers")
+        with hp.conditional_scope("source", [c for c in choices if c in ("both", "encoder")]):
+            ae_part = hp.Choice("autoencoder_features", ["reconstruction", "code"], default="reconstruction")
         frozen = hp.Int("frozen_blocks", 0, 3, default=0)
         inputs = keras.Input(shape=(32, 32, 3), name="image")
         features = []
         if source in ("cnn", "both", "none"):
             cnn = self._load("cnn") if source != "none" else self._fresh_cnn()
-            extractor = keras.Model(cnn.inputs, cnn.get_layer("features").output, name="cnn_features")
-            _freeze(extractor, frozen if source != "none" else 0)
-            features.append(extractor(inputs))
+            blocks = frozen if source != "none" else 0
+            if cnn_part == "conv_layers":
+                features.append(_conv_layers(cnn, inputs, blocks))
+            else:
+                extractor = keras.Model(cnn.inputs, cnn.get_layer("features").output, name="cnn_features")
+                _freeze(extractor, blocks)
+                features.append(extractor(inputs))
         if source in ("encoder", "both"):
-            encoder = self._load("encoder").get_layer("encoder")
-            _freeze(encoder, frozen)
-            features.append(layers.Flatten()(encoder(inputs)))
+            autoencoder = self._load("encoder")
+            part = autoencoder if ae_part == "reconstruction" else autoencoder.get_layer("encoder")
+            _freeze(part, frozen)
+            features.append(layers.Flatten(name=f"autoencoder_{ae_part}")(part(inputs)))
         x = features[0] if len(features) == 1 else layers.Concatenate()(features)
         x = layers.Dense(hp.Choice("head_units", [128, 256, 512], default=256), activation="relu")(x)
         x = layers.Dropout(hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.5))(x)
@@ -90,11 +122,12 @@ class HyperModel(kt.HyperModel):
 
     def fit(self, hp, model, x, y, validation_data=None, epochs=1, callbacks=(), **kwargs):
         batch_size = hp.Choice("batch_size", [32, 64, 128], default=32)
-        callbacks = list(callbacks) + [keras.callbacks.ReduceLROnPlateau(factor=0.2, patience=3)]
+        callbacks = list(callbacks) + [keras.callbacks.ReduceLROnPlateau(factor=0.2, patience=3, min_lr=1e-6)]
         history = model.fit(x, y, batch_size=batch_size, validation_data=validation_data, epochs=epochs,
                             callbacks=callbacks, **kwargs)
         if hp.Boolean("fine_tune", default=False):
-            # Second phase: everything trainable, learning rate divided by 10.
+            # Second phase: everything trainable, learning rate divided by 10. Its
+            # early stopping restores the best epoch of this phase: the weights kept.
             with hp.conditional_scope("fine_tune", [True]):
                 ft_epochs = hp.Int("fine_tune_epochs", 1, 10, default=max(1, epochs // 2))
             _unfreeze(model)
@@ -107,7 +140,7 @@ class HyperModel(kt.HyperModel):
         return history
 
 
-def comparison_tables(trials):
+def comparison_tables(trials, objective="val_accuracy"):
     """Best transferred model vs best from scratch, on the same block-2 split."""
     done = trials[trials["status"] == "COMPLETE"]
     rows = []
@@ -116,8 +149,8 @@ def comparison_tables(trials):
         if part.empty:
             rows.append({"model": label, "trials": 0})
             continue
-        best = part.loc[part["val_accuracy"].idxmax()]
+        best = part.loc[part[objective].idxmin() if objective == "val_loss" else part[objective].idxmax()]
         rows.append({"model": label, "trials": len(part), "source": best["hp_source"],
-                     "best_val_accuracy": best["val_accuracy"], "epochs_to_best": best["best_epoch"],
+                     f"best_{objective}": best[objective], "epochs_to_best": best["best_epoch"],
                      "epochs_run": best["epochs_run"], "best_trial": best["trial_id"]})
     return {"compare_transfer": pd.DataFrame(rows)}

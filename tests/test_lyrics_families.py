@@ -16,7 +16,7 @@ from study_data.embeddings import embedding_matrix
 
 KERAS_FAMILIES = search_spaces.list_families(task="lyrics", engine="keras_tuner")
 SKLEARN_FAMILIES = search_spaces.list_families(task="lyrics", engine="optuna")
-N, L, V, C, A = 48, 20, 60, 3, 6  # rows, sequence length, vocabulary, genres, artists
+N, L, V, C, A = 48, 40, 60, 3, 6  # rows, sequence length (valid convolutions need 36+), vocabulary, genres, artists
 
 
 def tiny(with_artist):
@@ -170,8 +170,9 @@ def test_with_artist_on_a_table_without_artists_fails_clearly(tmp_path, real_lyr
 @pytest.mark.parametrize("name", KERAS_FAMILIES + SKLEARN_FAMILIES)
 def test_every_family_searches_resumes_and_reloads(name, tmp_path, small_lyrics):
     res = tmp_path / "results"
+    # valid convolutions: 4 blocks of kernel 7 need 120 steps
     args = [name, "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "2", "--epochs", "1",
-            "--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]
+            "--sample-fraction", "1", "--seq-len", "120" if "cnn" in name else "30", "--vocab-size", "300"]
     assert cli(args) == 0
     t = pd.read_csv(res / name / "trials.csv")
     assert len(t) == 2 and bool(t["is_baseline"][0]) and not bool(t["is_baseline"][1])

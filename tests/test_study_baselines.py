@@ -1,0 +1,152 @@
+"""Trial 0 of every family is the earlier study's model.
+
+The figures below are the study's, counted by hand from the layers in its
+notebooks (../shared/earlier-study/, repository JessicaFornetti/deep-learning):
+its vocabulary of 20,000 words, sequences of 300, 10 genres, and a 50-class
+block for the images. They are written out here, not derived from the
+suite's own defaults, so a default that drifts from the study fails.
+"""
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+import search_spaces
+
+LYRICS_SPEC = {"vocab_size": 20000, "seq_len": 300, "n_classes": 10, "with_artist": False, "n_artists": 1,
+               "pretrained": np.zeros((20000, 50), dtype="float32")}
+
+# family: (parameters, trainable parameters) of the study's model
+STUDY_LYRICS = {
+    # Embedding(20000, 100) 2,000,000 + SimpleRNN(10) 1,110 + BatchNorm(10) 40 + Dense(10) 110
+    "lyrics_rnn": (2_001_260, 2_001_240),
+    # Embedding + LSTM(10, sequences) 4,440 + Flatten (3,000) + BatchNorm(3,000) 12,000 + Dense(10) 30,010
+    "lyrics_lstm": (2_046_450, 2_040_450),
+    # Embedding + LSTM 4,440 + BatchNorm 40 + LSTM(10) 840 + Dense 110
+    "lyrics_stacked_lstm": (2_005_430, 2_005_410),
+    # Embedding + GlobalAveragePooling + Dense(64) 6,464 + Dense(10) 650
+    "lyrics_embedding": (2_007_114, 2_007_114),
+    # a 50-d sentence vector -> Dense(64) 3,264 -> Dense(10) 650 (the GloVe table itself is frozen)
+    "lyrics_glove": (1_003_914, 3_914),
+    # Embedding + Conv1D 25/25/30 (k3, valid) 7,525 + 1,900 + 2,280, BatchNorms 100 + 100 + 120,
+    # Flatten 35 x 30 = 1,050 -> Dense(50) 52,550 -> Dense(10) 510
+    "lyrics_cnn": (2_065_085, 2_064_925),
+    # kernels 3/4/5: Conv1D 7,525 + 2,525 + 3,780; Flatten 34 x 30 = 1,020 -> Dense(50) 51,050
+    "lyrics_cnn_multikernel": (2_065_710, 2_065_550),
+    # the conv stack (12,025) -> LSTM(10) over 35 steps of 30 features 1,640 -> BatchNorm 40 -> Dense 110
+    "lyrics_cnn_lstm": (2_013_815, 2_013_635),
+}
+# family: the study's shape of a named layer's output
+STUDY_LYRICS_SHAPES = {
+    "lyrics_cnn": ("Flatten", (None, 1050)),
+    "lyrics_cnn_multikernel": ("Flatten", (None, 1020)),
+    "lyrics_cnn_lstm": ("LSTM", (None, 10)),
+}
+
+
+def baseline(family, spec):
+    hp = kt.HyperParameters()
+    model = search_spaces.get_family(family).HyperModel(spec).build(hp)
+    return model, hp
+
+
+def fit_arguments(family, spec, hp, model, x, y):
+    """What the family's fit() hands to Keras's fit (batch size, callbacks), without training."""
+    captured = {}
+    model.fit = lambda *args, **kwargs: captured.update(kwargs)
+    search_spaces.get_family(family).HyperModel(spec).fit(hp, model, x, y, validation_data=(x, y), epochs=1)
+    return captured
+
+
+def trainable(model):
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+@pytest.mark.parametrize("family", sorted(STUDY_LYRICS))
+def test_lyrics_baseline_is_the_study_model(family):
+    model, hp = baseline(family, LYRICS_SPEC)
+    total, train = STUDY_LYRICS[family]
+    assert (model.count_params(), trainable(model)) == (total, train)
+    assert hp.values["learning_rate"] == 1e-3 and isinstance(model.optimizer, keras.optimizers.Adam)
+    args = fit_arguments(family, LYRICS_SPEC, hp, model, {"lyrics": np.zeros((2, 300), "int32")}, np.array([0, 1]))
+    assert args["batch_size"] == (32 if family in ("lyrics_embedding", "lyrics_glove") else 1000)
+    assert search_spaces.get_family(family).EPOCHS == 20
+    if family in STUDY_LYRICS_SHAPES:
+        kind, shape = STUDY_LYRICS_SHAPES[family]
+        layer = next(l for l in model.layers if type(l).__name__ == kind)
+        assert tuple(layer.output.shape) == shape
+    if family == "lyrics_cnn_lstm":  # the study's LSTM reads 35 steps of 30 filters
+        lstm = next(l for l in model.layers if type(l).__name__ == "LSTM")
+        assert tuple(lstm.input.shape) == (None, 35, 30)
+    assert model.name == family
+
+
+def test_glove_baseline_averages_the_words_only():
+    # The study's NNLM sentence vector sees the song's words, not the padding.
+    model, _ = baseline("lyrics_glove", {**LYRICS_SPEC, "vocab_size": 6, "seq_len": 5,
+                                         "pretrained": np.arange(30, dtype="float32").reshape(6, 5)})
+    ids = np.array([[0, 0, 0, 2, 3]])
+    pooled = keras.Model(model.inputs, next(l for l in model.layers if "pooling" in l.name).output)
+    np.testing.assert_allclose(pooled.predict({"lyrics": ids}, verbose=0)[0], (np.arange(10, 15) + np.arange(15, 20)) / 2)
+
+
+def test_decision_tree_baseline_is_the_grid_search_choice():
+    # The study's GridSearchCV printed {'max_depth': 8, 'min_samples_leaf': 1, 'min_samples_split': 2}
+    tree = search_spaces.get_family("lyrics_decision_tree")
+    clf = tree.make_classifier(tree.DEFAULTS, seed=42)
+    assert (clf.max_depth, clf.min_samples_split, clf.min_samples_leaf) == (8, 2, 1)
+    assert tree.DEFAULTS["features"] == "token_ids"
+
+
+def test_tfidf_baseline_is_the_study_model():
+    tfidf = search_spaces.get_family("lyrics_tfidf_logreg")
+    assert tfidf.DEFAULTS["max_features"] == 5000 and tfidf.DEFAULTS["ngram_max"] == 1
+    clf = tfidf.make_classifier(tfidf.DEFAULTS, seed=0)
+    assert clf.C == 1.0 and clf.max_iter == 1000 and clf.class_weight is None
+
+
+def test_cifar_cnn_baseline_is_the_study_model():
+    # Conv2D 64/128/256 (3x3, valid): 1,792 + 73,856 + 295,168; BatchNorms 256 + 512 + 1,024;
+    # Flatten 2 x 2 x 256 = 1,024 -> Dense 512 524,800 -> Dense 256 131,328 -> Dense 50 12,850
+    model, hp = baseline("cifar_cnn", {"n_classes": 50})
+    assert model.count_params() == 1_041_586
+    assert tuple(model.get_layer("features").output.shape) == (None, 1024)
+    args = fit_arguments("cifar_cnn", {"n_classes": 50}, hp, model, np.zeros((2, 32, 32, 3), "float32"),
+                         np.array([0, 1]))
+    assert args["batch_size"] == 32 and hp.values["learning_rate"] == 1e-3
+    (plateau,) = [c for c in args["callbacks"] if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
+    assert (plateau.factor, plateau.patience, plateau.min_lr) == (0.2, 3, 1e-6)
+    assert search_spaces.get_family("cifar_cnn").EPOCHS == 40
+
+
+def test_cifar_autoencoder_baseline_is_the_study_model():
+    # encoder Conv 64 (1,792) BN 256 Pool Conv 32 (18,464) BN 128 Pool; decoder Conv 32 (9,248) BN 128
+    # Up, Conv 64 (18,496) BN 256 Up, Conv 3 sigmoid (1,731)
+    model, hp = baseline("cifar_autoencoder", {"n_classes": 50})
+    assert model.count_params() == 50_499
+    assert tuple(model.get_layer("encoder").output.shape) == (None, 8, 8, 32)
+    family = search_spaces.get_family("cifar_autoencoder")
+    x = np.zeros((2, 32, 32, 3), "float32")
+    assert fit_arguments("cifar_autoencoder", {"n_classes": 50}, hp, model, x, x)["batch_size"] == 128
+    assert family.EPOCHS == 15 and family.PATIENCE is None  # no early stopping
+
+
+def test_cifar_transfer_baseline_is_the_study_model(tmp_path):
+    # The block-1 CNN's Conv2D layers alone (370,816; 32 -> 30 -> 28 -> 26: 26 x 26 x 256 = 173,056 values)
+    # and the whole autoencoder (50,499; its 32 x 32 x 3 = 3,072 reconstruction), concatenated
+    # -> Dense 256 (176,128 x 256 + 256 = 45,089,024) -> Dropout 0.5 -> Dense 50 (12,850)
+    for name in ("cifar_cnn", "cifar_autoencoder"):
+        model, _ = baseline(name, {"n_classes": 50})
+        model.save(tmp_path / f"{name}.keras")
+    sources = {"cnn": str(tmp_path / "cifar_cnn.keras"), "encoder": str(tmp_path / "cifar_autoencoder.keras")}
+    model, hp = baseline("cifar_transfer", {"n_classes": 50, "sources": sources})
+    assert model.count_params() == 45_523_189
+    assert tuple(model.get_layer("cnn_conv_features").output.shape) == (None, 173_056)
+    assert tuple(model.get_layer("autoencoder_reconstruction").output.shape) == (None, 3_072)
+    assert hp.values["source"] == "both" and hp.values["frozen_blocks"] == 0
+    spec = {"n_classes": 50, "sources": sources}
+    args = fit_arguments("cifar_transfer", spec, hp, model, np.zeros((2, 32, 32, 3), "float32"), np.array([0, 1]))
+    assert args["batch_size"] == 32
+    assert search_spaces.get_family("cifar_transfer").EPOCHS == 50
+    assert not any(type(l).__name__ in ("BatchNormalization", "MaxPooling2D") for l in model.layers)
