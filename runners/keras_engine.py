@@ -102,7 +102,15 @@ class BayesianOracle(BaselineFirst, kt.oracles.BayesianOptimizationOracle):
 
 
 class HyperbandOracle(BaselineFirst, kt.oracles.HyperbandOracle):
-    pass
+    def _random_trial(self, trial_id, bracket):
+        # Like for like: the baseline (and a family's other fixed first trials)
+        # trains with the full epoch budget, not the first bracket's share, so
+        # "best vs baseline" never compares unequal training.
+        fixed = len(self._tried_so_far) < len(self.first_trials)
+        result = super()._random_trial(trial_id, bracket)
+        if fixed and result and "values" in result:
+            result["values"]["tuner/epochs"] = self.max_epochs
+        return result
 
 
 def make_oracle(tuner, max_trials, epochs, seed, objective=results.OBJECTIVE):
@@ -128,6 +136,10 @@ class EpochLog(keras.callbacks.Callback):
     def __init__(self, path, epochs):
         super().__init__()
         self.path, self.epochs, self.rows = Path(path), epochs, []
+        self.phase_start = 0  # a family that fits twice (fine-tuning): the last fit's weights are kept
+
+    def on_train_begin(self, logs=None):
+        self.phase_start = len(self.rows)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -147,9 +159,12 @@ class EpochLog(keras.callbacks.Callback):
                 return r["epoch"]
         return None
 
-    @property
-    def best_epoch(self):
-        finite = [r for r in self.rows if math.isfinite(r.get("val_loss", math.inf))]
+    def best_epoch(self, restored=True):
+        """The epoch whose weights the model holds: with early stopping's restore, the last fit's
+        lowest validation loss (an earlier fit's weights were trained on); without, the last."""
+        if not restored:
+            return self.rows[-1]["epoch"] if self.rows else None
+        finite = [r for r in self.rows[self.phase_start:] if math.isfinite(r.get("val_loss", math.inf))]
         return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
 
 
@@ -384,13 +399,16 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     # No callback here looks at single batches (Keras's TerminateOnNaN does): a
     # per-batch hook makes Keras wait for every step's logs, which stalls a GPU.
     # A NaN loss stops training at the end of its epoch instead (EpochLog).
-    callbacks = [log, keras.callbacks.EarlyStopping(monitor="val_loss", patience=getattr(family, "PATIENCE", 5),
-                                               restore_best_weights=True), *callbacks]
+    patience = getattr(family, "PATIENCE", 5)  # None: no early stopping (the autoencoder, as the study)
+    stopping = [] if patience is None else [keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True)]
+    callbacks = [log, *stopping, *callbacks]
     hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
                    epochs=epochs, callbacks=callbacks, verbose=0)
     if log.nan_epoch is not None:
         raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
-    best = log.rows[log.best_epoch - 1] if log.best_epoch else {}
+    best_epoch = log.best_epoch(restored=bool(stopping))
+    best = log.rows[best_epoch - 1] if best_epoch else {}
     if not hasattr(family, "evaluate") and {"val_accuracy", "val_log_loss", "val_macro_f1"} <= set(best):
         # EarlyStopping restored the weights of this epoch: its own validation scores
         # (search_spaces/_metrics.py) are the model's, with no second pass.
@@ -404,7 +422,7 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
             metrics = family.evaluate(outputs, p.x_val, p.y_val)
         else:
             metrics = results.classification_metrics(p.y_val, outputs, len(p.label_names))
-    metrics.update(epochs_run=len(log.rows), best_epoch=log.best_epoch, duration_s=round(time.time() - start, 3))
+    metrics.update(epochs_run=len(log.rows), best_epoch=best_epoch, duration_s=round(time.time() - start, 3))
     return model, metrics
 
 
@@ -413,6 +431,7 @@ class SuiteTuner(kt.Tuner):
                  **kwargs):
         self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
+        self.objective = results.objective_of(family, prepared.meta)
         self._last_model, self._last_metrics, self._heartbeat = None, {}, None
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
                          project_name="keras_tuner", **kwargs)
@@ -454,7 +473,7 @@ class SuiteTuner(kt.Tuner):
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
-        objective = results.objective_of(self.family)
+        objective = self.objective
         candidate = None
         if trial.status == "COMPLETED" and model is not None and results.is_better(metrics, self.out_dir, objective):
             values = _user_values(trial.hyperparameters.values)
@@ -482,14 +501,13 @@ class SuiteTuner(kt.Tuner):
 
     def record_trial(self, status, score):
         """Rewrite trials.csv from the oracle and print a progress line."""
-        objective = results.objective_of(self.family)
+        name = self.objective[0]
         rows = self.trial_rows()
         results.write_trials_csv(self.out_dir, rows)
         done = [r for r in rows if r["status"] != "RUNNING"]
         # the best finished trial (with workers, its model may reach best/ a moment later)
-        scored = [r for r in done if r["status"] == "COMPLETE" and r.get(objective[0]) is not None]
-        best = (min if objective[1] == "min" else max)(scored, key=lambda r: r[objective[0]]) if scored else None
-        self.progress.trial_done(len(done), status, score, best and best[objective[0]], best and best["trial_id"])
+        best = results.best_of(done, self.objective)
+        self.progress.trial_done(len(done), status, score, best and best[name], best and best["trial_id"])
 
     def pre_create_trial(self):
         if results.STOP.is_set():
@@ -497,7 +515,7 @@ class SuiteTuner(kt.Tuner):
 
     def reconcile(self):
         """After a kill: finish what the last run left half-done, rewrite trials.csv."""
-        objective = results.objective_of(self.family)
+        objective = self.objective
         finished = {tid: _metrics(t).get(objective[0]) for tid, t in self.oracle.trials.items()
                     if _status(t) == "COMPLETE"}
         results.reconcile_best(self.out_dir, finished, objective)
@@ -557,7 +575,7 @@ def _freeze_heap():
 
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress):
     try:
-        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, results.objective_of(family)),
+        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, results.objective_of(family, prepared.meta)),
                           family.HyperModel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard)
     except (ValueError, KeyError) as e:  # json errors are ValueErrors
@@ -571,7 +589,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     _freeze_heap()
     keras.utils.set_random_seed(seed)
     before = finished_count(out_dir)
-    progress = results.Progress(family.NAME, max_trials, before, results.objective_of(family))
+    progress = results.Progress(family.NAME, max_trials, before, results.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress)
     if before:
@@ -597,7 +615,7 @@ def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=No
     """A worker (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP/PORT set): run the chief's trials until it says stop."""
     _freeze_heap()
     keras.utils.set_random_seed(seed)
-    progress = results.Progress(family.NAME, 0, 0, results.objective_of(family))
+    progress = results.Progress(family.NAME, 0, 0, results.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=None, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress)
     t.oracle.__class__ = PatientClient
@@ -733,8 +751,7 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
             self.oracle.save()  # Keras Tuner saved before taking the trial off ongoing_trials
             self.seen.pop(trial_id, None)
             trial = self.oracle.trials[trial_id]
-            objective = results.objective_of(self.tuner.family)
-            self.tuner.record_trial(_status(trial), _metrics(trial).get(objective[0]))
+            self.tuner.record_trial(_status(trial), _metrics(trial).get(self.tuner.objective[0]))
             recent = [_status(self.oracle.trials[t]) for t in self.oracle.end_order[-MAX_CONSECUTIVE_FAILURES:]]
             if len(recent) == MAX_CONSECUTIVE_FAILURES and set(recent) == {"FAIL"}:
                 self.stopping = True
