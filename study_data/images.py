@@ -6,11 +6,14 @@ Sources (`--data`):
   ROOT/                   an image-folder tree ROOT/{train,test}/<class>/*.jpg|png (e.g. CIFAR-10 as JPEG)
   demo                    a small generated set (coloured shapes, not real data) for tests and offline demos
 
-The earlier study split the classes at random into two equal blocks and each
-block 80/20 into train and test, with no seed and validating on its test
-split. Here the block draw and every split are seeded, labels are remapped
-to 0..N-1 within a block, a validation split is carved from each block's
-training part, and pixels are scaled to [0, 1].
+The earlier study split the classes at random into two equal blocks, pooled
+the official training images of each block (500 a class) and split them
+80/20 into train and test, with no seed, validating on that test split. Here
+the block draw and every split are seeded, labels are remapped to 0..N-1
+within a block, the block's official test images are its test split (where
+the source has them: the archive, keras.datasets, an image folder with
+test/), validation is carved from its official training images, and pixels
+are scaled to [0, 1].
 """
 
 import hashlib
@@ -28,18 +31,37 @@ from study_data import UserError, atomic, log
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
 class ImageSet:
-    """All images of a source, uint8 [n, 32, 32, 3], with class ids and names."""
+    """All images of a source, uint8 [n, 32, 32, 3], with class ids and names.
+
+    is_test marks the source's official test images (None: the source has no
+    test split). fingerprint hashes the images, labels, names and split."""
     x: np.ndarray
     y: np.ndarray
     class_names: list
     source: str
     is_demo: bool
     fingerprint: str
+    is_test: np.ndarray = None
+
+
+def content_fingerprint(x, y, names, is_test):
+    h = hashlib.sha256()
+    for a in (x, y, np.zeros(0) if is_test is None else is_test):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps(list(names)).encode())
+    return h.hexdigest()[:16]
+
+
+def _cap_per_class(y, is_test, per_class):
+    """Rows keeping the first per_class images of each class in each of the train and test parts."""
+    parts = [np.zeros(len(y), bool)] if is_test is None else [~is_test, is_test]
+    keep = [np.flatnonzero((y == c) & part)[:per_class] for part in parts for c in np.unique(y)]
+    return np.sort(np.concatenate(keep))
 
 
 @dataclass
@@ -74,7 +96,8 @@ def _keras_cifar100():
                         "extracted folder), or pass an image-folder tree ROOT/{train,test}/<class>/, "
                         "or --data demo for the generated set") from None
     names = _CIFAR100_FINE_NAMES
-    return np.concatenate([xtr, xte]), np.concatenate([ytr, yte]).reshape(-1).astype(np.int32), names
+    is_test = np.concatenate([np.zeros(len(xtr), bool), np.ones(len(xte), bool)])
+    return np.concatenate([xtr, xte]), np.concatenate([ytr, yte]).reshape(-1).astype(np.int32), names, is_test
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -126,7 +149,8 @@ def _cifar100_python(path):
         xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         ys.append(np.asarray(d[b"fine_labels"], dtype=np.int32))
     names = [n.decode() for n in _unpickle(files["meta"], f"{path}:meta")[b"fine_label_names"]]
-    return np.concatenate(xs), np.concatenate(ys), names
+    is_test = np.concatenate([np.zeros(len(ys[0]), bool), np.ones(len(ys[1]), bool)])
+    return np.concatenate(xs), np.concatenate(ys), names, is_test
 
 
 def _image_folder(root, per_class=None):
@@ -137,12 +161,16 @@ def _image_folder(root, per_class=None):
     if len(classes) < 2:
         raise UserError(f"{root} is not an image-folder tree: expected ROOT/train/<class>/*.jpg "
                         "(and ROOT/test/<class>/) with at least two classes")
-    files, labels = [], []
+    files, labels, in_test = [], [], []
+    has_test = any(s.name == "test" for s in splits)
     for c, name in enumerate(classes):
-        found = sorted(p for s in splits if (s / name).is_dir() for p in (s / name).iterdir()
-                       if p.suffix.lower() in IMAGE_SUFFIXES)
-        files += found[:per_class] if per_class else found
-        labels += [c] * len(found[:per_class] if per_class else found)
+        for s in splits:  # per_class caps the train and the test images of a class each
+            found = sorted(p for p in (s / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+                if (s / name).is_dir() else []
+            found = found[:per_class] if per_class else found
+            files += found
+            labels += [c] * len(found)
+            in_test += [s.name == "test" and has_test] * len(found)
     if not files:
         raise UserError(f"{root} holds no .jpg or .png images under <class>/ folders")
     x = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
@@ -153,7 +181,7 @@ def _image_folder(root, per_class=None):
                 x[i] = np.asarray(im if im.size == (32, 32) else im.resize((32, 32)))
         except Exception as e:
             raise UserError(f"cannot read image {f} ({type(e).__name__}): remove or replace it") from None
-    return x, np.asarray(labels, dtype=np.int32), classes
+    return x, np.asarray(labels, dtype=np.int32), classes, np.asarray(in_test, bool) if has_test else None
 
 
 def make_demo_images(per_class=60, n_classes=10, seed=0):
@@ -185,10 +213,15 @@ def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_
             print("NOTE: --data demo uses generated shapes, not real images; "
                   "pass the CIFAR-100 archive for the study", flush=True)
         x, y, names = make_demo_images()
-        return ImageSet(x, y, names, "generated demo images (not real data)", True, "demo")
+        return ImageSet(x, y, names, "generated demo images (not real data)", True,
+                        content_fingerprint(x, y, names, None))
     if data is None:
-        x, y, names = _keras_cifar100()
-        return ImageSet(x, y, names, "CIFAR-100 (keras.datasets)", False, "keras-cifar100")
+        x, y, names, is_test = _keras_cifar100()
+        if per_class:
+            keep = _cap_per_class(y, is_test, per_class)
+            x, y, is_test = x[keep], y[keep], is_test[keep]
+        return ImageSet(x, y, names, "CIFAR-100 (keras.datasets)", False, content_fingerprint(x, y, names, is_test),
+                        is_test)
     path = Path(data)
     if not path.exists():
         raise UserError(f"image data not found: {path}: pass the cifar-100-python archive/folder, "
@@ -204,24 +237,29 @@ def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_
     if cache.exists():
         try:
             with np.load(cache, allow_pickle=False) as z:
-                return ImageSet(z["x"], z["y"], json.loads(z["names"].tobytes()), str(path), False, key)
+                is_test = z["is_test"] if z["has_test"] else None
+                return ImageSet(z["x"], z["y"], json.loads(z["names"].tobytes()), str(path), False,
+                                str(z["fingerprint"]), is_test)
         except Exception as e:
             log(f"image cache {cache} is unreadable ({type(e).__name__}); rebuilding it")
     is_cifar = (path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar"))) or \
         (path.is_dir() and ((path / "meta").is_file() or (path / "cifar-100-python").is_dir()))
     if is_cifar:
-        x, y, names = _cifar100_python(path)
+        x, y, names, is_test = _cifar100_python(path)
         if per_class:
-            keep = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(len(names))])
-            x, y = x[np.sort(keep)], y[np.sort(keep)]
+            keep = _cap_per_class(y, is_test, per_class)
+            x, y, is_test = x[keep], y[keep], is_test[keep]
     elif path.is_dir():
-        x, y, names = _image_folder(path, per_class)
+        x, y, names, is_test = _image_folder(path, per_class)
     else:
         raise UserError(f"{path} is neither a cifar-100-python archive nor an image-folder tree")
+    fingerprint = content_fingerprint(x, y, names, is_test)
     buf = io.BytesIO()
-    np.savez(buf, x=x, y=y, names=np.frombuffer(json.dumps(names).encode(), dtype=np.uint8))
+    np.savez(buf, x=x, y=y, names=np.frombuffer(json.dumps(names).encode(), dtype=np.uint8),
+             is_test=np.zeros(0, bool) if is_test is None else is_test, has_test=is_test is not None,
+             fingerprint=fingerprint)
     atomic.write_bytes(cache, buf.getvalue())
-    return ImageSet(x, y, names, str(path), False, key)
+    return ImageSet(x, y, names, str(path), False, fingerprint, is_test)
 
 
 # --------------------------------------------------------------------------
@@ -235,13 +273,22 @@ def draw_blocks(n_classes, seed):
 
 
 def make_block(images, block, seed=42, test_fraction=0.2, val_fraction=0.2):
-    """Block 1 or 2 of `images`: its classes remapped to 0..N-1, split train/val/test, pixels in [0, 1]."""
+    """Block 1 or 2 of `images`: its classes remapped to 0..N-1, split train/val/test, pixels in [0, 1].
+
+    The test split is the block's official test images where the source has
+    them; otherwise (the demo set, a folder without test/) test_fraction of
+    the block is held out. Validation is val_fraction of the rest."""
     classes = draw_blocks(len(images.class_names), seed)[block - 1]
     rows = np.flatnonzero(np.isin(images.y, classes))
     remap = {c: i for i, c in enumerate(classes)}
     y = np.array([remap[c] for c in images.y[rows]], dtype=np.int32)
+    official = images.is_test is not None and images.is_test[rows].any()
     try:
-        trainval, test = train_test_split(np.arange(len(rows)), test_size=test_fraction, stratify=y, random_state=seed)
+        if official:
+            trainval, test = np.flatnonzero(~images.is_test[rows]), np.flatnonzero(images.is_test[rows])
+        else:
+            trainval, test = train_test_split(np.arange(len(rows)), test_size=test_fraction, stratify=y,
+                                              random_state=seed)
         train, val = train_test_split(trainval, test_size=val_fraction, stratify=y[trainval], random_state=seed)
     except ValueError as e:
         raise UserError(f"too few images to split block {block} ({e}); use more images per class") from None
@@ -253,7 +300,9 @@ def make_block(images, block, seed=42, test_fraction=0.2, val_fraction=0.2):
     assignment = {"block": block, "seed": seed, "source": images.source, "fingerprint": images.fingerprint,
                   "block_classes": {"1": [images.class_names[c] for c in draw_blocks(len(images.class_names), seed)[0]],
                                     "2": [images.class_names[c] for c in draw_blocks(len(images.class_names), seed)[1]]},
-                  "class_ids": classes, "test_fraction": test_fraction, "val_fraction": val_fraction}
+                  "class_ids": classes, "val_fraction": val_fraction,
+                  "test_split": "the official test images" if official
+                  else f"{test_fraction:.0%} of the block held out (the source has no test images)"}
     return Block(pixels(train), y[train], pixels(val), y[val], pixels(test), y[test], names, assignment)
 
 

@@ -33,7 +33,7 @@ from study_data import UserError, atomic, log
 
 # The earlier study's preprocessing, as defaults.
 DEFAULT_OPTIONS = {
-    "sample_fraction": 0.2,
+    "sample_fraction": 1.0,  # every row; the earlier study used 0.2 (--sample-fraction 0.2)
     "seed": 42,
     "languages": None,  # None keeps every language
     "stopwords": "english",  # or "none"
@@ -52,7 +52,7 @@ COLUMN_CANDIDATES = {
     "language": ("language",),
 }
 PAD, OOV = 0, 1
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
     "(made-up words, not real lyrics). For the study, download the Kaggle dataset "
@@ -140,6 +140,7 @@ class Split:
     y: np.ndarray  # int32 [n] genre index into label_names
     texts: list  # cleaned texts (for TF-IDF and bag-of-words families)
     artists: list  # artist names, "" when the table has none
+    rows: np.ndarray = None  # each row's index among the data rows of its file (the test file's for --test-data)
 
 
 @dataclass
@@ -153,7 +154,8 @@ class LyricsData:
     options: dict
     source: str
     is_demo: bool
-    fingerprint: str
+    fingerprint: str  # the file bytes, test file bytes, options and columns: what the splits are made of
+    file_hashes: dict = None  # {"data": sha256 of the file's bytes, "test_data": of the test file's, or None}
 
     @property
     def n_classes(self):
@@ -213,6 +215,21 @@ def read_table(path, columns=None):
     return parse_table(path, raw, columns)
 
 
+def header_has_artist(path, columns=None):
+    """Whether a table's header names an artist column (read before any row is prepared)."""
+    columns = columns or {}
+    try:
+        with open(path, "rb") as f:
+            header = f.readline(1 << 20).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return True  # unreadable: loading the table says why
+    for sep in ("\t", ",", ";", "|"):
+        names = next(csv.reader([header.rstrip("\r\n")], delimiter=sep), [])
+        if _find_column(names, "text", columns.get("text")) and _find_column(names, "label", columns.get("label")):
+            return _find_column(names, "artist", columns.get("artist")) is not None
+    return True  # no recognisable header: loading the table says why
+
+
 def parse_table(path, raw, columns=None):
     columns = columns or {}
     text = _decode(path, raw)
@@ -244,6 +261,7 @@ def parse_table(path, raw, columns=None):
             raise UserError(f"{path} has no {role} column (looked for {flag}, any case); its columns are: "
                             f"{', '.join(map(str, df.columns))}. Name it with --{role}-column")
     out = pd.DataFrame({
+        "row": np.arange(len(df)),  # follows the row through dropping, sampling and splitting
         "text": df[found["text"]].astype(str),
         "label": df[found["label"]].astype(str).str.strip(),
         "artist": df[found["artist"]].astype(str).str.strip() if found["artist"] else "",
@@ -323,13 +341,16 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     train_texts = [cleaned[i] for i in train_rows]
     encoder = TextEncoder.fit(train_texts, opts["vocab_size"], opts["seq_len"], opts["clean"], opts["stopwords"])
 
-    def split(texts, artists, y):
-        return Split(x=encoder.ids(texts), y=y, texts=texts, artists=list(artists))
+    def split(texts, artists, y, source_rows):
+        return Split(x=encoder.ids(texts), y=y, texts=texts, artists=list(artists),
+                     rows=np.asarray(source_rows, dtype=np.int64))
 
-    artists = df["artist"].tolist()
-    train = split(train_texts, [artists[i] for i in train_rows], y_all[train_rows])
-    val = split([cleaned[i] for i in val_rows], [artists[i] for i in val_rows], y_all[val_rows])
-    test = split([probe.preprocess(t) for t in test_df["text"]], test_df["artist"].tolist(), y_test)
+    artists, source_rows = df["artist"].tolist(), df["row"].to_numpy()
+    train = split(train_texts, [artists[i] for i in train_rows], y_all[train_rows], source_rows[train_rows])
+    val = split([cleaned[i] for i in val_rows], [artists[i] for i in val_rows], y_all[val_rows],
+                source_rows[val_rows])
+    test = split([probe.preprocess(t) for t in test_df["text"]], test_df["artist"].tolist(), y_test,
+                 test_df["row"].to_numpy())
     return train, val, test, label_names, encoder, has_artist
 
 
@@ -350,7 +371,7 @@ def _unpack_texts(blob, offsets):
 def _save_cache(path, train, val, test, label_names, encoder, has_artist):
     arrays = {}
     for name, s in (("train", train), ("val", val), ("test", test)):
-        arrays[f"{name}_x"], arrays[f"{name}_y"] = s.x, s.y
+        arrays[f"{name}_x"], arrays[f"{name}_y"], arrays[f"{name}_rows"] = s.x, s.y, s.rows
         arrays[f"{name}_texts"], arrays[f"{name}_texts_offsets"] = _pack_texts(s.texts)
         arrays[f"{name}_artists"], arrays[f"{name}_artists_offsets"] = _pack_texts(s.artists)
     meta = {"version": CACHE_VERSION, "label_names": label_names, "has_artist": has_artist,
@@ -368,7 +389,7 @@ def _load_cache(path):
             raise ValueError("old cache version")
         splits = []
         for name in ("train", "val", "test"):
-            splits.append(Split(x=z[f"{name}_x"], y=z[f"{name}_y"],
+            splits.append(Split(x=z[f"{name}_x"], y=z[f"{name}_y"], rows=z[f"{name}_rows"],
                                 texts=_unpack_texts(z[f"{name}_texts"], z[f"{name}_texts_offsets"]),
                                 artists=_unpack_texts(z[f"{name}_artists"], z[f"{name}_artists_offsets"])))
     return (*splits, meta["label_names"], TextEncoder.from_json(meta["encoder"]), meta["has_artist"])
@@ -416,6 +437,8 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
     test_raw = _read_bytes(test_data, "--test-data") if test_data else None
     columns = {k: v for k, v in (columns or {}).items() if v}
 
+    file_hashes = {"data": hashlib.sha256(raw).hexdigest()[:16],
+                   "test_data": hashlib.sha256(test_raw).hexdigest()[:16] if test_raw is not None else None}
     h = hashlib.sha256(raw)
     h.update(hashlib.sha256(test_raw or b"").digest())
     h.update(json.dumps([opts, columns, CACHE_VERSION], sort_keys=True).encode())
@@ -434,7 +457,7 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
     source = "generated demo lyrics (not real data)" if is_demo else str(data)
     return LyricsData(train=train, val=val, test=test, label_names=list(label_names), encoder=encoder,
                       has_artist=has_artist, options=opts, source=source, is_demo=is_demo,
-                      fingerprint=fingerprint)
+                      fingerprint=fingerprint, file_hashes=file_hashes)
 
 
 # --------------------------------------------------------------------------

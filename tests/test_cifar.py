@@ -81,9 +81,13 @@ def test_real_cifar10_folder_loads_and_splits(cifar10_subset, tmp_path):
     assert np.bincount(s.y).tolist() == [60] * 10
     cached = images.load_images(cifar10_subset, cache_dir=tmp_path)
     assert np.array_equal(cached.x, s.x) and len(list(tmp_path.glob("images-*.npz"))) == 1
-    assert images.load_images(cifar10_subset, cache_dir=tmp_path, per_class=10).x.shape[0] == 100
+    assert images.load_images(cifar10_subset, cache_dir=tmp_path, per_class=10).x.shape[0] == 200
     b = images.make_block(s, 1, seed=42)
-    assert len(b.class_names) == 5 and (len(b.y_train), len(b.y_val), len(b.y_test)) == (192, 48, 60)
+    # the official test images are the test split; validation is carved from the training images
+    assert len(b.class_names) == 5 and (len(b.y_train), len(b.y_val), len(b.y_test)) == (120, 30, 150)
+    assert b.assignment["test_split"] == "the official test images"
+    assert int(s.is_test.sum()) == 300 and images.load_images(cifar10_subset, cache_dir=tmp_path,
+                                                             per_class=10).is_test.sum() == 100
 
 
 @pytest.mark.parametrize("name", ["cifar_cnn", "cifar_autoencoder"])
@@ -149,7 +153,7 @@ def test_cnn_autoencoder_transfer_end_to_end(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
     tr = pd.read_csv(res / "cifar_transfer" / "trials.csv")
-    assert tr["hp_source"][0] == "cnn"
+    assert tr["hp_source"][0] == "both" and tr["hp_source"][1] == "none"  # the study's model, then from scratch
     comparison = pd.read_csv(res / "cifar_transfer" / "compare_transfer.csv")
     assert list(comparison["model"]) == ["transferred", "from scratch"]
 

@@ -23,7 +23,7 @@ def table(n_per_genre=10, genres=("Rock", "Pop", "Metal")):
 def test_finds_columns_by_common_names_in_any_case(tmp_path):
     p = write(tmp_path / "t.tsv", "TextID\tLANGUAGE\tText\tTarget\n1\ten\thello there\tRock\n")
     df = lyrics.read_table(p)
-    assert list(df.columns) == ["text", "label", "artist", "language"]
+    assert list(df.columns) == ["row", "text", "label", "artist", "language"]
     assert df.loc[0, "text"] == "hello there" and df.loc[0, "label"] == "Rock"
     assert df.loc[0, "language"] == "en" and not df.attrs["has_artist"]
 
@@ -176,8 +176,11 @@ def test_demo_table_is_deterministic(tmp_path):
 
 def test_real_kaggle_subset(tmp_path, real_lyrics):
     d = lyrics.load(real_lyrics, cache_dir=tmp_path)
-    # Indie has one row: too few to split, so it is dropped; 0.2 of 899 rows remain.
+    # Indie has one row: too few to split, so it is dropped; every other row is used by default
     assert d.label_names == ["Metal", "Pop", "Rock"]
-    assert len(d.train.y) + len(d.val.y) + len(d.test.y) == 180
+    assert len(d.train.y) + len(d.val.y) + len(d.test.y) == 899
+    assert np.bincount(d.train.y).tolist() == [82, 120, 373]
+    study = lyrics.load(real_lyrics, cache_dir=tmp_path, sample_fraction=0.2)  # the earlier study's 20 %
+    assert len(study.train.y) + len(study.val.y) + len(study.test.y) == 180
     assert not d.has_artist and d.encoder.vocab_size > 1000
     assert d.train.x.shape[1] == 300 and d.train.x.dtype == np.int32

@@ -1,0 +1,165 @@
+"""The study's protocol, each part checked so that breaking it fails a test:
+every row keeps its own text, artist and label through dropping, sampling and
+splitting; text features are fitted on training rows only; every class of
+both image blocks maps back to its original label; the official test images
+are the test split."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from analysis.best_model import load_best
+from runners.search import cli
+from study_data import images, lyrics
+
+GENRES = ("Rock", "Pop", "Metal", "Jazz")
+
+
+def source_table(path, n=240, seed=0):
+    """Rows with unique words; artists shared within a genre (so a shuffle among same-genre rows keeps
+    every artist's genre right but its row wrong); some rows without lyrics; a genre too small to split."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        genre = GENRES[i % 3] if i < n - 3 else "Jazz"  # Jazz: 3 rows, dropped as too few
+        lyric = "" if i % 37 == 5 else f"Word{i} shared{rng.integers(20)} the song{i % 11}!\nline{i}"
+        rows.append({"Artist": f"{genre} Artist {rng.integers(6)}", "Genre": genre, "Language": "en",
+                     "Lyrics": lyric})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.6])
+def test_every_row_keeps_its_text_artist_and_label(tmp_path, fraction):
+    source = source_table(tmp_path / "t.csv")
+    d = lyrics.load(tmp_path / "t.csv", cache_dir=tmp_path / "cache", sample_fraction=fraction, seed=3)
+    seen = []
+    for split in (d.train, d.val, d.test):
+        assert len(split.rows) == len(split.y) == len(split.texts) == len(split.artists)
+        for row, text, artist, y in zip(split.rows, split.texts, split.artists, split.y):
+            src = source.iloc[row]
+            assert text == d.encoder.preprocess(src["Lyrics"])
+            assert artist == src["Artist"] and d.label_names[y] == src["Genre"]
+        seen += list(split.rows)
+    kept = source[(source["Lyrics"] != "") & (source["Genre"] != "Jazz")]
+    assert len(seen) == len(set(seen))  # no row in two splits
+    assert set(seen) <= set(kept.index)
+    assert len(seen) == (len(kept) if fraction == 1.0 else pytest.approx(0.6 * len(kept), abs=3))
+    # and the same through the cache
+    again = lyrics.load(tmp_path / "t.csv", cache_dir=tmp_path / "cache", sample_fraction=fraction, seed=3)
+    assert np.array_equal(again.val.rows, d.val.rows) and again.val.artists == d.val.artists
+
+
+def test_test_file_rows_keep_their_own_text_artist_and_label(tmp_path):
+    source_table(tmp_path / "train.csv")
+    test = source_table(tmp_path / "test.csv", n=60, seed=1)
+    d = lyrics.load(tmp_path / "train.csv", tmp_path / "test.csv", cache_dir=tmp_path, seed=3)
+    for row, text, artist, y in zip(d.test.rows, d.test.texts, d.test.artists, d.test.y):
+        assert text == d.encoder.preprocess(test.iloc[row]["Lyrics"]) and artist == test.iloc[row]["Artist"]
+        assert d.label_names[y] == test.iloc[row]["Genre"]
+
+
+@pytest.mark.parametrize("family", ["lyrics_tfidf_logreg", "lyrics_decision_tree"])
+def test_text_features_are_fitted_on_training_rows_only(tmp_path, family):
+    source_table(tmp_path / "t.csv")
+    res = tmp_path / "results"
+    extra = ["--seq-len", "20"] if family == "lyrics_decision_tree" else []
+    assert cli([family, "--data", str(tmp_path / "t.csv"), "--results-dir", str(res), "--max-trials", "1",
+                *extra]) == 0
+    d = lyrics.load(tmp_path / "t.csv", cache_dir=res / "_cache", **({"seq_len": 20} if extra else {}))
+    features = load_best(family, res).model.named_steps["features"]
+    train_words = {w for t in d.train.texts for w in t.split()}
+    held_out_only = {w for s in (d.val, d.test) for t in s.texts for w in t.split()} - train_words
+    assert len(held_out_only) > 40  # every row has words of its own
+    if family == "lyrics_tfidf_logreg":
+        counts, tfidf = features.named_steps["counts"], features.named_steps["tfidf"]
+        assert not set(counts.vocabulary) & held_out_only
+        # the same vocabulary and IDF weights as TfidfVectorizer fitted on the training texts alone
+        reference = TfidfVectorizer(max_features=5000).fit(d.train.texts)
+        assert list(counts.vocabulary) == list(reference.get_feature_names_out())
+        np.testing.assert_allclose(tfidf.idf_, reference.idf_)
+    else:
+        assert features.vocab_ and not set(features.vocab_) & held_out_only
+        assert set(features.vocab_) <= train_words
+    # Every feature setting the family searches, with room for every word, through the engine's cache
+    import search_spaces
+    from runners import optuna_engine
+    fam = search_spaces.get_family(family)
+    spec = {"vocab_size": 10 ** 6, "seq_len": 20}
+    settings = ([{**fam.DEFAULTS, "ngram_max": 1, "max_features": 10 ** 6}] if family == "lyrics_tfidf_logreg" else
+                [{**fam.DEFAULTS, "features": f, "max_features": 10 ** 6} for f in ("token_ids", "bow", "tfidf")])
+    cache = optuna_engine.FeatureCache(fam, d.train.texts, d.val.texts + d.test.texts, spec)
+    for params in settings:
+        fitted = cache.get(params)[0]
+        vocab = set(getattr(fitted, "vocab_", None) or fitted.vocabulary_)
+        assert vocab & train_words and not vocab & held_out_only, params
+
+
+def unique_images(n_classes=10, per_class=20, test_per_class=6):
+    """Every image different, with an official test part."""
+    x, y, names = images.make_demo_images(per_class=per_class + test_per_class, n_classes=n_classes, seed=5)
+    is_test = np.concatenate([np.arange(per_class + test_per_class) >= per_class] * n_classes)
+    return images.ImageSet(x, y, names, "unique", False, images.content_fingerprint(x, y, names, is_test), is_test)
+
+
+def test_every_class_of_both_blocks_maps_back_to_its_own_label():
+    source = unique_images()
+    by_pixels = {img.tobytes(): i for i, img in enumerate(source.x)}
+    assert len(by_pixels) == len(source.x)
+    for block in (1, 2):
+        b = images.make_block(source, block, seed=11)
+        ids = b.assignment["class_ids"]
+        assert sorted(ids) == ids and [source.class_names[c] for c in ids] == b.class_names
+        for split_x, split_y, official in ((b.x_train, b.y_train, False), (b.x_val, b.y_val, False),
+                                          (b.x_test, b.y_test, True)):
+            assert set(np.unique(split_y)) == set(range(len(ids)))
+            for img, label in zip(split_x, split_y):
+                i = by_pixels[(img * 255).round().astype(np.uint8).tobytes()]
+                assert source.y[i] == ids[label]  # the remapped label names the image's own class
+                assert source.is_test[i] == official  # test = the official test images, and only they
+        n_test = int(np.isin(source.y[source.is_test], ids).sum())
+        assert len(b.y_test) == n_test and b.assignment["test_split"] == "the official test images"
+
+
+def test_a_source_without_test_images_holds_out_a_seeded_part():
+    demo = images.load_images("demo")
+    b = images.make_block(demo, 1, seed=4)
+    assert len(b.y_test) == 60 and "held out" in b.assignment["test_split"]
+
+
+def test_cifar_archive_keeps_its_official_test_split_and_caps_both(tmp_path):
+    import io
+    import pickle
+    import tarfile
+    rng = np.random.default_rng(0)
+
+    def batch(n):
+        return {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"fine_labels": [i % 4 for i in range(n)]}
+    path = tmp_path / "cifar-100-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, obj in (("train", batch(40)), ("test", batch(12)),
+                          ("meta", {b"fine_label_names": [b"apple", b"bear", b"cloud", b"dolphin"]})):
+            data = pickle.dumps(obj)
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    s = images.load_images(path, cache_dir=tmp_path / "cache")
+    assert int(s.is_test.sum()) == 12 and not s.is_test[:40].any()
+    capped = images.load_images(path, cache_dir=tmp_path / "cache", per_class=2)
+    assert int((~capped.is_test).sum()) == 8 and int(capped.is_test.sum()) == 8
+    b = images.make_block(s, 1, seed=0)
+    assert len(b.y_test) == 6 and len(b.y_train) + len(b.y_val) == 20
+
+
+def test_cifar_search_records_its_test_split(tmp_path, cifar10_subset):
+    res = tmp_path / "results"
+    assert cli(["cifar_cnn", "--data", str(cifar10_subset), "--results-dir", str(res), "--max-trials", "1",
+                "--epochs", "1", "--images-per-class", "12"]) == 0
+    meta = json.loads((res / "cifar_cnn" / "best" / "meta.json").read_text())
+    assert meta["data"]["test_split"] == "the official test images"
+    assert meta["data"]["rows"]["test"] == 5 * 12 and meta["data"]["images_per_class"] == 12
+    x_test, y_test = load_best("cifar_cnn", res).test_split(res)
+    assert len(y_test) == 60
