@@ -94,7 +94,11 @@ class BestModel:
 
     def score_test(self, results_dir):
         """Test-set metrics of the saved model; also returns labels and predictions."""
-        x, y = self.test_split(results_dir)
+        return self.score(*self.test_split(results_dir))
+
+    def score(self, x, y):
+        """Metrics of the model on inputs x with labels y, and (y, predictions); an autoencoder's
+        reconstruction error (predictions None)."""
         if self.meta["family"] == "cifar_autoencoder":
             recon = np.asarray(self.model.predict(x, batch_size=256, verbose=0))
             return {"test_reconstruction_mse": float(np.mean((recon - x) ** 2))}, y, None

@@ -13,7 +13,15 @@ and each table as .md beside it. A folder that cannot be read gets one line
 naming the problem; the other families are still compared.
 
 `gain` is best_score - baseline_score in the objective's units: positive is
-better for accuracy, negative is better for the autoencoder's reconstruction MSE.
+better for accuracy and macro-F1, negative for a loss or the autoencoder's
+reconstruction MSE. Without --repeats it compares two single training runs
+on one validation split; `--repeats K` retrains the baseline and the best
+with K training seeds on the same split and reports the gain in test score
+with a 95 % confidence interval. Every test accuracy carries its 95 % Wilson
+interval, and every classifier row the majority-class reference: the
+accuracy and macro-F1 of always predicting the training split's most
+frequent class, and whether the model beats it on the test set (one-sided
+exact McNemar test, p < 0.05).
 """
 
 import argparse
@@ -75,10 +83,41 @@ def _short(v):
     return str(v)
 
 
+def wilson(k, n):
+    """95 % Wilson score interval of a proportion k / n."""
+    if not n:
+        return np.nan, np.nan
+    from scipy.stats import binomtest
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def majority_reference(meta, test_labels=None, test_predictions=None):
+    """Always predicting the training split's most frequent class: its validation and test accuracy and
+    macro-F1, and the one-sided exact McNemar p-value of the model beating it on the same test rows."""
+    counts = meta.get("data", {}).get("class_counts")
+    if not counts:
+        return {}
+    from scipy.stats import binomtest
+    majority, n_classes = int(np.argmax(counts["train"])), len(counts["train"])
+    ref = {"majority_class": meta["label_names"][majority]}
+    for split in ("val", "test"):
+        n, n_major = sum(counts[split]), counts[split][majority]
+        ref[f"majority_{split}_accuracy"] = n_major / n if n else np.nan
+        # the constant predictor's F1 is 2·n_major / (n + n_major) for its class, 0 for the others
+        ref[f"majority_{split}_macro_f1"] = 2 * n_major / (n + n_major) / n_classes if n else np.nan
+    if test_predictions is not None:
+        model_right, majority_right = test_predictions == test_labels, test_labels == majority
+        b, c = int(np.sum(model_right & ~majority_right)), int(np.sum(~model_right & majority_right))
+        p = binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
+        ref.update(beats_majority_p=float(p), beats_majority=bool(p < 0.05))
+    return ref
+
+
 def summarize(folder, family, results_dir):
     """One comparison row for a search folder; test scores from its saved best model."""
     trials = read_trials(folder)
-    name, direction = results.objective_of(family)
+    name, direction = results.folder_objective(folder, family)
     done = trials[(trials["status"] == "COMPLETE") & trials[name].notna()] if name in trials else trials.iloc[:0]
     row = {"family": family.NAME, "variant": "lyrics+artist" if folder.name.endswith("_artist")
            else ("lyrics" if family.TASK == "lyrics" else f"block {family.BLOCK}"),
@@ -102,6 +141,9 @@ def summarize(folder, family, results_dir):
         row["data"] = model.meta["data"]["source"]
         scores, y, pred = model.score_test(results_dir)
         row.update(scores)
+        if pred is not None:  # a classifier: its interval and the majority-class reference
+            row["test_accuracy_low"], row["test_accuracy_high"] = wilson(int(np.sum(pred == y)), len(y))
+            row.update(majority_reference(model.meta, y, pred))
         model.test_labels, model.test_predictions = y, pred
     except UserError as e:
         problem(str(e))
@@ -154,22 +196,52 @@ def sub_comparisons(folders):
     tables = {}
     for folder, family in folders:
         if hasattr(family, "comparison_tables"):
-            for name, table in family.comparison_tables(read_trials(folder)).items():
+            objective = results.folder_objective(folder, family)[0]
+            for name, table in family.comparison_tables(read_trials(folder), objective).items():
                 tables[name.replace("compare_", "comparison_cifar_")] = table
     return tables
 
 
-def repeats(results_dir, family_names, k):
-    """Retrain each family's best configuration with k seeds; test accuracy mean and std."""
-    from analysis.retrain import retrain_best
+def repeats(results_dir, searches, k):
+    """Retrain each search's baseline and best configuration with k training seeds on the same split;
+    the gain in mean test score with a 95 % confidence interval (Welch's t)."""
+    from scipy import stats
+
+    from analysis.retrain import retrain
     rows = []
-    for name in family_names:
-        scores = retrain_best(name, results_dir, k)
-        rows.append({"family": name, "repeats": k, "test_accuracy_mean": float(np.mean(scores)),
-                     "test_accuracy_std": float(np.std(scores, ddof=1)) if k > 1 else 0.0,
-                     "test_accuracies": " ".join(f"{s:.4f}" for s in scores)})
-        print(f"{name}: test accuracy {np.mean(scores):.4f} ± {rows[-1]['test_accuracy_std']:.4f} over {k} seeds",
-              flush=True)
+    for search in searches:
+        name, with_artist = (search[:-len("_artist")], True) if search.endswith("_artist") else (search, False)
+        best, best_is_baseline = retrain(name, results_dir, k, with_artist, which="best")
+        metric = next(iter(best[0]))  # test_accuracy, or the autoencoder's test_reconstruction_mse
+        best_scores = np.array([s[metric] for s in best])
+        base_scores = best_scores if best_is_baseline else np.array(
+            [s[metric] for s in retrain(name, results_dir, k, with_artist, which="baseline")[0]])
+        row = {"search": search, "repeats": k, "metric": metric}
+        notes = ["the best configuration is the baseline"] if best_is_baseline else []
+        for label, scores in (("baseline", base_scores), ("best", best_scores)):
+            deterministic = k > 1 and np.ptp(scores) == 0
+            row[f"{label}_mean"] = float(np.mean(scores))
+            # every seed gives the same model (e.g. logistic regression): no spread to report
+            row[f"{label}_std"] = np.nan if deterministic or k < 2 else float(np.std(scores, ddof=1))
+            row[f"{label}_scores"] = " ".join(f"{v:.4f}" for v in scores)
+            if deterministic:
+                notes.append(f"{label} deterministic (every seed gives the same model)")
+        row["gain"] = row["best_mean"] - row["baseline_mean"]
+        if best_is_baseline:
+            low = high = 0.0
+        elif k < 2:
+            low = high = np.nan
+        else:
+            if np.ptp(best_scores) == 0 and np.ptp(base_scores) == 0:
+                low = high = row["gain"]  # both deterministic: the gain on this split is exact
+            else:
+                ci = stats.ttest_ind(best_scores, base_scores, equal_var=False).confidence_interval(0.95)
+                low, high = ci.low, ci.high
+        row.update(gain_low=float(low), gain_high=float(high), note="; ".join(notes))
+        rows.append(row)
+        print(f"{search}: {metric} baseline {row['baseline_mean']:.4f}, best {row['best_mean']:.4f}, gain "
+              f"{row['gain']:+.4f} (95 % CI {low:+.4f} to {high:+.4f}) over {k} seeds"
+              + (f"; {row['note']}" if row["note"] else ""), flush=True)
     return pd.DataFrame(rows)
 
 
@@ -214,8 +286,10 @@ def compare(results_dir="results", repeat_families=(), k=0, scored=None):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
-    ap.add_argument("--repeats", type=int, default=0, help="retrain best configurations with K seeds")
-    ap.add_argument("--families", default="", help="comma-separated families for --repeats")
+    ap.add_argument("--repeats", type=int, default=0,
+                    help="retrain the baseline and the best configuration of each named search with K seeds")
+    ap.add_argument("--families", default="", help="comma-separated searches for --repeats (lyrics_lstm, "
+                    "lyrics_lstm_artist for the artist variant)")
     args = ap.parse_args(argv)
     try:
         if args.repeats < 0 or (args.repeats and not args.families):
@@ -226,9 +300,12 @@ def main(argv=None):
         return 2
     for name, table in tables.items():
         if name in ("comparison_lyrics", "comparison_cifar") and not table.empty:
-            cols = [c for c in ("family", "variant", "best_score", "gain", "test_accuracy", "test_macro_f1")
-                    if c in table]
+            cols = [c for c in ("family", "variant", "best_score", "gain", "test_accuracy", "test_accuracy_low",
+                                "test_accuracy_high", "majority_test_accuracy", "beats_majority") if c in table]
             print(f"\n{name}:\n{table[cols].to_string(index=False)}")
+    if not args.repeats:
+        print("\ngain = best - baseline validation score, each a single training run; "
+              "--repeats K --families ... retrains both with K seeds and gives the gain's 95 % interval")
     print(f"\ntables written to {args.results_dir}/ ({', '.join(sorted(tables))}; .csv and .md)")
     return 0
 

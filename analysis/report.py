@@ -162,12 +162,28 @@ def build_report(results_dir="results"):
             sources |= set(tables[name]["data"].dropna())
     lines += ["## Data", ""] + [f"- {s}" + (" — **demo set, not real data**" if "not real data" in s else "")
                                 for s in sorted(sources)] + [""]
+    lines += ["## How to read the tables", "",
+              "- `gain` is the best trial's validation score minus the baseline's (the earlier study's "
+              "configuration, trial 0, trained with the same epoch budget): two single training runs on one "
+              "validation split, no uncertainty. `analysis/compare.py --repeats K --families ...` retrains both "
+              "with K seeds and reports the gain with a 95 % confidence interval (table `repeats` below, "
+              "when run).",
+              "- `test_accuracy_low` / `_high`: 95 % Wilson interval of the test accuracy.",
+              "- `majority_*`: always predicting the training split's most frequent class. `beats_majority` is "
+              "whether the model is better than that on the test set (one-sided exact McNemar test, p < 0.05).",
+              ""]
     for task in compare.TASKS:
         table = tables.get(f"comparison_{task}")
         if table is None:
             continue
         lines += [f"## Task: {task}", "", table.drop(columns=["data"], errors="ignore").to_markdown(
             index=False, floatfmt=".4g"), ""]
+        if "beats_majority" in table:
+            weak = table[table["beats_majority"].eq(False)]
+            if not weak.empty:
+                lines += ["**Not significantly better than always predicting the most frequent class** "
+                          "(test set): " + ", ".join(f"`{f}` ({v})" for f, v in zip(weak["family"], weak["variant"]))
+                          + ".", ""]
         chart = best_vs_baseline(table, task, out)
         if chart:
             lines += [md_image(chart, root), ""]
@@ -189,7 +205,7 @@ def build_report(results_dir="results"):
         except UserError as e:
             compare.problem(str(e))
             continue
-        objective = results.objective_of(family)
+        objective = results.folder_objective(folder, family)
         lines += [f"### {folder.name}", ""]
         best = results.best_meta(folder)
         for plot in (learning_curves(folder, best["trial_id"], out) if best else None,
@@ -201,10 +217,19 @@ def build_report(results_dir="results"):
         if recon.exists():
             shutil.copy(recon, out / "reconstructions.png")
             lines += [md_image(out / "reconstructions.png", root), ""]
+    lines += departures()
     markdown_text = "\n".join(lines) + "\n"
     atomic.write_text(root / "report.md", markdown_text)
     atomic.write_text(root / "report.html", to_html(markdown_text, root))
     return root / "report.md", root / "report.html", sorted(out.glob("*.png"))
+
+
+def departures():
+    """The README's table of deliberate departures from the earlier study (its one source)."""
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    match = re.search(r"^## Departures from the earlier study\n(.*?)(?=^## )", text, flags=re.S | re.M)
+    return ["## Departures from the earlier study", match.group(1).strip(), ""] if match else []
 
 
 def _safe_importance(folder, trials, objective, out):

@@ -1,9 +1,10 @@
-"""Retrain a family's best configuration with other seeds (for `compare.py --repeats`).
+"""Retrain a search's baseline or best configuration with other seeds (for `compare.py --repeats`).
 
 The data, splits and preprocessing are rebuilt from the best model's
 meta.json exactly as the search had them (same data seed, so the same
-split); only the training seed changes. Each retrained model is scored on
-the same held-out test split as the saved one.
+split); only the training seed changes, and baseline and best train with
+the same epoch budget (the search's). Each retrained model is scored on the
+same held-out test split as the saved one, the same way.
 """
 
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 import runners  # noqa: F401 - before pandas (study_data.lyrics): how memory is allocated (runners/__init__.py)
 import numpy as np
 
-from analysis.best_model import load_best
+from analysis.best_model import BestModel, load_best
 from runners.search import build_parser, prepare_cifar, prepare_lyrics
 from search_spaces import get_family
 
@@ -34,35 +35,46 @@ def search_args(meta, results_dir):
     argv += ["--languages", ",".join(o["languages"])] if o.get("languages") else []
     argv += ["--test-data", d["test_data"]] if d.get("test_data") else []
     argv += ["--with-artist"] if meta.get("with_artist") else []
+    argv += ["--embeddings", d["embeddings"]] if d.get("embeddings") else []
     for role, name in (d.get("columns") or {}).items():
         argv += [f"--{role}-column", name] if name else []
     return build_parser().parse_args(argv)
 
 
-def retrain_best(family_name, results_dir, k, with_artist=False):
-    """Test accuracies of the best configuration retrained with k new training seeds."""
-    best = load_best(family_name, results_dir, with_artist=with_artist)
+def retrain(family_name, results_dir, k, with_artist=False, which="best"):
+    """Test scores of the search's best (or baseline) configuration retrained with k new training seeds.
+
+    Returns ([{metric: value}] per seed, whether the best configuration is the baseline's)."""
+    saved = load_best(family_name, results_dir, with_artist=with_artist)
     family = get_family(family_name)
-    args = search_args(best.meta, results_dir)
-    prepared = prepare_cifar(family, args) if best.meta["inputs"] == "images" else prepare_lyrics(family, args)
-    x_test, y_test = best.test_split(results_dir)
+    args = search_args(saved.meta, results_dir)
+    prepared = prepare_cifar(family, args) if saved.meta["inputs"] == "images" else prepare_lyrics(family, args)
+    x_test, y_test = saved.test_split(results_dir)
+    epochs = saved.meta.get("epochs") or getattr(family, "EPOCHS", None)
+    if family.ENGINE == "keras_tuner":
+        import keras_tuner as kt
+        from runners import keras_engine
+        space = kt.HyperParameters()
+        family.HyperModel(prepared.spec).build(space)
+        baseline = keras_engine.default_values(space.space)
+    else:
+        baseline = dict(family.DEFAULTS)
+    best = dict(saved.meta["hyperparameters"])
+    best_is_baseline = all(baseline.get(name) == value for name, value in best.items())
+    params = best if which == "best" else baseline
     scores = []
     for i in range(1, k + 1):
-        seed = best.meta["seed"] + 1000 * i
+        seed = saved.meta["seed"] + 1000 * i
         if family.ENGINE == "keras_tuner":
-            import keras_tuner as kt
-            from runners import keras_engine
             hp = kt.HyperParameters()
-            hp.values = dict(best.meta["hyperparameters"])
+            hp.values = dict(params)
             with tempfile.TemporaryDirectory() as tmp:
                 model, _ = keras_engine.train(family, family.HyperModel(prepared.spec), hp, prepared,
-                                              epochs=best.meta.get("max_epochs", family.EPOCHS), seed=seed,
-                                              history_path=Path(tmp) / "history.csv")
-            pred = np.asarray(model.predict(x_test, verbose=0)).argmax(axis=1)
+                                              epochs=epochs, seed=seed, history_path=Path(tmp) / "history.csv")
         else:
             from runners import optuna_engine
             cache = optuna_engine.FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
-            model, _ = optuna_engine.train(family, best.meta["hyperparameters"], prepared, cache, seed)
-            pred = model.predict(x_test)
-        scores.append(float(np.mean(pred == y_test)))
-    return scores
+            model, _ = optuna_engine.train(family, params, prepared, cache, seed)
+        scored = BestModel(saved.folder, saved.meta, model, saved.encoder)
+        scores.append(scored.score(x_test, y_test)[0])
+    return scores, best_is_baseline

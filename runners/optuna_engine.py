@@ -68,8 +68,6 @@ def trial_rows(study):
         if _interrupted(t, retried):
             continue
         metrics = {k: t.user_attrs.get(k) for k in results.METRIC_COLUMNS}
-        if t.value is not None:
-            metrics[results.OBJECTIVE[0]] = t.value
         rows.append(results.trial_row(t.number, _status(t.state), t.user_attrs.get("is_baseline", False),
                                       t.params, metrics, t.user_attrs.get("error", "")))
     return rows
@@ -141,9 +139,10 @@ def open_storage(out_dir, url=None):
                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False):
+def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
+                  objective=results.OBJECTIVE):
     """Open (or create) the family's study; before any worker starts, queue the
-    baseline and tidy what a killed single run left."""
+    baseline and tidy what a killed single run left. objective: (metric, "max"|"min")."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -152,7 +151,8 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
         if _has_study(storage, family.NAME) else 0
     make_sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[sampler]
     # seed + trials on record: a resumed seeded search does not replay its proposals
-    study = optuna.create_study(study_name=family.NAME, storage=storage, direction="maximize",
+    direction = "minimize" if objective[1] == "min" else "maximize"
+    study = optuna.create_study(study_name=family.NAME, storage=storage, direction=direction,
                                 sampler=make_sampler(seed=seed + n_before + os.getpid() % 1000 * shared),
                                 load_if_exists=True)
     if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
@@ -160,7 +160,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
         if not study.trials:
             study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
         results.reconcile_best(out_dir, {t.number: t.value for t in study.trials
-                                         if t.state == optuna.trial.TrialState.COMPLETE})
+                                         if t.state == optuna.trial.TrialState.COMPLETE}, objective)
         if any(t.state in FINISHED for t in study.trials):
             results.write_trials_csv(out_dir, trial_rows(study))
     return study
@@ -173,7 +173,9 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     process that started them, or by the first to use a --storage URL)."""
     out_dir = Path(out_dir)
     shared = worker or storage is not None
-    study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared)
+    objective = results.objective_of(family, prepared.meta)
+    study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
+                          objective=objective)
     if storage is not None and not worker and not study.trials:
         study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
     done_before = _counted(study)
@@ -188,9 +190,9 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     p = prepared
     cache = FeatureCache(family, p.x_train, p.x_val, p.spec)
     candidates = {}
-    progress = results.Progress(family.NAME, max_trials, done_before)
+    progress = results.Progress(family.NAME, max_trials, done_before, objective)
 
-    def objective(trial):
+    def run_one(trial):
         if shared and _taken(study, trial.number) >= max_trials:
             # workers raced for the last slot: the trials started earlier fill it
             trial.set_user_attr("interrupted", True)
@@ -208,13 +210,13 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             raise
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
-        if results.is_better(metrics, out_dir):  # staged now, promoted once Optuna has recorded the trial
+        if results.is_better(metrics, out_dir, objective):  # staged now, promoted once Optuna has recorded the trial
             meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
                     "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
             candidates[trial.number] = results.stage_best(out_dir, trial.number,
                                                           lambda d: sio.dump(model, d / "model.skops"),
                                                           meta, p.artifacts)
-        return metrics[results.OBJECTIVE[0]]
+        return metrics[objective[0]]
 
     failures = []
 
@@ -222,13 +224,13 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         results.crash_point("trial-recorded")
         candidate = candidates.pop(frozen.number, None)
         if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
-            results.promote(out_dir, candidate)
+            results.promote(out_dir, candidate, objective)
         rows = trial_rows(study)
         results.write_trials_csv(out_dir, rows)
         failures.append(frozen.state == optuna.trial.TrialState.FAIL)
         best = results.best_meta(out_dir)
         progress.trial_done(sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows), frozen.state.name,
-                            frozen.value, best and best["metrics"][results.OBJECTIVE[0]], best and best["trial_id"])
+                            frozen.value, best and best["metrics"][objective[0]], best and best["trial_id"])
         if results.STOP.is_set():  # Ctrl-C: stop before the next trial
             study.stop()
         elif len(failures) >= MAX_CONSECUTIVE_FAILURES and all(failures[-MAX_CONSECUTIVE_FAILURES:]):
@@ -242,7 +244,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         if _counted(study) + (running if shared else 0) >= max_trials:
             study.stop()
 
-    study.optimize(objective, n_trials=None, callbacks=[after_trial, enough], catch=(Exception,))
+    study.optimize(run_one, n_trials=None, callbacks=[after_trial, enough], catch=(Exception,))
     results.log(f"{family.NAME}: feature matrices fitted {cache.misses} times for "
                 f"{cache.hits + cache.misses} trials")
     return trial_rows(study)

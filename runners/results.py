@@ -25,12 +25,38 @@ from study_data import atomic
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
 HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]
+# The search's record of what it runs on (data, options, seed, objective): a
+# re-run with anything different is refused (runners/search.py, check_resume).
+RUN_RECORD = "search.json"
 # What a search maximises unless the family says otherwise (OBJECTIVE = (name, "min"|"max")).
 OBJECTIVE = ("val_accuracy", "max")
+# What --objective may choose for a classifier family, with its direction.
+OBJECTIVES = {"val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
 
 
-def objective_of(family):
-    return getattr(family, "OBJECTIVE", OBJECTIVE)
+def objective_of(family, meta=None):
+    """(metric, "max"|"min") of a search: the one its run chose (meta["objective"], from --objective),
+    else the family's own, else validation accuracy."""
+    if meta and meta.get("objective"):
+        return tuple(meta["objective"])
+    return tuple(getattr(family, "OBJECTIVE", OBJECTIVE))
+
+
+def folder_objective(folder, family):
+    """The objective a results folder was searched with (its run record, else its best model's)."""
+    for path in (Path(folder) / RUN_RECORD, Path(folder) / "best" / "meta.json"):
+        try:
+            return objective_of(family, json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return objective_of(family)
+
+
+def best_of(rows, objective):
+    """The finished, scored row with the best objective value (None if there is none)."""
+    name, direction = objective
+    scored = [r for r in rows if r["status"] == "COMPLETE" and r.get(name) is not None]
+    return (min if direction == "min" else max)(scored, key=lambda r: r[name]) if scored else None
 
 
 def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error=""):
@@ -46,12 +72,26 @@ def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error="")
 
 
 def write_trials_csv(out_dir, rows):
-    """Rewrite trials.csv from the engine's state: each trial exactly once."""
+    """Rewrite trials.csv from the engine's state: each trial exactly once.
+
+    Every row carries the data fingerprint of the folder's run record: the
+    resume guard lets only runs on the same data add trials to a folder."""
     crash_point("before-csv")
     hp_cols = sorted({k for r in rows for k in r if k.startswith("hp_")})
     extra = sorted({k for r in rows for k in r} - set(HEAD_COLUMNS) - set(hp_cols) - set(METRIC_COLUMNS) - {"error"})
-    columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + extra + ["error"]
-    atomic.write_text(Path(out_dir) / "trials.csv", pd.DataFrame(rows, columns=columns).to_csv(index=False))
+    columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + extra + ["error", "data_fingerprint"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["data_fingerprint"] = run_record(out_dir).get("data_fingerprint", "")
+    atomic.write_text(Path(out_dir) / "trials.csv", table.to_csv(index=False))
+
+
+def run_record(out_dir):
+    """The folder's run record ({} if it has none)."""
+    try:
+        record = json.loads((Path(out_dir) / RUN_RECORD).read_text())
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def classification_metrics(y_true, probs, n_classes):

@@ -59,6 +59,9 @@ def build_parser():
     p.add_argument("--epochs", type=positive_int, help="max epochs per Keras trial (default: the family's)")
     p.add_argument("--tuner", help="keras_tuner: random (default), bayesian, hyperband; optuna: tpe (default), random")
     p.add_argument("--seed", type=int, default=42, help="seeds the splits, the search and training (default 42)")
+    p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1", "val_loss"),
+                   help="what the search optimises and the tables rank by (default val_accuracy, the earlier "
+                   "study's; the autoencoder always minimises its reconstruction MSE)")
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
     p.add_argument("--workers", type=positive_int, default=1,
@@ -76,7 +79,8 @@ def build_parser():
     d.add_argument("--test-data", help="separate test CSV/TSV (default: a held-out split of --data)")
     d.add_argument("--text-column"), d.add_argument("--label-column")
     d.add_argument("--artist-column"), d.add_argument("--language-column")
-    d.add_argument("--sample-fraction", type=fraction, default=0.2, help="fraction of rows used (default 0.2)")
+    d.add_argument("--sample-fraction", type=fraction, default=1.0,
+                   help="seeded, stratified fraction of rows used (default 1: all; the earlier study used 0.2)")
     d.add_argument("--languages", help="comma-separated languages to keep (default: all)")
     d.add_argument("--stopwords", choices=("english", "none"), default="english")
     d.add_argument("--no-clean", action="store_true", help="keep case, punctuation and newlines")
@@ -108,6 +112,62 @@ class Prepared:
     spec: dict  # what a Keras hypermodel needs to know about the data
     meta: dict  # goes into best/meta.json
     artifacts: dict  # file name -> text, saved beside the best model
+    record: dict = None  # what shapes data and model: a resume with anything different is refused
+
+
+def objective_of_run(family, args):
+    """(metric, direction) the search optimises: --objective, else the family's own."""
+    from runners import results
+    own = results.objective_of(family)
+    if args.objective is None or args.objective == own[0]:
+        return own
+    if hasattr(family, "OBJECTIVE"):
+        raise UserError(f"{family.NAME} is searched on {own[0]}; --objective is for the classifier families")
+    return args.objective, results.OBJECTIVES[args.objective]
+
+
+def class_counts(n_classes, *splits):
+    """Rows of each class in the train, validation and test splits (for the majority-class reference)."""
+    import numpy as np
+    return dict(zip(("train", "val", "test"),
+                    (np.bincount(np.asarray(y, dtype=int), minlength=n_classes).tolist() for y in splits)))
+
+
+# What a search's run record holds, in the words its error uses.
+RECORD_FIELDS = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-data (file bytes)",
+                 "columns": "column flags", "sample_fraction": "--sample-fraction", "languages": "--languages",
+                 "stopwords": "--stopwords", "clean": "--no-clean", "vocab_size": "--vocab-size",
+                 "seq_len": "--seq-len", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
+                 "seed": "--seed", "objective": "--objective"}
+
+
+def check_resume(out_dir, record):
+    """Refuse to add trials to a search made on other data or options (nothing is touched)."""
+    from runners import results
+    previous = results.run_record(out_dir)
+    if not previous:
+        return
+    changed = []
+    for key, label in RECORD_FIELDS.items():
+        if key in record and previous.get(key) != record[key]:
+            was, now = previous.get(key), record[key]
+            if key == "data_bytes":
+                was, now = f"{previous.get('data')} ({was})", f"{record.get('data')} ({now})"
+            elif key == "test_data_bytes":
+                was, now = f"{previous.get('test_data')} ({was})", f"{record.get('test_data')} ({now})"
+            changed.append(f"{label}: was {was}, now {now}")
+    if changed:
+        raise UserError(f"{out_dir} holds a search made with other data or options ({'; '.join(changed)}); "
+                        "re-run it with the same flags to resume, or add --fresh to discard it and start again "
+                        "(or use another --results-dir)")
+
+
+def write_record(out_dir, record):
+    import json
+    from runners import results
+    from study_data import atomic
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out_dir / results.RUN_RECORD, json.dumps(record, indent=2))
 
 
 def _absolute(path):
@@ -117,16 +177,16 @@ def _absolute(path):
 def prepare_lyrics(family, args):
     import json
     from study_data import lyrics
+    columns = {"text": args.text_column, "label": args.label_column, "artist": args.artist_column,
+               "language": args.language_column}
+    if args.with_artist and args.data and not lyrics.header_has_artist(args.data, columns):
+        raise UserError(f"--with-artist needs an artist column, and {args.data} has none "
+                        "(the Kaggle train.csv has 'Artist'; or name it with --artist-column)")
     data = lyrics.load(
         args.data, args.test_data, cache_dir=Path(args.results_dir) / "_cache",
-        columns={"text": args.text_column, "label": args.label_column,
-                 "artist": args.artist_column, "language": args.language_column},
-        sample_fraction=args.sample_fraction, seed=args.seed,
+        columns=columns, sample_fraction=args.sample_fraction, seed=args.seed,
         languages=[l.strip() for l in args.languages.split(",")] if args.languages else None,
         stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len)
-    if args.with_artist and not data.has_artist:
-        raise UserError(f"--with-artist needs an artist column, and {data.source} has none "
-                        "(the Kaggle train.csv has 'Artist'; or name it with --artist-column)")
     print(data.describe(), flush=True)
     artists = lyrics.artist_index(data.train.artists) if args.with_artist else None
 
@@ -141,19 +201,27 @@ def prepare_lyrics(family, args):
         spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, args.embeddings)
         print(f"pre-trained vectors: {args.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
               f"covering {coverage:.0%} of the vocabulary", flush=True)
+    embeddings = _absolute(args.embeddings) if family.ENGINE == "keras_tuner" else None
     meta = {"family": family.NAME, "task": family.TASK, "engine": family.ENGINE, "inputs": family.INPUTS,
             "with_artist": args.with_artist, "variant": "lyrics+artist" if args.with_artist else "lyrics",
-            "label_names": data.label_names, "seed": args.seed,
+            "label_names": data.label_names, "seed": args.seed, "objective": list(objective_of_run(family, args)),
             "data": {"source": data.source, "is_demo": data.is_demo, "fingerprint": data.fingerprint,
-                     "arg": _absolute(args.data), "columns": {"text": args.text_column, "label": args.label_column,
-                                                   "artist": args.artist_column, "language": args.language_column},
-                     "options": data.options, "test_data": _absolute(args.test_data),
-                     "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)}}}
+                     "arg": _absolute(args.data), "columns": columns,
+                     "options": data.options, "test_data": _absolute(args.test_data), "embeddings": embeddings,
+                     "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
+                     "class_counts": class_counts(data.n_classes, data.train.y, data.val.y, data.test.y)}}
+    o = data.options
+    record = {"family": family.NAME, "variant": meta["variant"], "data": meta["data"]["arg"] or data.source,
+              "data_bytes": data.file_hashes["data"], "test_data": meta["data"]["test_data"],
+              "test_data_bytes": data.file_hashes["test_data"], "columns": columns,
+              **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len")},
+              "embeddings": embeddings, "seed": args.seed, "objective": meta["objective"],
+              "data_fingerprint": data.fingerprint}
     artifacts = {"tokenizer.json": data.encoder.to_json()}
     if artists is not None:
         artifacts["artists.json"] = json.dumps(sorted(artists, key=artists.get))
     return Prepared(inputs(data.train), data.train.y, inputs(data.val), data.val.y, data.label_names, spec,
-                    meta, artifacts)
+                    meta, artifacts, record)
 
 
 def prepare_cifar(family, args):
@@ -170,13 +238,18 @@ def prepare_cifar(family, args):
         y_train, y_val = block.x_train, block.x_val
     meta = {"family": family.NAME, "task": family.TASK, "engine": family.ENGINE, "inputs": "images",
             "with_artist": False, "variant": f"block {family.BLOCK}", "label_names": block.class_names,
-            "seed": args.seed, "blocks": block.assignment,
+            "seed": args.seed, "blocks": block.assignment, "objective": list(objective_of_run(family, args)),
             "data": {"source": imgs.source, "is_demo": imgs.is_demo, "fingerprint": imgs.fingerprint,
                      "arg": args.data if args.data == "demo" else _absolute(args.data),
-                     "images_per_class": args.images_per_class,
-                     "rows": {"train": len(block.y_train), "val": len(block.y_val), "test": len(block.y_test)}}}
+                     "images_per_class": args.images_per_class, "test_split": block.assignment["test_split"],
+                     "rows": {"train": len(block.y_train), "val": len(block.y_val), "test": len(block.y_test)},
+                     "class_counts": class_counts(len(block.class_names), block.y_train, block.y_val,
+                                                  block.y_test)}}
+    record = {"family": family.NAME, "variant": meta["variant"], "data": meta["data"]["arg"] or imgs.source,
+              "data_bytes": imgs.fingerprint, "images_per_class": args.images_per_class, "seed": args.seed,
+              "objective": meta["objective"], "data_fingerprint": imgs.fingerprint}
     return Prepared(block.x_train, y_train, block.x_val, y_val, block.class_names, spec, meta,
-                    {"blocks.json": json.dumps(block.assignment, indent=2)})
+                    {"blocks.json": json.dumps(block.assignment, indent=2)}, record)
 
 
 def block_one_sources(args, block):
@@ -253,6 +326,9 @@ def main(argv=None):
     else:
         prepared = prepare_lyrics(family, args)
 
+    # The epoch budget of the search: `compare.py --repeats` retrains baseline and best with it.
+    prepared.meta["epochs"] = args.epochs or getattr(family, "EPOCHS", None)
+
     if role == "worker":  # the chief holds the lock and writes trials.csv
         from runners import keras_engine
         keras_engine.run_worker(family, prepared, out_dir, epochs=args.epochs or family.EPOCHS, tuner=tuner,
@@ -267,6 +343,11 @@ def main(argv=None):
         return 0
     lock = hold_lock(out_dir)
     try:
+        if args.fresh and out_dir.exists():
+            print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
+            shutil.rmtree(out_dir)
+        check_resume(out_dir, prepared.record)
+        write_record(out_dir, prepared.record)
         if args.workers > 1 and family.ENGINE == "optuna":
             rows = run_workers(family, out_dir, args, tuner, argv)
         else:
@@ -309,9 +390,9 @@ def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
 def run_workers(family, out_dir, args, tuner, argv):
     """--workers N: prepare the study once, then N processes share it (one GPU each where GPUs exist)."""
     from runners import optuna_engine, results
-    if args.fresh and out_dir.exists():
-        shutil.rmtree(out_dir)
-    study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage)
+    objective = objective_of_run(family, args)
+    study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage,
+                                        objective=objective)
     if args.storage and not study.trials:
         study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
     procs = start_workers(family, args.workers, argv, ["--worker"])
@@ -319,7 +400,7 @@ def run_workers(family, out_dir, args, tuner, argv):
     if any(codes):
         print(f"worker exit codes: {codes}", file=sys.stderr, flush=True)
     study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage,
-                                        shared=True)
+                                        shared=True, objective=objective)
     rows = optuna_engine.trial_rows(study)
     results.write_trials_csv(out_dir, rows)
     return rows
@@ -327,9 +408,6 @@ def run_workers(family, out_dir, args, tuner, argv):
 
 def run_search(family, prepared, out_dir, args, tuner, role=None, argv=None):
     """Hand the family and its data to its engine; write the family's comparison tables."""
-    if args.fresh and out_dir.exists():
-        print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
-        shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if family.ENGINE == "keras_tuner":
         from runners import keras_engine
@@ -354,7 +432,7 @@ def run_search(family, prepared, out_dir, args, tuner, role=None, argv=None):
         import pandas as pd
         from study_data import atomic
         trials = pd.read_csv(out_dir / "trials.csv")
-        for name, table in family.comparison_tables(trials).items():
+        for name, table in family.comparison_tables(trials, objective_of_run(family, args)[0]).items():
             atomic.write_text(out_dir / f"{name}.csv", table.to_csv(index=False))
             print(f"{name}:\n{table.to_string(index=False)}", flush=True)
     return rows
