@@ -25,6 +25,8 @@ import pandas as pd  # noqa: E402
 
 from analysis import compare  # noqa: E402
 from analysis.best_model import load_best  # noqa: E402
+from runners import results  # noqa: E402
+from search_spaces import get_family  # noqa: E402
 from study_data import UserError  # noqa: E402
 
 
@@ -49,12 +51,12 @@ def score_all(results_dir):
         except UserError as e:
             compare.problem(str(e))
             continue
-        rows.append({"search": folder.name, "trial": model.meta["trial_id"],
-                     "val": model.meta["metrics"].get("val_accuracy",
-                                                      model.meta["metrics"].get("val_reconstruction_mse")),
+        objective = results.folder_objective(folder, get_family(model.family))[0]  # what chose this model
+        rows.append({"search": folder.name, "trial": model.meta["trial_id"], "objective": objective,
+                     "val": model.meta["metrics"].get(objective),
                      **scores, "test_rows": len(y), "data": model.meta["data"]["source"]})
     table = pd.DataFrame(rows)
-    order = ["search", "trial", "val", "test_accuracy", "test_macro_f1", "test_reconstruction_mse", "test_rows", "data"]
+    order = ["search", "trial", "objective", "val", "test_accuracy", "test_macro_f1", "test_reconstruction_mse", "test_rows", "data"]
     return table[[c for c in order if c in table]]
 
 

@@ -228,7 +228,7 @@ def departures():
     """The README's table of deliberate departures from the earlier study (its one source)."""
     readme = Path(__file__).resolve().parents[1] / "README.md"
     text = readme.read_text() if readme.exists() else ""
-    match = re.search(r"^## Departures from the earlier study\n(.*?)(?=^## )", text, flags=re.S | re.M)
+    match = re.search(r"^## Departures from the earlier study\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
     return ["## Departures from the earlier study", match.group(1).strip(), ""] if match else []
 
 
