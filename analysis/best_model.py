@@ -20,9 +20,26 @@ import numpy as np
 from study_data import UserError
 from study_data.lyrics import TextEncoder, artist_index, model_inputs
 
-# skops: types from these modules may be loaded (no arbitrary code).
-# study_data's transformers are this project's own code, rebuilt from plain attributes.
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "study_data.lyrics.")
+# skops: the exact types the suite's Optuna families save, by skops node kind,
+# module and name, and nothing else: no function, no other class. Trusting whole
+# modules is not safe (a FunctionTransformer of numpy.full_like, or a vectoriser
+# whose preprocessor is one of scikit-learn's test helpers, runs code).
+# study_data's transformer is this project's own, rebuilt from plain attributes.
+SKOPS_ALLOWED = {
+    ("ObjectNode", "sklearn.pipeline", "Pipeline"),
+    ("ObjectNode", "sklearn.feature_extraction.text", "CountVectorizer"),
+    ("ObjectNode", "sklearn.feature_extraction.text", "TfidfTransformer"),
+    ("ObjectNode", "sklearn.feature_extraction.text", "TfidfVectorizer"),
+    ("ObjectNode", "sklearn.linear_model._logistic", "LogisticRegression"),
+    ("ObjectNode", "sklearn.tree._classes", "DecisionTreeClassifier"),
+    ("TreeNode", "sklearn.tree._tree", "Tree"),
+    ("ObjectNode", "study_data.lyrics", "TokenIdFeatures"),
+    *(("NdArrayNode", "numpy", t) for t in ("ndarray", "int64", "int32", "float64", "float32", "bool_")),
+    *(("TypeNode", "numpy", t) for t in ("int64", "int32", "float64", "float32", "bool_")),
+    *(("TypeNode", "builtins", t) for t in ("str", "int", "float", "bool")),
+    *(("JsonNode", "builtins", t) for t in ("str", "int", "float", "bool", "NoneType")),
+    ("DictNode", "builtins", "dict"), ("ListNode", "builtins", "list"), ("TupleNode", "builtins", "tuple"),
+}
 
 
 class BestModel:
@@ -110,6 +127,42 @@ class BestModel:
                 y, pred)
 
 
+def check_meta(meta):
+    """A best model's meta.json, its values checked before anything is built from them (ValueError if not)."""
+    from study_data.lyrics import DEFAULT_OPTIONS, MAX_SEQ_LEN, MAX_VOCAB
+
+    def need(ok, what):
+        if not ok:
+            raise ValueError(f"meta.json: {what}")
+    need(isinstance(meta, dict), "not an object")
+    need(meta.get("engine") in ("keras_tuner", "optuna"), "engine must be keras_tuner or optuna")
+    need(meta.get("inputs") in ("sequences", "texts", "images"), "inputs must be sequences, texts or images")
+    need(meta.get("model_file") in ("model.keras", "model.skops"), "model_file must be model.keras or model.skops")
+    names = meta.get("label_names")
+    need(isinstance(names, list) and 0 < len(names) <= 100_000 and all(isinstance(n, str) for n in names),
+         "label_names must list the class names")
+    need(isinstance(meta.get("with_artist", False), bool), "with_artist must be true or false")
+    need(isinstance(meta.get("metrics", {}), dict) and isinstance(meta.get("hyperparameters", {}), dict),
+         "metrics and hyperparameters must be objects")
+    data = meta.get("data", {})
+    need(isinstance(data, dict), "data must be an object")
+    options = data.get("options", {})
+    need(isinstance(options, dict) and set(options) <= set(DEFAULT_OPTIONS), "data.options holds unknown options")
+    for key, low, high in (("vocab_size", 3, MAX_VOCAB), ("seq_len", 1, MAX_SEQ_LEN)):
+        if key in options:
+            v = options[key]
+            need(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high, f"{key} out of range")
+    for key in ("arg", "test_data", "embeddings"):
+        need(data.get(key) is None or isinstance(data.get(key), str), f"data.{key} must be a path")
+    if meta["inputs"] == "images":
+        blocks = meta.get("blocks")
+        need(isinstance(blocks, dict) and blocks.get("block") in (1, 2) and isinstance(blocks.get("seed"), int),
+             "blocks must name block 1 or 2 and its seed")
+        per_class = data.get("images_per_class")
+        need(per_class is None or (isinstance(per_class, int) and per_class > 0), "images_per_class")
+    return meta
+
+
 def load_best(family, results_dir="results", with_artist=False):
     """The best model of results/<family>/best/ (<family>_artist/ with the artist), ready to predict."""
     folder = Path(results_dir) / (family + ("_artist" if with_artist else "")) / "best"
@@ -117,11 +170,14 @@ def load_best(family, results_dir="results", with_artist=False):
     if not meta_path.exists():
         raise UserError(f"no saved best model in {folder}: run `python runners/search.py {family}` first")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = check_meta(json.loads(meta_path.read_text()))
         encoder = TextEncoder.from_json((folder / "tokenizer.json").read_text()) if meta["inputs"] != "images" else None
         artists = json.loads((folder / "artists.json").read_text()) if meta.get("with_artist") else None
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{folder} is damaged ({type(e).__name__}: {e}); re-run the search to save it again") from None
+        if artists is not None and not (isinstance(artists, list) and all(isinstance(a, str) for a in artists)):
+            raise ValueError("artists.json must list artist names")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{folder} is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        "re-run the search to save it again") from None
     model_path = folder / meta["model_file"]
     if not model_path.exists():
         raise UserError(f"{model_path} is missing; re-run `python runners/search.py {family}` to save it again")
@@ -151,15 +207,31 @@ def _load_keras(path):
                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
+def skops_types(path):
+    """Every (node kind, module, name) a skops file would rebuild, read from its schema without loading it."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        schema = json.loads(z.read("schema.json"))
+    found, stack = set(), [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node or "__module__" in node or "__loader__" in node:
+                found.add((str(node.get("__loader__")), str(node.get("__module__")), str(node.get("__class__"))))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
 def _load_skops(path):
     import skops.io as sio
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-        refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+        refused = sorted(skops_types(path) - SKOPS_ALLOWED)
         if refused:
-            raise UserError(f"{path} contains types that are not scikit-learn, NumPy or SciPy "
-                            f"({', '.join(refused)}); refusing to load it")
-        return sio.load(path, trusted=untrusted)
+            raise UserError(f"{path} holds types that the suite's models never contain "
+                            f"({', '.join(f'{m}.{c} ({k})' for k, m, c in refused[:5])}); refusing to load it")
+        return sio.load(path, trusted=sio.get_untrusted_types(file=path))
     except UserError:
         raise
     except Exception as e:

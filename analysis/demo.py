@@ -60,14 +60,15 @@ def score_all(results_dir):
     return table[[c for c in order if c in table]]
 
 
-def choose(results_dir, family, want):
-    """The named family's model, or the best by validation accuracy among those that fit `want`."""
-    models = [m for _, m in best_models(results_dir) if want(m)]
+def choose(results_dir, family, want, with_artist=False):
+    """The named family's model (its own error if it cannot be loaded), or the best by validation
+    accuracy among those that fit `want`."""
     if family:
-        models = [m for m in models if m.family == family]
-        if not models:
-            raise UserError(f"no saved best model of {family} for this input: run "
-                            f"`python runners/search.py {family}` first")
+        model = load_best(family, results_dir, with_artist=with_artist)
+        if not want(model):
+            raise UserError(f"{family}'s best model does not take this input")
+        return model
+    models = [m for _, m in best_models(results_dir) if want(m)]
     if not models:
         raise UserError("no saved model fits this input: run a search of that task first")
     return max(models, key=lambda m: m.meta["metrics"].get("val_accuracy", -1))
@@ -101,7 +102,8 @@ def main(argv=None):
         if args.lyrics is not None:
             with_artist = args.artist is not None
             model = choose(args.results_dir, args.family,
-                           lambda m: m.meta["inputs"] != "images" and bool(m.meta.get("with_artist")) == with_artist)
+                           lambda m: m.meta["inputs"] != "images" and bool(m.meta.get("with_artist")) == with_artist,
+                           with_artist)
             probs = model.predict_proba([args.lyrics], [args.artist] if with_artist else None)[0]
             print(f"{model.family} ({model.meta['variant']}, trial {model.meta['trial_id']}):")
             for genre, p in top3(model, probs):

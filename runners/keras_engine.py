@@ -28,6 +28,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import sys
 import threading
 import time
@@ -54,7 +55,10 @@ if keras.backend.backend() != "tensorflow" and "tensorflow" not in sys.modules:
 
 def _save_json_atomically(path, obj):
     text = json.dumps(obj)
+    new_trial = str(path).endswith("trial.json") and not os.path.exists(path)
     atomic.write_text(path, text)
+    if new_trial:
+        results.crash_point("trial-file-written")  # a new trial's file, before the oracle's state records it
     return text
 
 
@@ -516,8 +520,18 @@ class SuiteTuner(kt.Tuner):
     def reconcile(self):
         """After a kill: finish what the last run left half-done, rewrite trials.csv."""
         objective = self.objective
-        finished = {tid: _metrics(t).get(objective[0]) for tid, t in self.oracle.trials.items()
+        oracle = self.oracle
+        # A kill between a new trial's trial.json and the oracle's own state leaves a trial the
+        # oracle never started: it would take a --max-trials slot forever. It never ran: drop it.
+        for tid in [t for t in oracle.trials if t not in oracle.start_order]:
+            del oracle.trials[tid]
+            shutil.rmtree(Path(oracle._project_dir) / f"trial_{tid}", ignore_errors=True)
+        finished = {tid: _metrics(t).get(objective[0]) for tid, t in oracle.trials.items()
                     if _status(t) == "COMPLETE"}
+        bad = [tid for tid, v in finished.items() if not results.is_score(v)]
+        if bad:
+            raise UserError(f"the search state in {self.out_dir / 'keras_tuner'} is damaged (trial {bad[0]}'s "
+                            f"{objective[0]} is not a number); start again with --fresh")
         results.reconcile_best(self.out_dir, finished, objective)
         if self.oracle.trials:
             results.write_trials_csv(self.out_dir, self.trial_rows())
@@ -554,7 +568,14 @@ def _status(trial):
 
 
 def _metrics(trial):
-    return {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
+    return {name: _last_value(trial, name) for name in trial.metrics.metrics}
+
+
+def _last_value(trial, name):
+    try:
+        return trial.metrics.get_last_value(name)
+    except (TypeError, ValueError):  # a value in the saved state that is not a number: damaged state
+        return None
 
 
 def finished_count(out_dir):
@@ -573,12 +594,26 @@ def _freeze_heap():
     gc.freeze()
 
 
+def _check_buildable(family, prepared):
+    """The baseline model builds from these flags and data (say so in one line if not, e.g. a sequence
+    too short for valid convolutions), before any state is read or written."""
+    hypermodel = family.HyperModel(prepared.spec)
+    try:
+        hypermodel.build(kt.HyperParameters())
+    except Exception as e:  # noqa: BLE001 - any build error is the flags' or the data's
+        raise UserError(f"{family.NAME} cannot build its model from these flags and data ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    finally:
+        keras.backend.clear_session()
+
+
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress):
+    _check_buildable(family, prepared)
     try:
         return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, results.objective_of(family, prepared.meta)),
                           family.HyperModel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard)
-    except (ValueError, KeyError) as e:  # json errors are ValueErrors
+    except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None
 
@@ -592,11 +627,12 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     progress = results.Progress(family.NAME, max_trials, before, results.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress)
-    if before:
-        results.log(f"resuming {family.NAME}: {before} trials on record, running up to {max_trials} in all")
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
     t.oracle.first_trials = getattr(family, "FIRST_TRIALS", BaselineFirst.first_trials)
     t.reconcile()
+    if before:
+        results.log(f"resuming {family.NAME}: {len(t.oracle.trials)} trials on record, running up to "
+                    f"{max_trials} in all")
     if chief is not None:
         serve(t, chief, start_workers)
         return t.trial_rows()

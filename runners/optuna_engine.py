@@ -155,6 +155,11 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     study = optuna.create_study(study_name=family.NAME, storage=storage, direction=direction,
                                 sampler=make_sampler(seed=seed + n_before + os.getpid() % 1000 * shared),
                                 load_if_exists=True)
+    bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+           and not results.is_score(t.value)]
+    if bad:
+        raise UserError(f"the study in {storage.url if hasattr(storage, 'url') else out_dir} is damaged (trial "
+                        f"{bad[0]}'s value is not a number); start again with --fresh")
     if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
         _retry_interrupted(study)
         if not study.trials:
@@ -166,7 +171,8 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     return study
 
 
-def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False):
+def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False,
+        quiet_if_done=False):
     """Run trials until the study holds max_trials finished ones.
 
     worker=True: one of several processes sharing the study (prepared by the
@@ -179,6 +185,10 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     if storage is not None and not worker and not study.trials:
         study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
     done_before = _counted(study)
+    if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
+        rows = trial_rows(study)
+        results.write_trials_csv(out_dir, rows)
+        return rows
     if done_before and not worker:
         results.log(f"resuming {family.NAME}: {done_before} finished trials on record, "
                     f"running up to {max_trials} in all")

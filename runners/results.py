@@ -119,15 +119,36 @@ def best_meta(out_dir):
         return None
 
 
+def is_score(value):
+    """A finite number (not a bool, not a string): what a trial's objective value must be."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(value)
+
+
+def best_score(out_dir, objective=OBJECTIVE):
+    """The objective value best/ was saved with; None if there is no best/ yet. A best/ whose meta.json
+    is unreadable or holds no such number is damaged: one clear error, since any trial could replace it."""
+    folder = Path(out_dir) / "best"
+    if not folder.exists():
+        return None
+    meta = best_meta(out_dir)
+    value = meta.get("metrics", {}).get(objective[0]) if isinstance(meta, dict) and \
+        isinstance(meta.get("metrics"), dict) else None
+    if not is_score(value):
+        from study_data import UserError
+        raise UserError(f"{folder / 'meta.json'} is damaged (no {objective[0]} recorded): restore it, or delete "
+                        f"{folder} to let the best later trial replace it, or start again with --fresh")
+    return value
+
+
 def is_better(metrics, out_dir, objective=OBJECTIVE):
     name, direction = objective
-    current = best_meta(out_dir)
     score = metrics.get(name)
-    if score is None or not math.isfinite(score):
+    if not is_score(score):
         return False
-    if current is None:
+    best = best_score(out_dir, objective)
+    if best is None:
         return True
-    best = current["metrics"][name]
     return score > best if direction == "max" else score < best
 
 
@@ -169,6 +190,7 @@ def reconcile_best(out_dir, finished, objective=OBJECTIVE):
     finished: {trial_id: objective value} of the trials the engine recorded
     as complete."""
     atomic.recover_dir(Path(out_dir) / "best")
+    best_score(out_dir, objective)  # a damaged best/meta.json is reported before any trial runs
     for cand in sorted(Path(out_dir).glob(".candidate-*")):
         meta = None
         try:
@@ -193,10 +215,19 @@ def _same(a, b):
 STOP = threading.Event()
 
 
+_crash_hits = {}
+
+
 def crash_point(name):
-    """Fault injection for the reliability tests: SEARCH_SUITE_CRASH_AT=name dies here, like kill -9."""
-    if os.environ.get("SEARCH_SUITE_CRASH_AT") == name:
-        os._exit(137)
+    """Fault injection for the reliability tests: SEARCH_SUITE_CRASH_AT=name dies here, like kill -9
+    (with SEARCH_SUITE_CRASH_SKIP=k, at the (k+1)-th pass only; with SEARCH_SUITE_CRASH_WORKER=i, only
+    in worker i of --workers)."""
+    if os.environ.get("SEARCH_SUITE_CRASH_AT") == name and \
+            os.environ.get("SEARCH_SUITE_CRASH_WORKER", os.environ.get("SEARCH_SUITE_WORKER_INDEX")) \
+            == os.environ.get("SEARCH_SUITE_WORKER_INDEX"):
+        _crash_hits[name] = _crash_hits.get(name, 0) + 1
+        if _crash_hits[name] > int(os.environ.get("SEARCH_SUITE_CRASH_SKIP", "0")):
+            os._exit(137)
 
 
 def _json_default(o):

@@ -41,6 +41,19 @@ def positive_int(text):
     return value
 
 
+MAX_SEED = 2 ** 31 - 1  # trials and repeats add to it; every framework takes seeds below 2**32
+
+
+def seed_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {value}")
+    return value
+
+
 def fraction(text):
     try:
         value = float(text)
@@ -58,7 +71,7 @@ def build_parser():
     p.add_argument("--max-trials", type=positive_int, default=10, help="total trials of the search (default 10)")
     p.add_argument("--epochs", type=positive_int, help="max epochs per Keras trial (default: the family's)")
     p.add_argument("--tuner", help="keras_tuner: random (default), bayesian, hyperband; optuna: tpe (default), random")
-    p.add_argument("--seed", type=int, default=42, help="seeds the splits, the search and training (default 42)")
+    p.add_argument("--seed", type=seed_int, default=42, help="seeds the splits, the search and training (default 42)")
     p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1", "val_loss"),
                    help="what the search optimises and the tables rank by (default val_accuracy, the earlier "
                    "study's; the autoencoder always minimises its reconstruction MSE)")
@@ -187,6 +200,9 @@ def prepare_lyrics(family, args):
         columns=columns, sample_fraction=args.sample_fraction, seed=args.seed,
         languages=[l.strip() for l in args.languages.split(",")] if args.languages else None,
         stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len)
+    if not data.encoder.vocab or not any(data.train.texts):
+        raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
+                        "stopwords: check the text column, or try --stopwords none / --no-clean")
     print(data.describe(), flush=True)
     artists = lyrics.artist_index(data.train.artists) if args.with_artist else None
 
@@ -278,7 +294,13 @@ def hold_lock(out_dir):
     import fcntl
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     path = out_dir.parent / f".{out_dir.name}.lock"
-    f = open(path, "a+")
+    try:  # never through a link: a planted symlink must not make us write elsewhere
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if path.is_symlink():
+            raise UserError(f"the lock file {path} is a symbolic link; remove it (the suite creates its own)") from None
+        raise
+    f = os.fdopen(fd, "r+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -341,6 +363,7 @@ def main(argv=None):
                                  sampler=tuner, storage=args.storage, worker=True)
         print(f"worker {os.getpid()} done", flush=True)
         return 0
+    refuse_links(out_dir)
     lock = hold_lock(out_dir)
     try:
         if args.fresh and out_dir.exists():
@@ -349,16 +372,27 @@ def main(argv=None):
         check_resume(out_dir, prepared.record)
         write_record(out_dir, prepared.record)
         if args.workers > 1 and family.ENGINE == "optuna":
-            rows = run_workers(family, out_dir, args, tuner, argv)
+            rows = run_workers(family, prepared, out_dir, args, tuner, argv)
         else:
             rows = run_search(family, prepared, out_dir, args, tuner, role, argv)
     finally:
         lock.close()  # releases the lock (the OS releases it too if the process dies)
     finished = [r for r in rows if r["status"] == "COMPLETE"]
     failed = [r for r in rows if r["status"] == "FAIL"]
-    print(f"{family.NAME}: {len(finished)} trials complete, {len(failed)} failed; "
-          f"results in {out_dir}/trials.csv, best model in {out_dir}/best/", flush=True)
+    where = f"best model in {out_dir}/best/" if (out_dir / "best").exists() else "no best model (no trial finished)"
+    print(f"{family.NAME}: {len(finished)} {'trial' if len(finished) == 1 else 'trials'} complete, "
+          f"{len(failed)} failed; results in {out_dir}/trials.csv, {where}", flush=True)
     return 0
+
+
+def refuse_links(out_dir):
+    """Results are written and replaced in place: a symbolic link among them would let that reach (or
+    block on) whatever it points to outside, so one is refused up front."""
+    for path in [out_dir, *(out_dir / name for name in ("best", "keras_tuner", "histories", "trials.csv",
+                                                        "optuna.db", "search.json", "best.old"))]:
+        if path.is_symlink():
+            raise UserError(f"{path} is a symbolic link; results folders must be real folders: remove the link "
+                            "(what it points to is left alone) or use another --results-dir")
 
 
 def keras_tuner_role():
@@ -379,7 +413,7 @@ def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
     procs = []
     for i in range(n):
-        env = {**os.environ, **env_of(i)}
+        env = {**os.environ, **env_of(i), "SEARCH_SUITE_WORKER_INDEX": str(i)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         procs.append(subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *child_argv], env=env))
@@ -387,7 +421,7 @@ def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
     return procs
 
 
-def run_workers(family, out_dir, args, tuner, argv):
+def run_workers(family, prepared, out_dir, args, tuner, argv):
     """--workers N: prepare the study once, then N processes share it (one GPU each where GPUs exist)."""
     from runners import optuna_engine, results
     objective = objective_of_run(family, args)
@@ -399,6 +433,12 @@ def run_workers(family, out_dir, args, tuner, argv):
     codes = [p.wait() for p in procs]
     if any(codes):
         print(f"worker exit codes: {codes}", file=sys.stderr, flush=True)
+    if args.storage is None:
+        # Every worker of this study has exited (the study is in this folder, which this process
+        # holds): a trial still RUNNING belonged to a worker that died. This process re-queues it
+        # and runs what is left, so the search ends with --max-trials finished trials.
+        return optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
+                                 sampler=tuner, quiet_if_done=True)
     study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage,
                                         shared=True, objective=objective)
     rows = optuna_engine.trial_rows(study)

@@ -122,6 +122,26 @@ def _unpickle(data, what):
                         f"cifar-100-python archive from {CIFAR100_URL}") from None
 
 
+def _checked_batch(d, what, n_classes):
+    """A batch's images [n, 3072] uint8 and fine labels [n] in 0..n_classes-1, or one clear UserError."""
+    def bad(problem):
+        return UserError(f"{what} is not a CIFAR-100 python batch ({problem}); pass the official "
+                         f"cifar-100-python archive from {CIFAR100_URL}")
+    if not isinstance(d, dict) or b"data" not in d or b"fine_labels" not in d:
+        raise bad("expected a dict with b'data' and b'fine_labels'")
+    x, y = d[b"data"], d[b"fine_labels"]
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        raise bad("b'data' must be a uint8 array of shape [n, 3072]")
+    if not isinstance(y, (list, np.ndarray)) or len(y) != len(x):
+        raise bad(f"b'fine_labels' must list one label per image ({len(x)})")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in y):
+        raise bad("b'fine_labels' must be whole numbers")
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise bad(f"labels must be 0..{n_classes - 1}, one per class name")
+    return x, y.astype(np.int32)
+
+
 def _cifar100_python(path):
     path = Path(path)
     files = {}
@@ -143,12 +163,17 @@ def _cifar100_python(path):
         missing = {"train", "test", "meta"} - set(files)
         if missing:
             raise UserError(f"{path} lacks {', '.join(sorted(missing))}: pass the official cifar-100-python archive")
+    meta = _unpickle(files["meta"], f"{path}:meta")
+    names = meta.get(b"fine_label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, (bytes, str)) and n for n in names):
+        raise UserError(f"{path}:meta has no list of class names (b'fine_label_names'): pass the official "
+                        f"cifar-100-python archive from {CIFAR100_URL}")
+    names = [n.decode("utf-8", errors="replace") if isinstance(n, bytes) else n for n in names]
     xs, ys = [], []
     for name in ("train", "test"):
-        d = _unpickle(files[name], f"{path}:{name}")
-        xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        ys.append(np.asarray(d[b"fine_labels"], dtype=np.int32))
-    names = [n.decode() for n in _unpickle(files["meta"], f"{path}:meta")[b"fine_label_names"]]
+        x, y = _checked_batch(_unpickle(files[name], f"{path}:{name}"), f"{path}:{name}", len(names))
+        xs.append(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(y)
     is_test = np.concatenate([np.zeros(len(ys[0]), bool), np.ones(len(ys[1]), bool)])
     return np.concatenate(xs), np.concatenate(ys), names, is_test
 

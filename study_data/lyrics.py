@@ -52,6 +52,8 @@ COLUMN_CANDIDATES = {
     "language": ("language",),
 }
 PAD, OOV = 0, 1
+# Bounds of a saved tokenizer's values (far above any real use, far below an absurd allocation).
+MAX_VOCAB, MAX_SEQ_LEN = 10 ** 7, 100_000
 CACHE_VERSION = 2
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
@@ -126,9 +128,19 @@ class TextEncoder:
 
     @classmethod
     def from_json(cls, text):
+        """The saved tokenizer, its values checked (a tampered file raises ValueError, never allocates
+        an absurd array)."""
         d = json.loads(text)
-        return cls(vocab=list(d["vocab"]), seq_len=int(d["seq_len"]),
-                   clean=bool(d["clean"]), stopwords=d["stopwords"])
+        if not isinstance(d, dict):
+            raise ValueError("not a tokenizer")
+        vocab, seq_len = d.get("vocab"), d.get("seq_len")
+        if not isinstance(vocab, list) or len(vocab) > MAX_VOCAB or not all(isinstance(w, str) for w in vocab):
+            raise ValueError(f"vocab must be a list of at most {MAX_VOCAB} words")
+        if not isinstance(seq_len, int) or isinstance(seq_len, bool) or not 1 <= seq_len <= MAX_SEQ_LEN:
+            raise ValueError(f"seq_len must be a whole number from 1 to {MAX_SEQ_LEN}")
+        if not isinstance(d.get("clean"), bool) or d.get("stopwords") not in ("english", "none"):
+            raise ValueError("clean must be true/false and stopwords 'english' or 'none'")
+        return cls(vocab=vocab, seq_len=seq_len, clean=d["clean"], stopwords=d["stopwords"])
 
 
 # --------------------------------------------------------------------------
@@ -208,6 +220,8 @@ def read_table(path, columns=None):
         raise UserError(f"data file not found: {path}: pass --data with the path of a lyrics CSV or TSV")
     if path.is_dir():
         raise UserError(f"--data {path} is a folder: pass the lyrics CSV or TSV file inside it")
+    if not path.is_file():
+        raise UserError(f"--data {path} is not a regular file (a pipe or device?): pass a lyrics CSV or TSV file")
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -215,16 +229,26 @@ def read_table(path, columns=None):
     return parse_table(path, raw, columns)
 
 
+def _header_names(header, sep):
+    """A header line's column names (none if the csv module cannot split it, e.g. a field over its limit)."""
+    try:
+        return next(csv.reader([header], delimiter=sep), [])
+    except csv.Error:
+        return []
+
+
 def header_has_artist(path, columns=None):
     """Whether a table's header names an artist column (read before any row is prepared)."""
     columns = columns or {}
+    if not Path(path).is_file():
+        return True  # loading the table says what is wrong
     try:
         with open(path, "rb") as f:
             header = f.readline(1 << 20).decode("utf-8-sig", errors="replace")
     except OSError:
-        return True  # unreadable: loading the table says why
+        return True
     for sep in ("\t", ",", ";", "|"):
-        names = next(csv.reader([header.rstrip("\r\n")], delimiter=sep), [])
+        names = _header_names(header.rstrip("\r\n"), sep)
         if _find_column(names, "text", columns.get("text")) and _find_column(names, "label", columns.get("label")):
             return _find_column(names, "artist", columns.get("artist")) is not None
     return True  # no recognisable header: loading the table says why
@@ -240,7 +264,7 @@ def parse_table(path, raw, columns=None):
     seps = [first] + [s for s in (",", "\t", ";", "|") if s != first]
     sep = first
     for s in seps:
-        names = next(csv.reader([header], delimiter=s))
+        names = _header_names(header, s)
         if _find_column(names, "text", columns.get("text")) and _find_column(names, "label", columns.get("label")):
             sep = s
             break
@@ -401,6 +425,8 @@ def _read_bytes(path, flag):
         raise UserError(f"{flag} file not found: {path}: pass the path of a lyrics CSV or TSV")
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder: pass the lyrics CSV or TSV file inside it")
+    if not path.is_file():  # a FIFO would wait for a writer, /dev/zero never ends
+        raise UserError(f"{flag} {path} is not a regular file (a pipe or device?): pass a lyrics CSV or TSV file")
     try:
         return path.read_bytes()
     except OSError as e:

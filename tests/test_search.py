@@ -1,6 +1,7 @@
 """End-to-end searches through the CLI: real Keras Tuner and Optuna runs."""
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,7 +179,14 @@ def bad_inputs(tmp):
     (tmp / "noartist.csv").write_text("lyrics,genre\n" + "".join(f"la la {i},{'Pop' if i % 2 else 'Rock'}\n"
                                                                    for i in range(40)))
     (tmp / "emptydir").mkdir()
+    os.mkfifo(tmp / "fifo.csv")  # no writer: reading it would wait for ever
     return {
+        "negative seed": (["lyrics_tfidf_logreg", "--seed", "-1"], "--seed"),
+        "seed of 2**32": (["lyrics_tfidf_logreg", "--seed", str(2 ** 32)], "--seed"),
+        "seed of 2**32 - 1": (["lyrics_lstm", "--seed", str(2 ** 32 - 1)], "--seed"),
+        "a pipe as data": (["lyrics_tfidf_logreg", "--data", tmp / "fifo.csv"], "not a regular file"),
+        "a device as data": (["lyrics_tfidf_logreg", "--data", "/dev/zero"], "not a regular file"),
+        "a pipe as test data": (["lyrics_tfidf_logreg", "--test-data", tmp / "fifo.csv"], "not a regular file"),
         "unknown family": (["lyrics_nope"], "valid families"),
         "missing file": (["lyrics_tfidf_logreg", "--data", tmp / "missing.csv"], "not found"),
         "empty table": (["lyrics_tfidf_logreg", "--data", tmp / "empty.csv"], "empty"),
