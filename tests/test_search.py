@@ -180,7 +180,15 @@ def bad_inputs(tmp):
                                                                    for i in range(40)))
     (tmp / "emptydir").mkdir()
     os.mkfifo(tmp / "fifo.csv")  # no writer: reading it would wait for ever
+    (tmp / "nan.txt").write_text("night 1 2 nan\nlove 1 2 3\n")
     return {
+        "huge sequence length": (["lyrics_lstm", "--seq-len", "1000000000"], "--seq-len"),
+        "huge vocabulary": (["lyrics_lstm", "--vocab-size", "100000000000"], "--vocab-size"),
+        "a thousand workers": (["lyrics_tfidf_logreg", "--workers", "1000"], "--workers"),
+        "NaN word vectors": (["lyrics_glove", "--embeddings", tmp / "nan.txt"], "not finite"),
+        "a device as embeddings": (["lyrics_glove", "--embeddings", "/dev/zero"], "not a regular file"),
+        "no language named": (["lyrics_tfidf_logreg", "--languages", ","], "--languages"),
+        "tensorboard for Optuna": (["lyrics_tfidf_logreg", "--tensorboard", tmp / "tb"], "optuna-dashboard"),
         "negative seed": (["lyrics_tfidf_logreg", "--seed", "-1"], "--seed"),
         "seed of 2**32": (["lyrics_tfidf_logreg", "--seed", str(2 ** 32)], "--seed"),
         "seed of 2**32 - 1": (["lyrics_lstm", "--seed", str(2 ** 32 - 1)], "--seed"),
