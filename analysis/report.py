@@ -217,11 +217,45 @@ def build_report(results_dir="results"):
         if recon.exists():
             shutil.copy(recon, out / "reconstructions.png")
             lines += [md_image(out / "reconstructions.png", root), ""]
+    lines += earlier_study_numbers(tables, results_dir)
     lines += departures()
     markdown_text = "\n".join(lines) + "\n"
     atomic.write_text(root / "report.md", markdown_text)
     atomic.write_text(root / "report.html", to_html(markdown_text, root))
     return root / "report.md", root / "report.html", sorted(out.glob("*.png"))
+
+
+def earlier_study_numbers(tables, results_dir):
+    """The earlier study's published validation accuracies (studies/earlier_study_results.csv) beside
+    this suite's best validation accuracy for the same family, variant and setting, where it has run."""
+    path = Path(__file__).resolve().parents[1] / "studies" / "earlier_study_results.csv"
+    if not path.exists():
+        return []
+    study = pd.read_csv(path, keep_default_na=False)
+    rows = []
+    for _, r in study.iterrows():
+        folder = Path(results_dir) / (r["family"] + ("_artist" if r["variant"] == "lyrics+artist" else ""))
+        try:
+            trials = compare.read_trials(folder)
+        except UserError:
+            continue
+        done = trials[(trials["status"] == "COMPLETE")] if "val_accuracy" in trials else trials.iloc[:0]
+        if r["setting"]:
+            name, value = r["setting"].split("=", 1)
+            col = f"hp_{name}"
+            done = done[done[col].astype(str) == value] if col in done else done.iloc[:0]
+        rows.append({"model (the earlier study's name)": r["model"], "family": r["family"], "variant": r["variant"],
+                     "setting": r["setting"], "earlier study, val accuracy": r["study_val_accuracy"],
+                     "this suite, best val accuracy": done["val_accuracy"].max() if not done.empty else np.nan,
+                     "trials": len(done)})
+    if not rows:
+        return []
+    return ["## The earlier study's own numbers", "",
+            "Validation accuracies the earlier study published (its notebooks), beside this suite's best for the "
+            "same family, variant and setting. They are the study's own numbers on its own data: a 20 % sample "
+            "of the Kaggle `train.csv`, and for images 50-class CIFAR-100 blocks validated on their test images. "
+            "They are not comparable to results on another data set or split.", "",
+            pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"), ""]
 
 
 def departures():

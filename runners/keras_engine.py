@@ -430,12 +430,29 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     return model, metrics
 
 
+class BudgetReached(Exception):
+    """--time-budget has passed: the search stops before its next trial."""
+
+
+class StopAtDeadline(keras.callbacks.Callback):
+    """--time-budget-hard: the trial in progress stops at the first epoch end after the deadline."""
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline, self.stopped = deadline, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if results.out_of_time(self.deadline):
+            self.stopped = self.model.stop_training = True
+
+
 class SuiteTuner(kt.Tuner):
     def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, tensorboard=None,
-                 **kwargs):
+                 deadline=None, hard_deadline=False, **kwargs):
         self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
         self.objective = results.objective_of(family, prepared.meta)
+        self.deadline, self.hard_deadline = deadline, hard_deadline
         self._last_model, self._last_metrics, self._heartbeat = None, {}, None
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
                          project_name="keras_tuner", **kwargs)
@@ -461,11 +478,14 @@ class SuiteTuner(kt.Tuner):
             extra.append(keras.callbacks.TensorBoard(log_dir=self.tensorboard))
             # Keras Tuner's own: one log folder per trial, with its hyperparameters for the HParams view
             self._configure_tensorboard_dir(extra, trial)
+        stop = StopAtDeadline(self.deadline) if self.hard_deadline and self.deadline else None
         model, metrics = train(self.family, self.hypermodel, hp, self.prepared,
                                epochs=hp.values.get("tuner/epochs", self.epochs),
                                seed=self.seed + int(trial.trial_id),
                                history_path=self.out_dir / "histories" / f"trial_{trial.trial_id}.csv",
-                               callbacks=extra)
+                               callbacks=extra + ([stop] if stop else []))
+        if stop is not None and stop.stopped:
+            metrics["stopped_by_time_budget"] = 1  # its epochs_run is short of the budget
         self._last_model = model
         # None cannot travel to a chief over gRPC; a missing metric is an empty cell anyway
         self._last_metrics = {k: v for k, v in metrics.items() if v is not None}
@@ -516,6 +536,8 @@ class SuiteTuner(kt.Tuner):
     def pre_create_trial(self):
         if results.STOP.is_set():
             raise KeyboardInterrupt  # Ctrl-C: the finished trials are recorded; stop before the next
+        if results.out_of_time(self.deadline):
+            raise BudgetReached  # --time-budget: no new trial starts
 
     def reconcile(self):
         """After a kill: finish what the last run left half-done, rewrite trials.csv."""
@@ -607,26 +629,31 @@ def _check_buildable(family, prepared):
         keras.backend.clear_session()
 
 
-def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress):
+def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, deadline=None,
+                hard_deadline=False):
     _check_buildable(family, prepared)
     try:
         return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, results.objective_of(family, prepared.meta)),
                           family.HyperModel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
-                          epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard)
+                          epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, deadline=deadline,
+                          hard_deadline=hard_deadline)
     except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None
 
 
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
-        start_workers=None):
-    """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done."""
+        start_workers=None, deadline=None, hard_deadline=False):
+    """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
+
+    deadline: time.time() after which no trial starts (--time-budget); hard_deadline: the trial in
+    progress then stops at its next epoch end too."""
     _freeze_heap()
     keras.utils.set_random_seed(seed)
     before = finished_count(out_dir)
     progress = results.Progress(family.NAME, max_trials, before, results.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
-                    tensorboard=tensorboard, progress=progress)
+                    tensorboard=tensorboard, progress=progress, deadline=deadline, hard_deadline=hard_deadline)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
     t.oracle.first_trials = getattr(family, "FIRST_TRIALS", BaselineFirst.first_trials)
     t.reconcile()
@@ -638,6 +665,8 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
         return t.trial_rows()
     try:
         t.search(verbose=0)
+    except BudgetReached:
+        pass  # the CLI says so
     except RuntimeError as e:
         if "consecutive failures" not in str(e):
             raise
@@ -762,7 +791,7 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
         with self.lock:
             oracle, tuner_id = self.oracle, request.tuner_id
             if tuner_id not in oracle.ongoing_trials:  # (a restarted worker gets its own trial back)
-                if self.stopping or results.STOP.is_set():
+                if self.stopping or results.STOP.is_set() or results.out_of_time(self.tuner.deadline):
                     oracle.tuner_ids.discard(tuner_id)
                     return self._reply("STOPPED")
                 if not oracle._retry_queue and len(oracle.trials) >= self.max_trials and oracle.ongoing_trials:

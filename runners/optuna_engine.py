@@ -172,7 +172,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
 
 
 def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False,
-        quiet_if_done=False):
+        quiet_if_done=False, deadline=None):
     """Run trials until the study holds max_trials finished ones.
 
     worker=True: one of several processes sharing the study (prepared by the
@@ -254,7 +254,13 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         if _counted(study) + (running if shared else 0) >= max_trials:
             study.stop()
 
-    study.optimize(run_one, n_trials=None, callbacks=[after_trial, enough], catch=(Exception,))
+    def budget(study, frozen):  # --time-budget: no new trial starts after the deadline
+        if _counted(study) < max_trials and results.out_of_time(deadline):
+            study.stop()
+
+    if results.out_of_time(deadline):
+        return trial_rows(study)
+    study.optimize(run_one, n_trials=None, callbacks=[after_trial, enough, budget], catch=(Exception,))
     results.log(f"{family.NAME}: feature matrices fitted {cache.misses} times for "
                 f"{cache.hits + cache.misses} trials")
     return trial_rows(study)

@@ -213,6 +213,16 @@ def _same(a, b):
 # Ctrl-C asks the search to stop after the trial in progress (the CLI's
 # SIGINT handler sets this); the engines check it between trials.
 STOP = threading.Event()
+# Set by an engine when --time-budget ended the search before --max-trials.
+BUDGET_REACHED = threading.Event()
+
+
+def out_of_time(deadline):
+    """True (and noted) once a --time-budget deadline (time.time() value, or None) has passed."""
+    if deadline is not None and time.time() >= deadline:
+        BUDGET_REACHED.set()
+        return True
+    return False
 
 
 _crash_hits = {}

@@ -64,6 +64,15 @@ def bounded_int(low, high):
     return parse
 
 
+def duration(text):
+    """Seconds from '90s', '30m', '2h' or a plain number of seconds."""
+    import re
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 30m or 2h, got {text!r}")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
 def fraction(text):
     try:
         value = float(text)
@@ -85,6 +94,11 @@ def build_parser():
     p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1", "val_loss"),
                    help="what the search optimises and the tables rank by (default val_accuracy, the earlier "
                    "study's; the autoencoder always minimises its reconstruction MSE)")
+    p.add_argument("--time-budget", type=duration, metavar="D",
+                   help="no new trial starts after D (90s, 30m, 2h), counted from the first trial (once the "
+                   "data is ready); the search then ends with exit 0 and the same command continues it")
+    p.add_argument("--time-budget-hard", action="store_true",
+                   help="with --time-budget: also stop the Keras trial in progress at its next epoch end")
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
     p.add_argument("--workers", type=bounded_int(1, 64), default=1,
@@ -328,7 +342,10 @@ def hold_lock(out_dir):
 
 
 def main(argv=None):
+    import time
     args = build_parser().parse_args(argv)
+    if args.time_budget_hard and not args.time_budget:
+        raise UserError("--time-budget-hard needs --time-budget D")
     if args.list:
         print_families()
         return 0
@@ -366,6 +383,8 @@ def main(argv=None):
 
     # The epoch budget of the search: `compare.py --repeats` retrains baseline and best with it.
     prepared.meta["epochs"] = args.epochs or getattr(family, "EPOCHS", None)
+    # --time-budget counts from here, once the data is ready: no trial starts after it
+    deadline = time.time() + args.time_budget if args.time_budget else None
 
     if role == "worker":  # the chief holds the lock and writes trials.csv
         from runners import keras_engine
@@ -376,7 +395,7 @@ def main(argv=None):
     if args.worker:  # one of several: the process that started it holds the lock
         from runners import optuna_engine
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
-                                 sampler=tuner, storage=args.storage, worker=True)
+                                 sampler=tuner, storage=args.storage, worker=True, deadline=deadline)
         print(f"worker {os.getpid()} done", flush=True)
         return 0
     refuse_links(out_dir)
@@ -388,13 +407,18 @@ def main(argv=None):
         check_resume(out_dir, prepared.record)
         write_record(out_dir, prepared.record)
         if args.workers > 1 and family.ENGINE == "optuna":
-            rows = run_workers(family, prepared, out_dir, args, tuner, argv)
+            rows = run_workers(family, prepared, out_dir, args, tuner, argv, deadline)
         else:
-            rows = run_search(family, prepared, out_dir, args, tuner, role, argv)
+            rows = run_search(family, prepared, out_dir, args, tuner, role, argv, deadline)
     finally:
         lock.close()  # releases the lock (the OS releases it too if the process dies)
     finished = [r for r in rows if r["status"] == "COMPLETE"]
     failed = [r for r in rows if r["status"] == "FAIL"]
+    from runners import results
+    if results.BUDGET_REACHED.is_set() and len(finished) + len(failed) < args.max_trials:
+        print(f"{family.NAME}: the time budget ({args.time_budget:g} s) ended the search after "
+              f"{len(finished) + len(failed)} of {args.max_trials} trials; run the same command again to "
+              "continue it (a larger --time-budget or --max-trials goes further)", flush=True)
     where = f"best model in {out_dir}/best/" if (out_dir / "best").exists() else "no best model (no trial finished)"
     print(f"{family.NAME}: {len(finished)} {'trial' if len(finished) == 1 else 'trials'} complete, "
           f"{len(failed)} failed; results in {out_dir}/trials.csv, {where}", flush=True)
@@ -437,7 +461,7 @@ def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
     return procs
 
 
-def run_workers(family, prepared, out_dir, args, tuner, argv):
+def run_workers(family, prepared, out_dir, args, tuner, argv, deadline=None):
     """--workers N: prepare the study once, then N processes share it (one GPU each where GPUs exist)."""
     from runners import optuna_engine, results
     objective = objective_of_run(family, args)
@@ -454,7 +478,7 @@ def run_workers(family, prepared, out_dir, args, tuner, argv):
         # holds): a trial still RUNNING belonged to a worker that died. This process re-queues it
         # and runs what is left, so the search ends with --max-trials finished trials.
         return optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
-                                 sampler=tuner, quiet_if_done=True)
+                                 sampler=tuner, quiet_if_done=True, deadline=deadline)
     study = optuna_engine.prepare_study(family, out_dir, seed=args.seed, sampler=tuner, storage=args.storage,
                                         shared=True, objective=objective)
     rows = optuna_engine.trial_rows(study)
@@ -462,7 +486,7 @@ def run_workers(family, prepared, out_dir, args, tuner, argv):
     return rows
 
 
-def run_search(family, prepared, out_dir, args, tuner, role=None, argv=None):
+def run_search(family, prepared, out_dir, args, tuner, role=None, argv=None, deadline=None):
     """Hand the family and its data to its engine; write the family's comparison tables."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if family.ENGINE == "keras_tuner":
@@ -479,11 +503,12 @@ def run_search(family, prepared, out_dir, args, tuner, role=None, argv=None):
             chief = ("127.0.0.1", 0)  # the system picks a free port
         rows = keras_engine.run(family, prepared, out_dir, max_trials=args.max_trials,
                                 epochs=args.epochs or family.EPOCHS, tuner=tuner, seed=args.seed,
-                                tensorboard=args.tensorboard, chief=chief, start_workers=spawn if local else None)
+                                tensorboard=args.tensorboard, chief=chief, start_workers=spawn if local else None,
+                                deadline=deadline, hard_deadline=args.time_budget_hard)
     else:
         from runners import optuna_engine
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=args.max_trials, seed=args.seed,
-                                 sampler=tuner, storage=args.storage)
+                                 sampler=tuner, storage=args.storage, deadline=deadline)
     if hasattr(family, "comparison_tables"):  # e.g. best score per activation, loss, skip setting
         import pandas as pd
         from study_data import atomic
@@ -505,6 +530,7 @@ def _on_ctrl_c(signum, frame):
 def cli(argv=None):
     from runners import results
     results.STOP.clear()
+    results.BUDGET_REACHED.clear()
     try:
         code = main(argv)
         if results.STOP.is_set():

@@ -1,0 +1,278 @@
+#!/usr/bin/env python
+"""Run a whole study: every search of a plan, in order, then the comparison tables and the report.
+
+    python runners/study.py                                   # studies/earlier_study.toml
+    python runners/study.py --dry-run                         # the plan, what is done, time left
+    python runners/study.py --only 'lyrics_tfidf_logreg*' --lyrics-data train.csv --max-trials 2
+    python runners/study.py my_plan.toml --time-budget 5m --results-dir results
+
+A plan is TOML (studies/earlier_study.toml is the earlier study): [defaults],
+[lyrics] and [cifar] hold runners/search.py flags for every search or one
+task's, and each [[search]] names a family and may set any flag of its own.
+Each search runs as `runners/search.py` would run it, in its own process.
+Re-running the same command resumes: a search already done with the same
+budget is skipped, an unfinished one is topped up. A search that fails on bad
+input stops the study with its one line; one that fails otherwise is
+reported and the study goes on, naming it at the end.
+"""
+
+import argparse
+import fnmatch
+import json
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PLAN = ROOT / "studies" / "earlier_study.toml"
+STATE = "study_state.json"
+BUDGET_KEYS = ("max_trials", "epochs", "time_budget")
+TASK_DATA = {"lyrics": ("lyrics_data", "test_data"), "cifar": ("images_data",)}
+
+
+class StudyError(Exception):
+    """Bad input to the study runner: one line, exit 2."""
+
+
+def task_of(family):
+    return "cifar" if family.startswith("cifar_") else "lyrics"
+
+
+def search_key(entry):
+    return entry["family"] + ("_artist" if entry.get("with_artist") else "")
+
+
+def load_plan(path):
+    """The plan's searches, each a dict of flags (defaults, then its task's, then its own)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"plan not found: {path}: pass a TOML plan (see studies/earlier_study.toml)")
+    try:
+        plan = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise StudyError(f"{path} is not a readable TOML plan ({e})") from None
+    searches = plan.get("search")
+    if not isinstance(searches, list) or not searches:
+        raise StudyError(f"{path} lists no [[search]] entries")
+    out = []
+    for i, own in enumerate(searches, start=1):
+        if not isinstance(own, dict) or not isinstance(own.get("family"), str):
+            raise StudyError(f"{path}: search {i} has no family")
+        entry = {**plan.get("defaults", {}), **plan.get(task_of(own["family"]), {}), **own}
+        out.append({k.replace("-", "_"): v for k, v in entry.items()})
+    return out
+
+
+def apply_overrides(searches, args):
+    """The command line's data and budget flags over the plan's."""
+    for entry in searches:
+        if args.lyrics_data and task_of(entry["family"]) == "lyrics":
+            entry["data"] = args.lyrics_data
+        if args.test_data and task_of(entry["family"]) == "lyrics":
+            entry["test_data"] = args.test_data
+        if args.images_data and task_of(entry["family"]) == "cifar":
+            entry["data"] = args.images_data
+        for key in ("max_trials", "epochs", "time_budget", "workers"):
+            if getattr(args, key) is not None:
+                entry[key] = getattr(args, key)
+        entry["results_dir"] = args.results_dir
+    return searches
+
+
+def search_argv(entry):
+    """runners/search.py's command line for one plan entry."""
+    argv = [entry["family"]]
+    for key, value in entry.items():
+        if key == "family" or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
+
+
+def budget_of(entry):
+    return {k: entry.get(k) for k in BUDGET_KEYS}
+
+
+def describe_budget(entry):
+    parts = [f"{entry['max_trials']} trials" if entry.get("max_trials") else "10 trials"]
+    if entry.get("epochs"):
+        parts.append(f"<= {entry['epochs']} epochs")
+    if entry.get("time_budget"):
+        parts.append(f"<= {entry['time_budget']}")
+    return ", ".join(parts)
+
+
+def trials_on_record(results_dir, key):
+    """(finished trials, best validation score or None) of a search's trials.csv."""
+    import csv
+    path = Path(results_dir) / key / "trials.csv"
+    if not path.is_file():
+        return 0, None
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return 0, None
+    done = [r for r in rows if r.get("status") in ("COMPLETE", "FAIL")]
+    record = {}
+    try:
+        record = json.loads((Path(results_dir) / key / "search.json").read_text())
+    except (OSError, ValueError):
+        pass
+    name, direction = (record.get("objective") or ["val_accuracy", "max"])[:2]
+    if key.startswith("cifar_autoencoder"):
+        name, direction = "val_reconstruction_mse", "min"
+    scores = [float(r[name]) for r in done if r.get("status") == "COMPLETE" and r.get(name) not in (None, "")]
+    best = (min if direction == "min" else max)(scores) if scores else None
+    return len(done), (name, best)
+
+
+def read_state(results_dir):
+    try:
+        state = json.loads((Path(results_dir) / STATE).read_text())
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(results_dir, state):
+    from study_data import atomic
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    atomic.write_text(Path(results_dir) / STATE, json.dumps(state, indent=2))
+
+
+def is_done(state, entry):
+    s = state.get(search_key(entry))
+    return bool(s) and s.get("status") == "done" and s.get("budget") == budget_of(entry)
+
+
+def hms(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def estimate_left(state, pending):
+    """Seconds left: the mean time of the searches done so far, times those still to run."""
+    times = [s["seconds"] for s in state.values() if isinstance(s, dict) and s.get("seconds")]
+    return sum(times) / len(times) * pending if times else None
+
+
+def dry_run(searches, state, results_dir):
+    pending = 0
+    print(f"{len(searches)} searches:")
+    for k, entry in enumerate(searches, start=1):
+        key = search_key(entry)
+        n, best = trials_on_record(results_dir, key)
+        if is_done(state, entry):
+            status = f"done ({n} trials, {state[key]['seconds']:.0f} s)"
+        else:
+            pending += 1
+            status = f"{n} trials on record" if n else "not started"
+        print(f"  {k:>2}. {key:<32} {describe_budget(entry):<36} {status}")
+    left = estimate_left(state, pending)
+    print(f"{pending} to run; time left: " + (f"~{hms(left)} (from the searches done so far)" if left is not None
+                                            else "unknown until a search has run (at most the sum of the time budgets)"))
+
+
+def run_step(argv):
+    """One child process (a search, compare or report), its output passed through; its exit code."""
+    return subprocess.call([sys.executable, *argv])
+
+
+def run_study(searches, args):
+    results_dir = args.results_dir
+    state = read_state(results_dir)
+    start, failed = time.time(), []
+    ran = 0
+    for k, entry in enumerate(searches, start=1):
+        key = search_key(entry)
+        if is_done(state, entry):
+            print(f"[study] search {k} of {len(searches)}: {key} already done; skipped", flush=True)
+            continue
+        pending = sum(not is_done(state, e) for e in searches[k - 1:])
+        left = estimate_left(state, pending)
+        print(f"[study] search {k} of {len(searches)}: {key} ({describe_budget(entry)}) | elapsed "
+              f"{hms(time.time() - start)}" + (f" | ~{hms(left)} left" if left is not None else ""), flush=True)
+        t0 = time.time()
+        code = run_step([str(ROOT / "runners" / "search.py"), *search_argv(entry)])
+        seconds = time.time() - t0
+        ran += 1
+        if code == 2:  # bad input: the search printed its one line
+            raise StudyError(f"the study stopped at {key} (bad input, above); fix it and run the same command "
+                             "to resume")
+        n, best = trials_on_record(results_dir, key)
+        if code != 0:
+            failed.append(key)
+            state[key] = {"status": "failed", "exit_code": code, "seconds": round(seconds, 1),
+                          "budget": budget_of(entry)}
+            print(f"[study] {key} failed (exit code {code}); going on with the rest", flush=True)
+        else:
+            state[key] = {"status": "done", "seconds": round(seconds, 1), "trials": n, "budget": budget_of(entry)}
+            score = f"best {best[0]} {best[1]:.4f}" if best and best[1] is not None else "no finished trial"
+            print(f"[study] {key} done in {hms(seconds)}: {n} trials, {score}", flush=True)
+        write_state(results_dir, state)
+    if ran or not (Path(results_dir) / "report.html").exists():
+        for script in ("compare.py", "report.py"):
+            if run_step([str(ROOT / "analysis" / script), "--results-dir", results_dir]) != 0:
+                failed.append(script)
+    print(f"[study] {len(searches)} searches, {ran} run now, in {hms(time.time() - start)}; report in "
+          f"{Path(results_dir) / 'report.html'}", flush=True)
+    if failed:
+        print(f"[study] failed: {', '.join(failed)}; run the same command to retry them", flush=True)
+        return 1
+    return 0
+
+
+def build_parser():
+    from runners.search import duration, positive_int
+    p = argparse.ArgumentParser(prog="runners/study.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN), help="a TOML plan (default: the earlier study)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and the time left; run nothing")
+    p.add_argument("--only", metavar="GLOB", help="only the searches whose name matches, e.g. 'lyrics_*'")
+    p.add_argument("--lyrics-data", help="--data of every lyrics search")
+    p.add_argument("--test-data", help="--test-data of every lyrics search")
+    p.add_argument("--images-data", help="--data of every CIFAR search")
+    p.add_argument("--max-trials", type=positive_int, help="every search's --max-trials")
+    p.add_argument("--epochs", type=positive_int, help="every Keras search's --epochs")
+    p.add_argument("--time-budget", type=duration, metavar="D", help="every search's --time-budget (90s, 30m, 2h)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--workers", type=positive_int, help="every search's --workers")
+    return p
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise StudyError(f"{message} (see --help)")
+
+
+def main(argv=None):
+    parser = build_parser()
+    parser.__class__ = Parser
+    try:
+        args = parser.parse_args(argv)
+        if args.time_budget is not None:
+            args.time_budget = f"{args.time_budget:g}s"
+        searches = apply_overrides(load_plan(args.plan), args)
+        if args.only:
+            searches = [e for e in searches if fnmatch.fnmatch(search_key(e), args.only)]
+            if not searches:
+                raise StudyError(f"--only {args.only!r} matches no search of the plan")
+        if args.dry_run:
+            dry_run(searches, read_state(args.results_dir), args.results_dir)
+            return 0
+        return run_study(searches, args)
+    except StudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished searches are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    sys.exit(main())
