@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from study_data import atomic
+from study_data import UserError, atomic
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
 HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]
@@ -135,7 +135,6 @@ def best_score(out_dir, objective=OBJECTIVE):
     value = meta.get("metrics", {}).get(objective[0]) if isinstance(meta, dict) and \
         isinstance(meta.get("metrics"), dict) else None
     if not is_score(value):
-        from study_data import UserError
         raise UserError(f"{folder / 'meta.json'} is damaged (no {objective[0]} recorded): restore it, or delete "
                         f"{folder} to let the best later trial replace it, or start again with --fresh")
     return value
