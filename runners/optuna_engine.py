@@ -126,7 +126,7 @@ def open_storage(out_dir, url=None):
     URL shared by workers (e.g. postgresql://...). Workers send heartbeats; a
     worker that dies leaves a trial whose heartbeat stops, and the next worker to
     start a trial marks it FAIL and queues its parameters again."""
-    url = url or _storage_url(out_dir)
+    url = _with_installed_driver(url or _storage_url(out_dir))
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental
@@ -137,6 +137,16 @@ def open_storage(out_dir, url=None):
     except Exception as e:
         raise UserError(f"cannot open the study storage {url!r} ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _with_installed_driver(url):
+    """postgresql://... with the PostgreSQL driver that is installed: SQLAlchemy's default for that scheme is
+    psycopg2, while the suite's `postgres` extra installs psycopg (3)."""
+    import importlib.util
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None \
+            and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
 
 
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,

@@ -16,14 +16,12 @@ FAST = ["--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]
 
 
 @pytest.fixture(scope="module")
-def res(tmp_path_factory, small_lyrics):
+def res(tmp_path_factory, small_lyrics, cifar_chain):
     r = tmp_path_factory.mktemp("analysis") / "results"
+    shutil.copytree(cifar_chain, r)  # cifar_cnn -> cifar_autoencoder -> cifar_transfer on the demo images
     runs = [["lyrics_tfidf_logreg", "--data", small_lyrics, "--max-trials", 4, *FAST],
             ["lyrics_tfidf_logreg", "--with-artist", "--data", small_lyrics, "--max-trials", 2, *FAST],
-            ["lyrics_lstm", "--data", small_lyrics, "--max-trials", 2, "--epochs", 1, *FAST],
-            ["cifar_cnn", "--data", "demo", "--max-trials", 2, "--epochs", 1],
-            ["cifar_autoencoder", "--data", "demo", "--max-trials", 2, "--epochs", 1],
-            ["cifar_transfer", "--data", "demo", "--max-trials", 2, "--epochs", 1]]
+            ["lyrics_lstm", "--data", small_lyrics, "--max-trials", 2, "--epochs", 1, *FAST]]
     for args in runs:
         assert cli([str(a) for a in args] + ["--results-dir", str(r)]) == 0
     return r

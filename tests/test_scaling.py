@@ -140,7 +140,7 @@ def postgres_url():
         pw = pwd.getpwnam("postgres")
     except KeyError:
         pytest.skip("no postgres user to run the server as")
-    pytest.importorskip("psycopg2")
+    pytest.importorskip("psycopg")  # the `postgres` extra's driver
     bindir = Path(initdb).parent
     root = Path(tempfile.mkdtemp(prefix="pg-"))
     os.chown(root, pw.pw_uid, pw.pw_gid)
