@@ -86,7 +86,7 @@ def test_mcnemar_pairs_models_on_the_same_test_rows(tables):
 
 
 def test_repeats_retrain_baseline_and_best_with_an_interval(res, tables):
-    t = compare.compare(res, ["lyrics_tfidf_logreg", "cifar_autoencoder"], 2)["repeats"].set_index("search")
+    t = compare.compare(res, ["lyrics_tfidf_logreg"], 2)["repeats"].set_index("search")
     lr = t.loc["lyrics_tfidf_logreg"]
     # logistic regression (newton-cg) does not depend on the seed: said so, with no spread reported
     assert lr["metric"] == "test_accuracy" and np.isnan(lr["best_std"]) and "deterministic" in lr["note"]
@@ -95,10 +95,11 @@ def test_repeats_retrain_baseline_and_best_with_an_interval(res, tables):
     assert lr["best_mean"] == pytest.approx(saved["test_accuracy"].iloc[0])
     assert lr["gain"] == pytest.approx(lr["best_mean"] - lr["baseline_mean"])
     assert lr["gain_low"] <= lr["gain"] <= lr["gain_high"]
-    # the autoencoder is retrained and scored on its own metric (this ended in a traceback)
-    ae = t.loc["cifar_autoencoder"]
+    # the autoencoder is retrained and scored on its own metric (this ended in a traceback); one seed is
+    # enough for that, and has no interval
+    ae = compare.repeats(res, ["cifar_autoencoder"], 1).iloc[0]
     assert ae["metric"] == "test_reconstruction_mse" and 0 < ae["best_mean"] < 1 and 0 < ae["baseline_mean"] < 1
-    assert ae["gain_low"] <= ae["gain"] <= ae["gain_high"]
+    assert ae["gain"] == pytest.approx(ae["best_mean"] - ae["baseline_mean"]) and np.isnan(ae["gain_low"])
 
 
 def test_welch_interval_of_the_gain_from_seeds(monkeypatch):
