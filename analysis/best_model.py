@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study_data import UserError
+from suite_common import UserError
 from study_data.lyrics import TextEncoder, artist_index, model_inputs
 
 # skops: the exact types the suite's Optuna families save, by skops node kind,

@@ -28,17 +28,13 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: python analysis/compare.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import runners  # noqa: F401,E402 - before pandas: how memory is allocated (runners/__init__.py)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 import search_spaces
 from analysis.best_model import load_best
 from runners import results
-from study_data import UserError, atomic
+from suite_common import UserError, atomic
 
 TASKS = ("lyrics", "cifar")
 
@@ -310,5 +306,12 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def entry_point():
+    """`python analysis/compare.py` and its console script."""
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -14,20 +14,16 @@ its own test set.)
 
 import argparse
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import runners  # noqa: F401,E402 - before pandas: how memory is allocated (runners/__init__.py)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from analysis import compare  # noqa: E402
-from analysis.best_model import load_best  # noqa: E402
-from runners import results  # noqa: E402
-from search_spaces import get_family  # noqa: E402
-from study_data import UserError  # noqa: E402
+from analysis import compare
+from analysis.best_model import load_best
+from runners import results
+from search_spaces import get_family
+from suite_common import UserError
 
 
 def best_models(results_dir):
@@ -125,5 +121,12 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def entry_point():
+    """`python analysis/demo.py` and its console script."""
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

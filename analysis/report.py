@@ -26,20 +26,17 @@ import shutil
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import runners  # noqa: F401,E402 - before pandas: how memory is allocated (runners/__init__.py)
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from analysis import compare  # noqa: E402
-from runners import results  # noqa: E402
-from study_data import UserError, atomic  # noqa: E402
+from analysis import compare
+from runners import results
+from suite_common import UserError, atomic
 
 
 def save(fig, path):
@@ -303,5 +300,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def entry_point():
+    """`python analysis/report.py` and its console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -10,8 +10,6 @@ same held-out test split as the saved one, the same way.
 import tempfile
 from pathlib import Path
 
-import runners  # noqa: F401 - before pandas (study_data.lyrics): how memory is allocated (runners/__init__.py)
-import numpy as np
 
 from analysis.best_model import BestModel, load_best
 from runners.search import build_parser, prepare_cifar, prepare_lyrics

@@ -18,21 +18,18 @@ compilation, is reported apart). Prints images/s and the ratios to plain.
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import runners  # noqa: F401,E402 - before Keras: how memory is allocated (runners/__init__.py), for both sides
-import keras  # noqa: E402
-import keras_tuner as kt  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import keras_tuner as kt
+import numpy as np
 
-from runners import keras_engine  # noqa: E402
-from runners.search import Prepared  # noqa: E402
-from search_spaces import cifar_cnn  # noqa: E402
+from runners import keras_engine
+from runners.search import Prepared
+from search_spaces import cifar_cnn
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -95,4 +92,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

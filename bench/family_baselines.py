@@ -49,4 +49,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

@@ -18,17 +18,15 @@ random search's total epochs.
 """
 
 import argparse
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from runners.search import cli  # noqa: E402 - before pandas: how memory is allocated (runners/__init__.py)
+from runners.search import cli
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 TARBALL = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 
@@ -83,4 +81,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

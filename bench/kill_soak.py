@@ -22,10 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from analysis.best_model import load_best  # noqa: E402
-from study_data.lyrics import make_demo_table  # noqa: E402
+from analysis.best_model import load_best
+from study_data.lyrics import make_demo_table
 
 
 def check(res, family):

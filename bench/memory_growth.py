@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def rss_mb():
@@ -90,4 +89,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

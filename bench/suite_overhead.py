@@ -33,8 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 def data(images):
     import numpy as np
@@ -167,4 +165,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

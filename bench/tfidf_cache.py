@@ -9,18 +9,15 @@ Prints both wall times and their ratio.
 """
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import optuna
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runners import optuna_engine  # noqa: E402
-from runners.search import build_parser, prepare_lyrics  # noqa: E402
-from search_spaces import lyrics_tfidf_logreg as family  # noqa: E402
+from runners import optuna_engine
+from runners.search import build_parser, prepare_lyrics
+from search_spaces import lyrics_tfidf_logreg as family
 
 
 class NoCache(optuna_engine.FeatureCache):

@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 TARGETS = (0.80, 0.85, 0.90)
 PROGRESS = re.compile(r"trial (\d+) of \d+ (\w+):.*?\| best ([0-9.]+) .*?\| elapsed (\d+):(\d\d):(\d\d)")
 
@@ -171,4 +170,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())

@@ -9,7 +9,6 @@ sample fraction 1 into an empty cache, and again from the cache.
 """
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,9 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from study_data import lyrics  # noqa: E402
+from study_data import lyrics
 
 REAL = ROOT.parent / "shared" / "data" / "lyrics" / "mll-train-subset-en-900.tsv"
 

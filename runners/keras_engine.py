@@ -39,7 +39,7 @@ import keras_tuner as kt
 from keras_tuner.src import utils as kt_utils
 
 from runners import results
-from study_data import UserError, atomic
+from suite_common import UserError, atomic
 
 
 # On the JAX or PyTorch backend Keras still imports TensorFlow whenever it is

@@ -25,7 +25,7 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 from runners import results
-from study_data import UserError
+from suite_common import UserError
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 3

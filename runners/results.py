@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from study_data import UserError, atomic
+from suite_common import UserError, atomic
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
 HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]

@@ -20,8 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import runners  # noqa: F401 - first: how memory is allocated, set before Keras starts (runners/__init__.py)
-from study_data import UserError
+from suite_common import UserError
 
 TUNERS = {"keras_tuner": ("random", "bayesian", "hyperband"), "optuna": ("tpe", "random")}
 
@@ -203,7 +202,7 @@ def check_resume(out_dir, record):
 def write_record(out_dir, record):
     import json
     from runners import results
-    from study_data import atomic
+    from suite_common import atomic
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out_dir / results.RUN_RECORD, json.dumps(record, indent=2))
 
@@ -511,7 +510,7 @@ def run_search(family, prepared, out_dir, args, tuner, role=None, argv=None, dea
                                  sampler=tuner, storage=args.storage, deadline=deadline)
     if hasattr(family, "comparison_tables"):  # e.g. best score per activation, loss, skip setting
         import pandas as pd
-        from study_data import atomic
+        from suite_common import atomic
         trials = pd.read_csv(out_dir / "trials.csv")
         for name, table in family.comparison_tables(trials, objective_of_run(family, args)[0]).items():
             atomic.write_text(out_dir / f"{name}.csv", table.to_csv(index=False))
@@ -549,9 +548,14 @@ def cli(argv=None):
         return 130
 
 
-if __name__ == "__main__":
-    # Quieter TensorFlow start-up; set before Keras is first imported.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def entry_point():
+    """`python runners/search.py` and the `lyrics-search` console script."""
+    from suite_common.process import tune_this_process
+    tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     import signal
     signal.signal(signal.SIGINT, _on_ctrl_c)
     sys.exit(cli())
+
+
+if __name__ == "__main__":
+    entry_point()

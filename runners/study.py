@@ -139,7 +139,7 @@ def read_state(results_dir):
 
 
 def write_state(results_dir, state):
-    from study_data import atomic
+    from suite_common import atomic
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     atomic.write_text(Path(results_dir) / STATE, json.dumps(state, indent=2))
 
@@ -272,7 +272,10 @@ def main(argv=None):
         return 130
 
 
-if __name__ == "__main__":
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+def entry_point():
+    """`python runners/study.py` and its console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -18,7 +18,7 @@ import importlib
 import pkgutil
 from fnmatch import fnmatch
 
-from study_data import UserError
+from suite_common import UserError
 
 _REQUIRED = ("NAME", "TASK", "ENGINE", "DESCRIPTION")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study_data import UserError
+from suite_common import UserError
 
 
 def _packaged_glove():

@@ -29,7 +29,7 @@ import pandas as pd
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.model_selection import train_test_split
 
-from study_data import UserError, atomic, log
+from suite_common import UserError, atomic, log
 
 # The earlier study's preprocessing, as defaults.
 DEFAULT_OPTIONS = {

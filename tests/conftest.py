@@ -5,7 +5,6 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import runners  # noqa: F401,E402 - before the tests' pandas and Keras, as the CLI: how memory is allocated
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -13,7 +13,8 @@ import pytest
 import search_spaces
 from analysis.best_model import load_best
 from runners.search import cli
-from study_data import UserError, images
+from suite_common import UserError
+from study_data import images
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ import skops.io as sio
 from analysis import demo
 from analysis.best_model import load_best
 from runners.search import cli
-from study_data import UserError, images, lyrics
+from suite_common import UserError
+from study_data import images, lyrics
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--seq-len", "30", "--vocab-size", "300"]

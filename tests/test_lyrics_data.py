@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study_data import UserError, lyrics
+from suite_common import UserError
+from study_data import lyrics
 from study_data.lyrics import TextEncoder
 
 

@@ -11,7 +11,7 @@ import skops.io as sio
 import search_spaces
 from analysis.best_model import _load_skops, load_best
 from runners.search import cli
-from study_data import UserError
+from suite_common import UserError
 from study_data.embeddings import embedding_matrix
 
 KERAS_FAMILIES = search_spaces.list_families(task="lyrics", engine="keras_tuner")

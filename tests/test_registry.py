@@ -1,7 +1,7 @@
 import pytest
 
 import search_spaces
-from study_data import UserError
+from suite_common import UserError
 
 
 def test_lists_and_filters_families():

@@ -16,7 +16,8 @@ import skops.io as sio
 
 from analysis.best_model import load_best
 from runners.search import cli, hold_lock
-from study_data import UserError, lyrics
+from suite_common import UserError
+from study_data import lyrics
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]

@@ -1,0 +1,127 @@
+"""Process settings: nothing changes on import; the entry points set them, before any framework starts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+IMPORT_EVERYTHING = r"""
+import ctypes, os, sys, warnings
+import pandas, sklearn.linear_model  # noqa: F401 - already imported by whoever imports the suite
+import keras, keras_tuner, optuna  # noqa: F401 - the frameworks set variables of their own (TF2_BEHAVIOR, ...)
+calls = []
+class Recording(ctypes.CDLL):
+    def __getattr__(self, name):
+        calls.append(name)
+        return super().__getattr__(name)
+ctypes.CDLL = Recording
+warnings.simplefilter("error")
+before, stdout = dict(os.environ), sys.stdout
+import importlib, pkgutil
+for package in ("suite_common", "study_data", "search_spaces", "runners", "analysis"):
+    importlib.import_module(package)
+    for info in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
+        importlib.import_module(info.name)
+import search_spaces
+search_spaces.list_families()
+assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())
+assert sys.stdout is stdout
+assert "mallopt" not in calls and "malloc_info" not in calls, calls
+print("ok", len(sys.modules))
+"""
+
+
+def test_importing_any_package_changes_no_process_state():
+    """Each package and module, imported after pandas and scikit-learn with warnings as errors: no warning,
+    no environment variable set, no mallopt call, sys.stdout left alone."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith(("MALLOC_", "TF_"))}
+    out = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT, env={**env, "KERAS_BACKEND": "tensorflow"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("ok"), out.stdout
+
+
+def glibc_defaults_env(**env):
+    """This environment without the malloc settings of the shell running the tests: glibc's defaults to start
+    from (a user's GLIBC_TUNABLES or MALLOC_* makes the suite leave malloc alone)."""
+    ours = {k: v for k, v in os.environ.items()
+            if k not in ("GLIBC_TUNABLES", "SEARCH_SUITE_PROCESS_TUNED") and not k.startswith("MALLOC_")}
+    return {**ours, "KERAS_BACKEND": "tensorflow", **env}
+
+
+LARGE_BUFFERS_IN_THREADS = """
+import ctypes, resource, sys, threading
+if sys.argv[1] == "entry-point":
+    from suite_common.process import tune_this_process
+    tune_this_process()  # as the CLI does: may start this command again with the settings
+import pandas  # noqa: F401 - its pyarrow starts a thread that takes a heap of its own
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+size = 128 << 20  # above glibc's largest automatic mmap threshold (32 MB), as cifar_cnn's 67 MB at batch 256
+
+def steps():  # like a training step's buffers: allocated, written, freed, in a worker thread
+    for _ in range(10):
+        block = libc.malloc(size)
+        ctypes.memset(block, 1, size)
+        libc.free(block)
+
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+workers = [threading.Thread(target=steps) for _ in range(4)]  # like TensorFlow's thread pool
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_the_entry_points_settings_reuse_large_buffers_instead_of_faulting_them_in_again():
+    """With TensorFlow's oneDNN pool off (for memory), glibc's malloc serves its buffers; with the entry
+    points' settings it reuses large freed blocks, whatever was imported after: 4 threads' 10 steps each fault
+    their pages in about once, not 10 times. A malloc setting the user made wins; other backends keep glibc's
+    defaults."""
+    def page_faults(mode, **env):
+        out = subprocess.run([sys.executable, "-c", LARGE_BUFFERS_IN_THREADS, mode], capture_output=True,
+                             text=True, timeout=120, cwd=ROOT, env=glibc_defaults_env(**env))
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.split()[-1])
+
+    blocks, pages = 4, (128 << 20) // 4096  # 4 threads' blocks alive at once, pages in each
+    every_step = 10 * blocks * pages
+    plain = page_faults("plain")
+    tuned = page_faults("entry-point")
+    users = page_faults("entry-point", MALLOC_MMAP_THRESHOLD_="131072")
+    jax = page_faults("entry-point", KERAS_BACKEND="jax")
+    assert plain > 0.75 * every_step, plain  # glibc's default maps each block afresh
+    assert tuned < 2 * blocks * pages, (tuned, plain)
+    assert users > 0.75 * every_step, users
+    assert jax > 0.75 * every_step, jax  # TensorFlow's setting only
+
+
+SETTINGS_SEEN = """
+import os, runpy, sys
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    print("GLIBC_TUNABLES=" + os.environ.get("GLIBC_TUNABLES", ""), "ONEDNN=" +
+          os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", ""), "pid=" + str(os.getpid()), flush=True)
+"""
+
+
+@pytest.mark.parametrize("script, args", [("runners/search.py", ["--list"]),
+                                          ("analysis/compare.py", ["--help"]),
+                                          ("analysis/demo.py", ["--help"])])
+def test_the_entry_points_apply_the_settings(script, args):
+    """The CLI and the scripts that train in-process start with the settings (the same process id: the
+    command is started again in place)."""
+    out = subprocess.run([sys.executable, "-c", SETTINGS_SEEN, str(ROOT / script), *args], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT, env=glibc_defaults_env())
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1]
+    assert "GLIBC_TUNABLES=glibc.malloc.arena_max=1" in last and "ONEDNN=1" in last, last
