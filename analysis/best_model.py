@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from suite_common import UserError
-from study_data.lyrics import TextEncoder, artist_index, model_inputs
+from study_data.text import TextEncoder, artist_index, model_inputs
 
 # skops: the exact types the suite's Optuna families save, by skops node kind,
 # module and name, and nothing else: no function, no other class. Trusting whole
@@ -33,7 +33,8 @@ SKOPS_ALLOWED = {
     ("ObjectNode", "sklearn.linear_model._logistic", "LogisticRegression"),
     ("ObjectNode", "sklearn.tree._classes", "DecisionTreeClassifier"),
     ("TreeNode", "sklearn.tree._tree", "Tree"),
-    ("ObjectNode", "study_data.lyrics", "TokenIdFeatures"),
+    ("ObjectNode", "study_data.text", "TokenIdFeatures"),
+    ("ObjectNode", "study_data.lyrics", "TokenIdFeatures"),  # decision trees saved before study_data/text.py
     *(("NdArrayNode", "numpy", t) for t in ("ndarray", "int64", "int32", "float64", "float32", "bool_")),
     *(("TypeNode", "numpy", t) for t in ("int64", "int32", "float64", "float32", "bool_")),
     *(("TypeNode", "builtins", t) for t in ("str", "int", "float", "bool")),
@@ -113,10 +114,15 @@ class BestModel:
         """Test-set metrics of the saved model; also returns labels and predictions."""
         return self.score(*self.test_split(results_dir))
 
+    @property
+    def reconstructs_input(self):
+        """An autoencoder (its family's targets are its images): scored by reconstruction error."""
+        return self.meta.get("targets") == "images"
+
     def score(self, x, y):
         """Metrics of the model on inputs x with labels y, and (y, predictions); an autoencoder's
         reconstruction error (predictions None)."""
-        if self.meta["family"] == "cifar_autoencoder":
+        if self.reconstructs_input:
             recon = np.asarray(self.model.predict(x, batch_size=256, verbose=0))
             return {"test_reconstruction_mse": float(np.mean((recon - x) ** 2))}, y, None
         from sklearn.metrics import accuracy_score, f1_score
@@ -129,7 +135,8 @@ class BestModel:
 
 def check_meta(meta):
     """A best model's meta.json, its values checked before anything is built from them (ValueError if not)."""
-    from study_data.lyrics import DEFAULT_OPTIONS, MAX_SEQ_LEN, MAX_VOCAB
+    from study_data.lyrics import DEFAULT_OPTIONS
+    from study_data.text import MAX_SEQ_LEN, MAX_VOCAB
 
     def need(ok, what):
         if not ok:
@@ -164,11 +171,20 @@ def check_meta(meta):
 
 
 def load_best(family, results_dir="results", with_artist=False):
-    """The best model of results/<family>/best/ (<family>_artist/ with the artist), ready to predict."""
-    folder = Path(results_dir) / (family + ("_artist" if with_artist else "")) / "best"
+    """The best model of a search, ready to predict: `family` names it (results_dir/<family>/best/, or
+    <family>_artist/ with the artist), or is the path of a best/ folder itself. Works from any directory."""
+    given = Path(family).expanduser()
+    if given.is_dir() and (given / "meta.json").exists():  # a best/ folder
+        folder, family = given.resolve(), given.resolve().parent.name
+        command = f"python runners/search.py {family.removesuffix('_artist')}" + \
+            (" --with-artist" if family.endswith("_artist") else "")
+    else:
+        folder = Path(results_dir).expanduser().resolve() / (family + ("_artist" if with_artist else "")) / "best"
+        command = f"python runners/search.py {family}" + (" --with-artist" if with_artist else "") + \
+            (f" --results-dir {Path(results_dir)}" if Path(results_dir) != Path("results") else "")
     meta_path = folder / "meta.json"
     if not meta_path.exists():
-        raise UserError(f"no saved best model in {folder}: run `python runners/search.py {family}` first")
+        raise UserError(f"no saved best model in {folder}: run `{command}` first")
     try:
         meta = check_meta(json.loads(meta_path.read_text()))
         encoder = TextEncoder.from_json((folder / "tokenizer.json").read_text()) if meta["inputs"] != "images" else None
@@ -180,7 +196,7 @@ def load_best(family, results_dir="results", with_artist=False):
                         "re-run the search to save it again") from None
     model_path = folder / meta["model_file"]
     if not model_path.exists():
-        raise UserError(f"{model_path} is missing; re-run `python runners/search.py {family}` to save it again")
+        raise UserError(f"{model_path} is missing; re-run `{command}` to save it again")
     if model_path.suffix == ".skops":
         model = _load_skops(model_path)
     else:

@@ -33,7 +33,7 @@ import pandas as pd
 
 import search_spaces
 from analysis.best_model import load_best
-from runners import results
+from runners import trials_table
 from suite_common import UserError, atomic
 
 TASKS = ("lyrics", "cifar")
@@ -113,11 +113,11 @@ def majority_reference(meta, test_labels=None, test_predictions=None):
 def summarize(folder, family, results_dir):
     """One comparison row for a search folder; test scores from its saved best model."""
     trials = read_trials(folder)
-    name, direction = results.folder_objective(folder, family)
+    name, direction = trials_table.folder_objective(folder, family)
     done = trials[(trials["status"] == "COMPLETE") & trials[name].notna()] if name in trials else trials.iloc[:0]
-    row = {"family": family.NAME, "variant": "lyrics+artist" if folder.name.endswith("_artist")
-           else ("lyrics" if family.TASK == "lyrics" else f"block {family.BLOCK}"),
-           "engine": family.ENGINE, "objective": name,
+    row = {"family": family.name, "variant": "lyrics+artist" if folder.name.endswith("_artist")
+           else ("lyrics" if family.task == "lyrics" else f"block {family.block}"),
+           "engine": family.engine, "objective": name,
            "trials_finished": int((trials["status"] == "COMPLETE").sum()),
            "trials_failed": int((trials["status"] == "FAIL").sum())}
     if done.empty:
@@ -132,7 +132,7 @@ def summarize(folder, family, results_dir):
                best_epochs=best.get("epochs_run"))
     model = None
     try:
-        model = load_best(family.NAME, results_dir, with_artist=folder.name.endswith("_artist"))
+        model = load_best(family.name, results_dir, with_artist=folder.name.endswith("_artist"))
         row["parameters"] = model.meta.get("parameter_count")
         row["data"] = model.meta["data"]["source"]
         scores, y, pred = model.score_test(results_dir)
@@ -191,8 +191,8 @@ def sub_comparisons(folders):
     """Task 2's small tables, recomputed from the trials of the families that define them."""
     tables = {}
     for folder, family in folders:
-        if hasattr(family, "comparison_tables"):
-            objective = results.folder_objective(folder, family)[0]
+        if family.comparison_tables is not None:
+            objective = trials_table.folder_objective(folder, family)[0]
             for name, table in family.comparison_tables(read_trials(folder), objective).items():
                 tables[name.replace("compare_", "comparison_cifar_")] = table
     return tables

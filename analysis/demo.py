@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis import compare
 from analysis.best_model import load_best
-from runners import results
+from runners import trials_table
 from search_spaces import get_family
 from suite_common import UserError
 
@@ -31,7 +31,7 @@ def best_models(results_dir):
     out = []
     for folder, family in compare.search_folders(results_dir):
         try:
-            out.append((folder, load_best(family.NAME, results_dir, with_artist=folder.name.endswith("_artist"))))
+            out.append((folder, load_best(family.name, results_dir, with_artist=folder.name.endswith("_artist"))))
         except UserError as e:
             compare.problem(str(e))
     if not out:
@@ -47,7 +47,7 @@ def score_all(results_dir):
         except UserError as e:
             compare.problem(str(e))
             continue
-        objective = results.folder_objective(folder, get_family(model.family))[0]  # what chose this model
+        objective = trials_table.folder_objective(folder, get_family(model.family))[0]  # what chose this model
         rows.append({"search": folder.name, "trial": model.meta["trial_id"], "objective": objective,
                      "val": model.meta["metrics"].get(objective),
                      **scores, "test_rows": len(y), "data": model.meta["data"]["source"]})
@@ -107,7 +107,7 @@ def main(argv=None):
         elif args.image is not None:
             image = read_image(args.image)
             model = choose(args.results_dir, args.family,
-                           lambda m: m.meta["inputs"] == "images" and m.family != "cifar_autoencoder")
+                           lambda m: m.meta["inputs"] == "images" and not m.reconstructs_input)
             probs = model.predict_proba(image)[0]
             print(f"{model.family} ({model.meta['variant']}: {', '.join(model.label_names)}):")
             for name, p in top3(model, probs):

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import compare
-from runners import results
+from runners import best_store, trials_table
 from suite_common import UserError, atomic
 
 
@@ -144,6 +144,7 @@ def md_image(path, root):
 
 
 def build_report(results_dir="results"):
+    """The report's sections in the order they are read (long on purpose: one linear page)."""
     root = Path(results_dir)
     scored = {}
     tables = compare.compare(results_dir, scored=scored)
@@ -202,9 +203,9 @@ def build_report(results_dir="results"):
         except UserError as e:
             compare.problem(str(e))
             continue
-        objective = results.folder_objective(folder, family)
+        objective = trials_table.folder_objective(folder, family)
         lines += [f"### {folder.name}", ""]
-        best = results.best_meta(folder)
+        best = best_store.best_meta(folder)
         for plot in (learning_curves(folder, best["trial_id"], out) if best else None,
                      optimisation_history(folder, trials, objective, out),
                      _safe_importance(folder, trials, objective, out)):

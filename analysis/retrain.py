@@ -12,7 +12,8 @@ from pathlib import Path
 
 
 from analysis.best_model import BestModel, load_best
-from runners.search import build_parser, prepare_cifar, prepare_lyrics
+from runners.prepare import prepare_cifar, prepare_lyrics
+from runners.search import build_parser
 from search_spaces import get_family
 
 
@@ -48,26 +49,26 @@ def retrain(family_name, results_dir, k, with_artist=False, which="best"):
     args = search_args(saved.meta, results_dir)
     prepared = prepare_cifar(family, args) if saved.meta["inputs"] == "images" else prepare_lyrics(family, args)
     x_test, y_test = saved.test_split(results_dir)
-    epochs = saved.meta.get("epochs") or getattr(family, "EPOCHS", None)
-    if family.ENGINE == "keras_tuner":
+    epochs = saved.meta.get("epochs") or family.epochs
+    if family.engine == "keras_tuner":
         import keras_tuner as kt
-        from runners import keras_engine
+        from runners.keras_search import oracles, trial
         space = kt.HyperParameters()
-        family.HyperModel(prepared.spec).build(space)
-        baseline = keras_engine.default_values(space.space)
+        family.hypermodel(prepared.spec).build(space)
+        baseline = oracles.default_values(space.space)
     else:
-        baseline = dict(family.DEFAULTS)
+        baseline = dict(family.defaults)
     best = dict(saved.meta["hyperparameters"])
     best_is_baseline = all(baseline.get(name) == value for name, value in best.items())
     params = best if which == "best" else baseline
     scores = []
     for i in range(1, k + 1):
         seed = saved.meta["seed"] + 1000 * i
-        if family.ENGINE == "keras_tuner":
+        if family.engine == "keras_tuner":
             hp = kt.HyperParameters()
             hp.values = dict(params)
             with tempfile.TemporaryDirectory() as tmp:
-                model, _ = keras_engine.train(family, family.HyperModel(prepared.spec), hp, prepared,
+                model, _ = trial.train(family, family.hypermodel(prepared.spec), hp, prepared,
                                               epochs=epochs, seed=seed, history_path=Path(tmp) / "history.csv")
         else:
             from runners import optuna_engine

@@ -7,11 +7,11 @@
 Same model (the earlier study's configuration), data, batch size and backend,
 one after the other in this process:
   plain   model.fit(x, y) on NumPy arrays, no callbacks;
-  suite   keras_engine.train, as every trial runs (its callbacks, validation
+  suite   runners.keras_search.trial.train, as every trial runs (its callbacks, validation
           metrics), without fused steps (SEARCH_SUITE_FUSE_STEPS=0);
   fused   the same with the suite's GPU path: on JAX, fused train steps
-          (keras_engine.fuse_train_steps); on PyTorch with a CUDA GPU, each
-          step replayed as a recorded CUDA graph (keras_engine.graph_train_steps).
+          (runners/keras_search/accelerate.py); on PyTorch with a CUDA GPU, each
+          step replayed as a recorded CUDA graph (runners/keras_search/accelerate.py).
 Random images of CIFAR's shape; steady epochs only (the first, with
 compilation, is reported apart). Prints images/s and the ratios to plain.
 """
@@ -27,9 +27,11 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from runners import keras_engine
-from runners.search import Prepared
-from search_spaces import cifar_cnn
+from runners.keras_search import trial as keras_engine
+import dataclasses
+
+from runners.prepare import Prepared
+from search_spaces import get_family
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -60,14 +62,14 @@ def main():
     x = rng.random((args.images, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 50, args.images)
     xv, yv = x[:256], y[:256]
-    cifar_cnn.PATIENCE = args.epochs + 1  # every epoch runs
+    cifar_cnn = dataclasses.replace(get_family("cifar_cnn"), patience=args.epochs + 1)  # every epoch runs
     results = {}
     for mode in args.modes.split(","):
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
         hp = kt.HyperParameters()
         hp.values["batch_size"] = args.batch
-        hm = cifar_cnn.HyperModel({"n_classes": 50})
+        hm = cifar_cnn.hypermodel({"n_classes": 50})
         timer = EpochTimer()
         if mode == "plain":
             model = hm.build(hp)

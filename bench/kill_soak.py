@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 from analysis.best_model import load_best
-from study_data.lyrics import make_demo_table
+from study_data.lyrics_demo import make_demo_table
 
 
 def check(res, family):

@@ -12,7 +12,7 @@ after the last trial / RSS after trial 2 (target <= 1.2).
 
 TensorFlow's oneDNN kernels on CPU allocate from a pool that does not shrink,
 so a search's RSS would step up to its largest trial so far; the engine sets
-TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (runners/__init__.py) to avoid it. See
+TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (suite_common/process.py) to avoid it. See
 the pool with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=0 python bench/memory_growth.py.
 """
 
@@ -37,16 +37,16 @@ def rss_mb():
 
 def one_family(family, trials):
     """Run in a child process: search, recording RSS after each trial; print the series as JSON."""
-    from runners import results
+    from runners import search_progress
     from runners.search import cli
     series = []
-    trial_done = results.Progress.trial_done
+    trial_done = search_progress.Progress.trial_done
 
     def recording(self, *args, **kwargs):
         trial_done(self, *args, **kwargs)
         series.append(round(rss_mb(), 1))
 
-    results.Progress.trial_done = recording
+    search_progress.Progress.trial_done = recording
     with tempfile.TemporaryDirectory() as tmp:
         argv = [family, "--max-trials", str(trials), "--results-dir", tmp]
         if family.startswith("cifar"):

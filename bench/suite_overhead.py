@@ -13,14 +13,10 @@ neither inherits the other's warm caches (compiled kernels, autotuning).
 Prints both times, where the search's time went, and the ratio
 (search / sum of bare fits; target <= 1.10).
 
-On a shared 2-core machine one pair of runs cannot resolve 10% (identical
-bare fits have taken 40-57 s). --repeats N runs N pairs, alternating which
-side goes first, and prints every pair's ratio and their median. Beside
-wall-clock time it prints the CPU time each side's process used (all its
-threads): over an hour on this machine the bare side's fits took 37.7-56.3 s
-of wall time and 59.7-70.5 s of CPU time, so the CPU ratio shows the
-suite's extra work with less, not none, of the machine's noise (it does not
-count time spent waiting, e.g. for a GPU).
+--repeats N runs N pairs, alternating which side goes first, and prints every
+pair's ratio and their median. Beside wall-clock time it prints the CPU time
+each side's process used (all its threads), which shows the suite's extra
+work with less of a shared machine's noise (bench/README.md).
 """
 
 import argparse
@@ -43,13 +39,16 @@ def data(images):
 
 
 def run_search(args, out):
-    from runners import keras_engine  # before pandas: how memory is allocated (runners/__init__.py)
+    import dataclasses
+
+    from runners import keras_search as keras_engine
     import pandas as pd
-    from runners.search import Prepared
-    from search_spaces import cifar_cnn
+    from runners.prepare import Prepared
+    from search_spaces import get_family
     x, y, xv, yv = data(args.images)
     prepared = Prepared(x, y, xv, yv, [str(i) for i in range(5)], {"n_classes": 5}, {"family": "cifar_cnn"}, {})
-    cifar_cnn.PATIENCE = args.epochs + 1  # no early stop: both sides train exactly --epochs
+    # no early stopping: both sides train exactly --epochs
+    cifar_cnn = dataclasses.replace(get_family("cifar_cnn"), patience=args.epochs + 1)
     spent = time_spent_in(keras_engine)
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -65,7 +64,8 @@ def run_search(args, out):
 def time_spent_in(keras_engine):
     """Wrap the suite's steps outside training with timers (the breakdown printed)."""
     import keras
-    from runners import results
+    from runners import best_store, trials_table
+    from runners.keras_search import tuner
     spent = {}
 
     def timed(owner, name, label):
@@ -81,17 +81,17 @@ def time_spent_in(keras_engine):
 
     timed(keras_engine, "_make_tuner", "tuner set-up (Keras Tuner builds the model once to list the space)")
     timed(keras.backend, "clear_session", "clear_session between trials")
-    timed(keras_engine.SuiteTuner, "_save_model", "saving best models (.keras)")
-    timed(results, "promote", "promoting best/")
-    timed(results, "write_trials_csv", "writing trials.csv")
-    timed(keras_engine.kt.Tuner, "on_trial_end", "Keras Tuner's trial end (oracle + state files)")
+    timed(tuner.SuiteTuner, "_save_model", "saving best models (.keras)")
+    timed(best_store, "promote", "promoting best/")
+    timed(trials_table, "write_trials_csv", "writing trials.csv")
+    timed(tuner.kt.Tuner, "on_trial_end", "Keras Tuner's trial end (oracle + state files)")
     return spent
 
 
 def run_bare(args, configs_file, out):
     import keras
     import keras_tuner as kt
-    from search_spaces import cifar_cnn
+    from search_spaces import get_family
     x, y, xv, yv = data(args.images)
     total = cpu = 0.0
     for values in json.loads(Path(configs_file).read_text())["configs"]:
@@ -99,7 +99,7 @@ def run_bare(args, configs_file, out):
         hp.values = values
         keras.backend.clear_session()
         start, cpu_start = time.perf_counter(), time.process_time()
-        hm = cifar_cnn.HyperModel({"n_classes": 5})
+        hm = get_family("cifar_cnn").hypermodel({"n_classes": 5})
         model = hm.build(hp)
         hm.fit(hp, model, x, y, validation_data=(xv, yv), epochs=args.epochs, verbose=0)
         total, cpu = total + time.perf_counter() - start, cpu + time.process_time() - cpu_start

@@ -16,8 +16,11 @@ import optuna
 
 
 from runners import optuna_engine
-from runners.search import build_parser, prepare_lyrics
-from search_spaces import lyrics_tfidf_logreg as family
+from runners.prepare import prepare_lyrics
+from runners.search import build_parser
+from search_spaces import get_family
+
+family = get_family("lyrics_tfidf_logreg")
 
 
 class NoCache(optuna_engine.FeatureCache):
@@ -29,7 +32,7 @@ class NoCache(optuna_engine.FeatureCache):
 def search(prepared, trials, cache_cls):
     cache = cache_cls(family, prepared.x_train, prepared.x_val, prepared.spec)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
-    study.enqueue_trial(family.DEFAULTS)
+    study.enqueue_trial(family.defaults)
     start = time.perf_counter()
     study.optimize(lambda t: optuna_engine.train(family, family.suggest(t), prepared, cache, 0)[1]["val_accuracy"],
                    n_trials=trials)

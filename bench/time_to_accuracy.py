@@ -34,7 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = (0.80, 0.85, 0.90)
-PROGRESS = re.compile(r"trial (\d+) of \d+ (\w+):.*?\| best ([0-9.]+) .*?\| elapsed (\d+):(\d\d):(\d\d)")
+PROGRESS = re.compile(r"trial (\S+) (\w+) .*?\| best ([0-9.]+) \(trial \S+\) \| \d+ of \d+ done, "
+                      r"(\d+):(\d\d):(\d\d) elapsed")
 
 
 def unpack_cifar10(into):
@@ -72,7 +73,7 @@ def run_suite(data, per_class, budget, seed, work):
 PLAIN = r'''
 import json, sys, time
 import keras, keras_tuner as kt, numpy as np
-from search_spaces import cifar_cnn
+from search_spaces import get_family
 from study_data import images
 
 data, per_class, budget, seed, work = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -96,7 +97,7 @@ class Timed(kt.RandomSearch):
         curve.append((time.time() - start, best))
         print(f"plain trial {len(curve)}: best {best:.4f} at {time.time() - start:.0f} s", flush=True)
 
-tuner = Timed(cifar_cnn.HyperModel({"n_classes": len(block.class_names)}), objective="val_accuracy",
+tuner = Timed(get_family("cifar_cnn").hypermodel({"n_classes": len(block.class_names)}), objective="val_accuracy",
               max_trials=1000, seed=seed, directory=work + "/plain", project_name="kt", overwrite=True)
 start = time.time()
 try:

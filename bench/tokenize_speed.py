@@ -18,6 +18,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 
 from study_data import lyrics
+from study_data.lyrics_demo import make_demo_table
 
 REAL = ROOT.parent / "shared" / "data" / "lyrics" / "mll-train-subset-en-900.tsv"
 
@@ -28,7 +29,7 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        base = pd.read_csv(REAL, sep="\t") if REAL.exists() else pd.read_csv(lyrics.make_demo_table(tmp / "d.csv"))
+        base = pd.read_csv(REAL, sep="\t") if REAL.exists() else pd.read_csv(make_demo_table(tmp / "d.csv"))
         big = pd.concat([base] * (args.rows // len(base) + 1)).head(args.rows)
         path = tmp / "big.csv"
         big.to_csv(path, index=False)

@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 import skops.io as sio
+from optuna.storages import RetryFailedTrialCallback
 from sklearn.pipeline import Pipeline
 
-from runners import results
+from runners import best_store, dashboard, search_progress, trials_table
 from suite_common import UserError
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
-MAX_CONSECUTIVE_FAILURES = 3
-HEARTBEAT_S = 5
 
 
 def _storage_url(out_dir):
@@ -42,7 +41,10 @@ def _status(state):
 
 def _retried(study):
     """Numbers of trials cut short by a dead worker and queued again (by the heartbeat callback)."""
-    return {t.system_attrs.get("failed_trial") for t in study.trials if "failed_trial" in t.system_attrs}
+    with warnings.catch_warnings():  # marked experimental since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retried = [RetryFailedTrialCallback.retried_trial_number(t) for t in study.trials]
+    return {n for n in retried if n is not None}
 
 
 def _interrupted(t, retried=frozenset()):
@@ -67,21 +69,29 @@ def trial_rows(study):
     for t in study.trials:
         if _interrupted(t, retried):
             continue
-        metrics = {k: t.user_attrs.get(k) for k in results.METRIC_COLUMNS}
-        rows.append(results.trial_row(t.number, _status(t.state), t.user_attrs.get("is_baseline", False),
+        metrics = {k: t.user_attrs.get(k) for k in trials_table.METRIC_COLUMNS}
+        rows.append(trials_table.trial_row(t.number, _status(t.state), t.user_attrs.get("is_baseline", False),
                                       t.params, metrics, t.user_attrs.get("error", "")))
     return rows
 
 
-def _retry_interrupted(study):
+def enqueue_baseline(study, family):
+    """Trial 0 of a new study: the family's defaults (the earlier study's model), tagged is_baseline."""
+    if not study.trials:
+        study.enqueue_trial(family.defaults, user_attrs={"is_baseline": True})
+
+
+def _retry_interrupted(study, storage):
     """Trials left RUNNING by a killed run: marked FAIL (interrupted) and queued again."""
     waiting = [t.params for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
+    study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         params = t.params or t.system_attrs.get("fixed_params", {})
         if params and params not in waiting:
             study.enqueue_trial(params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "is_baseline"})
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "interrupted", True)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
 
 
 class FeatureCache:
@@ -93,7 +103,7 @@ class FeatureCache:
         self.hits = self.misses = 0
 
     def get(self, params):
-        key = tuple((k, params.get(k)) for k in self.family.FEATURE_PARAMS)
+        key = tuple((k, params.get(k)) for k in self.family.feature_params)
         if key in self.entries:
             self.hits += 1
         else:
@@ -111,11 +121,11 @@ def train(family, params, p, cache, seed):
     configuration with other seeds."""
     start = time.time()
     features, x_train, x_val = cache.get(params)
-    if hasattr(family, "refine_features"):  # cheap settings applied on top of the cached step
+    if family.refine_features is not None:  # cheap settings applied on top of the cached step
         features, x_train, x_val = family.refine_features(params, features, x_train, x_val)
     clf = family.make_classifier(params, seed)
     clf.fit(x_train, p.y_train)
-    metrics = results.classification_metrics(p.y_val, _full_proba(clf, x_val, len(p.label_names)),
+    metrics = trials_table.classification_metrics(p.y_val, _full_proba(clf, x_val, len(p.label_names)),
                                              len(p.label_names))
     metrics.update(duration_s=round(time.time() - start, 3))
     return Pipeline([("features", features), ("classifier", clf)]), metrics
@@ -132,7 +142,7 @@ def open_storage(out_dir, url=None):
         with warnings.catch_warnings():  # heartbeats are marked experimental
             warnings.simplefilter("ignore")
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=trials_table.HEARTBEAT_S, grace_period=3 * trials_table.HEARTBEAT_S,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
     except Exception as e:
         raise UserError(f"cannot open the study storage {url!r} ({type(e).__name__}: "
@@ -150,34 +160,33 @@ def _with_installed_driver(url):
 
 
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
-                  objective=results.OBJECTIVE):
+                  objective=trials_table.OBJECTIVE):
     """Open (or create) the family's study; before any worker starts, queue the
     baseline and tidy what a killed single run left. objective: (metric, "max"|"min")."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(out_dir, storage)
-    n_before = len(storage.get_all_trials(storage.get_study_id_from_name(family.NAME))) \
-        if _has_study(storage, family.NAME) else 0
+    n_before = len(storage.get_all_trials(storage.get_study_id_from_name(family.name))) \
+        if _has_study(storage, family.name) else 0
     make_sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[sampler]
     # seed + trials on record: a resumed seeded search does not replay its proposals
     direction = "minimize" if objective[1] == "min" else "maximize"
-    study = optuna.create_study(study_name=family.NAME, storage=storage, direction=direction,
+    study = optuna.create_study(study_name=family.name, storage=storage, direction=direction,
                                 sampler=make_sampler(seed=seed + n_before + os.getpid() % 1000 * shared),
                                 load_if_exists=True)
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
-           and not results.is_score(t.value)]
+           and not trials_table.is_score(t.value)]
     if bad:
         raise UserError(f"the study in {storage.url if hasattr(storage, 'url') else out_dir} is damaged (trial "
                         f"{bad[0]}'s value is not a number); start again with --fresh")
     if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
-        _retry_interrupted(study)
-        if not study.trials:
-            study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
-        results.reconcile_best(out_dir, {t.number: t.value for t in study.trials
+        _retry_interrupted(study, storage)
+        enqueue_baseline(study, family)
+        best_store.reconcile_best(out_dir, {t.number: t.value for t in study.trials
                                          if t.state == optuna.trial.TrialState.COMPLETE}, objective)
         if any(t.state in FINISHED for t in study.trials):
-            results.write_trials_csv(out_dir, trial_rows(study))
+            trials_table.write_trials_csv(out_dir, trial_rows(study))
     return study
 
 
@@ -189,28 +198,35 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     process that started them, or by the first to use a --storage URL)."""
     out_dir = Path(out_dir)
     shared = worker or storage is not None
-    objective = results.objective_of(family, prepared.meta)
+    objective = trials_table.objective_of(family, prepared.meta)
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
                           objective=objective)
-    if storage is not None and not worker and not study.trials:
-        study.enqueue_trial(family.DEFAULTS, user_attrs={"is_baseline": True})
+    if storage is not None and not worker:
+        enqueue_baseline(study, family)
     done_before = _counted(study)
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
         rows = trial_rows(study)
-        results.write_trials_csv(out_dir, rows)
+        trials_table.write_trials_csv(out_dir, rows)
+        mirror(out_dir, prepared.meta, study, rows)
         return rows
     if done_before and not worker:
-        results.log(f"resuming {family.NAME}: {done_before} finished trials on record, "
+        search_progress.log(f"resuming {family.name}: {done_before} finished trials on record, "
                     f"running up to {max_trials} in all")
     if max_trials - done_before <= 0:
-        results.log(f"{family.NAME}: {done_before} trials already finished (--max-trials {max_trials}); nothing to run")
-        results.write_trials_csv(out_dir, trial_rows(study))
-        return trial_rows(study)
+        search_progress.log(f"{family.name}: {done_before} trials already finished (--max-trials {max_trials}); "
+                            "nothing to run")
+        rows = trial_rows(study)
+        trials_table.write_trials_csv(out_dir, rows)
+        if not worker:
+            mirror(out_dir, prepared.meta, study, rows)
+        return rows
 
+    # Long on purpose: run_one and the callbacks below share the study, the cache and the staged models,
+    # read top to bottom as one trial's life (train, stage, record, promote, report).
     p = prepared
     cache = FeatureCache(family, p.x_train, p.x_val, p.spec)
     candidates = {}
-    progress = results.Progress(family.NAME, max_trials, done_before, objective)
+    progress = search_progress.Progress(family.name, max_trials, objective)
 
     def run_one(trial):
         if shared and _taken(study, trial.number) >= max_trials:
@@ -220,7 +236,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             raise optuna.TrialPruned()
         try:
             params = family.suggest(trial)
-            results.crash_point("trial-started")
+            search_progress.crash_point("trial-started")
             model, metrics = train(family, params, p, cache, seed)
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
@@ -230,10 +246,10 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             raise
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
-        if results.is_better(metrics, out_dir, objective):  # staged now, promoted once Optuna has recorded the trial
+        if best_store.is_better(metrics, out_dir, objective):  # staged now, promoted once Optuna has recorded the trial
             meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
                     "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
-            candidates[trial.number] = results.stage_best(out_dir, trial.number,
+            candidates[trial.number] = best_store.stage_best(out_dir, trial.number,
                                                           lambda d: sio.dump(model, d / "model.skops"),
                                                           meta, p.artifacts)
         return metrics[objective[0]]
@@ -241,20 +257,23 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     failures = []
 
     def after_trial(study, frozen):
-        results.crash_point("trial-recorded")
+        search_progress.crash_point("trial-recorded")
         candidate = candidates.pop(frozen.number, None)
         if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
-            results.promote(out_dir, candidate, objective)
+            best_store.promote(out_dir, candidate, objective)
         rows = trial_rows(study)
-        results.write_trials_csv(out_dir, rows)
-        failures.append(frozen.state == optuna.trial.TrialState.FAIL)
-        best = results.best_meta(out_dir)
-        progress.trial_done(sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows), frozen.state.name,
-                            frozen.value, best and best["metrics"][objective[0]], best and best["trial_id"])
-        if results.STOP.is_set():  # Ctrl-C: stop before the next trial
+        trials_table.write_trials_csv(out_dir, rows)
+        if not worker:  # the process that holds the folder copies them (workers: at the end)
+            mirror(out_dir, prepared.meta, study, rows)
+        failures.append(frozen.state.name)  # this process's trials, in the order they ended
+        best = best_store.best_meta(out_dir)
+        progress.trial_done(frozen.number, sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows),
+                            frozen.state.name, frozen.value, best and best["metrics"][objective[0]],
+                            best and best["trial_id"], frozen.params, family.defaults)
+        if search_progress.STOP.is_set():  # Ctrl-C: stop before the next trial
             study.stop()
-        elif len(failures) >= MAX_CONSECUTIVE_FAILURES and all(failures[-MAX_CONSECUTIVE_FAILURES:]):
-            results.log(f"{family.NAME}: {MAX_CONSECUTIVE_FAILURES} trials failed in a row "
+        elif trials_table.failed_in_a_row(failures):
+            search_progress.log(f"{family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row "
                         f"(last: {frozen.user_attrs.get('error', '?')}); stopping the search")
             study.stop()
 
@@ -265,15 +284,24 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             study.stop()
 
     def budget(study, frozen):  # --time-budget: no new trial starts after the deadline
-        if _counted(study) < max_trials and results.out_of_time(deadline):
+        if _counted(study) < max_trials and search_progress.out_of_time(deadline):
             study.stop()
 
-    if results.out_of_time(deadline):
+    if search_progress.out_of_time(deadline):
         return trial_rows(study)
     study.optimize(run_one, n_trials=None, callbacks=[after_trial, enough, budget], catch=(Exception,))
-    results.log(f"{family.NAME}: feature matrices fitted {cache.misses} times for "
-                f"{cache.hits + cache.misses} trials")
+    fits, trials = cache.misses, cache.hits + cache.misses
+    search_progress.log(f"{family.name}: feature matrices fitted {fits} {'time' if fits == 1 else 'times'} for "
+                        f"{trials} {'trial' if trials == 1 else 'trials'}")
     return trial_rows(study)
+
+
+def mirror(out_dir, meta, study, rows):
+    """The trials into the results folder's dashboard storage, with the distributions they were drawn from."""
+    distributions = {}
+    for t in study.get_trials(deepcopy=False):
+        distributions.update(t.distributions)
+    dashboard.mirror_rows(out_dir, meta, rows, distributions)
 
 
 def _has_study(storage, name):

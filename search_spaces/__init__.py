@@ -1,58 +1,156 @@
 """The registry of model families.
 
-Every module in this package is one family. It names itself with four
-module-level constants and holds its whole search space:
+Every module in this package (except the `_` building blocks) is one family
+and holds its whole search space. It registers itself with `register_family`,
+in the manner of timm's `@register_model`:
 
-    NAME = "lyrics_lstm"          # what `runners/search.py NAME` takes
-    TASK = "lyrics"               # "lyrics" or "cifar": which data it gets
-    ENGINE = "keras_tuner"        # or "optuna"
-    DESCRIPTION = "one line for --list"
+    @register_family("lyrics_lstm", task="lyrics", description="...", epochs=20)
+    class HyperModel(LyricsHyperModel):       # a keras_tuner.HyperModel: build(hp), fit where searched
+        ...
 
-A Keras Tuner family defines `HyperModel(spec)`, a `keras_tuner.HyperModel`
-with `build(hp)` (and `fit` where batch size is searched). An Optuna family
-defines `DEFAULTS`, `suggest(trial)`, `make_features(params, texts)` and
-`make_classifier(params)`. Adding a family is adding one module here.
+    @register_family("lyrics_tfidf_logreg", task="lyrics", engine="optuna", inputs="texts", defaults=DEFAULTS,
+                     make_features=make_features, make_classifier=make_classifier)
+    def suggest(trial): ...                    # an Optuna search space
+
+`list_families(pattern, task=, engine=)` lists them and `get_family(name)`
+returns one: a `Family`, whose fields are every hook the engines and the
+analysis use, with its default. Adding a family is adding one module here.
 """
 
+import ast
 import importlib
 import pkgutil
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
+from pathlib import Path
+from typing import Callable, Optional
 
 from suite_common import UserError
 
-_REQUIRED = ("NAME", "TASK", "ENGINE", "DESCRIPTION")
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # what `runners/search.py NAME` takes
+    task: str  # "lyrics" or "cifar": which data it gets
+    engine: str  # "keras_tuner" or "optuna"
+    description: str  # one line for --list
+    inputs: str = "sequences"  # lyrics: token ids ("sequences") or cleaned texts ("texts"); cifar: "images"
+    block: int = 1  # cifar: which block of classes it trains on (2: the transfer)
+    # the Keras Tuner families
+    hypermodel: Optional[type] = None  # a keras_tuner.HyperModel class, called with the data spec
+    epochs: Optional[int] = None  # max epochs of a trial (--epochs overrides)
+    patience: Optional[int] = 5  # early stopping on validation loss, best epoch restored; None: every epoch
+    objective: Optional[tuple] = None  # its own (metric, "max"|"min"); None: a classifier (--objective)
+    targets: str = "labels"  # "images": trained to reproduce its input (an autoencoder)
+    first_trials: tuple = ({},)  # fixed first trials, as overrides of the defaults: trial 0 is the baseline
+    evaluate: Optional[Callable] = None  # (outputs, x_val, y_val) -> validation metrics, if not a classifier's
+    save_extras: Optional[Callable] = None  # (model, prepared, folder): more files beside the best model
+    source_families: dict = field(default_factory=dict)  # the transfer's block-1 sources
+    # the Optuna (scikit-learn) families
+    suggest: Optional[Callable] = None  # (optuna trial) -> params
+    defaults: Optional[dict] = None  # the params of trial 0, the baseline
+    make_features: Optional[Callable] = None  # (params, spec) -> the feature step, cached by feature_params
+    feature_params: tuple = ()  # the params the cached feature step depends on
+    refine_features: Optional[Callable] = None  # (params, step, x_train, x_val) -> cheap settings on top
+    make_classifier: Optional[Callable] = None  # (params, seed) -> a scikit-learn classifier
+    # both
+    comparison_tables: Optional[Callable] = None  # (trials DataFrame, objective) -> {name: DataFrame}
+    module: str = ""  # where it is defined
 
 
-def _discover():
-    families = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue  # shared building blocks, not families
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if all(hasattr(module, k) for k in _REQUIRED):
-            families[module.NAME] = module
-    return dict(sorted(families.items()))
+_REGISTRY = {}
+_DISCOVERED = False  # every module of the package imported
 
 
-_FAMILIES = None
+def register_family(name, *, task, description, engine="keras_tuner", **hooks):
+    """Decorator: registers the decorated HyperModel class (Keras Tuner) or suggest function (Optuna)."""
+    def register(obj):
+        key = "hypermodel" if engine == "keras_tuner" else "suggest"
+        family = Family(name=name, task=task, engine=engine, description=description, module=obj.__module__,
+                        **{key: obj}, **hooks)
+        if engine == "keras_tuner" and not family.epochs:
+            raise TypeError(f"{name}: a Keras Tuner family needs epochs")
+        if engine == "optuna" and not (family.defaults and family.make_features and family.make_classifier):
+            raise TypeError(f"{name}: an Optuna family needs defaults, make_features and make_classifier")
+        _REGISTRY[name] = family
+        return obj
+    return register
 
 
 def families():
-    global _FAMILIES
-    if _FAMILIES is None:
-        _FAMILIES = _discover()
-    return _FAMILIES
+    """{name: Family} of every family, sorted by name (imports every family module: Keras and TensorFlow
+    for the neural ones)."""
+    global _DISCOVERED
+    if not _DISCOVERED:
+        for module in sorted(set(index().values())):
+            importlib.import_module(f"{__name__}.{module}")  # it registers itself
+        _DISCOVERED = True
+    return dict(sorted(_REGISTRY.items()))
+
+
+_INDEX = None
+
+
+def index():
+    """{name: module} of every family, read from the modules' source without importing them, so listing
+    families or naming a wrong one never starts Keras or TensorFlow."""
+    global _INDEX
+    if _INDEX is None:
+        _INDEX = {}
+        for info in pkgutil.iter_modules(__path__):
+            if not info.name.startswith("_"):  # shared building blocks, not families
+                for name, _ in _declared(Path(__path__[0]) / f"{info.name}.py"):
+                    _INDEX[name] = info.name
+    return dict(sorted(_INDEX.items()))
+
+
+def _declared(path):
+    """(name, {field: value}) of each register_family call in a module's source: the fields written as
+    literals, or as module constants holding literals (hooks and classes are left out)."""
+    tree = ast.parse(path.read_text())
+    constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name)}
+
+    def literal(node):
+        node = constants.get(node.id, node) if isinstance(node, ast.Name) else node
+        try:
+            return ast.literal_eval(node)
+        except ValueError:  # a function, a class or an expression: known only once imported
+            return literal
+
+    for node in tree.body:
+        for call in getattr(node, "decorator_list", []):
+            if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "register_family" and call.args:
+                fields = {k.arg: literal(k.value) for k in call.keywords}
+                yield literal(call.args[0]), {"engine": "keras_tuner",
+                                              **{k: v for k, v in fields.items() if v is not literal}}
+
+
+def describe(name):
+    """The family's Family as its source declares it, without importing it (no Keras, no TensorFlow): its
+    name, task, engine, data fields and defaults, hooks None. Enough to check flags and load its data."""
+    modules = index()
+    if name not in modules:
+        raise UserError(f"unknown family {name!r}; valid families: {', '.join(modules)}")
+    fields = dict(_declared(Path(__path__[0]) / f"{modules[name]}.py"))[name]
+    return Family(name=name, module=f"{__name__}.{modules[name]}", **fields)
+
+
+def summaries():
+    """[(name, task, engine, description)] of every family, without importing any (for --list)."""
+    return [(f.name, f.task, f.engine, f.description) for f in map(describe, index())]
 
 
 def list_families(pattern="*", task=None, engine=None):
-    """Family names matching a glob pattern, a task and an engine."""
-    return [name for name, m in families().items()
-            if fnmatch(name, pattern) and task in (None, m.TASK) and engine in (None, m.ENGINE)]
+    """Family names matching a glob pattern, a task and an engine (no family module is imported)."""
+    return [name for name, t, e, _ in summaries()
+            if fnmatch(name, pattern) and task in (None, t) and engine in (None, e)]
 
 
 def get_family(name):
-    """The family's module; a UserError naming the valid families if unknown."""
-    try:
-        return families()[name]
-    except KeyError:
-        raise UserError(f"unknown family {name!r}; valid families: {', '.join(families())}") from None
+    """The Family; a UserError naming the valid families if unknown."""
+    modules = index()
+    if name not in modules:
+        raise UserError(f"unknown family {name!r}; valid families: {', '.join(modules)}")
+    importlib.import_module(f"{__name__}.{modules[name]}")  # only this family's module: it registers itself
+    return _REGISTRY[name]

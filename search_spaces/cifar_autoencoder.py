@@ -15,17 +15,49 @@ import keras_tuner as kt
 import numpy as np
 from keras import layers
 
+from search_spaces import register_family
+
+
 NAME = "cifar_autoencoder"
-TASK = "cifar"
-BLOCK = 1
-ENGINE = "keras_tuner"
-DESCRIPTION = "block-1 convolutional autoencoder (earlier study: 64-32 encoder, 8x8x32 code)"
-EPOCHS = 15
-PATIENCE = None  # the earlier study trained all 15 epochs: no early stopping, the last epoch's weights
-OBJECTIVE = ("val_reconstruction_mse", "min")
-TARGETS = "images"  # the engine trains it to reproduce its input
 
 
+def evaluate(recon, x_val, y_val):
+    """Validation metrics from the model's reconstructions of x_val."""
+    if not np.all(np.isfinite(recon)):
+        raise FloatingPointError("the autoencoder reconstructs NaN")
+    return {"val_reconstruction_mse": float(np.mean((recon - x_val) ** 2)),
+            "val_reconstruction_mae": float(np.mean(np.abs(recon - x_val))),
+            "val_loss": float(np.mean((recon - x_val) ** 2))}
+
+
+def save_extras(model, prepared, folder, n=8):
+    """Sample validation images (top row) and their reconstructions (bottom) as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = prepared.x_val[:n]
+    recon = model.predict(x, verbose=0)
+    fig, axes = plt.subplots(2, len(x), figsize=(1.5 * len(x), 3.2))
+    for i in range(len(x)):
+        for row, img in enumerate((x[i], recon[i])):
+            axes[row, i].imshow(np.clip(img, 0, 1))
+            axes[row, i].axis("off")
+    axes[0, 0].set_title("original", fontsize=8, loc="left")
+    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
+    fig.tight_layout()
+    fig.savefig(folder / "reconstructions.png", dpi=100)
+    plt.close(fig)
+
+
+@register_family(NAME, task="cifar",
+                 description="block-1 convolutional autoencoder (earlier study: 64-32 encoder, 8x8x32 code)",
+                 epochs=15,
+                 block=1,
+                 patience=None,  # the earlier study trained all 15 epochs: the last epoch's weights
+                 objective=("val_reconstruction_mse", "min"),
+                 targets="images",  # the engine trains it to reproduce its input
+                 evaluate=evaluate,
+                 save_extras=save_extras)
 class HyperModel(kt.HyperModel):
     def __init__(self, spec):
         super().__init__()
@@ -58,31 +90,3 @@ class HyperModel(kt.HyperModel):
 
     def fit(self, hp, model, x, y, **kwargs):
         return model.fit(x, y, batch_size=hp.Choice("batch_size", [32, 64, 128, 256], default=128), **kwargs)
-
-
-def evaluate(recon, x_val, y_val):
-    """Validation metrics from the model's reconstructions of x_val."""
-    if not np.all(np.isfinite(recon)):
-        raise FloatingPointError("the autoencoder reconstructs NaN")
-    return {"val_reconstruction_mse": float(np.mean((recon - x_val) ** 2)),
-            "val_reconstruction_mae": float(np.mean(np.abs(recon - x_val))),
-            "val_loss": float(np.mean((recon - x_val) ** 2))}
-
-
-def save_extras(model, prepared, folder, n=8):
-    """Sample validation images (top row) and their reconstructions (bottom) as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    x = prepared.x_val[:n]
-    recon = model.predict(x, verbose=0)
-    fig, axes = plt.subplots(2, len(x), figsize=(1.5 * len(x), 3.2))
-    for i in range(len(x)):
-        for row, img in enumerate((x[i], recon[i])):
-            axes[row, i].imshow(np.clip(img, 0, 1))
-            axes[row, i].axis("off")
-    axes[0, 0].set_title("original", fontsize=8, loc="left")
-    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
-    fig.tight_layout()
-    fig.savefig(folder / "reconstructions.png", dpi=100)
-    plt.close(fig)

@@ -20,15 +20,11 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
+from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
 from search_spaces._metrics import classification_metrics
 
 NAME = "cifar_cnn"
-TASK = "cifar"
-BLOCK = 1
-ENGINE = "keras_tuner"
-DESCRIPTION = "block-1 CNN 64-128-256: activation x loss x skip connections (earlier study's CNN)"
-EPOCHS = 40
 FILTERS = (64, 128, 256)
 ACTIVATIONS = ["relu", "elu", "selu", "gelu", "swish", "leaky_relu", "tanh"]
 LOSSES = ["sparse_categorical_crossentropy", "label_smoothing", "focal", "squared_hinge", "kl_divergence"]
@@ -51,6 +47,29 @@ def make_loss(name):
     return keras.losses.KLDivergence(), True
 
 
+def comparison_tables(trials, objective="val_accuracy"):
+    """The earlier study's questions: best validation score per activation, per loss, per skip setting."""
+    done = trials[(trials["status"] == "COMPLETE") & trials[objective].notna()] if objective in trials else trials[:0]
+    tables = {}
+    for hp in ("activation", "loss", "skip"):
+        col = f"hp_{hp}"
+        if col not in done or done.empty:
+            continue
+        groups = done.groupby(col)[objective]
+        best = done.loc[groups.idxmin() if objective == "val_loss" else groups.idxmax()]
+        tables[f"compare_{hp}"] = pd.DataFrame({
+            hp: best[col].to_numpy(), f"best_{objective}": best[objective].to_numpy(),
+            "trials": done.groupby(col).size().reindex(best[col]).to_numpy(),
+            "best_trial": best["trial_id"].to_numpy()}).sort_values(f"best_{objective}",
+                                                                     ascending=objective == "val_loss")
+    return tables
+
+
+@register_family(NAME, task="cifar",
+                 description="block-1 CNN 64-128-256: activation x loss x skip connections (earlier study's CNN)",
+                 epochs=40,
+                 block=1,
+                 comparison_tables=comparison_tables)
 class HyperModel(kt.HyperModel):
     def __init__(self, spec):
         super().__init__()
@@ -102,21 +121,3 @@ class HyperModel(kt.HyperModel):
         callbacks = list(callbacks) + [keras.callbacks.ReduceLROnPlateau(factor=0.2, patience=3, min_lr=1e-6)]
         return model.fit(x, y, batch_size=hp.Choice("batch_size", [32, 64, 128, 256], default=32),
                          validation_data=validation_data, callbacks=callbacks, **kwargs)
-
-
-def comparison_tables(trials, objective="val_accuracy"):
-    """The earlier study's questions: best validation score per activation, per loss, per skip setting."""
-    done = trials[(trials["status"] == "COMPLETE") & trials[objective].notna()] if objective in trials else trials[:0]
-    tables = {}
-    for hp in ("activation", "loss", "skip"):
-        col = f"hp_{hp}"
-        if col not in done or done.empty:
-            continue
-        groups = done.groupby(col)[objective]
-        best = done.loc[groups.idxmin() if objective == "val_loss" else groups.idxmax()]
-        tables[f"compare_{hp}"] = pd.DataFrame({
-            hp: best[col].to_numpy(), f"best_{objective}": best[objective].to_numpy(),
-            "trials": done.groupby(col).size().reindex(best[col]).to_numpy(),
-            "best_trial": best["trial_id"].to_numpy()}).sort_values(f"best_{objective}",
-                                                                     ascending=objective == "val_loss")
-    return tables

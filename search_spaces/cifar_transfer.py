@@ -25,19 +25,11 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
+from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
 
 NAME = "cifar_transfer"
-TASK = "cifar"
-BLOCK = 2
-ENGINE = "keras_tuner"
-DESCRIPTION = "block 2 from the best block-1 CNN and/or autoencoder (earlier study: conv layers + reconstruction)"
-EPOCHS = 50
 SOURCE_FAMILIES = {"cnn": "cifar_cnn", "encoder": "cifar_autoencoder"}
-# Trial 0 is the baseline (the defaults); trial 1 the same from scratch, so
-# the transfer comparison always has its reference.
-FIRST_TRIALS = ({}, {"source": "none"})
-
 
 def _freeze(model, blocks):
     for layer in model.layers:
@@ -67,6 +59,31 @@ def _conv_layers(cnn, inputs, frozen):
     return layers.Flatten(name="cnn_conv_features")(x)
 
 
+def comparison_tables(trials, objective="val_accuracy"):
+    """Best transferred model vs best from scratch, on the same block-2 split."""
+    done = trials[trials["status"] == "COMPLETE"]
+    rows = []
+    for label, part in (("transferred", done[done["hp_source"] != "none"]),
+                        ("from scratch", done[done["hp_source"] == "none"])):
+        if part.empty:
+            rows.append({"model": label, "trials": 0})
+            continue
+        best = part.loc[part[objective].idxmin() if objective == "val_loss" else part[objective].idxmax()]
+        rows.append({"model": label, "trials": len(part), "source": best["hp_source"],
+                     f"best_{objective}": best[objective], "epochs_to_best": best["best_epoch"],
+                     "epochs_run": best["epochs_run"], "best_trial": best["trial_id"]})
+    return {"compare_transfer": pd.DataFrame(rows)}
+
+
+@register_family(NAME, task="cifar",
+                 description="block 2 from the best block-1 CNN and/or autoencoder "
+                             "(earlier study: conv layers + reconstruction)",
+                 epochs=50,
+                 block=2,
+                 # trial 0 is the baseline; trial 1 the same from scratch, the transfer's reference
+                 first_trials=({}, {"source": "none"}),
+                 source_families=SOURCE_FAMILIES,
+                 comparison_tables=comparison_tables)
 class HyperModel(kt.HyperModel):
     def __init__(self, spec):
         super().__init__()
@@ -138,19 +155,3 @@ class HyperModel(kt.HyperModel):
             history = model.fit(x, y, batch_size=batch_size, validation_data=validation_data,
                                 epochs=done + ft_epochs, initial_epoch=done, callbacks=callbacks, **kwargs)
         return history
-
-
-def comparison_tables(trials, objective="val_accuracy"):
-    """Best transferred model vs best from scratch, on the same block-2 split."""
-    done = trials[trials["status"] == "COMPLETE"]
-    rows = []
-    for label, part in (("transferred", done[done["hp_source"] != "none"]),
-                        ("from scratch", done[done["hp_source"] == "none"])):
-        if part.empty:
-            rows.append({"model": label, "trials": 0})
-            continue
-        best = part.loc[part[objective].idxmin() if objective == "val_loss" else part[objective].idxmax()]
-        rows.append({"model": label, "trials": len(part), "source": best["hp_source"],
-                     f"best_{objective}": best[objective], "epochs_to_best": best["best_epoch"],
-                     "epochs_run": best["epochs_run"], "best_trial": best["trial_id"]})
-    return {"compare_transfer": pd.DataFrame(rows)}

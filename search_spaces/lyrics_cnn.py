@@ -8,20 +8,18 @@ Flatten -> Dense 50 ReLU -> Dense softmax; Adam 1e-3, batch 1000.
 import keras
 from keras import layers
 
+from search_spaces import register_family
 from search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, genre_head, lyrics_inputs,
                                    word_embedding)
 
 NAME = "lyrics_cnn"
-TASK = "lyrics"
-ENGINE = "keras_tuner"
-DESCRIPTION = "1-D CNN, same kernel in every block (earlier study: 3 blocks of 25/25/30 filters, kernel 3)"
-INPUTS = "sequences"
-EPOCHS = 20
 
 
+@register_family(NAME, task="lyrics",
+                 description="1-D CNN, same kernel in every block (earlier study: 3 blocks of 25/25/30 filters, kernel 3)",
+                 inputs="sequences",
+                 epochs=20)
 class HyperModel(LyricsHyperModel):
-    batch_size_default = 1000
-
     def build(self, hp):
         inputs = lyrics_inputs(self.spec)
         x = word_embedding(hp, self.spec, inputs, default_dim=100)

@@ -9,20 +9,18 @@ batch 1000.
 import keras
 from keras import layers
 
+from search_spaces import register_family
 from search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate, genre_head,
                                    lyrics_inputs, word_embedding)
 
 NAME = "lyrics_cnn_lstm"
-TASK = "lyrics"
-ENGINE = "keras_tuner"
-DESCRIPTION = "CNN blocks, then an LSTM over the pooled sequence (earlier study: 3 blocks -> LSTM(10))"
-INPUTS = "sequences"
-EPOCHS = 20
 
 
+@register_family(NAME, task="lyrics",
+                 description="CNN blocks, then an LSTM over the pooled sequence (earlier study: 3 blocks -> LSTM(10))",
+                 inputs="sequences",
+                 epochs=20)
 class HyperModel(LyricsHyperModel):
-    batch_size_default = 1000
-
     def build(self, hp):
         inputs = lyrics_inputs(self.spec)
         x = word_embedding(hp, self.spec, inputs, default_dim=100)

@@ -9,21 +9,19 @@ pool, concatenated (Kim, 2014).
 import keras
 from keras import layers
 
+from search_spaces import register_family
 from search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate, genre_head,
                                    lyrics_inputs, word_embedding)
 
 NAME = "lyrics_cnn_multikernel"
-TASK = "lyrics"
-ENGINE = "keras_tuner"
-DESCRIPTION = "1-D CNN, kernels 3/4/5: stacked blocks (earlier study) or parallel branches (Kim 2014)"
-INPUTS = "sequences"
-EPOCHS = 20
 KERNEL_SETS = {"3-4-5": (3, 4, 5), "2-3-4": (2, 3, 4), "3-5-7": (3, 5, 7)}
 
 
+@register_family(NAME, task="lyrics",
+                 description="1-D CNN, kernels 3/4/5: stacked blocks (earlier study) or parallel branches (Kim 2014)",
+                 inputs="sequences",
+                 epochs=20)
 class HyperModel(LyricsHyperModel):
-    batch_size_default = 1000
-
     def build(self, hp):
         inputs = lyrics_inputs(self.spec)
         x = word_embedding(hp, self.spec, inputs, default_dim=100)

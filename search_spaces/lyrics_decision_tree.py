@@ -11,13 +11,12 @@ weight, cost-complexity pruning, and bag-of-words / TF-IDF features.
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.tree import DecisionTreeClassifier
 
-from study_data.lyrics import TokenIdFeatures
+from study_data.text import TokenIdFeatures
+
+from search_spaces import register_family
+
 
 NAME = "lyrics_decision_tree"
-TASK = "lyrics"
-ENGINE = "optuna"
-DESCRIPTION = "decision tree on token ids (earlier study), bag-of-words or TF-IDF"
-INPUTS = "texts"
 
 DEFAULTS = {
     "features": "token_ids",
@@ -29,21 +28,6 @@ DEFAULTS = {
     "ccp_alpha": 0.0,
 }
 FEATURE_PARAMS = ("features", "max_features")
-
-
-def suggest(trial):
-    params = {"features": trial.suggest_categorical("features", ["token_ids", "bow", "tfidf"])}
-    if params["features"] != "token_ids":
-        params["max_features"] = trial.suggest_categorical("max_features", [1000, 5000, 20000])
-    params.update(
-        max_depth=trial.suggest_categorical("max_depth", [4, 8, 16, 32, None]),
-        min_samples_split=trial.suggest_categorical("min_samples_split", [2, 5, 10, 20]),
-        min_samples_leaf=trial.suggest_categorical("min_samples_leaf", [1, 2, 4, 8]),
-        criterion=trial.suggest_categorical("criterion", ["gini", "entropy", "log_loss"]),
-        class_weight=trial.suggest_categorical("class_weight", ["none", "balanced"]),
-        ccp_alpha=trial.suggest_float("ccp_alpha", 0.0, 0.05),
-    )
-    return params
 
 
 def make_features(params, spec):
@@ -59,3 +43,25 @@ def make_classifier(params, seed):
         min_samples_leaf=params["min_samples_leaf"], criterion=params["criterion"],
         class_weight=None if params["class_weight"] == "none" else "balanced",
         ccp_alpha=params["ccp_alpha"], random_state=seed)
+
+
+@register_family(NAME, task="lyrics", engine="optuna",
+                 description="decision tree on token ids (earlier study), bag-of-words or TF-IDF",
+                 inputs="texts",
+                 defaults=DEFAULTS,
+                 feature_params=FEATURE_PARAMS,
+                 make_features=make_features,
+                 make_classifier=make_classifier)
+def suggest(trial):
+    params = {"features": trial.suggest_categorical("features", ["token_ids", "bow", "tfidf"])}
+    if params["features"] != "token_ids":
+        params["max_features"] = trial.suggest_categorical("max_features", [1000, 5000, 20000])
+    params.update(
+        max_depth=trial.suggest_categorical("max_depth", [4, 8, 16, 32, None]),
+        min_samples_split=trial.suggest_categorical("min_samples_split", [2, 5, 10, 20]),
+        min_samples_leaf=trial.suggest_categorical("min_samples_leaf", [1, 2, 4, 8]),
+        criterion=trial.suggest_categorical("criterion", ["gini", "entropy", "log_loss"]),
+        class_weight=trial.suggest_categorical("class_weight", ["none", "balanced"]),
+        ccp_alpha=trial.suggest_float("ccp_alpha", 0.0, 0.05),
+    )
+    return params

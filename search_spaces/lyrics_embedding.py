@@ -8,17 +8,17 @@ batch 32.
 
 import keras
 
+from search_spaces import register_family
 from search_spaces._lyrics import (EMBEDDING_SOURCES, LyricsHyperModel, compile_model, genre_head, lyrics_inputs,
                                    pooled_dense_head, word_embedding)
 
 NAME = "lyrics_embedding"
-TASK = "lyrics"
-ENGINE = "keras_tuner"
-DESCRIPTION = "learned embedding, global pooling, dense 64 (earlier study's on-the-fly embedding)"
-INPUTS = "sequences"
-EPOCHS = 20
 
 
+@register_family(NAME, task="lyrics",
+                 description="learned embedding, global pooling, dense 64 (earlier study's on-the-fly embedding)",
+                 inputs="sequences",
+                 epochs=20)
 class HyperModel(LyricsHyperModel):
     batch_size_default = 32
     model_name = NAME

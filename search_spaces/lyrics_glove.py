@@ -11,14 +11,16 @@ Dropout 0.2 -> Dense softmax; Adam 1e-3, batch 32.
 
 from search_spaces import lyrics_embedding
 
+from search_spaces import register_family
+
+
 NAME = "lyrics_glove"
-TASK = "lyrics"
-ENGINE = "keras_tuner"
-DESCRIPTION = "pre-trained GloVe 50d (frozen or fine-tuned) averaged over the words, dense 64"
-INPUTS = "sequences"
-EPOCHS = 20
 
 
+@register_family(NAME, task="lyrics",
+                 description="pre-trained GloVe 50d (frozen or fine-tuned) averaged over the words, dense 64",
+                 inputs="sequences",
+                 epochs=20)
 class HyperModel(lyrics_embedding.HyperModel):
     """lyrics_embedding's model, with the word vectors GloVe's, frozen or fine-tuned."""
     model_name = NAME

@@ -7,20 +7,18 @@ BatchNorm -> Dropout 0.2 -> Dense softmax; Adam 1e-3, batch 1000.
 import keras
 from keras import layers
 
+from search_spaces import register_family
 from search_spaces._lyrics import (LyricsHyperModel, compile_model, dropout_rate, genre_head, lyrics_inputs,
                                    word_embedding)
 
 NAME = "lyrics_rnn"
-TASK = "lyrics"
-ENGINE = "keras_tuner"
-DESCRIPTION = "SimpleRNN over word embeddings (earlier study: SimpleRNN(10), dropout 0.2)"
-INPUTS = "sequences"
-EPOCHS = 20
 
 
+@register_family(NAME, task="lyrics",
+                 description="SimpleRNN over word embeddings (earlier study: SimpleRNN(10), dropout 0.2)",
+                 inputs="sequences",
+                 epochs=20)
 class HyperModel(LyricsHyperModel):
-    batch_size_default = 1000
-
     def build(self, hp):
         inputs = lyrics_inputs(self.spec)
         x = word_embedding(hp, self.spec, inputs, default_dim=100)

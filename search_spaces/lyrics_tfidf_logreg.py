@@ -21,11 +21,10 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from search_spaces import register_family
+
+
 NAME = "lyrics_tfidf_logreg"
-TASK = "lyrics"
-ENGINE = "optuna"
-DESCRIPTION = "TF-IDF + logistic regression (earlier study: 5,000 features, C=1)"
-INPUTS = "texts"
 
 DEFAULTS = {
     "max_features": 5000,
@@ -37,17 +36,6 @@ DEFAULTS = {
 }
 # The parameters of the expensive, cached step (the engine's cache key).
 FEATURE_PARAMS = ("ngram_max",)
-
-
-def suggest(trial):
-    return {
-        "max_features": trial.suggest_categorical("max_features", [1000, 2000, 5000, 10000, 20000]),
-        "ngram_max": trial.suggest_int("ngram_max", 1, 3),
-        "sublinear_tf": trial.suggest_categorical("sublinear_tf", [False, True]),
-        "min_df": trial.suggest_int("min_df", 1, 5),
-        "C": trial.suggest_float("C", 1e-3, 1e2, log=True),
-        "class_weight": trial.suggest_categorical("class_weight", ["none", "balanced"]),
-    }
 
 
 def make_features(params, spec):
@@ -75,3 +63,22 @@ def refine_features(params, counts, x_train, x_val):
 def make_classifier(params, seed):
     return LogisticRegression(C=params["C"], max_iter=1000, solver="newton-cg", random_state=seed,
                               class_weight=None if params["class_weight"] == "none" else "balanced")
+
+
+@register_family(NAME, task="lyrics", engine="optuna",
+                 description="TF-IDF + logistic regression (earlier study: 5,000 features, C=1)",
+                 inputs="texts",
+                 defaults=DEFAULTS,
+                 feature_params=FEATURE_PARAMS,
+                 make_features=make_features,
+                 refine_features=refine_features,
+                 make_classifier=make_classifier)
+def suggest(trial):
+    return {
+        "max_features": trial.suggest_categorical("max_features", [1000, 2000, 5000, 10000, 20000]),
+        "ngram_max": trial.suggest_int("ngram_max", 1, 3),
+        "sublinear_tf": trial.suggest_categorical("sublinear_tf", [False, True]),
+        "min_df": trial.suggest_int("min_df", 1, 5),
+        "C": trial.suggest_float("C", 1e-3, 1e2, log=True),
+        "class_weight": trial.suggest_categorical("class_weight", ["none", "balanced"]),
+    }

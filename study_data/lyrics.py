@@ -15,20 +15,20 @@ Lyrics, artist and label of a row travel together as one row index through
 every step, so they cannot drift apart.
 """
 
-import collections
 import csv
 import hashlib
 import io
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.model_selection import train_test_split
 
+from study_data.lyrics_demo import make_demo_table
+from study_data.text import TextEncoder
+from study_data.text import TokenIdFeatures  # noqa: F401 - decision trees saved before the split name it here
 from suite_common import UserError, atomic, log
 
 # The earlier study's preprocessing, as defaults.
@@ -51,9 +51,6 @@ COLUMN_CANDIDATES = {
     "artist": ("artist",),
     "language": ("language",),
 }
-PAD, OOV = 0, 1
-# Bounds of a saved tokenizer's values (far above any real use, far below an absurd allocation).
-MAX_VOCAB, MAX_SEQ_LEN = 10 ** 7, 100_000
 CACHE_VERSION = 2
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
@@ -63,89 +60,6 @@ DEMO_NOTICE = (
 )
 
 
-# --------------------------------------------------------------------------
-# Tokenizer
-# --------------------------------------------------------------------------
-_NOT_WORD = re.compile(r"[^\w\s]+")
-_SPACE = re.compile(r"\s+")
-
-
-@dataclass
-class TextEncoder:
-    """Cleans raw lyrics and turns them into fixed-length id sequences.
-
-    Ids: 0 pads, 1 is any word outside the vocabulary, 2.. are the training
-    split's most frequent words. Sequences are padded and truncated at the
-    front, as Keras' pad_sequences does by default.
-    """
-
-    vocab: list
-    seq_len: int = 300
-    clean: bool = True
-    stopwords: str = "english"
-    _index: dict = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def fit(cls, cleaned_texts, vocab_size, seq_len, clean=True, stopwords="english"):
-        counts = collections.Counter()
-        for t in cleaned_texts:
-            counts.update(t.split())
-        # most_common keeps first-seen order among ties: deterministic.
-        vocab = [w for w, _ in counts.most_common(max(vocab_size - 2, 0))]
-        return cls(vocab=vocab, seq_len=seq_len, clean=clean, stopwords=stopwords)
-
-    @property
-    def vocab_size(self):
-        return len(self.vocab) + 2
-
-    def preprocess(self, text):
-        """Raw lyrics -> the cleaned, stopword-free text every family sees."""
-        text = str(text)
-        if self.clean:
-            text = _NOT_WORD.sub("", text.lower())
-        words = _SPACE.split(text.strip())
-        if self.stopwords == "english":
-            words = [w for w in words if w not in ENGLISH_STOP_WORDS]
-        return " ".join(w for w in words if w)
-
-    def ids(self, cleaned_texts):
-        if self._index is None:
-            self._index = {w: i + 2 for i, w in enumerate(self.vocab)}
-        index, n = self._index, self.seq_len
-        out = np.zeros((len(cleaned_texts), n), dtype=np.int32)
-        for row, text in enumerate(cleaned_texts):
-            seq = [index.get(w, OOV) for w in text.split()][-n:]
-            if seq:
-                out[row, n - len(seq):] = seq
-        return out
-
-    def encode(self, raw_texts):
-        return self.ids([self.preprocess(t) for t in raw_texts])
-
-    def to_json(self):
-        return json.dumps({"vocab": self.vocab, "seq_len": self.seq_len,
-                           "clean": self.clean, "stopwords": self.stopwords})
-
-    @classmethod
-    def from_json(cls, text):
-        """The saved tokenizer, its values checked (a tampered file raises ValueError, never allocates
-        an absurd array)."""
-        d = json.loads(text)
-        if not isinstance(d, dict):
-            raise ValueError("not a tokenizer")
-        vocab, seq_len = d.get("vocab"), d.get("seq_len")
-        if not isinstance(vocab, list) or len(vocab) > MAX_VOCAB or not all(isinstance(w, str) for w in vocab):
-            raise ValueError(f"vocab must be a list of at most {MAX_VOCAB} words")
-        if not isinstance(seq_len, int) or isinstance(seq_len, bool) or not 1 <= seq_len <= MAX_SEQ_LEN:
-            raise ValueError(f"seq_len must be a whole number from 1 to {MAX_SEQ_LEN}")
-        if not isinstance(d.get("clean"), bool) or d.get("stopwords") not in ("english", "none"):
-            raise ValueError("clean must be true/false and stopwords 'english' or 'none'")
-        return cls(vocab=vocab, seq_len=seq_len, clean=d["clean"], stopwords=d["stopwords"])
-
-
-# --------------------------------------------------------------------------
-# The prepared data set
-# --------------------------------------------------------------------------
 @dataclass
 class Split:
     x: np.ndarray  # int32 [n, seq_len] token ids
@@ -207,26 +121,6 @@ def _find_column(columns, role, explicit):
         if name in lower:
             return lower[name]
     return None
-
-
-def read_table(path, columns=None):
-    """Read a lyrics CSV/TSV into a DataFrame with columns text, label, artist, language.
-
-    `columns` may name the text/label/artist/language columns explicitly.
-    """
-    columns = columns or {}
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"data file not found: {path}: pass --data with the path of a lyrics CSV or TSV")
-    if path.is_dir():
-        raise UserError(f"--data {path} is a folder: pass the lyrics CSV or TSV file inside it")
-    if not path.is_file():
-        raise UserError(f"--data {path} is not a regular file (a pipe or device?): pass a lyrics CSV or TSV file")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read data file {path}: {e.strerror}") from None
-    return parse_table(path, raw, columns)
 
 
 def _header_names(header, sep):
@@ -315,6 +209,7 @@ def _filter_rows(df, path, languages):
 
 
 def _prepare(data_path, raw, test_path, test_raw, opts, columns):
+    """Steps 2-4 of the module's docstring, in that order (one function: each step feeds the next)."""
     seed = opts["seed"]
     df = parse_table(data_path, raw, columns)
     has_artist = df.attrs["has_artist"]
@@ -484,101 +379,3 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
     return LyricsData(train=train, val=val, test=test, label_names=list(label_names), encoder=encoder,
                       has_artist=has_artist, options=opts, source=source, is_demo=is_demo,
                       fingerprint=fingerprint, file_hashes=file_hashes)
-
-
-# --------------------------------------------------------------------------
-# The generated demo table (Kaggle layout: Artist, Song, Genre, Language, Lyrics)
-# --------------------------------------------------------------------------
-DEMO_GENRES = ("Rock", "Pop", "Metal", "Hip-Hop")
-
-
-def make_demo_table(path, n_rows=3000, seed=0):
-    """Write (once) a deterministic made-up lyrics table and return its path.
-
-    Each genre draws part of its words from a pool of its own and the rest
-    from a shared pool, plus English stopwords, so the genre is learnable but
-    not trivially; each artist sings one genre.
-    """
-    path = Path(path)
-    if path.exists():
-        return path
-    rng = np.random.default_rng(seed)
-    syll = ["ka", "lo", "mi", "ra", "tu", "ve", "zo", "ne", "pa", "shi", "dor", "mal", "fen", "gri", "bu"]
-
-    def words(n):
-        return ["".join(rng.choice(syll, size=rng.integers(2, 4))) for _ in range(n)]
-
-    shared = words(300)
-    own = {g: words(40) for g in DEMO_GENRES}
-    stop = ["the", "and", "you", "i", "me", "my", "we", "to", "of", "in", "it", "is"]
-    rows = []
-    for i in range(n_rows):
-        g = int(rng.choice(len(DEMO_GENRES), p=[0.4, 0.3, 0.2, 0.1]))
-        genre, artist = DEMO_GENRES[g], f"Demo Artist {8 * g + int(rng.integers(8)) + 1}"
-        lines = []
-        for _ in range(int(rng.integers(4, 12))):
-            pool = [own[genre] if rng.random() < 0.1 else shared if rng.random() < 0.8 else stop
-                    for _ in range(int(rng.integers(4, 9)))]
-            lines.append(" ".join(str(rng.choice(p)) for p in pool).capitalize() + rng.choice([",", "!", ".", ""]))
-        rows.append({"Artist": artist, "Song": f"Demo Song {i}", "Genre": genre, "Language": "en",
-                     "Lyrics": "\n".join(lines)})
-    buf = io.StringIO()
-    pd.DataFrame(rows).to_csv(buf, index=False)
-    atomic.write_text(path, buf.getvalue())
-    return path
-
-
-class TokenIdFeatures:
-    """scikit-learn transformer: cleaned texts -> padded token-id matrix.
-
-    The earlier study fed these raw ids to its decision tree; the tree family
-    keeps them as one choice of features. Fitted on the training texts only.
-    Plain attributes only, so skops can store it without pickle.
-    """
-
-    def __init__(self, vocab_size=20000, seq_len=300):
-        self.vocab_size, self.seq_len = vocab_size, seq_len
-
-    def get_params(self, deep=True):
-        return {"vocab_size": self.vocab_size, "seq_len": self.seq_len}
-
-    def set_params(self, **params):
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
-    def fit(self, texts, y=None):
-        self.vocab_ = TextEncoder.fit(texts, self.vocab_size, self.seq_len, clean=False, stopwords="none").vocab
-        return self
-
-    def transform(self, texts):
-        return TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none").ids(list(texts))
-
-    def fit_transform(self, texts, y=None):
-        return self.fit(texts).transform(texts)
-
-
-def artist_token(artist):
-    """The artist as one token of its own, which no cleaned lyric word can equal."""
-    return "__artist__" + (re.sub(r"\W+", "_", artist.strip().lower()) or "unknown")
-
-
-def artist_index(train_artists):
-    """Artist -> id, from the training split only; id 0 is every unseen artist."""
-    return {a: i + 1 for i, a in enumerate(sorted(set(train_artists)))}
-
-
-def model_inputs(kind, ids, cleaned_texts, artists=None, artists_index=None):
-    """What a family's model takes, the same at training and at prediction time.
-
-    kind "sequences" (Keras): {"lyrics": ids} plus {"artist": [n, 1] ids};
-    kind "texts" (scikit-learn): cleaned texts, the artist appended as a token.
-    """
-    if kind == "texts":
-        if artists is None:
-            return list(cleaned_texts)
-        return [f"{t} {artist_token(a)}" for t, a in zip(cleaned_texts, artists)]
-    x = {"lyrics": ids}
-    if artists is not None:
-        x["artist"] = np.array([[artists_index.get(a, 0)] for a in artists], dtype=np.int32).reshape(-1, 1)
-    return x

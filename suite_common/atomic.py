@@ -5,8 +5,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+def _ordinary_mode():
+    """The mode a plain open() would give a new file (0o666 less the umask): mkstemp makes 0600, and
+    results are for everyone who may read the folder. The umask is read, not set (Linux's
+    /proc/self/status), so nothing process-wide changes; 0o644 where it cannot be read."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
 
 
 def write_bytes(path, data: bytes):
@@ -14,7 +25,7 @@ def write_bytes(path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
+        os.chmod(tmp, _ordinary_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -35,6 +46,7 @@ def temp_path_beside(path, suffix=""):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + suffix)
     os.close(fd)
+    os.chmod(tmp, _ordinary_mode())
     return Path(tmp)
 
 

@@ -12,18 +12,27 @@ is also why nothing here depends on what was imported before):
 - GLIBC_TUNABLES, TensorFlow backend only: one heap (arena_max=1) that keeps
   freed blocks up to 1 GB for reuse (mmap_threshold, trim_threshold), so the
   buffers of every training step are not mapped and faulted in afresh.
-  malloc_trim between trials (runners/keras/trial.py) still hands back what a
+  malloc_trim between trials (runners/keras_search/trial.py) still hands back what a
   finished trial freed. On JAX the same setting made fits slower, so it is
   left alone there. bench/README.md has the measurements.
 - TF_CPP_MIN_LOG_LEVEL=2: TensorFlow's informational start-up lines.
+- What TensorFlow, absl and CUDA still print (absl's "All log messages before
+  absl::InitializeLog()", "Could not find cuda drivers", "failed call to
+  cuInit" on a CPU machine, CPU-instruction notes, retracing warnings) is
+  dropped from stderr by `quiet_frameworks`, unless the command has --verbose:
+  the frameworks write these lines from C++ to file descriptor 2, so the
+  filter sits on that descriptor, installed before any framework starts.
 
 A value the user sets (GLIBC_TUNABLES, MALLOC_*, TF_*) wins.
 """
 
+import atexit
 import json
 import os
 import platform
+import re
 import sys
+import threading
 
 TUNABLES = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=1073741824:"
             "glibc.malloc.trim_threshold=1073741824")
@@ -66,3 +75,51 @@ def tune_this_process():
         os.environ[RELAUNCHED] = "1"
         sys.stdout.flush(), sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    quiet_frameworks()  # in the process that runs (a filter thread would not survive the exec)
+
+
+NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)"
+                   rb"|[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"  # absl's C++ log lines
+                   rb"|To enable the following instructions:"
+                   rb"|WARNING:tensorflow:|WARNING:absl:"
+                   rb"|.*oneDNN custom operations are on"
+                   rb"|.*rebuild TensorFlow with the appropriate compiler flags)")
+_filter = {}
+
+
+def quiet_frameworks():
+    """Drop the frameworks' start-up and retracing lines from this process's stderr (file descriptor 2, where
+    C++ writes them); everything else goes through unchanged, line by line. Call before any framework starts."""
+    if _filter or "--verbose" in sys.argv:
+        return
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump():
+        pending = b""
+        while chunk := os.read(read_end, 1 << 16):
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = b"".join(line + b"\n" for line in lines if not NOISE.match(line))
+            if kept:
+                os.write(real, kept)
+        if pending and not NOISE.match(pending):
+            os.write(real, pending)
+        os.close(read_end)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    _filter.update(real=real, thread=thread)
+    atexit.register(flush_stderr)
+
+
+def flush_stderr(timeout=2.0):
+    """Put the real stderr back and let the filter pass on what it still holds (at exit, or before a
+    deliberate os._exit)."""
+    if not _filter:
+        return
+    sys.stderr.flush()
+    os.dup2(_filter["real"], 2)  # closes the pipe's last writer in this process: the filter reads to its end
+    _filter["thread"].join(timeout)
+    _filter.clear()

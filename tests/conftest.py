@@ -21,7 +21,7 @@ def real_lyrics():
 @pytest.fixture(scope="session")
 def small_lyrics(tmp_path_factory):
     """A small generated lyrics table in the Kaggle layout (400 rows)."""
-    from study_data.lyrics import make_demo_table
+    from study_data.lyrics_demo import make_demo_table
     return make_demo_table(tmp_path_factory.mktemp("data") / "small.csv", n_rows=400, seed=1)
 
 CIFAR10_TAR = SHARED / "cifar10-jpg.tar.gz"

@@ -12,6 +12,8 @@ from analysis.best_model import load_best
 from runners.search import cli
 from study_data import images, lyrics
 
+pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
+
 FAST = ["--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]
 
 
@@ -220,7 +222,13 @@ def test_tensorboard_logs_each_trial_with_hparams(tmp_path, small_lyrics):
     tb = tmp_path / "tb"
     assert cli(["lyrics_lstm", "--data", str(small_lyrics), "--results-dir", str(tmp_path / "r"), "--max-trials", "2",
                 "--epochs", "1", "--tensorboard", str(tb), *FAST]) == 0
-    trial_dirs = sorted(p.name for p in tb.iterdir())
-    assert len(trial_dirs) == 2
-    events = list(tb.rglob("events.out.tfevents.*"))
-    assert events and any(b"hparams" in e.read_bytes() for e in events)
+    assert sorted(p.name for p in tb.iterdir()) == ["lyrics_lstm"]  # one folder per search
+    assert sorted(p.name for p in (tb / "lyrics_lstm").iterdir()) == ["trial_0", "trial_1"]  # the trials.csv ids
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    for trial in ("trial_0", "trial_1"):
+        events = EventAccumulator(str(tb / "lyrics_lstm" / trial), size_guidance={"tensors": 0}).Reload()
+        content = events.PluginTagToContent("hparams")
+        info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+        assert {"batch_size", "learning_rate", "lstm_units"} <= set(info.hparams)  # every one, the baseline's too
+    assert info.group_name == "1"

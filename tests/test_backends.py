@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,7 +59,7 @@ def test_a_jax_search_does_not_import_tensorflow():
 
 DYNAMO_RESET_CHECK = """
 import numpy as np, keras, torch._dynamo
-from runners import keras_engine
+from runners.keras_search import trial as keras_engine
 resets = []
 original = torch._dynamo.reset
 counting = torch._dynamo.reset = lambda: (resets.append(1), original())
@@ -87,10 +89,11 @@ def test_between_trials_pytorch_resets_dynamo_only_after_it_compiled():
 
 AUGMENTED_CNN_CHECK = """
 import tempfile, numpy as np, keras, keras_tuner as kt
-from search_spaces import cifar_cnn
+from search_spaces import get_family
+
 hp = kt.HyperParameters()
 hp.values = {"augment": True}
-hm = cifar_cnn.HyperModel({"n_classes": 3})
+hm = get_family("cifar_cnn").hypermodel({"n_classes": 3})
 model = hm.build(hp)
 translate = next(l for l in model.layers if "translation" in l.name)
 state = np.array(translate.generator.state.value)

@@ -95,8 +95,8 @@ def test_real_cifar10_folder_loads_and_splits(cifar10_subset, tmp_path):
 def test_block1_family_baseline_and_non_default_reload_equal(name, tmp_path, demo):
     family = search_spaces.get_family(name)
     b = images.make_block(demo, 1)
-    y = b.x_train if getattr(family, "TARGETS", None) else b.y_train
-    hm = family.HyperModel({"n_classes": 5})
+    y = b.x_train if family.targets == "images" else b.y_train
+    hm = family.hypermodel({"n_classes": 5})
     base = kt.HyperParameters()
     overrides = {"cifar_cnn": {"activation": "gelu", "loss": "focal", "skip": "residual", "augment": True},
                  "cifar_autoencoder": {"depth": 3, "filters": 32, "code_channels": 16, "loss": "mae"}}[name]
@@ -132,6 +132,7 @@ def test_transfer_needs_block1_results(tmp_path, capsys):
     assert "run `python runners/search.py cifar_cnn`" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cnn_autoencoder_transfer_end_to_end(tmp_path, cifar_chain):
     import shutil
     res = tmp_path / "results"

@@ -1,6 +1,6 @@
 """A trial whose loss turns NaN, or that raises, is recorded as failed; the search goes on."""
 
-import types
+import dataclasses
 
 import keras
 import keras_tuner as kt
@@ -9,8 +9,9 @@ import pandas as pd
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from runners import keras_engine, optuna_engine
-from runners.search import Prepared
+from runners import keras_search as keras_engine, optuna_engine
+from runners.prepare import Prepared
+from search_spaces import Family
 
 
 class BrokenHyperModel(kt.HyperModel):
@@ -36,7 +37,7 @@ def prepared(x_train, y_train, x_val, y_val):
 def test_keras_nan_and_raising_trials_are_recorded_as_failed(tmp_path):
     rng = np.random.default_rng(0)
     x, y = {"x": rng.normal(size=(32, 4)).astype("float32")}, rng.integers(0, 2, 32)
-    family = types.SimpleNamespace(NAME="fake", HyperModel=BrokenHyperModel, EPOCHS=2)
+    family = Family("fake", "lyrics", "keras_tuner", "fake", hypermodel=BrokenHyperModel, epochs=2)
     rows = keras_engine.run(family, prepared(x, y, x, y), tmp_path, max_trials=2, epochs=2, tuner="random", seed=0)
     t = pd.read_csv(tmp_path / "trials.csv")
     assert len(rows) == len(t) == 2 and list(t["status"]) == ["FAIL", "FAIL"]
@@ -45,23 +46,19 @@ def test_keras_nan_and_raising_trials_are_recorded_as_failed(tmp_path):
     assert not (tmp_path / "best").exists()  # no finished trial, no best model
 
 
-class BadFirst:
-    """An Optuna family whose baseline (k=1) raises and whose other settings work."""
-    NAME, DEFAULTS, FEATURE_PARAMS = "fake_sk", {"k": 1}, ()
+def k_from_1_to_20(trial):
+    return {"k": trial.suggest_int("k", 1, 20)}
 
-    @staticmethod
-    def suggest(trial):
-        return {"k": trial.suggest_int("k", 1, 20)}
 
-    @staticmethod
-    def make_features(params, spec):
-        return CountVectorizer()
+def logreg_refusing_k_1(params, seed):
+    if params["k"] == 1:
+        raise ValueError("k=1 is not allowed")
+    return LogisticRegression(C=params["k"])
 
-    @staticmethod
-    def make_classifier(params, seed):
-        if params["k"] == 1:
-            raise ValueError("k=1 is not allowed")
-        return LogisticRegression(C=params["k"])
+
+# An Optuna family whose baseline (k=1) raises and whose other settings work.
+BadFirst = Family("fake_sk", "lyrics", "optuna", "fake", suggest=k_from_1_to_20, defaults={"k": 1},
+                  make_features=lambda params, spec: CountVectorizer(), make_classifier=logreg_refusing_k_1)
 
 
 def texts(n, rng):
@@ -79,12 +76,11 @@ def test_optuna_failed_trial_is_recorded_and_search_continues(tmp_path):
     assert (t["val_accuracy"][1:] == 1.0).all()
 
 
-class AlwaysFails(BadFirst):
-    NAME = "fake_fail"
+def never_works(params, seed):
+    raise RuntimeError("never works")
 
-    @staticmethod
-    def make_classifier(params, seed):
-        raise RuntimeError("never works")
+
+AlwaysFails = dataclasses.replace(BadFirst, name="fake_fail", make_classifier=never_works)
 
 
 def test_optuna_stops_after_three_consecutive_failures(tmp_path):

@@ -23,7 +23,7 @@ from analysis import demo
 from analysis.best_model import load_best
 from runners.search import cli
 from suite_common import UserError
-from study_data import images, lyrics
+from study_data import images
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--seq-len", "30", "--vocab-size", "300"]
@@ -129,6 +129,7 @@ def test_symlinked_result_folders_are_refused_up_front(tmp_path, finished, small
 
 
 # --- resume and workers ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_kill_between_a_trial_file_and_the_oracle_state_loses_no_slot(tmp_path, small_lyrics):
     res = tmp_path / "r"
     cmd = search_cmd("lyrics_lstm", small_lyrics, res, 2)
@@ -141,6 +142,7 @@ def test_a_kill_between_a_trial_file_and_the_oracle_state_loses_no_slot(tmp_path
     assert sorted(t["trial_id"]) == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_killed_optuna_worker_still_ends_with_every_trial_finished(tmp_path, small_lyrics):
     res = tmp_path / "r"
     p = run(search_cmd("lyrics_tfidf_logreg", small_lyrics, res, 8, "--workers", "2"),

@@ -5,12 +5,11 @@ the one asked for, and best_epoch names the epoch whose weights were kept."""
 import hashlib
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from analysis import compare
-from runners.keras_engine import EpochLog
+from runners.keras_search.trial import EpochLog
 from runners.search import cli
 
 FAST = ["--seq-len", "30", "--vocab-size", "300"]

@@ -4,7 +4,8 @@ import pytest
 
 from suite_common import UserError
 from study_data import lyrics
-from study_data.lyrics import TextEncoder
+from study_data.text import OOV, TextEncoder
+from study_data.lyrics_demo import make_demo_table
 
 
 def write(path, text, encoding="utf-8"):
@@ -21,9 +22,13 @@ def table(n_per_genre=10, genres=("Rock", "Pop", "Metal")):
     return pd.DataFrame(rows)
 
 
+def read_table(path, columns=None):
+    return lyrics.parse_table(path, path.read_bytes(), columns)
+
+
 def test_finds_columns_by_common_names_in_any_case(tmp_path):
     p = write(tmp_path / "t.tsv", "TextID\tLANGUAGE\tText\tTarget\n1\ten\thello there\tRock\n")
-    df = lyrics.read_table(p)
+    df = read_table(p)
     assert list(df.columns) == ["row", "text", "label", "artist", "language"]
     assert df.loc[0, "text"] == "hello there" and df.loc[0, "label"] == "Rock"
     assert df.loc[0, "language"] == "en" and not df.attrs["has_artist"]
@@ -32,19 +37,19 @@ def test_finds_columns_by_common_names_in_any_case(tmp_path):
 def test_kaggle_layout_has_artist(tmp_path):
     p = tmp_path / "train.csv"
     table().to_csv(p, index=False)
-    df = lyrics.read_table(p)
+    df = read_table(p)
     assert df.attrs["has_artist"] and df.loc[0, "artist"] == "Rock-artist-0"
 
 
 def test_tsv_saved_as_csv_is_sniffed(tmp_path):
     p = write(tmp_path / "t.csv", "lyrics\tgenre\nla, la, la\tPop\n")
-    df = lyrics.read_table(p)
+    df = read_table(p)
     assert df.loc[0, "text"] == "la, la, la" and df.loc[0, "label"] == "Pop"
 
 
 def test_explicit_column_names(tmp_path):
     p = write(tmp_path / "t.csv", "words,kind\nhello,Pop\n")
-    df = lyrics.read_table(p, {"text": "words", "label": "kind"})
+    df = read_table(p, {"text": "words", "label": "kind"})
     assert df.loc[0, "label"] == "Pop"
 
 
@@ -58,7 +63,7 @@ def test_explicit_column_names(tmp_path):
 def test_bad_tables_raise_one_clear_line(tmp_path, content, expected):
     p = write(tmp_path / "bad.csv", content)
     with pytest.raises(UserError) as e:
-        lyrics.read_table(p)
+        read_table(p)
     assert expected in str(e.value) and "\n" not in str(e.value)
 
 
@@ -109,7 +114,7 @@ def test_tokenizer_is_fitted_on_training_rows_only(tmp_path):
     for split in (d.val, d.test):
         for text, row in zip(split.texts, split.x):
             assert text.split()[0] not in vocab
-            assert lyrics.OOV in row  # the unseen word maps to the out-of-vocabulary id
+            assert OOV in row  # the unseen word maps to the out-of-vocabulary id
 
 
 def test_sampling_and_splitting_keep_rows_aligned(tmp_path):
@@ -169,8 +174,8 @@ def test_encoder_cleans_and_pads_like_keras():
 
 
 def test_demo_table_is_deterministic(tmp_path):
-    a = lyrics.make_demo_table(tmp_path / "a.csv", n_rows=50)
-    b = lyrics.make_demo_table(tmp_path / "b.csv", n_rows=50)
+    a = make_demo_table(tmp_path / "a.csv", n_rows=50)
+    b = make_demo_table(tmp_path / "b.csv", n_rows=50)
     assert a.read_bytes() == b.read_bytes()
     assert list(pd.read_csv(a).columns) == ["Artist", "Song", "Genre", "Language", "Lyrics"]
 

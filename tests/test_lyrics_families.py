@@ -40,7 +40,7 @@ def other_value(hp):
 
 def build_and_train(family, hp, spec, x, y):
     keras.utils.set_random_seed(0)
-    hypermodel = family.HyperModel(spec)
+    hypermodel = family.hypermodel(spec)
     model = hypermodel.build(hp)
     hypermodel.fit(hp, model, x, y, validation_data=(x, y), epochs=1, verbose=0)
     return model
@@ -54,6 +54,7 @@ def assert_reload_predicts_the_same(model, x, tmp_path):
     assert before.shape == (N, C) and np.allclose(before.sum(1), 1, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", KERAS_FAMILIES)
 def test_keras_family_baseline_and_non_default(name, tmp_path):
     family = search_spaces.get_family(name)
@@ -66,7 +67,7 @@ def test_keras_family_baseline_and_non_default(name, tmp_path):
     # Every hyperparameter away from its default, and the artist joined in.
     xa, ya, spec_a = tiny(with_artist=True)
     space = kt.HyperParameters()
-    family.HyperModel(spec_a).build(space)  # the space with the artist's hyperparameters
+    family.hypermodel(spec_a).build(space)  # the space with the artist's hyperparameters
     hp = kt.HyperParameters()
     hp.values = {h.name: other_value(h) for h in space.space}
     model = build_and_train(family, hp, spec_a, xa, ya)
@@ -79,7 +80,7 @@ def test_embedding_source_is_searched_in_every_sequence_family():
     x, y, spec = tiny(with_artist=False)
     for name in KERAS_FAMILIES:
         hp = kt.HyperParameters()
-        search_spaces.get_family(name).HyperModel(spec).build(hp)
+        search_spaces.get_family(name).hypermodel(spec).build(hp)
         source = next(h for h in hp.space if h.name == "embedding_source")
         assert {"glove_frozen", "glove_finetuned"} <= set(source.values), name
 
@@ -111,16 +112,16 @@ def test_sklearn_family_baseline_and_non_default(name, tmp_path):
     texts = [" ".join(rng.choice(words, 15)) for _ in range(60)]
     y = rng.integers(0, 3, 60)
     spec = {"vocab_size": 50, "seq_len": 20}
-    alt = {k: v for k, v in family.DEFAULTS.items()}
+    alt = {k: v for k, v in family.defaults.items()}
     if name == "lyrics_tfidf_logreg":
         alt.update(ngram_max=2, sublinear_tf=True, C=10.0, class_weight="balanced")
     else:
         alt.update(features="tfidf", max_features=1000, max_depth=None, criterion="entropy")
     from runners import optuna_engine
-    from runners.search import Prepared
+    from runners.prepare import Prepared
     prepared = Prepared(texts, y, texts[:20], y[:20], ["a", "b", "c"], spec, {}, {})
     cache = optuna_engine.FeatureCache(family, texts, texts[:20], spec)
-    for params in (family.DEFAULTS, alt):
+    for params in (family.defaults, alt):
         model, metrics = optuna_engine.train(family, params, prepared, cache, seed=0)
         assert isinstance(model, Pipeline) and 0 <= metrics["val_accuracy"] <= 1
         sio.dump(model, tmp_path / "m.skops")
@@ -141,6 +142,7 @@ def artist_table(path, n=300):
     return path
 
 
+@pytest.mark.slow
 def test_with_artist_rows_stay_aligned(tmp_path):
     # If artist and label rows drifted apart (the earlier study built them from
     # different splits), the artist could not predict the genre.
@@ -167,6 +169,7 @@ def test_with_artist_on_a_table_without_artists_fails_clearly(tmp_path, real_lyr
     assert code == 2 and "--with-artist needs an artist column" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", KERAS_FAMILIES + SKLEARN_FAMILIES)
 def test_every_family_searches_resumes_and_reloads(name, tmp_path, small_lyrics):
     res = tmp_path / "results"

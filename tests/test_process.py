@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 IMPORT_EVERYTHING = r"""
@@ -105,6 +107,7 @@ def test_the_entry_points_settings_reuse_large_buffers_instead_of_faulting_them_
 
 SETTINGS_SEEN = """
 import os, runpy, sys
+
 sys.argv = [sys.argv[1], *sys.argv[2:]]
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")

@@ -89,8 +89,8 @@ def test_text_features_are_fitted_on_training_rows_only(tmp_path, family):
     from runners import optuna_engine
     fam = search_spaces.get_family(family)
     spec = {"vocab_size": 10 ** 6, "seq_len": 20}
-    settings = ([{**fam.DEFAULTS, "ngram_max": 1, "max_features": 10 ** 6}] if family == "lyrics_tfidf_logreg" else
-                [{**fam.DEFAULTS, "features": f, "max_features": 10 ** 6} for f in ("token_ids", "bow", "tfidf")])
+    settings = ([{**fam.defaults, "ngram_max": 1, "max_features": 10 ** 6}] if family == "lyrics_tfidf_logreg" else
+                [{**fam.defaults, "features": f, "max_features": 10 ** 6} for f in ("token_ids", "bow", "tfidf")])
     cache = optuna_engine.FeatureCache(fam, d.train.texts, d.val.texts + d.test.texts, spec)
     for params in settings:
         fitted = cache.get(params)[0]

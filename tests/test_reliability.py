@@ -18,6 +18,9 @@ from analysis.best_model import load_best
 from runners.search import cli, hold_lock
 from suite_common import UserError
 from study_data import lyrics
+from study_data.text import TextEncoder
+
+pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]
@@ -160,8 +163,9 @@ def test_unwritable_results_folder(tmp_path, small_lyrics, capsys):
 
 def test_keras_stops_after_three_consecutive_failures(tmp_path, capsys):
     import keras_tuner as kt
-    from runners import keras_engine
-    from runners.search import Prepared
+    from runners import keras_search as keras_engine
+    from search_spaces import Family
+    from runners.prepare import Prepared
 
     class AlwaysNaN(kt.HyperModel):
         def __init__(self, spec):
@@ -176,8 +180,7 @@ def test_keras_stops_after_three_consecutive_failures(tmp_path, capsys):
             m.compile("adam", "sparse_categorical_crossentropy")
             return m
 
-    import types
-    family = types.SimpleNamespace(NAME="nan_family", HyperModel=AlwaysNaN, EPOCHS=1)
+    family = Family("nan_family", "lyrics", "keras_tuner", "fake", hypermodel=AlwaysNaN, epochs=1)
     x, y = {"x": np.ones((8, 2), "float32")}, np.array([0, 1] * 4)
     prepared = Prepared(x, y, x, y, ["a", "b"], {}, {}, {})
     rows = keras_engine.run(family, prepared, tmp_path, max_trials=5, epochs=1, tuner="random", seed=0)
@@ -191,7 +194,7 @@ def test_hostile_model_files_are_refused(tmp_path, capsys):
     folder.mkdir(parents=True)
     inp = keras.Input((3,))
     keras.Model(inp, keras.layers.Lambda(lambda t: t * 2)(inp)).save(folder / "model.keras")
-    (folder / "tokenizer.json").write_text(lyrics.TextEncoder(vocab=["a"]).to_json())
+    (folder / "tokenizer.json").write_text(TextEncoder(vocab=["a"]).to_json())
     (folder / "meta.json").write_text('{"family": "lyrics_lstm", "engine": "keras_tuner", "inputs": "sequences", '
                                       '"label_names": ["a", "b"], "model_file": "model.keras"}')
     with pytest.raises(UserError, match="Lambda"):
@@ -201,7 +204,7 @@ def test_hostile_model_files_are_refused(tmp_path, capsys):
     sk = tmp_path / "r" / "lyrics_tfidf_logreg" / "best"
     sk.mkdir(parents=True)
     sio.dump(FunctionTransformer(func=os.system), sk / "model.skops")
-    (sk / "tokenizer.json").write_text(lyrics.TextEncoder(vocab=["a"]).to_json())
+    (sk / "tokenizer.json").write_text(TextEncoder(vocab=["a"]).to_json())
     (sk / "meta.json").write_text('{"family": "lyrics_tfidf_logreg", "engine": "optuna", "inputs": "texts", '
                                   '"label_names": ["a", "b"], "model_file": "model.skops"}')
     with pytest.raises(UserError, match="refusing to load"):

@@ -1,6 +1,7 @@
 """End-to-end searches through the CLI: real Keras Tuner and Optuna runs."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from analysis.best_model import load_best
 from runners.search import cli
 from search_spaces import lyrics_tfidf_logreg
 from study_data import lyrics
+from suite_common import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small and quick: 400 generated rows, short sequences.
@@ -69,6 +71,7 @@ def test_lstm_search_saves_baseline_first_reloads_and_resumes(tmp_path, small_ly
     assert len(t3) == 3 and t3["trial_id"].is_unique and t3.iloc[:2].equals(t)
 
 
+@pytest.mark.slow
 def test_hyperband_runs_and_records_budgets(tmp_path, small_lyrics):
     res = tmp_path / "results"
     assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, "--epochs", 2,
@@ -92,6 +95,14 @@ def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics):
     assert (t[["val_accuracy", "val_loss", "val_macro_f1"]].notna()).all().all()
     assert (res / "lyrics_tfidf_logreg" / "optuna.db").exists()
 
+    # where the result came from: when, which command, which versions, which code and machine
+    meta = json.loads((res / "lyrics_tfidf_logreg" / "best" / "meta.json").read_text())
+    made = meta["provenance"]
+    assert made["versions"]["scikit-learn"] and made["versions"]["optuna"] and made["versions"]["python"]
+    assert made["started_at"] <= meta["saved_at"] and made["machine"]["cpu_count"] >= 1 and made["command"]
+    runs = json.loads((res / "lyrics_tfidf_logreg" / "search.json").read_text())["runs"]
+    assert len(runs) == 1 and runs[0]["started_at"] == made["started_at"] and runs[0]["ended_at"] >= meta["saved_at"]
+
     model = load_best("lyrics_tfidf_logreg", res)
     d, val = split_of(small_lyrics, res)
     assert np.mean(model.model.predict(val.texts) == val.y) == pytest.approx(t["val_accuracy"].max())
@@ -109,7 +120,8 @@ def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics):
 
 def test_feature_matrices_are_fitted_once_per_setting():
     from runners.optuna_engine import FeatureCache
-    cache = FeatureCache(lyrics_tfidf_logreg, ["aa bb cc", "bb cc dd", "cc dd ee"], ["aa ee"])
+    from search_spaces import get_family
+    cache = FeatureCache(get_family("lyrics_tfidf_logreg"), ["aa bb cc", "bb cc dd", "cc dd ee"], ["aa ee"])
     p = dict(lyrics_tfidf_logreg.DEFAULTS)
     first = cache.get(p)
     second = cache.get({**p, "C": 5.0, "class_weight": "balanced"})  # classifier-only change
@@ -251,3 +263,27 @@ def test_list_shows_every_family(capsys):
     assert cli(["--list"]) == 0
     out = capsys.readouterr().out
     assert "lyrics_lstm" in out and "keras_tuner" in out and "lyrics_tfidf_logreg" in out and "optuna" in out
+
+
+def test_a_best_model_loads_from_any_directory_and_results_are_readable_by_all(tmp_path, small_lyrics,
+                                                                                monkeypatch):
+    res = tmp_path / "results"
+    old = os.umask(0o022)
+    try:
+        assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2,
+                   *FAST) == 0
+    finally:
+        os.umask(old)
+    folder = res / "lyrics_tfidf_logreg"
+    for path in (folder / "trials.csv", folder / "search.json", folder / "best" / "meta.json",
+                 folder / "best" / "model.skops"):
+        assert path.stat().st_mode & 0o777 == 0o644, path  # what a plain open() makes, not mkstemp's 0600
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    by_name = load_best("lyrics_tfidf_logreg", results_dir=res)
+    by_folder = load_best(str(folder / "best"))
+    assert by_name.predict(["some words"]) == by_folder.predict(["some words"])
+    with pytest.raises(UserError) as e:
+        load_best("lyrics_tfidf_logreg", results_dir=res, with_artist=True)
+    assert "python runners/search.py lyrics_tfidf_logreg --with-artist" in str(e.value)

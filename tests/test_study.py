@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from runners import study
 from runners.search import cli
+
+pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,14 +92,14 @@ def test_a_time_budget_ends_a_search_before_its_trial_count(tmp_path, small_lyri
 
 
 def test_a_hard_time_budget_stops_the_keras_trial_at_an_epoch_end(tmp_path):
-    import types
 
     import keras
     import keras_tuner as kt
     import numpy as np
 
-    from runners.keras_engine import StopAtDeadline, train
-    from runners.search import Prepared
+    from runners.keras_search.trial import StopAtDeadline, train
+    from search_spaces import Family
+    from runners.prepare import Prepared
 
     class Tiny(kt.HyperModel):
         def build(self, hp):
@@ -107,7 +110,7 @@ def test_a_hard_time_budget_stops_the_keras_trial_at_an_epoch_end(tmp_path):
 
     x, y = {"x": np.random.default_rng(0).normal(size=(16, 2)).astype("float32")}, np.array([0, 1] * 8)
     prepared = Prepared(x, y, x, y, ["a", "b"], {}, {}, {})
-    family = types.SimpleNamespace(NAME="tiny", EPOCHS=50, PATIENCE=None)
+    family = Family("tiny", "lyrics", "keras_tuner", "fake", epochs=50, patience=None)
     stop = StopAtDeadline(time.time() - 1)  # the deadline has passed: the first epoch end stops it
     _, metrics = train(family, Tiny(), kt.HyperParameters(), prepared, epochs=50, seed=0,
                        history_path=tmp_path / "h.csv", callbacks=[stop])

@@ -47,7 +47,7 @@ STUDY_LYRICS_SHAPES = {
 
 def baseline(family, spec):
     hp = kt.HyperParameters()
-    model = search_spaces.get_family(family).HyperModel(spec).build(hp)
+    model = search_spaces.get_family(family).hypermodel(spec).build(hp)
     return model, hp
 
 
@@ -55,7 +55,7 @@ def fit_arguments(family, spec, hp, model, x, y):
     """What the family's fit() hands to Keras's fit (batch size, callbacks), without training."""
     captured = {}
     model.fit = lambda *args, **kwargs: captured.update(kwargs)
-    search_spaces.get_family(family).HyperModel(spec).fit(hp, model, x, y, validation_data=(x, y), epochs=1)
+    search_spaces.get_family(family).hypermodel(spec).fit(hp, model, x, y, validation_data=(x, y), epochs=1)
     return captured
 
 
@@ -71,7 +71,7 @@ def test_lyrics_baseline_is_the_study_model(family):
     assert hp.values["learning_rate"] == 1e-3 and isinstance(model.optimizer, keras.optimizers.Adam)
     args = fit_arguments(family, LYRICS_SPEC, hp, model, {"lyrics": np.zeros((2, 300), "int32")}, np.array([0, 1]))
     assert args["batch_size"] == (32 if family in ("lyrics_embedding", "lyrics_glove") else 1000)
-    assert search_spaces.get_family(family).EPOCHS == 20
+    assert search_spaces.get_family(family).epochs == 20
     if family in STUDY_LYRICS_SHAPES:
         kind, shape = STUDY_LYRICS_SHAPES[family]
         layer = next(l for l in model.layers if type(l).__name__ == kind)
@@ -94,15 +94,15 @@ def test_glove_baseline_averages_the_words_only():
 def test_decision_tree_baseline_is_the_grid_search_choice():
     # The study's GridSearchCV printed {'max_depth': 8, 'min_samples_leaf': 1, 'min_samples_split': 2}
     tree = search_spaces.get_family("lyrics_decision_tree")
-    clf = tree.make_classifier(tree.DEFAULTS, seed=42)
+    clf = tree.make_classifier(tree.defaults, seed=42)
     assert (clf.max_depth, clf.min_samples_split, clf.min_samples_leaf) == (8, 2, 1)
-    assert tree.DEFAULTS["features"] == "token_ids"
+    assert tree.defaults["features"] == "token_ids"
 
 
 def test_tfidf_baseline_is_the_study_model():
     tfidf = search_spaces.get_family("lyrics_tfidf_logreg")
-    assert tfidf.DEFAULTS["max_features"] == 5000 and tfidf.DEFAULTS["ngram_max"] == 1
-    clf = tfidf.make_classifier(tfidf.DEFAULTS, seed=0)
+    assert tfidf.defaults["max_features"] == 5000 and tfidf.defaults["ngram_max"] == 1
+    clf = tfidf.make_classifier(tfidf.defaults, seed=0)
     assert clf.C == 1.0 and clf.max_iter == 1000 and clf.class_weight is None
 
 
@@ -117,7 +117,7 @@ def test_cifar_cnn_baseline_is_the_study_model():
     assert args["batch_size"] == 32 and hp.values["learning_rate"] == 1e-3
     (plateau,) = [c for c in args["callbacks"] if isinstance(c, keras.callbacks.ReduceLROnPlateau)]
     assert (plateau.factor, plateau.patience, plateau.min_lr) == (0.2, 3, 1e-6)
-    assert search_spaces.get_family("cifar_cnn").EPOCHS == 40
+    assert search_spaces.get_family("cifar_cnn").epochs == 40
 
 
 def test_cifar_autoencoder_baseline_is_the_study_model():
@@ -129,7 +129,7 @@ def test_cifar_autoencoder_baseline_is_the_study_model():
     family = search_spaces.get_family("cifar_autoencoder")
     x = np.zeros((2, 32, 32, 3), "float32")
     assert fit_arguments("cifar_autoencoder", {"n_classes": 50}, hp, model, x, x)["batch_size"] == 128
-    assert family.EPOCHS == 15 and family.PATIENCE is None  # no early stopping
+    assert family.epochs == 15 and family.patience is None  # no early stopping
 
 
 def test_cifar_transfer_baseline_is_the_study_model(tmp_path):
@@ -148,5 +148,5 @@ def test_cifar_transfer_baseline_is_the_study_model(tmp_path):
     spec = {"n_classes": 50, "sources": sources}
     args = fit_arguments("cifar_transfer", spec, hp, model, np.zeros((2, 32, 32, 3), "float32"), np.array([0, 1]))
     assert args["batch_size"] == 32
-    assert search_spaces.get_family("cifar_transfer").EPOCHS == 50
+    assert search_spaces.get_family("cifar_transfer").epochs == 50
     assert not any(type(l).__name__ in ("BatchNormalization", "MaxPooling2D") for l in model.layers)

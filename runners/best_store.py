@@ -1,0 +1,119 @@
+"""The best-model store: best/ holds the best trial's model, replaced only by a better one, safely.
+
+Saving the best model survives a kill at any moment. A trial's model is
+first staged as a complete folder (.candidate-<trial>/), then the engine
+records the trial as finished, then the candidate replaces best/. On the
+next start, `reconcile_best` promotes a candidate whose trial was recorded
+as finished and drops one whose trial was not (that trial runs again).
+"""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from runners.search_progress import crash_point
+from runners.trials_table import OBJECTIVE, better, is_score
+from suite_common import UserError, atomic, provenance
+
+
+def best_meta(out_dir):
+    path = Path(out_dir) / "best" / "meta.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def best_score(out_dir, objective=OBJECTIVE):
+    """The objective value best/ was saved with; None if there is no best/ yet. A best/ whose meta.json
+    is unreadable or holds no such number is damaged: one clear error, since any trial could replace it."""
+    folder = Path(out_dir) / "best"
+    if not folder.exists():
+        return None
+    meta = best_meta(out_dir)
+    value = meta.get("metrics", {}).get(objective[0]) if isinstance(meta, dict) and \
+        isinstance(meta.get("metrics"), dict) else None
+    if not is_score(value):
+        raise UserError(f"{folder / 'meta.json'} is damaged (no {objective[0]} recorded): restore it, or delete "
+                        f"{folder} to let the best later trial replace it, or start again with --fresh")
+    return value
+
+
+def is_better(metrics, out_dir, objective=OBJECTIVE):
+    name, direction = objective
+    score = metrics.get(name)
+    if not is_score(score):
+        return False
+    best = best_score(out_dir, objective)
+    if best is None:
+        return True
+    return better(score, best, direction)
+
+
+def stage_best(out_dir, trial_id, write_model, meta, artifacts):
+    """Write a complete best/ candidate for a trial; return its folder."""
+    cand = Path(out_dir) / f".candidate-{trial_id}"
+    if cand.exists():
+        shutil.rmtree(cand)
+    cand.mkdir(parents=True)
+    write_model(cand)
+    for name, text in artifacts.items():
+        atomic.write_text(cand / name, text)
+    crash_point("candidate-written")
+    meta = {**meta, "saved_at": provenance.now()}  # beside meta["provenance"]: the run that made it
+    atomic.write_text(cand / "meta.json", json.dumps(meta, indent=2, default=_json_default))
+    return cand
+
+
+def promote(out_dir, candidate, objective=OBJECTIVE):
+    """Make a staged candidate best/, unless a better one got there first (another worker)."""
+    import fcntl
+    crash_point("before-promote")
+    with open(Path(out_dir) / ".best.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # workers promote one at a time
+        meta = json.loads((Path(candidate) / "meta.json").read_text())
+        if is_better(meta["metrics"], out_dir, objective):
+            atomic.replace_dir(candidate, Path(out_dir) / "best")
+        else:
+            shutil.rmtree(candidate)
+
+
+def reconcile_best(out_dir, finished, objective=OBJECTIVE):
+    """Finish or drop candidates left by a killed run.
+
+    finished: {trial_id: objective value} of the trials the engine recorded
+    as complete."""
+    atomic.recover_dir(Path(out_dir) / "best")
+    best_score(out_dir, objective)  # a damaged best/meta.json is reported before any trial runs
+    for cand in sorted(Path(out_dir).glob(".candidate-*")):
+        meta = None
+        try:
+            meta = json.loads((cand / "meta.json").read_text())
+        except (OSError, ValueError):
+            pass
+        tid = meta and str(meta["trial_id"])
+        keys = {str(k): v for k, v in finished.items()}
+        if meta and tid in keys and _same(keys[tid], meta["metrics"].get(objective[0])) \
+                and is_better(meta["metrics"], out_dir, objective):
+            promote(out_dir, cand, objective)
+        else:
+            shutil.rmtree(cand)
+
+
+def _same(a, b):
+    return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return str(o)

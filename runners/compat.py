@@ -1,0 +1,142 @@
+"""Every change the suite makes to a third-party library, and every private name it relies on, in one place.
+
+Each entry of KNOWN says which versions it was written for. `check_versions()`
+runs when an engine starts and says in one line per library when the installed
+version is outside that range (the suite still runs; tests/test_compat.py
+checks that each patch still takes effect). `apply()` makes the patches; the
+engines call it when a search starts, never on import.
+"""
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import sys
+
+from packaging.version import Version
+
+from suite_common import atomic
+
+# distribution -> (lowest version, first version not checked), what the suite does with its internals
+KNOWN = {
+    "keras-tuner": ("1.4.7", "1.5", "oracle state written atomically (utils.save_json); a debug print removed "
+                    "from conditions.Parent.to_proto; Tuner._get_tuner_fname and _configure_tensorboard_dir; "
+                    "Oracle._retry_queue and the client class of a worker; HyperbandOracle's bracket values"),
+    "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils)"),
+    "tensorflow": ("2.16", "2.22", "traced steps' gradient functions dropped from ops._gradient_registry"),
+    "torch": ("2.1", "2.11", "torch._dynamo.reset skipped when nothing was compiled (convert_frame.FRAME_COUNTER); "
+              "torch.as_tensor swapped while a CUDA graph is recorded"),
+}
+
+
+def installed(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_versions(versions=None):
+    """One line for each library whose installed version is outside what the suite's patches were written for."""
+    lines = []
+    for name, (low, high, what) in KNOWN.items():
+        version = (versions or {}).get(name) if versions is not None else installed(name)
+        if version is None:
+            continue
+        v = Version(version)
+        if not Version(low) <= v < Version(high):
+            lines.append(f"{name} {version} is outside {low} to below {high}, the versions the suite's changes "
+                         f"were written for ({what.split(';')[0]}, ...): if a search misbehaves, install "
+                         f"{name}>={low},<{high} (runners/compat.py)")
+    return lines
+
+
+# --- Keras Tuner -----------------------------------------------------------------------------------------
+
+def save_json_atomically(path, obj):
+    """Keras Tuner writes its oracle and trial state with a plain open(); a kill mid-write would leave
+    truncated JSON that stops every later resume. All of it goes through utils.save_json."""
+    from runners import search_progress
+    text = json.dumps(obj)
+    new_trial = str(path).endswith("trial.json") and not os.path.exists(path)
+    atomic.write_text(path, text)
+    if new_trial:
+        search_progress.crash_point("trial-file-written")  # a new trial's file, before the oracle's state records it
+    return text
+
+
+def parent_to_proto(self):
+    """conditions.Parent.to_proto of keras-tuner 1.4.8 without its debug print() (a stray line each time a
+    conditional hyperparameter travels between chief and worker)."""
+    from keras_tuner.src import protos
+    proto = protos.get_proto()
+    first = self.values[0]
+    kind = ("string_value" if isinstance(first, str) else "boolean_value" if isinstance(first, bool)
+            else "int_value" if isinstance(first, int) else "float_value")
+    values = [proto.Value(**{kind: v}) for v in self.values]
+    return proto.Condition(parent=proto.Condition.Parent(name=self.name, values=values))
+
+
+def mark_tensorflow_absent():
+    """On JAX or PyTorch, Keras still imports TensorFlow whenever it is installed (to seed it and to check
+    shapes when saving): 2.3 s in a search's first trial here, for nothing the suite uses. Unless something
+    imported it already, Keras is told it is absent, as on a machine without it (the lent GPU machines)."""
+    import keras
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        return
+    from keras.src.utils import module_utils
+    if module_utils.tensorflow._available is None:
+        module_utils.tensorflow._available = False
+
+
+def apply():
+    """Make the patches (idempotent). Called when a Keras search starts."""
+    from keras_tuner.src import utils as kt_utils
+    from keras_tuner.src.engine import conditions
+    kt_utils.save_json = save_json_atomically
+    conditions.Parent.to_proto = parent_to_proto
+    mark_tensorflow_absent()
+
+
+# --- TensorFlow and PyTorch internals, used between and within trials --------------------------------------
+
+def forget_traced_gradients():
+    """TensorFlow: tracing a train step registers a gradient function for its all-reduce of the gradients
+    ("CustomGradient-N") in a global registry that nothing empties; each holds that step's whole graph, and
+    through it the model's variables and optimizer slots (tensorflow/tensorflow#97697, keras-team/keras#20245).
+    Between trials no traced step is alive, so none can be needed again. If the registry moves, nothing."""
+    from tensorflow.python.framework import ops
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    if isinstance(registry, dict):
+        for name in [n for n in registry if n.startswith("CustomGradient-")]:
+            del registry[name]
+
+
+def nothing_compiled_by_dynamo():
+    """True when torch.compile has compiled no frame since the last reset (a private counter: if it moves,
+    False, and clear_session resets as it always did)."""
+    from torch._dynamo import convert_frame
+    return getattr(convert_frame, "FRAME_COUNTER", None) == 0
+
+
+@contextlib.contextmanager
+def dynamo_reset_skipped():
+    """clear_session also resets torch.compile's caches, and with a CUDA GPU that reset imports
+    torch._inductor (1.3 s, once per process), which bare fits never pay."""
+    import torch._dynamo
+    reset, torch._dynamo.reset = torch._dynamo.reset, lambda: None
+    try:
+        yield
+    finally:
+        torch._dynamo.reset = reset
+
+
+@contextlib.contextmanager
+def torch_as_tensor(replacement):
+    """torch.as_tensor replaced while a CUDA graph is recorded (runners/keras_search/accelerate.py)."""
+    import torch
+    original, torch.as_tensor = torch.as_tensor, replacement
+    try:
+        yield original
+    finally:
+        torch.as_tensor = original

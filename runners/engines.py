@@ -1,0 +1,150 @@
+"""One engine interface: `run(family, prepared, out_dir, config)` runs a family's search, workers included.
+
+Keras Tuner families go to runners/keras_search/, Optuna families to
+runners/optuna_engine.py; both write the same trials.csv and best/. With
+`config.workers > 1` the search is shared: Optuna workers share a study,
+Keras Tuner workers ask a chief (this process) for trials.
+"""
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from runners import trials_table
+from suite_common import UserError, atomic
+
+TUNERS = {"keras_tuner": ("random", "bayesian", "hyperband"), "optuna": ("tpe", "random")}
+
+
+@dataclass
+class SearchConfig:
+    """How a search runs (the command line's search flags)."""
+    max_trials: int = 10
+    epochs: Optional[int] = None  # Keras: max epochs per trial; None: the family's
+    tuner: Optional[str] = None  # None: the engine's first in TUNERS
+    seed: int = 42
+    deadline: Optional[float] = None  # time.time() after which no trial starts (--time-budget)
+    hard_deadline: bool = False  # and the trial in progress stops at its next epoch end
+    tensorboard: Optional[str] = None
+    workers: int = 1
+    storage: Optional[str] = None  # Optuna: a shared database URL
+    worker: bool = False  # this process is one of the workers another one started
+    argv: Optional[list] = None  # the command line, for starting workers (default sys.argv[1:])
+
+
+def keras_tuner_role():
+    """'chief' or 'worker' when Keras Tuner's chief/worker variables are set, else None."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return None
+    missing = [v for v in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID") if not os.environ.get(v)]
+    if missing:
+        raise UserError(f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} not: set all three "
+                        "(README, 'Scaling out'), or none for a search in this process")
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
+def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
+    """N copies of this command, one GPU each where CUDA_VISIBLE_DEVICES lists several."""
+    import subprocess
+    child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--fresh"] + list(extra_args)
+    gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+    procs = []
+    for i in range(n):
+        env = {**os.environ, **env_of(i), "SEARCH_SUITE_WORKER_INDEX": str(i)}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        search_py = Path(__file__).resolve().with_name("search.py")
+        procs.append(subprocess.Popen([sys.executable, str(search_py), *child_argv], env=env))
+    print(f"{family.name}: {n} workers started (processes {', '.join(str(p.pid) for p in procs)})", flush=True)
+    return procs
+
+
+def run_workers(family, prepared, out_dir, config, tuner):
+    """Optuna with --workers N: prepare the study once, then N processes share it (one GPU each where GPUs
+    exist)."""
+    from runners import optuna_engine
+    objective = trials_table.objective_of(family, prepared.meta)
+    study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=tuner, storage=config.storage,
+                                        objective=objective)
+    if config.storage:
+        optuna_engine.enqueue_baseline(study, family)
+    procs = start_workers(family, config.workers, config.argv, ["--worker"])
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        print(f"worker exit codes: {codes}", file=sys.stderr, flush=True)
+    if config.storage is None:
+        # Every worker of this study has exited (the study is in this folder, which this process
+        # holds): a trial still RUNNING belonged to a worker that died. This process re-queues it
+        # and runs what is left, so the search ends with --max-trials finished trials.
+        return optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
+                                 sampler=tuner, quiet_if_done=True, deadline=config.deadline)
+    study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=tuner, storage=config.storage,
+                                        shared=True, objective=objective)
+    rows = optuna_engine.trial_rows(study)
+    trials_table.write_trials_csv(out_dir, rows)
+    optuna_engine.mirror(out_dir, prepared.meta, study, rows)
+    return rows
+
+
+def run_keras(family, prepared, out_dir, config, tuner, epochs, role):
+    """A Keras Tuner search here, or as the chief of --workers N here or of workers elsewhere."""
+    from runners import keras_search as keras_engine
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def spawn(port):  # --workers N: N workers on loopback, their chief is this process
+        return start_workers(family, config.workers, config.argv, env_of=lambda i: {
+            "KERASTUNER_TUNER_ID": f"worker{i}", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": str(port)})
+    chief, local = None, config.workers > 1 and role != "chief"
+    if role == "chief":  # workers on other machines connect to it
+        chief = (os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
+    elif local:
+        chief = ("127.0.0.1", 0)  # the system picks a free port
+    return keras_engine.run(family, prepared, out_dir, max_trials=config.max_trials, epochs=epochs, tuner=tuner,
+                            seed=config.seed, tensorboard=config.tensorboard, chief=chief,
+                            start_workers=spawn if local else None, deadline=config.deadline,
+                            hard_deadline=config.hard_deadline)
+
+
+def run(family, prepared, out_dir, config):
+    """Run (or resume) the family's search into out_dir; returns the trials.csv rows."""
+    tuner = config.tuner or TUNERS[family.engine][0]
+    epochs = config.epochs or family.epochs
+    out_dir = Path(out_dir)
+    if family.engine == "keras_tuner":
+        from runners import keras_search as keras_engine
+        role = keras_tuner_role()
+        if role == "worker":  # the chief holds the lock and writes trials.csv
+            keras_engine.run_worker(family, prepared, out_dir, epochs=epochs, tuner=tuner, seed=config.seed,
+                                    tensorboard=config.tensorboard)
+            print(f"{os.environ['KERASTUNER_TUNER_ID']} done", flush=True)
+            return []
+        rows = run_keras(family, prepared, out_dir, config, tuner, epochs, role)
+    elif config.worker:  # one of several: the process that started it holds the lock
+        from runners import optuna_engine
+        optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
+                          sampler=tuner, storage=config.storage, worker=True, deadline=config.deadline)
+        print(f"worker {os.getpid()} done", flush=True)
+        return []
+    elif config.workers > 1:
+        rows = run_workers(family, prepared, out_dir, config, tuner)
+    else:
+        from runners import optuna_engine
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows = optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
+                                 sampler=tuner, storage=config.storage, deadline=config.deadline)
+    write_comparison_tables(family, prepared, out_dir)
+    return rows
+
+
+def write_comparison_tables(family, prepared, out_dir):
+    """The family's own tables (e.g. best score per activation, loss, skip setting) beside trials.csv."""
+    if family.comparison_tables is None or not (Path(out_dir) / "trials.csv").exists():
+        return
+    import pandas as pd
+    trials = pd.read_csv(Path(out_dir) / "trials.csv")
+    for name, table in family.comparison_tables(trials, trials_table.objective_of(family, prepared.meta)[0]).items():
+        atomic.write_text(Path(out_dir) / f"{name}.csv", table.to_csv(index=False))
+        print(f"{name}:\n{table.to_string(index=False)}", flush=True)

@@ -1,0 +1,126 @@
+"""Keras Tuner engine: a family's HyperModel searched by a Keras Tuner oracle.
+
+The oracle (random, bayesian or hyperband) proposes hyperparameters and keeps
+its state under results/<family>/keras_tuner/, which is what makes a re-run
+resume. `SuiteTuner.run_trial` trains one model and returns its validation
+metrics; `on_trial_end` keeps the best model and rewrites trials.csv.
+
+Choices, noted:
+- The first trial of a new search runs every hyperparameter's default (the
+  earlier study's model): `BaselineFirst` answers the oracle's first request
+  for random values with the defaults.
+- Keras Tuner's own per-epoch checkpoints are not written: the suite saves
+  only the best model, after its trial, in `.keras` format.
+- Hyperband trains each trial from scratch for its `tuner/epochs` budget
+  instead of reloading the checkpoint of the trial it continues.
+- Early stopping on validation loss (patience 5) restores the best epoch's
+  weights, so the scores and the saved model are those of that epoch.
+
+Several workers use Keras Tuner's own chief/worker mode (see `serve`): the
+chief holds the oracle and writes trials.csv; each worker asks it for
+trials, trains them, and promotes its model to best/ if better. All of them
+share the results folder.
+"""
+
+import gc
+import os
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from runners import compat, search_progress, trials_table
+from runners.keras_search.oracles import make_oracle
+from runners.keras_search.trial import BudgetReached, TooManyFailures
+from runners.keras_search.tuner import SuiteTuner
+from suite_common import UserError
+
+
+def finished_count(out_dir):
+    """Trials that a previous run of this search finished (for the resume message)."""
+    trial_files = list((Path(out_dir) / "keras_tuner").glob("trial_*/trial.json"))
+    return len(trial_files)
+
+
+def start_engine():
+    """Before the first trial: the library patches (runners/compat.py, with a line if a version is outside
+    what they were written for), and what exists now (modules, data) exempted from garbage collection:
+    clear_session collects garbage before every trial, to free the last model; with the frameworks'
+    millions of objects frozen, that takes milliseconds instead of about a third of a second."""
+    for line in compat.check_versions():
+        search_progress.log(f"warning: {line}")
+    compat.apply()
+    gc.collect()
+    gc.freeze()
+
+
+def _check_buildable(family, prepared):
+    """The baseline model builds from these flags and data (say so in one line if not, e.g. a sequence
+    too short for valid convolutions), before any state is read or written."""
+    hypermodel = family.hypermodel(prepared.spec)
+    try:
+        hypermodel.build(kt.HyperParameters())
+    except Exception as e:  # noqa: BLE001 - any build error is the flags' or the data's
+        raise UserError(f"{family.name} cannot build its model from these flags and data ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    finally:
+        keras.backend.clear_session()
+
+
+def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, deadline=None,
+                hard_deadline=False):
+    _check_buildable(family, prepared)
+    try:
+        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, trials_table.objective_of(family, prepared.meta)),
+                          family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
+                          epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, deadline=deadline,
+                          hard_deadline=hard_deadline)
+    except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
+        raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
+                        f"start again with --fresh") from None
+
+
+def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
+        start_workers=None, deadline=None, hard_deadline=False):
+    """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
+
+    deadline: time.time() after which no trial starts (--time-budget); hard_deadline: the trial in
+    progress then stops at its next epoch end too."""
+    start_engine()
+    keras.utils.set_random_seed(seed)
+    before = finished_count(out_dir)
+    progress = search_progress.Progress(family.name, max_trials, trials_table.objective_of(family, prepared.meta))
+    t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
+                    tensorboard=tensorboard, progress=progress, deadline=deadline, hard_deadline=hard_deadline)
+    t.oracle.max_trials = max_trials  # a resumed search may be given a new total
+    t.oracle.first_trials = family.first_trials
+    t.reconcile()
+    if before:
+        search_progress.log(f"resuming {family.name}: {len(t.oracle.trials)} trials on record, running up to "
+                    f"{max_trials} in all")
+    if chief is not None:
+        from runners.keras_search.distributed import serve  # gRPC: only when workers run
+        serve(t, chief, start_workers)
+        return t.trial_rows()
+    try:
+        t.search(verbose=0)
+    except BudgetReached:
+        pass  # the CLI says so
+    except TooManyFailures as e:
+        search_progress.log(f"{family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row (last: {e}); "
+                    "stopping the search")
+    return t.trial_rows()
+
+
+def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None):
+    """A worker (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP/PORT set): run the chief's trials until it says stop."""
+    start_engine()
+    keras.utils.set_random_seed(seed)
+    progress = search_progress.Progress(family.name, 0, trials_table.objective_of(family, prepared.meta))
+    t = _make_tuner(family, prepared, out_dir, max_trials=None, epochs=epochs, tuner=tuner, seed=seed,
+                    tensorboard=tensorboard, progress=progress)
+    from runners.keras_search.distributed import PatientClient
+    t.oracle.__class__ = PatientClient  # Keras Tuner made it an OracleClient; this one waits when told IDLE
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    print(f"[{family.name} {t.tuner_id}] asking the chief at {address} for trials", flush=True)
+    t.search(verbose=0)

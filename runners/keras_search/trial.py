@@ -1,0 +1,142 @@
+"""One trial: build a configuration, train it with the suite's callbacks, score it on validation."""
+
+import ctypes
+import math
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from runners import compat, search_progress, trials_table
+from runners.keras_search import accelerate
+from suite_common import atomic
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Writes the trial's per-epoch curves (Keras Tuner keeps only the best epoch)."""
+
+    def __init__(self, path, epochs):
+        super().__init__()
+        self.path, self.epochs, self.rows = Path(path), epochs, []
+        self.phase_start = 0  # a family that fits twice (fine-tuning): the last fit's weights are kept
+
+    def on_train_begin(self, logs=None):
+        self.phase_start = len(self.rows)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.rows.append({"epoch": epoch + 1, **logs})
+        header = list(self.rows[0])
+        lines = [",".join(header)] + [",".join(repr(r.get(k, "")) for k in header) for r in self.rows]
+        atomic.write_text(self.path, "\n".join(lines) + "\n")
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy"))
+        print(f"    epoch {epoch + 1}/{self.epochs}  {shown}", flush=True)
+        if not math.isfinite(logs.get("loss", 0.0)):
+            self.model.stop_training = True  # the trial has failed; see nan_epoch
+
+    @property
+    def nan_epoch(self):
+        for r in self.rows:
+            if not math.isfinite(r.get("loss", 0.0)):
+                return r["epoch"]
+        return None
+
+    def best_epoch(self, restored=True):
+        """The epoch whose weights the model holds: with early stopping's restore, the last fit's
+        lowest validation loss (an earlier fit's weights were trained on); without, the last."""
+        if not restored:
+            return self.rows[-1]["epoch"] if self.rows else None
+        finite = [r for r in self.rows[self.phase_start:] if math.isfinite(r.get("val_loss", math.inf))]
+        return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
+
+
+def _free_last_trial():
+    """Free what the last trial left behind: Keras's state, and what clear_session misses.
+
+    TensorFlow: the traced steps' gradient functions, which keep every past
+    model alive (runners/compat.py). All backends: glibc keeps freed heap
+    memory (the entry points ask it to keep blocks for reuse:
+    suite_common/process.py); malloc_trim returns it. JAX's compilation caches
+    are left alone (clearing them cost more than it saved: bench/README.md).
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        compat.forget_traced_gradients()
+    if backend == "torch" and compat.nothing_compiled_by_dynamo():
+        # Keras compiles with dynamo only when asked (jit_compile=True); with nothing
+        # compiled there is nothing to reset.
+        with compat.dynamo_reset_skipped():
+            keras.backend.clear_session()
+    else:
+        keras.backend.clear_session()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to return
+        pass
+
+
+def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()):
+    """Build and train one configuration; return the model and its validation metrics.
+
+    Used by every trial, and again by the analysis to retrain a best
+    configuration with other seeds.
+    """
+    _free_last_trial()  # no graph or memory carried over between trials
+    keras.utils.set_random_seed(seed)
+    start = time.time()
+    model = hypermodel.build(hp)
+    n_train, batch_size = len(keras.tree.flatten(p.x_train)[0]), hp.values.get("batch_size")
+    if batch_size and accelerate.use_fused_steps(epochs * -(-n_train // batch_size)):
+        accelerate.fuse_train_steps(model, n_train, batch_size)
+    elif accelerate.use_graph_steps():
+        accelerate.graph_train_steps(model)
+    log = EpochLog(history_path, epochs)
+    # No callback here looks at single batches (Keras's TerminateOnNaN does): a
+    # per-batch hook makes Keras wait for every step's logs, which stalls a GPU.
+    # A NaN loss stops training at the end of its epoch instead (EpochLog).
+    patience = family.patience  # None: no early stopping (the autoencoder, as the study)
+    stopping = [] if patience is None else [keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True)]
+    callbacks = [log, *stopping, *callbacks]
+    hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
+                   epochs=epochs, callbacks=callbacks, verbose=0)
+    if log.nan_epoch is not None:
+        raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
+    best_epoch = log.best_epoch(restored=bool(stopping))
+    best = log.rows[best_epoch - 1] if best_epoch else {}
+    if family.evaluate is None and {"val_accuracy", "val_log_loss", "val_macro_f1"} <= set(best):
+        # EarlyStopping restored the weights of this epoch: its own validation scores
+        # (search_spaces/_metrics.py) are the model's, with no second pass.
+        metrics = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_log_loss"],
+                   "val_macro_f1": best["val_macro_f1"]}
+    else:
+        # Batches of the training batch size: the shapes fit() already compiled and,
+        # on a GPU, autotuned for validation (a new batch shape costs seconds there).
+        outputs = model.predict(p.x_val, batch_size=batch_size or 256, verbose=0)
+        if family.evaluate is not None:  # e.g. reconstruction error for an autoencoder
+            metrics = family.evaluate(outputs, p.x_val, p.y_val)
+        else:
+            metrics = trials_table.classification_metrics(p.y_val, outputs, len(p.label_names))
+    metrics.update(epochs_run=len(log.rows), best_epoch=best_epoch, duration_s=round(time.time() - start, 3))
+    return model, metrics
+
+
+class BudgetReached(Exception):
+    """--time-budget has passed: the search stops before its next trial."""
+
+
+class TooManyFailures(Exception):
+    """trials_table.MAX_CONSECUTIVE_FAILURES trials failed in a row: the search stops (the message: the last error)."""
+
+
+class StopAtDeadline(keras.callbacks.Callback):
+    """--time-budget-hard: the trial in progress stops at the first epoch end after the deadline."""
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline, self.stopped = deadline, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if search_progress.out_of_time(self.deadline):
+            self.stopped = self.model.stop_training = True

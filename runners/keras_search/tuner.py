@@ -1,0 +1,195 @@
+"""SuiteTuner: Keras Tuner's Tuner, writing the suite's results (trials.csv, histories, best/) as trials end."""
+
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from runners import best_store, dashboard, search_progress, trials_table
+from runners.keras_search.oracles import default_values
+from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
+from suite_common import UserError
+
+
+class TrialBoard(keras.callbacks.TensorBoard):
+    """--tensorboard: one run per trial, <dir>/<family>[_artist]/trial_<id>, with every hyperparameter for
+    TensorBoard's HParams view, written when training starts (a batch size the hypermodel's fit() searches
+    is known by then)."""
+
+    def __init__(self, log_dir, hp, trial_id):
+        super().__init__(log_dir=str(log_dir))
+        self.hp, self.trial_id = hp, str(trial_id)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hparams_api
+        values = {k: v for k, v in self.hp.values.items() if not k.startswith("tuner/")}
+        with tf.summary.create_file_writer(self.log_dir).as_default():
+            hparams_api.hparams(values, trial_id=self.trial_id)
+
+
+class SuiteTuner(kt.Tuner):
+    def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, tensorboard=None,
+                 deadline=None, hard_deadline=False, **kwargs):
+        self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
+        self.epochs, self.seed, self.progress = epochs, seed, progress
+        self.objective = trials_table.objective_of(family, prepared.meta)
+        self.deadline, self.hard_deadline = deadline, hard_deadline
+        self._last_model, self._last_metrics, self._heartbeat = None, {}, None
+        super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
+                         project_name="keras_tuner", **kwargs)
+
+    def _get_tuner_fname(self):
+        # Keras Tuner names this file after the tuner id, and reloads the oracle
+        # only if it exists: one name for every non-worker run (single or chief),
+        # so switching between them resumes the same search.
+        if self._is_worker():
+            return super()._get_tuner_fname()
+        return os.path.join(str(self.project_dir), "tuner0.json")
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        if self._is_worker():
+            from runners.keras_search.distributed import Heartbeat
+            self._heartbeat = Heartbeat(self.oracle, trial.trial_id)
+
+    def run_trial(self, trial, *args, **kwargs):
+        search_progress.crash_point("trial-started")
+        hp = trial.hyperparameters
+        extra = []
+        if self.tensorboard:
+            extra.append(TrialBoard(Path(self.tensorboard) / self.out_dir.name / f"trial_{trial.trial_id}", hp,
+                                    trial.trial_id))
+        stop = StopAtDeadline(self.deadline) if self.hard_deadline and self.deadline else None
+        model, metrics = train(self.family, self.hypermodel, hp, self.prepared,
+                               epochs=hp.values.get("tuner/epochs", self.epochs),
+                               seed=self.seed + int(trial.trial_id),
+                               history_path=self.out_dir / "histories" / f"trial_{trial.trial_id}.csv",
+                               callbacks=extra + ([stop] if stop else []))
+        if stop is not None and stop.stopped:
+            metrics["stopped_by_time_budget"] = 1  # its epochs_run is short of the budget
+        self._last_model = model
+        # None cannot travel to a chief over gRPC; a missing metric is an empty cell anyway
+        self._last_metrics = {k: v for k, v in metrics.items() if v is not None}
+        return self._last_metrics
+
+    def on_trial_end(self, trial):
+        model, self._last_model = self._last_model, None
+        metrics, self._last_metrics = self._last_metrics, {}  # empty if the trial failed
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        objective = self.objective
+        candidate = None
+        if trial.status == "COMPLETED" and model is not None and best_store.is_better(metrics, self.out_dir, objective):
+            values = _user_values(trial.hyperparameters.values)
+            meta = {**self.prepared.meta, "trial_id": trial.trial_id, "hyperparameters": values,
+                    "metrics": metrics, "model_file": "model.keras",
+                    "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
+                    "parameter_count": int(model.count_params())}
+            candidate = best_store.stage_best(self.out_dir, trial.trial_id, lambda d: self._save_model(model, d), meta,
+                                           self.prepared.artifacts)
+        try:
+            super().on_trial_end(trial)  # the oracle records the trial and saves its state
+        finally:
+            search_progress.crash_point("trial-recorded")
+            if candidate is not None and status_of(trial) == "COMPLETE":
+                best_store.promote(self.out_dir, candidate, objective)
+            if self._is_worker():  # the chief writes trials.csv
+                best = best_store.best_meta(self.out_dir)
+                score = metrics.get(objective[0])
+                print(f"[{self.family.name} {self.tuner_id}] trial {trial.trial_id} {status_of(trial)}"
+                      + (f": {objective[0]} {score:.4f}" if score is not None else "")
+                      + (f" | best {best['metrics'][objective[0]]:.4f} (trial {best['trial_id']})" if best else ""),
+                      flush=True)
+            else:
+                self.record_trial(status_of(trial), metrics.get(objective[0]))
+
+    def record_trial(self, status, score):
+        """Rewrite trials.csv from the oracle and print a progress line."""
+        name = self.objective[0]
+        rows = self.trial_rows()
+        trials_table.write_trials_csv(self.out_dir, rows)
+        space = {hp.name: dashboard.keras_distribution(hp) for hp in self.oracle.hyperparameters.space}
+        dashboard.mirror_rows(self.out_dir, self.prepared.meta, rows, {k: v for k, v in space.items() if v})
+        done = [r for r in rows if r["status"] != "RUNNING"]
+        # the best finished trial (with workers, its model may reach best/ a moment later)
+        best = trials_table.best_of(done, self.objective)
+        ended = max(done, key=lambda r: self.oracle.end_order.index(r["trial_id"])
+                    if r["trial_id"] in self.oracle.end_order else -1) if done else None
+        params = {k[3:]: v for k, v in ended.items() if k.startswith("hp_") and v is not None} if ended else None
+        baseline = default_values(self.oracle.hyperparameters.space)
+        self.progress.trial_done(ended["trial_id"] if ended else "?", len(done), status, score,
+                                 best and best[name], best and best["trial_id"], params, baseline)
+
+    def pre_create_trial(self):
+        if search_progress.STOP.is_set():
+            raise KeyboardInterrupt  # Ctrl-C: the finished trials are recorded; stop before the next
+        if search_progress.out_of_time(self.deadline):
+            raise BudgetReached  # --time-budget: no new trial starts
+        if not self._is_worker() and trials_table.failed_in_a_row([status_of(self.oracle.trials[t])
+                                                              for t in self.oracle.end_order]):
+            raise TooManyFailures(self.trial_rows()[-1]["error"])
+
+    def reconcile(self):
+        """After a kill: finish what the last run left half-done, rewrite trials.csv."""
+        objective = self.objective
+        oracle = self.oracle
+        # A kill between a new trial's trial.json and the oracle's own state leaves a trial the
+        # oracle never started: it would take a --max-trials slot forever. It never ran: drop it.
+        for tid in [t for t in oracle.trials if t not in oracle.start_order]:
+            del oracle.trials[tid]
+            shutil.rmtree(Path(oracle._project_dir) / f"trial_{tid}", ignore_errors=True)
+        finished = {tid: metrics_of(t).get(objective[0]) for tid, t in oracle.trials.items()
+                    if status_of(t) == "COMPLETE"}
+        bad = [tid for tid, v in finished.items() if not trials_table.is_score(v)]
+        if bad:
+            raise UserError(f"the search state in {self.out_dir / 'keras_tuner'} is damaged (trial {bad[0]}'s "
+                            f"{objective[0]} is not a number); start again with --fresh")
+        best_store.reconcile_best(self.out_dir, finished, objective)
+        if self.oracle.trials:
+            trials_table.write_trials_csv(self.out_dir, self.trial_rows())
+
+    def _save_model(self, model, folder):
+        model.save(folder / "model.keras")
+        if self.family.save_extras is not None:  # e.g. sample reconstructions as a PNG
+            self.family.save_extras(model, self.prepared, folder)
+
+    def trial_rows(self):
+        oracle = self.oracle
+        defaults = default_values(oracle.hyperparameters.space)
+        rows = []
+        for tid in oracle.start_order:
+            t = oracle.trials[tid]
+            values = _user_values(t.hyperparameters.values)
+            # BaselineFirst made the first trial the defaults; hyperparameters
+            # first seen in later trials are not in its values, hence the subset test.
+            is_baseline = tid == oracle.start_order[0] and all(defaults.get(k) == v for k, v in values.items())
+            if "tuner/epochs" in t.hyperparameters.values:
+                values["epochs_budget"] = t.hyperparameters.values["tuner/epochs"]
+            error = (t.message or "").strip().splitlines()[-1:] if status_of(t) == "FAIL" else []
+            rows.append(trials_table.trial_row(tid, status_of(t), is_baseline, values, metrics_of(t),
+                                          error[0] if error else ""))
+        return rows
+
+
+def _user_values(values):
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
+def status_of(trial):
+    return {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL"}.get(trial.status, trial.status)
+
+
+def metrics_of(trial):
+    return {name: _last_value(trial, name) for name in trial.metrics.metrics}
+
+
+def _last_value(trial, name):
+    try:
+        return trial.metrics.get_last_value(name)
+    except (TypeError, ValueError):  # a value in the saved state that is not a number: damaged state
+        return None

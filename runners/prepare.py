@@ -1,0 +1,161 @@
+"""What every engine takes: a family's data, loaded, split and encoded (`Prepared`), and its meta.json.
+
+`prepare(family, options)` loads the data for the family's task (study_data/),
+and builds what best/meta.json and the run record (search.json) hold. The
+options are the command line's data flags (runners/search.py, `build_parser`).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from runners import trials_table
+from suite_common import UserError
+
+
+@dataclass
+class Prepared:
+    """What an engine needs: arrays, label names, and what best/ must keep."""
+    x_train: object
+    y_train: object
+    x_val: object
+    y_val: object
+    label_names: list
+    spec: dict  # what a Keras hypermodel needs to know about the data
+    meta: dict  # goes into best/meta.json
+    artifacts: dict  # file name -> text, saved beside the best model
+    record: dict = None  # what shapes data and model: a resume with anything different is refused
+
+
+def objective_of_run(family, args):
+    """(metric, direction) the search optimises: --objective, else the family's own."""
+    own = trials_table.objective_of(family)
+    if args.objective is None or args.objective == own[0]:
+        return own
+    if family.objective is not None:
+        raise UserError(f"{family.name} is searched on {own[0]}; --objective is for the classifier families")
+    return args.objective, trials_table.OBJECTIVES[args.objective]
+
+
+def class_counts(n_classes, *splits):
+    """Rows of each class in the train, validation and test splits (for the majority-class reference)."""
+    import numpy as np
+    return dict(zip(("train", "val", "test"),
+                    (np.bincount(np.asarray(y, dtype=int), minlength=n_classes).tolist() for y in splits)))
+
+
+def _absolute(path):
+    return str(Path(path).resolve()) if path else None
+
+
+def prepare_lyrics(family, args):
+    from study_data import lyrics, text
+    columns = {"text": args.text_column, "label": args.label_column, "artist": args.artist_column,
+               "language": args.language_column}
+    if args.with_artist and args.data and not lyrics.header_has_artist(args.data, columns):
+        raise UserError(f"--with-artist needs an artist column, and {args.data} has none "
+                        "(the Kaggle train.csv has 'Artist'; or name it with --artist-column)")
+    data = lyrics.load(
+        args.data, args.test_data, cache_dir=Path(args.results_dir) / "_cache",
+        columns=columns, sample_fraction=args.sample_fraction, seed=args.seed,
+        languages=[l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None,
+        stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len)
+    if not data.encoder.vocab or not any(data.train.texts):
+        raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
+                        "stopwords: check the text column, or try --stopwords none / --no-clean")
+    print(data.describe(), flush=True)
+    artists = text.artist_index(data.train.artists) if args.with_artist else None
+
+    def inputs(split):
+        return text.model_inputs(family.inputs, split.x, split.texts,
+                                   split.artists if args.with_artist else None, artists)
+
+    spec = {"vocab_size": data.encoder.vocab_size, "seq_len": data.encoder.seq_len, "n_classes": data.n_classes,
+            "with_artist": args.with_artist, "n_artists": len(artists or {}) + 1}
+    if family.engine == "keras_tuner":
+        from study_data.embeddings import embedding_matrix
+        spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, args.embeddings)
+        print(f"pre-trained vectors: {args.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
+              f"covering {coverage:.0%} of the vocabulary", flush=True)
+    embeddings = _absolute(args.embeddings) if family.engine == "keras_tuner" else None
+    meta = {"family": family.name, "task": family.task, "engine": family.engine, "inputs": family.inputs,
+            "with_artist": args.with_artist, "variant": "lyrics+artist" if args.with_artist else "lyrics",
+            "label_names": data.label_names, "seed": args.seed, "objective": list(objective_of_run(family, args)),
+            "data": {"source": data.source, "is_demo": data.is_demo, "fingerprint": data.fingerprint,
+                     "arg": _absolute(args.data), "columns": columns,
+                     "options": data.options, "test_data": _absolute(args.test_data), "embeddings": embeddings,
+                     "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
+                     "class_counts": class_counts(data.n_classes, data.train.y, data.val.y, data.test.y)}}
+    o = data.options
+    record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or data.source,
+              "data_bytes": data.file_hashes["data"], "test_data": meta["data"]["test_data"],
+              "test_data_bytes": data.file_hashes["test_data"], "columns": columns,
+              **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len")},
+              "embeddings": embeddings, "seed": args.seed, "objective": meta["objective"],
+              "data_fingerprint": data.fingerprint}
+    artifacts = {"tokenizer.json": data.encoder.to_json()}
+    if artists is not None:
+        artifacts["artists.json"] = json.dumps(sorted(artists, key=artists.get))
+    return Prepared(inputs(data.train), data.train.y, inputs(data.val), data.val.y, data.label_names, spec,
+                    meta, artifacts, record)
+
+
+def prepare_cifar(family, args):
+    from study_data import images
+    imgs = images.load_images(args.data, cache_dir=Path(args.results_dir) / "_cache", per_class=args.images_per_class)
+    block = images.make_block(imgs, family.block, seed=args.seed)
+    print(f"{imgs.source}: {block.describe()}", flush=True)
+    spec = {"n_classes": len(block.class_names)}
+    if family.block == 2:
+        spec["sources"] = block_one_sources(args, block)
+    y_train, y_val = block.y_train, block.y_val
+    if family.targets == "images":  # an autoencoder learns to reproduce its input
+        y_train, y_val = block.x_train, block.x_val
+    meta = {"family": family.name, "task": family.task, "engine": family.engine, "inputs": "images",
+            "targets": family.targets,
+            "with_artist": False, "variant": f"block {family.block}", "label_names": block.class_names,
+            "seed": args.seed, "blocks": block.assignment, "objective": list(objective_of_run(family, args)),
+            "data": {"source": imgs.source, "is_demo": imgs.is_demo, "fingerprint": imgs.fingerprint,
+                     "arg": args.data if args.data == "demo" else _absolute(args.data),
+                     "images_per_class": args.images_per_class, "test_split": block.assignment["test_split"],
+                     "rows": {"train": len(block.y_train), "val": len(block.y_val), "test": len(block.y_test)},
+                     "class_counts": class_counts(len(block.class_names), block.y_train, block.y_val,
+                                                  block.y_test)}}
+    record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or imgs.source,
+              "data_bytes": imgs.fingerprint, "images_per_class": args.images_per_class, "seed": args.seed,
+              "objective": meta["objective"], "data_fingerprint": imgs.fingerprint}
+    return Prepared(block.x_train, y_train, block.x_val, y_val, block.class_names, spec, meta,
+                    {"blocks.json": json.dumps(block.assignment, indent=2)}, record)
+
+
+def block_one_sources(args, block):
+    """Saved block-1 models for transfer, checked to come from the same classes."""
+    from search_spaces.cifar_transfer import SOURCE_FAMILIES
+    sources = {}
+    for source, family_name in SOURCE_FAMILIES.items():
+        meta_path = Path(args.results_dir) / family_name / "best" / "meta.json"
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        made = meta.get("blocks", {})
+        if made.get("seed") != block.assignment["seed"] or made.get("fingerprint") != block.assignment["fingerprint"]:
+            raise UserError(f"{family_name}'s best model was trained on other blocks (seed {made.get('seed')}, "
+                            f"data {made.get('source')}): pass the same --data and --seed, or re-run {family_name}")
+        sources[source] = str(meta_path.parent / meta["model_file"])
+    if not sources:
+        raise UserError("cifar_transfer needs a block-1 model: run `python runners/search.py cifar_cnn` "
+                        "(and/or cifar_autoencoder) with the same --data and --seed first")
+    return sources
+
+
+def prepare(family, options):
+    """The family's data and meta, from the command line's data options (bad input: a UserError)."""
+    if family.task == "cifar":
+        if options.with_artist:
+            raise UserError(f"--with-artist is for lyrics families; {family.name} classifies images")
+        prepared = prepare_cifar(family, options)
+    else:
+        prepared = prepare_lyrics(family, options)
+    # The epoch budget of the search: `compare.py --repeats` retrains baseline and best with it.
+    prepared.meta["epochs"] = options.epochs or family.epochs
+    return prepared

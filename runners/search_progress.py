@@ -1,0 +1,82 @@
+"""What a running search shares with its user: progress lines, Ctrl-C, the time budget, crash points."""
+
+import os
+import threading
+import time
+
+from suite_common import log
+
+__all__ = ["STOP", "BUDGET_REACHED", "out_of_time", "crash_point", "Progress", "log"]
+
+# Ctrl-C asks the search to stop after the trial in progress (the CLI's
+# SIGINT handler sets this); the engines check it between trials.
+STOP = threading.Event()
+# Set by an engine when --time-budget ended the search before --max-trials.
+BUDGET_REACHED = threading.Event()
+
+
+def out_of_time(deadline):
+    """True (and noted) once a --time-budget deadline (time.time() value, or None) has passed."""
+    if deadline is not None and time.time() >= deadline:
+        BUDGET_REACHED.set()
+        return True
+    return False
+
+
+_crash_hits = {}
+
+
+def crash_point(name):
+    """Fault injection for the reliability tests: SEARCH_SUITE_CRASH_AT=name dies here, like kill -9
+    (with SEARCH_SUITE_CRASH_SKIP=k, at the (k+1)-th pass only; with SEARCH_SUITE_CRASH_WORKER=i, only
+    in worker i of --workers)."""
+    if os.environ.get("SEARCH_SUITE_CRASH_AT") == name and \
+            os.environ.get("SEARCH_SUITE_CRASH_WORKER", os.environ.get("SEARCH_SUITE_WORKER_INDEX")) \
+            == os.environ.get("SEARCH_SUITE_WORKER_INDEX"):
+        _crash_hits[name] = _crash_hits.get(name, 0) + 1
+        if _crash_hits[name] > int(os.environ.get("SEARCH_SUITE_CRASH_SKIP", "0")):
+            from suite_common.process import flush_stderr
+            flush_stderr(timeout=0.5)  # what this process printed gets out before it dies
+            os._exit(137)
+
+
+class Progress:
+    """One line per finished trial, with the ids trials.csv uses:
+
+    [lyrics_lstm] trial 3 COMPLETE val_accuracy 0.6458 | lstm_units=64 learning_rate=0.00312 | best 0.6528
+    (trial 1) | 4 of 10 done, 0:01:02 elapsed, ~0:01:33 left
+
+    The hyperparameters shown are those that differ from the baseline (trial 0, the earlier study's model).
+    """
+
+    def __init__(self, family, total, objective):
+        self.family, self.total = family, total
+        self.objective = objective[0]
+        self.start = time.time()
+        self.finished_here = 0
+
+    def trial_done(self, trial_id, n_done, status, score, best, best_id, params=None, baseline=None):
+        self.finished_here += 1
+        elapsed = time.time() - self.start
+        left = max(self.total - n_done, 0) * elapsed / self.finished_here
+        score_s = f"{self.objective} {score:.4f}" if score is not None else "no score"
+        parts = [f"[{self.family}] trial {trial_id} {status} {score_s}"]
+        if params is not None and baseline is not None:
+            parts.append(changes(params, baseline))
+        parts.append(f"best {best:.4f} (trial {best_id})" if best is not None else "no finished trial yet")
+        parts.append(f"{n_done} of {self.total} done, {_hms(elapsed)} elapsed"
+                     + (f", ~{_hms(left)} left" if n_done < self.total else ""))
+        print(" | ".join(parts), flush=True)
+
+
+def changes(params, baseline):
+    """The hyperparameters that differ from the baseline's, compactly ('baseline' if none)."""
+    def short(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+    diff = [f"{k}={short(v)}" for k, v in params.items() if baseline.get(k, v) != v or k not in baseline]
+    return " ".join(diff) if diff else "baseline"
+
+
+def _hms(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,131 @@
+"""The trials table, shared by both engines, and the rules every engine applies to it.
+
+results/<family>[_artist]/
+    trials.csv          one row per trial (columns below), rewritten atomically
+    search.json         the run record: data, options, seed, objective (a different re-run is refused)
+    histories/trial_<id>.csv   per-epoch curves of each Keras trial
+    best/               the best model and all it needs to be used again (runners/best_store.py)
+    keras_tuner/ | optuna.db    the engine's own state (resuming reads it)
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from runners.search_progress import crash_point
+from suite_common import atomic
+
+METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
+HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]
+# The search's record of what it runs on (data, options, seed, objective): a
+# re-run with anything different is refused (runners/search.py, check_resume).
+RUN_RECORD = "search.json"
+# What a search maximises unless the family says otherwise (OBJECTIVE = (name, "min"|"max")).
+OBJECTIVE = ("val_accuracy", "max")
+# What --objective may choose for a classifier family, with its direction.
+OBJECTIVES = {"val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
+# A worker tells that it is alive this often (Keras Tuner: to its chief; Optuna: in the shared storage); one
+# silent for a few of these has its trial handed to another worker.
+HEARTBEAT_S = 4
+# A search stops when this many trials in a row have failed (every engine, workers included).
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+def failed_in_a_row(statuses):
+    """True when the last MAX_CONSECUTIVE_FAILURES ended trials (statuses in end order) all failed."""
+    ended = [s for s in statuses if s in ("COMPLETE", "FAIL")][-MAX_CONSECUTIVE_FAILURES:]
+    return len(ended) == MAX_CONSECUTIVE_FAILURES and set(ended) == {"FAIL"}
+
+
+def better(score, than, direction):
+    """Is `score` better than `than` for an objective in this direction ("max" or "min")?"""
+    return score > than if direction == "max" else score < than
+
+
+def objective_of(family, meta=None):
+    """(metric, "max"|"min") of a search: the one its run chose (meta["objective"], from --objective),
+    else the family's own, else validation accuracy."""
+    if meta and meta.get("objective"):
+        return tuple(meta["objective"])
+    return tuple(family.objective or OBJECTIVE)
+
+
+def folder_objective(folder, family):
+    """The objective a results folder was searched with (its run record, else its best model's)."""
+    for path in (Path(folder) / RUN_RECORD, Path(folder) / "best" / "meta.json"):
+        try:
+            return objective_of(family, json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return objective_of(family)
+
+
+def best_of(rows, objective):
+    """The finished, scored row with the best objective value (None if there is none)."""
+    name, direction = objective
+    scored = [r for r in rows if r["status"] == "COMPLETE" and r.get(name) is not None]
+    best = None
+    for r in scored:
+        if best is None or better(r[name], best[name], direction):
+            best = r
+    return best
+
+
+def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error=""):
+    row = {"trial_id": trial_id, "status": status, "is_baseline": bool(is_baseline)}
+    row.update({f"hp_{k}": v for k, v in hyperparameters.items()})
+    row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
+    row.update({k: v for k, v in sorted(metrics.items()) if k not in row})  # a family's own metrics
+    for k in ("epochs_run", "best_epoch"):  # Keras Tuner stores every metric as a float
+        if row[k] is not None and math.isfinite(row[k]):
+            row[k] = int(row[k])
+    row["error"] = error
+    return row
+
+
+def write_trials_csv(out_dir, rows):
+    """Rewrite trials.csv from the engine's state: each trial exactly once.
+
+    Every row carries the data fingerprint of the folder's run record: the
+    resume guard lets only runs on the same data add trials to a folder."""
+    import pandas as pd
+    crash_point("before-csv")
+    hp_cols = sorted({k for r in rows for k in r if k.startswith("hp_")})
+    extra = sorted({k for r in rows for k in r} - set(HEAD_COLUMNS) - set(hp_cols) - set(METRIC_COLUMNS) - {"error"})
+    columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + extra + ["error", "data_fingerprint"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["data_fingerprint"] = run_record(out_dir).get("data_fingerprint", "")
+    atomic.write_text(Path(out_dir) / "trials.csv", table.to_csv(index=False))
+
+
+def run_record(out_dir):
+    """The folder's run record ({} if it has none)."""
+    try:
+        record = json.loads((Path(out_dir) / RUN_RECORD).read_text())
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def classification_metrics(y_true, probs, n_classes):
+    """Validation accuracy, cross-entropy and macro-F1 from predicted probabilities."""
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
+    probs = np.asarray(probs, dtype="float64")
+    if not np.all(np.isfinite(probs)):
+        raise FloatingPointError("the model predicts NaN or infinite probabilities")
+    pred = probs.argmax(axis=1)
+    return {
+        "val_accuracy": float(accuracy_score(y_true, pred)),
+        "val_loss": float(log_loss(y_true, probs / probs.sum(axis=1, keepdims=True),
+                                   labels=list(range(n_classes)))),
+        "val_macro_f1": float(f1_score(y_true, pred, average="macro", labels=list(range(n_classes)),
+                                       zero_division=0)),
+    }
+
+
+def is_score(value):
+    """A finite number (not a bool, not a string): what a trial's objective value must be."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(value)

@@ -1,0 +1,152 @@
+"""Text to model inputs: cleaning, the tokenizer (fitted on training texts only), token-id features for
+scikit-learn, and the artist as an input. Plain Python and NumPy: the same on every Keras backend."""
+
+import collections
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+
+PAD, OOV = 0, 1
+# Bounds of a saved tokenizer's values (far above any real use, far below an absurd allocation).
+MAX_VOCAB, MAX_SEQ_LEN = 10 ** 7, 100_000
+
+_NOT_WORD = re.compile(r"[^\w\s]+")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass
+class TextEncoder:
+    """Cleans raw lyrics and turns them into fixed-length id sequences.
+
+    Ids: 0 pads, 1 is any word outside the vocabulary, 2.. are the training
+    split's most frequent words. Sequences are padded and truncated at the
+    front, as Keras' pad_sequences does by default.
+    """
+
+    vocab: list
+    seq_len: int = 300
+    clean: bool = True
+    stopwords: str = "english"
+    _index: dict = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def fit(cls, cleaned_texts, vocab_size, seq_len, clean=True, stopwords="english"):
+        counts = collections.Counter()
+        for t in cleaned_texts:
+            counts.update(t.split())
+        # most_common keeps first-seen order among ties: deterministic.
+        vocab = [w for w, _ in counts.most_common(max(vocab_size - 2, 0))]
+        return cls(vocab=vocab, seq_len=seq_len, clean=clean, stopwords=stopwords)
+
+    @property
+    def vocab_size(self):
+        return len(self.vocab) + 2
+
+    def preprocess(self, text):
+        """Raw lyrics -> the cleaned, stopword-free text every family sees."""
+        text = str(text)
+        if self.clean:
+            text = _NOT_WORD.sub("", text.lower())
+        words = _SPACE.split(text.strip())
+        if self.stopwords == "english":
+            words = [w for w in words if w not in ENGLISH_STOP_WORDS]
+        return " ".join(w for w in words if w)
+
+    def ids(self, cleaned_texts):
+        if self._index is None:
+            self._index = {w: i + 2 for i, w in enumerate(self.vocab)}
+        index, n = self._index, self.seq_len
+        out = np.zeros((len(cleaned_texts), n), dtype=np.int32)
+        for row, text in enumerate(cleaned_texts):
+            seq = [index.get(w, OOV) for w in text.split()][-n:]
+            if seq:
+                out[row, n - len(seq):] = seq
+        return out
+
+    def encode(self, raw_texts):
+        return self.ids([self.preprocess(t) for t in raw_texts])
+
+    def to_json(self):
+        return json.dumps({"vocab": self.vocab, "seq_len": self.seq_len,
+                           "clean": self.clean, "stopwords": self.stopwords})
+
+    @classmethod
+    def from_json(cls, text):
+        """The saved tokenizer, its values checked (a tampered file raises ValueError, never allocates
+        an absurd array)."""
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError("not a tokenizer")
+        vocab, seq_len = d.get("vocab"), d.get("seq_len")
+        if not isinstance(vocab, list) or len(vocab) > MAX_VOCAB or not all(isinstance(w, str) for w in vocab):
+            raise ValueError(f"vocab must be a list of at most {MAX_VOCAB} words")
+        if not isinstance(seq_len, int) or isinstance(seq_len, bool) or not 1 <= seq_len <= MAX_SEQ_LEN:
+            raise ValueError(f"seq_len must be a whole number from 1 to {MAX_SEQ_LEN}")
+        if not isinstance(d.get("clean"), bool) or d.get("stopwords") not in ("english", "none"):
+            raise ValueError("clean must be true/false and stopwords 'english' or 'none'")
+        return cls(vocab=vocab, seq_len=seq_len, clean=d["clean"], stopwords=d["stopwords"])
+
+
+# --------------------------------------------------------------------------
+# The prepared data set
+# --------------------------------------------------------------------------
+
+
+class TokenIdFeatures:
+    """scikit-learn transformer: cleaned texts -> padded token-id matrix.
+
+    The earlier study fed these raw ids to its decision tree; the tree family
+    keeps them as one choice of features. Fitted on the training texts only.
+    Plain attributes only, so skops can store it without pickle.
+    """
+
+    def __init__(self, vocab_size=20000, seq_len=300):
+        self.vocab_size, self.seq_len = vocab_size, seq_len
+
+    def get_params(self, deep=True):
+        return {"vocab_size": self.vocab_size, "seq_len": self.seq_len}
+
+    def set_params(self, **params):
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def fit(self, texts, y=None):
+        self.vocab_ = TextEncoder.fit(texts, self.vocab_size, self.seq_len, clean=False, stopwords="none").vocab
+        return self
+
+    def transform(self, texts):
+        return TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none").ids(list(texts))
+
+    def fit_transform(self, texts, y=None):
+        return self.fit(texts).transform(texts)
+
+
+def artist_token(artist):
+    """The artist as one token of its own, which no cleaned lyric word can equal."""
+    return "__artist__" + (re.sub(r"\W+", "_", artist.strip().lower()) or "unknown")
+
+
+def artist_index(train_artists):
+    """Artist -> id, from the training split only; id 0 is every unseen artist."""
+    return {a: i + 1 for i, a in enumerate(sorted(set(train_artists)))}
+
+
+def model_inputs(kind, ids, cleaned_texts, artists=None, artists_index=None):
+    """What a family's model takes, the same at training and at prediction time.
+
+    kind "sequences" (Keras): {"lyrics": ids} plus {"artist": [n, 1] ids};
+    kind "texts" (scikit-learn): cleaned texts, the artist appended as a token.
+    """
+    if kind == "texts":
+        if artists is None:
+            return list(cleaned_texts)
+        return [f"{t} {artist_token(a)}" for t, a in zip(cleaned_texts, artists)]
+    x = {"lyrics": ids}
+    if artists is not None:
+        x["artist"] = np.array([[artists_index.get(a, 0)] for a in artists], dtype=np.int32).reshape(-1, 1)
+    return x

@@ -1,0 +1,57 @@
+"""runners/compat.py: each patch of a third-party library still takes effect, and versions outside the
+range the patches were written for are named in one line."""
+
+import pytest
+
+from runners import compat
+
+
+def test_versions_outside_the_range_are_named_in_one_line_each():
+    inside = {name: low for name, (low, high, what) in compat.KNOWN.items()}
+    assert compat.check_versions(inside) == []
+    lines = compat.check_versions({**inside, "keras-tuner": "1.5.2", "keras": "4.0.0"})
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert lines[0].startswith("keras-tuner 1.5.2 is outside 1.4.7 to below 1.5") and "runners/compat.py" in lines[0]
+    assert compat.check_versions({}) == []  # not installed: nothing to say
+    assert compat.check_versions() == []  # what this machine has is what the patches were written for
+
+
+def test_keras_tuner_state_is_written_atomically_after_apply(tmp_path, monkeypatch):
+    """The oracle's own save goes through the suite's atomic write (it would not if Keras Tuner stopped
+    calling utils.save_json through the module)."""
+    import keras_tuner as kt
+    from suite_common import atomic
+    compat.apply()
+    written = []
+    real = atomic.write_text
+    monkeypatch.setattr(atomic, "write_text", lambda path, text: (written.append(str(path)), real(path, text)))
+    oracle = kt.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=1)
+    oracle._set_project_dir(str(tmp_path), "p")
+    oracle.hyperparameters.Int("units", 1, 4)
+    oracle.create_trial("tuner0")  # writes the trial's file and the oracle's state
+    assert any(p.endswith("oracle.json") for p in written), written
+    assert any(p.endswith("trial.json") for p in written), written
+
+
+@pytest.mark.parametrize("values", [["a", "b"], [1, 2], [True], [0.5]])
+def test_conditions_travel_to_workers_without_a_stray_line(values, capsys):
+    from keras_tuner.src.engine import conditions
+    compat.apply()
+    proto = conditions.Parent("parent", values).to_proto()
+    assert capsys.readouterr().out == ""  # keras-tuner 1.4.8's own to_proto prints the first value
+    assert conditions.Parent.from_proto(proto).values == values
+
+
+def test_traced_gradient_functions_are_forgotten_between_trials():
+    tf = pytest.importorskip("tensorflow")
+    from tensorflow.python.framework import ops
+
+    @tf.custom_gradient
+    def scaled(x):
+        return 2 * x, lambda dy: 2 * dy
+
+    tf.function(scaled).get_concrete_function(tf.TensorSpec([], tf.float32))
+    registry = ops._gradient_registry._registry
+    assert any(name.startswith("CustomGradient-") for name in registry)
+    compat.forget_traced_gradients()
+    assert not any(name.startswith("CustomGradient-") for name in registry)
