@@ -282,6 +282,7 @@ def compare(results_dir="results", repeat_families=(), k=0, scored=None):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
     ap.add_argument("--repeats", type=int, default=0,
                     help="retrain the baseline and the best configuration of each named search with K seeds")
     ap.add_argument("--families", default="", help="comma-separated searches for --repeats (lyrics_lstm, "

@@ -89,6 +89,7 @@ def read_image(path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
     ap.add_argument("--lyrics", help="raw lyrics to classify")
     ap.add_argument("--artist", help="the artist, for a lyrics+artist model")
     ap.add_argument("--image", help="an image file to classify")

@@ -98,6 +98,7 @@ def build_parser():
     p.add_argument("--time-budget-hard", action="store_true",
                    help="with --time-budget: also stop the Keras trial in progress at its next epoch end")
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
+    p.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
     p.add_argument("--workers", type=bounded_int(1, 64), default=1,
                    help="run N worker processes of this search on this machine (Optuna: a shared study; "

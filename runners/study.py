@@ -37,7 +37,13 @@ class StudyError(Exception):
 
 
 def task_of(family):
-    return "cifar" if family.startswith("cifar_") else "lyrics"
+    """The family's task, as its module declares it (nothing imported)."""
+    import search_spaces
+    from suite_common import UserError
+    try:
+        return search_spaces.describe(family).task
+    except UserError as e:
+        raise StudyError(str(e)) from None
 
 
 def search_key(entry):
@@ -78,6 +84,8 @@ def apply_overrides(searches, args):
             if getattr(args, key) is not None:
                 entry[key] = getattr(args, key)
         entry["results_dir"] = args.results_dir
+        if getattr(args, "verbose", False):
+            entry["verbose"] = True
     return searches
 
 
@@ -239,6 +247,7 @@ def build_parser():
     p.add_argument("--epochs", type=positive_int, help="every Keras search's --epochs")
     p.add_argument("--time-budget", type=duration, metavar="D", help="every search's --time-budget (90s, 30m, 2h)")
     p.add_argument("--results-dir", default="results")
+    p.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
     p.add_argument("--workers", type=positive_int, help="every search's --workers")
     return p
 

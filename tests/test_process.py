@@ -128,3 +128,41 @@ def test_the_entry_points_apply_the_settings(script, args):
     assert out.returncode == 0, out.stderr[-2000:]
     last = out.stdout.strip().splitlines()[-1]
     assert "GLIBC_TUNABLES=glibc.malloc.arena_max=1" in last and "ONEDNN=1" in last, last
+
+
+def imported_modules(importtime_stderr):
+    return {line.split("|")[-1].strip() for line in importtime_stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [["--list"], ["--help"], ["lyrics_nope"], ["lyrics_lstm", "--data", "/nonexistent"],
+                                  ["lyrics_lstm", "--tuner", "tpe"]])
+def test_listing_help_and_bad_input_start_no_framework(args):
+    out = subprocess.run([sys.executable, "-X", "importtime", "runners/search.py", *args], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    assert out.returncode in (0, 2), out.stderr[-2000:]
+    modules = imported_modules(out.stderr)
+    assert not modules & {"tensorflow", "keras", "keras_tuner", "jax", "torch"}, args
+    if "--data" not in args:  # answered before any data library loads, too (a wrong name: well under a second)
+        assert "pandas" not in modules, args
+
+
+def test_a_scikit_learn_search_imports_no_tensorflow_and_a_keras_search_prints_no_framework_noise(tmp_path,
+                                                                                                small_lyrics):
+    common = ["--data", str(small_lyrics), "--results-dir", str(tmp_path), "--seq-len", "30", "--vocab-size", "300"]
+    sk = subprocess.run([sys.executable, "-X", "importtime", "runners/search.py", "lyrics_tfidf_logreg",
+                         "--max-trials", "2", *common], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert sk.returncode == 0, sk.stderr[-2000:]
+    assert not imported_modules(sk.stderr) & {"tensorflow", "keras", "keras_tuner"}
+    nn = subprocess.run([sys.executable, "runners/search.py", "lyrics_lstm", "--max-trials", "2", "--epochs", "1",
+                         *common], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                        env={k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")})
+    assert nn.returncode == 0, nn.stderr[-2000:]
+    lines = (nn.stdout + nn.stderr).splitlines()
+    noise = [line for line in lines if any(word in line for word in (
+        "absl", "oneDNN", "cuInit", "cuda drivers", "retracing", "cpu_feature_guard", "rebuild TensorFlow"))]
+    assert noise == [], noise
+    assert any(line.startswith("[lyrics_lstm] trial 1 COMPLETE") for line in lines)  # the rest gets through
+    verbose = subprocess.run([sys.executable, "runners/search.py", "lyrics_lstm", "--max-trials", "2", "--epochs", "1",
+                              "--verbose", *common], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                             env={k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")})
+    assert verbose.returncode == 0 and "absl" in verbose.stderr  # --verbose: nothing filtered
