@@ -50,7 +50,7 @@ def search_folders(results_dir):
         if not folder.is_dir() or folder.name.startswith(("_", ".")):
             continue
         name = folder.name[:-len("_artist")] if folder.name.endswith("_artist") else folder.name
-        if name not in search_spaces.families():
+        if name not in search_spaces.index():  # (read from the sources: no family module imported yet)
             continue
         if not (folder / "trials.csv").exists():
             problem(f"{folder} has no trials.csv (a search that never finished a trial?); skipped")
@@ -114,7 +114,7 @@ def summarize(folder, family, results_dir):
     """One comparison row for a search folder; test scores from its saved best model."""
     trials = read_trials(folder)
     name, direction = trials_table.folder_objective(folder, family)
-    done = trials[(trials["status"] == "COMPLETE") & trials[name].notna()] if name in trials else trials.iloc[:0]
+    done = trials_table.finished(trials, name)
     row = {"family": family.name, "variant": "lyrics+artist" if folder.name.endswith("_artist")
            else ("lyrics" if family.task == "lyrics" else f"block {family.block}"),
            "engine": family.engine, "objective": name,
@@ -124,7 +124,7 @@ def summarize(folder, family, results_dir):
         problem(f"{folder}: no finished trial yet")
         return row, None
     base = done[done["is_baseline"].astype(bool)]
-    best = done.loc[done[name].idxmax() if direction == "max" else done[name].idxmin()]
+    best = done.loc[trials_table.best_label(done[name], direction)]
     row.update(baseline_score=float(base[name].iloc[0]) if len(base) else np.nan,
                best_score=float(best[name]), best_trial=best["trial_id"])
     row["gain"] = row["best_score"] - row["baseline_score"]
@@ -279,6 +279,45 @@ def compare(results_dir="results", repeat_families=(), k=0, scored=None):
     return tables
 
 
+def top_trials(folder, family, n):
+    """The n best finished trials of a search, best first: id, objective, the hyperparameters that differ from
+    the baseline's, epochs and seconds."""
+    from runners.search_progress import changes
+    trials = read_trials(folder)
+    name, direction = trials_table.folder_objective(folder, family)
+    done = trials_table.finished(trials, name).sort_values(name, ascending=direction == "min", kind="stable")
+    hp = [c for c in trials if c.startswith("hp_")]
+    base = trials[trials["is_baseline"].astype(bool)]
+    baseline = {c[3:]: base[c].iloc[0] for c in hp if len(base) and pd.notna(base[c].iloc[0])}
+    rows = []
+    for _, r in done.head(n).iterrows():
+        params = {c[3:]: r[c] for c in hp if pd.notna(r[c])}
+        rows.append({"trial": r["trial_id"], name: r[name], "baseline": bool(r["is_baseline"]),
+                     "differs from the baseline": changes(params, baseline),
+                     "epochs": r.get("epochs_run"), "seconds": r.get("duration_s")})
+    return pd.DataFrame(rows)
+
+
+def print_top(results_dir, names, n):
+    if n < 1:
+        print("error: --top N needs N >= 1", file=sys.stderr)
+        return 2
+    found = [(f, fam) for f, fam in search_folders(results_dir) if not names or f.name in names]
+    if not found:
+        print(f"error: no search results for {', '.join(names) or 'any family'} in {results_dir}/: run e.g. "
+              "`python runners/search.py lyrics_lstm` first", file=sys.stderr)
+        return 2
+    for folder, family in found:
+        try:
+            table = top_trials(folder, family, n)
+        except UserError as e:
+            problem(str(e))
+            continue
+        print(f"\n{folder.name}: the {len(table)} best of {len(read_trials(folder))} trials")
+        print(table.to_string(index=False) if not table.empty else "no finished trial yet")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
@@ -287,7 +326,11 @@ def main(argv=None):
                     help="retrain the baseline and the best configuration of each named search with K seeds")
     ap.add_argument("--families", default="", help="comma-separated searches for --repeats (lyrics_lstm, "
                     "lyrics_lstm_artist for the artist variant)")
+    ap.add_argument("--top", type=int, metavar="N", help="print the N best trials of each search named by --families "
+                    "(all searches without it), like Keras Tuner's results_summary(), and stop")
     args = ap.parse_args(argv)
+    if args.top is not None:
+        return print_top(args.results_dir, [f for f in args.families.split(",") if f], args.top)
     try:
         if args.repeats < 0 or (args.repeats and not args.families):
             raise UserError("--repeats K needs K >= 1 and --families naming the families to retrain")

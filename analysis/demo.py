@@ -52,7 +52,8 @@ def score_all(results_dir):
                      "val": model.meta["metrics"].get(objective),
                      **scores, "test_rows": len(y), "data": model.meta["data"]["source"]})
     table = pd.DataFrame(rows)
-    order = ["search", "trial", "objective", "val", "test_accuracy", "test_macro_f1", "test_reconstruction_mse", "test_rows", "data"]
+    order = ["search", "trial", "objective", "val", "test_accuracy", "test_macro_f1", "test_reconstruction_mse",
+             "test_rows", "data"]
     return table[[c for c in order if c in table]]
 
 

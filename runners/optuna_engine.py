@@ -142,7 +142,8 @@ def open_storage(out_dir, url=None):
         with warnings.catch_warnings():  # heartbeats are marked experimental
             warnings.simplefilter("ignore")
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=trials_table.HEARTBEAT_S, grace_period=3 * trials_table.HEARTBEAT_S,
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=trials_table.HEARTBEAT_S,
+                grace_period=3 * trials_table.HEARTBEAT_S,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
     except Exception as e:
         raise UserError(f"cannot open the study storage {url!r} ({type(e).__name__}: "

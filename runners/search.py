@@ -185,7 +185,7 @@ def hold_lock(out_dir):
     path = out_dir.parent / f".{out_dir.name}.lock"
     try:  # never through a link: a planted symlink must not make us write elsewhere
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
+    except OSError:
         if path.is_symlink():
             raise UserError(f"the lock file {path} is a symbolic link; remove it (the suite creates its own)") from None
         raise

@@ -130,12 +130,11 @@ def trials_on_record(results_dir, key):
         record = json.loads((Path(results_dir) / key / "search.json").read_text())
     except (OSError, ValueError):
         pass
-    name, direction = (record.get("objective") or ["val_accuracy", "max"])[:2]
-    if key.startswith("cifar_autoencoder"):
-        name, direction = "val_reconstruction_mse", "min"
-    scores = [float(r[name]) for r in done if r.get("status") == "COMPLETE" and r.get(name) not in (None, "")]
-    best = (min if direction == "min" else max)(scores) if scores else None
-    return len(done), (name, best)
+    objective = tuple((record.get("objective") or ["val_accuracy", "max"])[:2])  # the family's own, if any
+    from runners import trials_table
+    scored = [{**r, objective[0]: float(r[objective[0]])} for r in done if r.get(objective[0]) not in (None, "")]
+    best = trials_table.best_of(scored, objective)
+    return len(done), (objective[0], best[objective[0]] if best else None)
 
 
 def read_state(results_dir):
@@ -181,8 +180,9 @@ def dry_run(searches, state, results_dir):
             status = f"{n} trials on record" if n else "not started"
         print(f"  {k:>2}. {key:<32} {describe_budget(entry):<36} {status}")
     left = estimate_left(state, pending)
-    print(f"{pending} to run; time left: " + (f"~{hms(left)} (from the searches done so far)" if left is not None
-                                            else "unknown until a search has run (at most the sum of the time budgets)"))
+    unknown = "unknown until a search has run (at most the sum of the time budgets)"
+    print(f"{pending} to run; time left: "
+          + (f"~{hms(left)} (from the searches done so far)" if left is not None else unknown))
 
 
 def run_step(argv):

@@ -39,6 +39,16 @@ def failed_in_a_row(statuses):
     return len(ended) == MAX_CONSECUTIVE_FAILURES and set(ended) == {"FAIL"}
 
 
+def finished(trials, name):
+    """The finished (COMPLETE) trials of a trials.csv table that have a `name` score."""
+    return trials[(trials["status"] == "COMPLETE") & trials[name].notna()] if name in trials else trials.iloc[:0]
+
+
+def best_label(scores, direction):
+    """The index label of the best of a Series of scores ("max" or "min" is better)."""
+    return scores.idxmax() if direction == "max" else scores.idxmin()
+
+
 def better(score, than, direction):
     """Is `score` better than `than` for an objective in this direction ("max" or "min")?"""
     return score > than if direction == "max" else score < than
@@ -63,7 +73,7 @@ def folder_objective(folder, family):
 
 
 def best_of(rows, objective):
-    """The finished, scored row with the best objective value (None if there is none)."""
+    """The finished, scored row (a dict) with the best objective value (None if there is none)."""
     name, direction = objective
     scored = [r for r in rows if r["status"] == "COMPLETE" and r.get(name) is not None]
     best = None

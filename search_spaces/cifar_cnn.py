@@ -20,6 +20,7 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
+from runners import trials_table
 from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
 from search_spaces._metrics import classification_metrics
@@ -49,19 +50,19 @@ def make_loss(name):
 
 def comparison_tables(trials, objective="val_accuracy"):
     """The earlier study's questions: best validation score per activation, per loss, per skip setting."""
-    done = trials[(trials["status"] == "COMPLETE") & trials[objective].notna()] if objective in trials else trials[:0]
+    done, direction = trials_table.finished(trials, objective), trials_table.OBJECTIVES.get(objective, "max")
     tables = {}
     for hp in ("activation", "loss", "skip"):
         col = f"hp_{hp}"
         if col not in done or done.empty:
             continue
         groups = done.groupby(col)[objective]
-        best = done.loc[groups.idxmin() if objective == "val_loss" else groups.idxmax()]
+        best = done.loc[groups.idxmax() if direction == "max" else groups.idxmin()]
         tables[f"compare_{hp}"] = pd.DataFrame({
             hp: best[col].to_numpy(), f"best_{objective}": best[objective].to_numpy(),
             "trials": done.groupby(col).size().reindex(best[col]).to_numpy(),
             "best_trial": best["trial_id"].to_numpy()}).sort_values(f"best_{objective}",
-                                                                     ascending=objective == "val_loss")
+                                                                     ascending=direction == "min")
     return tables
 
 

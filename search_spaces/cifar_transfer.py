@@ -25,6 +25,7 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
+from runners import trials_table
 from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
 
@@ -68,7 +69,7 @@ def comparison_tables(trials, objective="val_accuracy"):
         if part.empty:
             rows.append({"model": label, "trials": 0})
             continue
-        best = part.loc[part[objective].idxmin() if objective == "val_loss" else part[objective].idxmax()]
+        best = part.loc[trials_table.best_label(part[objective], trials_table.OBJECTIVES.get(objective, "max"))]
         rows.append({"model": label, "trials": len(part), "source": best["hp_source"],
                      f"best_{objective}": best[objective], "epochs_to_best": best["best_epoch"],
                      "epochs_run": best["epochs_run"], "best_trial": best["trial_id"]})

@@ -16,7 +16,8 @@ NAME = "lyrics_cnn"
 
 
 @register_family(NAME, task="lyrics",
-                 description="1-D CNN, same kernel in every block (earlier study: 3 blocks of 25/25/30 filters, kernel 3)",
+                 description="1-D CNN, same kernel in every block "
+                             "(earlier study: 3 blocks of 25/25/30 filters, kernel 3)",
                  inputs="sequences",
                  epochs=20)
 class HyperModel(LyricsHyperModel):

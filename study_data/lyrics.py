@@ -29,7 +29,7 @@ from sklearn.model_selection import train_test_split
 from study_data.lyrics_demo import make_demo_table
 from study_data.text import TextEncoder
 from study_data.text import TokenIdFeatures  # noqa: F401 - decision trees saved before the split name it here
-from suite_common import UserError, atomic, log
+from suite_common import UserError, atomic, counted, log
 
 # The earlier study's preprocessing, as defaults.
 DEFAULT_OPTIONS = {
@@ -256,7 +256,7 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
         y_test = test_df["label"].map({g: i for i, g in enumerate(label_names)}).to_numpy(np.int32)
 
     probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"])
-    cleaned = [probe.preprocess(t) for t in df["text"]]
+    cleaned = [probe.preprocess(t) for t in counted(df["text"], len(df), "cleaning the lyrics")]
     train_texts = [cleaned[i] for i in train_rows]
     encoder = TextEncoder.fit(train_texts, opts["vocab_size"], opts["seq_len"], opts["clean"], opts["stopwords"])
 

@@ -5,6 +5,7 @@ process settings in `suite_common.process` are applied by the entry points.
 """
 
 import sys
+import time
 
 
 def log(msg):
@@ -17,3 +18,20 @@ class UserError(Exception):
 
     The CLI prints it and exits with code 2, without a traceback.
     """
+
+
+def counted(items, total, label, every_s=0.5, stream=None):
+    """Yield items; on a terminal, show 'label: n of total rows (rows/s)' as they pass (quiet in pipes and CI)."""
+    stream = stream or sys.stderr
+    live = stream.isatty()
+    start = last = time.time()
+    n = 0
+    for n, item in enumerate(items, start=1):
+        yield item
+        if live and time.time() - last >= every_s:
+            last = time.time()
+            stream.write(f"\r{label}: {n:,} of {total:,} rows ({n / (last - start):,.0f} rows/s)")
+            stream.flush()
+    if live and time.time() - start >= every_s:  # only what took long enough to have shown progress
+        stream.write(f"\r{label}: {n:,} rows in {time.time() - start:.1f} s\n")
+        stream.flush()

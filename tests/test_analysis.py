@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from analysis import compare, demo, report
+
+UMASK = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Umask:")), 8)
 from analysis.best_model import load_best
 from runners.search import cli
 from study_data import images, lyrics
@@ -147,11 +149,16 @@ def test_report_writes_markdown_html_and_real_pngs(res):
     assert "demo set, not real data" in text and "## Task: lyrics" in text and "## Task: cifar" in text
     assert "## Departures from the earlier study" in text and "TF-Hub" in text
     assert "two single training runs" in text and "beats_majority" in text
+    assert "has the best validation accuracy" in text and "95 % interval" in text  # the headline per task
+    assert "## Provenance" in text and "scikit-learn" in text
     names = {p.name for p in pngs}
     assert {"best_vs_baseline_lyrics.png", "best_vs_baseline_cifar.png", "confusion_lyrics.png",
             "confusion_cifar.png", "curves_lyrics_lstm.png", "history_lyrics_tfidf_logreg.png",
-            "importance_lyrics_tfidf_logreg.png", "reconstructions.png"} <= names
+            "parallel_lyrics_tfidf_logreg.png", "slice_lyrics_tfidf_logreg.png", "reconstructions.png"} <= names
+    # 4 trials: too few for importances, and the report says so instead of drawing them
+    assert "importance_lyrics_tfidf_logreg.png" not in names and "No importances: 4 finished trials" in text
     for p in pngs:
+        assert p.stat().st_mode & 0o777 == 0o666 & ~UMASK, p  # what a plain open() makes, not mkstemp's 0600
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
     page = html.read_text()
@@ -232,3 +239,33 @@ def test_tensorboard_logs_each_trial_with_hparams(tmp_path, small_lyrics):
         info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
         assert {"batch_size", "learning_rate", "lstm_units"} <= set(info.hparams)  # every one, the baseline's too
     assert info.group_name == "1"
+
+
+def test_figures_of_demo_data_say_so_and_importances_need_enough_trials(tmp_path):
+    import matplotlib.pyplot as plt
+    import optuna
+    fig, _ = plt.subplots()
+    report.mark_demo(fig, True)
+    assert [t.get_text() for t in fig.texts] == [report.DEMO_MARK]
+    plt.close(fig)
+    study = optuna.create_study()
+    for i in range(report.MIN_TRIALS_FOR_IMPORTANCE):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": 10 ** -(1 + i % 4), "units": [8, 16][i % 2]}, value=float(i % 3),
+            distributions={"lr": optuna.distributions.FloatDistribution(1e-5, 1, log=True),
+                           "units": optuna.distributions.CategoricalDistribution([8, 16])}))
+    folder = tmp_path / "lyrics_x"
+    plots, notes = report.optuna_plots(folder, study, tmp_path, is_demo=True)
+    assert [p.name for p in plots] == ["importance_lyrics_x.png", "parallel_lyrics_x.png", "slice_lyrics_x.png"]
+    assert notes == []
+
+
+def test_top_trials_like_results_summary(res, capsys):
+    assert compare.main(["--results-dir", str(res), "--top", "2", "--families", "lyrics_tfidf_logreg"]) == 0
+    out = capsys.readouterr().out
+    trials = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    best_two = trials.sort_values("val_accuracy", ascending=False, kind="stable").head(2)
+    assert "lyrics_tfidf_logreg: the 2 best of 4 trials" in out and "lyrics_lstm" not in out
+    rows = [line.split() for line in out.splitlines() if line.strip() and line.split()[0].isdigit()]
+    assert [int(r[0]) for r in rows] == list(best_two["trial_id"])
+    assert compare.main(["--results-dir", str(res), "--top", "2", "--families", "lyrics_nope"]) == 2

@@ -190,3 +190,17 @@ def test_real_kaggle_subset(tmp_path, real_lyrics):
     assert len(study.train.y) + len(study.val.y) + len(study.test.y) == 180
     assert not d.has_artist and d.encoder.vocab_size > 1000
     assert d.train.x.shape[1] == 300 and d.train.x.dtype == np.int32
+
+
+def test_preparation_progress_shows_on_a_terminal_only():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    from suite_common import counted
+    shown, quiet = Terminal(), io.StringIO()
+    assert list(counted(range(5), 5, "cleaning", every_s=0, stream=shown)) == list(range(5))
+    assert list(counted(range(5), 5, "cleaning", every_s=0, stream=quiet)) == list(range(5))
+    assert "cleaning: 5 of 5 rows (" in shown.getvalue() and shown.getvalue().endswith("s\n")
+    assert quiet.getvalue() == ""

@@ -1,5 +1,11 @@
 """Keras Tuner engine: a family's HyperModel searched by a Keras Tuner oracle.
 
+    oracles.py      the oracles, with the study's configuration as trial 0
+    trial.py        one trial: build, train with the suite's callbacks, score on validation
+    tuner.py        SuiteTuner: trials.csv, histories and best/ as trials end
+    accelerate.py   fused JAX steps and CUDA-graph PyTorch steps on a GPU
+    distributed.py  the chief and its workers (gRPC), imported only when workers run
+
 The oracle (random, bayesian or hyperband) proposes hyperparameters and keeps
 its state under results/<family>/keras_tuner/, which is what makes a re-run
 resume. `SuiteTuner.run_trial` trains one model and returns its validation
@@ -7,8 +13,8 @@ metrics; `on_trial_end` keeps the best model and rewrites trials.csv.
 
 Choices, noted:
 - The first trial of a new search runs every hyperparameter's default (the
-  earlier study's model): `BaselineFirst` answers the oracle's first request
-  for random values with the defaults.
+  earlier study's model): `BaselineFirst.populate_space`, Keras Tuner's
+  documented override for an oracle, answers the first request with them.
 - Keras Tuner's own per-epoch checkpoints are not written: the suite saves
   only the best model, after its trial, in `.keras` format.
 - Hyperband trains each trial from scratch for its `tuner/epochs` budget
@@ -16,7 +22,7 @@ Choices, noted:
 - Early stopping on validation loss (patience 5) restores the best epoch's
   weights, so the scores and the saved model are those of that epoch.
 
-Several workers use Keras Tuner's own chief/worker mode (see `serve`): the
+Several workers use Keras Tuner's own chief/worker mode (distributed.serve): the
 chief holds the oracle and writes trials.csv; each worker asks it for
 trials, trains them, and promotes its model to best/ if better. All of them
 share the results folder.
@@ -71,7 +77,8 @@ def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, t
                 hard_deadline=False):
     _check_buildable(family, prepared)
     try:
-        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, trials_table.objective_of(family, prepared.meta)),
+        objective = trials_table.objective_of(family, prepared.meta)
+        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective),
                           family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, deadline=deadline,
                           hard_deadline=hard_deadline)
@@ -107,8 +114,8 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     except BudgetReached:
         pass  # the CLI says so
     except TooManyFailures as e:
-        search_progress.log(f"{family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row (last: {e}); "
-                    "stopping the search")
+        search_progress.log(f"{family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row "
+                            f"(last: {e}); stopping the search")
     return t.trial_rows()
 
 

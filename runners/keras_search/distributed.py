@@ -119,8 +119,9 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
             self.tuner.record_trial(status_of(trial), metrics_of(trial).get(self.tuner.objective[0]))
             if trials_table.failed_in_a_row([status_of(self.oracle.trials[t]) for t in self.oracle.end_order]):
                 self.stopping = True
-                search_progress.log(f"{self.tuner.family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row "
-                            f"(last: {self.tuner.trial_rows()[-1]['error']}); stopping the search")
+                failures = trials_table.MAX_CONSECUTIVE_FAILURES
+                search_progress.log(f"{self.tuner.family.name}: {failures} trials failed in a row "
+                                    f"(last: {self.tuner.trial_rows()[-1]['error']}); stopping the search")
             return response
 
     def requeue_stale(self):

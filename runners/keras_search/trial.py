@@ -2,6 +2,7 @@
 
 import ctypes
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -99,8 +100,10 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     stopping = [] if patience is None else [keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True)]
     callbacks = [log, *stopping, *callbacks]
+    # On a terminal, Keras's per-batch progress bar (it waits for each step's logs, a cost taken only when
+    # someone watches); in pipes, CI and logs, none.
     hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
-                   epochs=epochs, callbacks=callbacks, verbose=0)
+                   epochs=epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
     if log.nan_epoch is not None:
         raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
     best_epoch = log.best_epoch(restored=bool(stopping))
