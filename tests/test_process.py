@@ -157,6 +157,11 @@ def test_a_scikit_learn_search_imports_no_tensorflow_and_a_keras_search_prints_n
                          "--max-trials", "2", *common], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert sk.returncode == 0, sk.stderr[-2000:]
     assert not imported_modules(sk.stderr) & {"tensorflow", "keras", "keras_tuner"}
+    demo = subprocess.run([sys.executable, "-X", "importtime", "analysis/demo.py", "--results-dir", str(tmp_path),
+                           "--lyrics", "love the night", "--family", "lyrics_tfidf_logreg"], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert demo.returncode == 0 and "lyrics_tfidf_logreg" in demo.stdout, demo.stderr[-2000:]
+    assert not imported_modules(demo.stderr) & {"tensorflow", "keras", "keras_tuner"}  # the scikit-learn demo
     nn = subprocess.run([sys.executable, "runners/search.py", "lyrics_lstm", "--max-trials", "2", "--epochs", "1",
                          *common], capture_output=True, text=True, timeout=300, cwd=ROOT,
                         env={k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")})

@@ -111,7 +111,8 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, small_lyrics):
     assert 1 <= len(before) < 8
     assert run(cmd).returncode == 0
     after = check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=8)
-    assert after.iloc[:len(before)].equals(before)
+    # the trials finished before Ctrl-C are unchanged (later trials may add hyperparameter columns)
+    pd.testing.assert_frame_equal(after.iloc[:len(before)][before.columns], before, check_dtype=False)
 
 
 def test_a_second_search_on_the_same_folder_is_refused(tmp_path, small_lyrics, capsys):
