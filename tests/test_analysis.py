@@ -269,3 +269,29 @@ def test_top_trials_like_results_summary(res, capsys):
     rows = [line.split() for line in out.splitlines() if line.strip() and line.split()[0].isdigit()]
     assert [int(r[0]) for r in rows] == list(best_two["trial_id"])
     assert compare.main(["--results-dir", str(res), "--top", "2", "--families", "lyrics_nope"]) == 2
+
+
+def test_keras_and_sklearn_searches_are_studies_of_one_dashboard_storage(res):
+    """optuna-dashboard sqlite:///results/optuna.db shows every search, Keras Tuner's included, with the
+    trial ids and scores of trials.csv, the real distributions, metric names and the study's attributes."""
+    import optuna
+    storage = f"sqlite:///{res / 'optuna.db'}"
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert {"lyrics_lstm", "lyrics_tfidf_logreg", "lyrics_tfidf_logreg_artist"} <= names
+    for name in ("lyrics_lstm", "lyrics_tfidf_logreg"):
+        study = optuna.load_study(study_name=name, storage=storage)
+        table = pd.read_csv(res / name / "trials.csv")
+        assert study.metric_names == ["val_accuracy"]
+        assert study.user_attrs["family"] == name and study.user_attrs["seed"] == 42
+        assert study.user_attrs["data_fingerprint"] == table["data_fingerprint"][0]
+        trials = study.get_trials()
+        assert [t.user_attrs["trial_id"] for t in trials] == [str(i) for i in table["trial_id"]]
+        assert [t.value for t in trials] == list(table["val_accuracy"])
+        assert trials[0].user_attrs["is_baseline"] is True
+    lstm = optuna.load_study(study_name="lyrics_lstm", storage=storage).trials[0]
+    lr = lstm.distributions["learning_rate"]
+    assert isinstance(lr, optuna.distributions.FloatDistribution) and lr.log  # Keras Tuner's log sampling kept
+    assert isinstance(lstm.distributions["lstm_units"], optuna.distributions.CategoricalDistribution)
+    tfidf = optuna.load_study(study_name="lyrics_tfidf_logreg", storage=storage).trials[0]
+    assert isinstance(tfidf.distributions["C"], optuna.distributions.FloatDistribution) and tfidf.distributions["C"].log
+    assert isinstance(tfidf.distributions["ngram_max"], optuna.distributions.IntDistribution)

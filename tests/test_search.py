@@ -287,3 +287,16 @@ def test_a_best_model_loads_from_any_directory_and_results_are_readable_by_all(t
     with pytest.raises(UserError) as e:
         load_best("lyrics_tfidf_logreg", results_dir=res, with_artist=True)
     assert "python runners/search.py lyrics_tfidf_logreg --with-artist" in str(e.value)
+
+
+def test_trial_lines_carry_the_ids_of_trials_csv_and_what_differs_from_the_baseline(tmp_path, small_lyrics,
+                                                                                   capsys):
+    res = tmp_path / "results"
+    assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, *FAST) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[lyrics_tfidf_logreg] trial")]
+    table = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    assert [line.split()[2] for line in lines] == [str(i) for i in table["trial_id"]]
+    assert "| baseline |" in lines[0] and "1 of 3 done" in lines[0]
+    for line, (_, row) in zip(lines[1:], table.iloc[1:].iterrows()):
+        assert f"C={row['hp_C']:.3g}" in line  # a searched value, shown beside its score
+        assert f"val_accuracy {row['val_accuracy']:.4f}" in line
