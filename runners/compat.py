@@ -20,8 +20,8 @@ from suite_common import atomic
 # distribution -> (lowest version, first version not checked), what the suite does with its internals
 KNOWN = {
     "keras-tuner": ("1.4.7", "1.5", "oracle state written atomically (utils.save_json); a debug print removed "
-                    "from conditions.Parent.to_proto; Tuner._get_tuner_fname and _configure_tensorboard_dir; "
-                    "Oracle._retry_queue and the client class of a worker; HyperbandOracle's bracket values"),
+                    "from conditions.Parent.to_proto; Tuner._get_tuner_fname (one state file for single and chief runs); "
+                    "Oracle._retry_queue and OracleClient (runners/keras_search/distributed.py)"),
     "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils)"),
     "tensorflow": ("2.16", "2.22", "traced steps' gradient functions dropped from ops._gradient_registry"),
     "torch": ("2.1", "2.11", "torch._dynamo.reset skipped when nothing was compiled (convert_frame.FRAME_COUNTER); "

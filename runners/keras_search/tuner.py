@@ -42,17 +42,21 @@ class SuiteTuner(kt.Tuner):
         super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
                          project_name="keras_tuner", **kwargs)
 
+    def is_worker(self):
+        """A worker of a chief elsewhere: Keras Tuner's own test (keras_tuner's dist_utils), on its variables."""
+        return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
+
     def _get_tuner_fname(self):
         # Keras Tuner names this file after the tuner id, and reloads the oracle
         # only if it exists: one name for every non-worker run (single or chief),
         # so switching between them resumes the same search.
-        if self._is_worker():
+        if self.is_worker():
             return super()._get_tuner_fname()
         return os.path.join(str(self.project_dir), "tuner0.json")
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
-        if self._is_worker():
+        if self.is_worker():
             from runners.keras_search.distributed import Heartbeat
             self._heartbeat = Heartbeat(self.oracle, trial.trial_id)
 
@@ -98,7 +102,7 @@ class SuiteTuner(kt.Tuner):
             search_progress.crash_point("trial-recorded")
             if candidate is not None and status_of(trial) == "COMPLETE":
                 best_store.promote(self.out_dir, candidate, objective)
-            if self._is_worker():  # the chief writes trials.csv
+            if self.is_worker():  # the chief writes trials.csv
                 best = best_store.best_meta(self.out_dir)
                 score = metrics.get(objective[0])
                 print(f"[{self.family.name} {self.tuner_id}] trial {trial.trial_id} {status_of(trial)}"
@@ -130,7 +134,7 @@ class SuiteTuner(kt.Tuner):
             raise KeyboardInterrupt  # Ctrl-C: the finished trials are recorded; stop before the next
         if search_progress.out_of_time(self.deadline):
             raise BudgetReached  # --time-budget: no new trial starts
-        if not self._is_worker() and trials_table.failed_in_a_row([status_of(self.oracle.trials[t])
+        if not self.is_worker() and trials_table.failed_in_a_row([status_of(self.oracle.trials[t])
                                                               for t in self.oracle.end_order]):
             raise TooManyFailures(self.trial_rows()[-1]["error"])
 
@@ -142,7 +146,7 @@ class SuiteTuner(kt.Tuner):
         # oracle never started: it would take a --max-trials slot forever. It never ran: drop it.
         for tid in [t for t in oracle.trials if t not in oracle.start_order]:
             del oracle.trials[tid]
-            shutil.rmtree(Path(oracle._project_dir) / f"trial_{tid}", ignore_errors=True)
+            shutil.rmtree(Path(self.project_dir) / f"trial_{tid}", ignore_errors=True)
         finished = {tid: metrics_of(t).get(objective[0]) for tid, t in oracle.trials.items()
                     if status_of(t) == "COMPLETE"}
         bad = [tid for tid, v in finished.items() if not trials_table.is_score(v)]
