@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import compare, demo, report
+from analysis import compare, demo, figures, report
 
 UMASK = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Umask:")), 8)
 from analysis.best_model import load_best
@@ -245,17 +245,17 @@ def test_figures_of_demo_data_say_so_and_importances_need_enough_trials(tmp_path
     import matplotlib.pyplot as plt
     import optuna
     fig, _ = plt.subplots()
-    report.mark_demo(fig, True)
-    assert [t.get_text() for t in fig.texts] == [report.DEMO_MARK]
+    figures.mark_demo(fig, True)
+    assert [t.get_text() for t in fig.texts] == [figures.DEMO_MARK]
     plt.close(fig)
     study = optuna.create_study()
-    for i in range(report.MIN_TRIALS_FOR_IMPORTANCE):
+    for i in range(figures.MIN_TRIALS_FOR_IMPORTANCE):
         study.add_trial(optuna.trial.create_trial(
             params={"lr": 10 ** -(1 + i % 4), "units": [8, 16][i % 2]}, value=float(i % 3),
             distributions={"lr": optuna.distributions.FloatDistribution(1e-5, 1, log=True),
                            "units": optuna.distributions.CategoricalDistribution([8, 16])}))
     folder = tmp_path / "lyrics_x"
-    plots, notes = report.optuna_plots(folder, study, tmp_path, is_demo=True)
+    plots, notes = figures.optuna_plots(folder, study, tmp_path, is_demo=True)
     assert [p.name for p in plots] == ["importance_lyrics_x.png", "parallel_lyrics_x.png", "slice_lyrics_x.png"]
     assert notes == []
 
