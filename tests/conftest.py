@@ -42,11 +42,11 @@ def cifar10_subset(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cifar_chain(tmp_path_factory):
-    """cifar_cnn (3 trials) -> cifar_autoencoder (3) -> cifar_transfer (its 2 fixed trials) on the demo images,
+    """cifar_cnn (2 trials) -> cifar_autoencoder (2) -> cifar_transfer (its 2 fixed trials) on the demo images,
     1 epoch each, searched once for every test that needs the chain (the transfer is the earlier study's
     45 M-parameter model). Tests copy the folder before changing anything in it."""
     from runners.search import cli
     res = tmp_path_factory.mktemp("cifar_chain") / "results"
-    for family, n in (("cifar_cnn", 3), ("cifar_autoencoder", 3), ("cifar_transfer", 2)):
+    for family, n in (("cifar_cnn", 2), ("cifar_autoencoder", 2), ("cifar_transfer", 2)):
         assert cli([family, "--data", "demo", "--results-dir", str(res), "--max-trials", str(n), "--epochs", "1"]) == 0
     return res

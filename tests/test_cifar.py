@@ -138,7 +138,7 @@ def test_cnn_autoencoder_transfer_end_to_end(tmp_path, cifar_chain):
     res = tmp_path / "results"
     shutil.copytree(cifar_chain, res)  # searched with the CLI, in order (conftest.py)
     # the transfer's two fixed trials (the study's 45 M-parameter model, then the same from scratch) suffice
-    for family, n in (("cifar_cnn", 3), ("cifar_autoencoder", 3), ("cifar_transfer", 2)):
+    for family, n in (("cifar_cnn", 2), ("cifar_autoencoder", 2), ("cifar_transfer", 2)):
         t = pd.read_csv(res / family / "trials.csv")
         assert len(t) == n and (t["status"] == "COMPLETE").all() and bool(t["is_baseline"][0])
         assert run(res, family, "--max-trials", str(n)) == 0  # resume adds none
