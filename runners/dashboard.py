@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 STATES = {"COMPLETE": "COMPLETE", "FAIL": "FAIL", "PRUNED": "PRUNED"}
+_storages = {}
 
 
 def storage_url(results_dir):
@@ -48,7 +49,10 @@ def mirror(results_dir, study_name, meta, trials):
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective, direction = meta.get("objective") or ("val_accuracy", "max")
-    study = optuna.create_study(study_name=study_name, storage=storage_url(results_dir), load_if_exists=True,
+    url = storage_url(results_dir)
+    if url not in _storages:  # one connection pool a process, not one a trial
+        _storages[url] = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(study_name=study_name, storage=_storages[url], load_if_exists=True,
                                 direction="minimize" if direction == "min" else "maximize")
     data = meta.get("data") or {}
     for key, value in {"family": meta.get("family"), "variant": meta.get("variant"),
