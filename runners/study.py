@@ -125,13 +125,9 @@ def trials_on_record(results_dir, key):
     except (OSError, csv.Error, UnicodeDecodeError):
         return 0, None
     done = [r for r in rows if r.get("status") in ("COMPLETE", "FAIL")]
-    record = {}
-    try:
-        record = json.loads((Path(results_dir) / key / "search.json").read_text())
-    except (OSError, ValueError):
-        pass
-    objective = tuple((record.get("objective") or ["val_accuracy", "max"])[:2])  # the family's own, if any
     from runners import trials_table
+    record = trials_table.run_record(Path(results_dir) / key)
+    objective = tuple((record.get("objective") or ["val_accuracy", "max"])[:2])  # the family's own, if any
     scored = [{**r, objective[0]: float(r[objective[0]])} for r in done if r.get(objective[0]) not in (None, "")]
     best = trials_table.best_of(scored, objective)
     return len(done), (objective[0], best[objective[0]] if best else None)
