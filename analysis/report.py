@@ -173,10 +173,8 @@ def build_report(results_dir="results"):
 def earlier_study_numbers(tables, results_dir):
     """The earlier study's published validation accuracies (studies/earlier_study_results.csv) beside
     this suite's best validation accuracy for the same family, variant and setting, where it has run."""
-    path = Path(__file__).resolve().parents[1] / "studies" / "earlier_study_results.csv"
-    if not path.exists():
-        return []
-    study = pd.read_csv(path, keep_default_na=False)
+    import studies
+    study = pd.read_csv(studies.path("earlier_study_results.csv"), keep_default_na=False)
     rows = []
     for _, r in study.iterrows():
         folder = Path(results_dir) / (r["family"] + ("_artist" if r["variant"] == "lyrics+artist" else ""))
@@ -204,11 +202,10 @@ def earlier_study_numbers(tables, results_dir):
 
 
 def departures():
-    """The README's table of deliberate departures from the earlier study (its one source)."""
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    match = re.search(r"^## Departures from the earlier study\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
-    return ["## Departures from the earlier study", match.group(1).strip(), ""] if match else []
+    """The deliberate departures from the earlier study (studies/departures.md, shipped with the package; the
+    README holds the same table, tests/test_packaging.py checks it)."""
+    import studies
+    return ["## Departures from the earlier study", studies.path("departures.md").read_text().strip(), ""]
 
 
 def _safe_optuna_plots(folder, study, out, is_demo):

@@ -32,6 +32,7 @@ class SearchConfig:
     storage: Optional[str] = None  # Optuna: a shared database URL
     worker: bool = False  # this process is one of the workers another one started
     argv: Optional[list] = None  # the command line, for starting workers (default sys.argv[1:])
+    verbose: bool = False  # a line per epoch of every Keras trial
 
 
 def keras_tuner_role():
@@ -55,8 +56,7 @@ def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
         env = {**os.environ, **env_of(i), "SEARCH_SUITE_WORKER_INDEX": str(i)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-        search_py = Path(__file__).resolve().with_name("search.py")
-        procs.append(subprocess.Popen([sys.executable, str(search_py), *child_argv], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "runners.search", *child_argv], env=env))
     print(f"{family.name}: {n} workers started (processes {', '.join(str(p.pid) for p in procs)})", flush=True)
     return procs
 
@@ -105,7 +105,7 @@ def run_keras(family, prepared, out_dir, config, tuner, epochs, role):
     return keras_engine.run(family, prepared, out_dir, max_trials=config.max_trials, epochs=epochs, tuner=tuner,
                             seed=config.seed, tensorboard=config.tensorboard, chief=chief,
                             start_workers=spawn if local else None, deadline=config.deadline,
-                            hard_deadline=config.hard_deadline)
+                            hard_deadline=config.hard_deadline, verbose=config.verbose)
 
 
 def run(family, prepared, out_dir, config):
@@ -118,7 +118,7 @@ def run(family, prepared, out_dir, config):
         role = keras_tuner_role()
         if role == "worker":  # the chief holds the lock and writes trials.csv
             keras_engine.run_worker(family, prepared, out_dir, epochs=epochs, tuner=tuner, seed=config.seed,
-                                    tensorboard=config.tensorboard)
+                                    tensorboard=config.tensorboard, verbose=config.verbose)
             print(f"{os.environ['KERASTUNER_TUNER_ID']} done", flush=True)
             return []
         rows = run_keras(family, prepared, out_dir, config, tuner, epochs, role)

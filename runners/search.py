@@ -98,7 +98,7 @@ def build_parser():
     p.add_argument("--time-budget-hard", action="store_true",
                    help="with --time-budget: also stop the Keras trial in progress at its next epoch end")
     p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
-    p.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
+    p.add_argument("--verbose", action="store_true", help="also show every epoch of every Keras trial, and the frameworks' start-up and retracing lines")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
     p.add_argument("--workers", type=bounded_int(1, 64), default=1,
                    help="run N worker processes of this search on this machine (Optuna: a shared study; "
@@ -254,7 +254,7 @@ def main(argv=None):
     config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed,
                           deadline=time.time() + args.time_budget if args.time_budget else None,
                           hard_deadline=args.time_budget_hard, tensorboard=args.tensorboard, workers=args.workers,
-                          storage=args.storage, worker=args.worker, argv=argv)
+                          storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose)
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
     if role == "worker" or args.worker:  # one of several: the process that started the search holds the lock
         engines.run(family, prepared, out_dir, config)
@@ -278,9 +278,9 @@ def main(argv=None):
         print(f"{family.name}: the time budget ({args.time_budget:g} s) ended the search after "
               f"{len(finished) + len(failed)} of {args.max_trials} trials; run the same command again to "
               "continue it (a larger --time-budget or --max-trials goes further)", flush=True)
-    where = f"best model in {out_dir}/best/" if (out_dir / "best").exists() else "no best model (no trial finished)"
-    print(f"{family.name}: {len(finished)} {'trial' if len(finished) == 1 else 'trials'} complete, "
-          f"{len(failed)} failed; results in {out_dir}/trials.csv, {where}", flush=True)
+    # What it found: the best trial beside the baseline, the best model on the test split, what to run next
+    from analysis.search_summary import summary_lines
+    print("\n".join(summary_lines(family, out_dir, args.results_dir, args.tensorboard)), flush=True)
     return 0
 
 

@@ -25,8 +25,9 @@ import time
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PLAN = ROOT / "studies" / "earlier_study.toml"
+import studies
+
+DEFAULT_PLAN = studies.path("earlier_study.toml")  # shipped in the package: a wheel install has it too
 STATE = "study_state.json"
 BUDGET_KEYS = ("max_trials", "epochs", "time_budget")
 TASK_DATA = {"lyrics": ("lyrics_data", "test_data"), "cifar": ("images_data",)}
@@ -201,7 +202,7 @@ def run_study(searches, args):
         print(f"[study] search {k} of {len(searches)}: {key} ({describe_budget(entry)}) | elapsed "
               f"{hms(time.time() - start)}" + (f" | ~{hms(left)} left" if left is not None else ""), flush=True)
         t0 = time.time()
-        code = run_step([str(ROOT / "runners" / "search.py"), *search_argv(entry)])
+        code = run_step(["-m", "runners.search", *search_argv(entry)])
         seconds = time.time() - t0
         ran += 1
         if code == 2:  # bad input: the search printed its one line
@@ -219,8 +220,8 @@ def run_study(searches, args):
             print(f"[study] {key} done in {hms(seconds)}: {n} trials, {score}", flush=True)
         write_state(results_dir, state)
     if ran or not (Path(results_dir) / "report.html").exists():
-        for script in ("compare.py", "report.py"):
-            if run_step([str(ROOT / "analysis" / script), "--results-dir", results_dir]) != 0:
+        for script in ("compare", "report"):
+            if run_step(["-m", f"analysis.{script}", "--results-dir", results_dir]) != 0:
                 failed.append(script)
     print(f"[study] {len(searches)} searches, {ran} run now, in {hms(time.time() - start)}; report in "
           f"{Path(results_dir) / 'report.html'}", flush=True)

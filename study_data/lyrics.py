@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from study_data.lyrics_demo import make_demo_table
+from study_data.lyrics_demo import DEMO_ROWS, make_demo_table
 from study_data.text import TextEncoder
 from study_data.text import TokenIdFeatures  # noqa: F401 - decision trees saved before the split name it here
 from suite_common import UserError, atomic, counted, log
@@ -352,7 +352,7 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
     if is_demo:
         if announce_demo:
             print(DEMO_NOTICE, flush=True)
-        data = make_demo_table(cache_dir / "demo-lyrics.csv")
+        data = make_demo_table(cache_dir / f"demo-lyrics-{DEMO_ROWS}.csv")  # a resized demo is a new file
     data = Path(data)
     raw = _read_bytes(data, "--data")
     test_raw = _read_bytes(test_data, "--test-data") if test_data else None

@@ -74,21 +74,21 @@ def _check_buildable(family, prepared):
 
 
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, deadline=None,
-                hard_deadline=False):
+                hard_deadline=False, verbose=False):
     _check_buildable(family, prepared)
     try:
         objective = trials_table.objective_of(family, prepared.meta)
         return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective),
                           family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, deadline=deadline,
-                          hard_deadline=hard_deadline)
+                          hard_deadline=hard_deadline, verbose=verbose)
     except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None
 
 
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
-        start_workers=None, deadline=None, hard_deadline=False):
+        start_workers=None, deadline=None, hard_deadline=False, verbose=False):
     """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
 
     deadline: time.time() after which no trial starts (--time-budget); hard_deadline: the trial in
@@ -98,7 +98,8 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     before = finished_count(out_dir)
     progress = search_progress.Progress(family.name, max_trials, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
-                    tensorboard=tensorboard, progress=progress, deadline=deadline, hard_deadline=hard_deadline)
+                    tensorboard=tensorboard, progress=progress, deadline=deadline, hard_deadline=hard_deadline,
+                    verbose=verbose)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
     t.oracle.first_trials = family.first_trials
     t.reconcile()
@@ -119,13 +120,13 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     return t.trial_rows()
 
 
-def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None):
+def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None, verbose=False):
     """A worker (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP/PORT set): run the chief's trials until it says stop."""
     start_engine()
     keras.utils.set_random_seed(seed)
     progress = search_progress.Progress(family.name, 0, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=None, epochs=epochs, tuner=tuner, seed=seed,
-                    tensorboard=tensorboard, progress=progress)
+                    tensorboard=tensorboard, progress=progress, verbose=verbose)
     from runners.keras_search.distributed import PatientClient
     t.oracle.__class__ = PatientClient  # Keras Tuner made it an OracleClient; this one waits when told IDLE
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"

@@ -15,15 +15,28 @@ from suite_common import atomic
 
 
 class EpochLog(keras.callbacks.Callback):
-    """Writes the trial's per-epoch curves (Keras Tuner keeps only the best epoch)."""
+    """Writes the trial's per-epoch curves (Keras Tuner keeps only the best epoch), and shows them:
 
-    def __init__(self, path, epochs):
+    show="lines": one line per epoch (--verbose); "live": one line on a terminal, rewritten as batches
+    and epochs end and cleared when the trial ends (its trial line takes its place); None: nothing."""
+
+    def __init__(self, path, epochs, show=None):
         super().__init__()
-        self.path, self.epochs, self.rows = Path(path), epochs, []
+        self.path, self.epochs, self.rows, self.show = Path(path), epochs, [], show
         self.phase_start = 0  # a family that fits twice (fine-tuning): the last fit's weights are kept
+        self._epoch, self._shown_at = 0, 0.0
 
     def on_train_begin(self, logs=None):
         self.phase_start = len(self.rows)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Only on a terminal (show="live"): Keras waits for each step's logs when a callback reads them,
+        # a cost taken only when someone watches. At most two updates a second.
+        if self.show == "live" and time.time() - self._shown_at > 0.5:
+            self._live(f"epoch {self._epoch}/{self.epochs}  batch {batch + 1}")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -32,9 +45,22 @@ class EpochLog(keras.callbacks.Callback):
         lines = [",".join(header)] + [",".join(repr(r.get(k, "")) for k in header) for r in self.rows]
         atomic.write_text(self.path, "\n".join(lines) + "\n")
         shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy"))
-        print(f"    epoch {epoch + 1}/{self.epochs}  {shown}", flush=True)
+        if self.show == "lines":
+            print(f"    epoch {epoch + 1}/{self.epochs}  {shown}", flush=True)
+        elif self.show == "live":
+            self._live(f"epoch {epoch + 1}/{self.epochs}  {shown}")
         if not math.isfinite(logs.get("loss", 0.0)):
             self.model.stop_training = True  # the trial has failed; see nan_epoch
+
+    def on_train_end(self, logs=None):
+        if self.show == "live":
+            sys.stdout.write("\r\033[K")  # the trial's own line comes next
+            sys.stdout.flush()
+
+    def _live(self, text):
+        self._shown_at = time.time()
+        sys.stdout.write(f"\r\033[K    {text}"[:200])
+        sys.stdout.flush()
 
     @property
     def nan_epoch(self):
@@ -77,11 +103,12 @@ def _free_last_trial():
         pass
 
 
-def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()):
+def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=(), verbose=False):
     """Build and train one configuration; return the model and its validation metrics.
 
     Used by every trial, and again by the analysis to retrain a best
-    configuration with other seeds.
+    configuration with other seeds. verbose: a line per epoch; otherwise one
+    updating line on a terminal, and nothing in pipes and logs.
     """
     _free_last_trial()  # no graph or memory carried over between trials
     keras.utils.set_random_seed(seed)
@@ -92,7 +119,7 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
         accelerate.fuse_train_steps(model, n_train, batch_size)
     elif accelerate.use_graph_steps():
         accelerate.graph_train_steps(model)
-    log = EpochLog(history_path, epochs)
+    log = EpochLog(history_path, epochs, show="lines" if verbose else "live" if sys.stdout.isatty() else None)
     # No callback here looks at single batches (Keras's TerminateOnNaN does): a
     # per-batch hook makes Keras wait for every step's logs, which stalls a GPU.
     # A NaN loss stops training at the end of its epoch instead (EpochLog).
@@ -100,10 +127,9 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     stopping = [] if patience is None else [keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True)]
     callbacks = [log, *stopping, *callbacks]
-    # On a terminal, Keras's per-batch progress bar (it waits for each step's logs, a cost taken only when
-    # someone watches); in pipes, CI and logs, none.
+    # Keras's own progress bar stays off: EpochLog shows progress (one line, never two per epoch).
     hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
-                   epochs=epochs, callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 0)
+                   epochs=epochs, callbacks=callbacks, verbose=0)
     if log.nan_epoch is not None:
         raise kt.errors.FailedTrialError(f"loss became NaN at epoch {log.nan_epoch}")
     best_epoch = log.best_epoch(restored=bool(stopping))

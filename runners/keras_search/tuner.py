@@ -1,5 +1,7 @@
 """SuiteTuner: Keras Tuner's Tuner, writing the suite's results (trials.csv, histories, best/) as trials end."""
 
+import contextlib
+import io
 import os
 import shutil
 from pathlib import Path
@@ -33,14 +35,20 @@ class TrialBoard(keras.callbacks.TensorBoard):
 
 class SuiteTuner(kt.Tuner):
     def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, tensorboard=None,
-                 deadline=None, hard_deadline=False, **kwargs):
+                 deadline=None, hard_deadline=False, verbose=False, **kwargs):
         self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
         self.objective = trials_table.objective_of(family, prepared.meta)
-        self.deadline, self.hard_deadline = deadline, hard_deadline
+        self.deadline, self.hard_deadline, self.verbose = deadline, hard_deadline, verbose
         self._last_model, self._last_metrics, self._heartbeat = None, {}, None
-        super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
-                         project_name="keras_tuner", **kwargs)
+        # Keras Tuner prints "Reloading Tuner from ..." when it resumes; the suite says "resuming ..." itself.
+        said = io.StringIO()
+        with contextlib.redirect_stdout(said):
+            super().__init__(oracle=oracle, hypermodel=hypermodel, directory=str(out_dir),
+                             project_name="keras_tuner", **kwargs)
+        for line in said.getvalue().splitlines():
+            if not line.startswith("Reloading Tuner from"):
+                print(line, flush=True)
 
     def is_worker(self):
         """A worker of a chief elsewhere: Keras Tuner's own test (keras_tuner's dist_utils), on its variables."""
@@ -72,7 +80,7 @@ class SuiteTuner(kt.Tuner):
                                epochs=hp.values.get("tuner/epochs", self.epochs),
                                seed=self.seed + int(trial.trial_id),
                                history_path=self.out_dir / "histories" / f"trial_{trial.trial_id}.csv",
-                               callbacks=extra + ([stop] if stop else []))
+                               callbacks=extra + ([stop] if stop else []), verbose=self.verbose)
         if stop is not None and stop.stopped:
             metrics["stopped_by_time_budget"] = 1  # its epochs_run is short of the budget
         self._last_model = model

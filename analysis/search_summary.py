@@ -1,0 +1,99 @@
+"""What a search found, said when it ends (runners/search.py): Keras Tuner's results_summary() and Optuna's
+best_params / best_value, with the baseline beside them and the best model scored on its test split.
+
+    lyrics_lstm: 10 trials complete, 0 failed
+      best      trial 5: val_accuracy 0.8125 | embedding_dim=200 lstm_units=32 dropout=0.4 ...
+      baseline  trial 0 (the earlier study's model): val_accuracy 0.5625
+      test      the best model: accuracy 0.7750 (95 % interval 0.6250-0.8770, 40 rows); always answering
+                'Rock' scores 0.4000: the model beats it (p = 0.0012, one-sided exact McNemar)
+      next      lyrics-report --results-dir results        ...
+
+The test split is scored once, here, after the search chose its model on validation.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import compare
+from runners import search_progress, trials_table
+from suite_common import UserError
+
+
+def _values(row):
+    return {c[3:]: row[c] for c in row.index if c.startswith("hp_") and pd.notna(row[c])}
+
+
+def test_line(model, results_dir):
+    """The best model's test score: accuracy with its Wilson interval and the majority-class reference, or
+    an autoencoder's reconstruction error."""
+    scores, y, pred = model.score_test(results_dir)
+    if pred is None:
+        return f"the best model: reconstruction MSE {scores['test_reconstruction_mse']:.5f} on {len(y)} images"
+    right = int(np.sum(pred == y))
+    low, high = compare.wilson(right, len(y))
+    line = (f"the best model: accuracy {scores['test_accuracy']:.4f} (95 % interval {low:.4f}-{high:.4f}, "
+            f"{len(y)} rows)")
+    ref = compare.majority_reference(model.meta, y, pred)
+    if ref:
+        verdict = "beats it" if ref["beats_majority"] else "does not beat it significantly"
+        line += (f"; always answering {ref['majority_class']!r} scores {ref['majority_test_accuracy']:.4f}: "
+                 f"the model {verdict} (p = {ref['beats_majority_p']:.2g}, one-sided exact McNemar)")
+    return line
+
+
+def next_commands(out_dir, family, results_dir, tensorboard=None):
+    """(command, what it shows) for what a researcher runs after a search."""
+    where = "" if str(results_dir) == "results" else f" --results-dir {results_dir}"
+    own_input = " --lyrics '...'" + (" --artist NAME" if out_dir.name.endswith("_artist") else "") \
+        if family.task == "lyrics" else " --image IMAGE"
+    commands = [(f"lyrics-report{where}", "report.html: tables, curves, importances"),
+                (f"lyrics-demo{where} --family {family.name}{own_input}", "the best model on your own input"),
+                (f"optuna-dashboard sqlite:///{results_dir}/optuna.db",
+                 "every trial (pip install 'lyrics-cifar-search[dashboard]')")]
+    if tensorboard:
+        commands.append((f"tensorboard --logdir {tensorboard}", "the Keras trials' curves and hyperparameters"))
+    width = max(len(c) for c, _ in commands)
+    return [f"{c:<{width}}  # {what}" for c, what in commands]
+
+
+def summary_lines(family, out_dir, results_dir, tensorboard=None):
+    """The lines that end a search (nothing is written)."""
+    out_dir = Path(out_dir)
+    lines = []
+    try:
+        trials = compare.read_trials(out_dir)
+    except UserError:
+        return [f"{family.name}: no trial finished; nothing to summarise"]
+    name, direction = trials_table.folder_objective(out_dir, family)
+    done = trials_table.finished(trials, name)
+    statuses = trials["status"].value_counts()
+    counts = ", ".join(f"{int(statuses.get(s, 0))} {s.lower() if s != 'FAIL' else 'failed'}"
+                       for s in ("COMPLETE", "FAIL", "PRUNED") if s != "PRUNED" or statuses.get(s, 0))
+    lines.append(f"{family.name}: {len(trials)} trials on record ({counts}); table {out_dir / 'trials.csv'}")
+    if done.empty:
+        return lines + ["  no finished trial: nothing to compare"]
+    best = done.loc[trials_table.best_label(done[name], direction)]
+    base = done[done["is_baseline"].astype(bool)]
+    baseline_values = _values(base.iloc[0]) if len(base) else {}
+    best_values = _values(best)
+    differs = search_progress.changes(best_values, baseline_values) if baseline_values else \
+        " ".join(f"{k}={v}" for k, v in best_values.items())
+    lines.append(f"  best      trial {best['trial_id']}: {name} {best[name]:.4f} | {differs}")
+    if len(base):
+        b = base.iloc[0]
+        lines.append(f"  baseline  trial {b['trial_id']} (the earlier study's model): {name} {b[name]:.4f}")
+    else:
+        lines.append("  baseline  not finished (trial 0 failed or was cut short)")
+    if not (out_dir / "best").exists():
+        return lines + ["  test      no best model saved"]
+    try:
+        from analysis.best_model import load_best
+        model = load_best(str(out_dir / "best"))
+        lines.append("  test      " + test_line(model, results_dir))
+    except UserError as e:
+        lines.append(f"  test      not scored: {e}")
+    lines += ["  next      " + cmd if i == 0 else "            " + cmd
+              for i, cmd in enumerate(next_commands(out_dir, family, results_dir, tensorboard))]
+    return lines
