@@ -85,6 +85,8 @@ def build_parser():
     p = Parser(prog="runners/search.py", description=__doc__.split("\n\n")[0])
     p.add_argument("family", nargs="?", help="the family to search (see --list)")
     p.add_argument("--list", action="store_true", help="list every family and exit")
+    p.add_argument("--describe", action="store_true", help="print the family's search space (each hyperparameter, "
+                   "its range or choices, its default = the earlier study's value) and exit")
     p.add_argument("--max-trials", type=positive_int, default=10, help="total trials of the search (default 10)")
     p.add_argument("--epochs", type=positive_int, help="max epochs per Keras trial (default: the family's)")
     p.add_argument("--tuner", help="keras_tuner: random (default), bayesian, hyperband; optuna: tpe (default), random")
@@ -240,6 +242,10 @@ def main(argv=None):
     import search_spaces
     # What its source declares: flags and data are checked without starting Keras or TensorFlow
     family = search_spaces.describe(args.family)
+    if args.describe:  # like Keras Tuner's search_space_summary(): no data read, nothing written
+        from runners import space_summary
+        print("\n".join(space_summary.summary(search_spaces.get_family(args.family), args.with_artist)))
+        return 0
     tuner = check_flags(args, family)
     role = keras_tuner_role() if family.engine == "keras_tuner" else None  # bad KERASTUNER_* variables: now
     out_dir = Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))

@@ -164,9 +164,40 @@ def estimate_left(state, pending):
     return sum(times) / len(times) * pending if times else None
 
 
+def data_of(entry):
+    """What a search reads: its --data file, or the default of its task."""
+    if entry.get("data"):
+        return str(entry["data"])
+    return "generated demo lyrics" if task_of(entry["family"]) == "lyrics" else "keras.datasets CIFAR-100"
+
+
+def cannot_run(entry):
+    """Why a search cannot run on its data (checked before the study starts), or None."""
+    if not entry.get("with_artist") or not entry.get("data") or task_of(entry["family"]) != "lyrics":
+        return None
+    from study_data.lyrics import header_has_artist
+    columns = {k: entry.get(f"{k}_column") for k in ("text", "label", "artist")}
+    if not header_has_artist(entry["data"], columns):
+        return f"{entry['data']} has no artist column (--with-artist needs one; or name it with artist_column)"
+    return None
+
+
+def cannot_run_all(searches):
+    """{reason: [search, ...]} for the searches that cannot run on their data."""
+    found = {}
+    for entry in searches:
+        why = cannot_run(entry)
+        if why:
+            found.setdefault(why, []).append(search_key(entry))
+    return found
+
+
 def dry_run(searches, state, results_dir):
-    pending = 0
-    print(f"{len(searches)} searches:")
+    import search_spaces
+    from runners.search import duration
+    pending, budgets, unbounded = 0, 0.0, 0
+    print(f"{len(searches)} searches, results in {Path(results_dir).resolve()}/<search>/:")
+    rows = [("", "search", "data", "epochs", "trials", "budget", "status")]
     for k, entry in enumerate(searches, start=1):
         key = search_key(entry)
         n, best = trials_on_record(results_dir, key)
@@ -175,11 +206,26 @@ def dry_run(searches, state, results_dir):
         else:
             pending += 1
             status = f"{n} trials on record" if n else "not started"
-        print(f"  {k:>2}. {key:<32} {describe_budget(entry):<36} {status}")
+        family = search_spaces.describe(entry["family"])
+        epochs = str(entry.get("epochs") or family.epochs) if family.engine == "keras_tuner" else "-"
+        if entry.get("time_budget"):
+            budgets += duration(entry["time_budget"])
+        else:
+            unbounded += 1
+        rows.append((f"{k}.", key, data_of(entry), epochs, str(entry.get("max_trials") or 10),
+                     str(entry.get("time_budget") or "none"), status))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for r in rows:
+        print("  " + "  ".join(f"{r[i]:<{widths[i]}}" if i else f"{r[i]:>{widths[i]}}" for i in range(6)) + "  " + r[6])
+    print(f"sum of the time budgets: {hms(budgets)}" + (f" (and {unbounded} searches bounded by their trials only)"
+                                                          if unbounded else " (the study takes at most about that)"))
     left = estimate_left(state, pending)
     unknown = "unknown until a search has run (at most the sum of the time budgets)"
     print(f"{pending} to run; time left: "
           + (f"~{hms(left)} (from the searches done so far)" if left is not None else unknown))
+    for why, keys in cannot_run_all(searches).items():
+        print(f"warning: {', '.join(keys)} cannot run: {why}; the study will skip "
+              f"{'it' if len(keys) == 1 else 'them'}", flush=True)
 
 
 def run_step(argv):
@@ -192,8 +238,14 @@ def run_study(searches, args):
     state = read_state(results_dir)
     start, failed = time.time(), []
     ran = 0
+    skipped = [key for keys in cannot_run_all(searches).values() for key in keys]
+    for why, keys in cannot_run_all(searches).items():  # said now, not when the study reaches them
+        print(f"[study] warning: {', '.join(keys)} cannot run: {why}; skipping "
+              f"{'it' if len(keys) == 1 else 'them'}", flush=True)
     for k, entry in enumerate(searches, start=1):
         key = search_key(entry)
+        if key in skipped:
+            continue
         if is_done(state, entry):
             print(f"[study] search {k} of {len(searches)}: {key} already done; skipped", flush=True)
             continue
@@ -225,6 +277,8 @@ def run_study(searches, args):
                 failed.append(script)
     print(f"[study] {len(searches)} searches, {ran} run now, in {hms(time.time() - start)}; report in "
           f"{Path(results_dir) / 'report.html'}", flush=True)
+    if skipped:
+        print(f"[study] skipped (their data cannot serve them): {', '.join(skipped)}", flush=True)
     if failed:
         print(f"[study] failed: {', '.join(failed)}; run the same command to retry them", flush=True)
         return 1

@@ -1,0 +1,147 @@
+"""`runners/search.py FAMILY --describe`: a family's search space, like Keras Tuner's search_space_summary().
+
+Each hyperparameter with its type, range or choices, its default (the earlier study's value: trial 0) and,
+for a conditional one, when it is active. Keras Tuner declares hyperparameters while a model is built (and,
+for a searched batch size, in fit()), so the space is found by building: once with every default, then once
+for each other value of each choice, which declares what only that value uses. No model is trained. An
+Optuna family's space is read from trials asked of an in-memory study (nothing is fitted).
+"""
+
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+MAX_BUILDS = 60  # a family's choices times their values, with room to spare
+
+
+class _Untrained:
+    """Stands in for the model when a hypermodel's fit() runs only to declare its hyperparameters."""
+    layers = ()
+    optimizer = SimpleNamespace(learning_rate=1e-3)
+
+    def fit(self, *args, **kwargs):
+        return SimpleNamespace(history={"loss": [0.0]})
+
+    def compile(self, *args, **kwargs):
+        pass
+
+
+def _spec(family, with_artist, folder):
+    """A data spec of the study's shape: vocabulary 20,000, 300 words, 10 genres; 50-class blocks."""
+    if family.task == "lyrics":
+        return {"vocab_size": 20000, "seq_len": 300, "n_classes": 10, "with_artist": with_artist,
+                "n_artists": 100, "pretrained": np.zeros((20000, 50), "float32")}
+    spec = {"n_classes": 50}
+    if family.block == 2:  # transfer: block-1 models to transfer from (untrained baselines)
+        import keras_tuner as kt
+
+        import search_spaces
+        from search_spaces.cifar_transfer import SOURCE_FAMILIES
+        spec["sources"] = {}
+        for source, name in SOURCE_FAMILIES.items():
+            path = Path(folder) / f"{name}.keras"
+            search_spaces.get_family(name).hypermodel({"n_classes": 50}).build(kt.HyperParameters()).save(path)
+            spec["sources"][source] = str(path)
+    return spec
+
+
+def _condition(hp):
+    parts = [f"{c.name} in {list(c.values)}" if len(c.values) > 1 else f"{c.name} = {c.values[0]}"
+             for c in getattr(hp, "conditions", [])]
+    return " and ".join(parts)
+
+
+def _keras_rows(family, with_artist):
+    import keras
+    import keras_tuner as kt
+    found = {}  # name -> keras_tuner hyperparameter (its first declaration)
+    builds = 0
+    with tempfile.TemporaryDirectory() as folder:
+        hypermodel = family.hypermodel(_spec(family, with_artist, folder))
+
+        def declare(fixed):
+            nonlocal builds
+            builds += 1
+            hp = kt.HyperParameters()
+            hp.values.update(fixed)  # a value set before its declaration is the one used
+            try:
+                model = hypermodel.build(hp)
+                hypermodel.fit(hp, _Untrained(), np.zeros((1, 1)), np.zeros((1,), "int32"),
+                               validation_data=None, epochs=family.epochs or 1)
+                del model
+            except Exception:  # noqa: BLE001 - a combination the data spec cannot build: its names still count
+                pass
+            finally:
+                keras.backend.clear_session()
+            for h in hp.space:
+                found.setdefault(h.name, h)
+
+        declare({})
+        tried = set()
+        while builds < MAX_BUILDS:
+            todo = [(h.name, v) for h in list(found.values()) if isinstance(h, (kt.engine.hyperparameters.Choice,
+                    kt.engine.hyperparameters.Boolean)) for v in _values(h) if v != h.default
+                    and (h.name, v) not in tried]
+            if not todo:
+                break
+            for name, value in todo[:MAX_BUILDS - builds]:
+                tried.add((name, value))
+                parents = {c.name: c.values[0] for c in getattr(found[name], "conditions", [])}
+                declare({**parents, name: value})
+    rows = []
+    for h in found.values():
+        kind = type(h).__name__.lower()
+        if kind in ("choice", "boolean"):
+            what = ", ".join(str(v) for v in _values(h))
+        elif kind == "fixed":
+            what = str(h.value)
+        else:
+            what = f"{h.min_value} .. {h.max_value}" + (f" step {h.step}" if getattr(h, "step", None) else "") \
+                + (" (log)" if getattr(h, "sampling", "linear") == "log" else "")
+        rows.append((h.name, kind, what, h.default, _condition(h)))
+    return rows
+
+
+def _values(h):
+    return [False, True] if type(h).__name__ == "Boolean" else list(h.values)
+
+
+def _optuna_rows(family, n_asks=300):
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen, distributions = {}, {}
+    for i in range(n_asks):
+        trial = study.ask()
+        family.suggest(trial)
+        for name, d in trial.distributions.items():
+            distributions.setdefault(name, d)
+            seen[name] = seen.get(name, 0) + 1
+        study.tell(trial, 0.0)
+    rows = []
+    for name, d in distributions.items():
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            kind, what = "choice", ", ".join(str(c) for c in d.choices)
+        else:
+            kind = "int" if isinstance(d, optuna.distributions.IntDistribution) else "float"
+            what = f"{d.low} .. {d.high}" + (f" step {d.step}" if d.step not in (None, 1) else "") \
+                + (" (log)" if d.log else "")
+        rows.append((name, kind, what, family.defaults.get(name, "-"),
+                     "" if seen[name] == n_asks else "in some configurations only"))
+    return rows
+
+
+def summary(family, with_artist=False):
+    """The lines --describe prints."""
+    rows = _keras_rows(family, with_artist) if family.engine == "keras_tuner" else _optuna_rows(family)
+    engine = "Keras Tuner" if family.engine == "keras_tuner" else "Optuna"
+    head = [f"{family.name}{' (with the artist)' if with_artist else ''}: {family.description}",
+            f"{engine}, {family.task}; {len(rows)} hyperparameters. Default = the earlier study's value, which "
+            "trial 0 runs."]
+    table = [("hyperparameter", "type", "range or choices", "default", "active when")] + \
+        [(n, k, w, str(d), c) for n, k, w, d, c in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    lines = ["  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + ("  " + r[4] if r[4] else "") for r in table]
+    return head + [""] + ["  " + line.rstrip() for line in lines]

@@ -1,0 +1,148 @@
+"""What a new user meets: the package's contents and ranges, --describe, the end of a search, the study's dry run."""
+
+import configparser
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from packaging.requirements import Requirement
+from setuptools import find_packages
+
+import studies
+from analysis import compare
+from analysis.best_model import load_best
+from runners import compat
+from runners import study as study_cli
+from runners.search import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--sample-fraction", "1", "--seq-len", "40", "--vocab-size", "500"]
+
+
+def setup_cfg():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return cfg
+
+
+def test_the_wheel_holds_every_package_and_the_study_files():
+    cfg = setup_cfg()
+    include = [p.strip() for p in cfg["options.packages.find"]["include"].split(",")]
+    packages = find_packages(str(ROOT), include=include)
+    # every folder of Python code the suite imports is a package the wheel ships (runners.keras_search was not)
+    code_folders = {str(p.parent.relative_to(ROOT)).replace("/", ".") for p in ROOT.glob("*/**/*.py")
+                    if p.parts[len(ROOT.parts)] not in ("tests", "bench", "build", ".git")}
+    assert code_folders <= set(packages), code_folders - set(packages)
+    assert "runners.keras_search" in packages and "studies" in packages
+    for name in ("earlier_study.toml", "earlier_study_results.csv", "departures.md"):
+        assert studies.path(name).is_file()
+    assert "*.toml" in cfg["options.package_data"]["studies"] and "*.csv" in cfg["options.package_data"]["studies"]
+
+
+def test_declared_versions_are_the_ranges_compat_checks():
+    cfg = setup_cfg()
+    lines = cfg["options"]["install_requires"] + cfg["options.extras_require"]["tensorflow"]
+    requirements = {r.name: r for r in (Requirement(line) for line in lines.splitlines()
+                                        if line.strip() and not line.strip().startswith("#"))}
+    for name in ("keras", "keras-tuner", "tensorflow"):
+        low, high, _ = compat.KNOWN[name]
+        assert str(requirements[name].specifier) in (f">={low},<{high}", f"<{high},>={low}"), (name, requirements[name])
+    assert "optuna-integration" not in requirements  # nothing imports it
+    assert "optuna-dashboard" in cfg["options.extras_require"]["dashboard"]
+
+
+def test_readme_departures_are_the_shipped_table():
+    readme = (ROOT / "README.md").read_text()
+    shipped = studies.path("departures.md").read_text().strip()
+    assert shipped in readme
+
+
+def test_describe_prints_every_hyperparameter_with_the_study_default(capsys):
+    assert cli(["lyrics_lstm", "--describe"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[4:] if line.strip()}
+    assert set(rows) == {"embedding_source", "embedding_dim", "lstm_units", "lstm_output", "dropout",
+                         "learning_rate", "batch_size"}
+    # the defaults are the earlier study's (Embedding 100, LSTM 10, flatten, dropout 0.2, Adam 1e-3, batch 1000)
+    assert rows["embedding_dim"][-4:] == ["100", "embedding_source", "=", "learned"]  # conditional, and says on what
+    assert rows["lstm_units"][-1] == "10" and rows["batch_size"][-1] == "1000" and rows["dropout"][-1] == "0.2"
+    assert "(log)" in out and re.search(r"learning_rate\s+float\s+0\.0001 \.\. 0\.01 \(log\)\s+0\.001", out)
+
+    assert cli(["lyrics_tfidf_logreg", "--describe"]) == 0
+    out = capsys.readouterr().out
+    from search_spaces import get_family
+    defaults = get_family("lyrics_tfidf_logreg").defaults
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[4:] if line.strip()}
+    assert set(rows) == set(defaults)
+    assert all(rows[k][-1] == str(v) for k, v in defaults.items())
+
+
+def test_a_search_ends_with_best_baseline_test_score_and_next_commands(tmp_path, small_lyrics, capsys):
+    res = tmp_path / "results"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "3",
+                *FAST]) == 0
+    out = capsys.readouterr().out
+    trials = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    best = trials.loc[trials["val_accuracy"].idxmax()]
+    assert re.search(rf"best\s+trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}", out)
+    assert re.search(rf"baseline\s+trial 0 \(the earlier study's model\): val_accuracy "
+                     rf"{trials['val_accuracy'][0]:.4f}", out)
+    # the test line: the saved best model's own test accuracy, its Wilson interval, the majority reference
+    model = load_best("lyrics_tfidf_logreg", res)
+    scores, y, pred = model.score_test(res)
+    low, high = compare.wilson(int(np.sum(pred == y)), len(y))
+    assert f"accuracy {scores['test_accuracy']:.4f} (95 % interval {low:.4f}-{high:.4f}, {len(y)} rows)" in out
+    ref = compare.majority_reference(model.meta, y, pred)
+    assert f"always answering {ref['majority_class']!r} scores {ref['majority_test_accuracy']:.4f}" in out
+    assert f"lyrics-report --results-dir {res}" in out and "optuna-dashboard sqlite:///" in out
+
+
+def test_keras_epochs_show_only_with_verbose(tmp_path, small_lyrics, capsys):
+    args = ["lyrics_lstm", "--data", str(small_lyrics), "--max-trials", "1", "--epochs", "2", *FAST]
+    assert cli([*args, "--results-dir", str(tmp_path / "quiet")]) == 0
+    quiet = capsys.readouterr().out
+    assert "epoch 1/2" not in quiet and "[lyrics_lstm] trial 0" in quiet
+    assert cli([*args, "--results-dir", str(tmp_path / "loud"), "--verbose"]) == 0
+    loud = capsys.readouterr().out
+    assert loud.count("epoch 1/2") == 1 and loud.count("epoch 2/2") == 1
+    # a resume does not leak Keras Tuner's own "Reloading Tuner from ..." line
+    assert cli([*args, "--results-dir", str(tmp_path / "quiet"), "--max-trials", "2"]) == 0
+    assert "Reloading Tuner" not in capsys.readouterr().out
+
+
+def write_plan(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[lyrics]\ntime_budget = "10m"\n[[search]]\nfamily = "lyrics_lstm"\n'
+                    '[[search]]\nfamily = "lyrics_lstm"\nwith_artist = true\n'
+                    '[[search]]\nfamily = "lyrics_tfidf_logreg"\ntime_budget = "90s"\nmax_trials = 3\n')
+    return plan
+
+
+def test_study_dry_run_names_data_budgets_and_what_cannot_run(tmp_path, capsys):
+    no_artist = tmp_path / "songs.tsv"
+    no_artist.write_text("text\tgenre\n" + "".join(f"la la {i}\tRock\n" for i in range(20)))
+    plan = write_plan(tmp_path)
+    assert study_cli.main([str(plan), "--dry-run", "--results-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "generated demo lyrics" in out and "sum of the time budgets: 0:21:30" in out
+    assert re.search(r"lyrics_lstm\s+generated demo lyrics\s+20\s+10\s+10m\s+not started", out)
+    assert "warning" not in out
+    assert study_cli.main([str(plan), "--dry-run", "--lyrics-data", str(no_artist),
+                           "--results-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: lyrics_lstm_artist cannot run: {no_artist} has no artist column" in out
+    assert re.search(r"lyrics_tfidf_logreg\s+" + re.escape(str(no_artist)) + r"\s+-\s+3\s+90s", out)
+
+
+def test_study_skips_up_front_what_its_data_cannot_serve(tmp_path, capsys, real_lyrics):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[defaults]\nmax_trials = 1\n[[search]]\nfamily = "lyrics_tfidf_logreg"\nwith_artist = true\n'
+                    '[[search]]\nfamily = "lyrics_tfidf_logreg"\n')
+    res = tmp_path / "r"
+    assert study_cli.main([str(plan), "--lyrics-data", str(real_lyrics), "--results-dir", str(res)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("cannot run") < out.index("search 2 of 2: lyrics_tfidf_logreg")  # said before anything ran
+    assert not (res / "lyrics_tfidf_logreg_artist").exists() and (res / "lyrics_tfidf_logreg" / "trials.csv").exists()
+    assert "skipped (their data cannot serve them): lyrics_tfidf_logreg_artist" in out
