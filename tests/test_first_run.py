@@ -146,3 +146,19 @@ def test_study_skips_up_front_what_its_data_cannot_serve(tmp_path, capsys, real_
     assert out.index("cannot run") < out.index("search 2 of 2: lyrics_tfidf_logreg")  # said before anything ran
     assert not (res / "lyrics_tfidf_logreg_artist").exists() and (res / "lyrics_tfidf_logreg" / "trials.csv").exists()
     assert "skipped (their data cannot serve them): lyrics_tfidf_logreg_artist" in out
+
+
+def test_every_flag_is_documented():
+    import argparse
+
+    from runners.search import build_parser as search_parser
+    from runners.study import build_parser as study_parser
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    for parser in (search_parser(), study_parser()):
+        flags = [o for a in parser._actions if a.help != argparse.SUPPRESS for o in a.option_strings
+                 if o.startswith("--") and o != "--help"]
+        missing = [f for f in flags if f"`{f}" not in reference]
+        assert not missing, f"{parser.prog}: undocumented in docs/reference.md: {missing}"
+    # nothing in the user docs points outside the repository
+    for doc in (ROOT / "README.md", ROOT / "docs" / "reference.md"):
+        assert "../shared" not in doc.read_text() and "/tmp/" not in doc.read_text(), doc
