@@ -38,20 +38,44 @@ def save(fig, path, is_demo=False):
 
 
 def best_vs_baseline(table, task, out, is_demo=False):
+    """Per search: the baseline's and the best trial's validation accuracy (bars), the best model's test
+    accuracy with its 95 % Wilson interval (error bar), and always answering the most frequent class on the
+    test set (a dashed line over the search's bars)."""
     t = table[table["objective"] == "val_accuracy"]
     if t.empty:
         return None
     labels = [f"{f}\n({v})" for f, v in zip(t["family"], t["variant"])]
     x = np.arange(len(t))
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(t)), 4))
-    ax.bar(x - 0.2, t["baseline_score"], 0.4, label="baseline (earlier study)")
-    ax.bar(x + 0.2, t["best_score"], 0.4, label="best found")
-    ax.set_xticks(x, labels, rotation=45, ha="right")
-    ax.set_ylabel("validation accuracy")
-    ax.set_ylim(0, 1)
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(t) + 3), 4.2))
+    ax.bar(x - 0.3, t["baseline_score"], 0.3, label="baseline (earlier study), validation")
+    ax.bar(x, t["best_score"], 0.3, label="best found, validation")
+    if "test_accuracy" in t:
+        low = (t["test_accuracy"] - t.get("test_accuracy_low", t["test_accuracy"])).clip(lower=0)
+        high = (t.get("test_accuracy_high", t["test_accuracy"]) - t["test_accuracy"]).clip(lower=0)
+        ax.errorbar(x + 0.3, t["test_accuracy"], yerr=[low, high], fmt="D", color="black", capsize=4,
+                    label="best model, test (95 % interval)")
+    if "majority_test_accuracy" in t:
+        for i, m in zip(x, t["majority_test_accuracy"]):
+            if pd.notna(m):
+                ax.hlines(m, i - 0.48, i + 0.48, colors="#b00", linestyles="--",
+                          label="most frequent class, test" if i == x[0] else None)
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.05)
     ax.set_title(f"{task}: best vs baseline")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return save(fig, out / f"best_vs_baseline_{task}.png", is_demo)
+
+
+def _whole_number_ticks(ax, values):
+    """Whole-number ticks (epochs, trial ids), also with one or two values (MaxNLocator alone then shows
+    fractions around them)."""
+    values = sorted(set(int(v) for v in values))
+    if len(values) <= 12:
+        ax.set_xticks(values)
+        ax.set_xlim(values[0] - 0.5, values[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def learning_curves(folder, best_trial, out, is_demo=False):
@@ -67,7 +91,7 @@ def learning_curves(folder, best_trial, out, is_demo=False):
                 ax.plot(h["epoch"], h[col], style, marker="o", label=col)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _whole_number_ticks(ax, h["epoch"])
         ax.set_title(metric)
         ax.legend()
     fig.suptitle(f"{folder.name}: best trial {best_trial}")
@@ -87,7 +111,7 @@ def optimisation_history(folder, trials, objective, out, is_demo=False):
     ax.plot(ids, running, "-", label="best so far")
     ax.set_xlabel("trial id")
     ax.set_ylabel(name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _whole_number_ticks(ax, ids)
     ax.set_title(f"{folder.name}: optimisation history")
     ax.legend()
     return save(fig, out / f"history_{folder.name}.png", is_demo)
@@ -155,17 +179,105 @@ def optuna_plots(folder, study, out, is_demo=False):
         else:
             notes.append(f"No importances: {n} finished trials, fewer than the {MIN_TRIALS_FOR_IMPORTANCE} "
                          "fANOVA needs to say much.")
-        ax = ovm.plot_parallel_coordinate(study, params=varied, target_name=target)
-        ax.set_title(f"{folder.name}: parallel coordinates")
-        ax.figure.set_size_inches(max(6, 1.2 * len(varied) + 2), 4)
-        plots.append(save(ax.figure, out / f"parallel_{folder.name}.png", is_demo))
-        axes = np.atleast_1d(ovm.plot_slice(study, params=varied, target_name=target))
-        for a in axes:
-            a.tick_params(axis="x", labelrotation=30)
-        axes[0].figure.suptitle(f"{folder.name}: {target} against each hyperparameter")
-        axes[0].figure.set_size_inches(max(6, 3 * len(varied)), 3.8)
-        plots.append(save(axes[0].figure, out / f"slice_{folder.name}.png", is_demo))
+    plots.append(parallel_coordinates(folder, study, varied, target, out, is_demo))
+    plots.append(slices(folder, study, varied, target, out, is_demo))
     return plots, notes
+
+
+def _axis_position(dist, value):
+    """Where a value sits on its hyperparameter's axis, from 0 to 1 (log-scaled for a log distribution)."""
+    import optuna
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        n = len(dist.choices)
+        return dist.choices.index(value) / (n - 1) if n > 1 else 0.5
+    low, high, v = dist.low, dist.high, value
+    if getattr(dist, "log", False):
+        low, high, v = np.log10(low), np.log10(high), np.log10(v)
+    return (v - low) / (high - low) if high > low else 0.5
+
+
+def _axis_labels(dist):
+    """(position, label) pairs for an axis: every choice, or the two ends of a range."""
+    import optuna
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return [(_axis_position(dist, c), str(c)) for c in dist.choices]
+    return [(0.0, f"{dist.low:.3g}"), (1.0, f"{dist.high:.3g}" + (" (log)" if getattr(dist, "log", False) else ""))]
+
+
+def parallel_coordinates(folder, study, params, target, out, is_demo=False):
+    """One line per finished trial across the objective and each hyperparameter's axis (its whole search
+    range, the ends labelled), coloured by the objective; the best trial drawn on top."""
+    trials = [t for t in study.trials if all(p in t.params for p in params)]
+    values = np.array([t.value for t in trials], dtype=float)
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    scaled = (values - lo) / (hi - lo) if hi > lo else np.full_like(values, 0.5)
+    columns = [target, *params]
+    fig, ax = plt.subplots(figsize=(max(7, 1.7 * len(columns)), 4.5))
+    cmap = plt.get_cmap("viridis")
+    best = study.best_trial.number
+    order = sorted(range(len(trials)), key=lambda i: trials[i].number == best)
+    for i in order:
+        t = trials[i]
+        ys = [scaled[i], *(_axis_position(t.distributions[p], t.params[p]) for p in params)]
+        is_best = t.number == best
+        ax.plot(range(len(columns)), ys, color="#b00" if is_best else cmap(scaled[i]), lw=2.5 if is_best else 1,
+                alpha=1 if is_best else 0.6, label=f"best (trial {t.number})" if is_best else None)
+    for k, column in enumerate(columns):
+        ax.axvline(k, color="#888", lw=0.8)
+        labels = [(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")] if k == 0 else \
+            _axis_labels(trials[0].distributions[column])
+        for y, text in labels:
+            ax.text(k + 0.04, y, text, fontsize=8, va="center", ha="left",
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
+    ax.set_xticks(range(len(columns)), columns, rotation=20, ha="right")
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(columns) - 0.3)
+    ax.set_ylim(-0.08, 1.08)
+    ax.set_title(f"{folder.name}: parallel coordinates ({len(trials)} trials; colour: {target})", pad=12)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return save(fig, out / f"parallel_{folder.name}.png", is_demo)
+
+
+def slices(folder, study, params, target, out, is_demo=False):
+    """The objective against each hyperparameter, three plots a row, over the hyperparameter's whole search
+    range (log axes where it is searched on a log scale); points coloured by trial order."""
+    import optuna
+    n_cols = min(3, len(params))
+    n_rows = -(-len(params) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.3 * n_rows), squeeze=False)
+    trials = study.trials
+    for ax, p in zip(axes.flat, params):
+        shown = [t for t in trials if p in t.params]
+        dist = shown[0].distributions[p]
+        ys = [t.value for t in shown]
+        colours = [t.number for t in shown]
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            choices = [str(c) for c in dist.choices]
+            xs = [choices.index(str(t.params[p])) for t in shown]
+            ax.set_xticks(range(len(choices)), choices, rotation=30 if max(map(len, choices)) > 6 else 0,
+                          ha="right" if max(map(len, choices)) > 6 else "center")
+            ax.set_xlim(-0.5, len(choices) - 0.5)
+        else:
+            xs = [t.params[p] for t in shown]
+            if getattr(dist, "log", False):  # the whole range, 4 % beyond each end so end points show
+                ax.set_xscale("log")
+                ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=4))
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+                pad = (dist.high / dist.low) ** 0.04
+                ax.set_xlim(dist.low / pad, dist.high * pad)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(4, integer=isinstance(
+                    dist, optuna.distributions.IntDistribution)))
+                pad = 0.04 * (dist.high - dist.low) or 0.5
+                ax.set_xlim(dist.low - pad, dist.high + pad)
+        ax.scatter(xs, ys, c=colours, cmap="viridis", s=25, edgecolors="black", linewidths=0.3)
+        ax.set_xlabel(p)
+        ax.set_ylabel(target)
+    for ax in list(axes.flat)[len(params):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{folder.name}: {target} against each hyperparameter (colour: trial order)")
+    fig.tight_layout()
+    return save(fig, out / f"slice_{folder.name}.png", is_demo)
 
 
 def confusion(model, task, out, is_demo=False):

@@ -37,9 +37,32 @@ from runners import best_store, trials_table
 from suite_common import UserError, atomic
 
 
-SHOWN_COLUMNS = ["family", "variant", "trials_finished", "baseline_score", "best_score", "gain", "test_accuracy",
-                 "test_accuracy_low", "test_accuracy_high", "test_macro_f1", "test_reconstruction_mse",
-                 "majority_test_accuracy", "beats_majority"]
+# The key columns, narrow enough to read without scrolling at 1,400 px (every column is in the CSVs)
+SHOWN_COLUMNS = ["family", "variant", "trials", "baseline (val)", "best (val)", "gain (val)",
+                 "test accuracy (95 % CI)", "test macro-F1", "test MSE", "majority (test)", "beats majority (p)"]
+
+
+def shown_table(table):
+    """The comparison table's key columns, the test interval and the McNemar p-value in one cell each."""
+    def num(v, fmt=".4f"):
+        return format(v, fmt) if pd.notna(v) else ""
+    rows = []
+    for _, r in table.iterrows():
+        row = {"family": r["family"], "variant": r["variant"], "trials": r.get("trials_finished"),
+               "baseline (val)": num(r.get("baseline_score", np.nan)), "best (val)": num(r.get("best_score", np.nan)),
+               "gain (val)": num(r.get("gain", np.nan), "+.4f")}
+        if pd.notna(r.get("test_accuracy", np.nan)):
+            row["test accuracy (95 % CI)"] = (f"{r['test_accuracy']:.4f} ({r['test_accuracy_low']:.3f}–"
+                                              f"{r['test_accuracy_high']:.3f})")
+        row["test macro-F1"] = num(r.get("test_macro_f1", np.nan))
+        row["test MSE"] = num(r.get("test_reconstruction_mse", np.nan), ".5f")
+        row["majority (test)"] = num(r.get("majority_test_accuracy", np.nan))
+        if pd.notna(r.get("beats_majority_p", np.nan)):
+            row["beats majority (p)"] = f"{'yes' if r['beats_majority'] in (True, 'True') else 'no'} " \
+                                        f"(p = {r['beats_majority_p']:.2g})"
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out[[c for c in SHOWN_COLUMNS if c in out and (out[c].astype(str) != "").any()]]
 
 
 def headline(table, task):
@@ -58,7 +81,8 @@ def headline(table, task):
         beats = top.get("beats_majority")
         text += (f" Always answering the most frequent class scores {top['majority_test_accuracy']:.3f}; the model "
                  + ("is" if beats is True or beats == "True" else "is **not**")
-                 + " significantly better than that (exact McNemar, p < 0.05).")
+                 + f" significantly better than that (one-sided exact McNemar, p = {top['beats_majority_p']:.2g}; "
+                 "significant below 0.05).")
     return [text, ""]
 
 
@@ -77,6 +101,56 @@ def provenance_lines(folders):
         return []
     return ["## Provenance", "", "Each run of each search (from its `search.json`; the command lines are there "
             "too).", "", pd.DataFrame(rows).to_markdown(index=False), ""]
+
+
+def split_lines(folders):
+    """Each search's split sizes (train / validation / test rows or images), and each CIFAR block's classes."""
+    rows, blocks = [], {}
+    for folder, _ in folders:
+        meta = best_store.best_meta(folder)
+        if not meta:
+            continue
+        n = meta.get("data", {}).get("rows", {})
+        rows.append({"search": folder.name, "train": n.get("train"), "validation": n.get("val"), "test": n.get("test"),
+                     "test split": meta.get("data", {}).get("test_split", "held out from --data, or --test-data")})
+        if meta.get("blocks"):
+            blocks[meta["blocks"]["block"]] = meta["label_names"]
+    if not rows:
+        return []
+    lines = ["Split sizes (each search's best model records them):", "", pd.DataFrame(rows).to_markdown(index=False), ""]
+    for block, names in sorted(blocks.items()):
+        lines += [f"CIFAR block {block} ({len(names)} classes, labels 0..{len(names) - 1} in this order): "
+                  + ", ".join(names) + ".", ""]
+    return lines
+
+
+def space_lines(folder, trials, best, objective):
+    """The search's ranges (from the distributions its trials were drawn from) beside the baseline's and the
+    best trial's values."""
+    study = figures.search_study(folder, trials, objective)
+    distributions = {}
+    for t in study.trials:
+        distributions.update(t.distributions)
+    base = trials[trials["is_baseline"].astype(bool)]
+    rows = []
+    for name, dist in distributions.items():
+        if hasattr(dist, "choices"):
+            what = ", ".join(str(c) for c in dist.choices)
+        else:
+            what = f"{dist.low:.4g} to {dist.high:.4g}" + (" (log)" if getattr(dist, "log", False) else "")
+        baseline = base[f"hp_{name}"].iloc[0] if len(base) and f"hp_{name}" in base else ""
+        rows.append({"hyperparameter": name, "searched over": what,
+                     "baseline (earlier study)": "" if pd.isna(baseline) else _short(baseline),
+                     f"best (trial {best['trial_id']})" if best else "best":
+                         _short(best["hyperparameters"].get(name, "")) if best else ""})
+    if not rows:
+        return []
+    return ["Search space, the baseline and the best configuration:", "", pd.DataFrame(rows).to_markdown(index=False),
+            ""]
+
+
+def _short(v):
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def md_image(path, root):
@@ -99,32 +173,33 @@ def build_report(results_dir="results"):
         if name in tables and "data" in tables[name]:
             sources |= set(tables[name]["data"].dropna())
     lines += ["## Data", ""] + [f"- {s}" + (" — **demo set, not real data**" if "not real data" in s else "")
-                                for s in sorted(sources)] + [""]
+                                for s in sorted(sources)] + [""] + split_lines(folders)
     lines += ["## How to read the tables", "",
               "- `gain` is the best trial's validation score minus the baseline's (the earlier study's "
               "configuration, trial 0, trained with the same epoch budget): two single training runs on one "
               "validation split, no uncertainty. `analysis/compare.py --repeats K --families ...` retrains both "
               "with K seeds and reports the gain with a 95 % confidence interval (table `repeats` below, "
               "when run).",
-              "- `test_accuracy_low` / `_high`: 95 % Wilson interval of the test accuracy.",
-              "- `majority_*`: always predicting the training split's most frequent class. `beats_majority` is "
-              "whether the model is better than that on the test set (one-sided exact McNemar test, p < 0.05).",
+              "- `test accuracy (95 % CI)`: the best model on the held-out test set, with the 95 % Wilson interval.",
+              "- `majority (test)`: always predicting the training split's most frequent class. `beats majority (p)` "
+              "is whether the model is better than that on the test set (one-sided exact McNemar test; yes when "
+              "p < 0.05), with the p-value.",
               ""]
     for task in compare.TASKS:
         table = tables.get(f"comparison_{task}")
         if table is None:
             continue
         is_demo = table["data"].astype(str).str.contains("not real data").any() if "data" in table else False
-        shown = [c for c in SHOWN_COLUMNS if c in table]
         lines += [f"## Task: {task}", ""] + headline(table, task) + [
-            table[shown].to_markdown(index=False, floatfmt=".4g"), "",
+            shown_table(table).to_markdown(index=False), "",
             f"Every column (hyperparameters, parameter counts, times, the majority class): "
             f"`comparison_{task}.csv`.", ""]
         if "beats_majority" in table:
             weak = table[table["beats_majority"].eq(False)]
             if not weak.empty:
                 lines += ["**Not significantly better than always predicting the most frequent class** "
-                          "(test set): " + ", ".join(f"`{f}` ({v})" for f, v in zip(weak["family"], weak["variant"]))
+                          "(test set): " + ", ".join(f"`{f}` ({v}, p = {p:.2g})" for f, v, p in
+                                                     zip(weak["family"], weak["variant"], weak["beats_majority_p"]))
                           + ".", ""]
         chart = figures.best_vs_baseline(table, task, out, is_demo)
         if chart:
@@ -150,6 +225,7 @@ def build_report(results_dir="results"):
         objective = trials_table.folder_objective(folder, family)
         lines += [f"### {folder.name}", ""]
         best = best_store.best_meta(folder)
+        lines += space_lines(folder, trials, best, objective)
         is_demo = bool(best and best.get("data", {}).get("is_demo"))
         for plot in (figures.learning_curves(folder, best["trial_id"], out, is_demo) if best else None,
                      figures.optimisation_history(folder, trials, objective, out, is_demo)):
@@ -230,7 +306,7 @@ def to_html(markdown_text, root):
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
              "table{border-collapse:collapse;font-size:13px;display:block;max-width:100%;overflow-x:auto}"
              "td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top}th{background:#f3f3f3}"
-             "img{max-width:100%}")
+             "img{min-width:50%;max-width:100%}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Search report</title>"
             f"<style>{style}</style></head><body>{body}</body></html>\n")
 

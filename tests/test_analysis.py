@@ -1,5 +1,6 @@
 """Comparison tables, report, demo: checked against the trials CSVs and the saved models."""
 
+import re
 import shutil
 
 import numpy as np
@@ -148,7 +149,11 @@ def test_report_writes_markdown_html_and_real_pngs(res):
     text = md.read_text()
     assert "demo set, not real data" in text and "## Task: lyrics" in text and "## Task: cifar" in text
     assert "## Departures from the earlier study" in text and "TF-Hub" in text
-    assert "two single training runs" in text and "beats_majority" in text
+    assert "two single training runs" in text and "beats majority (p)" in text
+    # split sizes, each CIFAR block's classes, each search's ranges beside its baseline and best, p-values
+    assert "Split sizes" in text and re.search(r"CIFAR block 1 \(\d+ classes", text)
+    assert "Search space, the baseline and the best configuration" in text and "0.0001 to 0.01 (log)" in text
+    assert re.search(r"one-sided exact McNemar, p = [0-9.e-]+", text) and re.search(r"(yes|no) \(p = ", text)
     assert "has the best validation accuracy" in text and "95 % interval" in text  # the headline per task
     assert "## Provenance" in text and "scikit-learn" in text
     names = {p.name for p in pngs}
