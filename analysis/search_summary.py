@@ -66,6 +66,8 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
         trials = compare.read_trials(out_dir)
     except UserError:
         return [f"{family.name}: no trial finished; nothing to summarise"]
+    # ids as trials.csv and the trial lines write them (Keras Tuner's are zero-padded: "05")
+    trials["trial_id"] = pd.read_csv(out_dir / "trials.csv", usecols=["trial_id"], dtype=str)["trial_id"]
     name, direction = trials_table.folder_objective(out_dir, family)
     done = trials_table.finished(trials, name)
     statuses = trials["status"].value_counts()
