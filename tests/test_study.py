@@ -55,12 +55,12 @@ def test_dry_run_lists_every_search_of_the_default_plan(capsys, tmp_path):
                 "lyrics_cnn_multikernel", "lyrics_cnn_lstm", "lyrics_tfidf_logreg", "lyrics_decision_tree"]
     assert names == [n for f in families for n in (f, f + "_artist")] + ["cifar_cnn", "cifar_autoencoder",
                                                                          "cifar_transfer"]
-    assert out.startswith("23 searches:") and "23 to run" in out
+    assert out.startswith("23 searches, results in ") and "23 to run" in out
 
 
 def test_only_and_bad_plans_get_one_line(tmp_path, capsys):
     assert study.main(["--dry-run", "--only", "cifar_*", "--results-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith("3 searches:")
+    assert capsys.readouterr().out.startswith("3 searches, results in ")
     for argv, expected in ((["--only", "nothing*"], "matches no search"), ([str(tmp_path / "no.toml")], "not found"),
                            (["--time-budget", "soon"], "--time-budget")):
         assert study.main([*argv, "--dry-run"]) == 2
