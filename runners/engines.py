@@ -43,6 +43,9 @@ def keras_tuner_role():
     if missing:
         raise UserError(f"KERASTUNER_ORACLE_IP is set but {' and '.join(missing)} not: set all three "
                         "(README, 'Scaling out'), or none for a search in this process")
+    port = os.environ["KERASTUNER_ORACLE_PORT"]
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise UserError(f"KERASTUNER_ORACLE_PORT must be a port number from 1 to 65535, got {port!r}")
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 

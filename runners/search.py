@@ -222,6 +222,10 @@ def check_flags(args, family):
                         f"optuna-dashboard sqlite:///{Path(args.results_dir) / family.name / 'optuna.db'}")
     if args.languages is not None and not [l for l in args.languages.split(",") if l.strip()]:
         raise UserError("--languages needs at least one language, e.g. --languages en,pt")
+    storage = args.storage or ""
+    if storage and (storage.split("?")[0].rstrip("/") == "sqlite:" or ":memory:" in storage):
+        raise UserError("--storage names an in-memory SQLite database, which nothing shares and which ends with the "
+                        "process: give a file (sqlite:///path/to/study.db) or a server URL (postgresql://...)")
     if family.engine == "keras_tuner" and args.storage:
         raise UserError("--storage is for Optuna families; Keras Tuner families share a search through a chief "
                         "(--workers N, or KERASTUNER_* variables: README, 'Scaling out')")

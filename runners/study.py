@@ -63,6 +63,10 @@ def load_plan(path):
     searches = plan.get("search")
     if not isinstance(searches, list) or not searches:
         raise StudyError(f"{path} lists no [[search]] entries")
+    for table in ("defaults", "lyrics", "cifar"):
+        if not isinstance(plan.get(table, {}), dict):
+            raise StudyError(f"{path}: [{table}] must be a table of flags (e.g. [{table}] then max_trials = 10), "
+                             f"not {type(plan[table]).__name__} {plan[table]!r}")
     out = []
     for i, own in enumerate(searches, start=1):
         if not isinstance(own, dict) or not isinstance(own.get("family"), str):

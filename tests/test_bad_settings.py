@@ -1,0 +1,40 @@
+"""Settings that used to end in a traceback or a silent misbehaviour get one line and exit code 2, with
+nothing written (issue 28: in-memory storage, a port out of range, a study plan of the wrong shape)."""
+
+import pytest
+
+from runners import study
+from runners.search import cli
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
+def test_in_memory_storage_is_refused(tmp_path, small_lyrics, capsys, url):
+    res = tmp_path / "r"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res),
+                "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in-memory SQLite" in err and "Traceback" not in err
+    assert not res.exists()
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "80a"])
+def test_a_chief_port_out_of_range_is_refused(tmp_path, small_lyrics, capsys, monkeypatch, port):
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", port)
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    res = tmp_path / "r"
+    assert cli(["lyrics_lstm", "--data", str(small_lyrics), "--results-dir", str(res)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "from 1 to 65535" in err and repr(port) in err
+    assert not res.exists()
+
+
+@pytest.mark.parametrize("plan", ["defaults = 5\n", 'lyrics = "x"\n', "cifar = [1, 2]\n"])
+def test_a_plan_table_of_the_wrong_type_gets_one_line(tmp_path, capsys, plan):
+    path = tmp_path / "plan.toml"
+    path.write_text(plan + '[[search]]\nfamily = "lyrics_tfidf_logreg"\n')
+    for args in ([str(path), "--dry-run"], [str(path)]):
+        assert study.main([*args, "--results-dir", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "must be a table of flags" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
