@@ -140,17 +140,13 @@ def space_lines(folder, trials, best, objective):
             what = f"{dist.low:.4g} to {dist.high:.4g}" + (" (log)" if getattr(dist, "log", False) else "")
         baseline = base[f"hp_{name}"].iloc[0] if len(base) and f"hp_{name}" in base else ""
         rows.append({"hyperparameter": name, "searched over": what,
-                     "baseline (earlier study)": "" if pd.isna(baseline) else _short(baseline),
+                     "baseline (earlier study)": "" if pd.isna(baseline) else compare._short(baseline),
                      f"best (trial {best['trial_id']})" if best else "best":
-                         _short(best["hyperparameters"].get(name, "")) if best else ""})
+                         compare._short(best["hyperparameters"].get(name, "")) if best else ""})
     if not rows:
         return []
     return ["Search space, the baseline and the best configuration:", "", pd.DataFrame(rows).to_markdown(index=False),
             ""]
-
-
-def _short(v):
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def md_image(path, root):
