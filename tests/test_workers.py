@@ -89,12 +89,20 @@ def test_keras_workers_flag_runs_a_chief_here_and_resumes(tmp_path, small_lyrics
 
 
 def test_a_chief_that_cannot_listen_says_so(tmp_path, small_lyrics, monkeypatch, capsys):
+    import socket
+    taken = socket.socket()  # a port another program holds (a port that is no number: tests/test_bad_settings.py)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
-    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "not-a-port")
-    assert cli([*KERAS, "--data", str(small_lyrics), "--results-dir", str(tmp_path), "--max-trials", "2"]) == 2
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+    try:
+        assert cli([*KERAS, "--data", str(small_lyrics), "--results-dir", str(tmp_path), "--max-trials", "2"]) == 2
+    finally:
+        taken.close()
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: the chief cannot listen on 127.0.0.1:not-a-port") and not any("Traceback" in line for line in err)
+    assert err[-1].startswith(f"error: the chief cannot listen on 127.0.0.1:{port}") and not any("Traceback" in line for line in err)
 
 
 def test_keras_workers_all_dying_is_an_error_and_resumable(tmp_path, small_lyrics, monkeypatch, capsys):
