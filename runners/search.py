@@ -145,7 +145,10 @@ RECORD_FIELDS = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-d
                  "columns": "column flags", "sample_fraction": "--sample-fraction", "languages": "--languages",
                  "stopwords": "--stopwords", "clean": "--no-clean", "vocab_size": "--vocab-size",
                  "seq_len": "--seq-len", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
-                 "seed": "--seed", "objective": "--objective"}
+                 "seed": "--seed", "objective": "--objective", "epochs": "--epochs (the epoch budget of a trial)",
+                 "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)"}
+# Recorded from release 0.1.0's second round on: a search recorded before has none of them, and resumes as before.
+RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes"}
 
 
 def check_resume(out_dir, record):
@@ -156,6 +159,8 @@ def check_resume(out_dir, record):
         return
     changed = []
     for key, label in RECORD_FIELDS.items():
+        if key in RECORDED_LATER and key not in previous:
+            continue
         if key in record and previous.get(key) != record[key]:
             was, now = previous.get(key), record[key]
             if key == "data_bytes":
@@ -257,6 +262,9 @@ def main(argv=None):
     # The data is loaded and checked before anything under results/ changes.
     from runners import engines, prepare
     prepared = prepare.prepare(family, args)
+    # What a trial means: its epoch budget and the tuner or sampler that proposes it (a resume may not mix them)
+    prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
+                                           if family.engine == "keras_tuner" else {}))
     from suite_common import process, provenance
     prepared.meta["provenance"] = provenance.provenance(
         process.backend_keras_will_load() if family.engine == "keras_tuner" else None)

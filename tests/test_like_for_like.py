@@ -66,6 +66,36 @@ def test_a_resume_with_other_data_or_options_is_refused(finished, small_lyrics, 
     assert digest(folder) == before  # nothing touched
 
 
+@pytest.mark.parametrize("family, change, named", [
+    ("lyrics_lstm", ["--epochs", "3"], "--epochs (the epoch budget of a trial): was 1, now 3"),
+    ("lyrics_lstm", ["--epochs", "1", "--tuner", "hyperband"], "--tuner: was random, now hyperband"),
+    ("lyrics_tfidf_logreg", ["--tuner", "random"], "--tuner: was tpe, now random")])
+def test_a_resume_with_another_budget_or_tuner_is_refused(finished, small_lyrics, family, change, named, capsys):
+    """A 1-epoch baseline beside 3-epoch trials, or trials of two samplers, would not be like for like."""
+    folder = finished / family
+    before = digest(folder)
+    argv = [family, "--data", str(small_lyrics), "--results-dir", str(finished), "--max-trials", "4", *FAST, *change]
+    capsys.readouterr()
+    assert cli(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and "Traceback" not in err[0]
+    assert digest(folder) == before
+
+
+def test_word_vectors_edited_in_place_are_refused(small_lyrics, tmp_path, capsys):
+    vectors = tmp_path / "vec.txt"
+    vectors.write_text("love 1 2 3\nnight 4 5 6\n")
+    res = tmp_path / "results"
+    argv = ["lyrics_glove", "--data", str(small_lyrics), "--results-dir", str(res), "--epochs", "1",
+            "--max-trials", "1", "--embeddings", str(vectors), *FAST]
+    assert cli(argv) == 0
+    vectors.write_text("love 9 9 9\nnight 4 5 6\n")  # same path, other vectors
+    before = digest(res / "lyrics_glove")
+    capsys.readouterr()
+    assert cli([*argv[:-len(FAST) - 4], "--max-trials", "2", "--embeddings", str(vectors), *FAST]) == 2
+    assert "--embeddings (file bytes)" in capsys.readouterr().err and digest(res / "lyrics_glove") == before
+
+
 def test_embeddings_file_is_part_of_the_record(finished, small_lyrics, tmp_path, capsys):
     vectors = tmp_path / "vec.txt"
     vectors.write_text("love 1 2 3\nnight 4 5 6\n")
