@@ -111,13 +111,17 @@ def split_lines(folders):
         if not meta:
             continue
         n = meta.get("data", {}).get("rows", {})
+        repeats = meta.get("data", {}).get("duplicates") or {}
         rows.append({"search": folder.name, "train": n.get("train"), "validation": n.get("val"), "test": n.get("test"),
+                     "repeated songs removed": (repeats.get("removed", 0) + repeats.get("test_removed", 0))
+                     if repeats else "",
                      "test split": meta.get("data", {}).get("test_split", "held out from --data, or --test-data")})
         if meta.get("blocks"):
             blocks[meta["blocks"]["block"]] = meta["label_names"]
     if not rows:
         return []
-    lines = ["Split sizes (each search's best model records them):", "", pd.DataFrame(rows).to_markdown(index=False), ""]
+    lines = ["Split sizes (each search's best model records them). Songs whose lyrics are the same once cleaned "
+             "are kept once, before splitting, so none sits in two splits:", "", pd.DataFrame(rows).to_markdown(index=False), ""]
     for block, names in sorted(blocks.items()):
         lines += [f"CIFAR block {block} ({len(names)} classes, labels 0..{len(names) - 1} in this order): "
                   + ", ".join(names) + ".", ""]

@@ -86,6 +86,7 @@ def prepare_lyrics(family, args):
                      "arg": _absolute(args.data), "columns": columns,
                      "options": data.options, "test_data": _absolute(args.test_data), "embeddings": embeddings,
                      "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
+                     "duplicates": data.duplicates,
                      "class_counts": class_counts(data.n_classes, data.train.y, data.val.y, data.test.y)}}
     o = data.options
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or data.source,
@@ -94,7 +95,7 @@ def prepare_lyrics(family, args):
               **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len")},
               "embeddings": embeddings, "embeddings_bytes": embeddings_bytes, "seed": args.seed,
               "objective": meta["objective"],
-              "data_fingerprint": data.fingerprint}
+              "data_fingerprint": data.fingerprint, "duplicates_removed": data.duplicates}
     artifacts = {"tokenizer.json": data.encoder.to_json()}
     if artists is not None:
         artifacts["artists.json"] = json.dumps(sorted(artists, key=artists.get))

@@ -51,7 +51,7 @@ COLUMN_CANDIDATES = {
     "artist": ("artist",),
     "language": ("language",),
 }
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: songs repeated within the data are removed before splitting
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
     "(made-up words, not real lyrics). For the study, download the Kaggle dataset "
@@ -82,16 +82,20 @@ class LyricsData:
     is_demo: bool
     fingerprint: str  # the file bytes, test file bytes, options and columns: what the splits are made of
     file_hashes: dict = None  # {"data": sha256 of the file's bytes, "test_data": of the test file's, or None}
+    duplicates: dict = None  # songs removed as repeats before splitting (_deduplicate)
 
     @property
     def n_classes(self):
         return len(self.label_names)
 
     def describe(self):
+        d = self.duplicates or {}
+        removed = d.get("removed", 0) + d.get("test_removed", 0)
         return (f"{self.source}: {len(self.train.y)} train / {len(self.val.y)} validation / "
                 f"{len(self.test.y)} test rows, {self.n_classes} genres "
                 f"({', '.join(self.label_names)}), vocabulary {self.encoder.vocab_size}, "
-                f"seed {self.options['seed']}")
+                f"seed {self.options['seed']}" + (f"; {removed} repeated songs removed before splitting"
+                                                  if removed else ""))
 
 
 # --------------------------------------------------------------------------
@@ -208,6 +212,27 @@ def _filter_rows(df, path, languages):
     return df
 
 
+def _deduplicate(df, probe):
+    """Keep the first of the rows whose lyrics are the same once cleaned (the text every family sees), so a
+    song cannot sit in training and in validation or test at once. Returns the rows kept, their cleaned
+    texts (column `clean`) and the counts removed (also of repeats with another genre than the first)."""
+    cleaned = [probe.preprocess(t) for t in counted(df["text"], len(df), "cleaning the lyrics")]
+    first = {}
+    keep, conflicting = [], 0
+    labels = df["label"].tolist()
+    for i, text in enumerate(cleaned):
+        if text in first:
+            conflicting += labels[first[text]] != labels[i]
+            continue
+        first[text] = i
+        keep.append(i)
+    if len(keep) < len(df):
+        log(f"removed {len(df) - len(keep)} repeated songs (the same lyrics once cleaned; {conflicting} of them "
+            "with another genre than the first copy) before splitting")
+    kept = df.iloc[keep].assign(clean=[cleaned[i] for i in keep])
+    return kept, {"removed": len(df) - len(keep), "with_another_genre": conflicting}
+
+
 def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     """Steps 2-4 of the module's docstring, in that order (one function: each step feeds the next)."""
     seed = opts["seed"]
@@ -216,6 +241,8 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     df = _filter_rows(df, data_path, opts["languages"])
     if opts["sample_fraction"] < 1.0:
         df = df.groupby("label", group_keys=False).sample(frac=opts["sample_fraction"], random_state=seed)
+    probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"])
+    df, duplicates = _deduplicate(df, probe)
     counts = df["label"].value_counts()
     small = counts[counts < MIN_ROWS_PER_GENRE]
     if len(small):
@@ -253,10 +280,16 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
             log(f"dropped {int(unseen.sum())} test rows with genres unseen in training: "
                 f"{', '.join(sorted(set(test_df['label'][unseen])))}")
         test_df = test_df[~unseen]
+        test_df = test_df.assign(clean=[probe.preprocess(t) for t in test_df["text"]])
+        seen = test_df["clean"].isin(set(df["clean"][np.concatenate([train_rows, val_rows])]))
+        if seen.any():  # a song the model trained or was selected on is no test of it
+            log(f"removed {int(seen.sum())} rows of --test-data {test_path.name} whose lyrics are also in the "
+                "training or validation rows")
+            test_df = test_df[~seen]
+        duplicates["test_removed"] = int(seen.sum())
         y_test = test_df["label"].map({g: i for i, g in enumerate(label_names)}).to_numpy(np.int32)
 
-    probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"])
-    cleaned = [probe.preprocess(t) for t in counted(df["text"], len(df), "cleaning the lyrics")]
+    cleaned = df["clean"].tolist()
     train_texts = [cleaned[i] for i in train_rows]
     encoder = TextEncoder.fit(train_texts, opts["vocab_size"], opts["seq_len"], opts["clean"], opts["stopwords"])
 
@@ -268,9 +301,8 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     train = split(train_texts, [artists[i] for i in train_rows], y_all[train_rows], source_rows[train_rows])
     val = split([cleaned[i] for i in val_rows], [artists[i] for i in val_rows], y_all[val_rows],
                 source_rows[val_rows])
-    test = split([probe.preprocess(t) for t in test_df["text"]], test_df["artist"].tolist(), y_test,
-                 test_df["row"].to_numpy())
-    return train, val, test, label_names, encoder, has_artist
+    test = split(test_df["clean"].tolist(), test_df["artist"].tolist(), y_test, test_df["row"].to_numpy())
+    return train, val, test, label_names, encoder, has_artist, duplicates
 
 
 # --------------------------------------------------------------------------
@@ -287,14 +319,14 @@ def _unpack_texts(blob, offsets):
     return [data[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(len(offsets) - 1)]
 
 
-def _save_cache(path, train, val, test, label_names, encoder, has_artist):
+def _save_cache(path, train, val, test, label_names, encoder, has_artist, duplicates):
     arrays = {}
     for name, s in (("train", train), ("val", val), ("test", test)):
         arrays[f"{name}_x"], arrays[f"{name}_y"], arrays[f"{name}_rows"] = s.x, s.y, s.rows
         arrays[f"{name}_texts"], arrays[f"{name}_texts_offsets"] = _pack_texts(s.texts)
         arrays[f"{name}_artists"], arrays[f"{name}_artists_offsets"] = _pack_texts(s.artists)
     meta = {"version": CACHE_VERSION, "label_names": label_names, "has_artist": has_artist,
-            "encoder": encoder.to_json()}
+            "encoder": encoder.to_json(), "duplicates": duplicates}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -311,7 +343,8 @@ def _load_cache(path):
             splits.append(Split(x=z[f"{name}_x"], y=z[f"{name}_y"], rows=z[f"{name}_rows"],
                                 texts=_unpack_texts(z[f"{name}_texts"], z[f"{name}_texts_offsets"]),
                                 artists=_unpack_texts(z[f"{name}_artists"], z[f"{name}_artists_offsets"])))
-    return (*splits, meta["label_names"], TextEncoder.from_json(meta["encoder"]), meta["has_artist"])
+    return (*splits, meta["label_names"], TextEncoder.from_json(meta["encoder"]), meta["has_artist"],
+            meta["duplicates"])
 
 
 def _read_bytes(path, flag):
@@ -374,8 +407,8 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
     if parts is None:
         parts = _prepare(data, raw, Path(test_data) if test_data else None, test_raw, opts, columns)
         _save_cache(cache_path, *parts)
-    train, val, test, label_names, encoder, has_artist = parts
+    train, val, test, label_names, encoder, has_artist, duplicates = parts
     source = "generated demo lyrics (not real data)" if is_demo else str(data)
     return LyricsData(train=train, val=val, test=test, label_names=list(label_names), encoder=encoder,
                       has_artist=has_artist, options=opts, source=source, is_demo=is_demo,
-                      fingerprint=fingerprint, file_hashes=file_hashes)
+                      fingerprint=fingerprint, file_hashes=file_hashes, duplicates=duplicates)

@@ -160,7 +160,9 @@ def test_damaged_cache_is_rebuilt(tmp_path, small_lyrics):
 def test_separate_test_file_drops_unseen_genres(tmp_path):
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     table(n_per_genre=20).to_csv(train, index=False)
-    table(n_per_genre=4, genres=("Rock", "Jazz")).to_csv(test, index=False)
+    songs = table(n_per_genre=4, genres=("Rock", "Jazz"))
+    songs["Lyrics"] = "unheard " + songs["Lyrics"]  # not repeats of training songs (those would be removed)
+    songs.to_csv(test, index=False)
     d = lyrics.load(train, test, cache_dir=tmp_path, sample_fraction=1.0)
     assert len(d.test.y) == 4 and {d.label_names[y] for y in d.test.y} == {"Rock"}
     assert len(d.train.y) + len(d.val.y) == 60  # nothing carved off for test
@@ -182,10 +184,12 @@ def test_demo_table_is_deterministic(tmp_path):
 
 def test_real_kaggle_subset(tmp_path, real_lyrics):
     d = lyrics.load(real_lyrics, cache_dir=tmp_path)
-    # Indie has one row: too few to split, so it is dropped; every other row is used by default
+    # Indie has one row: too few to split, so it is dropped; 11 songs are repeats of others (the same lyrics
+    # once cleaned, each with the same genre) and are kept once; every other row is used by default
     assert d.label_names == ["Metal", "Pop", "Rock"]
-    assert len(d.train.y) + len(d.val.y) + len(d.test.y) == 899
-    assert np.bincount(d.train.y).tolist() == [82, 120, 373]
+    assert d.duplicates == {"removed": 11, "with_another_genre": 0}
+    assert len(d.train.y) + len(d.val.y) + len(d.test.y) == 888
+    assert np.bincount(d.train.y).tolist() == [81, 117, 370]
     study = lyrics.load(real_lyrics, cache_dir=tmp_path, sample_fraction=0.2)  # the earlier study's 20 %
     assert len(study.train.y) + len(study.val.y) + len(study.test.y) == 180
     assert not d.has_artist and d.encoder.vocab_size > 1000

@@ -163,3 +163,54 @@ def test_cifar_search_records_its_test_split(tmp_path, cifar10_subset):
     assert meta["data"]["rows"]["test"] == 5 * 12 and meta["data"]["images_per_class"] == 12
     x_test, y_test = load_best("cifar_cnn", res).test_split(res)
     assert len(y_test) == 60
+
+
+def test_repeated_songs_never_sit_in_two_splits(tmp_path):
+    """Each song twice (the copy differs only in case and punctuation, which cleaning removes): every repeat
+    is removed before splitting and counted; no validation or test text is a training text."""
+    rows = []
+    for i in range(150):
+        genre, lyric = GENRES[i % 3], f"Word{i} and song{i % 7} line{i}"
+        rows.append({"Artist": "A", "Genre": genre, "Lyrics": lyric})
+        rows.append({"Artist": "B", "Genre": genre if i % 10 else GENRES[(i + 1) % 3], "Lyrics": lyric.upper() + "!!"})
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    d = lyrics.load(tmp_path / "t.csv", cache_dir=tmp_path / "cache", seed=1)
+    assert d.duplicates == {"removed": 150, "with_another_genre": 15}
+    assert len(d.train.y) + len(d.val.y) + len(d.test.y) == 150
+    train = set(d.train.texts)
+    assert not train & set(d.val.texts) and not train & set(d.test.texts) and not set(d.val.texts) & set(d.test.texts)
+    assert "150 repeated songs removed" in d.describe()
+    # the first copy is the one kept: its artist and genre
+    assert set(d.train.artists + d.val.artists + d.test.artists) == {"A"}
+
+    test_rows = [{"Artist": "C", "Genre": GENRES[i % 3], "Lyrics": f"word{i} AND song{i % 7} line{i}"} for i in range(20)]
+    test_rows += [{"Artist": "C", "Genre": GENRES[i % 3], "Lyrics": f"new{i} tune{i}"} for i in range(30)]
+    pd.DataFrame(test_rows).to_csv(tmp_path / "test.csv", index=False)
+    d = lyrics.load(tmp_path / "t.csv", tmp_path / "test.csv", cache_dir=tmp_path / "cache", seed=1)
+    in_fit = set(d.train.texts) | set(d.val.texts)
+    assert not in_fit & set(d.test.texts)
+    assert d.duplicates["test_removed"] == sum(f"word{i} song{i % 7} line{i}" in in_fit for i in range(20))
+    assert len(d.test.y) == 50 - d.duplicates["test_removed"]
+
+
+def test_artist_ids_come_from_training_rows_only(tmp_path):
+    """An artist first met in validation or test is the unseen artist (id 0), and the saved artist list holds
+    the training artists alone."""
+    from runners import prepare
+    from runners.search import build_parser
+    from search_spaces import describe
+    source_table(tmp_path / "t.csv")
+    args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--with-artist",
+                                      "--results-dir", str(tmp_path / "r"), "--seed", "3"])
+    rows = pd.read_csv(tmp_path / "t.csv")
+    rows.loc[rows.index % 4 == 1, "Artist"] = [f"Solo {i}" for i in range(int((rows.index % 4 == 1).sum()))]
+    rows.to_csv(tmp_path / "t.csv", index=False)  # one-song artists: most land outside training
+    p = prepare.prepare(describe("lyrics_lstm"), args)
+    d = lyrics.load(tmp_path / "t.csv", cache_dir=tmp_path / "r" / "_cache", seed=3)
+    known = json.loads(p.artifacts["artists.json"])
+    assert known == sorted(set(d.train.artists))
+    only_held_out = set(d.val.artists) - set(d.train.artists)
+    assert only_held_out  # the case the test is about occurs
+    ids = p.x_val["artist"].ravel().tolist()
+    assert ids == [known.index(a) + 1 if a in known else 0 for a in d.val.artists]
+    assert p.spec["n_artists"] == len(known) + 1
