@@ -159,3 +159,20 @@ def test_best_epoch_names_the_kept_weights_of_a_second_fit(tmp_path):
         log.on_epoch_end(e, {"loss": 1.0, "val_loss": loss})
     assert log.best_epoch() == 5  # not epoch 2, whose weights were trained on
     assert log.best_epoch(restored=False) == 6
+
+
+def test_trial_ids_keep_one_format_across_a_resume(tmp_path, small_lyrics, capsys):
+    """Keras Tuner pads its ids to the digits of --max-trials ("0" with 1 trial, "05" with 10): the suite
+    writes every id as a plain number, in trials.csv, the trial lines, histories/ and best/."""
+    res = tmp_path / "results"
+    argv = ["lyrics_lstm", "--data", str(small_lyrics), "--results-dir", str(res), "--epochs", "1", *FAST]
+    assert cli([*argv, "--max-trials", "1"]) == 0
+    assert cli([*argv, "--max-trials", "10"]) == 0
+    out = capsys.readouterr().out
+    ids = pd.read_csv(res / "lyrics_lstm" / "trials.csv", dtype={"trial_id": str})["trial_id"].tolist()
+    assert ids == [str(i) for i in range(10)]
+    assert sorted(p.name for p in (res / "lyrics_lstm" / "histories").iterdir()) == \
+        sorted(f"trial_{i}.csv" for i in range(10))
+    assert "[lyrics_lstm] trial 5 " in out and "trial 05" not in out
+    meta = json.loads((res / "lyrics_lstm" / "best" / "meta.json").read_text())
+    assert str(meta["trial_id"]) in ids

@@ -73,13 +73,13 @@ class SuiteTuner(kt.Tuner):
         hp = trial.hyperparameters
         extra = []
         if self.tensorboard:
-            extra.append(TrialBoard(Path(self.tensorboard) / self.out_dir.name / f"trial_{trial.trial_id}", hp,
-                                    trial.trial_id))
+            extra.append(TrialBoard(Path(self.tensorboard) / self.out_dir.name / f"trial_{number(trial)}", hp,
+                                    number(trial)))
         stop = StopAtDeadline(self.deadline) if self.hard_deadline and self.deadline else None
         model, metrics = train(self.family, self.hypermodel, hp, self.prepared,
                                epochs=hp.values.get("tuner/epochs", self.epochs),
                                seed=self.seed + int(trial.trial_id),
-                               history_path=self.out_dir / "histories" / f"trial_{trial.trial_id}.csv",
+                               history_path=self.out_dir / "histories" / f"trial_{number(trial)}.csv",
                                callbacks=extra + ([stop] if stop else []), verbose=self.verbose)
         if stop is not None and stop.stopped:
             metrics["stopped_by_time_budget"] = 1  # its epochs_run is short of the budget
@@ -95,25 +95,33 @@ class SuiteTuner(kt.Tuner):
             self._heartbeat.stop()
             self._heartbeat = None
         objective = self.objective
-        candidate = None
-        if trial.status == "COMPLETED" and model is not None and best_store.is_better(metrics, self.out_dir, objective):
+        candidate = baseline = None
+        if trial.status == "COMPLETED" and model is not None:
             values = _user_values(trial.hyperparameters.values)
-            meta = {**self.prepared.meta, "trial_id": trial.trial_id, "hyperparameters": values,
+            meta = {**self.prepared.meta, "trial_id": number(trial), "hyperparameters": values,
                     "metrics": metrics, "model_file": "model.keras",
                     "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
                     "parameter_count": int(model.count_params())}
-            candidate = best_store.stage_best(self.out_dir, trial.trial_id, lambda d: self._save_model(model, d), meta,
-                                           self.prepared.artifacts)
+            if best_store.is_better(metrics, self.out_dir, objective):
+                candidate = best_store.stage_best(self.out_dir, number(trial), lambda d: self._save_model(model, d),
+                                                  meta, self.prepared.artifacts)
+            # the baseline (every hyperparameter it declared at its default): kept beside best/
+            if values == default_values(trial.hyperparameters.space):
+                baseline = candidate or best_store.stage_best(
+                    self.out_dir, number(trial), lambda d: self._save_model(model, d), {**meta, "is_baseline": True},
+                    self.prepared.artifacts, name=best_store.BASELINE_STAGED)
         try:
             super().on_trial_end(trial)  # the oracle records the trial and saves its state
         finally:
             search_progress.crash_point("trial-recorded")
+            if baseline is not None and status_of(trial) == "COMPLETE":
+                best_store.save_baseline(self.out_dir, baseline)
             if candidate is not None and status_of(trial) == "COMPLETE":
                 best_store.promote(self.out_dir, candidate, objective)
             if self.is_worker():  # the chief writes trials.csv
                 best = best_store.best_meta(self.out_dir)
                 score = metrics.get(objective[0])
-                print(f"[{self.family.name} {self.tuner_id}] trial {trial.trial_id} {status_of(trial)}"
+                print(f"[{self.family.name} {self.tuner_id}] trial {number(trial)} {status_of(trial)}"
                       + (f": {objective[0]} {score:.4f}" if score is not None else "")
                       + (f" | best {best['metrics'][objective[0]]:.4f} (trial {best['trial_id']})" if best else ""),
                       flush=True)
@@ -130,8 +138,8 @@ class SuiteTuner(kt.Tuner):
         done = [r for r in rows if r["status"] != "RUNNING"]
         # the best finished trial (with workers, its model may reach best/ a moment later)
         best = trials_table.best_of(done, self.objective)
-        ended = max(done, key=lambda r: self.oracle.end_order.index(r["trial_id"])
-                    if r["trial_id"] in self.oracle.end_order else -1) if done else None
+        order = {number(tid): i for i, tid in enumerate(self.oracle.end_order)}
+        ended = max(done, key=lambda r: order.get(r["trial_id"], -1)) if done else None
         params = {k[3:]: v for k, v in ended.items() if k.startswith("hp_") and v is not None} if ended else None
         baseline = default_values(self.oracle.hyperparameters.space)
         self.progress.trial_done(ended["trial_id"] if ended else "?", len(done), status, score,
@@ -155,7 +163,7 @@ class SuiteTuner(kt.Tuner):
         for tid in [t for t in oracle.trials if t not in oracle.start_order]:
             del oracle.trials[tid]
             shutil.rmtree(Path(self.project_dir) / f"trial_{tid}", ignore_errors=True)
-        finished = {tid: metrics_of(t).get(objective[0]) for tid, t in oracle.trials.items()
+        finished = {number(tid): metrics_of(t).get(objective[0]) for tid, t in oracle.trials.items()
                     if status_of(t) == "COMPLETE"}
         bad = [tid for tid, v in finished.items() if not trials_table.is_score(v)]
         if bad:
@@ -183,9 +191,17 @@ class SuiteTuner(kt.Tuner):
             if "tuner/epochs" in t.hyperparameters.values:
                 values["epochs_budget"] = t.hyperparameters.values["tuner/epochs"]
             error = (t.message or "").strip().splitlines()[-1:] if status_of(t) == "FAIL" else []
-            rows.append(trials_table.trial_row(tid, status_of(t), is_baseline, values, metrics_of(t),
+            rows.append(trials_table.trial_row(number(tid), status_of(t), is_baseline, values, metrics_of(t),
                                           error[0] if error else ""))
         return rows
+
+
+def number(trial_or_id):
+    """The trial's id as the suite writes it everywhere (trials.csv, trial lines, best/, histories, TensorBoard,
+    the dashboard): a plain number. Keras Tuner's own ids are zero-padded to the digits of --max-trials at the
+    time ("05" with 10 trials, "005" after a resume with 100), so a resume would otherwise mix formats."""
+    tid = getattr(trial_or_id, "trial_id", trial_or_id)
+    return int(tid)
 
 
 def _user_values(values):
