@@ -141,11 +141,36 @@ def summarize(folder, family, results_dir):
             row["test_accuracy_low"], row["test_accuracy_high"] = wilson(int(np.sum(pred == y)), len(y))
             row.update(majority_reference(model.meta, y, pred))
         model.test_labels, model.test_predictions = y, pred
+        if pred is not None:
+            row["test_rows"] = len(y)
+            row.update(baseline_on_test(folder, y, pred, best["trial_id"], base))
+            majority = row.get("majority_val_accuracy")
+            if majority is not None and np.isclose(row["best_score"], majority) and name == "val_accuracy":
+                # the "best" is a tie-break among trials that all score what always answering one class scores
+                row["trials_at_majority_rate"] = int(np.isclose(done[name], majority).sum())
     except UserError as e:
         problem(str(e))
     except Exception as e:
         problem(f"{folder}: cannot score the saved model on the test set ({type(e).__name__}: {e})")
     return row, model
+
+
+def baseline_on_test(folder, y, best_pred, best_trial, base):
+    """The best model against the baseline's (trial 0, saved as <search>/baseline/) on the same test rows: their
+    test accuracies and the exact two-sided McNemar test of the difference; what the search selected on
+    (validation) is not evidence of a gain, this is."""
+    if len(base) and str(base["trial_id"].iloc[0]) == str(best_trial):
+        acc = float(np.mean(best_pred == y))
+        return {"baseline_test_accuracy": acc, "test_gain": 0.0, "test_gain_p": 1.0, "best_is_baseline": True}
+    if not (folder / "baseline" / "meta.json").exists():
+        return {}
+    base_model = load_best(str(folder / "baseline"))
+    _, _, base_pred = base_model.score_test(folder.parent)
+    b, c, p = mcnemar(best_pred, base_pred, y)
+    return {"baseline_test_accuracy": float(np.mean(base_pred == y)),
+            "test_gain": float(np.mean(best_pred == y) - np.mean(base_pred == y)),
+            "test_gain_best_right_baseline_wrong": b, "test_gain_best_wrong_baseline_right": c, "test_gain_p": p,
+            "best_is_baseline": False}
 
 
 def mcnemar(pred_a, pred_b, y):

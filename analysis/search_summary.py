@@ -26,8 +26,8 @@ def _values(row):
 
 
 def test_line(model, results_dir):
-    """The best model's test score: accuracy with its Wilson interval and the majority-class reference, or
-    an autoencoder's reconstruction error."""
+    """The best model's test score: accuracy with its Wilson interval, the baseline's model on the same rows
+    (paired exact McNemar) and the majority-class reference, or an autoencoder's reconstruction error."""
     scores, y, pred = model.score_test(results_dir)
     if pred is None:
         return f"the best model: reconstruction MSE {scores['test_reconstruction_mse']:.5f} on {len(y)} images"
@@ -35,6 +35,15 @@ def test_line(model, results_dir):
     low, high = compare.wilson(right, len(y))
     line = (f"the best model: accuracy {scores['test_accuracy']:.4f} (95 % interval {low:.4f}-{high:.4f}, "
             f"{len(y)} rows)")
+    folder = Path(model.folder).parent
+    trials = compare.read_trials(folder)
+    versus = compare.baseline_on_test(folder, y, pred, model.meta["trial_id"],
+                                      trials[trials["is_baseline"].astype(bool)])
+    if versus.get("best_is_baseline"):
+        line += "; it is the baseline itself"
+    elif versus:
+        line += (f"; the baseline's model scores {versus['baseline_test_accuracy']:.4f} on the same rows: "
+                 f"{versus['test_gain']:+.4f} (paired exact McNemar, p = {versus['test_gain_p']:.2g})")
     ref = compare.majority_reference(model.meta, y, pred)
     if ref:
         verdict = "beats it" if ref["beats_majority"] else "does not beat it significantly"

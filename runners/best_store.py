@@ -55,9 +55,9 @@ def is_better(metrics, out_dir, objective=OBJECTIVE):
     return better(score, best, direction)
 
 
-def stage_best(out_dir, trial_id, write_model, meta, artifacts):
-    """Write a complete best/ candidate for a trial; return its folder."""
-    cand = Path(out_dir) / f".candidate-{trial_id}"
+def stage_best(out_dir, trial_id, write_model, meta, artifacts, name=None):
+    """Write a complete best/ candidate for a trial (or, with name, a folder of that name); return its folder."""
+    cand = Path(out_dir) / (name or f".candidate-{trial_id}")
     if cand.exists():
         shutil.rmtree(cand)
     cand.mkdir(parents=True)
@@ -83,12 +83,33 @@ def promote(out_dir, candidate, objective=OBJECTIVE):
             shutil.rmtree(candidate)
 
 
+BASELINE = "baseline"  # <search>/baseline/: trial 0's model, for the paired test comparison with best/
+BASELINE_STAGED = ".baseline-staged"
+
+
+def save_baseline(out_dir, staged):
+    """Put the baseline's model beside best/ (once its trial is recorded complete): `staged` is its best/
+    candidate, copied (promote moves that one), or a folder staged under BASELINE_STAGED, moved."""
+    out_dir, staged = Path(out_dir), Path(staged)
+    if staged.name != BASELINE_STAGED:
+        copy = out_dir / BASELINE_STAGED
+        if copy.exists():
+            shutil.rmtree(copy)
+        shutil.copytree(staged, copy)
+        meta = json.loads((copy / "meta.json").read_text())
+        atomic.write_text(copy / "meta.json", json.dumps({**meta, "is_baseline": True}, indent=2))
+        staged = copy
+    atomic.replace_dir(staged, out_dir / BASELINE)
+
+
 def reconcile_best(out_dir, finished, objective=OBJECTIVE):
     """Finish or drop candidates left by a killed run.
 
     finished: {trial_id: objective value} of the trials the engine recorded
     as complete."""
     atomic.recover_dir(Path(out_dir) / "best")
+    atomic.recover_dir(Path(out_dir) / BASELINE)
+    shutil.rmtree(Path(out_dir) / BASELINE_STAGED, ignore_errors=True)  # a kill before its trial was recorded
     best_score(out_dir, objective)  # a damaged best/meta.json is reported before any trial runs
     for cand in sorted(Path(out_dir).glob(".candidate-*")):
         meta = None

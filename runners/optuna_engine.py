@@ -226,7 +226,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     # read top to bottom as one trial's life (train, stage, record, promote, report).
     p = prepared
     cache = FeatureCache(family, p.x_train, p.x_val, p.spec)
-    candidates = {}
+    candidates, baselines = {}, {}
     progress = search_progress.Progress(family.name, max_trials, objective)
 
     def run_one(trial):
@@ -247,19 +247,25 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             raise
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
+        meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
+                "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
         if best_store.is_better(metrics, out_dir, objective):  # staged now, promoted once Optuna has recorded the trial
-            meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
-                    "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
             candidates[trial.number] = best_store.stage_best(out_dir, trial.number,
                                                           lambda d: sio.dump(model, d / "model.skops"),
                                                           meta, p.artifacts)
+        if trial.user_attrs.get("is_baseline"):  # kept beside best/ for the paired test comparison
+            baselines[trial.number] = candidates.get(trial.number) or best_store.stage_best(
+                out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), {**meta, "is_baseline": True},
+                p.artifacts, name=best_store.BASELINE_STAGED)
         return metrics[objective[0]]
 
     failures = []
 
     def after_trial(study, frozen):
         search_progress.crash_point("trial-recorded")
-        candidate = candidates.pop(frozen.number, None)
+        candidate, baseline = candidates.pop(frozen.number, None), baselines.pop(frozen.number, None)
+        if baseline is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
+            best_store.save_baseline(out_dir, baseline)
         if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
             best_store.promote(out_dir, candidate, objective)
         rows = trial_rows(study)

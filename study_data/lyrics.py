@@ -217,6 +217,9 @@ def _deduplicate(df, probe):
     song cannot sit in training and in validation or test at once. Returns the rows kept, their cleaned
     texts (column `clean`) and the counts removed (also of repeats with another genre than the first)."""
     cleaned = [probe.preprocess(t) for t in counted(df["text"], len(df), "cleaning the lyrics")]
+    if not any(cleaned):  # said before every song collapses into one empty "repeat"
+        raise UserError("no words are left in the lyrics after cleaning and removing stopwords: check the text "
+                        "column, or try --stopwords none / --no-clean")
     first = {}
     keep, conflicting = [], 0
     labels = df["label"].tolist()
@@ -287,6 +290,9 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
                 "training or validation rows")
             test_df = test_df[~seen]
         duplicates["test_removed"] = int(seen.sum())
+        if test_df.empty:
+            raise UserError(f"--test-data {test_path}: no row is left to test on (every one repeats a training or "
+                            "validation song, or has a genre unseen in training): pass songs the data does not hold")
         y_test = test_df["label"].map({g: i for i, g in enumerate(label_names)}).to_numpy(np.int32)
 
     cleaned = df["clean"].tolist()
