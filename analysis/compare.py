@@ -254,14 +254,19 @@ def repeats(results_dir, searches, k):
             low = high = np.nan
         else:
             if np.ptp(best_scores) == 0 and np.ptp(base_scores) == 0:
-                low = high = row["gain"]  # both deterministic: the gain on this split is exact
+                # both deterministic: no training-seed variance to put an interval on; what uncertainty there
+                # is comes from the test sample (the comparison table's paired test_gain_p)
+                low = high = np.nan
+                notes.append("no training-seed variance: the gain's uncertainty is the test sample's only "
+                             "(test_gain_p in the comparison table)")
             else:
                 ci = stats.ttest_ind(best_scores, base_scores, equal_var=False).confidence_interval(0.95)
                 low, high = ci.low, ci.high
         row.update(gain_low=float(low), gain_high=float(high), note="; ".join(notes))
         rows.append(row)
+        interval = f"95 % CI {low:+.4f} to {high:+.4f}" if np.isfinite(low) else "no seed interval"
         print(f"{search}: {metric} baseline {row['baseline_mean']:.4f}, best {row['best_mean']:.4f}, gain "
-              f"{row['gain']:+.4f} (95 % CI {low:+.4f} to {high:+.4f}) over {k} seeds"
+              f"{row['gain']:+.4f} ({interval}) over {k} seeds"
               + (f"; {row['note']}" if row["note"] else ""), flush=True)
     return pd.DataFrame(rows)
 

@@ -104,6 +104,30 @@ def headline(table, task):
     return [text, ""]
 
 
+def transfer_note(table):
+    """Block 2's headline says whether transfer beat training from scratch: the best trial's source, and its
+    test score beside the other kind's where a saved model gives one (the baseline is the study's transfer)."""
+    t = table[table["family"] == "cifar_transfer"].dropna(subset=["test_accuracy"]) \
+        if {"family", "test_accuracy"} <= set(table) else table.iloc[:0]
+    if t.empty:
+        return []
+    r = t.iloc[0]
+    source = dict(kv.split("=", 1) for kv in str(r.get("best_hyperparameters", "")).split("; ") if "=" in kv) \
+        .get("source", "both")
+    interval = f"{r['test_accuracy']:.3f} ({r['test_accuracy_low']:.3f}-{r['test_accuracy_high']:.3f})"
+    if source == "none":
+        text = ("**Transfer did not win on block 2**: the best block-2 trial is trained from scratch (`source=none`, "
+                f"the same architecture with random weights), test accuracy {interval}")
+        if pd.notna(r.get("baseline_test_accuracy", np.nan)):
+            text += (f"; the earlier study's transfer model (trial 0) scores {r['baseline_test_accuracy']:.3f} on "
+                     f"the same rows (paired exact McNemar p = {r['test_gain_p']:.2g})")
+    else:
+        text = (f"**Transfer won on block 2 on validation**: the best block-2 trial transfers (`source={source}`), "
+                f"test accuracy {interval}; `comparison_cifar_transfer.csv` has the best from-scratch trial's "
+                "validation score beside it")
+    return [text + ".", ""]
+
+
 def provenance_lines(folders):
     """When each search ran, by which command, with which versions, code and machine (search.json)."""
     rows = []
@@ -209,7 +233,11 @@ def build_report(results_dir="results"):
         if table is None:
             continue
         is_demo = table["data"].astype(str).str.contains("not real data").any() if "data" in table else False
-        lines += [f"## Task: {task}", ""] + headline(table, task) + [
+        # a headline per CIFAR block: blocks hold different classes, so no model of one is "better" than the other's
+        groups = [(task, table)] if task != "cifar" else \
+            [(f"cifar {v}", table[table["variant"] == v]) for v in sorted(table["variant"].unique())]
+        heads = [line for label, part in groups for line in headline(part, label) + transfer_note(part)]
+        lines += [f"## Task: {task}", ""] + heads + [
             shown_table(table).to_markdown(index=False), "",
             f"Every column (hyperparameters, parameter counts, times, the majority class): "
             f"`comparison_{task}.csv`.", ""]
@@ -226,11 +254,14 @@ def build_report(results_dir="results"):
         # the task's best classifier on its test set
         with_test = table[table["objective"] == "val_accuracy"].dropna(subset=["test_accuracy"]) \
             if "test_accuracy" in table else table.iloc[:0]
-        if not with_test.empty:
-            top = with_test.loc[with_test["best_score"].idxmax()]
+        for variant in sorted(with_test["variant"].unique()) if task == "cifar" else ([None] if len(with_test) else []):
+            part = with_test if variant is None else with_test[with_test["variant"] == variant]
+            top = part.loc[part["best_score"].idxmax()]
             model = scored[top["family"], top["variant"]]  # scored by compare: its test predictions
-            lines += [f"Best {task} model: `{top['family']}` ({top['variant']}), test accuracy "
-                      f"{top['test_accuracy']:.4f}.", "", md_image(figures.confusion(model, task, out, is_demo), root), ""]
+            label = task if variant is None else f"{task}_{variant.replace(' ', '')}"
+            lines += [f"Best {task} model{'' if variant is None else ' on ' + variant}: `{top['family']}` "
+                      f"({top['variant']}), test accuracy {top['test_accuracy']:.4f}.", "",
+                      md_image(figures.confusion(model, label, out, is_demo), root), ""]
     for name in sorted(t for t in tables if t.startswith("comparison_cifar_")) + ["mcnemar", "repeats"]:
         if name in tables and not tables[name].empty:
             lines += [f"### {name.replace('_', ' ')}", "", tables[name].to_markdown(index=False, floatfmt=".4g"), ""]
