@@ -12,9 +12,9 @@ Dropout 0.5 -> softmax. Nothing frozen, Adam 1e-3, batch 32, up to 50
 epochs, early stopping (5, restore best) and reduce-on-plateau (0.2, 3,
 min_lr 1e-6). When only one block-1 model exists, its part alone.
 
-Searched: the source (both, cnn, encoder, or none = the same architecture
-from scratch: the reference the transfer comparison needs, on the same
-block-2 split), what each source gives (the CNN's convolutions alone, or its
+Searched: the source (both, cnn, encoder, or none = the default source's
+architecture, every block-1 model there is, with random weights: the
+reference the transfer comparison needs, on the same block-2 split), what each source gives (the CNN's convolutions alone, or its
 whole conv stack with BatchNorm and pooling; the autoencoder's
 reconstruction, or its 8x8 code), frozen source blocks, head width, dropout,
 learning rate, batch size, and a fine-tuning phase (all unfrozen, lr / 10).
@@ -94,26 +94,29 @@ class HyperModel(kt.HyperModel):
         available = [s for s in ("cnn", "encoder") if s in self.spec["sources"]]
         choices = (["both"] if len(available) == 2 else []) + available + ["none"]
         source = hp.Choice("source", choices, default=choices[0])
-        with hp.conditional_scope("source", [c for c in choices if c in ("both", "cnn", "none")]):
+        # "none" is the reference: the default source's architecture (every block-1 model there is) with
+        # random weights, so transfer vs scratch compares weights, not architectures
+        uses = {"both": {"cnn", "encoder"}, "cnn": {"cnn"}, "encoder": {"encoder"}, "none": set(available)}
+        with hp.conditional_scope("source", [c for c in choices if "cnn" in uses[c]]):
             cnn_part = hp.Choice("cnn_features", ["conv_layers", "conv_stack"], default="conv_layers")
-        with hp.conditional_scope("source", [c for c in choices if c in ("both", "encoder")]):
+        with hp.conditional_scope("source", [c for c in choices if "encoder" in uses[c]]):
             ae_part = hp.Choice("autoencoder_features", ["reconstruction", "code"], default="reconstruction")
         frozen = hp.Int("frozen_blocks", 0, 3, default=0)
+        blocks = frozen if source != "none" else 0  # random weights: nothing to keep frozen
         inputs = keras.Input(shape=(32, 32, 3), name="image")
         features = []
-        if source in ("cnn", "both", "none"):
-            cnn = self._load("cnn") if source != "none" else self._fresh_cnn()
-            blocks = frozen if source != "none" else 0
+        if "cnn" in uses[source]:
+            cnn = self._load("cnn") if source != "none" else self._fresh("cnn")
             if cnn_part == "conv_layers":
                 features.append(_conv_layers(cnn, inputs, blocks))
             else:
                 extractor = keras.Model(cnn.inputs, cnn.get_layer("features").output, name="cnn_features")
                 _freeze(extractor, blocks)
                 features.append(extractor(inputs))
-        if source in ("encoder", "both"):
-            autoencoder = self._load("encoder")
+        if "encoder" in uses[source]:
+            autoencoder = self._load("encoder") if source != "none" else self._fresh("encoder")
             part = autoencoder if ae_part == "reconstruction" else autoencoder.get_layer("encoder")
-            _freeze(part, frozen)
+            _freeze(part, blocks)
             features.append(layers.Flatten(name=f"autoencoder_{ae_part}")(part(inputs)))
         x = features[0] if len(features) == 1 else layers.Concatenate()(features)
         x = layers.Dense(hp.Choice("head_units", [128, 256, 512], default=256), activation="relu")(x)
@@ -130,13 +133,11 @@ class HyperModel(kt.HyperModel):
         return keras.saving.load_model(self.spec["sources"][source], safe_mode=True, compile=False,
                                        custom_objects={"search_suite>RandomTranslation": RandomTranslation})
 
-    def _fresh_cnn(self):
-        """The block-1 CNN's architecture with new weights (source = none)."""
-        cnn = self._load("cnn") if "cnn" in self.spec["sources"] else None
-        if cnn is None:  # only an autoencoder exists: the earlier study's CNN at its defaults
-            from search_spaces import cifar_cnn
-            cnn = cifar_cnn.HyperModel({"n_classes": self.spec["n_classes"]}).build(kt.HyperParameters())
-        return keras.Model.from_config(cnn.get_config())
+    def _fresh(self, source):
+        """A block-1 model's architecture with new, random weights (source = none)."""
+        model = self._load(source)
+        return keras.Model.from_config(model.get_config(),
+                                       custom_objects={"search_suite>RandomTranslation": RandomTranslation})
 
     def fit(self, hp, model, x, y, validation_data=None, epochs=1, callbacks=(), **kwargs):
         batch_size = hp.Choice("batch_size", [32, 64, 128], default=32)

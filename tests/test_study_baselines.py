@@ -150,3 +150,27 @@ def test_cifar_transfer_baseline_is_the_study_model(tmp_path):
     assert args["batch_size"] == 32
     assert search_spaces.get_family("cifar_transfer").epochs == 50
     assert not any(type(l).__name__ in ("BatchNormalization", "MaxPooling2D") for l in model.layers)
+
+
+def test_the_from_scratch_reference_is_the_transfer_architecture_with_random_weights(tmp_path):
+    """Transfer vs scratch compares weights only: source=none (trial 1) builds the baseline's layers, every
+    branch included, with new weights (it dropped the autoencoder branch, mixing architecture with transfer)."""
+    import keras_tuner as kt
+    for name in ("cifar_cnn", "cifar_autoencoder"):
+        model, _ = baseline(name, {"n_classes": 10})
+        model.save(tmp_path / f"{name}.keras")
+    spec = {"n_classes": 10, "sources": {"cnn": str(tmp_path / "cifar_cnn.keras"),
+                                         "encoder": str(tmp_path / "cifar_autoencoder.keras")}}
+    hypermodel = search_spaces.get_family("cifar_transfer").hypermodel(spec)
+    transfer = hypermodel.build(kt.HyperParameters())
+    hp = kt.HyperParameters()
+    hp.values["source"] = "none"
+    scratch = hypermodel.build(hp)
+    assert scratch.count_params() == transfer.count_params()
+    assert [type(l).__name__ for l in scratch.layers] == [type(l).__name__ for l in transfer.layers]
+    assert [tuple(w.shape) for w in scratch.weights] == [tuple(w.shape) for w in transfer.weights]
+    assert "autoencoder_features" in hp.values and "cnn_features" in hp.values
+    saved = keras.saving.load_model(tmp_path / "cifar_cnn.keras", compile=False).get_layer("block1_conv").get_weights()[0]
+    convs = [l for l in scratch.layers if type(l).__name__ == "Conv2D"]
+    assert not np.allclose(convs[0].get_weights()[0], saved)  # not the block-1 weights
+    assert np.allclose([l for l in transfer.layers if type(l).__name__ == "Conv2D"][0].get_weights()[0], saved)
