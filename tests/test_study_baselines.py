@@ -174,3 +174,44 @@ def test_the_from_scratch_reference_is_the_transfer_architecture_with_random_wei
     convs = [l for l in scratch.layers if type(l).__name__ == "Conv2D"]
     assert not np.allclose(convs[0].get_weights()[0], saved)  # not the block-1 weights
     assert np.allclose([l for l in transfer.layers if type(l).__name__ == "Conv2D"][0].get_weights()[0], saved)
+
+
+# The earlier study's lyrics models, layer by layer, transcribed by hand from its notebook
+# (task1_lyrics_genre.py, lines 179-184, 202-208, 225-231, 269-275, 357-380, 397-419, 437-460), 10 genres:
+# (type, then units / rate / filters, kernel, padding / activation / pool size, as that layer has them).
+_CONV = lambda f, k: [("Conv1D", f, (k,), "valid", "linear"), ("BatchNormalization",), ("Activation", "relu"),
+                      ("MaxPooling1D", (2,)), ("Dropout", 0.2)]
+STUDY_LAYERS = {
+    "lyrics_rnn": [("Embedding", 100), ("SimpleRNN", 10, False), ("BatchNormalization",), ("Dropout", 0.2),
+                   ("Dense", 10, "softmax")],
+    "lyrics_lstm": [("Embedding", 100), ("LSTM", 10, True), ("Flatten",), ("BatchNormalization",), ("Dropout", 0.2),
+                    ("Dense", 10, "softmax")],
+    "lyrics_stacked_lstm": [("Embedding", 100), ("LSTM", 10, True), ("BatchNormalization",), ("Dropout", 0.2),
+                            ("LSTM", 10, False), ("Dense", 10, "softmax")],
+    "lyrics_embedding": [("Embedding", 100), ("GlobalAveragePooling1D",), ("Dropout", 0.2), ("Dense", 64, "relu"),
+                         ("Dropout", 0.2), ("Dense", 10, "softmax")],
+    "lyrics_cnn": [("Embedding", 100), *_CONV(25, 3), *_CONV(25, 3), *_CONV(30, 3), ("Flatten",),
+                   ("Dense", 50, "relu"), ("Dense", 10, "softmax")],
+    "lyrics_cnn_multikernel": [("Embedding", 100), *_CONV(25, 3), *_CONV(25, 4), *_CONV(30, 5), ("Flatten",),
+                               ("Dense", 50, "relu"), ("Dense", 10, "softmax")],
+    "lyrics_cnn_lstm": [("Embedding", 100), *_CONV(25, 3), *_CONV(25, 3), *_CONV(30, 3), ("LSTM", 10, False),
+                        ("BatchNormalization",), ("Dropout", 0.2), ("Dense", 10, "softmax")],
+}
+_SHOWN = {"Embedding": ["output_dim"], "SimpleRNN": ["units", "return_sequences"], "LSTM": ["units", "return_sequences"],
+          "Dropout": ["rate"], "Dense": ["units", "activation"], "Conv1D": ["filters", "kernel_size", "padding", "activation"],
+          "MaxPooling1D": ["pool_size"], "Activation": ["activation"]}
+
+
+def _layer(layer):
+    config, kind = layer.get_config(), type(layer).__name__
+    return (kind, *[tuple(config[k]) if isinstance(config[k], list) else config[k] for k in _SHOWN.get(kind, [])])
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_LAYERS))
+def test_lyrics_baselines_are_the_study_layer_by_layer(name):
+    """Types, order, units, activations (and where they sit: after BatchNorm in the CNNs), dropout rates, padding
+    and pooling: what a parameter count alone does not see."""
+    spec = {"vocab_size": 20000, "seq_len": 300, "n_classes": 10, "with_artist": False, "n_artists": 1,
+            "pretrained": np.zeros((20000, 50), "float32")}
+    model = search_spaces.get_family(name).hypermodel(spec).build(kt.HyperParameters())
+    assert [_layer(l) for l in model.layers if type(l).__name__ != "InputLayer"] == STUDY_LAYERS[name]
