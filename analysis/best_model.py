@@ -102,7 +102,8 @@ class BestModel:
             return block.x_test, block.y_test
         from study_data import lyrics
         data = lyrics.load(d["arg"], d.get("test_data"), cache_dir=cache_dir, columns=d.get("columns"),
-                           announce_demo=False, **d["options"])
+                           # a search saved before the text pipeline was recorded used the suite's
+                           announce_demo=False, **{"text_pipeline": "suite", **d["options"]})
         if data.fingerprint != d["fingerprint"]:
             raise UserError(f"{self.family}: the data file changed since the search: re-run the search")
         t = data.test

@@ -29,7 +29,8 @@ def search_args(meta, results_dir):
         return build_parser().parse_args(argv)
     o = d["options"]
     argv += ["--sample-fraction", str(o["sample_fraction"]), "--stopwords", o["stopwords"],
-             "--vocab-size", str(o["vocab_size"]), "--seq-len", str(o["seq_len"])]
+             "--vocab-size", str(o["vocab_size"]), "--seq-len", str(o["seq_len"]),
+             "--text-pipeline", o.get("text_pipeline", "suite")]  # searches saved before it was recorded: suite
     argv += ["--no-clean"] if not o["clean"] else []
     argv += ["--languages", ",".join(o["languages"])] if o.get("languages") else []
     argv += ["--test-data", d["test_data"]] if d.get("test_data") else []

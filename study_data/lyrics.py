@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from study_data.lyrics_demo import DEMO_ROWS, make_demo_table
-from study_data.text import TextEncoder
+from study_data.text import PIPELINES, TextEncoder
 from study_data.text import TokenIdFeatures  # noqa: F401 - decision trees saved before the split name it here
 from suite_common import UserError, atomic, counted, log
 
@@ -37,6 +37,7 @@ DEFAULT_OPTIONS = {
     "seed": 42,
     "languages": None,  # None keeps every language
     "stopwords": "english",  # or "none"
+    "text_pipeline": "study",  # the earlier study's order (study_data/text.py, PIPELINES), or "suite"
     "clean": True,  # newlines, punctuation, lower case
     "vocab_size": 20000,
     "seq_len": 300,
@@ -51,7 +52,7 @@ COLUMN_CANDIDATES = {
     "artist": ("artist",),
     "language": ("language",),
 }
-CACHE_VERSION = 3  # 3: songs repeated within the data are removed before splitting
+CACHE_VERSION = 4  # 3: songs repeated within the data removed before splitting; 4: the study's text pipeline
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
     "(made-up words, not real lyrics). For the study, download the Kaggle dataset "
@@ -244,7 +245,7 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     df = _filter_rows(df, data_path, opts["languages"])
     if opts["sample_fraction"] < 1.0:
         df = df.groupby("label", group_keys=False).sample(frac=opts["sample_fraction"], random_state=seed)
-    probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"])
+    probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"], pipeline=opts["text_pipeline"])
     df, duplicates = _deduplicate(df, probe)
     counts = df["label"].value_counts()
     small = counts[counts < MIN_ROWS_PER_GENRE]
@@ -297,7 +298,8 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
 
     cleaned = df["clean"].tolist()
     train_texts = [cleaned[i] for i in train_rows]
-    encoder = TextEncoder.fit(train_texts, opts["vocab_size"], opts["seq_len"], opts["clean"], opts["stopwords"])
+    encoder = TextEncoder.fit(train_texts, opts["vocab_size"], opts["seq_len"], opts["clean"], opts["stopwords"],
+                              opts["text_pipeline"])
 
     def split(texts, artists, y, source_rows):
         return Split(x=encoder.ids(texts), y=y, texts=texts, artists=list(artists),
@@ -386,6 +388,8 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
         raise UserError("--vocab-size must be at least 3 and --seq-len at least 1")
     if opts["stopwords"] not in ("english", "none"):
         raise UserError(f"--stopwords must be 'english' or 'none', got {opts['stopwords']!r}")
+    if opts["text_pipeline"] not in PIPELINES:
+        raise UserError(f"--text-pipeline must be one of {', '.join(PIPELINES)}, got {opts['text_pipeline']!r}")
     cache_dir = Path(cache_dir)
     is_demo = data is None
     if is_demo:

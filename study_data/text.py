@@ -18,29 +18,39 @@ _NOT_WORD = re.compile(r"[^\w\s]+")
 _SPACE = re.compile(r"\s+")
 
 
+# How raw lyrics become ids (--text-pipeline):
+#   "study": the earlier study's order: stopwords removed from the raw words (case-sensitive, so "I" and "The"
+#            stay), then newlines and punctuation removed and everything lower-cased; words outside the
+#            vocabulary left out, as Keras's Tokenizer without an oov_token does;
+#   "suite": lower-cased and cleaned first, then stopwords removed; words outside the vocabulary id 1.
+PIPELINES = ("study", "suite")
+
+
 @dataclass
 class TextEncoder:
     """Cleans raw lyrics and turns them into fixed-length id sequences.
 
-    Ids: 0 pads, 1 is any word outside the vocabulary, 2.. are the training
-    split's most frequent words. Sequences are padded and truncated at the
-    front, as Keras' pad_sequences does by default.
+    Ids: 0 pads, 1 is any word outside the vocabulary (pipeline "suite"; the
+    study's pipeline leaves such words out), 2.. are the training split's most
+    frequent words. Sequences are padded and truncated at the front, as Keras'
+    pad_sequences does by default.
     """
 
     vocab: list
     seq_len: int = 300
     clean: bool = True
     stopwords: str = "english"
+    pipeline: str = "study"
     _index: dict = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def fit(cls, cleaned_texts, vocab_size, seq_len, clean=True, stopwords="english"):
+    def fit(cls, cleaned_texts, vocab_size, seq_len, clean=True, stopwords="english", pipeline="study"):
         counts = collections.Counter()
         for t in cleaned_texts:
             counts.update(t.split())
         # most_common keeps first-seen order among ties: deterministic.
         vocab = [w for w, _ in counts.most_common(max(vocab_size - 2, 0))]
-        return cls(vocab=vocab, seq_len=seq_len, clean=clean, stopwords=stopwords)
+        return cls(vocab=vocab, seq_len=seq_len, clean=clean, stopwords=stopwords, pipeline=pipeline)
 
     @property
     def vocab_size(self):
@@ -49,10 +59,12 @@ class TextEncoder:
     def preprocess(self, text):
         """Raw lyrics -> the cleaned, stopword-free text every family sees."""
         text = str(text)
+        if self.pipeline == "study" and self.stopwords == "english":  # the raw words, before lower-casing
+            text = " ".join(w for w in text.split() if w not in ENGLISH_STOP_WORDS)
         if self.clean:
             text = _NOT_WORD.sub("", text.lower())
         words = _SPACE.split(text.strip())
-        if self.stopwords == "english":
+        if self.pipeline == "suite" and self.stopwords == "english":
             words = [w for w in words if w not in ENGLISH_STOP_WORDS]
         return " ".join(w for w in words if w)
 
@@ -62,7 +74,10 @@ class TextEncoder:
         index, n = self._index, self.seq_len
         out = np.zeros((len(cleaned_texts), n), dtype=np.int32)
         for row, text in enumerate(cleaned_texts):
-            seq = [index.get(w, OOV) for w in text.split()][-n:]
+            if self.pipeline == "study":  # words outside the vocabulary are left out
+                seq = [index[w] for w in text.split() if w in index][-n:]
+            else:
+                seq = [index.get(w, OOV) for w in text.split()][-n:]
             if seq:
                 out[row, n - len(seq):] = seq
         return out
@@ -72,7 +87,7 @@ class TextEncoder:
 
     def to_json(self):
         return json.dumps({"vocab": self.vocab, "seq_len": self.seq_len,
-                           "clean": self.clean, "stopwords": self.stopwords})
+                           "clean": self.clean, "stopwords": self.stopwords, "pipeline": self.pipeline})
 
     @classmethod
     def from_json(cls, text):
@@ -88,7 +103,10 @@ class TextEncoder:
             raise ValueError(f"seq_len must be a whole number from 1 to {MAX_SEQ_LEN}")
         if not isinstance(d.get("clean"), bool) or d.get("stopwords") not in ("english", "none"):
             raise ValueError("clean must be true/false and stopwords 'english' or 'none'")
-        return cls(vocab=vocab, seq_len=seq_len, clean=d["clean"], stopwords=d["stopwords"])
+        pipeline = d.get("pipeline", "suite")  # a tokenizer saved before the pipeline was recorded: the suite's
+        if pipeline not in PIPELINES:
+            raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}")
+        return cls(vocab=vocab, seq_len=seq_len, clean=d["clean"], stopwords=d["stopwords"], pipeline=pipeline)
 
 
 # --------------------------------------------------------------------------
@@ -116,11 +134,14 @@ class TokenIdFeatures:
         return self
 
     def fit(self, texts, y=None):
-        self.vocab_ = TextEncoder.fit(texts, self.vocab_size, self.seq_len, clean=False, stopwords="none").vocab
+        self.vocab_ = TextEncoder.fit(texts, self.vocab_size, self.seq_len, clean=False, stopwords="none",
+                                      pipeline="suite").vocab
         return self
 
     def transform(self, texts):
-        return TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none").ids(list(texts))
+        # pipeline "suite": out-of-vocabulary words as id 1, as the trees saved before the pipelines were
+        return TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none",
+                           pipeline="suite").ids(list(texts))
 
     def fit_transform(self, texts, y=None):
         return self.fit(texts).transform(texts)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,7 +116,11 @@ def test_tokenizer_is_fitted_on_training_rows_only(tmp_path):
     for split in (d.val, d.test):
         for text, row in zip(split.texts, split.x):
             assert text.split()[0] not in vocab
-            assert OOV in row  # the unseen word maps to the out-of-vocabulary id
+            # the unseen word is left out (the study's pipeline): one id fewer than its words in vocabulary
+            assert np.count_nonzero(row) == sum(w in vocab for w in text.split()) and OOV not in row
+    suite = lyrics.load(p, cache_dir=tmp_path, sample_fraction=1.0, text_pipeline="suite")
+    for text, row in zip(suite.val.texts, suite.val.x):
+        assert OOV in row  # the suite's pipeline maps it to the out-of-vocabulary id
 
 
 def test_sampling_and_splitting_keep_rows_aligned(tmp_path):
@@ -169,10 +175,21 @@ def test_separate_test_file_drops_unseen_genres(tmp_path):
 
 
 def test_encoder_cleans_and_pads_like_keras():
-    enc = TextEncoder(vocab=["love", "night"], seq_len=4)
-    assert enc.preprocess("I LOVE the\nNight!!") == "love night"
-    assert enc.encode(["love night", "love x y z w"]).tolist() == [[0, 0, 2, 3], [1, 1, 1, 1]]
+    # the earlier study's pipeline (the default): stopwords go from the raw words, case-sensitively, before
+    # lower-casing ("I" and "The" stay, "the" goes); words outside the vocabulary are left out, as Keras's
+    # Tokenizer without an oov_token leaves them
+    enc = TextEncoder(vocab=["love", "night", "i"], seq_len=4)
+    assert enc.preprocess("I LOVE the\nNight!! The") == "i love night the"
+    assert enc.encode(["love night", "love x y z w"]).tolist() == [[0, 0, 2, 3], [0, 0, 0, 2]]
     assert TextEncoder.from_json(enc.to_json()).encode(["night"]).tolist() == [[0, 0, 0, 3]]
+    # the suite's pipeline: lower-case first (so "I" and "The" are stopwords too), unknown words as id 1
+    suite = TextEncoder(vocab=["love", "night"], seq_len=4, pipeline="suite")
+    assert suite.preprocess("I LOVE the\nNight!! The") == "love night"
+    assert suite.encode(["love night", "love x y z w"]).tolist() == [[0, 0, 2, 3], [1, 1, 1, 1]]
+    # a tokenizer saved before the pipeline was recorded is the suite's
+    old = json.loads(suite.to_json())
+    del old["pipeline"]
+    assert TextEncoder.from_json(json.dumps(old)).encode(["love x"]).tolist() == [[0, 0, 2, 1]]
 
 
 def test_demo_table_is_deterministic(tmp_path):

@@ -166,13 +166,14 @@ def test_cifar_search_records_its_test_split(tmp_path, cifar10_subset):
 
 
 def test_repeated_songs_never_sit_in_two_splits(tmp_path):
-    """Each song twice (the copy differs only in case and punctuation, which cleaning removes): every repeat
-    is removed before splitting and counted; no validation or test text is a training text."""
+    """Each song twice (the copy differs only in case, punctuation and line breaks, which cleaning removes):
+    every repeat is removed before splitting and counted; no validation or test text is a training text."""
     rows = []
     for i in range(150):
         genre, lyric = GENRES[i % 3], f"Word{i} and song{i % 7} line{i}"
+        copy = f"WORD{i} and\nSong{i % 7}, line{i}!!"
         rows.append({"Artist": "A", "Genre": genre, "Lyrics": lyric})
-        rows.append({"Artist": "B", "Genre": genre if i % 10 else GENRES[(i + 1) % 3], "Lyrics": lyric.upper() + "!!"})
+        rows.append({"Artist": "B", "Genre": genre if i % 10 else GENRES[(i + 1) % 3], "Lyrics": copy})
     pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
     d = lyrics.load(tmp_path / "t.csv", cache_dir=tmp_path / "cache", seed=1)
     assert d.duplicates == {"removed": 150, "with_another_genre": 15}
@@ -183,7 +184,7 @@ def test_repeated_songs_never_sit_in_two_splits(tmp_path):
     # the first copy is the one kept: its artist and genre
     assert set(d.train.artists + d.val.artists + d.test.artists) == {"A"}
 
-    test_rows = [{"Artist": "C", "Genre": GENRES[i % 3], "Lyrics": f"word{i} AND song{i % 7} line{i}"} for i in range(20)]
+    test_rows = [{"Artist": "C", "Genre": GENRES[i % 3], "Lyrics": f"word{i} and Song{i % 7} line{i}"} for i in range(20)]
     test_rows += [{"Artist": "C", "Genre": GENRES[i % 3], "Lyrics": f"new{i} tune{i}"} for i in range(30)]
     pd.DataFrame(test_rows).to_csv(tmp_path / "test.csv", index=False)
     d = lyrics.load(tmp_path / "t.csv", tmp_path / "test.csv", cache_dir=tmp_path / "cache", seed=1)
