@@ -12,7 +12,7 @@ from suite_common import atomic
 DEMO_GENRES = ("Rock", "Pop", "Metal", "Hip-Hop")
 # Sized so that the README's first command (lyrics_lstm: 10 trials of up to 20 epochs) ends in under two
 # minutes on a 2-core CPU (README, Performance); the real data is a --data flag away.
-DEMO_ROWS = 200
+DEMO_ROWS = 150
 
 
 def make_demo_table(path, n_rows=DEMO_ROWS, seed=0, own_share=0.25):
