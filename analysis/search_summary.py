@@ -1,12 +1,13 @@
 """What a search found, said when it ends (runners/search.py): Keras Tuner's results_summary() and Optuna's
 best_params / best_value, with the baseline beside them and the best model scored on its test split.
 
-    lyrics_lstm: 10 trials complete, 0 failed
-      best      trial 5: val_accuracy 0.8125 | embedding_dim=200 lstm_units=32 dropout=0.4 ...
-      baseline  trial 0 (the earlier study's model): val_accuracy 0.5625
-      test      the best model: accuracy 0.7750 (95 % interval 0.6250-0.8770, 40 rows); always answering
-                'Rock' scores 0.4000: the model beats it (p = 0.0012, one-sided exact McNemar)
-      next      lyrics-report --results-dir results        ...
+    lyrics_lstm: 10 trials on record (10 complete, 0 failed); table results/lyrics_lstm/trials.csv
+      best      trial 5: val_accuracy 0.6667 | batch_size=32 dropout=0.4 embedding_dim=200 ...
+      baseline  trial 0 (the earlier study's model): val_accuracy 0.6250
+      test      the best model: accuracy 0.6333 (95 % interval 0.4551-0.7813, 30 rows); the baseline's model
+                scores 0.6000 on the same rows: +0.0333 (paired exact McNemar, p = 1); always answering 'Rock'
+                scores 0.3667: the model beats it (p = 0.0039, one-sided exact McNemar)
+      next      lyrics-report ...  /  lyrics-demo --family lyrics_lstm ...  /  optuna-dashboard ...
 
 The test split is scored once, here, after the search chose its model on validation.
 """
@@ -25,9 +26,10 @@ def _values(row):
     return {c[3:]: row[c] for c in row.index if c.startswith("hp_") and pd.notna(row[c])}
 
 
-def test_line(model, results_dir):
+def test_line(model, results_dir, baseline_rows):
     """The best model's test score: accuracy with its Wilson interval, the baseline's model on the same rows
-    (paired exact McNemar) and the majority-class reference, or an autoencoder's reconstruction error."""
+    (paired exact McNemar) and the majority-class reference, or an autoencoder's reconstruction error.
+    baseline_rows: the baseline's finished row of trials.csv (none if it did not finish)."""
     scores, y, pred = model.score_test(results_dir)
     if pred is None:
         return f"the best model: reconstruction MSE {scores['test_reconstruction_mse']:.5f} on {len(y)} images"
@@ -35,10 +37,7 @@ def test_line(model, results_dir):
     low, high = compare.wilson(right, len(y))
     line = (f"the best model: accuracy {scores['test_accuracy']:.4f} (95 % interval {low:.4f}-{high:.4f}, "
             f"{len(y)} rows)")
-    folder = Path(model.folder).parent
-    trials = compare.read_trials(folder)
-    versus = compare.baseline_on_test(folder, y, pred, model.meta["trial_id"],
-                                      trials[trials["is_baseline"].astype(bool)])
+    versus = compare.baseline_on_test(Path(model.folder).parent, y, pred, model.meta["trial_id"], baseline_rows)
     if versus.get("best_is_baseline"):
         line += "; it is the baseline itself"
     elif versus:
@@ -102,7 +101,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     try:
         from analysis.best_model import load_best
         model = load_best(str(out_dir / "best"))
-        lines.append("  test      " + test_line(model, results_dir))
+        lines.append("  test      " + test_line(model, results_dir, base))
     except UserError as e:
         lines.append(f"  test      not scored: {e}")
     lines += ["  next      " + cmd if i == 0 else "            " + cmd
