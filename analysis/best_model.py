@@ -48,6 +48,7 @@ class BestModel:
         self.folder, self.meta, self.model, self.encoder = folder, meta, model, encoder
         self.label_names = list(meta["label_names"])
         self.artists_index = artist_index(artists) if artists is not None else None
+        self.padding = meta.get("padding") or "pre"  # a model saved before the padding was recorded: pre
 
     @property
     def family(self):
@@ -69,7 +70,7 @@ class BestModel:
             artists = None
         cleaned = [self.encoder.preprocess(t) for t in lyrics]
         ids = self.encoder.ids(cleaned) if self.meta["inputs"] == "sequences" else None
-        return model_inputs(self.meta["inputs"], ids, cleaned, artists, self.artists_index)
+        return model_inputs(self.meta["inputs"], ids, cleaned, artists, self.artists_index, self.padding)
 
     def predict_proba(self, lyrics, artists=None):
         return self._probs(self.inputs(lyrics, artists))
@@ -108,7 +109,7 @@ class BestModel:
             raise UserError(f"{self.family}: the data file changed since the search: re-run the search")
         t = data.test
         x = model_inputs(self.meta["inputs"], t.x, t.texts, t.artists if self.meta.get("with_artist") else None,
-                         self.artists_index)
+                         self.artists_index, self.padding)
         return x, t.y
 
     def score_test(self, results_dir):

@@ -144,6 +144,7 @@ def summarize(folder, family, results_dir):
         if pred is not None:
             row["test_rows"] = len(y)
             row.update(baseline_on_test(folder, y, pred, best["trial_id"], base))
+            row.update(transfer_vs_scratch(folder, y))
             majority = row.get("majority_val_accuracy")
             if majority is not None and np.isclose(row["best_score"], majority) and name == "val_accuracy":
                 # the "best" is a tie-break among trials that all score what always answering one class scores
@@ -171,6 +172,26 @@ def baseline_on_test(folder, y, best_pred, best_trial, base):
             "test_gain": float(np.mean(best_pred == y) - np.mean(base_pred == y)),
             "test_gain_best_right_baseline_wrong": b, "test_gain_best_wrong_baseline_right": c, "test_gain_p": p,
             "best_is_baseline": False}
+
+
+def transfer_vs_scratch(folder, y):
+    """cifar_transfer's like-for-like question on test: the study's transfer model (trial 0, <search>/baseline/)
+    against the same architecture trained from random weights (trial 1, kept as <search>/from_scratch/), on the
+    same rows: each one's accuracy with its Wilson interval, and the exact two-sided McNemar p."""
+    if not ((folder / "from_scratch" / "meta.json").exists() and (folder / "baseline" / "meta.json").exists()):
+        return {}
+    preds = {}
+    for name in ("baseline", "from_scratch"):
+        _, labels, preds[name] = load_best(str(folder / name)).score_test(folder.parent)
+        if not np.array_equal(labels, y):
+            return {}
+    out = {}
+    for key, name in (("transfer", "baseline"), ("scratch", "from_scratch")):
+        right = int(np.sum(preds[name] == y))
+        out[f"{key}_test_accuracy"] = right / len(y)
+        out[f"{key}_test_accuracy_low"], out[f"{key}_test_accuracy_high"] = wilson(right, len(y))
+    out["transfer_vs_scratch_p"] = mcnemar(preds["baseline"], preds["from_scratch"], y)[2]
+    return out
 
 
 def mcnemar(pred_a, pred_b, y):

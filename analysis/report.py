@@ -125,7 +125,18 @@ def transfer_note(table):
         text = (f"**Transfer won on block 2 on validation**: the best block-2 trial transfers (`source={source}`), "
                 f"test accuracy {interval}; `comparison_cifar_transfer.csv` has the best from-scratch trial's "
                 "validation score beside it")
-    return [text + ".", ""]
+    lines = [text + ".", ""]
+    if pd.notna(r.get("scratch_test_accuracy", np.nan)):
+        a, b, p = r["transfer_test_accuracy"], r["scratch_test_accuracy"], r["transfer_vs_scratch_p"]
+        verdict = ("transfer beat training from scratch" if a > b and p < 0.05 else
+                   "training from scratch beat transfer" if b > a and p < 0.05 else
+                   "no significant difference between transfer and training from scratch")
+        lines += [f"**Transfer vs from scratch on block 2 (test, like for like)**: the earlier study's transfer "
+                  f"model (trial 0) scores {a:.3f} ({r['transfer_test_accuracy_low']:.3f}-"
+                  f"{r['transfer_test_accuracy_high']:.3f}), the same architecture from random weights (trial 1) "
+                  f"{b:.3f} ({r['scratch_test_accuracy_low']:.3f}-{r['scratch_test_accuracy_high']:.3f}), on the "
+                  f"same rows: {verdict} (paired exact McNemar p = {p:.2g}).", ""]
+    return lines
 
 
 def provenance_lines(folders):

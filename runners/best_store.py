@@ -87,19 +87,24 @@ BASELINE = "baseline"  # <search>/baseline/: trial 0's model, for the paired tes
 BASELINE_STAGED = ".baseline-staged"
 
 
-def save_baseline(out_dir, staged):
-    """Put the baseline's model beside best/ (once its trial is recorded complete): `staged` is its best/
-    candidate, copied (promote moves that one), or a folder staged under BASELINE_STAGED, moved."""
+def staged_name(folder):
+    return BASELINE_STAGED if folder == BASELINE else f".{folder}-staged"
+
+
+def save_baseline(out_dir, staged, folder=BASELINE):
+    """Put the baseline's model (or another kept trial's: a family's `kept_trials`) beside best/ as
+    <search>/<folder>/, once its trial is recorded complete: `staged` is its best/ candidate, copied
+    (promote moves that one), or a folder staged under staged_name(folder), moved."""
     out_dir, staged = Path(out_dir), Path(staged)
-    if staged.name != BASELINE_STAGED:
-        copy = out_dir / BASELINE_STAGED
+    if staged.name != staged_name(folder):
+        copy = out_dir / staged_name(folder)
         if copy.exists():
             shutil.rmtree(copy)
         shutil.copytree(staged, copy)
         meta = json.loads((copy / "meta.json").read_text())
-        atomic.write_text(copy / "meta.json", json.dumps({**meta, "is_baseline": True}, indent=2))
+        atomic.write_text(copy / "meta.json", json.dumps({**meta, "is_baseline": folder == BASELINE}, indent=2))
         staged = copy
-    atomic.replace_dir(staged, out_dir / BASELINE)
+    atomic.replace_dir(staged, out_dir / folder)
 
 
 def reconcile_best(out_dir, finished, objective=OBJECTIVE):
@@ -108,8 +113,11 @@ def reconcile_best(out_dir, finished, objective=OBJECTIVE):
     finished: {trial_id: objective value} of the trials the engine recorded
     as complete."""
     atomic.recover_dir(Path(out_dir) / "best")
-    atomic.recover_dir(Path(out_dir) / BASELINE)
-    shutil.rmtree(Path(out_dir) / BASELINE_STAGED, ignore_errors=True)  # a kill before its trial was recorded
+    for old in Path(out_dir).glob("*.old"):  # a kept trial's folder (baseline/, ...) cut mid-replace
+        if old.is_dir() and not old.is_symlink():
+            atomic.recover_dir(old.with_name(old.name[:-len(".old")]))
+    for staged in Path(out_dir).glob(".*-staged"):  # a kill before its trial was recorded
+        shutil.rmtree(staged, ignore_errors=True)
     best_score(out_dir, objective)  # a damaged best/meta.json is reported before any trial runs
     for cand in sorted(Path(out_dir).glob(".candidate-*")):
         meta = None

@@ -66,10 +66,11 @@ def prepare_lyrics(family, args):
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
     print(data.describe(), flush=True)
     artists = text.artist_index(data.train.artists) if args.with_artist else None
+    padding = text.padding_of(args.with_artist, data.options["text_pipeline"])
 
     def inputs(split):
         return text.model_inputs(family.inputs, split.x, split.texts,
-                                   split.artists if args.with_artist else None, artists)
+                                 split.artists if args.with_artist else None, artists, padding)
 
     spec = {"vocab_size": data.encoder.vocab_size, "seq_len": data.encoder.seq_len, "n_classes": data.n_classes,
             "with_artist": args.with_artist, "n_artists": len(artists or {}) + 1}
@@ -82,6 +83,7 @@ def prepare_lyrics(family, args):
     embeddings_bytes = embeddings_identity(args.embeddings) if family.engine == "keras_tuner" else None
     meta = {"family": family.name, "task": family.task, "engine": family.engine, "inputs": family.inputs,
             "with_artist": args.with_artist, "variant": "lyrics+artist" if args.with_artist else "lyrics",
+            "padding": padding if family.inputs == "sequences" else None,
             "label_names": data.label_names, "seed": args.seed, "objective": list(objective_of_run(family, args)),
             "data": {"source": data.source, "is_demo": data.is_demo, "fingerprint": data.fingerprint,
                      "arg": _absolute(args.data), "columns": columns,
@@ -148,20 +150,27 @@ def prepare_cifar(family, args):
 
 
 def block_one_sources(args, block):
-    """Saved block-1 models for transfer, checked to come from the same classes."""
+    """Saved block-1 models for transfer, checked to come from the same classes: {"cnn": the best CNN,
+    "cnn_skip_model": the study's skip model (cifar_cnn's trial 1), "encoder": the best autoencoder}."""
     from search_spaces.cifar_transfer import SOURCE_FAMILIES
     sources = {}
-    for source, family_name in SOURCE_FAMILIES.items():
-        meta_path = Path(args.results_dir) / family_name / "best" / "meta.json"
+    folders = [(source, family_name, "best") for source, family_name in SOURCE_FAMILIES.items()]
+    folders.insert(1, ("cnn_skip_model", SOURCE_FAMILIES["cnn"], "study_skip_model"))
+    for source, family_name, folder in folders:
+        meta_path = Path(args.results_dir) / family_name / folder / "meta.json"
         if not meta_path.exists():
             continue
         meta = json.loads(meta_path.read_text())
         made = meta.get("blocks", {})
         if made.get("seed") != block.assignment["seed"] or made.get("fingerprint") != block.assignment["fingerprint"]:
-            raise UserError(f"{family_name}'s best model was trained on other blocks (seed {made.get('seed')}, "
+            raise UserError(f"{family_name}'s {folder} model was trained on other blocks (seed {made.get('seed')}, "
                             f"data {made.get('source')}): pass the same --data and --seed, or re-run {family_name}")
         sources[source] = str(meta_path.parent / meta["model_file"])
-    if not sources:
+    if "cnn" in sources and "cnn_skip_model" not in sources:
+        print("note: cifar_cnn has no study skip model (its trial 1 has not run), so trial 0 transfers the best "
+              "CNN's convolutions, not the study's skip model's: run cifar_cnn with --max-trials 2 or more",
+              flush=True)
+    if "cnn" not in sources and "encoder" not in sources:
         raise UserError("cifar_transfer needs a block-1 model: run `python runners/search.py cifar_cnn` "
                         "(and/or cifar_autoencoder) with the same --data and --seed first")
     return sources

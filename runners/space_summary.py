@@ -44,6 +44,7 @@ def _spec(family, with_artist, folder):
             path = Path(folder) / f"{name}.keras"
             search_spaces.get_family(name).hypermodel({"n_classes": 50}).build(kt.HyperParameters()).save(path)
             spec["sources"][source] = str(path)
+        spec["sources"]["cnn_skip_model"] = spec["sources"]["cnn"]  # so cnn_weights lists both choices
     return spec
 
 

@@ -43,6 +43,8 @@ class Family:
     objective: Optional[tuple] = None  # its own (metric, "max"|"min"); None: a classifier (--objective)
     targets: str = "labels"  # "images": trained to reproduce its input (an autoencoder)
     first_trials: tuple = ({},)  # fixed first trials, as overrides of the defaults: trial 0 is the baseline
+    kept_trials: dict = field(default_factory=dict)  # {folder: overrides}: such a trial's model is kept as
+    #                                                  <search>/<folder>/ beside best/ and baseline/
     evaluate: Optional[Callable] = None  # (outputs, x_val, y_val) -> validation metrics, if not a classifier's
     save_extras: Optional[Callable] = None  # (model, prepared, folder): more files beside the best model
     source_families: dict = field(default_factory=dict)  # the transfer's block-1 sources

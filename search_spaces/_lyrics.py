@@ -75,7 +75,7 @@ def word_embedding(hp, spec, inputs, default_dim=100, sources=EMBEDDING_SOURCES,
                                  mask_zero=mask_padding, name="word_embedding")
         x = layer(inputs["lyrics"])
         layer.set_weights([matrix])  # set after the call built it: keeps the matrix out of the config
-    if spec.get("with_artist") and _artist_join(hp) == "early":
+    if spec.get("with_artist") and artist_join(hp) == "early":
         # the artist vector joins every word vector
         artist = layers.UpSampling1D(spec["seq_len"])(_artist_vector(hp, spec, inputs))
         x = layers.Concatenate(name="words_and_artist")([x, artist])
@@ -85,14 +85,17 @@ def word_embedding(hp, spec, inputs, default_dim=100, sources=EMBEDDING_SOURCES,
 def genre_head(hp, spec, inputs, x):
     """Softmax over genres from the lyrics representation [batch, features];
     with --with-artist and a late join, the artist vector is appended first."""
-    if spec.get("with_artist") and _artist_join(hp) == "late":
-        artist = layers.Flatten()(_artist_vector(hp, spec, inputs))
+    if spec.get("with_artist") and artist_join(hp) == "late":
+        artist = layers.Flatten(name="artist_vector")(_artist_vector(hp, spec, inputs))
         x = layers.Concatenate(name="lyrics_and_artist")([x, artist])
     return layers.Dense(spec["n_classes"], activation="softmax", name="genre")(x)
 
 
-def _artist_join(hp):
-    return hp.Choice("artist_join", ["late", "early"], default="late")
+def artist_join(hp, choices=("late", "early")):
+    """Where the artist vector joins: "late" beside the lyrics representation, into the softmax; "early"
+    beside every word vector; "before_dense" (the embedding families, whose first call declares it) beside
+    the pooled words, before the dense layer, as the earlier study's embedding and NNLM artist models did."""
+    return hp.Choice("artist_join", list(choices), default=choices[0])
 
 
 def _artist_vector(hp, spec, inputs):
@@ -128,18 +131,24 @@ def compile_model(model, hp, default_lr=1e-3):
     return model
 
 
-def pooled_dense_head(hp, x, pooling, dropout_before_dense=True):
-    """Global pooling -> [Dropout] -> Dense ReLU -> Dropout (the embedding families' head).
+def pooled_dense_head(hp, spec, inputs, x, pooling, dropout_before_dense=True, dropout=0.2):
+    """Global pooling -> [Dropout] -> [the artist vector joined] -> Dense ReLU -> Dropout (the embedding
+    families' head).
 
     The earlier study's learned-embedding model drops out before and after its
-    Dense 64; its pre-trained one (a sentence vector into Dense 64) only after."""
+    Dense 64; its pre-trained one (a sentence vector into Dense 64) only after.
+    Its artist models joined the artist before the Dense 64, with no dropout
+    before it (the NNLM one: Dropout 0.5 after)."""
     if pooling == "both":
         x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     else:
         x = (layers.GlobalAveragePooling1D() if pooling == "average" else layers.GlobalMaxPooling1D())(x)
-    dropout = dropout_rate(hp, 0.2)
+    dropout = dropout_rate(hp, dropout)
     if hp.Boolean("dropout_before_dense", default=dropout_before_dense):
         x = layers.Dropout(dropout)(x)
+    if spec.get("with_artist") and artist_join(hp) == "before_dense":
+        artist = layers.Flatten(name="artist_vector")(_artist_vector(hp, spec, inputs))
+        x = layers.Concatenate(name="pooled_and_artist")([x, artist])
     x = layers.Dense(hp.Choice("dense_units", [16, 32, 64, 128, 256], default=64), activation="relu")(x)
     return layers.Dropout(dropout)(x)
 

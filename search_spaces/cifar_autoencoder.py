@@ -73,7 +73,7 @@ class HyperModel(kt.HyperModel):
         for i, w in enumerate(widths, start=1):
             x = layers.Conv2D(w, 3, padding="same", activation="relu", name=f"block{i}_conv")(x)
             x = layers.BatchNormalization(name=f"block{i}_bn")(x)
-            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+            x = layers.MaxPooling2D(2, padding="same", name=f"block{i}_pool")(x)
         encoder = keras.Model(inputs, x, name="encoder")
         code_in = keras.Input(shape=encoder.output.shape[1:], name="code")
         y = code_in

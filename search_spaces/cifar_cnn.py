@@ -12,7 +12,9 @@ The study's other block-1 models are points of this space: tanh everywhere
 its skip-connection model (skip=concat: the Dense 512's output joined with
 the flattened second conv block and the flattened conv features, then
 Dense 256 -> Dropout -> softmax). skip=residual adds a 1x1-projected
-shortcut around each conv instead.
+shortcut around each conv instead. The skip model is trial 1 of every search,
+and its model is kept as <search>/study_skip_model/: the earlier study's
+transfer took that model's convolutions (cifar_transfer).
 """
 
 import keras
@@ -70,6 +72,9 @@ def comparison_tables(trials, objective="val_accuracy"):
                  description="block-1 CNN 64-128-256: activation x loss x skip connections (earlier study's CNN)",
                  epochs=40,
                  block=1,
+                 # trial 1 is the study's skip model: cifar_transfer's study configuration takes its convolutions
+                 first_trials=({}, {"skip": "concat"}),
+                 kept_trials={"study_skip_model": {"skip": "concat"}},
                  comparison_tables=comparison_tables)
 class HyperModel(kt.HyperModel):
     def __init__(self, spec):

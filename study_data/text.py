@@ -157,17 +157,30 @@ def artist_index(train_artists):
     return {a: i + 1 for i, a in enumerate(sorted(set(train_artists)))}
 
 
-def model_inputs(kind, ids, cleaned_texts, artists=None, artists_index=None):
+def padding_of(with_artist, text_pipeline):
+    """Where the padding goes: the earlier study pre-padded its lyrics (pad_sequences' default) and
+    post-padded them in its artist notebook; the study's pipeline reproduces both, the suite's pre-pads."""
+    return "post" if with_artist and text_pipeline == "study" else "pre"
+
+
+def post_pad(ids):
+    """Pre-padded id rows -> the same ids first, the padding (0) after, order kept."""
+    order = np.argsort(ids == PAD, axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1)
+
+
+def model_inputs(kind, ids, cleaned_texts, artists=None, artists_index=None, padding="pre"):
     """What a family's model takes, the same at training and at prediction time.
 
-    kind "sequences" (Keras): {"lyrics": ids} plus {"artist": [n, 1] ids};
+    kind "sequences" (Keras): {"lyrics": ids} plus {"artist": [n, 1] ids}, the padding at the front or
+    (padding="post") at the end;
     kind "texts" (scikit-learn): cleaned texts, the artist appended as a token.
     """
     if kind == "texts":
         if artists is None:
             return list(cleaned_texts)
         return [f"{t} {artist_token(a)}" for t, a in zip(cleaned_texts, artists)]
-    x = {"lyrics": ids}
+    x = {"lyrics": post_pad(ids) if padding == "post" else ids}
     if artists is not None:
         x["artist"] = np.array([[artists_index.get(a, 0)] for a in artists], dtype=np.int32).reshape(-1, 1)
     return x

@@ -68,9 +68,22 @@ def test_comparison_rows_match_the_trials(res, tables, small_lyrics):
         assert (res / f"{name}.csv").exists() and (res / f"{name}.md").read_text().startswith("|")
 
 
-def test_transfer_table_has_its_from_scratch_reference(tables):
+def test_transfer_table_has_its_from_scratch_reference(tables, res):
     t = tables["comparison_cifar_transfer"].set_index("model")
     assert t.loc["from scratch", "trials"] == 1 and t.loc["transferred", "source"] == "both"
+    # like for like on test: trial 0 (the study's transfer) against trial 1 (the same layers, random weights)
+    row = tables["comparison_cifar"].set_index("family").loc["cifar_transfer"]
+    b2 = images.make_block(images.load_images("demo"), 2)
+    scores = {}
+    for name in ("baseline", "from_scratch"):
+        model = load_best(str(res / "cifar_transfer" / name))
+        assert model.meta["hyperparameters"]["source"] == ("both" if name == "baseline" else "none")
+        scores[name] = model.model.predict(b2.x_test, verbose=0).argmax(1)
+    assert row["transfer_test_accuracy"] == pytest.approx(np.mean(scores["baseline"] == b2.y_test))
+    assert row["scratch_test_accuracy"] == pytest.approx(np.mean(scores["from_scratch"] == b2.y_test))
+    assert row["transfer_vs_scratch_p"] == pytest.approx(compare.mcnemar(scores["baseline"], scores["from_scratch"],
+                                                                         b2.y_test)[2])
+    assert row["scratch_test_accuracy_low"] <= row["scratch_test_accuracy"] <= row["scratch_test_accuracy_high"]
 
 
 def test_mcnemar_exact_test():
@@ -163,6 +176,8 @@ def test_report_writes_markdown_html_and_real_pngs(res):
     # CIFAR: a headline and a confusion matrix per block (they hold other classes), and whether transfer won
     assert "**cifar block 1: `" in text and "**cifar block 2: `cifar_transfer`" in text
     assert re.search(r"\*\*Transfer (did not win|won) on block 2", text)
+    assert re.search(r"\*\*Transfer vs from scratch on block 2 \(test, like for like\)\*\*: .*\(trial 0\) scores "
+                     r"[0-9.]+ \([0-9.]+-[0-9.]+\), .* \(trial 1\) [0-9.]+ \([0-9.]+-[0-9.]+\).*McNemar p = ", text)
     assert {"best_vs_baseline_lyrics.png", "best_vs_baseline_cifar.png", "confusion_lyrics.png",
             "confusion_cifar_block1.png", "confusion_cifar_block2.png", "curves_lyrics_lstm.png", "history_lyrics_tfidf_logreg.png",
             "parallel_lyrics_tfidf_logreg.png", "slice_lyrics_tfidf_logreg.png", "reconstructions.png"} <= names

@@ -1,6 +1,7 @@
 """Task 2: class blocks, the three CIFAR families on made-up and real images, transfer."""
 
 import io
+import json
 import pickle
 import tarfile
 
@@ -145,6 +146,11 @@ def test_cnn_autoencoder_transfer_end_to_end(tmp_path, cifar_chain):
         assert pd.read_csv(res / family / "trials.csv").equals(t)
 
     cnn = pd.read_csv(res / "cifar_cnn" / "trials.csv")
+    # trial 1 is the study's skip model, kept beside best/ for the transfer
+    assert cnn["hp_skip"].tolist() == ["none", "concat"]
+    kept = json.loads((res / "cifar_cnn" / "study_skip_model" / "meta.json").read_text())
+    assert kept["hyperparameters"]["skip"] == "concat" and str(kept["trial_id"]) == str(cnn["trial_id"][1])
+    assert not kept["is_baseline"] and (res / "cifar_cnn" / "study_skip_model" / "model.keras").exists()
     for hp in ("activation", "loss", "skip"):
         table = pd.read_csv(res / "cifar_cnn" / f"compare_{hp}.csv")
         assert set(table[hp]) == set(cnn[f"hp_{hp}"])
@@ -159,6 +165,7 @@ def test_cnn_autoencoder_transfer_end_to_end(tmp_path, cifar_chain):
 
     tr = pd.read_csv(res / "cifar_transfer" / "trials.csv")
     assert tr["hp_source"][0] == "both" and tr["hp_source"][1] == "none"  # the study's model, then from scratch
+    assert (tr["hp_cnn_weights"] == "study_skip_model").all()  # the study's transfer took the skip model's convs
     comparison = pd.read_csv(res / "cifar_transfer" / "compare_transfer.csv")
     assert list(comparison["model"]) == ["transferred", "from scratch"]
 

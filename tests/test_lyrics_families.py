@@ -159,6 +159,8 @@ def test_with_artist_rows_stay_aligned(tmp_path):
     assert model.predict(["la la oh yeah"] * 3, artists=["Band 0", "Band 1", "Band 2"]) == ["Rock", "Pop", "Metal"]
     keras_model = load_best("lyrics_embedding", res, with_artist=True)
     assert keras_model.predict(["la na"] * 3, artists=["Band 3", "Band 4", "Band 5"]) == ["Rock", "Pop", "Metal"]
+    # post-padded as in training (the study's artist notebook), at prediction time too
+    assert keras_model.padding == "post" and list(keras_model.inputs(["la na"], ["Band 3"])["lyrics"][0][:3]) != [0] * 3
     with pytest.raises(UserError, match="artists"):
         keras_model.predict(["la na"])
 

@@ -215,3 +215,26 @@ def test_artist_ids_come_from_training_rows_only(tmp_path):
     ids = p.x_val["artist"].ravel().tolist()
     assert ids == [known.index(a) + 1 if a in known else 0 for a in d.val.artists]
     assert p.spec["n_artists"] == len(known) + 1
+
+
+def test_artist_variant_post_pads_as_the_study_did(tmp_path):
+    """The study's artist notebook post-padded its lyrics (pad_sequences(..., padding='post')); its plain one
+    pre-padded. The study's pipeline reproduces both; the suite's pre-pads always. Same words, same order."""
+    from runners import prepare
+    from runners.search import build_parser
+    from search_spaces import describe
+    source_table(tmp_path / "t.csv")
+
+    def prepared(*extra):
+        args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--results-dir",
+                                          str(tmp_path / "r"), *extra])
+        return prepare.prepare(describe("lyrics_lstm"), args)
+
+    plain, artist, suite = prepared(), prepared("--with-artist"), prepared("--with-artist", "--text-pipeline", "suite")
+    assert (plain.meta["padding"], artist.meta["padding"], suite.meta["padding"]) == ("pre", "post", "pre")
+    short = [i for i, row in enumerate(plain.x_train["lyrics"]) if row[0] == 0]  # songs shorter than seq_len
+    assert short
+    for i in short:
+        pre, post = plain.x_train["lyrics"][i], artist.x_train["lyrics"][i]
+        n = int((pre != 0).sum())
+        assert (post[:n] == pre[-n:]).all() and (post[n:] == 0).all()

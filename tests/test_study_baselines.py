@@ -215,3 +215,106 @@ def test_lyrics_baselines_are_the_study_layer_by_layer(name):
             "pretrained": np.zeros((20000, 50), "float32")}
     model = search_spaces.get_family(name).hypermodel(spec).build(kt.HyperParameters())
     assert [_layer(l) for l in model.layers if type(l).__name__ != "InputLayer"] == STUDY_LAYERS[name]
+
+
+# With --with-artist (task1_lyrics_genre.py, cells 55-60 and 63-65): the RNN, LSTM, stacked LSTM and the three
+# CNNs built an artist input but never connected it (`concatenated` unused), so their lyrics path is the plain
+# model's, and the suite's artist join (departures table) is left out of the comparison. The embedding model
+# (cell 58) joined the artist to the pooled words, with no dropout before its Dense 64; the NNLM one (cell 60)
+# joined the two sentence vectors, Dropout 0.5 after the Dense 64 (GloVe's average stands in for the NNLM).
+STUDY_ARTIST_LAYERS = {
+    **{name: layers for name, layers in STUDY_LAYERS.items() if name != "lyrics_embedding"},
+    "lyrics_embedding": [("Embedding", 100), ("GlobalAveragePooling1D",), ("Concatenate",), ("Dense", 64, "relu"),
+                         ("Dropout", 0.2), ("Dense", 10, "softmax")],
+    "lyrics_glove": [("Embedding", 50), ("GlobalAveragePooling1D",), ("Concatenate",), ("Dense", 64, "relu"),
+                     ("Dropout", 0.5), ("Dense", 10, "softmax")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_ARTIST_LAYERS))
+def test_artist_baselines_are_the_study_layer_by_layer(name):
+    spec = {"vocab_size": 20000, "seq_len": 300, "n_classes": 10, "with_artist": True, "n_artists": 30,
+            "pretrained": np.zeros((20000, 50), "float32")}
+    model = search_spaces.get_family(name).hypermodel(spec).build(kt.HyperParameters())
+    lyrics_path = [l for l in model.layers if type(l).__name__ != "InputLayer"
+                   and ("artist" not in l.name or l.name == "pooled_and_artist")]
+    assert [_layer(l) for l in lyrics_path] == STUDY_ARTIST_LAYERS[name]
+    assert any(l.name == "artist_embedding" for l in model.layers)  # the artist is used (a departure)
+
+
+# The earlier study's block-1 models (task2_cifar100_transfer.py cells 4, 12 and 19), a 50-class block:
+_BLOCK = lambda f: [("Conv2D", f, (3, 3), "valid", "relu"), ("BatchNormalization",), ("MaxPooling2D", (2, 2), "valid")]
+STUDY_CIFAR_LAYERS = {
+    "cnn": [*_BLOCK(64), *_BLOCK(128), *_BLOCK(256), ("Flatten",), ("Dense", 512, "relu"), ("Dropout", 0.5),
+            ("Dense", 256, "relu"), ("Dropout", 0.5), ("Dense", 50, "softmax")],
+    # the skip model: Dense 512's output joined with the flattened second block and the flattened features
+    "skip": [*_BLOCK(64), *_BLOCK(128), *_BLOCK(256), ("Flatten",), ("Dense", 512, "relu"), ("Flatten",),
+             ("Concatenate",), ("Dense", 256, "relu"), ("Dropout", 0.5), ("Dense", 50, "softmax")],
+    "autoencoder": [("Conv2D", 64, (3, 3), "same", "relu"), ("BatchNormalization",), ("MaxPooling2D", (2, 2), "same"),
+                    ("Conv2D", 32, (3, 3), "same", "relu"), ("BatchNormalization",), ("MaxPooling2D", (2, 2), "same"),
+                    ("Conv2D", 32, (3, 3), "same", "relu"), ("BatchNormalization",), ("UpSampling2D", (2, 2)),
+                    ("Conv2D", 64, (3, 3), "same", "relu"), ("BatchNormalization",), ("UpSampling2D", (2, 2)),
+                    ("Conv2D", 3, (3, 3), "same", "sigmoid")],
+}
+_IMAGE_SHOWN = {"Conv2D": ["filters", "kernel_size", "padding", "activation"], "MaxPooling2D": ["pool_size", "padding"],
+                "UpSampling2D": ["size"], "Dense": ["units", "activation"], "Dropout": ["rate"]}
+
+
+def _image_layers(model):
+    """The layers in order, sub-models expanded, an activation folded into the layer before it (the study wrote
+    Conv2D(..., activation='relu'); the suite names a separate Activation so the transfer can reuse it)."""
+    out = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, keras.Model):
+            out += _image_layers(layer)
+        elif kind == "Activation":
+            assert out[-1][-1] == "linear"
+            out[-1] = (*out[-1][:-1], layer.get_config()["activation"])
+        elif kind != "InputLayer":
+            config = layer.get_config()
+            out.append((kind, *[tuple(config[k]) if isinstance(config[k], list) else config[k]
+                                for k in _IMAGE_SHOWN.get(kind, [])]))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_CIFAR_LAYERS))
+def test_cifar_baselines_are_the_study_layer_by_layer(name):
+    hp = kt.HyperParameters()
+    if name == "skip":
+        hp.Fixed("skip", "concat")
+    family = "cifar_autoencoder" if name == "autoencoder" else "cifar_cnn"
+    model = search_spaces.get_family(family).hypermodel({"n_classes": 50}).build(hp)
+    assert _image_layers(model) == STUDY_CIFAR_LAYERS[name]
+
+
+def test_the_study_skip_model_is_cifar_cnn_trial_1_and_kept():
+    family = search_spaces.get_family("cifar_cnn")
+    assert family.first_trials[1] == {"skip": "concat"} == family.kept_trials["study_skip_model"]
+
+
+def test_transfer_trial_0_takes_the_study_skip_models_convolutions(tmp_path):
+    """The study's transfer chained the Conv2D layers of its skip model (cell 21: `model` is the skip model
+    there), weights shared; trial 0 does the same, not the best CNN's."""
+    for name, hp in (("best_cnn", {}), ("skip_cnn", {"skip": "concat"}), ("ae", None)):
+        h = kt.HyperParameters()
+        for k, v in (hp or {}).items():
+            h.Fixed(k, v)
+        family = "cifar_autoencoder" if hp is None else "cifar_cnn"
+        search_spaces.get_family(family).hypermodel({"n_classes": 50}).build(h).save(tmp_path / f"{name}.keras")
+    sources = {"cnn": str(tmp_path / "best_cnn.keras"), "cnn_skip_model": str(tmp_path / "skip_cnn.keras"),
+               "encoder": str(tmp_path / "ae.keras")}
+    model, hp = baseline("cifar_transfer", {"n_classes": 50, "sources": sources})
+    assert hp.values["cnn_weights"] == "study_skip_model"
+    skip = keras.saving.load_model(sources["cnn_skip_model"], compile=False)
+    convs = [l for l in model.layers if type(l).__name__ == "Conv2D"][:3]
+    for i, conv in enumerate(convs, start=1):
+        np.testing.assert_array_equal(conv.get_weights()[0], skip.get_layer(f"block{i}_conv").get_weights()[0])
+    assert [type(l).__name__ for l in model.layers if type(l).__name__ in ("Flatten", "Concatenate", "Dense",
+                                                                             "Dropout")] == \
+        ["Flatten", "Flatten", "Concatenate", "Dense", "Dropout", "Dense"]
+    hp = kt.HyperParameters()
+    hp.Fixed("cnn_weights", "best")
+    best = search_spaces.get_family("cifar_transfer").hypermodel({"n_classes": 50, "sources": sources}).build(hp)
+    saved = keras.saving.load_model(sources["cnn"], compile=False).get_layer("block1_conv").get_weights()[0]
+    np.testing.assert_array_equal([l for l in best.layers if type(l).__name__ == "Conv2D"][0].get_weights()[0], saved)

@@ -95,7 +95,7 @@ class SuiteTuner(kt.Tuner):
             self._heartbeat.stop()
             self._heartbeat = None
         objective = self.objective
-        candidate = baseline = None
+        candidate, kept = None, {}
         if trial.status == "COMPLETED" and model is not None:
             values = _user_values(trial.hyperparameters.values)
             meta = {**self.prepared.meta, "trial_id": number(trial), "hyperparameters": values,
@@ -105,17 +105,22 @@ class SuiteTuner(kt.Tuner):
             if best_store.is_better(metrics, self.out_dir, objective):
                 candidate = best_store.stage_best(self.out_dir, number(trial), lambda d: self._save_model(model, d),
                                                   meta, self.prepared.artifacts)
-            # the baseline (every hyperparameter it declared at its default): kept beside best/
-            if values == default_values(trial.hyperparameters.space):
-                baseline = candidate or best_store.stage_best(
-                    self.out_dir, number(trial), lambda d: self._save_model(model, d), {**meta, "is_baseline": True},
-                    self.prepared.artifacts, name=best_store.BASELINE_STAGED)
+            # the baseline (every hyperparameter it declared at its default) is kept beside best/, and so is
+            # any trial the family names in kept_trials (cifar_cnn's study skip model, the transfer's source)
+            defaults = default_values(trial.hyperparameters.space)
+            for folder, overrides in ((best_store.BASELINE, {}), *self.family.kept_trials.items()):
+                if values == {**defaults, **overrides}:
+                    kept[folder] = candidate or best_store.stage_best(
+                        self.out_dir, number(trial), lambda d: self._save_model(model, d),
+                        {**meta, "is_baseline": folder == best_store.BASELINE}, self.prepared.artifacts,
+                        name=best_store.staged_name(folder))
         try:
             super().on_trial_end(trial)  # the oracle records the trial and saves its state
         finally:
             search_progress.crash_point("trial-recorded")
-            if baseline is not None and status_of(trial) == "COMPLETE":
-                best_store.save_baseline(self.out_dir, baseline)
+            for folder, staged in kept.items():
+                if status_of(trial) == "COMPLETE":
+                    best_store.save_baseline(self.out_dir, staged, folder)
             if candidate is not None and status_of(trial) == "COMPLETE":
                 best_store.promote(self.out_dir, candidate, objective)
             if self.is_worker():  # the chief writes trials.csv
