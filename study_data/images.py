@@ -304,6 +304,9 @@ def make_block(images, block, seed=42, test_fraction=0.2, val_fraction=0.2):
     them; otherwise (the demo set, a folder without test/) test_fraction of
     the block is held out. Validation is val_fraction of the rest."""
     classes = draw_blocks(len(images.class_names), seed)[block - 1]
+    if len(classes) < 2:  # a one-output softmax "succeeds" with nothing to learn
+        raise UserError(f"{images.source} has {len(images.class_names)} classes, so block {block} holds "
+                        f"{len(classes)}: each block needs at least 2 classes; use a source with at least 4")
     rows = np.flatnonzero(np.isin(images.y, classes))
     remap = {c: i for i, c in enumerate(classes)}
     y = np.array([remap[c] for c in images.y[rows]], dtype=np.int32)
@@ -317,6 +320,10 @@ def make_block(images, block, seed=42, test_fraction=0.2, val_fraction=0.2):
         train, val = train_test_split(trainval, test_size=val_fraction, stratify=y[trainval], random_state=seed)
     except ValueError as e:
         raise UserError(f"too few images to split block {block} ({e}); use more images per class") from None
+    empty = [images.class_names[c] for c, n in zip(classes, np.bincount(y[train], minlength=len(classes))) if n == 0]
+    if empty:
+        raise UserError(f"{images.source}: class {', '.join(empty)} of block {block} has no training images "
+                        "(an empty train/ folder?): add its images or remove the class")
 
     def pixels(idx):
         return images.x[rows[idx]].astype("float32") / 255.0

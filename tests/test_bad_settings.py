@@ -38,3 +38,31 @@ def test_a_plan_table_of_the_wrong_type_gets_one_line(tmp_path, capsys, plan):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "must be a table of flags" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def _image_tree(root, train_counts, test_per_class=3):
+    """ROOT/train/<class>/*.png and ROOT/test/<class>/*.png, a class per entry of train_counts."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c, n in enumerate(train_counts):
+        for split, count in (("train", n), ("test", test_per_class)):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype="uint8")).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("train_counts, says", [
+    ([12, 12, 12], "each block needs at least 2 classes"),  # blocks of one class each
+    ([12, 12, 0, 12, 12, 12], "has no training images"),  # an empty train/ folder
+])
+def test_image_blocks_need_two_classes_with_training_images(tmp_path, capsys, train_counts, says):
+    tree = _image_tree(tmp_path / "images", train_counts)
+    for family in ("cifar_cnn", "cifar_autoencoder"):
+        assert cli([family, "--data", str(tree), "--results-dir", str(tmp_path / "r"), "--max-trials", "1",
+                    "--epochs", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "cifar_cnn" / "trials.csv").exists()
