@@ -26,7 +26,7 @@ from optuna.storages import RetryFailedTrialCallback
 from sklearn.pipeline import Pipeline
 
 from runners import best_store, dashboard, search_progress, trials_table
-from suite_common import UserError
+from suite_common import UserError, masked
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 
@@ -146,8 +146,8 @@ def open_storage(out_dir, url=None):
                 grace_period=3 * trials_table.HEARTBEAT_S,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
     except Exception as e:
-        raise UserError(f"cannot open the study storage {url!r} ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise UserError(masked(f"cannot open the study storage {url!r} ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''})")) from None
 
 
 def _with_installed_driver(url):

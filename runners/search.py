@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from runners.engines import TUNERS, SearchConfig, keras_tuner_role
-from suite_common import UserError
+from suite_common import UserError, masked
 
 
 
@@ -333,7 +333,7 @@ def cli(argv=None):
             raise KeyboardInterrupt
         return code
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {masked(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # a read-only or full results folder, say
         where = f" {e.filename}" if e.filename else ""

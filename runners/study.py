@@ -26,6 +26,7 @@ import tomllib
 from pathlib import Path
 
 import studies
+from suite_common import masked
 
 DEFAULT_PLAN = studies.path("earlier_study.toml")  # shipped in the package: a wheel install has it too
 STATE = "study_state.json"
@@ -329,7 +330,7 @@ def main(argv=None):
             return 0
         return run_study(searches, args)
     except StudyError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {masked(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished searches are saved; run the same command again to resume", file=sys.stderr)

@@ -4,8 +4,17 @@ Importing it (or any package of the suite) changes nothing in the process: the
 process settings in `suite_common.process` are applied by the entry points.
 """
 
+import re
 import sys
 import time
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@\s]*)@", re.I)
+
+
+def masked(text):
+    """The text with the password of every URL in it replaced by ***: postgresql://user:***@host/db (error lines,
+    the recorded command, search.json)."""
+    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
 
 
 def log(msg):

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from suite_common import masked
+
 PACKAGES = ("keras", "keras-tuner", "optuna", "scikit-learn", "tensorflow", "jax", "torch", "numpy")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,5 +68,5 @@ def provenance(keras_backend=None):
     versions = {"python": platform.python_version(), **{p: v for p in PACKAGES if (v := _version(p))}}
     if keras_backend:
         versions["keras_backend"] = keras_backend
-    return {"started_at": now(), "command": shlex.join(command), "cwd": os.getcwd(), "versions": versions,
+    return {"started_at": now(), "command": masked(shlex.join(command)), "cwd": os.getcwd(), "versions": versions,
             "git_commit": git_commit(), "machine": machine()}

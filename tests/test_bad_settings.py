@@ -66,3 +66,22 @@ def test_image_blocks_need_two_classes_with_training_images(tmp_path, capsys, tr
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and says in err and "Traceback" not in err
     assert not (tmp_path / "r" / "cifar_cnn" / "trials.csv").exists()
+
+
+def test_a_storage_password_is_never_echoed(tmp_path, small_lyrics, capsys):
+    """An unreachable PostgreSQL URL: the error line names the URL with its password masked."""
+    url = "postgresql://alice:hunter2@127.0.0.1:1/study"  # port 1: nothing listens there
+    res = tmp_path / "r"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res),
+                "--storage", url]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "alice:***@127.0.0.1" in err
+    assert "hunter2" not in err + out
+
+
+def test_the_recorded_command_masks_passwords(monkeypatch):
+    from suite_common import provenance
+    monkeypatch.setattr("sys.orig_argv", ["python", "runners/search.py", "x", "--storage",
+                                          "postgresql+psycopg://bob:pa:ss@db/s"], raising=False)
+    command = provenance.provenance()["command"]
+    assert "pa:ss" not in command and "postgresql+psycopg://bob:***@db/s" in command
