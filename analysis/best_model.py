@@ -201,6 +201,11 @@ def load_best(family, results_dir="results", with_artist=False):
         raise UserError(f"{model_path} is missing; re-run `{command}` to save it again")
     if model_path.suffix == ".skops":
         model = _load_skops(model_path)
+        from analysis import model_checks  # scikit-learn: imported only for its models
+        try:  # types were checked before loading; now the values that compiled code will index with
+            model_checks.check_pipeline(model, len(meta["label_names"]))
+        except ValueError as e:
+            raise UserError(f"{model_path} is not a model this suite saved ({e}); refusing to use it") from None
     else:
         model = _load_keras(model_path)
     return BestModel(folder, meta, model, encoder, artists)

@@ -1,0 +1,121 @@
+"""The values inside a loaded scikit-learn model, checked before anything uses it.
+
+skops checks the types a file rebuilds (best_model.SKOPS_ALLOWED), not the
+values: a decision tree whose child indices point past its last node, or
+whose split feature is 2·10⁹, passes that check and then makes scikit-learn's
+compiled code read outside its arrays (a segmentation fault). Every array the
+suite's scikit-learn families save is checked here against what a fitted
+estimator of that type always holds; anything else raises ValueError.
+"""
+
+import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
+
+from study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TokenIdFeatures
+
+
+def check_pipeline(model, n_labels):
+    """A saved Pipeline of the suite: its steps' widths chain, and its classes index the n_labels names."""
+    _need(isinstance(model, Pipeline) and len(model.steps) >= 2, "not a Pipeline of features and a classifier")
+    width = None
+    for _, step in model.steps[:-1]:
+        width = _check_features(step, width)
+    _check_classifier(model.steps[-1][1], width, n_labels)
+
+
+def _check_features(step, width):
+    """The step's output width, once its arrays are checked."""
+    if isinstance(step, Pipeline):
+        for _, inner in step.steps:
+            width = _check_features(inner, width)
+        return width
+    if isinstance(step, TokenIdFeatures):
+        for name, limit in (("vocab_size", MAX_VOCAB), ("seq_len", MAX_SEQ_LEN)):
+            value = getattr(step, name, None)
+            _need(_whole(value) and 1 <= value <= limit, f"TokenIdFeatures.{name} must be 1 to {limit}")
+        vocab = getattr(step, "vocab_", None)
+        _need(isinstance(vocab, list) and len(vocab) <= MAX_VOCAB and all(isinstance(w, str) for w in vocab),
+              "TokenIdFeatures.vocab_ must be a list of words")
+        return step.seq_len
+    if isinstance(step, (CountVectorizer, TfidfVectorizer)):
+        # fitted: vocabulary_; given a fixed list (TF-IDF's refined step), it builds vocabulary_ when used
+        vocab = getattr(step, "vocabulary_", None) if hasattr(step, "vocabulary_") else step.vocabulary
+        if isinstance(vocab, list):
+            _need(len(set(vocab)) == len(vocab), "the vocabulary lists a word twice")
+            vocab = {w: i for i, w in enumerate(vocab)}
+        _need(isinstance(vocab, dict) and vocab and all(isinstance(k, str) for k in vocab), "no vocabulary of words")
+        ids = np.array(list(vocab.values()))
+        _need(ids.dtype.kind in "iu" and np.array_equal(np.sort(ids), np.arange(len(vocab))),
+              "vocabulary_ ids must be 0..n-1, each once")
+        if isinstance(step, TfidfVectorizer):
+            _idf(step, len(vocab))
+        return len(vocab)
+    if isinstance(step, TfidfTransformer):
+        _need(width is not None, "a TfidfTransformer with nothing before it")
+        _idf(step, width)
+        return width
+    raise ValueError(f"an unexpected step {type(step).__name__}")
+
+
+def _idf(step, width):
+    idf = _array(step, "idf_", float)
+    _need(idf.shape == (width,) and np.isfinite(idf).all(), f"idf_ must be {width} finite numbers")
+
+
+def _check_classifier(clf, width, n_labels):
+    _need(width is not None, "a classifier with no features before it")
+    classes = _array(clf, "classes_", int)
+    _need(classes.ndim == 1 and len(classes) >= 2 and len(set(classes.tolist())) == len(classes)
+          and classes.min() >= 0 and classes.max() < n_labels, f"classes_ must be distinct ids below {n_labels}")
+    if isinstance(clf, LogisticRegression):
+        rows = 1 if len(classes) == 2 else len(classes)
+        coef, intercept = _array(clf, "coef_", float), _array(clf, "intercept_", float)
+        _need(coef.shape == (rows, width) and intercept.shape == (rows,), f"coef_ must be {rows} x {width}")
+        _need(np.isfinite(coef).all() and np.isfinite(intercept).all(), "coef_ and intercept_ must be finite")
+    elif isinstance(clf, DecisionTreeClassifier):
+        _need(getattr(clf, "n_features_in_", None) == width and getattr(clf, "n_outputs_", None) == 1,
+              f"the tree must read {width} features and give one output")
+        _need(_whole(getattr(clf, "n_classes_", None)) and clf.n_classes_ == len(classes), "n_classes_ != classes_")
+        _check_tree(clf.tree_, width, len(classes))
+    else:
+        raise ValueError(f"an unexpected classifier {type(clf).__name__}")
+
+
+def _check_tree(tree, width, n_classes):
+    """Every node: children both -1 (a leaf) or both later nodes (so every path ends), a split feature below
+    the input width, a finite threshold; one row of class values per node."""
+    n = tree.node_count
+    _need(_whole(n) and n >= 1 and tree.n_features == width and tree.n_outputs == 1
+          and list(tree.n_classes) == [n_classes], "the tree's counts do not match the classifier's")
+    left, right = np.asarray(tree.children_left), np.asarray(tree.children_right)
+    feature, threshold = np.asarray(tree.feature), np.asarray(tree.threshold)
+    _need(all(len(a) == n for a in (left, right, feature, threshold)), "node arrays of unequal length")
+    leaf = left == -1
+    nodes = np.arange(n)
+    _need(np.array_equal(leaf, right == -1), "a node with one child")
+    inner = ~leaf
+    _need(((left[inner] > nodes[inner]) & (left[inner] < n) & (right[inner] > nodes[inner])
+           & (right[inner] < n)).all(), "child indices out of range or pointing back")
+    _need(((feature[inner] >= 0) & (feature[inner] < width)).all() and np.isfinite(threshold[inner]).all(),
+          f"split features must be below {width} and thresholds finite")
+    value = np.asarray(tree.value)
+    _need(value.shape == (n, 1, n_classes) and np.isfinite(value).all(), "class values of the wrong shape")
+
+
+def _array(obj, name, kind):
+    value = getattr(obj, name, None)
+    _need(isinstance(value, np.ndarray) and value.dtype.kind in ("iu" if kind is int else "f"),
+          f"{type(obj).__name__}.{name} must be an array of {kind.__name__}s")
+    return value
+
+
+def _whole(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _need(condition, problem):
+    if not condition:
+        raise ValueError(problem)

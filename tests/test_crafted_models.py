@@ -1,0 +1,103 @@
+"""Model files whose types are all allowed but whose values are crafted (issue 28): a decision tree with child
+indices past its end, a split feature of 2·10⁹, a cycle; a logistic regression or vocabulary of the wrong
+shape. Each is refused with one line when loaded (load_best, the demo), before compiled code indexes with
+it; the suite's own models still load. The crafted files are never used for prediction here: if a check
+let one through, the test fails on the missing refusal, not with a segmentation fault."""
+
+import shutil
+
+import numpy as np
+import pytest
+import skops.io as sio
+
+from analysis import demo
+from analysis.best_model import load_best
+from runners.search import cli
+from suite_common import UserError
+
+FAST = ["--seq-len", "30", "--vocab-size", "300"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, small_lyrics):
+    res = tmp_path_factory.mktemp("crafted") / "results"
+    for family in ("lyrics_decision_tree", "lyrics_tfidf_logreg"):
+        assert cli([family, "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "1", *FAST]) == 0
+    return res
+
+
+def crafted_tree(model, change):
+    """The saved tree pipeline with one field of its node array (or its values) changed."""
+    tree = model.steps[-1][1].tree_
+    state = tree.__getstate__()
+    nodes, values = state["nodes"].copy(), state["values"].copy()
+    change(nodes, values)
+    tree.__setstate__({**state, "nodes": nodes, "values": values})
+    return model
+
+
+def inner_node(nodes):
+    return int(np.flatnonzero(nodes["left_child"] != -1)[0])
+
+
+TREE_CASES = {
+    "child millions past the end": lambda n, v: n["left_child"].__setitem__(inner_node(n), 5_000_000),
+    "split feature 2e9": lambda n, v: n["feature"].__setitem__(inner_node(n), 2_000_000_000),
+    "negative split feature": lambda n, v: n["feature"].__setitem__(inner_node(n), -7),
+    "a cycle back to the root": lambda n, v: n["right_child"].__setitem__(inner_node(n), 0),
+    "a one-child node": lambda n, v: n["right_child"].__setitem__(inner_node(n), -1),
+    "a NaN threshold": lambda n, v: n["threshold"].__setitem__(inner_node(n), np.nan),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TREE_CASES))
+def test_a_crafted_tree_is_refused(tmp_path, finished, capsys, case):
+    res = tmp_path / "results"
+    shutil.copytree(finished, res)
+    path = res / "lyrics_decision_tree" / "best" / "model.skops"
+    model = crafted_tree(load_best("lyrics_decision_tree", res).model, TREE_CASES[case])
+    sio.dump(model, path)
+    with pytest.raises(UserError, match="not a model this suite saved") as e:
+        load_best("lyrics_decision_tree", res)
+    assert "\n" not in str(e.value)
+    capsys.readouterr()
+    assert demo.main(["--results-dir", str(res), "--lyrics", "la la", "--family", "lyrics_decision_tree"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refusing to use it" in err
+
+
+def _logreg_wide(model):
+    clf = model.steps[-1][1]
+    clf.coef_ = np.zeros((clf.coef_.shape[0], clf.coef_.shape[1] + 3))
+
+
+def _logreg_nan(model):
+    model.steps[-1][1].intercept_[:] = np.nan
+
+
+def _class_past_labels(model):
+    model.steps[-1][1].classes_ = model.steps[-1][1].classes_ + 1000
+
+
+def _vocabulary_hole(model):
+    counts = model.steps[0][1].steps[0][1] if hasattr(model.steps[0][1], "steps") else model.steps[0][1]
+    vocabulary = dict(getattr(counts, "vocabulary_", None) or {w: i for i, w in enumerate(counts.vocabulary)})
+    vocabulary[next(iter(vocabulary))] = 10 ** 9
+    counts.vocabulary = counts.vocabulary_ = vocabulary
+
+
+@pytest.mark.parametrize("change", [_logreg_wide, _logreg_nan, _class_past_labels, _vocabulary_hole])
+def test_a_crafted_logistic_regression_is_refused(tmp_path, finished, change):
+    res = tmp_path / "results"
+    shutil.copytree(finished, res)
+    model = load_best("lyrics_tfidf_logreg", res).model
+    change(model)
+    sio.dump(model, res / "lyrics_tfidf_logreg" / "best" / "model.skops")
+    with pytest.raises(UserError, match="not a model this suite saved"):
+        load_best("lyrics_tfidf_logreg", res)
+
+
+def test_the_suites_own_models_pass_the_checks(finished):
+    for family in ("lyrics_decision_tree", "lyrics_tfidf_logreg"):
+        model = load_best(family, finished)
+        assert model.predict(["la la love"])[0] in model.label_names
