@@ -9,6 +9,7 @@ as finished and drops one whose trial was not (that trial runs again).
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def promote(out_dir, candidate, objective=OBJECTIVE):
     """Make a staged candidate best/, unless a better one got there first (another worker)."""
     import fcntl
     crash_point("before-promote")
-    with open(Path(out_dir) / ".best.lock", "a") as lock:
+    # never through a link planted during the search (refuse_links checked the folder at its start)
+    with os.fdopen(os.open(Path(out_dir) / ".best.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                           0o644), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # workers promote one at a time
         meta = json.loads((Path(candidate) / "meta.json").read_text())
         if is_better(meta["metrics"], out_dir, objective):

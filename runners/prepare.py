@@ -25,6 +25,7 @@ class Prepared:
     meta: dict  # goes into best/meta.json
     artifacts: dict  # file name -> text, saved beside the best model
     record: dict = None  # what shapes data and model: a resume with anything different is refused
+    deferred_writes: list = None  # the data cache's writes, done once the resume guard accepts the data
 
 
 def objective_of_run(family, args):
@@ -48,7 +49,7 @@ def _absolute(path):
     return str(Path(path).resolve()) if path else None
 
 
-def prepare_lyrics(family, args):
+def prepare_lyrics(family, args, writes):
     from study_data import lyrics, text
     columns = {"text": args.text_column, "label": args.label_column, "artist": args.artist_column,
                "language": args.language_column}
@@ -60,7 +61,7 @@ def prepare_lyrics(family, args):
         columns=columns, sample_fraction=args.sample_fraction, seed=args.seed,
         languages=[l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None,
         stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len,
-        text_pipeline=args.text_pipeline)
+        text_pipeline=args.text_pipeline, deferred_writes=writes)
     if not data.encoder.vocab or not any(data.train.texts):
         raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
@@ -121,9 +122,10 @@ def embeddings_identity(path):
     return h.hexdigest()[:16]
 
 
-def prepare_cifar(family, args):
+def prepare_cifar(family, args, writes):
     from study_data import images
-    imgs = images.load_images(args.data, cache_dir=Path(args.results_dir) / "_cache", per_class=args.images_per_class)
+    imgs = images.load_images(args.data, cache_dir=Path(args.results_dir) / "_cache", per_class=args.images_per_class,
+                              deferred_writes=writes)
     block = images.make_block(imgs, family.block, seed=args.seed)
     print(f"{imgs.source}: {block.describe()}", flush=True)
     spec = {"n_classes": len(block.class_names)}
@@ -177,13 +179,21 @@ def block_one_sources(args, block):
 
 
 def prepare(family, options):
-    """The family's data and meta, from the command line's data options (bad input: a UserError)."""
+    """The family's data and meta, from the command line's data options (bad input: a UserError). The data
+    cache is not written yet: `save_cache(prepared)` does, once nothing refuses the run."""
     if family.task == "cifar":
         if options.with_artist:
             raise UserError(f"--with-artist is for lyrics families; {family.name} classifies images")
-        prepared = prepare_cifar(family, options)
+        prepared = prepare_cifar(family, options, writes := [])
     else:
-        prepared = prepare_lyrics(family, options)
+        prepared = prepare_lyrics(family, options, writes := [])
+    prepared.deferred_writes = writes
     # The epoch budget of the search: `compare.py --repeats` retrains baseline and best with it.
     prepared.meta["epochs"] = options.epochs or family.epochs
     return prepared
+
+
+def save_cache(prepared):
+    for write in prepared.deferred_writes or ():
+        write()
+    prepared.deferred_writes = []

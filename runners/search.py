@@ -200,6 +200,9 @@ def hold_lock(out_dir):
             raise UserError(f"the lock file {path} is a symbolic link; remove it (the suite creates its own)") from None
         raise
     f = os.fdopen(fd, "r+")
+    if os.fstat(fd).st_nlink > 1:  # a hard link: truncating it below would empty the other name's file
+        f.close()
+        raise UserError(f"the lock file {path} is a file with other hard links; remove it (the suite creates its own)")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -262,8 +265,12 @@ def main(argv=None):
     role = keras_tuner_role() if family.engine == "keras_tuner" else None  # bad KERASTUNER_* variables: now
     out_dir = Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))
 
-    # The data is loaded and checked before anything under results/ changes.
+    # The data is loaded and checked before anything under results/ changes (its cache is written once the
+    # resume guard has accepted it).
     from runners import engines, prepare
+    worker = role == "worker" or args.worker
+    if not worker:
+        refuse_links(out_dir)
     prepared = prepare.prepare(family, args)
     # What a trial means: its epoch budget and the tuner or sampler that proposes it (a resume may not mix them)
     prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
@@ -277,16 +284,17 @@ def main(argv=None):
                           hard_deadline=args.time_budget_hard, tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose)
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
-    if role == "worker" or args.worker:  # one of several: the process that started the search holds the lock
+    if worker:  # one of several: the process that started the search holds the lock
+        prepare.save_cache(prepared)
         engines.run(family, prepared, out_dir, config)
         return 0
-    refuse_links(out_dir)
     lock = hold_lock(out_dir)
     try:
         if args.fresh and out_dir.exists():
             print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
             shutil.rmtree(out_dir)
         check_resume(out_dir, prepared.record)
+        prepare.save_cache(prepared)
         write_record(out_dir, prepared.record)
         rows = engines.run(family, prepared, out_dir, config)
         write_record(out_dir, prepared.record, {**prepared.meta["provenance"], "ended_at": provenance.now()})
@@ -306,13 +314,22 @@ def main(argv=None):
 
 
 def refuse_links(out_dir):
-    """Results are written and replaced in place: a symbolic link among them would let that reach (or
-    block on) whatever it points to outside, so one is refused up front."""
-    for path in [out_dir, *(out_dir / name for name in ("best", "keras_tuner", "histories", "trials.csv",
-                                                        "optuna.db", "search.json", "best.old"))]:
-        if path.is_symlink():
-            raise UserError(f"{path} is a symbolic link; results folders must be real folders: remove the link "
-                            "(what it points to is left alone) or use another --results-dir")
+    """Results are written in place (SQLite databases, lock files, Keras Tuner's files) and replaced: a symbolic
+    link or a hard-linked file among them would let a write reach what it points to outside, so every one is
+    refused up front, with one line naming it: the search folder and everything in it, and the results
+    folder's lock, dashboard database and data cache."""
+    from suite_common.atomic import linked
+    results = out_dir.parent
+    places = [out_dir, results / f".{out_dir.name}.lock", results / "optuna.db", results / "_cache"]
+    if (results / "_cache").is_dir() and not (results / "_cache").is_symlink():
+        places += sorted((results / "_cache").iterdir())
+    if out_dir.is_dir() and not out_dir.is_symlink():
+        places += sorted(out_dir.rglob("*"))  # symbolic links to folders are listed, not followed
+    for path in places:
+        why = linked(path)
+        if why:
+            raise UserError(f"{path} is {why}; the suite writes there, so it would change what the link reaches: "
+                            "remove it (what it points to is left alone) or use another --results-dir")
 
 
 def _on_ctrl_c(signum, frame):

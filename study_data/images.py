@@ -231,8 +231,8 @@ def make_demo_images(per_class=60, n_classes=10, seed=0):
     return np.stack(xs), np.asarray(ys, dtype=np.int32), [f"demo_class_{c}" for c in range(n_classes)]
 
 
-def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_demo=True):
-    """Every image of the source (cached as .npz for folders and archives)."""
+def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_demo=True, deferred_writes=None):
+    """Every image of the source (cached as .npz for folders and archives; deferred_writes: as lyrics.load's)."""
     if data == "demo":
         if announce_demo:
             print("NOTE: --data demo uses generated shapes, not real images; "
@@ -283,7 +283,8 @@ def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_
     np.savez(buf, x=x, y=y, names=np.frombuffer(json.dumps(names).encode(), dtype=np.uint8),
              is_test=np.zeros(0, bool) if is_test is None else is_test, has_test=is_test is not None,
              fingerprint=fingerprint)
-    atomic.write_bytes(cache, buf.getvalue())
+    write = (lambda: atomic.write_bytes(cache, buf.getvalue()))
+    deferred_writes.append(write) if deferred_writes is not None else write()
     return ImageSet(x, y, names, str(path), False, fingerprint, is_test)
 
 

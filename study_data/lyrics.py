@@ -369,11 +369,14 @@ def _read_bytes(path, flag):
         raise UserError(f"cannot read {flag} file {path}: {e.strerror}") from None
 
 
-def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, announce_demo=True, **options):
+def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, announce_demo=True,
+         deferred_writes=None, **options):
     """Prepare the lyrics splits; read them from the cache when it has them.
 
     `data=None` uses the generated demo table (and says so).
     Options default to the earlier study's values (DEFAULT_OPTIONS).
+    deferred_writes: a list to which the cache write is appended instead of done (a search writes it once
+    the resume guard has accepted the data, so a refused run leaves the cache as it was).
     """
     unknown = set(options) - set(DEFAULT_OPTIONS)
     if unknown:
@@ -416,7 +419,8 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
             log(f"cache {cache_path} is unreadable ({type(e).__name__}); rebuilding it")
     if parts is None:
         parts = _prepare(data, raw, Path(test_data) if test_data else None, test_raw, opts, columns)
-        _save_cache(cache_path, *parts)
+        write = (lambda: _save_cache(cache_path, *parts))
+        deferred_writes.append(write) if deferred_writes is not None else write()
     train, val, test, label_names, encoder, has_artist, duplicates = parts
     source = "generated demo lyrics (not real data)" if is_demo else str(data)
     return LyricsData(train=train, val=val, test=test, label_names=list(label_names), encoder=encoder,

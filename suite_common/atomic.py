@@ -2,9 +2,25 @@
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
+
+def linked(path):
+    """Why writing at `path` in place would reach another file: "a symbolic link" (dangling or not), "a file
+    with N hard links", or None. Rewrites by rename replace the name, never the target; SQLite databases,
+    lock files and Keras Tuner's own files are written in place, so a planted link there is refused."""
+    path = Path(path)
+    if path.is_symlink():
+        return "a symbolic link"
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        return f"a file with {st.st_nlink} hard links"
+    return None
 
 
 def _ordinary_mode():
