@@ -25,6 +25,22 @@ def storage_url(results_dir):
     return f"sqlite:///{Path(results_dir).resolve() / 'optuna.db'}"
 
 
+def discard(out_dir):
+    """--fresh: the dashboard's copy of the search goes with it (else the new trials would join the old ones
+    under the same ids)."""
+    out_dir = Path(out_dir)
+    if not (out_dir.parent / "optuna.db").exists():
+        return
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage_url(out_dir.parent)
+    try:
+        optuna.delete_study(study_name=out_dir.name, storage=url)
+    except KeyError:  # no copy of this search there
+        pass
+    _storages.pop(url, None)
+
+
 def keras_distribution(hp):
     """The Optuna distribution of a Keras Tuner hyperparameter (None for one Optuna cannot hold)."""
     import optuna.distributions as d

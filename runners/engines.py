@@ -69,8 +69,9 @@ def run_workers(family, prepared, out_dir, config, tuner):
     exist)."""
     from runners import optuna_engine
     objective = trials_table.objective_of(family, prepared.meta)
+    name = optuna_engine.study_name(family, out_dir, prepared.record, config.storage)
     study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=tuner, storage=config.storage,
-                                        objective=objective)
+                                        objective=objective, name=name)
     if config.storage:
         optuna_engine.enqueue_baseline(study, family)
     procs = start_workers(family, config.workers, config.argv, ["--worker"])
@@ -84,7 +85,7 @@ def run_workers(family, prepared, out_dir, config, tuner):
         return optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
                                  sampler=tuner, quiet_if_done=True, deadline=config.deadline)
     study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=tuner, storage=config.storage,
-                                        shared=True, objective=objective)
+                                        shared=True, objective=objective, name=name)
     rows = optuna_engine.trial_rows(study)
     trials_table.write_trials_csv(out_dir, rows)
     optuna_engine.mirror(out_dir, prepared.meta, study, rows)

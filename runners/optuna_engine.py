@@ -14,6 +14,8 @@ Choices, noted:
   its cheap feature settings on top of them.
 """
 
+import hashlib
+import json
 import os
 import time
 import warnings
@@ -56,6 +58,10 @@ def _taken(study, number):
     retried = _retried(study)
     return sum(t.number < number and not _interrupted(t, retried)
                and t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) for t in study.trials)
+
+
+def _queued(study):
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
 
 
 def _counted(study):
@@ -160,20 +166,52 @@ def _with_installed_driver(url):
     return url
 
 
+def study_name(family, out_dir, record=None, storage=None):
+    """The study's name: the family's in the search folder's own database; in a shared --storage, the
+    search's folder name (family and variant) and a hash of what its trials mean (data fingerprint, options,
+    objective, seed, sampler), so another search never resumes it."""
+    if storage is None:
+        return family.name
+    # contents, not paths: workers on other machines read the same data from other places
+    identity = {k: v for k, v in (record or {}).items() if k not in ("storage", "data", "test_data", "embeddings")}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{Path(out_dir).name}-{digest}"
+
+
+def claim_study(url, name, out_dir, objective, fresh=False):
+    """Before anything is written: the study `name` in the shared storage belongs to this results folder (it is
+    created and marked so if new). Another folder's study of the same name is refused with one line; with
+    --fresh this folder's is deleted first."""
+    storage = open_storage(out_dir, url)
+    folder = str(Path(out_dir).resolve())
+    if _has_study(storage, name):
+        owner = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("results_folder")
+        if owner not in (None, folder):
+            raise UserError(f"the study {name!r} in {masked(url)} belongs to the search in {owner}: run it from "
+                            "there, or give this search another --storage")
+        if fresh:
+            optuna.delete_study(study_name=name, storage=storage)
+    if not _has_study(storage, name):
+        direction = optuna.study.StudyDirection.MINIMIZE if objective[1] == "min" else \
+            optuna.study.StudyDirection.MAXIMIZE
+        study_id = storage.create_new_study([direction], name)
+        storage.set_study_user_attr(study_id, "results_folder", folder)
+
+
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
-                  objective=trials_table.OBJECTIVE):
-    """Open (or create) the family's study; before any worker starts, queue the
+                  objective=trials_table.OBJECTIVE, name=None):
+    """Open (or create) the search's study (name: study_name's); before any worker starts, queue the
     baseline and tidy what a killed single run left. objective: (metric, "max"|"min")."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = name or family.name
     storage = open_storage(out_dir, storage)
-    n_before = len(storage.get_all_trials(storage.get_study_id_from_name(family.name))) \
-        if _has_study(storage, family.name) else 0
+    n_before = len(storage.get_all_trials(storage.get_study_id_from_name(name))) if _has_study(storage, name) else 0
     make_sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[sampler]
     # seed + trials on record: a resumed seeded search does not replay its proposals
     direction = "minimize" if objective[1] == "min" else "maximize"
-    study = optuna.create_study(study_name=family.name, storage=storage, direction=direction,
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction,
                                 sampler=make_sampler(seed=seed + n_before + os.getpid() % 1000 * shared),
                                 load_if_exists=True)
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
@@ -201,7 +239,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     shared = worker or storage is not None
     objective = trials_table.objective_of(family, prepared.meta)
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
-                          objective=objective)
+                          objective=objective, name=study_name(family, out_dir, prepared.record, storage))
     if storage is not None and not worker:
         enqueue_baseline(study, family)
     done_before = _counted(study)
@@ -294,9 +332,28 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         if _counted(study) < max_trials and search_progress.out_of_time(deadline):
             study.stop()
 
+    def running():
+        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
     if search_progress.out_of_time(deadline):
         return trial_rows(study)
-    study.optimize(run_one, n_trials=None, callbacks=[after_trial, enough, budget], catch=(Exception,))
+    if _counted(study) + (running() if shared else 0) < max_trials:
+        study.optimize(run_one, n_trials=None, callbacks=[after_trial, enough, budget], catch=(Exception,))
+    # --storage: the process that owns the search ends it only when no trial is RUNNING any more: one of a
+    # live worker elsewhere ends, one of a process that died is failed once its heartbeat is stale and queued
+    # again (Optuna's retry callback), and runs here
+    while storage is not None and not worker and running() and not search_progress.STOP.is_set() \
+            and not search_progress.out_of_time(deadline):
+        search_progress.log(f"{family.name}: waiting for {running()} running trial(s): a worker's, or a dead "
+                            f"process's, queued again once its heartbeat is {3 * trials_table.HEARTBEAT_S} s old")
+        while running() and not _queued(study):
+            time.sleep(trials_table.HEARTBEAT_S)
+            with warnings.catch_warnings():  # marked experimental
+                warnings.simplefilter("ignore")
+                optuna.storages.fail_stale_trials(study)
+        if _queued(study):
+            study.optimize(run_one, n_trials=len(_queued(study)), callbacks=[after_trial, budget],
+                           catch=(Exception,))
     fits, trials = cache.misses, cache.hits + cache.misses
     search_progress.log(f"{family.name}: feature matrices fitted {fits} {'time' if fits == 1 else 'times'} for "
                         f"{trials} {'trial' if trials == 1 else 'trials'}")

@@ -149,9 +149,9 @@ RECORD_FIELDS = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-d
                  "stopwords": "--stopwords", "clean": "--no-clean", "vocab_size": "--vocab-size",
                  "seq_len": "--seq-len", "text_pipeline": "--text-pipeline", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
                  "seed": "--seed", "objective": "--objective", "epochs": "--epochs (the epoch budget of a trial)",
-                 "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)"}
+                 "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)", "storage": "--storage"}
 # Recorded from release 0.1.0's second round on: a search recorded before has none of them, and resumes as before.
-RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline"}
+RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "storage"}
 
 
 def check_resume(out_dir, record):
@@ -274,7 +274,8 @@ def main(argv=None):
     prepared = prepare.prepare(family, args)
     # What a trial means: its epoch budget and the tuner or sampler that proposes it (a resume may not mix them)
     prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
-                                           if family.engine == "keras_tuner" else {}))
+                                           if family.engine == "keras_tuner" else {"storage": masked(args.storage)
+                                                                                   if args.storage else None}))
     from suite_common import process, provenance
     prepared.meta["provenance"] = provenance.provenance(
         process.backend_keras_will_load() if family.engine == "keras_tuner" else None)
@@ -290,10 +291,19 @@ def main(argv=None):
         return 0
     lock = hold_lock(out_dir)
     try:
-        if args.fresh and out_dir.exists():
-            print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
-            shutil.rmtree(out_dir)
-        check_resume(out_dir, prepared.record)
+        if not args.fresh:
+            check_resume(out_dir, prepared.record)
+        if args.storage:  # the study there belongs to this results folder (--fresh: deleted and made anew)
+            from runners import optuna_engine
+            optuna_engine.claim_study(args.storage, optuna_engine.study_name(family, out_dir, prepared.record,
+                                                                           args.storage),
+                                      out_dir, prepared.meta["objective"], fresh=args.fresh)
+        if args.fresh:
+            from runners import dashboard
+            if out_dir.exists():
+                print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
+                shutil.rmtree(out_dir)
+            dashboard.discard(out_dir)
         prepare.save_cache(prepared)
         write_record(out_dir, prepared.record)
         rows = engines.run(family, prepared, out_dir, config)

@@ -1,0 +1,101 @@
+"""A shared --storage (issue 28): the storage URL, the study's name (family, variant, what its trials mean) and
+the results folder identify one search. Anything else is refused with one line before anything is written;
+--fresh discards the study there and the dashboard's copy; a kill -9 and an immediate resume end with every
+trial finished and none left RUNNING."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from runners.search import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--seq-len", "30", "--vocab-size", "300"]
+
+
+def search(data, res, *extra, trials=2):
+    return cli(["lyrics_tfidf_logreg", "--data", str(data), "--results-dir", str(res), "--max-trials", str(trials),
+                *FAST, *extra])
+
+
+def digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_file() and p.suffix != ".lock":
+            h.update(str(p.relative_to(folder)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def studies(url):
+    return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage=url)}
+
+
+def test_another_storage_is_refused_on_resume(tmp_path, small_lyrics, capsys):
+    res = tmp_path / "r"
+    assert search(small_lyrics, res) == 0
+    before = digest(res / "lyrics_tfidf_logreg")
+    capsys.readouterr()
+    assert search(small_lyrics, res, "--storage", f"sqlite:///{tmp_path / 'other.db'}", trials=3) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--storage: was None, now sqlite:///" in err
+    assert digest(res / "lyrics_tfidf_logreg") == before and not (tmp_path / "other.db").exists()
+
+
+def test_a_study_in_storage_is_one_search(tmp_path, small_lyrics, capsys):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert search(small_lyrics, a, "--storage", url) == 0
+    assert search(small_lyrics, a, "--storage", url, "--with-artist") == 0  # the variant: a study of its own
+    assert search(small_lyrics, b, "--storage", url, "--seq-len", "31") == 0  # other data options: another
+    names = studies(url)
+    assert len(names) == 3 and all(n == 2 for n in names.values())
+    assert sum(name.startswith("lyrics_tfidf_logreg_artist-") for name in names) == 1
+    # the same search from another results folder would take over a's study: refused before anything is written
+    capsys.readouterr()
+    assert search(small_lyrics, tmp_path / "c", "--storage", url, trials=3) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "belongs to the search in" in err and str(a.resolve()) in err
+    assert studies(url) == names and not (tmp_path / "c" / "lyrics_tfidf_logreg").exists()
+    # a's rows are a's trials, on a's data
+    rows = pd.read_csv(a / "lyrics_tfidf_logreg" / "trials.csv")
+    assert len(rows) == 2 and rows["data_fingerprint"].nunique() == 1
+
+
+def test_fresh_discards_the_study_in_storage_and_the_dashboard_copy(tmp_path, small_lyrics):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    res = tmp_path / "r"
+    assert search(small_lyrics, res, "--storage", url, trials=3) == 0
+    assert search(small_lyrics, res, "--storage", url, "--fresh", trials=2) == 0
+    assert list(studies(url).values()) == [2]
+    dashboard = studies(f"sqlite:///{res / 'optuna.db'}")
+    assert dashboard == {"lyrics_tfidf_logreg": 2}
+    assert len(pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")) == 2
+    # without --storage too: the dashboard keeps no trial of a discarded search
+    assert search(small_lyrics, res, "--fresh", trials=1) == 0
+    assert studies(f"sqlite:///{res / 'optuna.db'}") == {"lyrics_tfidf_logreg": 1}
+
+
+@pytest.mark.slow
+def test_a_kill_and_an_immediate_resume_leave_no_running_trial(tmp_path, small_lyrics):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    res = tmp_path / "r"
+    cmd = [sys.executable, "-m", "runners.search", "lyrics_tfidf_logreg", "--data", str(small_lyrics),
+           "--results-dir", str(res), "--max-trials", "4", "--storage", url, *FAST]
+    env = {**os.environ, "SEARCH_SUITE_CRASH_AT": "trial-started", "SEARCH_SUITE_CRASH_SKIP": "2"}
+    killed = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 137  # like kill -9 in the third trial
+    env.pop("SEARCH_SUITE_CRASH_AT")
+    resumed = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    (name,) = studies(url)
+    states = [t.state.name for t in optuna.load_study(study_name=name, storage=url).trials]
+    assert "RUNNING" not in states and states.count("COMPLETE") == 4
+    rows = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    assert len(rows) == 4 and (rows["status"] == "COMPLETE").all()
