@@ -55,11 +55,17 @@ def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
     child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--fresh"] + list(extra_args)
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
     procs = []
+    import signal
+
+    from runners import search_progress
+    from suite_common.process import child_env
     for i in range(n):
-        env = {**os.environ, **env_of(i), "SEARCH_SUITE_WORKER_INDEX": str(i)}
+        # a worker holds no lock: it dies with this process (killed -9 or not), never runs on beside a re-run
+        env = {**os.environ, **env_of(i), "SEARCH_SUITE_WORKER_INDEX": str(i), **child_env(signal.SIGKILL)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         procs.append(subprocess.Popen([sys.executable, "-m", "runners.search", *child_argv], env=env))
+    search_progress.CHILDREN[:] = procs  # a SIGTERM to this process is passed on to them
     print(f"{family.name}: {n} workers started (processes {', '.join(str(p.pid) for p in procs)})", flush=True)
     return procs
 

@@ -335,7 +335,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     def running():
         return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
-    if search_progress.out_of_time(deadline):
+    if search_progress.out_of_time(deadline) or search_progress.STOP.is_set():  # SIGTERM while workers ran
         return trial_rows(study)
     if _counted(study) + (running() if shared else 0) < max_trials:
         study.optimize(run_one, n_trials=None, callbacks=[after_trial, enough, budget], catch=(Exception,))

@@ -343,11 +343,20 @@ def refuse_links(out_dir):
 
 
 def _on_ctrl_c(signum, frame):
+    """Ctrl-C, and SIGTERM alike: stop after the trial in progress; a second one stops at once. A SIGTERM is
+    passed on to this process's workers (Ctrl-C reaches them from the terminal)."""
+    import signal
+
     from runners import search_progress
+    if signum == signal.SIGTERM:
+        for child in search_progress.CHILDREN:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
     if search_progress.STOP.is_set():
-        raise KeyboardInterrupt  # a second Ctrl-C: stop now (the trial in progress runs again on resume)
+        raise KeyboardInterrupt  # a second one: stop now (the trial in progress runs again on resume)
     search_progress.STOP.set()
-    print("\nCtrl-C: stopping after the trial in progress (press again to stop at once)", file=sys.stderr, flush=True)
+    what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    print(f"\n{what}: stopping after the trial in progress (again to stop at once)", file=sys.stderr, flush=True)
 
 
 def cli(argv=None):
@@ -374,10 +383,12 @@ def cli(argv=None):
 
 def entry_point():
     """`python runners/search.py` and the `lyrics-search` console script."""
-    from suite_common.process import tune_this_process
+    from suite_common.process import die_with_parent, tune_this_process
+    die_with_parent()  # a worker or a study's search started with child_env
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     import signal
     signal.signal(signal.SIGINT, _on_ctrl_c)
+    signal.signal(signal.SIGTERM, _on_ctrl_c)
     sys.exit(cli())
 
 

@@ -13,6 +13,7 @@ __all__ = ["STOP", "BUDGET_REACHED", "out_of_time", "crash_point", "Progress", "
 STOP = threading.Event()
 # Set by an engine when --time-budget ended the search before --max-trials.
 BUDGET_REACHED = threading.Event()
+CHILDREN = []  # this process's worker processes (subprocess.Popen), to pass a SIGTERM on to
 
 
 def out_of_time(deadline):

@@ -19,6 +19,8 @@ reported and the study goes on, naming it at the end.
 import argparse
 import fnmatch
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import studies
 from suite_common import masked
+from suite_common.process import child_env
 
 DEFAULT_PLAN = studies.path("earlier_study.toml")  # shipped in the package: a wheel install has it too
 STATE = "study_state.json"
@@ -233,9 +236,36 @@ def dry_run(searches, state, results_dir):
               f"{'it' if len(keys) == 1 else 'them'}", flush=True)
 
 
+_STEP = []  # the child process running now
+_TERMINATED = []  # a SIGTERM arrived: the study stops once the running step has stopped
+
+
 def run_step(argv):
-    """One child process (a search, compare or report), its output passed through; its exit code."""
-    return subprocess.call([sys.executable, *argv])
+    """One child process (a search, compare or report), its output passed through; its exit code. The child
+    dies with this process (a SIGTERM: it stops after its trial in progress, holding its own lock until then)."""
+    with subprocess.Popen([sys.executable, *argv], env={**os.environ, **child_env(signal.SIGTERM)}) as proc:
+        _STEP[:] = [proc]
+        try:
+            code = proc.wait()
+        except BaseException:  # Ctrl-C (the terminal sent it to the child too) or a second SIGTERM
+            proc.kill()
+            raise
+        finally:
+            _STEP.clear()
+    if _TERMINATED:
+        raise KeyboardInterrupt
+    return code
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM as Ctrl-C: passed on to the running search, which stops after its trial in progress; then the
+    study stops and says how to resume. A second SIGTERM stops at once."""
+    if _TERMINATED:
+        raise KeyboardInterrupt
+    _TERMINATED.append(signum)
+    for proc in _STEP:
+        proc.send_signal(signal.SIGTERM)
+    print("\nSIGTERM: stopping after the running search's trial in progress", file=sys.stderr, flush=True)
 
 
 def run_study(searches, args):
@@ -339,6 +369,7 @@ def main(argv=None):
 
 def entry_point():
     """`python runners/study.py` and its console script."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(main())
 
 

@@ -34,6 +34,32 @@ import re
 import sys
 import threading
 
+PARENT = "SEARCH_SUITE_DIE_WITH"  # "<parent pid>:<signal>": set for a child that must not outlive its parent
+
+
+def child_env(sig):
+    """Environment entries for a child process that must not outlive this one (it arranges that itself, in
+    `die_with_parent`, because a preexec_fn is not safe in a process with threads)."""
+    return {PARENT: f"{os.getpid()}:{int(sig)}"}
+
+
+def die_with_parent():
+    """In a child started with child_env: the kernel sends it the signal when its parent exits (Linux's
+    PR_SET_PDEATHSIG; kept across the exec of tune_this_process). A parent already gone: the signal now."""
+    value = os.environ.pop(PARENT, "")
+    if not re.fullmatch(r"\d+:\d+", value):
+        return
+    parent, sig = map(int, value.split(":"))
+    try:
+        import ctypes
+        if ctypes.CDLL(None, use_errno=True).prctl(1, sig) != 0:  # 1: PR_SET_PDEATHSIG
+            return
+    except (OSError, AttributeError):  # not Linux: a worker outlives a killed parent there
+        return
+    if os.getppid() != parent:  # the parent died before the setting took
+        os.kill(os.getpid(), sig)
+
+
 TUNABLES = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=1073741824:"
             "glibc.malloc.trim_threshold=1073741824")
 RELAUNCHED = "SEARCH_SUITE_PROCESS_TUNED"  # set in the started-again process, so it never loops
