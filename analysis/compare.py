@@ -34,7 +34,7 @@ import pandas as pd
 import search_spaces
 from analysis.best_model import load_best
 from runners import trials_table
-from suite_common import UserError, atomic
+from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
 
 TASKS = ("lyrics", "cifar")
 
@@ -387,7 +387,12 @@ def main(argv=None):
             raise UserError("--repeats K needs K >= 1 and --families naming the families to retrain")
         tables = compare(args.results_dir, [f for f in args.families.split(",") if f], args.repeats)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only or full results folder
+        if e.errno not in CANNOT_WRITE:
+            raise
+        print(write_error_line(e), file=sys.stderr)
         return 2
     for name, table in tables.items():
         if name in ("comparison_lyrics", "comparison_cifar") and not table.empty:

@@ -23,7 +23,7 @@ from analysis import compare
 from analysis.best_model import load_best
 from runners import trials_table
 from search_spaces import get_family
-from suite_common import UserError
+from suite_common import UserError, error_line
 
 
 def best_models(results_dir):
@@ -118,7 +118,7 @@ def main(argv=None):
             table = score_all(args.results_dir)
             print(table.to_string(index=False))
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 2
     return 0
 

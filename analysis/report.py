@@ -34,7 +34,7 @@ import pandas as pd
 
 from analysis import compare, figures
 from runners import best_store, trials_table
-from suite_common import UserError, atomic
+from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
 
 
 # The key columns, narrow enough to read without scrolling at 1,400 px (every column is in the CSVs)
@@ -380,7 +380,12 @@ def main(argv=None):
     try:
         md, html, pngs = build_report(args.results_dir)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only or full results folder
+        if e.errno not in CANNOT_WRITE:
+            raise
+        print(write_error_line(e), file=sys.stderr)
         return 2
     print(f"wrote {md}, {html} and {len(pngs)} PNG plots in {md.parent / 'report_files'}/")
     return 0

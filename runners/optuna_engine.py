@@ -28,7 +28,7 @@ from optuna.storages import RetryFailedTrialCallback
 from sklearn.pipeline import Pipeline
 
 from runners import best_store, dashboard, search_progress, trials_table
-from suite_common import UserError, masked
+from suite_common import CANNOT_WRITE, UserError, masked
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 
@@ -58,6 +58,44 @@ def _taken(study, number):
     retried = _retried(study)
     return sum(t.number < number and not _interrupted(t, retried)
                and t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) for t in study.trials)
+
+
+class StorageFailed(BaseException):
+    """Raised in a trial when the study's database or a result file cannot be written: a BaseException, so
+    Optuna does not record it as the configuration failing (nor log a traceback); the search ends with one
+    line."""
+
+
+def _storage_problem(e):
+    """The database error behind an exception (a full disk, a read-only file), or None."""
+    import sqlalchemy.exc
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _optimize(study, url, *args, **kwargs):
+    """study.optimize, with the database failing (mid-trial, or while Optuna records a trial: there its own
+    check then fails with "Should not reach") turned into one line."""
+    try:
+        study.optimize(*args, **kwargs)
+    except (StorageFailed, Exception) as e:
+        if isinstance(e, StorageFailed) and isinstance(e.__cause__, OSError):
+            raise e.__cause__ from None  # the command line says which file, in one line
+        problem = _storage_problem(e.__cause__ if isinstance(e, StorageFailed) else e)
+        if problem is None:
+            raise
+        root = problem
+        while root.__cause__ is not None or root.__context__ is not None:
+            root = root.__cause__ or root.__context__
+        why = (str(root).splitlines() or [type(root).__name__])[0]
+        raise UserError(masked(f"cannot write the study's database {url} ({why}): free space or fix its "
+                               "permissions, then run the same command again to resume (the finished trials "
+                               "are saved)")) from None
 
 
 def _queued(study):
@@ -268,6 +306,14 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     progress = search_progress.Progress(family.name, max_trials, objective)
 
     def run_one(trial):
+        try:
+            return one_trial(trial)
+        except Exception as e:  # the disk or the database failing is not the configuration failing
+            if _storage_problem(e) is not None or (isinstance(e, OSError) and e.errno in CANNOT_WRITE):
+                raise StorageFailed() from e
+            raise
+
+    def one_trial(trial):
         if shared and _taken(study, trial.number) >= max_trials:
             # workers raced for the last slot: the trials started earlier fill it
             trial.set_user_attr("interrupted", True)
@@ -338,7 +384,8 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     if search_progress.out_of_time(deadline) or search_progress.STOP.is_set():  # SIGTERM while workers ran
         return trial_rows(study)
     if _counted(study) + (running() if shared else 0) < max_trials:
-        study.optimize(run_one, n_trials=None, callbacks=[after_trial, enough, budget], catch=(Exception,))
+        _optimize(study, storage or _storage_url(out_dir), run_one, n_trials=None,
+                  callbacks=[after_trial, enough, budget], catch=(Exception,))
     # --storage: the process that owns the search ends it only when no trial is RUNNING any more: one of a
     # live worker elsewhere ends, one of a process that died is failed once its heartbeat is stale and queued
     # again (Optuna's retry callback), and runs here
@@ -352,8 +399,8 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
                 warnings.simplefilter("ignore")
                 optuna.storages.fail_stale_trials(study)
         if _queued(study):
-            study.optimize(run_one, n_trials=len(_queued(study)), callbacks=[after_trial, budget],
-                           catch=(Exception,))
+            _optimize(study, storage or _storage_url(out_dir), run_one, n_trials=len(_queued(study)),
+                      callbacks=[after_trial, budget], catch=(Exception,))
     fits, trials = cache.misses, cache.hits + cache.misses
     search_progress.log(f"{family.name}: feature matrices fitted {fits} {'time' if fits == 1 else 'times'} for "
                         f"{trials} {'trial' if trials == 1 else 'trials'}")

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from runners.engines import TUNERS, SearchConfig, keras_tuner_role
-from suite_common import UserError, masked
+from suite_common import UserError, error_line, masked, write_error_line
 
 
 
@@ -369,12 +369,10 @@ def cli(argv=None):
             raise KeyboardInterrupt
         return code
     except UserError as e:
-        print(f"error: {masked(e)}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 2
     except OSError as e:  # a read-only or full results folder, say
-        where = f" {e.filename}" if e.filename else ""
-        print(f"error: cannot write{where}: {e.strerror or e}; free space or fix permissions, then run the same "
-              "command again to resume", file=sys.stderr)
+        print(write_error_line(e) + " to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)

@@ -28,7 +28,7 @@ import tomllib
 from pathlib import Path
 
 import studies
-from suite_common import masked
+from suite_common import error_line
 from suite_common.process import child_env
 
 DEFAULT_PLAN = studies.path("earlier_study.toml")  # shipped in the package: a wheel install has it too
@@ -136,18 +136,40 @@ def trials_on_record(results_dir, key):
     done = [r for r in rows if r.get("status") in ("COMPLETE", "FAIL")]
     from runners import trials_table
     record = trials_table.run_record(Path(results_dir) / key)
-    objective = tuple((record.get("objective") or ["val_accuracy", "max"])[:2])  # the family's own, if any
-    scored = [{**r, objective[0]: float(r[objective[0]])} for r in done if r.get(objective[0]) not in (None, "")]
-    best = trials_table.best_of(scored, objective)
+    objective = record.get("objective")  # the family's own, if any; a damaged record: the default
+    if not (isinstance(objective, list) and len(objective) >= 2 and isinstance(objective[0], str)
+            and objective[1] in ("max", "min")):
+        objective = ["val_accuracy", "max"]
+    objective = tuple(objective[:2])
+    scored = []
+    for r in done:  # a cell that is not a number (a damaged table) is no score
+        try:
+            scored.append({**r, objective[0]: float(r[objective[0]])})
+        except (KeyError, TypeError, ValueError):
+            pass
+    best = trials_table.best_of([r for r in scored if trials_table.is_score(r[objective[0]])], objective)
     return len(done), (objective[0], best[objective[0]] if best else None)
 
 
 def read_state(results_dir):
-    try:
-        state = json.loads((Path(results_dir) / STATE).read_text())
-        return state if isinstance(state, dict) else {}
-    except (OSError, ValueError):
+    """{search: {"status", "seconds", ...}} of the searches run so far; a state file that is not what the study
+    writes (atomically) is refused with one line."""
+    path = Path(results_dir) / STATE
+    if not path.exists():
         return {}
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise StudyError(f"{path} is damaged ({type(e).__name__}): delete it; the study then runs (or resumes, "
+                         "from their own results) every search of the plan") from None
+    number = (int, float)
+    for key, entry in (state.items() if isinstance(state, dict) else [(None, None)]):
+        if not (isinstance(entry, dict) and entry.get("status") in ("done", "failed")
+                and isinstance(entry.get("seconds"), number) and not isinstance(entry.get("seconds"), bool)
+                and isinstance(entry.get("trials", 0), int)):
+            raise StudyError(f"{path} is damaged (its entry {key!r} is not a search's status): delete it; the "
+                             "study then runs (or resumes, from their own results) every search of the plan")
+    return state
 
 
 def write_state(results_dir, state):
@@ -360,7 +382,7 @@ def main(argv=None):
             return 0
         return run_study(searches, args)
     except StudyError as e:
-        print(f"error: {masked(e)}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished searches are saved; run the same command again to resume", file=sys.stderr)

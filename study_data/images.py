@@ -158,8 +158,11 @@ def _cifar100_python(path):
                     base = Path(member.name).name
                     if member.isfile() and base in ("train", "test", "meta"):
                         files[base] = tar.extractfile(member).read()
-        except tarfile.TarError as e:
-            raise UserError(f"{path} is not a readable tar.gz archive ({e})") from None
+        except tarfile.TarError as e:  # tarfile's "could not be opened" lists a reason per compression
+            why = "not a gzip, bzip2, xz or tar file" if "could not be opened" in str(e) else \
+                (str(e).splitlines() or [type(e).__name__])[0]
+            raise UserError(f"{path} is not a readable tar.gz archive ({why}): pass the official "
+                            "cifar-100-python.tar.gz") from None
         missing = {"train", "test", "meta"} - set(files)
         if missing:
             raise UserError(f"{path} lacks {', '.join(sorted(missing))}: pass the official cifar-100-python archive")

@@ -4,6 +4,7 @@ Importing it (or any package of the suite) changes nothing in the process: the
 process settings in `suite_common.process` are applied by the entry points.
 """
 
+import errno
 import re
 import sys
 import time
@@ -15,6 +16,23 @@ def masked(text):
     """The text with the password of every URL in it replaced by ***: postgresql://user:***@host/db (error lines,
     the recorded command, search.json)."""
     return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+
+
+def error_line(e):
+    """What the command-line tools print for a UserError: one line, passwords masked."""
+    return "error: " + " ".join(masked(e).split())
+
+
+# what a write that the disk refuses raises: a read-only folder or file, a full disk, a file-size limit
+CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EISDIR}
+
+
+def write_error_line(e):
+    """What the command-line tools print when the disk refuses a write (full, read-only, a file-size limit):
+    one line; what was finished stays, and the same command picks up from it."""
+    where = f" {e.filename}" if getattr(e, "filename", None) else ""
+    return (f"error: cannot write{where}: {e.strerror or e}; free space or fix permissions, then run the same "
+            "command again")
 
 
 def log(msg):

@@ -85,3 +85,83 @@ def test_the_recorded_command_masks_passwords(monkeypatch):
                                           "postgresql+psycopg://bob:pa:ss@db/s"], raising=False)
     command = provenance.provenance()["command"]
     assert "pa:ss" not in command and "postgresql+psycopg://bob:***@db/s" in command
+
+
+def test_a_garbage_archive_gets_one_line(tmp_path, capsys):
+    garbage = tmp_path / "cifar-100-python.tar.gz"
+    garbage.write_bytes(bytes(range(256)) * 20)
+    assert cli(["cifar_cnn", "--data", str(garbage), "--results-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a readable tar.gz archive" in err
+
+
+@pytest.mark.parametrize("state", ["garbage{", "[1]", '{"lyrics_tfidf_logreg": 5}',
+                                   '{"lyrics_tfidf_logreg": {"status": "done", "seconds": "x"}}'])
+def test_a_damaged_study_state_gets_one_line(tmp_path, capsys, state):
+    res = tmp_path / "r"
+    res.mkdir()
+    (res / "study_state.json").write_text(state)
+    for args in (["--dry-run"], ["--only", "lyrics_tfidf_logreg"]):
+        assert study.main([*args, "--results-dir", str(res)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "study_state.json is damaged" in err
+    assert (res / "study_state.json").read_text() == state
+
+
+@pytest.mark.parametrize("name, text", [("trials.csv", "status,val_accuracy\nCOMPLETE,abc\nCOMPLETE,0.5\n"),
+                                        ("search.json", '{"objective": 5}'), ("search.json", '{"objective": ["x"]}')])
+def test_dry_run_reads_damaged_search_files_without_a_traceback(tmp_path, capsys, name, text):
+    folder = tmp_path / "r" / "lyrics_tfidf_logreg"
+    folder.mkdir(parents=True)
+    (folder / "trials.csv").write_text("status,val_accuracy\nCOMPLETE,0.5\n")
+    (folder / name).write_text(text)
+    (tmp_path / "r" / "study_state.json").write_text(
+        '{"lyrics_tfidf_logreg": {"status": "done", "seconds": 3, "trials": 1, "budget": 1}}')
+    assert study.main(["--dry-run", "--results-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "lyrics_tfidf_logreg" in out and "trials on record" in out
+
+
+def test_analysis_that_cannot_write_gets_one_line(tmp_path, small_lyrics, capsys):
+    from analysis import compare, report
+    res = tmp_path / "r"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "1",
+                "--seq-len", "30", "--vocab-size", "300"]) == 0
+    (res / "comparison_lyrics.csv").mkdir()  # where a table goes: the write fails, as on a read-only folder
+    (res / "report.md").mkdir()
+    capsys.readouterr()
+    for main in (compare.main, report.main):
+        assert main(["--results-dir", str(res)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: cannot write") and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_full_disk_mid_search_gets_one_line_and_keeps_the_finished_trials(tmp_path, small_lyrics):
+    """A file-size limit just above the SQLite database's size stands in for a full disk: the next write
+    that grows a file fails (the database, or a model file), and the search ends with one line."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+    import pandas as pd
+    res = tmp_path / "r"
+    cmd = [sys.executable, "-m", "runners.search", "lyrics_tfidf_logreg", "--data", str(small_lyrics),
+           "--results-dir", str(res), "--seq-len", "30", "--vocab-size", "300"]
+    assert cli(cmd[3:] + ["--max-trials", "2"]) == 0
+    table = (res / "lyrics_tfidf_logreg" / "trials.csv").read_text()
+    limit = os.path.getsize(res / "lyrics_tfidf_logreg" / "optuna.db")
+
+    def full_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(cmd + ["--max-trials", "200"], preexec_fn=full_disk, capture_output=True, text=True,
+                          timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "cannot write" in errors[0]
+    rows = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    assert (rows["status"] == "COMPLETE").all() and len(rows) >= 2
+    assert (res / "lyrics_tfidf_logreg" / "trials.csv").read_text().startswith(table.splitlines()[0])

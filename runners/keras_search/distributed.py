@@ -112,6 +112,15 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
                 search_progress.log(f"chief: ignoring a second result for trial {trial_id}")
                 self._forget(trial_id)
                 return protos.get_service().EndTrialResponse()
+            status = trial_module.Trial.from_proto(request.trial).status
+            name = self.tuner.objective[0]  # the scores a worker reported (UpdateTrial) are on the chief's copy
+            if status == trial_module.TrialStatus.COMPLETED and \
+                    not trials_table.is_score(metrics_of(self.oracle.trials[trial_id]).get(name)):
+                # The chief serves whoever reaches its port (README, "Scaling out"): a "complete" trial without
+                # its score is refused and stays with the worker it was handed to (retried if that one is silent)
+                import grpc
+                search_progress.log(f"chief: refused a result for trial {trial_id} without {name}")
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"a completed trial must report {name}")
             response = self.base.EndTrial(request, context)
             self.oracle.save()  # Keras Tuner saved before taking the trial off ongoing_trials
             self.seen.pop(trial_id, None)

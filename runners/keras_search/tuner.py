@@ -96,6 +96,8 @@ class SuiteTuner(kt.Tuner):
             self._heartbeat = None
         objective = self.objective
         candidate, kept = None, {}
+        if trial.status == "COMPLETED" and not trials_table.is_score(metrics.get(objective[0])):
+            trial.status, trial.message = "FAILED", f"no {objective[0]} value"  # (a chief refuses it complete)
         if trial.status == "COMPLETED" and model is not None:
             values = _user_values(trial.hyperparameters.values)
             meta = {**self.prepared.meta, "trial_id": number(trial), "hyperparameters": values,
