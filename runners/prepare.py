@@ -49,7 +49,7 @@ def _absolute(path):
     return str(Path(path).resolve()) if path else None
 
 
-def prepare_lyrics(family, args, writes):
+def prepare_lyrics(family, args, writes=None):
     from study_data import lyrics, text
     columns = {"text": args.text_column, "label": args.label_column, "artist": args.artist_column,
                "language": args.language_column}
@@ -122,7 +122,7 @@ def embeddings_identity(path):
     return h.hexdigest()[:16]
 
 
-def prepare_cifar(family, args, writes):
+def prepare_cifar(family, args, writes=None):
     from study_data import images
     imgs = images.load_images(args.data, cache_dir=Path(args.results_dir) / "_cache", per_class=args.images_per_class,
                               deferred_writes=writes)
