@@ -59,7 +59,11 @@ def save_json_atomically(path, obj):
     from runners import search_progress
     text = json.dumps(obj)
     new_trial = str(path).endswith("trial.json") and not os.path.exists(path)
-    atomic.write_text(path, text)
+    try:
+        atomic.write_text(path, text)
+    except OSError as e:  # a full disk stops the search (one line), never fails the trial being recorded
+        from runners.keras_search.tuner import WriteFailed
+        raise WriteFailed.of(e) from e
     if new_trial:
         search_progress.crash_point("trial-file-written")  # a new trial's file, before the oracle's state records it
     return text

@@ -137,9 +137,11 @@ def test_analysis_that_cannot_write_gets_one_line(tmp_path, small_lyrics, capsys
 
 
 @pytest.mark.slow
-def test_a_full_disk_mid_search_gets_one_line_and_keeps_the_finished_trials(tmp_path, small_lyrics):
-    """A file-size limit just above the SQLite database's size stands in for a full disk: the next write
-    that grows a file fails (the database, or a model file), and the search ends with one line."""
+@pytest.mark.parametrize("family", ["lyrics_tfidf_logreg", "lyrics_lstm"])
+def test_a_full_disk_mid_search_gets_one_line_and_keeps_the_finished_trials(tmp_path, small_lyrics, family):
+    """A file-size limit stands in for a full disk: just above the SQLite database's size (Optuna), or below
+    Keras Tuner's trial files; the next write that grows a file fails (the database, a trial's state, a model
+    file), and the search ends with one line, not with trials recorded as failed."""
     import os
     import resource
     import signal
@@ -147,11 +149,11 @@ def test_a_full_disk_mid_search_gets_one_line_and_keeps_the_finished_trials(tmp_
     import sys
     import pandas as pd
     res = tmp_path / "r"
-    cmd = [sys.executable, "-m", "runners.search", "lyrics_tfidf_logreg", "--data", str(small_lyrics),
-           "--results-dir", str(res), "--seq-len", "30", "--vocab-size", "300"]
+    cmd = [sys.executable, "-m", "runners.search", family, "--data", str(small_lyrics),
+           "--results-dir", str(res), "--seq-len", "30", "--vocab-size", "300", "--epochs", "1"]
     assert cli(cmd[3:] + ["--max-trials", "2"]) == 0
-    table = (res / "lyrics_tfidf_logreg" / "trials.csv").read_text()
-    limit = os.path.getsize(res / "lyrics_tfidf_logreg" / "optuna.db")
+    table = (res / family / "trials.csv").read_text()
+    limit = os.path.getsize(res / family / "optuna.db") if family == "lyrics_tfidf_logreg" else 2000
 
     def full_disk():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -162,6 +164,6 @@ def test_a_full_disk_mid_search_gets_one_line_and_keeps_the_finished_trials(tmp_
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "cannot write" in errors[0]
-    rows = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    rows = pd.read_csv(res / family / "trials.csv")
     assert (rows["status"] == "COMPLETE").all() and len(rows) >= 2
-    assert (res / "lyrics_tfidf_logreg" / "trials.csv").read_text().startswith(table.splitlines()[0])
+    assert (res / family / "trials.csv").read_text().startswith(table.splitlines()[0])

@@ -12,7 +12,7 @@ import keras_tuner as kt
 from runners import best_store, dashboard, search_progress, trials_table
 from runners.keras_search.oracles import default_values
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
-from suite_common import UserError
+from suite_common import CANNOT_WRITE, UserError
 
 
 class TrialBoard(keras.callbacks.TensorBoard):
@@ -69,6 +69,12 @@ class SuiteTuner(kt.Tuner):
             self._heartbeat = Heartbeat(self.oracle, trial.trial_id)
 
     def run_trial(self, trial, *args, **kwargs):
+        try:
+            return self._run_trial(trial)
+        except OSError as e:  # the disk refused a write: not the configuration failing
+            raise WriteFailed.of(e) from e
+
+    def _run_trial(self, trial):
         search_progress.crash_point("trial-started")
         hp = trial.hyperparameters
         extra = []
@@ -217,6 +223,18 @@ def _user_values(values):
 
 def status_of(trial):
     return {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL"}.get(trial.status, trial.status)
+
+
+class WriteFailed(kt.errors.FatalError, OSError):
+    """A write the disk refused (full, read-only, a file-size limit) during a trial: a FatalError, so Keras
+    Tuner stops the search instead of recording the configuration as failed; an OSError, so the command line
+    says it in one line."""
+
+    @classmethod
+    def of(cls, e):
+        if isinstance(e, cls) or e.errno not in CANNOT_WRITE:
+            return e
+        return cls(e.errno, e.strerror, e.filename)
 
 
 def metrics_of(trial):
