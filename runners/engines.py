@@ -15,7 +15,8 @@ from typing import Optional
 from runners import trials_table
 from suite_common import UserError, atomic
 
-TUNERS = {"keras_tuner": ("random", "bayesian", "hyperband"), "optuna": ("tpe", "random")}
+# Keras: Keras Tuner's own oracles, or "tpe", the Optuna-backed one with pruning (runners/keras_search/optuna_oracle.py)
+TUNERS = {"keras_tuner": ("random", "bayesian", "hyperband", "tpe"), "optuna": ("tpe", "random")}
 
 
 @dataclass
@@ -33,6 +34,7 @@ class SearchConfig:
     worker: bool = False  # this process is one of the workers another one started
     argv: Optional[list] = None  # the command line, for starting workers (default sys.argv[1:])
     verbose: bool = False  # a line per epoch of every Keras trial
+    pruner: str = "median"  # --tuner tpe (Keras): Optuna's pruner, or none
 
 
 def keras_tuner_role():
@@ -115,7 +117,7 @@ def run_keras(family, prepared, out_dir, config, tuner, epochs, role):
     return keras_engine.run(family, prepared, out_dir, max_trials=config.max_trials, epochs=epochs, tuner=tuner,
                             seed=config.seed, tensorboard=config.tensorboard, chief=chief,
                             start_workers=spawn if local else None, deadline=config.deadline,
-                            hard_deadline=config.hard_deadline, verbose=config.verbose)
+                            hard_deadline=config.hard_deadline, verbose=config.verbose, pruner=config.pruner)
 
 
 def run(family, prepared, out_dir, config):
@@ -128,7 +130,7 @@ def run(family, prepared, out_dir, config):
         role = keras_tuner_role()
         if role == "worker":  # the chief holds the lock and writes trials.csv
             keras_engine.run_worker(family, prepared, out_dir, epochs=epochs, tuner=tuner, seed=config.seed,
-                                    tensorboard=config.tensorboard, verbose=config.verbose)
+                                    tensorboard=config.tensorboard, verbose=config.verbose, pruner=config.pruner)
             print(f"{os.environ['KERASTUNER_TUNER_ID']} done", flush=True)
             return []
         rows = run_keras(family, prepared, out_dir, config, tuner, epochs, role)

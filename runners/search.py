@@ -89,7 +89,11 @@ def build_parser():
                    "its range or choices, its default = the earlier study's value) and exit")
     p.add_argument("--max-trials", type=positive_int, default=10, help="total trials of the search (default 10)")
     p.add_argument("--epochs", type=positive_int, help="max epochs per Keras trial (default: the family's)")
-    p.add_argument("--tuner", help="keras_tuner: random (default), bayesian, hyperband; optuna: tpe (default), random")
+    p.add_argument("--tuner", help="keras_tuner: random (default), bayesian, hyperband, or tpe (an Optuna study "
+                   "proposes, prunes and records); optuna: tpe (default), random")
+    p.add_argument("--pruner", choices=("median", "successive-halving", "hyperband", "none"),
+                   help="with --tuner tpe on a Keras family: Optuna's pruner, stopping poor trials at an epoch end "
+                   "(default median; none trains every trial to the end)")
     p.add_argument("--seed", type=seed_int, default=42, help="seeds the splits, the search and training (default 42)")
     p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1", "val_loss"),
                    help="what the search optimises and the tables rank by (default val_accuracy, the earlier "
@@ -149,9 +153,10 @@ RECORD_FIELDS = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-d
                  "stopwords": "--stopwords", "clean": "--no-clean", "vocab_size": "--vocab-size",
                  "seq_len": "--seq-len", "text_pipeline": "--text-pipeline", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
                  "seed": "--seed", "objective": "--objective", "epochs": "--epochs (the epoch budget of a trial)",
-                 "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)", "storage": "--storage"}
+                 "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)", "storage": "--storage",
+                 "pruner": "--pruner"}
 # Recorded from release 0.1.0's second round on: a search recorded before has none of them, and resumes as before.
-RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "storage"}
+RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "storage", "pruner"}
 
 
 def check_resume(out_dir, record):
@@ -224,6 +229,9 @@ def check_flags(args, family):
     if tuner not in TUNERS[family.engine]:
         raise UserError(f"--tuner {tuner!r} is not available for {family.name} ({family.engine}); "
                         f"choose one of: {', '.join(TUNERS[family.engine])}")
+    if args.pruner and not (tuner == "tpe" and family.engine == "keras_tuner"):
+        raise UserError(f"--pruner stops Keras trials at an epoch end under --tuner tpe; {family.name} with --tuner "
+                        f"{tuner} does not prune: drop --pruner, or add --tuner tpe for a Keras family")
     if args.tensorboard and family.engine == "keras_tuner":
         from suite_common import process
         if process.backend_keras_will_load() != "tensorflow":
@@ -273,6 +281,8 @@ def main(argv=None):
         refuse_links(out_dir)
     prepared = prepare.prepare(family, args)
     # What a trial means: its epoch budget and the tuner or sampler that proposes it (a resume may not mix them)
+    if tuner == "tpe" and family.engine == "keras_tuner":  # what a trial means: how far it may be trained
+        prepared.record["pruner"] = args.pruner or "median"
     prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
                                            if family.engine == "keras_tuner" else {"storage": masked(args.storage)
                                                                                    if args.storage else None}))
@@ -283,7 +293,8 @@ def main(argv=None):
     config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed,
                           deadline=time.time() + args.time_budget if args.time_budget else None,
                           hard_deadline=args.time_budget_hard, tensorboard=args.tensorboard, workers=args.workers,
-                          storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose)
+                          storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
+                          pruner=args.pruner or "median")
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
     if worker:  # one of several: the process that started the search holds the lock
         prepare.save_cache(prepared)

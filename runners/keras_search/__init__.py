@@ -74,21 +74,22 @@ def _check_buildable(family, prepared):
 
 
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, deadline=None,
-                hard_deadline=False, verbose=False):
+                hard_deadline=False, verbose=False, pruner="median"):
     _check_buildable(family, prepared)
     try:
         objective = trials_table.objective_of(family, prepared.meta)
-        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective),
+        study = (f"sqlite:///{Path(out_dir).resolve() / 'optuna.db'}", family.name)  # --tuner tpe's record
+        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective, study=study, pruner=pruner),
                           family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, deadline=deadline,
-                          hard_deadline=hard_deadline, verbose=verbose)
+                          hard_deadline=hard_deadline, verbose=verbose, reports_epochs=tuner == "tpe")
     except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None
 
 
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
-        start_workers=None, deadline=None, hard_deadline=False, verbose=False):
+        start_workers=None, deadline=None, hard_deadline=False, verbose=False, pruner="median"):
     """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
 
     deadline: time.time() after which no trial starts (--time-budget); hard_deadline: the trial in
@@ -99,7 +100,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     progress = search_progress.Progress(family.name, max_trials, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, deadline=deadline, hard_deadline=hard_deadline,
-                    verbose=verbose)
+                    verbose=verbose, pruner=pruner)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
     t.oracle.first_trials = family.first_trials
     t.reconcile()
@@ -120,7 +121,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     return t.trial_rows()
 
 
-def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None, verbose=False):
+def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None, verbose=False, pruner="median"):
     """A worker (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP/PORT set): run the chief's trials until it says stop."""
     start_engine()
     keras.utils.set_random_seed(seed)

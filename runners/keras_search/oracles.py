@@ -53,9 +53,15 @@ class HyperbandOracle(BaselineFirst, kt.oracles.HyperbandOracle):
     pass
 
 
-def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE):
+def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study=None, pruner="median"):
+    """Keras Tuner's own oracles (random, bayesian, hyperband), or "tpe": the Optuna-backed one, whose study is
+    study=(storage URL, study name)."""
     objective = kt.Objective(*objective)
-    if tuner == "random":
+    if tuner == "tpe":
+        from runners.keras_search.optuna_oracle import StudyOracle
+        oracle = StudyOracle(objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
+                             sampler="tpe", pruner=pruner)
+    elif tuner == "random":
         oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed)
     elif tuner == "bayesian":
         oracle = BayesianOracle(objective=objective, max_trials=max_trials, seed=seed)

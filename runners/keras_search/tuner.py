@@ -35,12 +35,13 @@ class TrialBoard(keras.callbacks.TensorBoard):
 
 class SuiteTuner(kt.Tuner):
     def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, tensorboard=None,
-                 deadline=None, hard_deadline=False, verbose=False, **kwargs):
+                 deadline=None, hard_deadline=False, verbose=False, reports_epochs=False, **kwargs):
         self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
         self.objective = trials_table.objective_of(family, prepared.meta)
         self.deadline, self.hard_deadline, self.verbose = deadline, hard_deadline, verbose
         self._last_model, self._last_metrics, self._heartbeat = None, {}, None
+        self.reports_epochs, self._pruned = reports_epochs, None  # --tuner tpe: each epoch to the oracle, pruning
         # Keras Tuner prints "Reloading Tuner from ..." when it resumes; the suite says "resuming ..." itself.
         said = io.StringIO()
         with contextlib.redirect_stdout(said):
@@ -82,6 +83,10 @@ class SuiteTuner(kt.Tuner):
             extra.append(TrialBoard(Path(self.tensorboard) / self.out_dir.name / f"trial_{number(trial)}", hp,
                                     number(trial)))
         stop = StopAtDeadline(self.deadline) if self.hard_deadline and self.deadline else None
+        self._pruned = None
+        if self.reports_epochs:
+            self._pruned = ReportEachEpoch(self.oracle, trial.trial_id, self.objective[0])
+            extra.append(self._pruned)
         model, metrics = train(self.family, self.hypermodel, hp, self.prepared,
                                epochs=hp.values.get("tuner/epochs", self.epochs),
                                seed=self.seed + int(trial.trial_id),
@@ -102,7 +107,9 @@ class SuiteTuner(kt.Tuner):
             self._heartbeat = None
         objective = self.objective
         candidate, kept = None, {}
-        if trial.status == "COMPLETED" and not trials_table.is_score(metrics.get(objective[0])):
+        if trial.status == "COMPLETED" and self._pruned is not None and self._pruned.pruned:
+            trial.status = "STOPPED"  # pruned: recorded as PRUNED with its epochs, never a best/ candidate
+        elif trial.status == "COMPLETED" and not trials_table.is_score(metrics.get(objective[0])):
             trial.status, trial.message = "FAILED", f"no {objective[0]} value"  # (a chief refuses it complete)
         if trial.status == "COMPLETED" and model is not None:
             values = _user_values(trial.hyperparameters.values)
@@ -222,7 +229,26 @@ def _user_values(values):
 
 
 def status_of(trial):
-    return {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL"}.get(trial.status, trial.status)
+    return {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL", "STOPPED": "PRUNED"}.get(trial.status,
+                                                                                                 trial.status)
+
+
+class ReportEachEpoch(keras.callbacks.Callback):
+    """--tuner tpe: each epoch's objective to the oracle (the study's learning curve; over gRPC from a worker);
+    when the oracle answers "STOPPED", the pruner stopped the trial: training ends at this epoch."""
+
+    def __init__(self, oracle, trial_id, objective):
+        super().__init__()
+        self.oracle, self.trial_id, self.objective, self.pruned = oracle, trial_id, objective, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.objective)
+        if value is None:
+            return
+        # under its own name: Keras Tuner records a trial's results only if the objective is not yet reported
+        if self.oracle.update_trial(self.trial_id, {EPOCH + self.objective: float(value)}, step=epoch) == "STOPPED":
+            self.pruned = epoch + 1  # epochs trained
+            self.model.stop_training = True
 
 
 class WriteFailed(kt.errors.FatalError, OSError):
@@ -237,8 +263,11 @@ class WriteFailed(kt.errors.FatalError, OSError):
         return cls(e.errno, e.strerror, e.filename)
 
 
+EPOCH = "epoch/"  # an epoch's objective, as ReportEachEpoch sends it to the oracle (not a result of the trial)
+
+
 def metrics_of(trial):
-    return {name: _last_value(trial, name) for name in trial.metrics.metrics}
+    return {name: _last_value(trial, name) for name in trial.metrics.metrics if not name.startswith(EPOCH)}
 
 
 def _last_value(trial, name):

@@ -1,0 +1,186 @@
+"""A Keras Tuner oracle backed by an Optuna study (`--tuner tpe`): Optuna proposes, prunes and records.
+
+Keras Tuner still builds and trains every model (the hypermodel's `build(hp)`,
+the suite's tuner and trial loop); this oracle only answers its public
+questions through the study in the search folder's `optuna.db`:
+
+- populate_space: the study is asked for a trial and each active Keras Tuner
+  hyperparameter is suggested with its Optuna distribution (log floats stay
+  log, ints ints, choices categorical; a conditional one only where its parent
+  is active). The family's fixed first trials (trial 0: the earlier study's
+  configuration) are enqueued, so the study records them too.
+- update_trial: each epoch's objective is reported (the learning curve); when
+  the pruner says so the trial is told to stop ("STOPPED"): trained no further,
+  recorded as PRUNED, never a candidate for best/. The fixed first trials are
+  never pruned.
+- end_trial: the study is told COMPLETE (with every metric as a user
+  attribute), PRUNED or FAIL.
+
+Samplers: TPE (multivariate, grouped for conditional spaces, seeded) or random.
+Pruners: Optuna's median, successive halving and Hyperband, or none; none
+prunes before `warmup` epochs.
+"""
+
+import warnings
+
+import keras_tuner as kt
+import optuna
+
+from runners import dashboard, trials_table
+from runners.keras_search.oracles import BaselineFirst
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "successive-halving", "hyperband", "none")
+
+
+def warmup_epochs(epochs):
+    """Epochs every trial trains before a pruner may stop it: a fifth of the budget, at least 1."""
+    return max(1, epochs // 5)
+
+
+def make_pruner(name, epochs):
+    warmup = warmup_epochs(epochs)
+    if name == "median":  # after the baseline and one searched trial have set a median
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=max(epochs, warmup))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(name)
+
+
+def make_sampler(name, seed):
+    with warnings.catch_warnings():  # multivariate and group are marked experimental
+        warnings.simplefilter("ignore")
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(name)
+
+
+class _StudyProposals(kt.Oracle):
+    """Keras Tuner's Oracle whose values come from an Optuna study (see the module's docstring)."""
+
+    def __init__(self, objective, max_trials, seed, *, storage_url, study_name, epochs, sampler="tpe",
+                 pruner="median"):
+        super().__init__(objective=objective, max_trials=max_trials, seed=seed)
+        self.storage_url, self.study_name, self.epochs = storage_url, study_name, epochs
+        self.sampler_name, self.pruner_name = sampler, pruner
+        self._study, self._asked, self._reported, self.pruned = None, {}, {}, set()
+
+    @property
+    def study(self):
+        """The study, opened on first use (Keras Tuner saves and reloads the oracle as JSON: the study stays out
+        of that). Trials a killed run left RUNNING are failed: Keras Tuner runs its trial again, under a new ask."""
+        if self._study is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            direction = "minimize" if self.objective.direction == "min" else "maximize"
+            done = 0
+            try:
+                done = len(optuna.load_study(study_name=self.study_name, storage=self.storage_url).trials)
+            except KeyError:
+                pass
+            self._study = optuna.create_study(
+                study_name=self.study_name, storage=self.storage_url, direction=direction, load_if_exists=True,
+                sampler=make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
+                pruner=make_pruner(self.pruner_name, self.epochs))
+            for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        return self._study
+
+    def populate_space(self, trial_id):
+        first = len(self.trials) < len(getattr(self, "first_trials", ()))
+        if first:  # the fixed first trial's values: BaselineFirst (the subclass) puts them in place
+            self.study.enqueue_trial(self._fixed(len(self.trials)), skip_if_exists=False)
+        asked = self.study.ask()
+        asked.set_user_attr("keras_tuner_trial_id", trial_id)
+        if first and len(self.trials) == 0:
+            asked.set_user_attr("is_baseline", True)
+        self._asked[trial_id] = asked
+        return {"status": "RUNNING", "values": self._suggest(asked)}
+
+    def _fixed(self, n):
+        from runners.keras_search.oracles import default_values
+        return {**default_values(self.hyperparameters.space), **self.first_trials[n]}
+
+    def _suggest(self, asked):
+        """Each active hyperparameter, in the order the hypermodel declared them, from the Optuna trial."""
+        hps = kt.HyperParameters()
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if not hps.is_active(hp):
+                continue
+            dist = dashboard.keras_distribution(hp)
+            if isinstance(dist, optuna.distributions.FloatDistribution):
+                value = asked.suggest_float(hp.name, dist.low, dist.high, log=dist.log, step=dist.step)
+            elif isinstance(dist, optuna.distributions.IntDistribution):
+                value = asked.suggest_int(hp.name, dist.low, dist.high, log=dist.log, step=dist.step)
+            elif isinstance(dist, optuna.distributions.CategoricalDistribution):
+                value = asked.suggest_categorical(hp.name, list(dist.choices))
+            else:
+                value = hp.default
+            hps.values[hp.name] = value
+        return dict(hps.values)
+
+    def _optuna_trial(self, trial_id):
+        """The study's trial for a Keras Tuner trial; a trial run again after a resume gets a new ask with the
+        same values."""
+        if trial_id not in self._asked:
+            values = self.trials[trial_id].hyperparameters.values
+            self.study.enqueue_trial({k: v for k, v in values.items() if not k.startswith("tuner/")},
+                                     skip_if_exists=False)
+            asked = self.study.ask()
+            asked.set_user_attr("keras_tuner_trial_id", trial_id)
+            self._suggest(asked)
+            self._asked[trial_id] = asked
+        return self._asked[trial_id]
+
+    def is_fixed(self, trial_id):
+        """One of the family's fixed first trials (the baseline): trained to the full budget, never pruned."""
+        order = sorted(self.trials, key=lambda t: int(t))
+        return order.index(trial_id) < len(getattr(self, "first_trials", ())) if trial_id in order else False
+
+    def update_trial(self, trial_id, metrics, step=0):
+        """Keras Tuner's update, and an epoch's objective (sent as "epoch/<objective>" by the tuner's
+        ReportEachEpoch) into the study, each epoch once; "STOPPED" when the pruner stops the trial here."""
+        from runners.keras_search.tuner import EPOCH
+        if EPOCH + self.objective.name not in (metrics or {}):  # the trial's results (Keras Tuner's own update)
+            return super().update_trial(trial_id, metrics, step)
+        status = self.trials[trial_id].status  # an epoch's report is the study's alone: Keras Tuner wants results
+        value = metrics[EPOCH + self.objective.name]
+        reported = self._reported.setdefault(trial_id, set())
+        if trial_id not in self.pruned and step not in reported and trials_table.is_score(value):
+            reported.add(step)
+            asked = self._optuna_trial(trial_id)
+            asked.report(float(value), step)
+            if not self.is_fixed(trial_id) and asked.should_prune():
+                self.pruned.add(trial_id)
+        return "STOPPED" if trial_id in self.pruned else status
+
+    def end_trial(self, trial):
+        trial_id = trial.trial_id
+        if trial_id in self.pruned and trial.status == "COMPLETED":
+            trial.status = "STOPPED"  # recorded as PRUNED, never a best/ candidate
+        super().end_trial(trial)
+        asked = self._optuna_trial(trial_id)
+        kept = self.trials[trial_id]
+        from runners.keras_search.tuner import metrics_of
+        metrics = {k: v for k, v in metrics_of(kept).items() if trials_table.is_score(v)}
+        for name, value in metrics.items():
+            asked.set_user_attr(name, float(value))
+        value = metrics.get(self.objective.name)
+        if kept.status == "COMPLETED" and value is not None:
+            self.study.tell(asked, float(value))
+        elif trial_id in self.pruned:
+            self.study.tell(asked, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
+        self._asked.pop(trial_id, None)
+        self._reported.pop(trial_id, None)
+
+
+class StudyOracle(BaselineFirst, _StudyProposals):
+    pass
