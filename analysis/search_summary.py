@@ -81,6 +81,11 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     statuses = trials["status"].value_counts()
     counts = ", ".join(f"{int(statuses.get(s, 0))} {s.lower() if s != 'FAIL' else 'failed'}"
                        for s in ("COMPLETE", "FAIL", "PRUNED") if s != "PRUNED" or statuses.get(s, 0))
+    pruned = trials[trials["status"] == "PRUNED"]
+    budget = trials_table.run_record(out_dir).get("epochs")
+    if len(pruned) and isinstance(budget, int) and "epochs_run" in pruned:  # what pruning saved (--tuner tpe)
+        saved = int((budget - pruned["epochs_run"].fillna(budget)).clip(lower=0).sum())
+        counts += f": {saved} of {budget * len(trials)} epochs saved against training every trial to {budget}"
     lines.append(f"{family.name}: {len(trials)} trials on record ({counts}); table {out_dir / 'trials.csv'}")
     if done.empty:
         return lines + ["  no finished trial: nothing to compare"]

@@ -69,12 +69,16 @@ def test_no_pruner_trains_every_trial_to_the_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_keras_search_with_tpe_end_to_end(tmp_path, small_lyrics):
+def test_a_keras_search_with_tpe_end_to_end(tmp_path, small_lyrics, capsys):
     res = tmp_path / "r"
     assert cli(["lyrics_lstm", "--data", str(small_lyrics), "--results-dir", str(res), "--seq-len", "30",
                 "--vocab-size", "300", "--max-trials", "6", "--epochs", "6", "--tuner", "tpe",
                 "--pruner", "successive-halving"]) == 0
     rows = pd.read_csv(res / "lyrics_lstm" / "trials.csv")
+    pruned = rows[rows["status"] == "PRUNED"]
+    said = capsys.readouterr().out
+    if len(pruned):  # the summary says what pruning saved
+        assert f"{int((6 - pruned['epochs_run']).sum())} of 36 epochs saved" in said
     study = optuna.load_study(study_name="lyrics_lstm", storage=f"sqlite:///{res / 'lyrics_lstm' / 'optuna.db'}")
     assert len(study.trials) == len(rows) == 6 and bool(rows["is_baseline"][0])
     assert [t.state.name.replace("COMPLETE", "COMPLETE") for t in study.trials] == rows["status"].tolist()
