@@ -85,13 +85,14 @@ def test_a_killed_workers_trial_is_retried(tmp_path, small_lyrics, postgres_url)
     dead = worker(small_lyrics, res, url, 5, env={"SEARCH_SUITE_CRASH_AT": "trial-started"})
     assert dead.returncode == 137
     import optuna
-    study = optuna.load_study(study_name="lyrics_tfidf_logreg", storage=url)
+    (name,) = [n for n in optuna.get_all_study_names(url) if n.startswith("lyrics_tfidf_logreg-")]  # its own name
+    study = optuna.load_study(study_name=name, storage=url)
     stale = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert len(stale) == 1
     time.sleep(16)  # heartbeat every 5 s, grace 15 s: the dead worker's trial is now stale
     alive = worker(small_lyrics, res, url, 5)
     assert alive.returncode == 0, alive.stderr[-2000:]
-    study = optuna.load_study(study_name="lyrics_tfidf_logreg", storage=url)
+    study = optuna.load_study(study_name=name, storage=url)
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == stale[0].number]
     assert len(retried) == 1 and retried[0].params == stale[0].params
     assert retried[0].state == optuna.trial.TrialState.COMPLETE
