@@ -196,8 +196,8 @@ def serve(tuner, address, start_workers=None):
             if procs is not None:
                 if all(p.poll() is not None for p in procs):
                     break
-            elif servicer.finished():
-                break
+            elif servicer.finished() or (search_progress.STOP.is_set() and not servicer.oracle.ongoing_trials):
+                break  # done, or Ctrl-C / SIGTERM once the workers' trials in progress have ended
     finally:
         server.stop(grace=1)
     if procs is not None and not servicer.finished() and not search_progress.STOP.is_set():
