@@ -130,3 +130,38 @@ def test_a_killed_keras_workers_trial_goes_to_another(tmp_path, small_lyrics):
     assert sorted(int(x) for x in _trials_run_by(out_alive, "worker1")) == sorted(t["trial_id"])
     assert int(handed[0]) in set(t["trial_id"])
 
+
+def test_a_forged_result_without_a_score_is_refused_by_the_chief(tmp_path, small_lyrics):
+    """The chief serves whoever reaches its port (README, "Scaling out"): a client that takes the baseline trial
+    and ends it "complete" with no score is refused; the chief keeps the trial running (a silent holder's trial
+    goes to the next worker: test_a_killed_keras_workers_trial_goes_to_another) and records nothing for it."""
+    import time
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import trial as trial_module
+    res, port = tmp_path / "r", _free_port()
+    chief = _keras_process("chief", port, small_lyrics, res, 2)
+    try:
+        stub = protos.get_service_grpc().OracleStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        deadline = time.time() + 120
+        while True:  # the chief starts listening once its data is ready
+            try:
+                response = stub.CreateTrial(protos.get_service().CreateTrialRequest(tuner_id="forger"), timeout=5)
+                break
+            except grpc.RpcError:
+                assert time.time() < deadline, "the chief never listened"
+                time.sleep(0.5)
+        forged = trial_module.Trial.from_proto(response.trial)
+        forged.status = trial_module.TrialStatus.COMPLETED  # and no metrics at all
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.EndTrial(protos.get_service().EndTrialRequest(trial=forged.to_proto()), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        kept = stub.GetTrial(protos.get_service().GetTrialRequest(trial_id=forged.trial_id), timeout=10)
+        assert trial_module.Trial.from_proto(kept.trial).status == trial_module.TrialStatus.RUNNING
+    finally:
+        chief.kill()
+        out = chief.communicate(timeout=60)[0]
+    assert "refused a result for trial" in out
+    table = res / "lyrics_lstm" / "trials.csv"
+    assert not table.exists() or "COMPLETE" not in pd.read_csv(table)["status"].tolist()
