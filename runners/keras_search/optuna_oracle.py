@@ -27,7 +27,8 @@ import keras_tuner as kt
 import optuna
 
 from runners import dashboard, trials_table
-from runners.keras_search.oracles import BaselineFirst
+from runners.keras_search.oracles import BaselineFirst, default_values
+from runners.keras_search.tuner import EPOCH, metrics_of
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
@@ -103,7 +104,6 @@ class _StudyProposals(kt.Oracle):
         return {"status": "RUNNING", "values": self._suggest(asked)}
 
     def _fixed(self, n):
-        from runners.keras_search.oracles import default_values
         return {**default_values(self.hyperparameters.space), **self.first_trials[n]}
 
     def _suggest(self, asked):
@@ -146,7 +146,6 @@ class _StudyProposals(kt.Oracle):
     def update_trial(self, trial_id, metrics, step=0):
         """Keras Tuner's update, and an epoch's objective (sent as "epoch/<objective>" by the tuner's
         ReportEachEpoch) into the study, each epoch once; "STOPPED" when the pruner stops the trial here."""
-        from runners.keras_search.tuner import EPOCH
         if EPOCH + self.objective.name not in (metrics or {}):  # the trial's results (Keras Tuner's own update)
             return super().update_trial(trial_id, metrics, step)
         status = self.trials[trial_id].status  # an epoch's report is the study's alone: Keras Tuner wants results
@@ -167,7 +166,6 @@ class _StudyProposals(kt.Oracle):
         super().end_trial(trial)
         asked = self._optuna_trial(trial_id)
         kept = self.trials[trial_id]
-        from runners.keras_search.tuner import metrics_of
         metrics = {k: v for k, v in metrics_of(kept).items() if trials_table.is_score(v)}
         for name, value in metrics.items():
             asked.set_user_attr(name, float(value))
