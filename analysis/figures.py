@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from runners import dashboard, trials_table
+from runners import record, trials_table
 from suite_common import atomic
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 10,
@@ -122,8 +122,9 @@ MIN_TRIALS_FOR_IMPORTANCE = 10  # fANOVA's forest on fewer finished trials says 
 
 def search_study(folder, trials, objective):
     """An in-memory Optuna study of the search's finished trials, with the distributions they were drawn
-    from (the copy in the results folder's optuna.db, runners/dashboard.py); from trials.csv, every
-    hyperparameter as a categorical of the values it took, for a search made before that copy existed."""
+    from (the search's record in the results folder's optuna.db, runners/record.py); from trials.csv, every
+    hyperparameter as a categorical of the values it took, for a search with no record there (made before it
+    existed, or recorded in a --storage elsewhere)."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name, direction = objective
@@ -132,11 +133,11 @@ def search_study(folder, trials, objective):
     db = folder.parent / "optuna.db"
     if db.exists():
         try:
-            mirrored = optuna.load_study(study_name=folder.name, storage=dashboard.storage_url(folder.parent))
+            mirrored = optuna.load_study(study_name=folder.name, storage=record.storage_url(folder.parent))
             study.add_trials([t for t in mirrored.get_trials(deepcopy=False)
                               if t.state == optuna.trial.TrialState.COMPLETE])
             return study
-        except KeyError:  # no copy of this search there
+        except KeyError:  # no record of this search there
             pass
     done = trials_table.finished(trials, name)
     hp_cols = [c for c in done.columns if c.startswith("hp_") and done[c].nunique(dropna=True) > 1]

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from runners import trials_table
+from runners import record, trials_table
 from suite_common import UserError, atomic
 
-# Keras: Keras Tuner's own oracles, or "tpe", the Optuna-backed one with pruning (runners/keras_search/optuna_oracle.py)
-TUNERS = {"keras_tuner": ("random", "bayesian", "hyperband", "tpe"), "optuna": ("tpe", "random")}
+# Who proposes the trials: "optuna", a study with a sampler (and for Keras a pruner: runners/keras_search/
+# optuna_oracle.py), or for a Keras family Keras Tuner's own oracles. The first of each is the default.
+TUNERS = {"keras_tuner": ("optuna", "random", "bayesian", "hyperband"), "optuna": ("optuna",)}
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "successive-halving", "hyperband", "none")
 
 
 @dataclass
@@ -34,7 +37,8 @@ class SearchConfig:
     worker: bool = False  # this process is one of the workers another one started
     argv: Optional[list] = None  # the command line, for starting workers (default sys.argv[1:])
     verbose: bool = False  # a line per epoch of every Keras trial
-    pruner: str = "median"  # --tuner tpe (Keras): Optuna's pruner, or none
+    sampler: str = "tpe"  # --tuner optuna: the study's sampler
+    pruner: str = "median"  # --tuner optuna (Keras): Optuna's pruner, or none
 
 
 def keras_tuner_role():
@@ -77,8 +81,8 @@ def run_workers(family, prepared, out_dir, config, tuner):
     exist)."""
     from runners import optuna_engine
     objective = trials_table.objective_of(family, prepared.meta)
-    name = optuna_engine.study_name(family, out_dir, prepared.record, config.storage)
-    study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=tuner, storage=config.storage,
+    name = record.study_name(out_dir, prepared.record, config.storage)
+    study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
                                         objective=objective, name=name)
     if config.storage:
         optuna_engine.enqueue_baseline(study, family)
@@ -91,12 +95,11 @@ def run_workers(family, prepared, out_dir, config, tuner):
         # holds): a trial still RUNNING belonged to a worker that died. This process re-queues it
         # and runs what is left, so the search ends with --max-trials finished trials.
         return optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
-                                 sampler=tuner, quiet_if_done=True, deadline=config.deadline)
-    study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=tuner, storage=config.storage,
+                                 sampler=config.sampler, quiet_if_done=True, deadline=config.deadline)
+    study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
                                         shared=True, objective=objective, name=name)
-    rows = optuna_engine.trial_rows(study)
+    rows = record.rows(study)
     trials_table.write_trials_csv(out_dir, rows)
-    optuna_engine.mirror(out_dir, prepared.meta, study, rows)
     return rows
 
 
@@ -117,7 +120,7 @@ def run_keras(family, prepared, out_dir, config, tuner, epochs, role):
     return keras_engine.run(family, prepared, out_dir, max_trials=config.max_trials, epochs=epochs, tuner=tuner,
                             seed=config.seed, tensorboard=config.tensorboard, chief=chief,
                             start_workers=spawn if local else None, deadline=config.deadline,
-                            hard_deadline=config.hard_deadline, verbose=config.verbose, pruner=config.pruner)
+                            hard_deadline=config.hard_deadline, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner)
 
 
 def run(family, prepared, out_dir, config):
@@ -130,14 +133,14 @@ def run(family, prepared, out_dir, config):
         role = keras_tuner_role()
         if role == "worker":  # the chief holds the lock and writes trials.csv
             keras_engine.run_worker(family, prepared, out_dir, epochs=epochs, tuner=tuner, seed=config.seed,
-                                    tensorboard=config.tensorboard, verbose=config.verbose, pruner=config.pruner)
+                                    tensorboard=config.tensorboard, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner)
             print(f"{os.environ['KERASTUNER_TUNER_ID']} done", flush=True)
             return []
         rows = run_keras(family, prepared, out_dir, config, tuner, epochs, role)
     elif config.worker:  # one of several: the process that started it holds the lock
         from runners import optuna_engine
         optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
-                          sampler=tuner, storage=config.storage, worker=True, deadline=config.deadline)
+                          sampler=config.sampler, storage=config.storage, worker=True, deadline=config.deadline)
         print(f"worker {os.getpid()} done", flush=True)
         return []
     elif config.workers > 1:
@@ -146,7 +149,7 @@ def run(family, prepared, out_dir, config):
         from runners import optuna_engine
         out_dir.mkdir(parents=True, exist_ok=True)
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
-                                 sampler=tuner, storage=config.storage, deadline=config.deadline)
+                                 sampler=config.sampler, storage=config.storage, deadline=config.deadline)
     write_comparison_tables(family, prepared, out_dir)
     return rows
 

@@ -1,7 +1,8 @@
 """Optuna engine: a scikit-learn family searched by an Optuna study.
 
-The study lives in results/<family>/optuna.db (SQLite), so a re-run resumes
-it and `optuna-dashboard sqlite:///results/<family>/optuna.db` opens it.
+The study is the search's record (runners/record.py): results/optuna.db (or
+--storage), named like the results folder, so a re-run resumes it and
+`optuna-dashboard sqlite:///results/optuna.db` opens it.
 
 Choices, noted:
 - The baseline (the family's DEFAULTS) is enqueued as the first trial of a
@@ -24,39 +25,22 @@ from pathlib import Path
 import numpy as np
 import optuna
 import skops.io as sio
-from optuna.storages import RetryFailedTrialCallback
 from sklearn.pipeline import Pipeline
 
-from runners import best_store, dashboard, search_progress, trials_table
+from runners import best_store, record, search_progress, trials_table
 from suite_common import CANNOT_WRITE, UserError, masked
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
-
-
-def _storage_url(out_dir):
-    return f"sqlite:///{Path(out_dir).resolve() / 'optuna.db'}"
+FINISHED = record.FINISHED
 
 
 def _status(state):
     return state.name  # COMPLETE, FAIL, PRUNED, RUNNING, WAITING
 
 
-def _retried(study):
-    """Numbers of trials cut short by a dead worker and queued again (by the heartbeat callback)."""
-    with warnings.catch_warnings():  # marked experimental since Optuna 2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retried = [RetryFailedTrialCallback.retried_trial_number(t) for t in study.trials]
-    return {n for n in retried if n is not None}
-
-
-def _interrupted(t, retried=frozenset()):
-    return bool(t.user_attrs.get("interrupted")) or t.number in retried
-
-
 def _taken(study, number):
     """Trials started before trial `number` that finish or may still finish."""
-    retried = _retried(study)
-    return sum(t.number < number and not _interrupted(t, retried)
+    retried = record.retried(study)
+    return sum(t.number < number and not record.interrupted(t, retried)
                and t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) for t in study.trials)
 
 
@@ -103,20 +87,8 @@ def _queued(study):
 
 
 def _counted(study):
-    retried = _retried(study)
-    return sum(t.state in FINISHED and not _interrupted(t, retried) for t in study.trials)
-
-
-def trial_rows(study):
-    """One row per trial, leaving out attempts cut short by a kill (they run again)."""
-    rows, retried = [], _retried(study)
-    for t in study.trials:
-        if _interrupted(t, retried):
-            continue
-        metrics = {k: t.user_attrs.get(k) for k in trials_table.METRIC_COLUMNS}
-        rows.append(trials_table.trial_row(t.number, _status(t.state), t.user_attrs.get("is_baseline", False),
-                                      t.params, metrics, t.user_attrs.get("error", "")))
-    return rows
+    retried = record.retried(study)
+    return sum(t.state in FINISHED and not record.interrupted(t, retried) for t in study.trials)
 
 
 def enqueue_baseline(study, family):
@@ -175,65 +147,35 @@ def train(family, params, p, cache, seed):
     return Pipeline([("features", features), ("classifier", clf)]), metrics
 
 
-def open_storage(out_dir, url=None):
-    """The study's storage: SQLite in the results folder by default, or a database
-    URL shared by workers (e.g. postgresql://...). Workers send heartbeats; a
-    worker that dies leaves a trial whose heartbeat stops, and the next worker to
-    start a trial marks it FAIL and queues its parameters again."""
-    url = _with_installed_driver(url or _storage_url(out_dir))
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental
-            warnings.simplefilter("ignore")
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=trials_table.HEARTBEAT_S,
-                grace_period=3 * trials_table.HEARTBEAT_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
-    except Exception as e:
-        raise UserError(masked(f"cannot open the study storage {url!r} ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else ''})")) from None
-
-
-def _with_installed_driver(url):
-    """postgresql://... with the PostgreSQL driver that is installed: SQLAlchemy's default for that scheme is
-    psycopg2, while the suite's `postgres` extra installs psycopg (3)."""
-    import importlib.util
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None \
-            and importlib.util.find_spec("psycopg") is not None:
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
-    return url
-
-
-def study_name(family, out_dir, record=None, storage=None):
-    """The study's name: the family's in the search folder's own database; in a shared --storage, the
-    search's folder name (family and variant) and a hash of what its trials mean (data fingerprint, options,
-    objective, seed, sampler), so another search never resumes it."""
-    if storage is None:
-        return family.name
-    # contents, not paths: workers on other machines read the same data from other places
-    identity = {k: v for k, v in (record or {}).items() if k not in ("storage", "data", "test_data", "embeddings")}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{Path(out_dir).name}-{digest}"
-
-
 def claim_study(url, name, out_dir, objective, fresh=False):
     """Before anything is written: the study `name` in the shared storage belongs to this results folder (it is
     created and marked so if new). Another folder's study of the same name is refused with one line; with
     --fresh this folder's is deleted first."""
-    storage = open_storage(out_dir, url)
+    storage = record.open_storage(out_dir, url)
     folder = str(Path(out_dir).resolve())
-    if _has_study(storage, name):
+    if record.has_study(storage, name):
         owner = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("results_folder")
         if owner not in (None, folder):
             raise UserError(f"the study {name!r} in {masked(url)} belongs to the search in {owner}: run it from "
                             "there, or give this search another --storage")
         if fresh:
             optuna.delete_study(study_name=name, storage=storage)
-    if not _has_study(storage, name):
+    if not record.has_study(storage, name):
         direction = optuna.study.StudyDirection.MINIMIZE if objective[1] == "min" else \
             optuna.study.StudyDirection.MAXIMIZE
         study_id = storage.create_new_study([direction], name)
         storage.set_study_user_attr(study_id, "results_folder", folder)
+
+
+def _move_own_study(out_dir, family, storage, name):
+    """A search made before the one record kept its study in its folder's own optuna.db: moved, once, into
+    results/optuna.db, so it resumes there."""
+    own = out_dir / "optuna.db"
+    if not own.is_file() or record.has_study(storage, name):
+        return
+    optuna.copy_study(from_study_name=family.name, from_storage=f"sqlite:///{own.resolve()}", to_storage=storage,
+                      to_study_name=name)
+    own.unlink()
 
 
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
@@ -243,9 +185,11 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = name or family.name
-    storage = open_storage(out_dir, storage)
-    n_before = len(storage.get_all_trials(storage.get_study_id_from_name(name))) if _has_study(storage, name) else 0
+    name = name or out_dir.name
+    shared_url, storage = storage, record.open_storage(out_dir, storage)
+    if shared_url is None:
+        _move_own_study(out_dir, family, storage, name)
+    n_before = len(storage.get_all_trials(storage.get_study_id_from_name(name))) if record.has_study(storage, name) else 0
     make_sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[sampler]
     # seed + trials on record: a resumed seeded search does not replay its proposals
     direction = "minimize" if objective[1] == "min" else "maximize"
@@ -263,7 +207,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
         best_store.reconcile_best(out_dir, {t.number: t.value for t in study.trials
                                          if t.state == optuna.trial.TrialState.COMPLETE}, objective)
         if any(t.state in FINISHED for t in study.trials):
-            trials_table.write_trials_csv(out_dir, trial_rows(study))
+            trials_table.write_trials_csv(out_dir, record.rows(study))
     return study
 
 
@@ -277,14 +221,15 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     shared = worker or storage is not None
     objective = trials_table.objective_of(family, prepared.meta)
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
-                          objective=objective, name=study_name(family, out_dir, prepared.record, storage))
+                          objective=objective, name=record.study_name(out_dir, prepared.record, storage))
     if storage is not None and not worker:
         enqueue_baseline(study, family)
+    if not worker:
+        record.describe(study, prepared.meta, sampler=sampler)
     done_before = _counted(study)
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
-        rows = trial_rows(study)
+        rows = record.rows(study)
         trials_table.write_trials_csv(out_dir, rows)
-        mirror(out_dir, prepared.meta, study, rows)
         return rows
     if done_before and not worker:
         search_progress.log(f"resuming {family.name}: {done_before} finished trials on record, "
@@ -292,10 +237,8 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     if max_trials - done_before <= 0:
         search_progress.log(f"{family.name}: {done_before} trials already finished (--max-trials {max_trials}); "
                             "nothing to run")
-        rows = trial_rows(study)
+        rows = record.rows(study)
         trials_table.write_trials_csv(out_dir, rows)
-        if not worker:
-            mirror(out_dir, prepared.meta, study, rows)
         return rows
 
     # Long on purpose: run_one and the callbacks below share the study, the cache and the staged models,
@@ -352,10 +295,8 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             best_store.save_baseline(out_dir, baseline)
         if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
             best_store.promote(out_dir, candidate, objective)
-        rows = trial_rows(study)
+        rows = record.rows(study)
         trials_table.write_trials_csv(out_dir, rows)
-        if not worker:  # the process that holds the folder copies them (workers: at the end)
-            mirror(out_dir, prepared.meta, study, rows)
         failures.append(frozen.state.name)  # this process's trials, in the order they ended
         best = best_store.best_meta(out_dir)
         progress.trial_done(frozen.number, sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows),
@@ -382,9 +323,9 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
     if search_progress.out_of_time(deadline) or search_progress.STOP.is_set():  # SIGTERM while workers ran
-        return trial_rows(study)
+        return record.rows(study)
     if _counted(study) + (running() if shared else 0) < max_trials:
-        _optimize(study, storage or _storage_url(out_dir), run_one, n_trials=None,
+        _optimize(study, storage or record.storage_url(out_dir.parent), run_one, n_trials=None,
                   callbacks=[after_trial, enough, budget], catch=(Exception,))
     # --storage: the process that owns the search ends it only when no trial is RUNNING any more: one of a
     # live worker elsewhere ends, one of a process that died is failed once its heartbeat is stale and queued
@@ -399,27 +340,13 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
                 warnings.simplefilter("ignore")
                 optuna.storages.fail_stale_trials(study)
         if _queued(study):
-            _optimize(study, storage or _storage_url(out_dir), run_one, n_trials=len(_queued(study)),
+            _optimize(study, storage or record.storage_url(out_dir.parent), run_one, n_trials=len(_queued(study)),
                       callbacks=[after_trial, budget], catch=(Exception,))
     fits, trials = cache.misses, cache.hits + cache.misses
     search_progress.log(f"{family.name}: feature matrices fitted {fits} {'time' if fits == 1 else 'times'} for "
                         f"{trials} {'trial' if trials == 1 else 'trials'}")
-    return trial_rows(study)
+    return record.rows(study)
 
-
-def mirror(out_dir, meta, study, rows):
-    """The trials into the results folder's dashboard storage, with the distributions they were drawn from."""
-    distributions = {}
-    for t in study.get_trials(deepcopy=False):
-        distributions.update(t.distributions)
-    dashboard.mirror_rows(out_dir, meta, rows, distributions)
-
-
-def _has_study(storage, name):
-    try:
-        return name in optuna.get_all_study_names(storage=storage)
-    except Exception:
-        return False
 
 
 def _full_proba(clf, x, n_classes):

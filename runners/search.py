@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from runners.engines import TUNERS, SearchConfig, keras_tuner_role
+from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig, keras_tuner_role
 from suite_common import UserError, error_line, masked, write_error_line
 
 
@@ -89,11 +89,14 @@ def build_parser():
                    "its range or choices, its default = the earlier study's value) and exit")
     p.add_argument("--max-trials", type=positive_int, default=10, help="total trials of the search (default 10)")
     p.add_argument("--epochs", type=positive_int, help="max epochs per Keras trial (default: the family's)")
-    p.add_argument("--tuner", help="keras_tuner: random (default), bayesian, hyperband, or tpe (an Optuna study "
-                   "proposes, prunes and records); optuna: tpe (default), random")
-    p.add_argument("--pruner", choices=("median", "successive-halving", "hyperband", "none"),
-                   help="with --tuner tpe on a Keras family: Optuna's pruner, stopping poor trials at an epoch end "
-                   "(default median; none trains every trial to the end)")
+    p.add_argument("--tuner", help="who proposes the trials: optuna (default: an Optuna study, with --sampler and, "
+                   "for a Keras family, --pruner), or for a Keras family Keras Tuner's own random, bayesian or "
+                   "hyperband")
+    p.add_argument("--sampler", choices=SAMPLERS,
+                   help="the Optuna study's sampler, every family (default tpe: multivariate, grouped, seeded)")
+    p.add_argument("--pruner", choices=PRUNERS,
+                   help="a Keras family under the Optuna study: Optuna's pruner, stopping poor trials at an epoch "
+                   "end (default median; none trains every trial to the end)")
     p.add_argument("--seed", type=seed_int, default=42, help="seeds the splits, the search and training (default 42)")
     p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1", "val_loss"),
                    help="what the search optimises and the tables rank by (default val_accuracy, the earlier "
@@ -154,9 +157,9 @@ RECORD_FIELDS = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-d
                  "seq_len": "--seq-len", "text_pipeline": "--text-pipeline", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
                  "seed": "--seed", "objective": "--objective", "epochs": "--epochs (the epoch budget of a trial)",
                  "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)", "storage": "--storage",
-                 "pruner": "--pruner"}
+                 "pruner": "--pruner", "sampler": "--sampler"}
 # Recorded from release 0.1.0's second round on: a search recorded before has none of them, and resumes as before.
-RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "storage", "pruner"}
+RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "storage", "pruner", "sampler"}
 
 
 def check_resume(out_dir, record):
@@ -165,6 +168,9 @@ def check_resume(out_dir, record):
     previous = trials_table.run_record(out_dir)
     if not previous:
         return
+    if previous.get("tuner") in SAMPLERS and not {"sampler", "epochs"} & set(previous):
+        # an Optuna family's search recorded before --sampler, when --tuner named its sampler: the same search
+        previous = {**previous, "tuner": "optuna", "sampler": previous["tuner"]}
     changed = []
     for key, label in RECORD_FIELDS.items():
         if key in RECORDED_LATER and key not in previous:
@@ -226,19 +232,24 @@ def hold_lock(out_dir):
 def check_flags(args, family):
     """Flags that do not fit this family (one line each); returns the tuner to use."""
     tuner = args.tuner or TUNERS[family.engine][0]
+    if tuner == "tpe" or (tuner in SAMPLERS and family.engine == "optuna"):
+        raise UserError(f"--tuner {tuner} is a sampler of the Optuna study: use --sampler {tuner} (every family)")
     if tuner not in TUNERS[family.engine]:
         raise UserError(f"--tuner {tuner!r} is not available for {family.name} ({family.engine}); "
                         f"choose one of: {', '.join(TUNERS[family.engine])}")
-    if args.pruner and not (tuner == "tpe" and family.engine == "keras_tuner"):
-        raise UserError(f"--pruner stops Keras trials at an epoch end under --tuner tpe; {family.name} with --tuner "
-                        f"{tuner} does not prune: drop --pruner, or add --tuner tpe for a Keras family")
+    if args.sampler and tuner != "optuna":
+        raise UserError(f"--sampler is the Optuna study's; --tuner {tuner} is Keras Tuner's own oracle: drop one")
+    if args.pruner and not (tuner == "optuna" and family.engine == "keras_tuner"):
+        raise UserError(f"--pruner stops Keras trials at an epoch end under the Optuna study (the default tuner); "
+                        f"{family.name} with --tuner {tuner} does not prune: drop --pruner"
+                        + (", or --tuner" if family.engine == "keras_tuner" else ""))
     if args.tensorboard and family.engine == "keras_tuner":
         from suite_common import process
         if process.backend_keras_will_load() != "tensorflow":
             raise UserError("--tensorboard needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
     if args.tensorboard and family.engine != "keras_tuner":
         raise UserError(f"--tensorboard logs Keras trials; {family.name} is searched by Optuna: browse it with "
-                        f"optuna-dashboard sqlite:///{Path(args.results_dir) / family.name / 'optuna.db'}")
+                        f"optuna-dashboard sqlite:///{Path(args.results_dir) / 'optuna.db'}")
     if args.languages is not None and not [l for l in args.languages.split(",") if l.strip()]:
         raise UserError("--languages needs at least one language, e.g. --languages en,pt")
     storage = args.storage or ""
@@ -281,8 +292,10 @@ def main(argv=None):
         refuse_links(out_dir)
     prepared = prepare.prepare(family, args)
     # What a trial means: its epoch budget and the tuner or sampler that proposes it (a resume may not mix them)
-    if tuner == "tpe" and family.engine == "keras_tuner":  # what a trial means: how far it may be trained
-        prepared.record["pruner"] = args.pruner or "median"
+    if tuner == "optuna":
+        prepared.record["sampler"] = args.sampler or SAMPLERS[0]
+        if family.engine == "keras_tuner":  # what a trial means: how far it may be trained
+            prepared.record["pruner"] = args.pruner or PRUNERS[0]
     prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
                                            if family.engine == "keras_tuner" else {"storage": masked(args.storage)
                                                                                    if args.storage else None}))
@@ -294,7 +307,7 @@ def main(argv=None):
                           deadline=time.time() + args.time_budget if args.time_budget else None,
                           hard_deadline=args.time_budget_hard, tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
-                          pruner=args.pruner or "median")
+                          sampler=args.sampler or SAMPLERS[0], pruner=args.pruner or PRUNERS[0])
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
     if worker:  # one of several: the process that started the search holds the lock
         prepare.save_cache(prepared)
@@ -304,17 +317,16 @@ def main(argv=None):
     try:
         if not args.fresh:
             check_resume(out_dir, prepared.record)
+        from runners import record  # Optuna: imported once a search runs
         if args.storage:  # the study there belongs to this results folder (--fresh: deleted and made anew)
             from runners import optuna_engine
-            optuna_engine.claim_study(args.storage, optuna_engine.study_name(family, out_dir, prepared.record,
-                                                                           args.storage),
+            optuna_engine.claim_study(args.storage, record.study_name(out_dir, prepared.record, args.storage),
                                       out_dir, prepared.meta["objective"], fresh=args.fresh)
         if args.fresh:
-            from runners import dashboard
             if out_dir.exists():
                 print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
                 shutil.rmtree(out_dir)
-            dashboard.discard(out_dir)
+            record.discard(out_dir)
         prepare.save_cache(prepared)
         write_record(out_dir, prepared.record)
         rows = engines.run(family, prepared, out_dir, config)
@@ -338,7 +350,7 @@ def refuse_links(out_dir):
     """Results are written in place (SQLite databases, lock files, Keras Tuner's files) and replaced: a symbolic
     link or a hard-linked file among them would let a write reach what it points to outside, so every one is
     refused up front, with one line naming it: the search folder and everything in it, and the results
-    folder's lock, dashboard database and data cache."""
+    folder's lock, study database (the record) and data cache."""
     from suite_common.atomic import linked
     results = out_dir.parent
     places = [out_dir, results / f".{out_dir.name}.lock", results / "optuna.db", results / "_cache"]

@@ -298,10 +298,12 @@ def test_top_trials_like_results_summary(res, capsys):
     assert compare.main(["--results-dir", str(res), "--top", "2", "--families", "lyrics_nope"]) == 2
 
 
-def test_keras_and_sklearn_searches_are_studies_of_one_dashboard_storage(res):
+def test_keras_and_sklearn_searches_are_studies_of_one_storage(res):
     """optuna-dashboard sqlite:///results/optuna.db shows every search, Keras Tuner's included, with the
     trial ids and scores of trials.csv, the real distributions, metric names and the study's attributes."""
     import optuna
+
+    from runners import record
     storage = f"sqlite:///{res / 'optuna.db'}"
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     assert {"lyrics_lstm", "lyrics_tfidf_logreg", "lyrics_tfidf_logreg_artist"} <= names
@@ -312,7 +314,7 @@ def test_keras_and_sklearn_searches_are_studies_of_one_dashboard_storage(res):
         assert study.user_attrs["family"] == name and study.user_attrs["seed"] == 42
         assert study.user_attrs["data_fingerprint"] == table["data_fingerprint"][0]
         trials = study.get_trials()
-        assert [t.user_attrs["trial_id"] for t in trials] == [str(i) for i in table["trial_id"]]
+        assert [record.trial_id(t) for t in trials] == list(table["trial_id"])
         assert [t.value for t in trials] == list(table["val_accuracy"])
         assert trials[0].user_attrs["is_baseline"] is True
     lstm = optuna.load_study(study_name="lyrics_lstm", storage=storage).trials[0]

@@ -178,8 +178,9 @@ def test_a_non_numeric_score_in_the_engine_state_is_reported(tmp_path, finished,
     one_error_line(capsys, "damaged", "--fresh")
     assert digest(res / "lyrics_lstm") == before
     res = copy_of(finished, tmp_path / "optuna")
-    with sqlite3.connect(res / "lyrics_tfidf_logreg" / "optuna.db") as db:
-        db.execute("UPDATE trial_values SET value = 'abc'")
+    with sqlite3.connect(res / "optuna.db") as db:
+        db.execute("UPDATE trial_values SET value = 'abc' WHERE trial_id IN (SELECT trial_id FROM trials JOIN studies "
+                   "USING (study_id) WHERE study_name = 'lyrics_tfidf_logreg')")
     before = digest(res / "lyrics_tfidf_logreg")
     assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "3",
                 *FAST]) == 2

@@ -68,8 +68,9 @@ def test_a_resume_with_other_data_or_options_is_refused(finished, small_lyrics, 
 
 @pytest.mark.parametrize("family, change, named", [
     ("lyrics_lstm", ["--epochs", "3"], "--epochs (the epoch budget of a trial): was 1, now 3"),
-    ("lyrics_lstm", ["--epochs", "1", "--tuner", "hyperband"], "--tuner: was random, now hyperband"),
-    ("lyrics_tfidf_logreg", ["--tuner", "random"], "--tuner: was tpe, now random")])
+    ("lyrics_lstm", ["--epochs", "1", "--tuner", "hyperband"], "--tuner: was optuna, now hyperband"),
+    ("lyrics_lstm", ["--epochs", "1", "--pruner", "none"], "--pruner: was median, now none"),
+    ("lyrics_tfidf_logreg", ["--sampler", "random"], "--sampler: was tpe, now random")])
 def test_a_resume_with_another_budget_or_tuner_is_refused(finished, small_lyrics, family, change, named, capsys):
     """A 1-epoch baseline beside 3-epoch trials, or trials of two samplers, would not be like for like."""
     folder = finished / family

@@ -48,10 +48,9 @@ def plant_hardlink(res, outside, name):
 
 # (where, how, what it points to): each a place the suite writes in place
 CASES = {
-    "dashboard db -> outside file": ("optuna.db", plant_symlink, "file"),
-    "dashboard db -> nowhere": ("optuna.db", plant_symlink, "missing"),
-    "dashboard db hard-linked": ("optuna.db", plant_hardlink, "file"),
-    "family db hard-linked": ("lyrics_tfidf_logreg/optuna.db", plant_hardlink, "file"),
+    "study db -> outside file": ("optuna.db", plant_symlink, "file"),
+    "study db -> nowhere": ("optuna.db", plant_symlink, "missing"),
+    "study db hard-linked": ("optuna.db", plant_hardlink, "file"),
     "folder lock hard-linked": (".lyrics_tfidf_logreg.lock", plant_hardlink, "file"),
     ".best.lock -> nowhere": ("lyrics_tfidf_logreg/.best.lock", plant_symlink, "missing"),
     "_cache -> outside folder": ("_cache", plant_symlink, "folder"),

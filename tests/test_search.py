@@ -93,7 +93,7 @@ def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics):
     assert bool(base["is_baseline"]) and t["is_baseline"].sum() == 1
     assert {k: base[f"hp_{k}"] for k in lyrics_tfidf_logreg.DEFAULTS} == lyrics_tfidf_logreg.DEFAULTS
     assert (t[["val_accuracy", "val_loss", "val_macro_f1"]].notna()).all().all()
-    assert (res / "lyrics_tfidf_logreg" / "optuna.db").exists()
+    assert (res / "optuna.db").exists() and not (res / "lyrics_tfidf_logreg" / "optuna.db").exists()
 
     # where the result came from: when, which command, which versions, which code and machine
     meta = json.loads((res / "lyrics_tfidf_logreg" / "best" / "meta.json").read_text())

@@ -1,4 +1,4 @@
-"""--tuner tpe on a Keras family (issue 29, first step): a Keras Tuner oracle backed by an Optuna study. Optuna
+"""The default tuner of a Keras family (issue 29): a Keras Tuner oracle backed by an Optuna study. Optuna
 proposes each trial (the hypermodel's space translated to Optuna distributions, conditional ones only where
 active), the family's fixed first trial is the baseline and never pruned, the pruner stops poor trials at an
 epoch end (PRUNED, never best/), and the study records every trial with its learning curve."""
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from runners.keras_search.optuna_oracle import StudyOracle
-from runners.keras_search.tuner import EPOCH
+from runners.keras_search.oracles import EPOCH
 from runners.search import cli
 
 
@@ -69,17 +69,17 @@ def test_no_pruner_trains_every_trial_to_the_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_keras_search_with_tpe_end_to_end(tmp_path, small_lyrics, capsys):
+def test_a_keras_search_under_the_study_end_to_end(tmp_path, small_lyrics, capsys):
     res = tmp_path / "r"
     assert cli(["lyrics_lstm", "--data", str(small_lyrics), "--results-dir", str(res), "--seq-len", "30",
-                "--vocab-size", "300", "--max-trials", "6", "--epochs", "6", "--tuner", "tpe",
+                "--vocab-size", "300", "--max-trials", "6", "--epochs", "6",
                 "--pruner", "successive-halving"]) == 0
     rows = pd.read_csv(res / "lyrics_lstm" / "trials.csv")
     pruned = rows[rows["status"] == "PRUNED"]
     said = capsys.readouterr().out
     if len(pruned):  # the summary says what pruning saved
         assert f"{int((6 - pruned['epochs_run']).sum())} of 36 epochs saved" in said
-    study = optuna.load_study(study_name="lyrics_lstm", storage=f"sqlite:///{res / 'lyrics_lstm' / 'optuna.db'}")
+    study = optuna.load_study(study_name="lyrics_lstm", storage=f"sqlite:///{res / 'optuna.db'}")
     assert len(study.trials) == len(rows) == 6 and bool(rows["is_baseline"][0])
     assert [t.state.name.replace("COMPLETE", "COMPLETE") for t in study.trials] == rows["status"].tolist()
     for t, (_, row) in zip(study.trials, rows.iterrows()):
@@ -91,14 +91,17 @@ def test_a_keras_search_with_tpe_end_to_end(tmp_path, small_lyrics, capsys):
     assert rows.set_index("trial_id").loc[int(best["trial_id"]), "status"] == "COMPLETE"
     # the pruner is part of what a trial means: a resume with another is refused
     assert cli(["lyrics_lstm", "--data", str(small_lyrics), "--results-dir", str(res), "--seq-len", "30",
-                "--vocab-size", "300", "--max-trials", "7", "--epochs", "6", "--tuner", "tpe"]) == 2
+                "--vocab-size", "300", "--max-trials", "7", "--epochs", "6"]) == 2
 
 
-def test_pruner_needs_the_study_backed_tuner(tmp_path, small_lyrics, capsys):
-    for args in (["lyrics_lstm", "--pruner", "median"], ["lyrics_tfidf_logreg", "--pruner", "median"]):
+def test_pruner_and_sampler_need_the_study_backed_tuner(tmp_path, small_lyrics, capsys):
+    for args, named in ((["lyrics_lstm", "--tuner", "random", "--pruner", "median"], "--pruner"),
+                        (["lyrics_tfidf_logreg", "--pruner", "median"], "--pruner"),
+                        (["lyrics_lstm", "--tuner", "hyperband", "--sampler", "random"], "--sampler"),
+                        (["lyrics_tfidf_logreg", "--tuner", "random"], "--sampler random")):
         assert cli([*args, "--data", str(small_lyrics), "--results-dir", str(tmp_path / "r")]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "--tuner tpe" in err
+        assert err.count("\n") == 1 and named in err, err
 
 
 def test_the_fixed_first_trials_are_never_pruned(tmp_path):

@@ -1,15 +1,18 @@
 """Keras Tuner engine: a family's HyperModel searched by a Keras Tuner oracle.
 
-    oracles.py      the oracles, with the study's configuration as trial 0
+    optuna_oracle.py  the default oracle: an Optuna study proposes, prunes and records
+    oracles.py      Keras Tuner's own oracles; trial 0 the study's configuration; each trial into the study
     trial.py        one trial: build, train with the suite's callbacks, score on validation
     tuner.py        SuiteTuner: trials.csv, histories and best/ as trials end
     accelerate.py   fused JAX steps and CUDA-graph PyTorch steps on a GPU
     distributed.py  the chief and its workers (gRPC), imported only when workers run
 
-The oracle (random, bayesian or hyperband) proposes hyperparameters and keeps
-its state under results/<family>/keras_tuner/, which is what makes a re-run
-resume. `SuiteTuner.run_trial` trains one model and returns its validation
-metrics; `on_trial_end` keeps the best model and rewrites trials.csv.
+The oracle (the Optuna study's by default; Keras Tuner's random, bayesian or
+hyperband with --tuner) proposes hyperparameters; Keras Tuner keeps its state
+under results/<family>/keras_tuner/, which is what makes a re-run resume, and
+every trial is recorded in the search's study (runners/record.py).
+`SuiteTuner.run_trial` trains one model and returns its validation metrics;
+`on_trial_end` keeps the best model and rewrites trials.csv from the study.
 
 Choices, noted:
 - The first trial of a new search runs every hyperparameter's default (the
@@ -35,7 +38,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from runners import compat, search_progress, trials_table
+from runners import compat, record, search_progress, trials_table
 from runners.keras_search.oracles import make_oracle
 from runners.keras_search.trial import BudgetReached, TooManyFailures
 from runners.keras_search.tuner import SuiteTuner
@@ -74,22 +77,22 @@ def _check_buildable(family, prepared):
 
 
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, deadline=None,
-                hard_deadline=False, verbose=False, pruner="median"):
+                hard_deadline=False, verbose=False, sampler="tpe", pruner="median"):
     _check_buildable(family, prepared)
     try:
         objective = trials_table.objective_of(family, prepared.meta)
-        study = (f"sqlite:///{Path(out_dir).resolve() / 'optuna.db'}", family.name)  # --tuner tpe's record
-        return SuiteTuner(make_oracle(tuner, max_trials, epochs, seed, objective, study=study, pruner=pruner),
-                          family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
+        study = (record.storage_url(Path(out_dir).parent), record.study_name(out_dir))  # the search's record
+        oracle = make_oracle(tuner, max_trials, epochs, seed, objective, study=study, sampler=sampler, pruner=pruner)
+        return SuiteTuner(oracle, family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, deadline=deadline,
-                          hard_deadline=hard_deadline, verbose=verbose, reports_epochs=tuner == "tpe")
+                          hard_deadline=hard_deadline, verbose=verbose, reports_epochs=tuner == "optuna")
     except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None
 
 
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
-        start_workers=None, deadline=None, hard_deadline=False, verbose=False, pruner="median"):
+        start_workers=None, deadline=None, hard_deadline=False, verbose=False, sampler="tpe", pruner="median"):
     """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
 
     deadline: time.time() after which no trial starts (--time-budget); hard_deadline: the trial in
@@ -100,7 +103,9 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     progress = search_progress.Progress(family.name, max_trials, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, deadline=deadline, hard_deadline=hard_deadline,
-                    verbose=verbose, pruner=pruner)
+                    verbose=verbose, sampler=sampler, pruner=pruner)
+    record.describe(t.oracle.study, prepared.meta, tuner=tuner, **({"sampler": sampler, "pruner": pruner}
+                                                                   if tuner == "optuna" else {}))
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
     t.oracle.first_trials = family.first_trials
     t.reconcile()
@@ -121,7 +126,8 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     return t.trial_rows()
 
 
-def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None, verbose=False, pruner="median"):
+def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None, verbose=False, sampler="tpe",
+               pruner="median"):
     """A worker (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP/PORT set): run the chief's trials until it says stop."""
     start_engine()
     keras.utils.set_random_seed(seed)

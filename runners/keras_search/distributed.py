@@ -16,7 +16,7 @@ from keras_tuner.src.distribute import oracle_client
 from keras_tuner.src.engine import trial as trial_module
 
 from runners import search_progress, trials_table
-from runners.keras_search.tuner import metrics_of, status_of
+from runners.keras_search.oracles import metrics_of, status_of
 from suite_common import UserError
 
 STALE_S = 20  # a trial whose worker has been silent this long goes to another worker

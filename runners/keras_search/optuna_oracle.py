@@ -1,8 +1,8 @@
-"""A Keras Tuner oracle backed by an Optuna study (`--tuner tpe`): Optuna proposes, prunes and records.
+"""A Keras Tuner oracle backed by an Optuna study (the default tuner): Optuna proposes, prunes and records.
 
 Keras Tuner still builds and trains every model (the hypermodel's `build(hp)`,
 the suite's tuner and trial loop); this oracle only answers its public
-questions through the study in the search folder's `optuna.db`:
+questions through the search's study (runners/record.py: results/optuna.db):
 
 - populate_space: the study is asked for a trial and each active Keras Tuner
   hyperparameter is suggested with its Optuna distribution (log floats stay
@@ -26,9 +26,8 @@ import warnings
 import keras_tuner as kt
 import optuna
 
-from runners import dashboard, trials_table
-from runners.keras_search.oracles import BaselineFirst, default_values
-from runners.keras_search.tuner import EPOCH, metrics_of
+from runners import record, trials_table
+from runners.keras_search.oracles import EPOCH, BaselineFirst, KerasRecord, default_values, metrics_of, number
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
@@ -62,7 +61,7 @@ def make_sampler(name, seed):
     raise ValueError(name)
 
 
-class _StudyProposals(kt.Oracle):
+class _StudyProposals(KerasRecord, kt.Oracle):
     """Keras Tuner's Oracle whose values come from an Optuna study (see the module's docstring)."""
 
     def __init__(self, objective, max_trials, seed, *, storage_url, study_name, epochs, sampler="tpe",
@@ -70,7 +69,7 @@ class _StudyProposals(kt.Oracle):
         super().__init__(objective=objective, max_trials=max_trials, seed=seed)
         self.storage_url, self.study_name, self.epochs = storage_url, study_name, epochs
         self.sampler_name, self.pruner_name = sampler, pruner
-        self._study, self._asked, self._reported, self.pruned = None, {}, {}, set()
+        self._study, self._rdb, self._asked, self._reported, self.pruned = None, None, {}, {}, set()
 
     @property
     def study(self):
@@ -79,16 +78,18 @@ class _StudyProposals(kt.Oracle):
         if self._study is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             direction = "minimize" if self.objective.direction == "min" else "maximize"
+            storage = self._rdb = record.open_storage(None, self.storage_url, heartbeat=False)
             done = 0
-            try:
-                done = len(optuna.load_study(study_name=self.study_name, storage=self.storage_url).trials)
-            except KeyError:
-                pass
+            if record.has_study(storage, self.study_name):
+                done = len(storage.get_all_trials(storage.get_study_id_from_name(self.study_name)))
             self._study = optuna.create_study(
-                study_name=self.study_name, storage=self.storage_url, direction=direction, load_if_exists=True,
+                study_name=self.study_name, storage=storage, direction=direction, load_if_exists=True,
                 sampler=make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
                 pruner=make_pruner(self.pruner_name, self.epochs))
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                trial_id = storage.get_trial_id_from_study_id_trial_number(
+                    storage.get_study_id_from_name(self.study_name), t.number)
+                storage.set_trial_user_attr(trial_id, "interrupted", True)  # left out of the tables
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         return self._study
 
@@ -97,7 +98,7 @@ class _StudyProposals(kt.Oracle):
         if first:  # the fixed first trial's values: BaselineFirst (the subclass) puts them in place
             self.study.enqueue_trial(self._fixed(len(self.trials)), skip_if_exists=False)
         asked = self.study.ask()
-        asked.set_user_attr("keras_tuner_trial_id", trial_id)
+        asked.set_user_attr("trial_id", number(trial_id))
         if first and len(self.trials) == 0:
             asked.set_user_attr("is_baseline", True)
         self._asked[trial_id] = asked
@@ -113,7 +114,7 @@ class _StudyProposals(kt.Oracle):
             hps.merge([hp])
             if not hps.is_active(hp):
                 continue
-            dist = dashboard.keras_distribution(hp)
+            dist = record.keras_distribution(hp)
             if isinstance(dist, optuna.distributions.FloatDistribution):
                 value = asked.suggest_float(hp.name, dist.low, dist.high, log=dist.log, step=dist.step)
             elif isinstance(dist, optuna.distributions.IntDistribution):
@@ -133,10 +134,25 @@ class _StudyProposals(kt.Oracle):
             self.study.enqueue_trial({k: v for k, v in values.items() if not k.startswith("tuner/")},
                                      skip_if_exists=False)
             asked = self.study.ask()
-            asked.set_user_attr("keras_tuner_trial_id", trial_id)
+            asked.set_user_attr("trial_id", number(trial_id))
             self._suggest(asked)
             self._asked[trial_id] = asked
         return self._asked[trial_id]
+
+    def _add_late_values(self, asked, hps):
+        """Hyperparameters a hypermodel declares in fit() (e.g. batch_size) join the space only once a trial has
+        trained: the first trial's values of them go into its study trial at its end, with their
+        distributions (later trials are asked for them)."""
+        self.study  # opens the storage
+        storage = self._rdb
+        trial_key = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(self.study_name), asked.number)
+        for hp in hps.space:
+            value = hps.values.get(hp.name)
+            dist = record.keras_distribution(hp)
+            if hp.name in asked.params or value is None or dist is None or not hps.is_active(hp):
+                continue
+            storage.set_trial_param(trial_key, hp.name, dist.to_internal_repr(value), dist)
 
     def is_fixed(self, trial_id):
         """One of the family's fixed first trials (the baseline): trained to the full budget, never pruned."""
@@ -166,6 +182,7 @@ class _StudyProposals(kt.Oracle):
         super().end_trial(trial)
         asked = self._optuna_trial(trial_id)
         kept = self.trials[trial_id]
+        self._add_late_values(asked, kept.hyperparameters)
         metrics = {k: v for k, v in metrics_of(kept).items() if trials_table.is_score(v)}
         for name, value in metrics.items():
             asked.set_user_attr(name, float(value))
@@ -175,6 +192,9 @@ class _StudyProposals(kt.Oracle):
         elif trial_id in self.pruned:
             self.study.tell(asked, state=optuna.trial.TrialState.PRUNED)
         else:
+            error = (kept.message or "").strip().splitlines()[-1:]
+            if error:
+                asked.set_user_attr("error", error[0])
             self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
         self._asked.pop(trial_id, None)
         self._reported.pop(trial_id, None)

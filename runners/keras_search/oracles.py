@@ -1,8 +1,14 @@
-"""Keras Tuner's oracles, with the study's configuration as the first trial of a new search."""
+"""Keras Tuner's oracles, with the study's configuration as the first trial of a new search, each trial
+recorded in the search's Optuna study (runners/record.py) as it ends."""
+
+import csv
+import time
+from pathlib import Path
 
 import keras_tuner as kt
+import optuna
 
-from runners import trials_table
+from runners import record, trials_table
 
 
 def default_values(space):
@@ -41,26 +47,132 @@ class BaselineFirst:
         return {"status": "RUNNING", "values": {**fixed, **bookkeeping}}
 
 
-class RandomOracle(BaselineFirst, kt.oracles.RandomSearchOracle):
+EPOCH = "epoch/"  # an epoch's objective, as ReportEachEpoch sends it to the oracle (not a result of the trial)
+
+
+def number(trial_or_id):
+    """The trial's id as the suite writes it everywhere (trials.csv, trial lines, best/, histories, TensorBoard,
+    the dashboard): a plain number. Keras Tuner's own ids are zero-padded to the digits of --max-trials at the
+    time ("05" with 10 trials, "005" after a resume with 100), so a resume would otherwise mix formats."""
+    tid = getattr(trial_or_id, "trial_id", trial_or_id)
+    return int(tid)
+
+
+def status_of(trial):
+    return {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL", "STOPPED": "PRUNED"}.get(trial.status,
+                                                                                                 trial.status)
+
+
+def metrics_of(trial):
+    return {name: _last_value(trial, name) for name in trial.metrics.metrics if not name.startswith(EPOCH)}
+
+
+def _last_value(trial, name):
+    try:
+        return trial.metrics.get_last_value(name)
+    except (TypeError, ValueError):  # a value in the saved state that is not a number: damaged state
+        return None
+
+
+ENDED = ("COMPLETED", "FAILED", "INVALID", "STOPPED")
+STATES = {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL", "STOPPED": "PRUNED"}
+
+
+class KerasRecord:
+    """Oracle mixin: the search's study (record_at = (storage URL, study name)) and each ended Keras Tuner
+    trial in it, with its values, start and end times and learning curve (its history file's objective)."""
+
+    record_at = None
+    _record = None
+
+    @property
+    def study(self):
+        if self._record is None:
+            url, name = self.record_at
+            self._record = optuna.create_study(
+                study_name=name, storage=record.open_storage(None, url, heartbeat=False), load_if_exists=True,
+                direction="minimize" if self.objective.direction == "min" else "maximize")
+        return self._record
+
+    def populate_space(self, trial_id):
+        self.__dict__.setdefault("_started", {})[trial_id] = time.time()
+        return super().populate_space(trial_id)
+
+    def is_baseline(self, trial_id):
+        """The first trial of the search, at every hyperparameter's default."""
+        order = self.start_order
+        values = self.trials[trial_id].hyperparameters.values
+        defaults = default_values(self.hyperparameters.space)
+        return bool(order) and trial_id == order[0] and all(
+            defaults.get(k) == v for k, v in values.items() if not k.startswith("tuner/"))
+
+    def record_ended(self, trial_id):
+        """A Keras Tuner trial that has ended, into the study (after a kill: one the study is missing)."""
+        t = self.trials[trial_id]
+        metrics = {k: v for k, v in metrics_of(t).items() if trials_table.is_score(v)}
+        values = t.hyperparameters.values
+        space = {hp.name: record.keras_distribution(hp) for hp in self.hyperparameters.space}
+        error = (t.message or "").strip().splitlines()[-1:] if STATES[t.status] == "FAIL" else []
+        history = Path(self._project_dir).parent / "histories" / f"trial_{number(trial_id)}.csv"
+        end = time.time()
+        start = self.__dict__.get("_started", {}).pop(trial_id, end - metrics.get("duration_s", 0))
+        record.add_ended(self.study, trial_id=number(trial_id), state=STATES[t.status],
+                         params={k: v for k, v in values.items() if not k.startswith("tuner/")},
+                         distributions={k: d for k, d in space.items() if d is not None},
+                         value=metrics.get(self.objective.name),
+                         attrs={**metrics, "is_baseline": self.is_baseline(trial_id),
+                                "error": error[0] if error else None, "epochs_budget": values.get("tuner/epochs")},
+                         curve=_curve(history, self.objective.name), start=start, end=end)
+
+    def record_missing(self):
+        """After a kill: every ended Keras Tuner trial the study does not hold yet goes in."""
+        skip = record.retried(self.study)
+        held = {record.trial_id(t) for t in self.study.get_trials(deepcopy=False)
+                if t.state in record.FINISHED and not record.interrupted(t, skip)}
+        for tid, t in self.trials.items():
+            if t.status in ENDED and number(tid) not in held:
+                self.record_ended(tid)
+
+
+def _curve(history, objective):
+    """{epoch index: objective} from a trial's history file ({} when there is none)."""
+    try:
+        with open(history, newline="") as f:
+            return {i: float(r[objective]) for i, r in enumerate(csv.DictReader(f)) if r.get(objective)}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+class RecordedInStudy(KerasRecord):
+    """Keras Tuner's own oracles: each trial into the study as it ends."""
+
+    def end_trial(self, trial):
+        super().end_trial(trial)
+        if trial.trial_id in self.end_order:  # not one Keras Tuner runs again
+            self.record_ended(trial.trial_id)
+
+
+class RandomOracle(RecordedInStudy, BaselineFirst, kt.oracles.RandomSearchOracle):
     pass
 
 
-class BayesianOracle(BaselineFirst, kt.oracles.BayesianOptimizationOracle):
+class BayesianOracle(RecordedInStudy, BaselineFirst, kt.oracles.BayesianOptimizationOracle):
     pass
 
 
-class HyperbandOracle(BaselineFirst, kt.oracles.HyperbandOracle):
+class HyperbandOracle(RecordedInStudy, BaselineFirst, kt.oracles.HyperbandOracle):
     pass
 
 
-def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study=None, pruner="median"):
-    """Keras Tuner's own oracles (random, bayesian, hyperband), or "tpe": the Optuna-backed one, whose study is
-    study=(storage URL, study name)."""
+def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
+                pruner="median"):
+    """"optuna": the Optuna-backed oracle, or Keras Tuner's own (random, bayesian, hyperband); every one records
+    its trials in the study at study=(storage URL, study name)."""
     objective = kt.Objective(*objective)
-    if tuner == "tpe":
+    if tuner == "optuna":
         from runners.keras_search.optuna_oracle import StudyOracle
         oracle = StudyOracle(objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
-                             sampler="tpe", pruner=pruner)
+                             sampler=sampler, pruner=pruner)
     elif tuner == "random":
         oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed)
     elif tuner == "bayesian":
@@ -71,6 +183,7 @@ def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIV
                                  seed=seed)
     else:
         raise ValueError(tuner)
+    oracle.record_at = study
     # Hyperband has no max_trials of its own; the oracle honours the attribute.
     oracle.max_trials = max_trials
     # Failures in a row are counted by the suite (trials_table.failed_in_a_row), the same for every engine

@@ -9,8 +9,8 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from runners import best_store, dashboard, search_progress, trials_table
-from runners.keras_search.oracles import default_values
+from runners import best_store, record, search_progress, trials_table
+from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
 from suite_common import CANNOT_WRITE, UserError
 
@@ -41,7 +41,7 @@ class SuiteTuner(kt.Tuner):
         self.objective = trials_table.objective_of(family, prepared.meta)
         self.deadline, self.hard_deadline, self.verbose = deadline, hard_deadline, verbose
         self._last_model, self._last_metrics, self._heartbeat = None, {}, None
-        self.reports_epochs, self._pruned = reports_epochs, None  # --tuner tpe: each epoch to the oracle, pruning
+        self.reports_epochs, self._pruned = reports_epochs, None  # the Optuna study: each epoch to the oracle, pruning
         # Keras Tuner prints "Reloading Tuner from ..." when it resumes; the suite says "resuming ..." itself.
         said = io.StringIO()
         with contextlib.redirect_stdout(said):
@@ -153,8 +153,6 @@ class SuiteTuner(kt.Tuner):
         name = self.objective[0]
         rows = self.trial_rows()
         trials_table.write_trials_csv(self.out_dir, rows)
-        space = {hp.name: dashboard.keras_distribution(hp) for hp in self.oracle.hyperparameters.space}
-        dashboard.mirror_rows(self.out_dir, self.prepared.meta, rows, {k: v for k, v in space.items() if v})
         done = [r for r in rows if r["status"] != "RUNNING"]
         # the best finished trial (with workers, its model may reach best/ a moment later)
         best = trials_table.best_of(done, self.objective)
@@ -190,6 +188,7 @@ class SuiteTuner(kt.Tuner):
             raise UserError(f"the search state in {self.out_dir / 'keras_tuner'} is damaged (trial {bad[0]}'s "
                             f"{objective[0]} is not a number); start again with --fresh")
         best_store.reconcile_best(self.out_dir, finished, objective)
+        oracle.record_missing()  # a kill between Keras Tuner's state and the study's
         if self.oracle.trials:
             trials_table.write_trials_csv(self.out_dir, self.trial_rows())
 
@@ -199,42 +198,16 @@ class SuiteTuner(kt.Tuner):
             self.family.save_extras(model, self.prepared, folder)
 
     def trial_rows(self):
-        oracle = self.oracle
-        defaults = default_values(oracle.hyperparameters.space)
-        rows = []
-        for tid in oracle.start_order:
-            t = oracle.trials[tid]
-            values = _user_values(t.hyperparameters.values)
-            # BaselineFirst made the first trial the defaults; hyperparameters
-            # first seen in later trials are not in its values, hence the subset test.
-            is_baseline = tid == oracle.start_order[0] and all(defaults.get(k) == v for k, v in values.items())
-            if "tuner/epochs" in t.hyperparameters.values:
-                values["epochs_budget"] = t.hyperparameters.values["tuner/epochs"]
-            error = (t.message or "").strip().splitlines()[-1:] if status_of(t) == "FAIL" else []
-            rows.append(trials_table.trial_row(number(tid), status_of(t), is_baseline, values, metrics_of(t),
-                                          error[0] if error else ""))
-        return rows
-
-
-def number(trial_or_id):
-    """The trial's id as the suite writes it everywhere (trials.csv, trial lines, best/, histories, TensorBoard,
-    the dashboard): a plain number. Keras Tuner's own ids are zero-padded to the digits of --max-trials at the
-    time ("05" with 10 trials, "005" after a resume with 100), so a resume would otherwise mix formats."""
-    tid = getattr(trial_or_id, "trial_id", trial_or_id)
-    return int(tid)
+        """trials.csv's rows: from the search's study, the record of every trial (runners/record.py)."""
+        return record.rows(self.oracle.study)
 
 
 def _user_values(values):
     return {k: v for k, v in values.items() if not k.startswith("tuner/")}
 
 
-def status_of(trial):
-    return {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL", "STOPPED": "PRUNED"}.get(trial.status,
-                                                                                                 trial.status)
-
-
 class ReportEachEpoch(keras.callbacks.Callback):
-    """--tuner tpe: each epoch's objective to the oracle (the study's learning curve; over gRPC from a worker);
+    """The Optuna study (the default tuner): each epoch's objective to the oracle (the study's learning curve; over gRPC from a worker);
     when the oracle answers "STOPPED", the pruner stopped the trial: training ends at this epoch."""
 
     def __init__(self, oracle, trial_id, objective):
@@ -262,16 +235,3 @@ class WriteFailed(kt.errors.FatalError, OSError):
             return e
         return cls(e.errno, e.strerror, e.filename)
 
-
-EPOCH = "epoch/"  # an epoch's objective, as ReportEachEpoch sends it to the oracle (not a result of the trial)
-
-
-def metrics_of(trial):
-    return {name: _last_value(trial, name) for name in trial.metrics.metrics if not name.startswith(EPOCH)}
-
-
-def _last_value(trial, name):
-    try:
-        return trial.metrics.get_last_value(name)
-    except (TypeError, ValueError):  # a value in the saved state that is not a number: damaged state
-        return None

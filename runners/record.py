@@ -1,0 +1,195 @@
+"""The search's record: one Optuna study per search, where every trial of every family lives.
+
+    results/optuna.db       (or the --storage URL)
+        study "<folder>"    lyrics_lstm, lyrics_lstm_artist, lyrics_tfidf_logreg, ...
+                            (in a shared --storage: "<folder>-<hash of what its trials mean>")
+
+    optuna-dashboard sqlite:///results/optuna.db
+
+Each trial there has its parameters with their real distributions (a log-scale
+float stays log-scale, an int an int, a choice categorical), its state
+(COMPLETE, PRUNED, FAIL, RUNNING), start and end times, its learning curve
+(each epoch's objective, Keras families), every metric as a user attribute,
+`trial_id` (the id of histories/, best/ and the trial lines) and `is_baseline`.
+trials.csv, the comparison tables and the report are written from it.
+
+Who writes it:
+- Optuna families, and Keras families under the study-backed oracle (the
+  default, runners/keras_search/optuna_oracle.py): the study proposes each
+  trial (ask) and is told its end (tell), so trials arrive as they run.
+- Keras Tuner's own oracles (--tuner random|bayesian|hyperband): each trial as
+  it ends, with its values, times and learning curve (oracles.RecordedInStudy).
+  Keras Tuner's own state (keras_tuner/) is what such a search resumes from.
+
+A trial cut short by a kill has the user attribute `interrupted`: it runs
+again, and the tables leave it out.
+"""
+
+import datetime
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+
+from runners import trials_table
+from suite_common import UserError, masked
+
+# user attributes that are not metrics of the trial
+BOOKKEEPING = {"trial_id", "is_baseline", "error", "interrupted", "keras_tuner_trial_id", "epochs_budget"}
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+
+
+def storage_url(results_dir):
+    """The results folder's own storage (SQLite), which every search in it shares."""
+    return f"sqlite:///{Path(results_dir).resolve() / 'optuna.db'}"
+
+
+def study_name(out_dir, record=None, storage=None):
+    """The search's study: named like its results folder; in a shared --storage, with a hash of what its trials
+    mean (data fingerprint, options, objective, seed, sampler), so another search never resumes it."""
+    if storage is None:
+        return Path(out_dir).name
+    # contents, not paths: workers on other machines read the same data from other places
+    identity = {k: v for k, v in (record or {}).items() if k not in ("storage", "data", "test_data", "embeddings")}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{Path(out_dir).name}-{digest}"
+
+
+def open_storage(out_dir, url=None, heartbeat=True):
+    """The search's storage: results/optuna.db by default, or a database URL shared by workers (e.g.
+    postgresql://...). heartbeat: Optuna's study.optimize sends them; a worker that dies leaves a trial whose
+    heartbeat stops, and the next worker to start a trial marks it FAIL and queues its parameters again
+    (a study used through ask and tell sends none: Optuna warns if asked to)."""
+    url = _with_installed_driver(url or storage_url(Path(out_dir).parent))
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():  # heartbeats are marked experimental
+            warnings.simplefilter("ignore")
+            if not heartbeat:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=trials_table.HEARTBEAT_S,
+                grace_period=3 * trials_table.HEARTBEAT_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    except Exception as e:
+        raise UserError(masked(f"cannot open the study storage {url!r} ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''})")) from None
+
+
+def _with_installed_driver(url):
+    """postgresql://... with the PostgreSQL driver that is installed: SQLAlchemy's default for that scheme is
+    psycopg2, while the suite's `postgres` extra installs psycopg (3)."""
+    import importlib.util
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None \
+            and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def has_study(storage, name):
+    try:
+        return name in optuna.get_all_study_names(storage=storage)
+    except Exception:
+        return False
+
+
+def describe(study, meta, **settings):
+    """The study's attributes: which data, seed, objective and engine its trials ran on (once, or when they
+    change), and the objective's name for the dashboard."""
+    objective = (meta.get("objective") or trials_table.OBJECTIVE)[0]
+    data = meta.get("data") or {}
+    wanted = {"family": meta.get("family"), "variant": meta.get("variant"), "data_source": data.get("source"),
+              "data_fingerprint": data.get("fingerprint"), "seed": meta.get("seed"), "objective": objective,
+              "engine": meta.get("engine"), **settings}
+    attrs = study.user_attrs
+    for key, value in wanted.items():
+        if attrs.get(key) != value:
+            study.set_user_attr(key, value)
+    if study.metric_names != [objective]:
+        with warnings.catch_warnings():  # set_metric_names is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([objective])
+
+
+def discard(out_dir):
+    """--fresh: the search's study in results/optuna.db goes with its folder."""
+    out_dir = Path(out_dir)
+    if not (out_dir.parent / "optuna.db").exists():
+        return
+    try:
+        optuna.delete_study(study_name=out_dir.name, storage=open_storage(out_dir))
+    except KeyError:  # no study of this search there
+        pass
+
+
+def keras_distribution(hp):
+    """The Optuna distribution of a Keras Tuner hyperparameter (None for one Optuna cannot hold)."""
+    import optuna.distributions as d
+    kind = type(hp).__name__
+    if kind == "Float":
+        log = hp.sampling == "log"
+        return d.FloatDistribution(hp.min_value, hp.max_value, log=log, step=None if log else hp.step)
+    if kind == "Int":
+        log = hp.sampling == "log"
+        return d.IntDistribution(hp.min_value, hp.max_value, log=log, step=1 if log else (hp.step or 1))
+    if kind == "Choice":
+        return d.CategoricalDistribution(list(hp.values))
+    if kind == "Boolean":
+        return d.CategoricalDistribution([False, True])
+    if kind == "Fixed":
+        return d.CategoricalDistribution([hp.value])
+    return None
+
+
+def add_ended(study, *, trial_id, state, params, distributions, value, attrs, curve, start, end):
+    """A trial that ran elsewhere (a Keras Tuner oracle's) into the study, as it ended: state "COMPLETE",
+    "PRUNED" or "FAIL"; curve {epoch: objective}; start, end: time.time() values."""
+    kept = {k: v for k, v in params.items() if k in distributions and v is not None
+            and distributions[k]._contains(distributions[k].to_internal_repr(v))}
+    finite = state == "COMPLETE" and trials_table.is_score(value)
+    state = state if finite or state != "COMPLETE" else "FAIL"
+    study.add_trial(optuna.trial.FrozenTrial(
+        number=-1, trial_id=-1, state=getattr(optuna.trial.TrialState, state), value=float(value) if finite else None,
+        datetime_start=datetime.datetime.fromtimestamp(start), datetime_complete=datetime.datetime.fromtimestamp(end),
+        params=kept, distributions={k: distributions[k] for k in kept},
+        user_attrs={"trial_id": int(trial_id), **{k: v for k, v in attrs.items() if v is not None}},
+        system_attrs={}, intermediate_values={int(k): float(v) for k, v in curve.items()
+                                              if trials_table.is_score(v)}))
+
+
+def retried(study):
+    """Numbers of trials cut short by a dead worker and queued again (by the heartbeat callback)."""
+    with warnings.catch_warnings():  # marked experimental since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        numbers = [RetryFailedTrialCallback.retried_trial_number(t) for t in study.get_trials(deepcopy=False)]
+    return {n for n in numbers if n is not None}
+
+
+def interrupted(t, retried_numbers=frozenset()):
+    return bool(t.user_attrs.get("interrupted")) or t.number in retried_numbers
+
+
+def trial_id(t):
+    """The suite's id of a study trial: its own number, or the id its Keras Tuner trial had."""
+    return int(t.user_attrs.get("trial_id", t.number))
+
+
+def rows(study):
+    """trials.csv's rows, one per trial, in trial id order; attempts cut short by a kill (they ran again) are
+    left out, and so are trials only queued."""
+    out, skip = [], retried(study)
+    for t in study.get_trials(deepcopy=False):
+        if interrupted(t, skip) or t.state == optuna.trial.TrialState.WAITING:
+            continue
+        attrs = t.user_attrs
+        metrics = {k: v for k, v in attrs.items() if k not in BOOKKEEPING}
+        params = dict(t.params)
+        if "epochs_budget" in attrs:  # Hyperband's budget for this trial
+            params["epochs_budget"] = attrs["epochs_budget"]
+        out.append(trials_table.trial_row(trial_id(t), t.state.name, attrs.get("is_baseline", False), params,
+                                          metrics, attrs.get("error", "")))
+    return sorted(out, key=lambda r: r["trial_id"])
