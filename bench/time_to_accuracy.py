@@ -1,172 +1,271 @@
 #!/usr/bin/env python
-"""What a fixed time budget buys: the suite's cifar_cnn search vs a plain Keras Tuner RandomSearch.
+"""What a fixed time budget buys: the suite's default search against its random search and the plain tools.
 
-    python bench/time_to_accuracy.py [--data DIR] [--images-per-class 500] [--budget 10m] [--sides suite,plain]
+    python bench/time_to_accuracy.py [--tasks lyrics,cifar] [--budget 5m] [--seeds 42,43,44]
+                                     [--sides default,random,kt-random,kt-hyperband,optuna]
 
-Both sides search block 1 of the real CIFAR-10 JPEGs (../shared/data/cifar10-jpg.tar.gz,
-unpacked to a temporary folder unless --data names one): five classes by the
-seeded block draw, the official test images of those classes as the test
-set, validation carved from the official training images, --images-per-class
-training (and test) images per class.
+On the same hypermodel, data, seed and time budget (no new trial after it), each side searches:
+- default: `runners/search.py FAMILY` as a user runs it: the Optuna study's TPE sampler and median pruner,
+  trial 0 the earlier study's model;
+- random: the same with `--sampler random --pruner none`;
+- kt-random, kt-hyperband: plain Keras Tuner `RandomSearch` / `Hyperband` (factor 3) over the family's
+  hypermodel, no baseline first, Keras Tuner's own checkpoints;
+- optuna: plain Optuna, TPE and the median pruner with default settings,
+  `optuna_integration.KerasPruningCallback`, each hyperparameter suggested as the hypermodel declares it
+  (those it declares in fit(), e.g. batch_size, from the second trial on), no baseline.
+Every side trains with the family's early stopping and epoch budget.
 
-- suite: `runners/search.py cifar_cnn --time-budget BUDGET` (trial 0 the
-  earlier study's CNN, then random search), in its own process;
-- plain: Keras Tuner's own RandomSearch over the same hypermodel
-  (search_spaces/cifar_cnn.py), no baseline first, Keras Tuner's own
-  per-epoch checkpoints, the same early stopping, no new trial after BUDGET.
+Tasks: lyrics = lyrics_cnn on the 900 real rows (../shared/data/lyrics); cifar = cifar_cnn on block 1 of the
+real CIFAR-10 JPEGs (../shared/data/cifar10-jpg.tar.gz), --images-per-class per class.
 
-For each it prints the best validation accuracy against wall time (from the
-first trial's start), the time to first reach 0.80 / 0.85 / 0.90 validation
-accuracy, the number of trials, and the best model's test accuracy with its
-95 % Wilson interval; then the ratios of the two side by side.
+Per side it prints (median over the seeds): the best validation accuracy at the budget, the time to reach
+plain random search's final best of the same seed (and on how many seeds it did), epochs trained, trials
+finished and pruned, and the best model's test accuracy with its 95 % Wilson interval (the median seed's);
+then each side's ratios to kt-random.
 """
 
 import argparse
 import json
 import os
-import re
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = (0.80, 0.85, 0.90)
-PROGRESS = re.compile(r"trial (\S+) (\w+) .*?\| best ([0-9.]+) \(trial \S+\) \| \d+ of \d+ done, "
-                      r"(\d+):(\d\d):(\d\d) elapsed")
+SHARED = ROOT.parent / "shared" / "data"
+SIDES = ("default", "random", "kt-random", "kt-hyperband", "optuna")
+FAMILY = {"lyrics": "lyrics_cnn", "cifar": "cifar_cnn"}
 
-
-def unpack_cifar10(into):
-    tar_path = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
-    if not tar_path.exists():
-        sys.exit(f"error: {tar_path} is absent: pass --data with a CIFAR-10 image-folder tree")
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(into, filter="data")
-    roots = [p.parent.parent for p in Path(into).rglob("train/airplane")]
-    return roots[0]
-
-
-def run_suite(data, per_class, budget, seed, work):
-    """The suite's search; (curve [(seconds, best)], trials, best model's test accuracy, its interval)."""
-    res = Path(work) / "suite"
-    cmd = [sys.executable, str(ROOT / "runners" / "search.py"), "cifar_cnn", "--data", str(data),
-           "--images-per-class", str(per_class), "--time-budget", f"{budget}s", "--max-trials", "1000",
-           "--seed", str(seed), "--results-dir", str(res)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    if out.returncode != 0:
-        sys.exit(f"error: the suite's search failed: {out.stderr.strip().splitlines()[-1:]}")
-    curve = []
-    for m in PROGRESS.finditer(out.stdout):
-        seconds = int(m.group(4)) * 3600 + int(m.group(5)) * 60 + int(m.group(6))
-        curve.append((seconds, float(m.group(3))))
-    from analysis import compare
-    from analysis.best_model import load_best
-    model = load_best("cifar_cnn", res)
-    scores, y, pred = model.score_test(res)
-    right = int((pred == y).sum())
-    trials = json.loads((res / "cifar_cnn" / "best" / "meta.json").read_text())
-    return curve, len(curve), scores["test_accuracy"], compare.wilson(right, len(y)), trials["trial_id"]
-
-
+# One side's search in a fresh process; prints RESULT {curve: [[seconds, best so far]], epochs, finished,
+# pruned, right, n}. The plain sides score their best model with the suite's loader (the same test rows).
 PLAIN = r'''
 import json, sys, time
-import keras, keras_tuner as kt, numpy as np
+import keras, keras_tuner as kt, numpy as np, optuna
+from analysis.best_model import load_best
+from runners import best_store, prepare
+from runners.search import build_parser
 from search_spaces import get_family
-from study_data import images
 
-data, per_class, budget, seed, work = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-block = images.make_block(images.load_images(data, cache_dir=work + "/cache", per_class=per_class), 1, seed=seed)
-curve, start, best = [], None, 0.0
+side, name, budget, work, flags = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5:]
+family = get_family(name)
+args = build_parser().parse_args([name, "--results-dir", work, *flags])
+p = prepare.prepare(family, args)
+prepare.save_cache(p)
+epochs, seed = args.epochs or family.epochs, args.seed
+hypermodel = family.hypermodel(p.spec)
+curve, counts, start, best = [], {"epochs": 0, "finished": 0, "pruned": 0}, None, [-1.0, None, None]
+
+
+class Count(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        counts["epochs"] += 1
+
+
+def callbacks():
+    stop = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=family.patience, restore_best_weights=True)]
+    return [Count(), *(stop if family.patience else [])]
+
+
+def ended(value, model=None, values=None):
+    counts["finished"] += 1
+    if value is not None and value > best[0]:
+        best[:] = [value, model, values]
+    curve.append((time.time() - start, max(best[0], 0.0)))
+
 
 class OutOfTime(Exception):
     pass
 
-class Timed(kt.RandomSearch):
-    def pre_create_trial(self):
-        if start is not None and time.time() - start > budget:
-            raise OutOfTime
 
-    def on_trial_end(self, trial):
-        global best
-        super().on_trial_end(trial)
-        value = trial.metrics.get_best_value("val_accuracy") if trial.metrics.exists("val_accuracy") else None
-        if value is not None:
-            best = max(best, value)
-        curve.append((time.time() - start, best))
-        print(f"plain trial {len(curve)}: best {best:.4f} at {time.time() - start:.0f} s", flush=True)
+def kt_side(cls, **kw):
+    class Timed(cls):
+        def pre_create_trial(self):
+            if time.time() - start > budget:
+                raise OutOfTime
 
-tuner = Timed(get_family("cifar_cnn").hypermodel({"n_classes": len(block.class_names)}), objective="val_accuracy",
-              max_trials=1000, seed=seed, directory=work + "/plain", project_name="kt", overwrite=True)
+        def on_trial_end(self, trial):
+            super().on_trial_end(trial)
+            ok = trial.metrics.exists("val_accuracy")
+            ended(trial.metrics.get_best_value("val_accuracy") if ok else None)
+
+    tuner = Timed(hypermodel, objective="val_accuracy", seed=seed, directory=work + "/kt", project_name=side,
+                  overwrite=True, **kw)
+    try:
+        tuner.search(p.x_train, p.y_train, validation_data=(p.x_val, p.y_val), epochs=epochs, verbose=0,
+                     callbacks=callbacks())
+    except OutOfTime:
+        pass
+    best[1], best[2] = tuner.get_best_models(1)[0], tuner.get_best_hyperparameters(1)[0].values
+
+
+def optuna_side():
+    from optuna_integration import KerasPruningCallback
+    space = kt.HyperParameters()
+    hypermodel.build(space)  # the declared space (fit-time ones join after the first trial)
+
+    def objective(trial):
+        if time.time() - start > budget:
+            study.stop()
+            raise optuna.TrialPruned()  # not run: counted below as not finished
+        hp = kt.HyperParameters()
+        for h in space.space:
+            hp.merge([h])
+            if not hp.is_active(h):
+                continue
+            kind = type(h).__name__
+            if kind == "Float":
+                v = trial.suggest_float(h.name, h.min_value, h.max_value, log=h.sampling == "log")
+            elif kind == "Int":
+                v = trial.suggest_int(h.name, h.min_value, h.max_value, step=h.step or 1)
+            elif kind in ("Choice", "Boolean"):
+                v = trial.suggest_categorical(h.name, list(h.values) if kind == "Choice" else [False, True])
+            else:
+                v = h.default
+            hp.values[h.name] = v
+        keras.utils.set_random_seed(seed + trial.number)
+        model = hypermodel.build(hp)
+        try:
+            hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val), epochs=epochs,
+                           verbose=0, callbacks=[*callbacks(), KerasPruningCallback(trial, "val_accuracy")])
+        except optuna.TrialPruned:
+            counts["pruned"] += 1
+            ended(None)  # an ended trial, its best unchanged
+            raise
+        finally:
+            space.merge(hp.space)
+        value = float(max(model.history.history["val_accuracy"]) if not family.patience else
+                      model.history.history["val_accuracy"][int(np.argmin(model.history.history["val_loss"]))])
+        ended(value, model, dict(hp.values))
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner())
+    study.optimize(objective, n_trials=10 ** 6)
+
+
 start = time.time()
-try:
-    tuner.search(block.x_train, block.y_train, validation_data=(block.x_val, block.y_val), epochs=40, verbose=0,
-                 callbacks=[keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)])
-except OutOfTime:
-    pass
-model = tuner.get_best_models(1)[0]
-pred = np.asarray(model.predict(block.x_test, verbose=0)).argmax(1)
-print("RESULT " + json.dumps({"curve": curve, "right": int((pred == block.y_test).sum()), "n": int(len(pred))}))
+if side == "kt-random":
+    kt_side(kt.RandomSearch, max_trials=10 ** 6)
+elif side == "kt-hyperband":
+    kt_side(kt.Hyperband, max_epochs=epochs, factor=3, hyperband_iterations=10 ** 6)
+else:
+    optuna_side()
+model, values = best[1], best[2]
+meta = {**p.meta, "trial_id": 0, "hyperparameters": values, "metrics": {"val_accuracy": best[0]},
+        "model_file": "model.keras", "max_epochs": epochs, "parameter_count": int(model.count_params())}
+out = work + "/" + name
+best_store.promote(out, best_store.stage_best(out, 0, lambda d: model.save(d / "model.keras"), meta, p.artifacts))
+scores, y, pred = load_best(name, work).score_test(work)
+print("RESULT " + json.dumps({"curve": curve, **counts, "right": int((pred == y).sum()), "n": int(len(y))}))
 '''
 
 
-def run_plain(data, per_class, budget, seed, work):
-    out = subprocess.run([sys.executable, "-c", PLAIN, str(data), str(per_class), str(budget), str(seed), str(work)],
+def run_suite(side, family, flags, budget, work):
+    import optuna
+    import pandas as pd
+    res = Path(work) / side
+    cmd = [sys.executable, str(ROOT / "runners" / "search.py"), family, "--results-dir", str(res),
+           "--time-budget", f"{budget}s", "--max-trials", "1000", *flags,
+           *(["--sampler", "random", "--pruner", "none"] if side == "random" else [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if out.returncode != 0:
+        sys.exit(f"error: the suite's {side} search failed: {out.stderr.strip().splitlines()[-1:]}")
+    # the curve from the search's record: each trial's end, from the first trial's start
+    study = optuna.load_study(study_name=family, storage=f"sqlite:///{res / 'optuna.db'}")
+    trials = sorted((t for t in study.trials if t.datetime_complete), key=lambda t: t.datetime_complete)
+    t0, best, curve = min(t.datetime_start for t in trials), 0.0, []
+    for t in trials:
+        if t.state.name == "COMPLETE":
+            best = max(best, t.value)
+        curve.append(((t.datetime_complete - t0).total_seconds(), best))
+    table = pd.read_csv(res / family / "trials.csv")
+    from analysis.best_model import load_best
+    scores, y, pred = load_best(family, res).score_test(res)
+    return {"curve": curve, "epochs": int(table["epochs_run"].sum()), "finished": len(table),
+            "pruned": int((table["status"] == "PRUNED").sum()), "right": int((pred == y).sum()), "n": int(len(y))}
+
+
+def run_plain(side, family, flags, budget, work):
+    out = subprocess.run([sys.executable, "-c", PLAIN, side, family, str(budget), str(Path(work) / side), *flags],
                          capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)})
     line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
     if out.returncode != 0 or not line:
-        sys.exit(f"error: the plain Keras Tuner search failed: {out.stderr.strip().splitlines()[-3:]}")
-    r = json.loads(line[0][7:])
-    from analysis import compare
-    return ([tuple(c) for c in r["curve"]], len(r["curve"]), r["right"] / r["n"], compare.wilson(r["right"], r["n"]),
-            None)
+        sys.exit(f"error: the plain {side} search failed: {out.stderr.strip().splitlines()[-3:]}")
+    return json.loads(line[0][7:])
 
 
 def first_reach(curve, target):
     return next((s for s, best in curve if best >= target), None)
 
 
-def report(name, result):
-    curve, trials, test, (low, high), best_trial = result
-    print(f"\n{name}: {trials} trials; best validation accuracy over time:")
-    for seconds, best in curve:
-        print(f"  {seconds:7.0f} s  {best:.4f}")
-    for t in TARGETS:
-        s = first_reach(curve, t)
-        print(f"  time to {t:.2f}: " + (f"{s:.0f} s" if s is not None else "not reached"))
-    print(f"  best model's test accuracy {test:.4f} (95 % CI {low:.4f}-{high:.4f})"
-          + (f", trial {best_trial}" if best_trial is not None else ""))
+def summarise(task, runs, budget):
+    """runs: {side: {seed: result}}; prints one line per side, then ratios to kt-random."""
+    from analysis import compare
+    print(f"\n{task} ({FAMILY[task]}), budget {budget:g} s, seeds {', '.join(map(str, next(iter(runs.values()))))}:")
+    print(f"{'side':13} {'best val':>8} {'to kt-random best':>18} {'epochs':>7} {'trials':>6} {'pruned':>6}  test (95 % CI)")
+    lines = {}
+    for side, by_seed in runs.items():
+        finals = {s: max((b for _, b in r["curve"]), default=0.0) for s, r in by_seed.items()}
+        reach = []
+        for s, r in by_seed.items():
+            target = max((b for _, b in runs["kt-random"][s]["curve"]), default=0.0) if "kt-random" in runs else None
+            reach.append(first_reach(r["curve"], target) if target is not None else None)
+        hit = [x for x in reach if x is not None]
+        median_seed = sorted(by_seed, key=lambda s: finals[s])[len(by_seed) // 2]
+        r = by_seed[median_seed]
+        low, high = compare.wilson(r["right"], r["n"])
+        lines[side] = {"best": statistics.median(finals.values()), "reach": statistics.median(hit) if hit else None,
+                       "epochs": statistics.median(x["epochs"] for x in by_seed.values())}
+        reached = f"{lines[side]['reach']:.0f} s" if hit else "never"
+        print(f"{side:13} {lines[side]['best']:8.4f} {reached:>10} "
+              f"({len(hit)}/{len(reach)}) {lines[side]['epochs']:7.0f} "
+              f"{statistics.median(x['finished'] for x in by_seed.values()):6.0f} "
+              f"{statistics.median(x['pruned'] for x in by_seed.values()):6.0f}  "
+              f"{r['right'] / r['n']:.4f} ({low:.4f}-{high:.4f})")
+    if "kt-random" in lines:
+        base = lines["kt-random"]
+        print("ratios to kt-random: " + "; ".join(
+            f"{side} best {v['best'] / base['best']:.3f}x"
+            + (f", time to its best {v['reach'] / base['reach']:.2f}x" if v["reach"] and base["reach"] else "")
+            for side, v in lines.items() if side != "kt-random"))
 
 
 def main(argv=None):
     from runners.search import duration, positive_int
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", help="a CIFAR-10 image-folder tree (default: unpacked from ../shared)")
+    ap.add_argument("--tasks", default="lyrics,cifar")
+    ap.add_argument("--sides", default=",".join(SIDES))
+    ap.add_argument("--budget", type=duration, default=300.0, help="time budget of each side (default 5m)")
+    ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--images-per-class", type=positive_int, default=500)
-    ap.add_argument("--budget", type=duration, default=600.0, help="time budget of each side (default 10m)")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--sides", default="suite,plain")
+    ap.add_argument("--epochs", type=positive_int, help="epoch budget of a trial (default: the family's)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
-        data = Path(args.data) if args.data else unpack_cifar10(Path(work) / "cifar10")
-        results = {}
-        for side in args.sides.split(","):
-            t0 = time.time()
-            runner = run_suite if side == "suite" else run_plain
-            results[side] = runner(data, args.images_per_class, args.budget, args.seed, work)
-            report(side, results[side])
-            print(f"  ({time.time() - t0:.0f} s in all, start-up and the last trial included)")
-    if len(results) == 2:
-        (s_curve, _, s_test, _, _), (p_curve, _, p_test, _, _) = results["suite"], results["plain"]
-        s_best, p_best = (max(b for _, b in c) if c else float("nan") for c in (s_curve, p_curve))
-        print(f"\nbest validation accuracy in {args.budget:g} s: suite {s_best:.4f} / plain {p_best:.4f} = "
-              f"{s_best / p_best:.3f}x; test accuracy {s_test:.4f} / {p_test:.4f} = {s_test / p_test:.3f}x")
-        for t in TARGETS:
-            s, p = first_reach(s_curve, t), first_reach(p_curve, t)
-            print(f"time to {t:.2f}: suite " + (f"{s:.0f} s" if s is not None else "not reached") + ", plain "
-                  + (f"{p:.0f} s" if p is not None else "not reached"))
+        for task in args.tasks.split(","):
+            if task == "cifar":
+                with tarfile.open(SHARED / "cifar10-jpg.tar.gz") as tar:
+                    tar.extractall(Path(work) / "cifar10", filter="data")
+                data = next((Path(work) / "cifar10").rglob("train/airplane")).parent.parent
+                flags = ["--data", str(data), "--images-per-class", str(args.images_per_class)]
+            else:
+                flags = ["--data", str(SHARED / "lyrics" / "mll-train-subset-en-900.tsv")]
+            flags += ["--epochs", str(args.epochs)] if args.epochs else []
+            runs = {}
+            for side in args.sides.split(","):
+                for seed in map(int, args.seeds.split(",")):
+                    run = run_suite if side in ("default", "random") else run_plain
+                    folder = Path(work) / f"{task}-{side}-{seed}"
+                    runs.setdefault(side, {})[seed] = run(side, FAMILY[task], [*flags, "--seed", str(seed)],
+                                                          args.budget, folder)
+                    r = runs[side][seed]
+                    print(f"  {task} {side} seed {seed}: best {max((b for _, b in r['curve']), default=0):.4f}, "
+                          f"{len(r['curve'])} trials, {r['epochs']} epochs", flush=True)
+            summarise(task, runs, args.budget)
     return 0
 
 

@@ -41,6 +41,13 @@ def check_invariants(res, family, data, finished_expected=None):
     folder = res / family
     t = pd.read_csv(folder / "trials.csv")
     assert t["trial_id"].is_unique
+    # the record (the search's study) holds each ended trial once, as trials.csv says
+    import optuna
+
+    from runners import record
+    study = optuna.load_study(study_name=family, storage=record.storage_url(res))
+    kept = [t for t in study.trials if t.state in record.FINISHED and not record.interrupted(t, record.retried(study))]
+    assert sorted(record.trial_id(s) for s in kept) == sorted(t.loc[t["status"] != "RUNNING", "trial_id"])
     done = t[t["status"] == "COMPLETE"]
     if finished_expected is not None:
         assert len(t) == finished_expected and len(done) == finished_expected
@@ -63,7 +70,8 @@ POINTS = ["candidate-written", "trial-recorded", "before-promote", "mid-replace-
 
 # Optuna passes every write point; Keras Tuner the three on its own path.
 KILLS = [("lyrics_tfidf_logreg", 3, point) for point in POINTS] + \
-        [("lyrics_lstm", 2, point) for point in ("candidate-written", "trial-recorded", "mid-replace-dir")]
+        [("lyrics_lstm", 2, point) for point in ("candidate-written", "oracle-saved", "trial-recorded",
+                                                 "mid-replace-dir")]
 
 
 @pytest.mark.parametrize("family,trials,point", KILLS)

@@ -32,7 +32,7 @@ def run_trial(o, tuner_id, curve):
     trial = o.create_trial(tuner_id)
     stopped_at = None
     for epoch, value in enumerate(curve):
-        if o.update_trial(trial.trial_id, {EPOCH + "val_accuracy": value}, step=epoch) == "STOPPED":
+        if o.update_trial(trial.trial_id, {EPOCH + "val_accuracy": value}, step=epoch).status == "STOPPED":
             stopped_at = epoch + 1
             break
     o.update_trial(trial.trial_id, {"val_accuracy": max(curve[:stopped_at or len(curve)])})
@@ -113,3 +113,22 @@ def test_the_fixed_first_trials_are_never_pruned(tmp_path):
     assert stopped is None and fixed.hyperparameters.values["units"] == 32
     assert run_trial(o, "t", [0.05] * 10)[1] is None  # the fifth, fixed too
     assert run_trial(o, "t", [0.05] * 10)[1] == 3  # the first searched one is pruned
+
+
+def test_keras_tuners_own_oracle_records_every_trial_and_refills_a_lost_record(tmp_path, small_lyrics):
+    """--tuner random: each trial goes into the study as it ends, with its learning curve and times; a record
+    lost (a search made before it existed, a deleted optuna.db) is refilled from Keras Tuner's state on resume."""
+    res = tmp_path / "r"
+    args = ["lyrics_rnn", "--data", str(small_lyrics), "--results-dir", str(res), "--seq-len", "30", "--vocab-size",
+            "300", "--max-trials", "2", "--epochs", "2", "--tuner", "random"]
+    assert cli(args) == 0
+    rows = pd.read_csv(res / "lyrics_rnn" / "trials.csv")
+    study = optuna.load_study(study_name="lyrics_rnn", storage=f"sqlite:///{res / 'optuna.db'}")
+    for t, (_, row) in zip(study.trials, rows.iterrows()):
+        history = pd.read_csv(res / "lyrics_rnn" / "histories" / f"trial_{row['trial_id']}.csv")
+        assert list(t.intermediate_values.values()) == pytest.approx(list(history["val_accuracy"]))
+        assert t.datetime_complete > t.datetime_start and t.value == pytest.approx(row["val_accuracy"])
+    (res / "optuna.db").unlink()
+    assert cli(args) == 0  # nothing left to run: the record is refilled, trials.csv written from it again
+    again = pd.read_csv(res / "lyrics_rnn" / "trials.csv")
+    assert again.drop(columns=["duration_s"]).equals(rows.drop(columns=["duration_s"]))

@@ -26,7 +26,7 @@ import warnings
 import keras_tuner as kt
 import optuna
 
-from runners import record, trials_table
+from runners import record, search_progress, trials_table
 from runners.keras_search.oracles import EPOCH, BaselineFirst, KerasRecord, default_values, metrics_of, number
 
 SAMPLERS = ("tpe", "random")
@@ -161,10 +161,11 @@ class _StudyProposals(KerasRecord, kt.Oracle):
 
     def update_trial(self, trial_id, metrics, step=0):
         """Keras Tuner's update, and an epoch's objective (sent as "epoch/<objective>" by the tuner's
-        ReportEachEpoch) into the study, each epoch once; "STOPPED" when the pruner stops the trial here."""
+        ReportEachEpoch) into the study, each epoch once. Like Keras Tuner's, it answers with the trial (a copy
+        whose status is "STOPPED" when the pruner stops it here): a worker's chief sends it over gRPC."""
         if EPOCH + self.objective.name not in (metrics or {}):  # the trial's results (Keras Tuner's own update)
             return super().update_trial(trial_id, metrics, step)
-        status = self.trials[trial_id].status  # an epoch's report is the study's alone: Keras Tuner wants results
+        # an epoch's report is the study's alone: Keras Tuner's trial keeps only its results
         value = metrics[EPOCH + self.objective.name]
         reported = self._reported.setdefault(trial_id, set())
         if trial_id not in self.pruned and step not in reported and trials_table.is_score(value):
@@ -173,16 +174,21 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             asked.report(float(value), step)
             if not self.is_fixed(trial_id) and asked.should_prune():
                 self.pruned.add(trial_id)
-        return "STOPPED" if trial_id in self.pruned else status
+        kept = self.trials[trial_id]
+        return kt.engine.trial.Trial(kept.hyperparameters, trial_id=trial_id,
+                                     status="STOPPED" if trial_id in self.pruned else kept.status)
 
     def end_trial(self, trial):
         trial_id = trial.trial_id
         if trial_id in self.pruned and trial.status == "COMPLETED":
             trial.status = "STOPPED"  # recorded as PRUNED, never a best/ candidate
         super().end_trial(trial)
+        search_progress.crash_point("oracle-saved")  # Keras Tuner's state has the trial; the study not yet
         asked = self._optuna_trial(trial_id)
         kept = self.trials[trial_id]
         self._add_late_values(asked, kept.hyperparameters)
+        if self.is_baseline(trial_id):  # also when run again after a kill, under a new ask
+            asked.set_user_attr("is_baseline", True)
         metrics = {k: v for k, v in metrics_of(kept).items() if trials_table.is_score(v)}
         for name, value in metrics.items():
             asked.set_user_attr(name, float(value))

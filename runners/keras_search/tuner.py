@@ -219,7 +219,8 @@ class ReportEachEpoch(keras.callbacks.Callback):
         if value is None:
             return
         # under its own name: Keras Tuner records a trial's results only if the objective is not yet reported
-        if self.oracle.update_trial(self.trial_id, {EPOCH + self.objective: float(value)}, step=epoch) == "STOPPED":
+        answer = self.oracle.update_trial(self.trial_id, {EPOCH + self.objective: float(value)}, step=epoch)
+        if answer.status == "STOPPED":
             self.pruned = epoch + 1  # epochs trained
             self.model.stop_training = True
 
