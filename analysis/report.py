@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis import compare, figures
+from analysis import compare, figures, search_summary
 from runners import best_store, trials_table
 from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
 
@@ -284,7 +284,9 @@ def build_report(results_dir="results"):
             compare.problem(str(e))
             continue
         objective = trials_table.folder_objective(folder, family)
-        lines += [f"### {folder.name}", ""]
+        lines += [f"### {folder.name}", "",
+                  f"{len(trials)} trials ({search_summary.counts(folder, trials)}), proposed by "
+                  f"{search_summary.proposer(folder)}.", ""]
         best = best_store.best_meta(folder)
         lines += space_lines(folder, trials, best, objective)
         is_demo = bool(best and best.get("data", {}).get("is_demo"))

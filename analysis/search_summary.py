@@ -22,6 +22,33 @@ from runners import search_progress, trials_table
 from suite_common import UserError
 
 
+def counts(out_dir, trials):
+    """How the trials ended, and what pruning saved: "8 complete, 0 failed, 2 pruned: 11 of 60 epochs saved
+    against training every trial to 6"."""
+    statuses = trials["status"].value_counts()
+    said = ", ".join(f"{int(statuses.get(s, 0))} {s.lower() if s != 'FAIL' else 'failed'}"
+                     for s in ("COMPLETE", "FAIL", "PRUNED") if s != "PRUNED" or statuses.get(s, 0))
+    pruned = trials[trials["status"] == "PRUNED"]
+    budget = trials_table.run_record(out_dir).get("epochs")
+    if len(pruned) and isinstance(budget, int) and "epochs_run" in pruned:
+        saved = int((budget - pruned["epochs_run"].fillna(budget)).clip(lower=0).sum())
+        said += f": {saved} of {budget * len(trials)} epochs saved against training every trial to {budget}"
+    return said
+
+
+def proposer(out_dir):
+    """Who proposed the trials, from the run record: "Optuna study (tpe sampler, median pruner)", "Keras Tuner
+    random"."""
+    record = trials_table.run_record(out_dir)
+    tuner, sampler = record.get("tuner"), record.get("sampler")
+    if "epochs" in record and tuner in ("random", "bayesian", "hyperband"):  # a Keras family's own oracle
+        return f"Keras Tuner {tuner}"
+    if sampler or tuner in ("tpe", "random"):  # (an Optuna family recorded its sampler as --tuner before)
+        return f"Optuna study ({sampler or tuner} sampler" + (f", {record['pruner']} pruner)" if record.get("pruner")
+                                                            else ")")
+    return "a tuner its run record does not name"
+
+
 def _values(row):
     return {c[3:]: row[c] for c in row.index if c.startswith("hp_") and pd.notna(row[c])}
 
@@ -78,15 +105,8 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     trials["trial_id"] = pd.read_csv(out_dir / "trials.csv", usecols=["trial_id"], dtype=str)["trial_id"]
     name, direction = trials_table.folder_objective(out_dir, family)
     done = trials_table.finished(trials, name)
-    statuses = trials["status"].value_counts()
-    counts = ", ".join(f"{int(statuses.get(s, 0))} {s.lower() if s != 'FAIL' else 'failed'}"
-                       for s in ("COMPLETE", "FAIL", "PRUNED") if s != "PRUNED" or statuses.get(s, 0))
-    pruned = trials[trials["status"] == "PRUNED"]
-    budget = trials_table.run_record(out_dir).get("epochs")
-    if len(pruned) and isinstance(budget, int) and "epochs_run" in pruned:  # what pruning saved (--tuner tpe)
-        saved = int((budget - pruned["epochs_run"].fillna(budget)).clip(lower=0).sum())
-        counts += f": {saved} of {budget * len(trials)} epochs saved against training every trial to {budget}"
-    lines.append(f"{family.name}: {len(trials)} trials on record ({counts}); table {out_dir / 'trials.csv'}")
+    lines.append(f"{family.name}: {len(trials)} trials on record ({counts(out_dir, trials)}); "
+                 f"table {out_dir / 'trials.csv'}")
     if done.empty:
         return lines + ["  no finished trial: nothing to compare"]
     best = done.loc[trials_table.best_label(done[name], direction)]

@@ -172,6 +172,11 @@ def test_report_writes_markdown_html_and_real_pngs(res):
     assert re.search(r"one-sided exact McNemar, p = [0-9.e-]+", text) and re.search(r"(yes|no) \(p = ", text)
     assert "was selected on validation accuracy" in text and "95 % interval" in text  # the headline per task
     assert "## Provenance" in text and "scikit-learn" in text
+    # each search says how its trials ended and who proposed them
+    assert re.search(r"### lyrics_lstm\n\n\d+ trials \(\d+ complete, \d+ failed.*\), proposed by Optuna study "
+                     r"\(tpe sampler, median pruner\)\.", text)
+    assert re.search(r"### lyrics_tfidf_logreg\n\n4 trials \(4 complete, 0 failed\), proposed by Optuna study "
+                     r"\(tpe sampler\)\.", text)
     names = {p.name for p in pngs}
     # CIFAR: a headline and a confusion matrix per block (they hold other classes), and whether transfer won
     assert "**cifar block 1: `" in text and "**cifar block 2: `cifar_transfer`" in text

@@ -132,3 +132,17 @@ def test_keras_tuners_own_oracle_records_every_trial_and_refills_a_lost_record(t
     assert cli(args) == 0  # nothing left to run: the record is refilled, trials.csv written from it again
     again = pd.read_csv(res / "lyrics_rnn" / "trials.csv")
     assert again.drop(columns=["duration_s"]).equals(rows.drop(columns=["duration_s"]))
+
+
+def test_the_summary_and_report_say_what_pruning_saved(tmp_path):
+    import json
+
+    from analysis import search_summary
+    (tmp_path / "search.json").write_text(json.dumps({"epochs": 6, "tuner": "optuna", "sampler": "tpe",
+                                                      "pruner": "median"}))
+    trials = pd.DataFrame({"status": ["COMPLETE", "PRUNED", "FAIL", "PRUNED"], "epochs_run": [6, 2, 1, 3]})
+    assert search_summary.counts(tmp_path, trials) == \
+        "1 complete, 1 failed, 2 pruned: 7 of 24 epochs saved against training every trial to 6"
+    assert search_summary.proposer(tmp_path) == "Optuna study (tpe sampler, median pruner)"
+    (tmp_path / "search.json").write_text(json.dumps({"epochs": 6, "tuner": "hyperband"}))
+    assert search_summary.proposer(tmp_path) == "Keras Tuner hyperband"

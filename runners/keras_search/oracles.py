@@ -25,7 +25,7 @@ def default_values(space):
 class BaselineFirst:
     """Oracle mixin: the first trial of a new search is the defaults.
 
-    A family may ask for more fixed first trials (FIRST_TRIALS, each a set of
+    A family may ask for more fixed first trials (Family.first_trials, each a set of
     overrides of the defaults), e.g. cifar_transfer's from-scratch reference.
     """
 
