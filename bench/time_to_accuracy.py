@@ -13,6 +13,8 @@ On the same hypermodel, data, seed and time budget (no new trial after it), each
 - optuna: plain Optuna, TPE and the median pruner with default settings,
   `optuna_integration.KerasPruningCallback`, each hyperparameter suggested as the hypermodel declares it
   (those it declares in fit(), e.g. batch_size, from the second trial on), no baseline.
+Keras Tuner's sides report Keras Tuner's own value of a trial (its best validation accuracy over the epochs);
+with BENCH_KT_VALUE=kept, the accuracy of the epoch early stopping keeps, as the suite and the optuna side do.
 Every side trains with the family's early stopping and epoch budget.
 
 Tasks: lyrics = lyrics_cnn on the 900 real rows (../shared/data/lyrics); cifar = cifar_cnn on block 1 of the
@@ -42,7 +44,7 @@ FAMILY = {"lyrics": "lyrics_cnn", "cifar": "cifar_cnn"}
 # One side's search in a fresh process; prints RESULT {curve: [[seconds, best so far]], epochs, finished,
 # pruned, right, n}. The plain sides score their best model with the suite's loader (the same test rows).
 PLAIN = r'''
-import json, sys, time
+import json, os, sys, time
 import keras, keras_tuner as kt, numpy as np, optuna
 from analysis.best_model import load_best
 from runners import best_store, prepare
@@ -80,6 +82,20 @@ class OutOfTime(Exception):
     pass
 
 
+KEPT = os.environ.get("BENCH_KT_VALUE") == "kept"
+
+
+def kept_epoch_accuracy(trial):
+    """The validation accuracy of the epoch early stopping keeps (lowest validation loss), as the suite scores a
+    trial; Keras Tuner's own objective value is the best accuracy over the epochs."""
+    if not (trial.metrics.exists("val_loss") and trial.metrics.exists("val_accuracy")):
+        return None
+    losses = {o.step: o.value[0] for o in trial.metrics.get_history("val_loss")}
+    accuracies = {o.step: o.value[0] for o in trial.metrics.get_history("val_accuracy")}
+    step = min(losses, key=losses.get) if family.patience else max(losses)
+    return accuracies.get(step)
+
+
 def kt_side(cls, **kw):
     class Timed(cls):
         def pre_create_trial(self):
@@ -88,8 +104,8 @@ def kt_side(cls, **kw):
 
         def on_trial_end(self, trial):
             super().on_trial_end(trial)
-            ok = trial.metrics.exists("val_accuracy")
-            ended(trial.metrics.get_best_value("val_accuracy") if ok else None)
+            ended(kept_epoch_accuracy(trial) if KEPT else
+                  trial.metrics.get_best_value("val_accuracy") if trial.metrics.exists("val_accuracy") else None)
 
     tuner = Timed(hypermodel, objective="val_accuracy", seed=seed, directory=work + "/kt", project_name=side,
                   overwrite=True, **kw)
