@@ -15,8 +15,6 @@ Choices, noted:
   its cheap feature settings on top of them.
 """
 
-import hashlib
-import json
 import os
 import time
 import warnings
@@ -286,7 +284,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
                 p.artifacts, name=best_store.BASELINE_STAGED)
         return metrics[objective[0]]
 
-    failures = []
+    ended_states = []
 
     def after_trial(study, frozen):
         search_progress.crash_point("trial-recorded")
@@ -297,14 +295,14 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             best_store.promote(out_dir, candidate, objective)
         rows = record.rows(study)
         trials_table.write_trials_csv(out_dir, rows)
-        failures.append(frozen.state.name)  # this process's trials, in the order they ended
+        ended_states.append(frozen.state.name)  # this process's trials, in the order they ended
         best = best_store.best_meta(out_dir)
         progress.trial_done(frozen.number, sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows),
                             frozen.state.name, frozen.value, best and best["metrics"][objective[0]],
                             best and best["trial_id"], frozen.params, family.defaults)
         if search_progress.STOP.is_set():  # Ctrl-C: stop before the next trial
             study.stop()
-        elif trials_table.failed_in_a_row(failures):
+        elif trials_table.failed_in_a_row(ended_states):
             search_progress.log(f"{family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row "
                         f"(last: {frozen.user_attrs.get('error', '?')}); stopping the search")
             study.stop()

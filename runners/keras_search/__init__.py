@@ -45,8 +45,8 @@ from runners.keras_search.tuner import SuiteTuner
 from suite_common import UserError
 
 
-def finished_count(out_dir):
-    """Trials that a previous run of this search finished (for the resume message)."""
+def trials_begun(out_dir):
+    """Trials that a previous run of this search began (Keras Tuner's trial files; for the resume message)."""
     trial_files = list((Path(out_dir) / "keras_tuner").glob("trial_*/trial.json"))
     return len(trial_files)
 
@@ -99,7 +99,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     progress then stops at its next epoch end too."""
     start_engine()
     keras.utils.set_random_seed(seed)
-    before = finished_count(out_dir)
+    before = trials_begun(out_dir)
     progress = search_progress.Progress(family.name, max_trials, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, deadline=deadline, hard_deadline=hard_deadline,
