@@ -98,3 +98,18 @@ def test_a_kill_and_an_immediate_resume_leave_no_running_trial(tmp_path, small_l
     assert "RUNNING" not in states and states.count("COMPLETE") == 4
     rows = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
     assert len(rows) == 4 and (rows["status"] == "COMPLETE").all()
+
+
+def test_a_study_kept_in_the_search_folder_by_an_older_version_is_moved_into_the_record(tmp_path, small_lyrics):
+    """Before the one record, an Optuna family's study lived in <search>/optuna.db under the family's name: a
+    resume moves it into results/optuna.db and goes on from its trials."""
+    res = tmp_path / "r"
+    assert search(small_lyrics, res, trials=2) == 0
+    old = res / "lyrics_tfidf_logreg" / "optuna.db"
+    optuna.copy_study(from_study_name="lyrics_tfidf_logreg", from_storage=f"sqlite:///{res / 'optuna.db'}",
+                      to_storage=f"sqlite:///{old}")  # the older layout
+    (res / "optuna.db").unlink()
+    assert search(small_lyrics, res, trials=3) == 0
+    assert not old.exists() and studies(f"sqlite:///{res / 'optuna.db'}") == {"lyrics_tfidf_logreg": 3}
+    rows = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    assert rows["trial_id"].tolist() == [0, 1, 2] and rows["is_baseline"].sum() == 1
