@@ -27,7 +27,8 @@ import keras_tuner as kt
 import optuna
 
 from runners import record, search_progress, trials_table
-from runners.keras_search.oracles import EPOCH, BaselineFirst, KerasRecord, default_values, metrics_of, number
+from runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, default_values, error_of, metrics_of,
+                                         number)
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
@@ -87,9 +88,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 sampler=make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
                 pruner=make_pruner(self.pruner_name, self.epochs))
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                trial_id = storage.get_trial_id_from_study_id_trial_number(
-                    storage.get_study_id_from_name(self.study_name), t.number)
-                storage.set_trial_user_attr(trial_id, "interrupted", True)  # left out of the tables
+                storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         return self._study
 
@@ -143,16 +142,19 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         """Hyperparameters a hypermodel declares in fit() (e.g. batch_size) join the space only once a trial has
         trained: the first trial's values of them go into its study trial at its end, with their
         distributions (later trials are asked for them)."""
-        self.study  # opens the storage
-        storage = self._rdb
-        trial_key = storage.get_trial_id_from_study_id_trial_number(
-            storage.get_study_id_from_name(self.study_name), asked.number)
+        trial_key = self._storage_key(asked.number)
         for hp in hps.space:
             value = hps.values.get(hp.name)
             dist = record.keras_distribution(hp)
             if hp.name in asked.params or value is None or dist is None or not hps.is_active(hp):
                 continue
-            storage.set_trial_param(trial_key, hp.name, dist.to_internal_repr(value), dist)
+            self._rdb.set_trial_param(trial_key, hp.name, dist.to_internal_repr(value), dist)
+
+    def _storage_key(self, number):
+        """The storage's own id of the study's trial `number` (what its set_trial_* methods take)."""
+        self.study  # opened on first use
+        return self._rdb.get_trial_id_from_study_id_trial_number(self._rdb.get_study_id_from_name(self.study_name),
+                                                                  number)
 
     def is_fixed(self, trial_id):
         """One of the family's fixed first trials (the baseline): trained to the full budget, never pruned."""
@@ -198,9 +200,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         elif trial_id in self.pruned:
             self.study.tell(asked, state=optuna.trial.TrialState.PRUNED)
         else:
-            error = (kept.message or "").strip().splitlines()[-1:]
-            if error:
-                asked.set_user_attr("error", error[0])
+            if error_of(kept):
+                asked.set_user_attr("error", error_of(kept))
             self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
         self._asked.pop(trial_id, None)
         self._reported.pop(trial_id, None)

@@ -74,6 +74,12 @@ def _last_value(trial, name):
         return None
 
 
+def error_of(trial):
+    """Why a failed Keras Tuner trial failed: the last line of its message (None for one that did not fail)."""
+    lines = (trial.message or "").strip().splitlines()
+    return lines[-1] if lines and STATES.get(trial.status) == "FAIL" else None
+
+
 ENDED = ("COMPLETED", "FAILED", "INVALID", "STOPPED")
 STATES = {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL", "STOPPED": "PRUNED"}
 
@@ -112,7 +118,6 @@ class KerasRecord:
         metrics = {k: v for k, v in metrics_of(t).items() if trials_table.is_score(v)}
         values = t.hyperparameters.values
         space = {hp.name: record.keras_distribution(hp) for hp in self.hyperparameters.space}
-        error = (t.message or "").strip().splitlines()[-1:] if STATES[t.status] == "FAIL" else []
         history = Path(self._project_dir).parent / "histories" / f"trial_{number(trial_id)}.csv"
         end = time.time()
         start = self.__dict__.get("_started", {}).pop(trial_id, end - metrics.get("duration_s", 0))
@@ -121,7 +126,7 @@ class KerasRecord:
                          distributions={k: d for k, d in space.items() if d is not None},
                          value=metrics.get(self.objective.name),
                          attrs={**metrics, "is_baseline": self.is_baseline(trial_id),
-                                "error": error[0] if error else None, "epochs_budget": values.get("tuner/epochs")},
+                                "error": error_of(t), "epochs_budget": values.get("tuner/epochs")},
                          curve=_curve(history, self.objective.name), start=start, end=end)
 
     def record_missing(self):
