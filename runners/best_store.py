@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runners.search_progress import crash_point
+from suite_common.failpoints import failpoint
 from runners.trials_table import OBJECTIVE, better, is_score
 from suite_common import UserError, atomic, provenance
 
@@ -65,7 +65,7 @@ def stage_best(out_dir, trial_id, write_model, meta, artifacts, name=None):
     write_model(cand)
     for name, text in artifacts.items():
         atomic.write_text(cand / name, text)
-    crash_point("candidate-written")
+    failpoint("candidate-written")
     meta = {**meta, "saved_at": provenance.now()}  # beside meta["provenance"]: the run that made it
     atomic.write_text(cand / "meta.json", json.dumps(meta, indent=2, default=_json_default))
     return cand
@@ -74,7 +74,7 @@ def stage_best(out_dir, trial_id, write_model, meta, artifacts, name=None):
 def promote(out_dir, candidate, objective=OBJECTIVE):
     """Make a staged candidate best/, unless a better one got there first (another worker)."""
     import fcntl
-    crash_point("before-promote")
+    failpoint("before-promote")
     # never through a link planted during the search (refuse_links checked the folder at its start)
     with os.fdopen(os.open(Path(out_dir) / ".best.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
                            0o644), "a") as lock:

@@ -16,6 +16,7 @@ import sys
 from packaging.version import Version
 
 from suite_common import atomic
+from suite_common.failpoints import failpoint
 
 # distribution -> (lowest version, first version not checked), what the suite does with its internals
 KNOWN = {
@@ -56,7 +57,6 @@ def check_versions(versions=None):
 def save_json_atomically(path, obj):
     """Keras Tuner writes its oracle and trial state with a plain open(); a kill mid-write would leave
     truncated JSON that stops every later resume. All of it goes through utils.save_json."""
-    from runners import search_progress
     text = json.dumps(obj)
     new_trial = str(path).endswith("trial.json") and not os.path.exists(path)
     try:
@@ -65,7 +65,7 @@ def save_json_atomically(path, obj):
         from runners.keras_search.tuner import WriteFailed
         raise WriteFailed.of(e) from e
     if new_trial:
-        search_progress.crash_point("trial-file-written")  # a new trial's file, before the oracle's state records it
+        failpoint("trial-file-written")  # a new trial's file, before the oracle's state records it
     return text
 
 

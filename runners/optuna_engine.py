@@ -27,6 +27,7 @@ from sklearn.pipeline import Pipeline
 
 from runners import best_store, record, search_progress, trials_table
 from suite_common import CANNOT_WRITE, UserError, masked
+from suite_common.failpoints import failpoint
 
 FINISHED = record.FINISHED
 
@@ -262,7 +263,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             raise optuna.TrialPruned()
         try:
             params = family.suggest(trial)
-            search_progress.crash_point("trial-started")
+            failpoint("trial-started")
             model, metrics = train(family, params, p, cache, seed)
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
@@ -287,7 +288,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     ended_states = []
 
     def after_trial(study, frozen):
-        search_progress.crash_point("trial-recorded")
+        failpoint("trial-recorded")
         candidate, baseline = candidates.pop(frozen.number, None), baselines.pop(frozen.number, None)
         if baseline is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
             best_store.save_baseline(out_dir, baseline)

@@ -1,12 +1,11 @@
-"""What a running search shares with its user: progress lines, Ctrl-C, the time budget, crash points."""
+"""What a running search shares with its user: progress lines, Ctrl-C, the time budget."""
 
-import os
 import threading
 import time
 
 from suite_common import log
 
-__all__ = ["STOP", "BUDGET_REACHED", "out_of_time", "crash_point", "Progress", "log"]
+__all__ = ["STOP", "BUDGET_REACHED", "out_of_time", "Progress", "log"]
 
 # Ctrl-C asks the search to stop after the trial in progress (the CLI's
 # SIGINT handler sets this); the engines check it between trials.
@@ -22,23 +21,6 @@ def out_of_time(deadline):
         BUDGET_REACHED.set()
         return True
     return False
-
-
-_crash_hits = {}
-
-
-def crash_point(name):
-    """Fault injection for the reliability tests: SEARCH_SUITE_CRASH_AT=name dies here, like kill -9
-    (with SEARCH_SUITE_CRASH_SKIP=k, at the (k+1)-th pass only; with SEARCH_SUITE_CRASH_WORKER=i, only
-    in worker i of --workers)."""
-    if os.environ.get("SEARCH_SUITE_CRASH_AT") == name and \
-            os.environ.get("SEARCH_SUITE_CRASH_WORKER", os.environ.get("SEARCH_SUITE_WORKER_INDEX")) \
-            == os.environ.get("SEARCH_SUITE_WORKER_INDEX"):
-        _crash_hits[name] = _crash_hits.get(name, 0) + 1
-        if _crash_hits[name] > int(os.environ.get("SEARCH_SUITE_CRASH_SKIP", "0")):
-            from suite_common.process import flush_stderr
-            flush_stderr(timeout=0.5)  # what this process printed gets out before it dies
-            os._exit(137)
 
 
 class Progress:

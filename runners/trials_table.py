@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runners.search_progress import crash_point
+from suite_common.failpoints import failpoint
 from suite_common import atomic
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
@@ -101,7 +101,7 @@ def write_trials_csv(out_dir, rows):
     Every row carries the data fingerprint of the folder's run record: the
     resume guard lets only runs on the same data add trials to a folder."""
     import pandas as pd
-    crash_point("before-csv")
+    failpoint("before-csv")
     hp_cols = sorted({k for r in rows for k in r if k.startswith("hp_")})
     extra = sorted({k for r in rows for k in r} - set(HEAD_COLUMNS) - set(hp_cols) - set(METRIC_COLUMNS) - {"error"})
     columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + extra + ["error", "data_fingerprint"]

@@ -6,6 +6,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from suite_common.failpoints import failpoint
+
 
 def linked(path):
     """Why writing at `path` in place would reach another file: "a symbolic link" (dangling or not), "a file
@@ -78,8 +80,7 @@ def replace_dir(new_dir, target):
         shutil.rmtree(old)
     if target.exists():
         os.replace(target, old)
-    if os.environ.get("SEARCH_SUITE_CRASH_AT") == "mid-replace-dir":  # fault injection (tests)
-        os._exit(137)
+    failpoint("mid-replace-dir")  # tests: a crash between the two renames
     os.replace(new_dir, target)
     if old.exists():
         shutil.rmtree(old)

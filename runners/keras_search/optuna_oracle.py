@@ -26,9 +26,10 @@ import warnings
 import keras_tuner as kt
 import optuna
 
-from runners import record, search_progress, trials_table
+from runners import record, trials_table
 from runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, default_values, error_of, metrics_of,
                                          number)
+from suite_common.failpoints import failpoint
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
@@ -185,7 +186,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         if trial_id in self.pruned and trial.status == "COMPLETED":
             trial.status = "STOPPED"  # recorded as PRUNED, never a best/ candidate
         super().end_trial(trial)
-        search_progress.crash_point("oracle-saved")  # Keras Tuner's state has the trial; the study not yet
+        failpoint("oracle-saved")  # Keras Tuner's state has the trial; the study not yet
         asked = self._optuna_trial(trial_id)
         kept = self.trials[trial_id]
         self._add_late_values(asked, kept.hyperparameters)

@@ -13,6 +13,7 @@ from runners import best_store, record, search_progress, trials_table
 from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
 from suite_common import CANNOT_WRITE, UserError
+from suite_common.failpoints import failpoint
 
 
 class TrialBoard(keras.callbacks.TensorBoard):
@@ -76,7 +77,7 @@ class SuiteTuner(kt.Tuner):
             raise WriteFailed.of(e) from e
 
     def _run_trial(self, trial):
-        search_progress.crash_point("trial-started")
+        failpoint("trial-started")
         hp = trial.hyperparameters
         extra = []
         if self.tensorboard:
@@ -132,7 +133,7 @@ class SuiteTuner(kt.Tuner):
         try:
             super().on_trial_end(trial)  # the oracle records the trial and saves its state
         finally:
-            search_progress.crash_point("trial-recorded")
+            failpoint("trial-recorded")
             for folder, staged in kept.items():
                 if status_of(trial) == "COMPLETE":
                     best_store.save_baseline(self.out_dir, staged, folder)
