@@ -124,7 +124,7 @@ def summarize(folder, family, results_dir):
         problem(f"{folder}: no finished trial yet")
         return row, None
     base = done[done["is_baseline"].astype(bool)]
-    best = done.loc[trials_table.best_label(done[name], direction)]
+    best = done.loc[trials_table.best_index(done[name], direction)]
     row.update(baseline_score=float(base[name].iloc[0]) if len(base) else np.nan,
                best_score=float(best[name]), best_trial=best["trial_id"])
     row["gain"] = row["best_score"] - row["baseline_score"]
@@ -238,8 +238,8 @@ def sub_comparisons(folders):
     tables = {}
     for folder, family in folders:
         if family.comparison_tables is not None:
-            objective = trials_table.folder_objective(folder, family)[0]
-            for name, table in family.comparison_tables(read_trials(folder), objective).items():
+            objective = trials_table.folder_objective(folder, family)
+            for name, table in family.comparison_tables(read_trials(folder), *objective).items():
                 tables[name.replace("compare_", "comparison_cifar_")] = table
     return tables
 

@@ -109,7 +109,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
                  f"table {out_dir / 'trials.csv'}")
     if done.empty:
         return lines + ["  no finished trial: nothing to compare"]
-    best = done.loc[trials_table.best_label(done[name], direction)]
+    best = done.loc[trials_table.best_index(done[name], direction)]
     base = done[done["is_baseline"].astype(bool)]
     baseline_values = _values(base.iloc[0]) if len(base) else {}
     best_values = _values(best)

@@ -160,6 +160,6 @@ def write_comparison_tables(family, prepared, out_dir):
         return
     import pandas as pd
     trials = pd.read_csv(Path(out_dir) / "trials.csv")
-    for name, table in family.comparison_tables(trials, trials_table.objective_of(family, prepared.meta)[0]).items():
+    for name, table in family.comparison_tables(trials, *trials_table.objective_of(family, prepared.meta)).items():
         atomic.write_text(Path(out_dir) / f"{name}.csv", table.to_csv(index=False))
         print(f"{name}:\n{table.to_string(index=False)}", flush=True)

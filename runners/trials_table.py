@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from suite_common.failpoints import failpoint
+from search_spaces import _tables
 from suite_common import atomic
+from suite_common.failpoints import failpoint
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
 HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]
@@ -39,14 +40,8 @@ def failed_in_a_row(statuses):
     return len(ended) == MAX_CONSECUTIVE_FAILURES and set(ended) == {"FAIL"}
 
 
-def finished(trials, name):
-    """The finished (COMPLETE) trials of a trials.csv table that have a `name` score."""
-    return trials[(trials["status"] == "COMPLETE") & trials[name].notna()] if name in trials else trials.iloc[:0]
-
-
-def best_label(scores, direction):
-    """The index label of the best of a Series of scores ("max" or "min" is better)."""
-    return scores.idxmax() if direction == "max" else scores.idxmin()
+# Which trials a table counts and which is best: the rule the families' own tables use too
+finished, best_index = _tables.finished, _tables.best_index
 
 
 def better(score, than, direction):

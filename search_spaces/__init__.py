@@ -56,7 +56,7 @@ class Family:
     refine_features: Optional[Callable] = None  # (params, step, x_train, x_val) -> cheap settings on top
     make_classifier: Optional[Callable] = None  # (params, seed) -> a scikit-learn classifier
     # both
-    comparison_tables: Optional[Callable] = None  # (trials DataFrame, objective) -> {name: DataFrame}
+    comparison_tables: Optional[Callable] = None  # (trials DataFrame, objective, direction) -> {name: DataFrame}
     module: str = ""  # where it is defined
 
 

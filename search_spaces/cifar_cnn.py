@@ -22,10 +22,10 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
-from runners import trials_table
 from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
 from search_spaces._metrics import classification_metrics
+from search_spaces._tables import finished
 
 NAME = "cifar_cnn"
 FILTERS = (64, 128, 256)
@@ -50,9 +50,9 @@ def make_loss(name):
     return keras.losses.KLDivergence(), True
 
 
-def comparison_tables(trials, objective="val_accuracy"):
+def comparison_tables(trials, objective="val_accuracy", direction="max"):
     """The earlier study's questions: best validation score per activation, per loss, per skip setting."""
-    done, direction = trials_table.finished(trials, objective), trials_table.OBJECTIVES.get(objective, "max")
+    done = finished(trials, objective)
     tables = {}
     for hp in ("activation", "loss", "skip"):
         col = f"hp_{hp}"

@@ -28,9 +28,9 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
-from runners import trials_table
 from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
+from search_spaces._tables import best_index, finished
 
 NAME = "cifar_transfer"
 SOURCE_FAMILIES = {"cnn": "cifar_cnn", "encoder": "cifar_autoencoder"}
@@ -63,16 +63,16 @@ def _conv_layers(cnn, inputs, frozen):
     return layers.Flatten(name="cnn_conv_features")(x)
 
 
-def comparison_tables(trials, objective="val_accuracy"):
+def comparison_tables(trials, objective="val_accuracy", direction="max"):
     """Best transferred model vs best from scratch, on the same block-2 split."""
-    done = trials[trials["status"] == "COMPLETE"]
+    done = finished(trials, objective)
     rows = []
     for label, part in (("transferred", done[done["hp_source"] != "none"]),
                         ("from scratch", done[done["hp_source"] == "none"])):
         if part.empty:
             rows.append({"model": label, "trials": 0})
             continue
-        best = part.loc[trials_table.best_label(part[objective], trials_table.OBJECTIVES.get(objective, "max"))]
+        best = part.loc[best_index(part[objective], direction)]
         rows.append({"model": label, "trials": len(part), "source": best["hp_source"],
                      f"best_{objective}": best[objective], "epochs_to_best": best["best_epoch"],
                      "epochs_run": best["epochs_run"], "best_trial": best["trial_id"]})

@@ -196,3 +196,21 @@ def test_real_cifar10_search(cifar10_subset, tmp_path):
     model = load_best("cifar_cnn", res)
     assert set(model.label_names) <= {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                       "ship", "truck"} and len(model.label_names) == 5
+
+
+def test_comparison_tables_rank_finished_trials_in_the_objectives_direction():
+    trials = pd.DataFrame({
+        "trial_id": [0, 1, 2, 3, 4], "status": ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL", "PRUNED"],
+        "hp_activation": ["relu", "relu", "tanh", "tanh", "tanh"], "hp_loss": ["ce"] * 5, "hp_skip": ["none"] * 5,
+        "val_loss": [0.9, 0.5, 0.7, 0.1, 0.2]})
+    cnn = search_spaces.get_family("cifar_cnn").comparison_tables(trials, "val_loss", "min")["compare_activation"]
+    # lowest loss per activation, from finished trials only (the failed and pruned 0.1 and 0.2 are not results)
+    assert cnn.to_dict("records") == [
+        {"activation": "relu", "best_val_loss": 0.5, "trials": 2, "best_trial": 1},
+        {"activation": "tanh", "best_val_loss": 0.7, "trials": 1, "best_trial": 2}]
+    trials["hp_source"] = ["cnn", "none", "none", "cnn", "cnn"]
+    trials[["best_epoch", "epochs_run"]] = 1
+    transfer = search_spaces.get_family("cifar_transfer").comparison_tables(trials, "val_loss", "min")
+    rows = transfer["compare_transfer"].set_index("model")
+    assert rows.loc["transferred", "best_trial"] == 0 and rows.loc["from scratch", "best_trial"] == 1
+    assert rows.loc["from scratch", "trials"] == 2
