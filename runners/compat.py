@@ -62,7 +62,7 @@ def save_json_atomically(path, obj):
     try:
         atomic.write_text(path, text)
     except OSError as e:  # a full disk stops the search (one line), never fails the trial being recorded
-        from runners.keras_search.tuner import WriteFailed
+        from runners.keras_search.errors import WriteFailed
         raise WriteFailed.of(e) from e
     if new_trial:
         failpoint("trial-file-written")  # a new trial's file, before the oracle's state records it

@@ -39,10 +39,37 @@ import keras
 import keras_tuner as kt
 
 from runners import compat, record, search_progress, trials_table
-from runners.keras_search.oracles import make_oracle
+from runners.keras_search.optuna_oracle import StudyOracle
+from runners.keras_search.oracles import BayesianOracle, HyperbandOracle, RandomOracle
 from runners.keras_search.trial import BudgetReached, TooManyFailures
 from runners.keras_search.tuner import SuiteTuner
 from suite_common import UserError
+
+
+def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
+                pruner="median"):
+    """"optuna": the Optuna-backed oracle, or Keras Tuner's own (random, bayesian, hyperband); every one records
+    its trials in the study at study=(storage URL, study name)."""
+    objective = kt.Objective(*objective)
+    if tuner == "optuna":
+        oracle = StudyOracle(objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
+                             sampler=sampler, pruner=pruner)
+    elif tuner == "random":
+        oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed)
+    elif tuner == "bayesian":
+        oracle = BayesianOracle(objective=objective, max_trials=max_trials, seed=seed)
+    elif tuner == "hyperband":
+        # hyperband_iterations=None: brackets repeat until --max-trials, which stops the search
+        oracle = HyperbandOracle(objective=objective, max_epochs=epochs, factor=3, hyperband_iterations=None,
+                                 seed=seed)
+    else:
+        raise ValueError(tuner)
+    oracle.record_at = study
+    # Hyperband has no max_trials of its own; the oracle honours the attribute.
+    oracle.max_trials = max_trials
+    # Failures in a row are counted by the suite (trials_table.failed_in_a_row), the same for every engine
+    oracle.max_consecutive_failed_trials = 10 ** 9
+    return oracle
 
 
 def trials_begun(out_dir):

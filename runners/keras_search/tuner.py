@@ -11,8 +11,9 @@ import keras_tuner as kt
 
 from runners import best_store, record, search_progress, trials_table
 from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of
+from runners.keras_search.errors import WriteFailed
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
-from suite_common import CANNOT_WRITE, UserError
+from suite_common import UserError
 from suite_common.failpoints import failpoint
 
 
@@ -224,16 +225,3 @@ class ReportEachEpoch(keras.callbacks.Callback):
         if answer.status == "STOPPED":
             self.pruned = epoch + 1  # epochs trained
             self.model.stop_training = True
-
-
-class WriteFailed(kt.errors.FatalError, OSError):
-    """A write the disk refused (full, read-only, a file-size limit) during a trial: a FatalError, so Keras
-    Tuner stops the search instead of recording the configuration as failed; an OSError, so the command line
-    says it in one line."""
-
-    @classmethod
-    def of(cls, e):
-        if isinstance(e, cls) or e.errno not in CANNOT_WRITE:
-            return e
-        return cls(e.errno, e.strerror, e.filename)
-

@@ -1,0 +1,53 @@
+"""The imports between the suite's own modules (read from the source, every import, lazy ones included):
+lower layers never reach up, and no two modules need each other."""
+
+import ast
+import graphlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("runners", "analysis", "search_spaces", "study_data", "suite_common")
+
+
+def module_name(path):
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph():
+    modules = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    graph = {}  # module -> the modules it imports
+    for name, path in modules.items():
+        graph[name] = set()
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            for target in targets:
+                while target and target not in modules:  # "runners.trials_table.finished" -> the module
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def test_lower_layers_never_import_the_upper_ones():
+    lower, upper = ("search_spaces", "study_data", "suite_common"), ("runners", "analysis")
+    up = [(a, b) for a, targets in import_graph().items() for b in sorted(targets)
+          if a.split(".")[0] in lower and b.split(".")[0] in upper]
+    assert up == []
+
+
+def test_no_module_needs_one_that_needs_it():
+    # a package's __init__ re-exporting its modules is not a circle of meaning: leave those arrows out
+    graph = {a: {b for b in targets if not b.startswith(a + ".")} for a, targets in import_graph().items()}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as e:
+        raise AssertionError(f"modules that import each other: {' -> '.join(e.args[1])}") from None
