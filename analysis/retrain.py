@@ -10,35 +10,9 @@ same held-out test split as the saved one, the same way.
 import tempfile
 from pathlib import Path
 
-
 from analysis.best_model import BestModel, load_best
-from runners.prepare import prepare_cifar, prepare_lyrics
-from runners.search import build_parser
+from runners.prepare import DataOptions, prepare_cifar, prepare_lyrics
 from search_spaces import get_family
-
-
-def search_args(meta, results_dir):
-    """The runner's flags that rebuild this search's data."""
-    d = meta["data"]
-    argv = [meta["family"], "--results-dir", str(results_dir), "--seed", str(meta["seed"])]
-    if d.get("arg"):
-        argv += ["--data", d["arg"]]
-    if meta["inputs"] == "images":
-        if d.get("images_per_class"):
-            argv += ["--images-per-class", str(d["images_per_class"])]
-        return build_parser().parse_args(argv)
-    o = d["options"]
-    argv += ["--sample-fraction", str(o["sample_fraction"]), "--stopwords", o["stopwords"],
-             "--vocab-size", str(o["vocab_size"]), "--seq-len", str(o["seq_len"]),
-             "--text-pipeline", o.get("text_pipeline", "suite")]  # searches saved before it was recorded: suite
-    argv += ["--no-clean"] if not o["clean"] else []
-    argv += ["--languages", ",".join(o["languages"])] if o.get("languages") else []
-    argv += ["--test-data", d["test_data"]] if d.get("test_data") else []
-    argv += ["--with-artist"] if meta.get("with_artist") else []
-    argv += ["--embeddings", d["embeddings"]] if d.get("embeddings") else []
-    for role, name in (d.get("columns") or {}).items():
-        argv += [f"--{role}-column", name] if name else []
-    return build_parser().parse_args(argv)
 
 
 def retrain(family_name, results_dir, k, with_artist=False, which="best"):
@@ -47,8 +21,8 @@ def retrain(family_name, results_dir, k, with_artist=False, which="best"):
     Returns ([{metric: value}] per seed, whether the best configuration is the baseline's)."""
     saved = load_best(family_name, results_dir, with_artist=with_artist)
     family = get_family(family_name)
-    args = search_args(saved.meta, results_dir)
-    prepared = prepare_cifar(family, args) if saved.meta["inputs"] == "images" else prepare_lyrics(family, args)
+    options = DataOptions.from_meta(saved.meta, results_dir)
+    prepared = (prepare_cifar if saved.meta["inputs"] == "images" else prepare_lyrics)(family, options)
     x_test, y_test = saved.test_split(results_dir)
     epochs = saved.meta.get("epochs") or family.epochs
     if family.engine == "keras_tuner":

@@ -54,7 +54,7 @@ from search_spaces import get_family
 side, name, budget, work, flags = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5:]
 family = get_family(name)
 args = build_parser().parse_args([name, "--results-dir", work, *flags])
-p = prepare.prepare(family, args)
+p = prepare.prepare(family, prepare.DataOptions.from_args(args))
 prepare.save_cache(p)
 epochs, seed = args.epochs or family.epochs, args.seed
 hypermodel = family.hypermodel(p.spec)

