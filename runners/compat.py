@@ -83,7 +83,7 @@ def parent_to_proto(self):
 
 def mark_tensorflow_absent():
     """On JAX or PyTorch, Keras still imports TensorFlow whenever it is installed (to seed it and to check
-    shapes when saving): 2.3 s in a search's first trial here, for nothing the suite uses. Unless something
+    shapes when saving): seconds in a search's first trial (bench/README.md), for nothing the suite uses. Unless something
     imported it already, Keras is told it is absent, as on a machine without it (the lent GPU machines)."""
     import keras
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
@@ -126,7 +126,7 @@ def nothing_compiled_by_dynamo():
 @contextlib.contextmanager
 def dynamo_reset_skipped():
     """clear_session also resets torch.compile's caches, and with a CUDA GPU that reset imports
-    torch._inductor (1.3 s, once per process), which bare fits never pay."""
+    torch._inductor (once per process: bench/README.md), which bare fits never pay."""
     import torch._dynamo
     reset, torch._dynamo.reset = torch._dynamo.reset, lambda: None
     try:

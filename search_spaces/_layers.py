@@ -14,9 +14,9 @@ class RandomTranslation(keras.layers.RandomTranslation):
     Keras marks the layer unjittable on every backend because TensorFlow's
     projective-transform op has no XLA kernel, and one unjittable layer makes
     Keras train the whole model op by op. On JAX the transform is plain
-    jax.numpy. Op by op, a small CNN trained 3x slower, and every op was
-    compiled and kept per shape: over 20 cifar_cnn trials the resident memory
-    grew 3.8x, against 1.09x with this layer (README, "Performance"). The
+    jax.numpy. Op by op, a small CNN trained several times slower, and every
+    op was compiled and kept per shape, so memory grew trial after trial
+    (measured: README, "Performance"; bench/README.md). The
     random offsets come from the layer's seed generator, whose state the
     compiled step carries like any other variable.
     """

@@ -4,9 +4,8 @@ Defaults = the earlier study: TfidfVectorizer(max_features=5000) +
 LogisticRegression(max_iter=1000). The solver is newton-cg instead of the
 default lbfgs: the same objective (multinomial, L2, the same C), so the same
 model up to the solvers' tolerance, in a fraction of the time on TF-IDF
-features (0.2-0.7 s vs 1.2-2.9 s per fit on 5,760 real lyrics; 6-8 Newton
-steps where lbfgs takes 35-60). Without it the fit, not the features,
-dominates every trial.
+features (fewer, costlier steps; figures in bench/README.md). Without it the
+fit, not the features, dominates every trial.
 
 The expensive step, tokenising and counting n-grams, depends only on the
 n-gram range: the engine fits it once per value of FEATURE_PARAMS and reuses

@@ -53,9 +53,9 @@ def fuse_train_steps(model, n_train, batch_size, max_steps=64):
     return k
 
 
-# Fusing costs one longer compilation per trial (about 7 s more for cifar_cnn
-# on an H100) and saves about 1.5 ms per step there: it pays from a few
-# thousand steps per trial (a full block-1 trial is about 25,000).
+# Fusing costs one longer compilation per trial and saves a little on every
+# step: on an H100 it pays from a few thousand steps per trial (a full block-1
+# trial is about 25,000; the measurements: bench/README.md).
 FUSE_MIN_STEPS = 4000
 
 
