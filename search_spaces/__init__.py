@@ -60,6 +60,10 @@ class Family:
     module: str = ""  # where it is defined
 
 
+# What --list, flag checks and data loading read from a family's source without importing it: each must be
+# written as a literal (or a module constant holding one) in register_family(...). The rest are hooks.
+DECLARED = ("task", "engine", "description", "inputs", "block", "epochs", "patience", "objective", "targets",
+            "first_trials", "kept_trials", "source_families", "defaults", "feature_params")
 _REGISTRY = {}
 _DISCOVERED = False  # every module of the package imported
 
@@ -74,6 +78,13 @@ def register_family(name, *, task, description, engine="keras_tuner", **hooks):
             raise TypeError(f"{name}: a Keras Tuner family needs epochs")
         if engine == "optuna" and not (family.defaults and family.make_features and family.make_classifier):
             raise TypeError(f"{name}: an Optuna family needs defaults, make_features and make_classifier")
+        if family.module.startswith(__name__ + "."):  # one of the package's: its source must say the same
+            source = Path(__path__[0]) / f"{family.module.rpartition('.')[2]}.py"
+            declared = Family(name=name, module=family.module, **dict(_declared(source)).get(name, {}))
+            differ = [k for k in DECLARED if getattr(declared, k) != getattr(family, k)]
+            if differ:
+                raise TypeError(f"{source}: what {name}'s source declares differs from what it registers "
+                                f"({', '.join(differ)})")
         _REGISTRY[name] = family
         return obj
     return register
@@ -107,8 +118,9 @@ def index():
 
 
 def _declared(path):
-    """(name, {field: value}) of each register_family call in a module's source: the fields written as
-    literals, or as module constants holding literals (hooks and classes are left out)."""
+    """(name, {field: value}) of each register_family call in a module's source: the DECLARED fields, written
+    as literals or as module constants holding literals (a TypeError if one is not: --list would otherwise
+    show the field's default), and no hooks."""
     tree = ast.parse(path.read_text())
     constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
                  for t in node.targets if isinstance(t, ast.Name)}
@@ -123,9 +135,12 @@ def _declared(path):
     for node in tree.body:
         for call in getattr(node, "decorator_list", []):
             if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "register_family" and call.args:
-                fields = {k.arg: literal(k.value) for k in call.keywords}
-                yield literal(call.args[0]), {"engine": "keras_tuner",
-                                              **{k: v for k, v in fields.items() if v is not literal}}
+                fields = {k.arg: literal(k.value) for k in call.keywords if k.arg in DECLARED}
+                unread = [k for k, v in fields.items() if v is literal]
+                if literal(call.args[0]) is literal or unread:
+                    raise TypeError(f"{path}: register_family's {', '.join(unread) or 'name'} must be written as a "
+                                    "literal or a constant of the module holding one (listing reads the source)")
+                yield literal(call.args[0]), {"engine": "keras_tuner", **fields}
 
 
 def describe(name):

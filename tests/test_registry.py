@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 
 import search_spaces
@@ -36,15 +39,52 @@ def test_unknown_family_names_the_valid_ones():
     assert "lyrics_lstm" in str(e.value) and "lyrics_tfidf_logreg" in str(e.value)
 
 
-def test_listing_reads_what_the_modules_register_without_importing_them():
-    """--list and a wrong name are answered from the modules' source (no Keras); it says the same as the
-    registered families."""
+def test_listing_imports_no_family_module():
+    """--list, describe() and a wrong name are answered from the modules' source: no family module, no Keras."""
+    code = ("import sys, search_spaces as s\n"
+            "rows = s.summaries(); [s.describe(r[0]) for r in rows]; s.list_families(engine='optuna')\n"
+            "try:\n    s.get_family('nope')\nexcept Exception:\n    pass\n"
+            "loaded = [m for m in sys.modules if m.startswith('search_spaces.') and not m.startswith('search_spaces._')]\n"
+            "print(len(rows), loaded, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(len(search_spaces.index())), "[]", "False"]
+
+
+def test_a_declared_field_that_is_not_a_literal_is_refused(tmp_path):
+    """An imported constant as engine= cannot be read from the source: refused, not listed as Keras Tuner."""
+    source = tmp_path / "x_family.py"
+    source.write_text("from somewhere import ENGINE\nEPOCHS = 3\n\n"
+                      "@register_family('x_family', task='lyrics', description='d', engine=ENGINE, epochs=EPOCHS)\n"
+                      "def suggest(trial):\n    return {}\n")
+    with pytest.raises(TypeError, match="engine must be written as a literal"):
+        list(search_spaces._declared(source))
+    source.write_text(source.read_text().replace("engine=ENGINE", "engine='optuna', make_classifier=make"))
+    assert list(search_spaces._declared(source)) == [("x_family", {"engine": "optuna", "task": "lyrics",
+                                                                    "description": "d", "epochs": 3})]
+
+
+def test_a_family_whose_source_says_otherwise_is_refused(monkeypatch):
+    """The registered object and what its source declares cannot disagree: registering checks."""
+    import importlib
+    module = importlib.import_module("search_spaces.lyrics_lstm")
+    real = search_spaces._declared
+    monkeypatch.setattr(search_spaces, "_declared",
+                        lambda path: ((n, {**f, "epochs": f["epochs"] + 1}) for n, f in real(path)))
+    try:
+        with pytest.raises(TypeError, match=r"differs from what it registers \(epochs\)"):
+            importlib.reload(module)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(module)  # whole again, for the tests after this one
+
+
+def test_listing_reads_what_the_modules_register():
+    """What the source declares is what the registered families hold."""
     registered = search_spaces.families()
     assert [row[0] for row in search_spaces.summaries()] == list(registered)
     for name, task, engine, description in search_spaces.summaries():
         f = registered[name]
         assert (task, engine, description) == (f.task, f.engine, f.description)
         declared = search_spaces.describe(name)  # what the CLI checks flags and loads data with
-        for field in ("task", "engine", "inputs", "block", "epochs", "patience", "objective", "targets",
-                      "first_trials", "defaults", "feature_params", "source_families"):
+        for field in search_spaces.DECLARED:
             assert getattr(declared, field) == getattr(f, field), (name, field)

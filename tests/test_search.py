@@ -260,9 +260,14 @@ def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
 
 
 def test_list_shows_every_family(capsys):
+    import search_spaces
     assert cli(["--list"]) == 0
-    out = capsys.readouterr().out
-    assert "lyrics_lstm" in out and "keras_tuner" in out and "lyrics_tfidf_logreg" in out and "optuna" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["family", "task", "engine", "description"]
+    shown = {line.split()[0]: line.split(None, 3) for line in lines[1:]}
+    assert list(shown) == list(search_spaces.families())  # every family, once, sorted
+    for name, family in search_spaces.families().items():
+        assert shown[name][1:] == [family.task, family.engine, family.description]
 
 
 def test_a_best_model_loads_from_any_directory_and_results_are_readable_by_all(tmp_path, small_lyrics,
