@@ -12,13 +12,15 @@ Keras models load with safe_mode=True (a Lambda layer is refused), and
 scikit-learn models are skops files whose types are checked before loading.
 """
 
+import importlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from suite_common import UserError
 from study_data.text import TextEncoder, artist_index, model_inputs
+from suite_common import UserError
 
 # skops: the exact types the suite's Optuna families save, by skops node kind,
 # module and name, and nothing else: no function, no other class. Trusting whole
@@ -212,9 +214,9 @@ def load_best(family, results_dir="results", with_artist=False):
 
 
 def _load_keras(path):
-    import importlib
 
     import keras
+
     # register the metrics the models were compiled with, and the layers they use
     importlib.import_module("search_spaces._metrics")
     importlib.import_module("search_spaces._layers")
@@ -232,7 +234,6 @@ def _load_keras(path):
 
 def skops_types(path):
     """Every (node kind, module, name) a skops file would rebuild, read from its schema without loading it."""
-    import zipfile
     with zipfile.ZipFile(path) as z:
         schema = json.loads(z.read("schema.json"))
     found, stack = set(), [schema]

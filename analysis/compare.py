@@ -35,6 +35,7 @@ import search_spaces
 from analysis.best_model import load_best
 from runners import trials_table
 from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
+from suite_common.process import tune_this_process
 
 TASKS = ("lyrics", "cifar")
 
@@ -408,7 +409,6 @@ def main(argv=None):
 
 def entry_point():
     """`python analysis/compare.py` and its console script."""
-    from suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())
 

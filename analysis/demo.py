@@ -15,7 +15,6 @@ its own test set.)
 import argparse
 import sys
 
-
 import numpy as np
 import pandas as pd
 
@@ -24,6 +23,7 @@ from analysis.best_model import load_best
 from runners import trials_table
 from search_spaces import get_family
 from suite_common import UserError, error_line
+from suite_common.process import tune_this_process
 
 
 def best_models(results_dir):
@@ -125,7 +125,6 @@ def main(argv=None):
 
 def entry_point():
     """`python analysis/demo.py` and its console script."""
-    from suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())
 

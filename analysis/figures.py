@@ -9,6 +9,8 @@ in-memory study of a search's finished trials with their real distributions
 import matplotlib
 
 matplotlib.use("Agg")
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -152,7 +154,6 @@ def search_study(folder, trials, objective):
 def optuna_plots(folder, study, out, is_demo=False):
     """Optuna's own matplotlib plots of a search: importances (fANOVA, from enough trials only), parallel
     coordinates and slices. Returns (plots, notes)."""
-    import warnings
 
     import optuna
     from optuna.visualization import matplotlib as ovm

@@ -35,7 +35,7 @@ import pandas as pd
 from analysis import compare, figures, search_summary
 from runners import best_store, trials_table
 from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
-
+from suite_common.process import tune_this_process
 
 # The key columns, narrow enough to read without scrolling at 1,400 px (every column is in the CSVs)
 SHOWN_COLUMNS = ["family", "variant", "trials", "baseline (val)", "best (val)", "selected gain (val)",
@@ -395,7 +395,6 @@ def main(argv=None):
 
 def entry_point():
     """`python analysis/report.py` and its console script."""
-    from suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())
 

@@ -7,6 +7,7 @@ next start, `reconcile_best` promotes a candidate whose trial was recorded
 as finished and drops one whose trial was not (that trial runs again).
 """
 
+import fcntl
 import json
 import math
 import os
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from suite_common.failpoints import failpoint
 from runners.trials_table import OBJECTIVE, better, is_score
 from suite_common import UserError, atomic, provenance
+from suite_common.failpoints import failpoint
 
 
 def best_meta(out_dir):
@@ -73,7 +74,6 @@ def stage_best(out_dir, trial_id, write_model, meta, artifacts, name=None):
 
 def promote(out_dir, candidate, objective=OBJECTIVE):
     """Make a staged candidate best/, unless a better one got there first (another worker)."""
-    import fcntl
     failpoint("before-promote")
     # never through a link planted during the search (refuse_links checked the folder at its start)
     with os.fdopen(os.open(Path(out_dir) / ".best.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,

@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import sys
+import types
 
 from packaging.version import Version
 
@@ -22,7 +23,10 @@ from suite_common.failpoints import failpoint
 KNOWN = {
     "keras-tuner": ("1.4.7", "1.5", "oracle state written atomically (utils.save_json); a debug print removed "
                     "from conditions.Parent.to_proto; Tuner._get_tuner_fname (one state file for single and chief runs); "
-                    "Oracle._retry_queue and OracleClient (runners/keras_search/distributed.py)"),
+                    "keras_tuner.src's protos, OracleClient, OracleServicer and Trial, Oracle._retry_queue, and a "
+                    "worker's OracleClient given another class (runners/keras_search/distributed.py)"),
+    "optuna": ("4.0", "6", "a value's place in a distribution (BaseDistribution._contains); the storage's own "
+               "methods for a trial's late parameters and ids (set_trial_param, get_trial_id_from_study_id_trial_number)"),
     "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils)"),
     "tensorflow": ("2.16", "2.22", "traced steps' gradient functions dropped from ops._gradient_registry"),
     "torch": ("2.1", "2.11", "torch._dynamo.reset skipped when nothing was compiled (convert_frame.FRAME_COUNTER); "
@@ -67,6 +71,46 @@ def save_json_atomically(path, obj):
     if new_trial:
         failpoint("trial-file-written")  # a new trial's file, before the oracle's state records it
     return text
+
+
+class OneStateFile:
+    """A Keras Tuner Tuner mixin: Keras Tuner names its state file after the tuner id (Tuner._get_tuner_fname)
+    and reloads the oracle only if that file exists; one name for every non-worker run (single or chief), so
+    switching between them resumes the same search."""
+
+    def _get_tuner_fname(self):
+        if self.is_worker():
+            return super()._get_tuner_fname()
+        return os.path.join(str(self.project_dir), "tuner0.json")
+
+
+def keras_tuner_distribute():
+    """Keras Tuner's chief/worker internals, which runners/keras_search/distributed.py builds on:
+    protos, OracleClient, OracleServicer (keras_tuner.src.distribute) and the Trial module (its TrialStatus)."""
+
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief, oracle_client
+    from keras_tuner.src.engine import trial
+    return types.SimpleNamespace(protos=protos, OracleClient=oracle_client.OracleClient,
+                                 OracleServicer=oracle_chief.OracleServicer, trial=trial)
+
+
+def retry_queue(oracle):
+    """The trial ids a Keras Tuner oracle hands out again before new ones (Oracle._retry_queue, a list the
+    caller may change in place)."""
+    return oracle._retry_queue
+
+
+def become(obj, cls):
+    """Give an object another class with the same state: Keras Tuner makes a worker's oracle an OracleClient
+    itself, with no way to pass a subclass."""
+    obj.__class__ = cls
+    return obj
+
+
+def in_distribution(distribution, value):
+    """Is `value` one of an Optuna distribution's values (BaseDistribution._contains, on its internal form)?"""
+    return distribution._contains(distribution.to_internal_repr(value))
 
 
 def parent_to_proto(self):

@@ -7,13 +7,17 @@ Keras Tuner workers ask a chief (this process) for trials.
 """
 
 import os
+import signal
+import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from runners import record, trials_table
+from runners.search_progress import Stop
 from suite_common import UserError, atomic
+from suite_common.process import child_env
 
 # Who proposes the trials: "optuna", a study with a sampler (and for Keras a pruner: runners/keras_search/
 # optuna_oracle.py), or for a Keras family Keras Tuner's own oracles. The first of each is the default.
@@ -29,8 +33,7 @@ class SearchConfig:
     epochs: Optional[int] = None  # Keras: max epochs per trial; None: the family's
     tuner: Optional[str] = None  # None: the engine's first in TUNERS
     seed: int = 42
-    deadline: Optional[float] = None  # time.time() after which no trial starts (--time-budget)
-    hard_deadline: bool = False  # and the trial in progress stops at its next epoch end
+    stop: Stop = field(default_factory=Stop)  # Ctrl-C and --time-budget: when the search stops
     tensorboard: Optional[str] = None
     workers: int = 1
     storage: Optional[str] = None  # Optuna: a shared database URL
@@ -55,23 +58,19 @@ def keras_tuner_role():
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
-def start_workers(family, n, argv, extra_args=(), env_of=lambda i: {}):
+def start_workers(family, n, argv, stop, extra_args=(), env_of=lambda i: {}):
     """N copies of this command, one GPU each where CUDA_VISIBLE_DEVICES lists several."""
-    import subprocess
     child_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--fresh"] + list(extra_args)
     gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
     procs = []
-    import signal
 
-    from runners import search_progress
-    from suite_common.process import child_env
     for i in range(n):
         # a worker holds no lock: it dies with this process (killed -9 or not), never runs on beside a re-run
         env = {**os.environ, **env_of(i), "SEARCH_SUITE_WORKER_INDEX": str(i), **child_env(signal.SIGKILL)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         procs.append(subprocess.Popen([sys.executable, "-m", "runners.search", *child_argv], env=env))
-    search_progress.CHILDREN[:] = procs  # a SIGTERM to this process is passed on to them
+    stop.workers[:] = procs  # a SIGTERM to this process is passed on to them
     print(f"{family.name}: {n} workers started (processes {', '.join(str(p.pid) for p in procs)})", flush=True)
     return procs
 
@@ -86,7 +85,7 @@ def run_workers(family, prepared, out_dir, config, tuner):
                                         objective=objective, name=name)
     if config.storage:
         optuna_engine.enqueue_baseline(study, family)
-    procs = start_workers(family, config.workers, config.argv, ["--worker"])
+    procs = start_workers(family, config.workers, config.argv, config.stop, ["--worker"])
     codes = [p.wait() for p in procs]
     if any(codes):
         print(f"worker exit codes: {codes}", file=sys.stderr, flush=True)
@@ -95,7 +94,7 @@ def run_workers(family, prepared, out_dir, config, tuner):
         # holds): a trial still RUNNING belonged to a worker that died. This process re-queues it
         # and runs what is left, so the search ends with --max-trials finished trials.
         return optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
-                                 sampler=config.sampler, quiet_if_done=True, deadline=config.deadline)
+                                 sampler=config.sampler, quiet_if_done=True, stop=config.stop)
     study = optuna_engine.prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
                                         shared=True, objective=objective, name=name)
     rows = record.rows(study)
@@ -109,7 +108,7 @@ def run_keras(family, prepared, out_dir, config, tuner, epochs, role):
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def spawn(port):  # --workers N: N workers on loopback, their chief is this process
-        return start_workers(family, config.workers, config.argv, env_of=lambda i: {
+        return start_workers(family, config.workers, config.argv, config.stop, env_of=lambda i: {
             "KERASTUNER_TUNER_ID": f"worker{i}", "KERASTUNER_ORACLE_IP": "127.0.0.1",
             "KERASTUNER_ORACLE_PORT": str(port)})
     chief, local = None, config.workers > 1 and role != "chief"
@@ -119,8 +118,8 @@ def run_keras(family, prepared, out_dir, config, tuner, epochs, role):
         chief = ("127.0.0.1", 0)  # the system picks a free port
     return keras_engine.run(family, prepared, out_dir, max_trials=config.max_trials, epochs=epochs, tuner=tuner,
                             seed=config.seed, tensorboard=config.tensorboard, chief=chief,
-                            start_workers=spawn if local else None, deadline=config.deadline,
-                            hard_deadline=config.hard_deadline, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner)
+                            start_workers=spawn if local else None, stop=config.stop, verbose=config.verbose,
+                            sampler=config.sampler, pruner=config.pruner)
 
 
 def run(family, prepared, out_dir, config):
@@ -140,7 +139,7 @@ def run(family, prepared, out_dir, config):
     elif config.worker:  # one of several: the process that started it holds the lock
         from runners import optuna_engine
         optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
-                          sampler=config.sampler, storage=config.storage, worker=True, deadline=config.deadline)
+                          sampler=config.sampler, storage=config.storage, worker=True, stop=config.stop)
         print(f"worker {os.getpid()} done", flush=True)
         return []
     elif config.workers > 1:
@@ -149,7 +148,7 @@ def run(family, prepared, out_dir, config):
         from runners import optuna_engine
         out_dir.mkdir(parents=True, exist_ok=True)
         rows = optuna_engine.run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
-                                 sampler=config.sampler, storage=config.storage, deadline=config.deadline)
+                                 sampler=config.sampler, storage=config.storage, stop=config.stop)
     write_comparison_tables(family, prepared, out_dir)
     return rows
 

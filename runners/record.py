@@ -27,6 +27,7 @@ again, and the tables leave it out.
 
 import datetime
 import hashlib
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import RetryFailedTrialCallback
 
-from runners import trials_table
+from runners import compat, trials_table
 from suite_common import UserError, masked
 
 # user attributes that are not metrics of the trial
@@ -83,7 +84,6 @@ def open_storage(out_dir, url=None, heartbeat=True):
 def _with_installed_driver(url):
     """postgresql://... with the PostgreSQL driver that is installed: SQLAlchemy's default for that scheme is
     psycopg2, while the suite's `postgres` extra installs psycopg (3)."""
-    import importlib.util
     if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None \
             and importlib.util.find_spec("psycopg") is not None:
         return "postgresql+psycopg://" + url[len("postgresql://"):]
@@ -149,7 +149,7 @@ def add_ended(study, *, trial_id, state, params, distributions, value, attrs, cu
     """A trial that ran elsewhere (a Keras Tuner oracle's) into the study, as it ended: state "COMPLETE",
     "PRUNED" or "FAIL"; curve {epoch: objective}; start, end: time.time() values."""
     kept = {k: v for k, v in params.items() if k in distributions and v is not None
-            and distributions[k]._contains(distributions[k].to_internal_repr(v))}
+            and compat.in_distribution(distributions[k], v)}
     finite = state == "COMPLETE" and trials_table.is_score(value)
     state = state if finite or state != "COMPLETE" else "FAIL"
     study.add_trial(optuna.trial.FrozenTrial(

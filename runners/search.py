@@ -14,15 +14,24 @@ From the command line to results/<family>/trials.csv:
 """
 
 import argparse
+import fcntl
+import functools
+import json
 import os
+import re
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
 
+import search_spaces
 from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig, keras_tuner_role
 from runners.prepare import DataOptions
-from suite_common import UserError, error_line, masked, write_error_line
-
+from runners.search_progress import Stop
+from suite_common import UserError, atomic, error_line, masked, process, provenance, write_error_line
+from suite_common.atomic import linked
+from suite_common.process import die_with_parent, tune_this_process
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,7 +74,6 @@ def bounded_int(low, high):
 
 def duration(text):
     """Seconds from '90s', '30m', '2h' or a plain number of seconds."""
-    import re
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 30m or 2h, got {text!r}")
@@ -193,9 +201,7 @@ def check_resume(out_dir, record):
 def write_record(out_dir, record, finished_run=None):
     """search.json: what the search runs on, and every run of it that ended (when, command, versions,
     machine). Before a run it is rewritten with the same bytes when nothing changed."""
-    import json
     from runners import trials_table
-    from suite_common import atomic
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = trials_table.run_record(out_dir).get("runs", []) + ([finished_run] if finished_run else [])
     atomic.write_text(out_dir / trials_table.RUN_RECORD, json.dumps({**record, "runs": runs}, indent=2))
@@ -203,7 +209,6 @@ def write_record(out_dir, record, finished_run=None):
 
 def hold_lock(out_dir):
     """One search per results folder at a time: a second one is refused, not interleaved."""
-    import fcntl
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     path = out_dir.parent / f".{out_dir.name}.lock"
     try:  # never through a link: a planted symlink must not make us write elsewhere
@@ -246,7 +251,6 @@ def check_flags(args, family):
                         f"{family.name} with --tuner {tuner} does not prune: drop --pruner"
                         + (", or --tuner" if family.engine == "keras_tuner" else ""))
     if args.tensorboard and family.engine == "keras_tuner":
-        from suite_common import process
         if process.backend_keras_will_load() != "tensorflow":
             raise UserError("--tensorboard needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
     if args.tensorboard and family.engine != "keras_tuner":
@@ -264,9 +268,10 @@ def check_flags(args, family):
     return tuner
 
 
-def main(argv=None):
-    import time
+def main(argv=None, stop=None):
+    """stop: the run's search_progress.Stop (cli() makes it; Ctrl-C and SIGTERM request it)."""
     args = build_parser().parse_args(argv)
+    stop = stop or Stop()
     if args.time_budget_hard and not args.time_budget:
         raise UserError("--time-budget-hard needs --time-budget D")
     if args.list:
@@ -275,7 +280,6 @@ def main(argv=None):
     if not args.family:
         raise UserError("name a family to search, e.g. `python runners/search.py lyrics_lstm`; "
                         "`--list` shows them all")
-    import search_spaces
     # What its source declares: flags and data are checked without starting Keras or TensorFlow
     family = search_spaces.describe(args.family)
     if args.describe:  # like Keras Tuner's search_space_summary(): no data read, nothing written
@@ -301,13 +305,12 @@ def main(argv=None):
     prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
                                            if family.engine == "keras_tuner" else {"storage": masked(args.storage)
                                                                                    if args.storage else None}))
-    from suite_common import process, provenance
     prepared.meta["provenance"] = provenance.provenance(
         process.backend_keras_will_load() if family.engine == "keras_tuner" else None)
     # --time-budget counts from here, once the data is ready: no trial starts after it
-    config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed,
-                          deadline=time.time() + args.time_budget if args.time_budget else None,
-                          hard_deadline=args.time_budget_hard, tensorboard=args.tensorboard, workers=args.workers,
+    stop.deadline, stop.hard = (time.time() + args.time_budget if args.time_budget else None), args.time_budget_hard
+    config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed, stop=stop,
+                          tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
                           sampler=args.sampler or SAMPLERS[0], pruner=args.pruner or PRUNERS[0])
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
@@ -337,8 +340,7 @@ def main(argv=None):
         lock.close()  # releases the lock (the OS releases it too if the process dies)
     finished = [r for r in rows if r["status"] == "COMPLETE"]
     failed = [r for r in rows if r["status"] == "FAIL"]
-    from runners import search_progress
-    if search_progress.BUDGET_REACHED.is_set() and len(finished) + len(failed) < args.max_trials:
+    if stop.out_of_time() and not stop.requested and len(finished) + len(failed) < args.max_trials:
         print(f"{family.name}: the time budget ({args.time_budget:g} s) ended the search after "
               f"{len(finished) + len(failed)} of {args.max_trials} trials; run the same command again to "
               "continue it (a larger --time-budget or --max-trials goes further)", flush=True)
@@ -353,7 +355,6 @@ def refuse_links(out_dir):
     link or a hard-linked file among them would let a write reach what it points to outside, so every one is
     refused up front, with one line naming it: the search folder and everything in it, and the results
     folder's lock, study database (the record) and data cache."""
-    from suite_common.atomic import linked
     results = out_dir.parent
     places = [out_dir, results / f".{out_dir.name}.lock", results / "optuna.db", results / "_cache"]
     if (results / "_cache").is_dir() and not (results / "_cache").is_symlink():
@@ -367,30 +368,30 @@ def refuse_links(out_dir):
                             "remove it (what it points to is left alone) or use another --results-dir")
 
 
-def _on_ctrl_c(signum, frame):
+def _on_ctrl_c(stop, signum, frame):
     """Ctrl-C, and SIGTERM alike: stop after the trial in progress; a second one stops at once. A SIGTERM is
     passed on to this process's workers (Ctrl-C reaches them from the terminal)."""
-    import signal
-
-    from runners import search_progress
     if signum == signal.SIGTERM:
-        for child in search_progress.CHILDREN:
+        for child in stop.workers:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-    if search_progress.STOP.is_set():
+    if stop.requested:
         raise KeyboardInterrupt  # a second one: stop now (the trial in progress runs again on resume)
-    search_progress.STOP.set()
+    stop.request()
     what = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     print(f"\n{what}: stopping after the trial in progress (again to stop at once)", file=sys.stderr, flush=True)
 
 
-def cli(argv=None):
-    from runners import search_progress
-    search_progress.STOP.clear()
-    search_progress.BUDGET_REACHED.clear()
+def cli(argv=None, handle_signals=False):
+    """The command: exit code 0, 2 (bad input: one line) or 130 (stopped). handle_signals: Ctrl-C and SIGTERM
+    stop the search after the trial in progress (the console script's and `python runners/search.py`'s)."""
+    stop = Stop()
+    if handle_signals:
+        signal.signal(signal.SIGINT, functools.partial(_on_ctrl_c, stop))
+        signal.signal(signal.SIGTERM, functools.partial(_on_ctrl_c, stop))
     try:
-        code = main(argv)
-        if search_progress.STOP.is_set():
+        code = main(argv, stop)
+        if stop.requested:
             raise KeyboardInterrupt
         return code
     except UserError as e:
@@ -406,13 +407,9 @@ def cli(argv=None):
 
 def entry_point():
     """`python runners/search.py` and the `lyrics-search` console script."""
-    from suite_common.process import die_with_parent, tune_this_process
     die_with_parent()  # a worker or a study's search started with child_env
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
-    import signal
-    signal.signal(signal.SIGINT, _on_ctrl_c)
-    signal.signal(signal.SIGTERM, _on_ctrl_c)
-    sys.exit(cli())
+    sys.exit(cli(handle_signals=True))
 
 
 if __name__ == "__main__":

@@ -5,22 +5,32 @@ import time
 
 from suite_common import log
 
-__all__ = ["STOP", "BUDGET_REACHED", "out_of_time", "Progress", "log"]
-
-# Ctrl-C asks the search to stop after the trial in progress (the CLI's
-# SIGINT handler sets this); the engines check it between trials.
-STOP = threading.Event()
-# Set by an engine when --time-budget ended the search before --max-trials.
-BUDGET_REACHED = threading.Event()
-CHILDREN = []  # this process's worker processes (subprocess.Popen), to pass a SIGTERM on to
+__all__ = ["Stop", "Progress", "log"]
 
 
-def out_of_time(deadline):
-    """True (and noted) once a --time-budget deadline (time.time() value, or None) has passed."""
-    if deadline is not None and time.time() >= deadline:
-        BUDGET_REACHED.set()
-        return True
-    return False
+class Stop:
+    """When a search stops. The command line makes one for each run and hands it to the engine (in its
+    SearchConfig); the engines ask it between trials (and, with hard=True, between epochs).
+
+    - requested: Ctrl-C or SIGTERM (the CLI's signal handler calls request()): stop after the trial in progress;
+    - out_of_time(): the --time-budget deadline (a time.time() value, or None) has passed: no new trial starts;
+      with hard (--time-budget-hard) the trial in progress stops at its next epoch end too;
+    - workers: this search's worker processes (subprocess.Popen), to pass a SIGTERM on to.
+    """
+
+    def __init__(self, deadline=None, hard=False):
+        self.deadline, self.hard, self.workers = deadline, hard, []
+        self._requested = threading.Event()  # set from a signal handler, read by the engines' threads
+
+    def request(self):
+        self._requested.set()
+
+    @property
+    def requested(self):
+        return self._requested.is_set()
+
+    def out_of_time(self):
+        return self.deadline is not None and time.time() >= self.deadline
 
 
 class Progress:

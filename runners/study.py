@@ -17,6 +17,7 @@ reported and the study goes on, naming it at the end.
 """
 
 import argparse
+import csv
 import fnmatch
 import json
 import os
@@ -28,7 +29,7 @@ import tomllib
 from pathlib import Path
 
 import studies
-from suite_common import error_line
+from suite_common import UserError, atomic, error_line
 from suite_common.process import child_env
 
 DEFAULT_PLAN = studies.path("earlier_study.toml")  # shipped in the package: a wheel install has it too
@@ -44,7 +45,6 @@ class StudyError(Exception):
 def task_of(family):
     """The family's task, as its module declares it (nothing imported)."""
     import search_spaces
-    from suite_common import UserError
     try:
         return search_spaces.describe(family).task
     except UserError as e:
@@ -124,7 +124,6 @@ def describe_budget(entry):
 
 def trials_on_record(results_dir, key):
     """(finished trials, best validation score or None) of a search's trials.csv."""
-    import csv
     path = Path(results_dir) / key / "trials.csv"
     if not path.is_file():
         return 0, None
@@ -173,7 +172,6 @@ def read_state(results_dir):
 
 
 def write_state(results_dir, state):
-    from suite_common import atomic
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     atomic.write_text(Path(results_dir) / STATE, json.dumps(state, indent=2))
 
@@ -342,9 +340,14 @@ def run_study(searches, args):
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit code 2, like every other bad input
+        raise StudyError(f"{message} (see --help)")
+
+
 def build_parser():
     from runners.search import duration, positive_int
-    p = argparse.ArgumentParser(prog="runners/study.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="runners/study.py", description=__doc__.split("\n\n")[0])
     p.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN), help="a TOML plan (default: the earlier study)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and the time left; run nothing")
     p.add_argument("--only", metavar="GLOB", help="only the searches whose name matches, e.g. 'lyrics_*'")
@@ -360,14 +363,8 @@ def build_parser():
     return p
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise StudyError(f"{message} (see --help)")
-
-
 def main(argv=None):
     parser = build_parser()
-    parser.__class__ = Parser
     try:
         args = parser.parse_args(argv)
         if args.time_budget is not None:

@@ -27,6 +27,7 @@ A value the user sets (GLIBC_TUNABLES, MALLOC_*, TF_*) wins.
 """
 
 import atexit
+import ctypes
 import json
 import os
 import platform
@@ -51,7 +52,6 @@ def die_with_parent():
         return
     parent, sig = map(int, value.split(":"))
     try:
-        import ctypes
         if ctypes.CDLL(None, use_errno=True).prctl(1, sig) != 0:  # 1: PR_SET_PDEATHSIG
             return
     except (OSError, AttributeError):  # not Linux: a worker outlives a killed parent there

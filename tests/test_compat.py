@@ -13,7 +13,30 @@ def test_versions_outside_the_range_are_named_in_one_line_each():
     assert len(lines) == 2 and all("\n" not in line for line in lines)
     assert lines[0].startswith("keras-tuner 1.5.2 is outside 1.4.7 to below 1.5") and "runners/compat.py" in lines[0]
     assert compat.check_versions({}) == []  # not installed: nothing to say
-    assert compat.check_versions() == []  # what this machine has is what the patches were written for
+
+
+def test_the_installed_versions_are_the_ones_checked(monkeypatch):
+    """check_versions() with no argument reads what is installed, each library by its distribution name."""
+    asked = []
+    monkeypatch.setattr(compat, "installed", lambda name: asked.append(name) or ("4.1" if name == "keras" else None))
+    lines = compat.check_versions()
+    assert asked == list(compat.KNOWN)
+    assert len(lines) == 1 and lines[0].startswith("keras 4.1 is outside 3.5 to below 4")
+
+
+def test_private_names_of_other_libraries_are_used_only_in_compat():
+    """Every use of another library's private modules and attributes is in runners/compat.py, beside the
+    version range it was written for."""
+    import re
+    from pathlib import Path
+    root = Path(compat.__file__).resolve().parents[1]
+    private = re.compile(r"^\s*(from|import)\s+(keras_tuner\.src|keras\.src|tensorflow\.python|torch\._)"
+                         r"|\._retry_queue\b|\._contains\(|\._gradient_registry\b|\.__class__\s*=(?!=)")
+    found = [f"{path.relative_to(root)}:{n}" for pkg in ("runners", "analysis", "search_spaces", "study_data",
+                                                          "suite_common")
+             for path in sorted((root / pkg).rglob("*.py")) if path.name != "compat.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1) if private.search(line)]
+    assert found == []
 
 
 def test_keras_tuner_state_is_written_atomically_after_apply(tmp_path, monkeypatch):

@@ -98,6 +98,7 @@ def test_a_hard_time_budget_stops_the_keras_trial_at_an_epoch_end(tmp_path):
     import numpy as np
 
     from runners.keras_search.trial import StopAtDeadline, train
+    from runners.search_progress import Stop
     from search_spaces import Family
     from runners.prepare import Prepared
 
@@ -111,10 +112,10 @@ def test_a_hard_time_budget_stops_the_keras_trial_at_an_epoch_end(tmp_path):
     x, y = {"x": np.random.default_rng(0).normal(size=(16, 2)).astype("float32")}, np.array([0, 1] * 8)
     prepared = Prepared(x, y, x, y, ["a", "b"], {}, {}, {})
     family = Family("tiny", "lyrics", "keras_tuner", "fake", epochs=50, patience=None)
-    stop = StopAtDeadline(time.time() - 1)  # the deadline has passed: the first epoch end stops it
+    stop = StopAtDeadline(Stop(deadline=time.time() - 1))  # passed: the first epoch end stops it
     _, metrics = train(family, Tiny(), kt.HyperParameters(), prepared, epochs=50, seed=0,
                        history_path=tmp_path / "h.csv", callbacks=[stop])
     assert stop.stopped and metrics["epochs_run"] == 1
     _, metrics = train(family, Tiny(), kt.HyperParameters(), prepared, epochs=3, seed=0,
-                       history_path=tmp_path / "h.csv", callbacks=[StopAtDeadline(time.time() + 600)])
+                       history_path=tmp_path / "h.csv", callbacks=[StopAtDeadline(Stop(deadline=time.time() + 600))])
     assert metrics["epochs_run"] == 3

@@ -39,6 +39,7 @@ import keras
 import keras_tuner as kt
 
 from runners import compat, record, search_progress, trials_table
+from runners.search_progress import Stop
 from runners.keras_search.optuna_oracle import StudyOracle
 from runners.keras_search.oracles import BayesianOracle, HyperbandOracle, RandomOracle
 from runners.keras_search.trial import BudgetReached, TooManyFailures
@@ -82,7 +83,7 @@ def start_engine():
     """Before the first trial: the library patches (runners/compat.py, with a line if a version is outside
     what they were written for), and what exists now (modules, data) exempted from garbage collection:
     clear_session collects garbage before every trial, to free the last model; with the frameworks'
-    millions of objects frozen, that takes milliseconds instead of about a third of a second."""
+    millions of objects frozen, that pass is short (the figures: bench/README.md)."""
     for line in compat.check_versions():
         search_progress.log(f"warning: {line}")
     compat.apply()
@@ -103,34 +104,32 @@ def _check_buildable(family, prepared):
         keras.backend.clear_session()
 
 
-def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, deadline=None,
-                hard_deadline=False, verbose=False, sampler="tpe", pruner="median"):
+def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, stop=None,
+                verbose=False, sampler="tpe", pruner="median"):
     _check_buildable(family, prepared)
     try:
         objective = trials_table.objective_of(family, prepared.meta)
         study = (record.storage_url(Path(out_dir).parent), record.study_name(out_dir))  # the search's record
         oracle = make_oracle(tuner, max_trials, epochs, seed, objective, study=study, sampler=sampler, pruner=pruner)
         return SuiteTuner(oracle, family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
-                          epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, deadline=deadline,
-                          hard_deadline=hard_deadline, verbose=verbose, reports_epochs=tuner == "optuna")
+                          epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, stop=stop or Stop(),
+                          verbose=verbose, reports_epochs=tuner == "optuna")
     except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None
 
 
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
-        start_workers=None, deadline=None, hard_deadline=False, verbose=False, sampler="tpe", pruner="median"):
+        start_workers=None, stop=None, verbose=False, sampler="tpe", pruner="median"):
     """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
 
-    deadline: time.time() after which no trial starts (--time-budget); hard_deadline: the trial in
-    progress then stops at its next epoch end too."""
+    stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none."""
     start_engine()
     keras.utils.set_random_seed(seed)
     before = trials_begun(out_dir)
     progress = search_progress.Progress(family.name, max_trials, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
-                    tensorboard=tensorboard, progress=progress, deadline=deadline, hard_deadline=hard_deadline,
-                    verbose=verbose, sampler=sampler, pruner=pruner)
+                    tensorboard=tensorboard, progress=progress, stop=stop, verbose=verbose, sampler=sampler, pruner=pruner)
     record.describe(t.oracle.study, prepared.meta, tuner=tuner, **({"sampler": sampler, "pruner": pruner}
                                                                    if tuner == "optuna" else {}))
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total
@@ -162,7 +161,7 @@ def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=No
     t = _make_tuner(family, prepared, out_dir, max_trials=None, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, verbose=verbose)
     from runners.keras_search.distributed import PatientClient
-    t.oracle.__class__ = PatientClient  # Keras Tuner made it an OracleClient; this one waits when told IDLE
+    compat.become(t.oracle, PatientClient)  # Keras Tuner made it an OracleClient; this one waits when told IDLE
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     print(f"[{family.name} {t.tuner_id}] asking the chief at {address} for trials", flush=True)
     t.search(verbose=0)

@@ -5,6 +5,7 @@ Both leave plain CPU runs alone; SEARCH_SUITE_FUSE_STEPS=0 turns them off, =1 fo
 
 import itertools
 import os
+import warnings
 
 import keras
 
@@ -78,7 +79,6 @@ def graph_train_steps(model, warmup=3):
     function; its `.captured` says whether a graph is in use.
     """
     # Long on purpose: the closures below share one recording's state (its graph, buffers and logs).
-    import warnings
 
     import torch
 

@@ -10,19 +10,18 @@ trials itself (Keras Tuner's check raises inside the server).
 
 import threading
 import time
+from concurrent import futures
 
-from keras_tuner.src import protos
-from keras_tuner.src.distribute import oracle_client
-from keras_tuner.src.engine import trial as trial_module
-
-from runners import search_progress, trials_table
+from runners import compat, search_progress, trials_table
 from runners.keras_search.oracles import metrics_of, status_of
 from suite_common import UserError
 
+KT = compat.keras_tuner_distribute()  # Keras Tuner's own protos, client, servicer and Trial
+protos, trial_module = KT.protos, KT.trial
 STALE_S = 20  # a trial whose worker has been silent this long goes to another worker
 
 
-class PatientClient(oracle_client.OracleClient):
+class PatientClient(KT.OracleClient):
     """Keras Tuner's client; waits a second before asking again when told IDLE (it asks in a tight loop)."""
 
     def create_trial(self, tuner_id):
@@ -54,16 +53,16 @@ class Heartbeat:
 
 class ChiefServicer(protos.get_service_grpc().OracleServicer):
     def __init__(self, tuner, max_trials):
-        from keras_tuner.src.distribute.oracle_chief import OracleServicer
         self.tuner, self.oracle, self.max_trials = tuner, tuner.oracle, max_trials
-        self.base = OracleServicer(self.oracle)  # Keras Tuner's own request handlers
+        self.base = KT.OracleServicer(self.oracle)  # Keras Tuner's own request handlers
         self.lock = threading.Lock()  # one request at a time, as in Keras Tuner's server
         self.seen = {}  # trial id -> last time its worker was heard from
         self.stopping = False  # no new trials: the oracle said so, Ctrl-C, or too many failures
         self.oracle.verbose = 0  # Keras Tuner's own display; the chief prints progress lines instead
         # A run stopped by older versions may have saved a finished trial as still running,
         # which the reload put up for retry: it is finished, so it does not run again.
-        self.oracle._retry_queue = [t for t in self.oracle._retry_queue if t not in self.oracle.end_order]
+        queue = compat.retry_queue(self.oracle)
+        queue[:] = [t for t in queue if t not in self.oracle.end_order]
 
     def GetSpace(self, request, context):
         with self.lock:
@@ -91,10 +90,10 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
         with self.lock:
             oracle, tuner_id = self.oracle, request.tuner_id
             if tuner_id not in oracle.ongoing_trials:  # (a restarted worker gets its own trial back)
-                if self.stopping or search_progress.STOP.is_set() or search_progress.out_of_time(self.tuner.deadline):
+                if self.stopping or self.tuner.stop.requested or self.tuner.stop.out_of_time():
                     oracle.tuner_ids.discard(tuner_id)
                     return self._reply("STOPPED")
-                if not oracle._retry_queue and len(oracle.trials) >= self.max_trials and oracle.ongoing_trials:
+                if not compat.retry_queue(oracle) and len(oracle.trials) >= self.max_trials and oracle.ongoing_trials:
                     return self._reply("IDLE")  # another worker's trial may yet come back for retry
             response = self.base.CreateTrial(request, context)
             status = trial_module.Trial.from_proto(response.trial).status
@@ -143,7 +142,7 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
                                 "the next worker")
                     del self.oracle.ongoing_trials[tuner_id]
                     self.oracle.tuner_ids.discard(tuner_id)
-                    self.oracle._retry_queue.append(trial.trial_id)
+                    compat.retry_queue(self.oracle).append(trial.trial_id)
                     self.seen.pop(trial.trial_id, None)
                     self.oracle.save()
 
@@ -157,7 +156,7 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
     def finished(self):
         with self.lock:
             o = self.oracle
-            return self.stopping and not o.ongoing_trials and not o._retry_queue and not o.tuner_ids
+            return self.stopping and not o.ongoing_trials and not compat.retry_queue(o) and not o.tuner_ids
 
     def _reply(self, status):
         trial = trial_module.Trial(self.oracle.get_space(), status=status)
@@ -170,7 +169,6 @@ def serve(tuner, address, start_workers=None):
     start_workers(port) -> processes, for --workers on this machine; the chief
     then also stops when they have all exited."""
     import grpc
-    from concurrent import futures
     ip, port = address
     tuner.save()  # its file's presence is what makes the next run reload the oracle
     servicer = ChiefServicer(tuner, tuner.oracle.max_trials)
@@ -196,10 +194,10 @@ def serve(tuner, address, start_workers=None):
             if procs is not None:
                 if all(p.poll() is not None for p in procs):
                     break
-            elif servicer.finished() or (search_progress.STOP.is_set() and not servicer.oracle.ongoing_trials):
+            elif servicer.finished() or (tuner.stop.requested and not servicer.oracle.ongoing_trials):
                 break  # done, or Ctrl-C / SIGTERM once the workers' trials in progress have ended
     finally:
         server.stop(grace=1)
-    if procs is not None and not servicer.finished() and not search_progress.STOP.is_set():
+    if procs is not None and not servicer.finished() and not tuner.stop.requested:
         raise UserError(f"{name}: every worker exited (exit codes {[p.returncode for p in procs]}) before the "
                         "search finished; the finished trials are saved: run the same command again to resume")

@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from runners import compat, search_progress, trials_table
+from runners import compat, trials_table
 from runners.keras_search import accelerate
 from suite_common import atomic
 
@@ -162,10 +162,10 @@ class TooManyFailures(Exception):
 class StopAtDeadline(keras.callbacks.Callback):
     """--time-budget-hard: the trial in progress stops at the first epoch end after the deadline."""
 
-    def __init__(self, deadline):
+    def __init__(self, stop):
         super().__init__()
-        self.deadline, self.stopped = deadline, False
+        self.stop, self.stopped = stop, False  # a search_progress.Stop
 
     def on_epoch_end(self, epoch, logs=None):
-        if search_progress.out_of_time(self.deadline):
+        if self.stop.out_of_time():
             self.stopped = self.model.stop_training = True

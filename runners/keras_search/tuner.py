@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from runners import best_store, record, search_progress, trials_table
+from runners import best_store, compat, record, trials_table
 from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of
 from runners.keras_search.errors import WriteFailed
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
@@ -35,13 +35,13 @@ class TrialBoard(keras.callbacks.TensorBoard):
             hparams_api.hparams(values, trial_id=self.trial_id)
 
 
-class SuiteTuner(kt.Tuner):
+class SuiteTuner(compat.OneStateFile, kt.Tuner):
     def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, tensorboard=None,
-                 deadline=None, hard_deadline=False, verbose=False, reports_epochs=False, **kwargs):
+                 stop, verbose=False, reports_epochs=False, **kwargs):
         self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
         self.objective = trials_table.objective_of(family, prepared.meta)
-        self.deadline, self.hard_deadline, self.verbose = deadline, hard_deadline, verbose
+        self.stop, self.verbose = stop, verbose  # search_progress.Stop: Ctrl-C, --time-budget
         self._last_model, self._last_metrics, self._heartbeat = None, {}, None
         self.reports_epochs, self._pruned = reports_epochs, None  # the Optuna study: each epoch to the oracle, pruning
         # Keras Tuner prints "Reloading Tuner from ..." when it resumes; the suite says "resuming ..." itself.
@@ -56,14 +56,6 @@ class SuiteTuner(kt.Tuner):
     def is_worker(self):
         """A worker of a chief elsewhere: Keras Tuner's own test (keras_tuner's dist_utils), on its variables."""
         return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
-
-    def _get_tuner_fname(self):
-        # Keras Tuner names this file after the tuner id, and reloads the oracle
-        # only if it exists: one name for every non-worker run (single or chief),
-        # so switching between them resumes the same search.
-        if self.is_worker():
-            return super()._get_tuner_fname()
-        return os.path.join(str(self.project_dir), "tuner0.json")
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
@@ -84,7 +76,7 @@ class SuiteTuner(kt.Tuner):
         if self.tensorboard:
             extra.append(TrialBoard(Path(self.tensorboard) / self.out_dir.name / f"trial_{number(trial)}", hp,
                                     number(trial)))
-        stop = StopAtDeadline(self.deadline) if self.hard_deadline and self.deadline else None
+        stop = StopAtDeadline(self.stop) if self.stop.hard and self.stop.deadline else None
         self._pruned = None
         if self.reports_epochs:
             self._pruned = ReportEachEpoch(self.oracle, trial.trial_id, self.objective[0])
@@ -166,9 +158,9 @@ class SuiteTuner(kt.Tuner):
                                  best and best[name], best and best["trial_id"], params, baseline)
 
     def pre_create_trial(self):
-        if search_progress.STOP.is_set():
+        if self.stop.requested:
             raise KeyboardInterrupt  # Ctrl-C: the finished trials are recorded; stop before the next
-        if search_progress.out_of_time(self.deadline):
+        if self.stop.out_of_time():
             raise BudgetReached  # --time-budget: no new trial starts
         if not self.is_worker() and trials_table.failed_in_a_row([status_of(self.oracle.trials[t])
                                                               for t in self.oracle.end_order]):
