@@ -41,8 +41,10 @@ def data(images):
 def run_search(args, out):
     import dataclasses
 
-    from runners import keras_search as keras_engine
     import pandas as pd
+
+    from runners import engines
+    from runners import keras_search as keras_engine
     from runners.prepare import Prepared
     from search_spaces import get_family
     x, y, xv, yv = data(args.images)
@@ -52,8 +54,8 @@ def run_search(args, out):
     spent = time_spent_in(keras_engine)
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu_start = time.perf_counter(), time.process_time()
-        rows = keras_engine.run(cifar_cnn, prepared, tmp, max_trials=args.trials, epochs=args.epochs,
-                                tuner="random", seed=0)
+        rows = engines.run(cifar_cnn, prepared, tmp, engines.SearchConfig(max_trials=args.trials, epochs=args.epochs,
+                                                                          tuner="random", seed=0))
         total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         trials = pd.read_csv(Path(tmp) / "trials.csv")
     configs = [{k[3:]: v for k, v in r.items() if k.startswith("hp_") and v is not None} for r in rows]
@@ -64,6 +66,7 @@ def run_search(args, out):
 def time_spent_in(keras_engine):
     """Wrap the suite's steps outside training with timers (the breakdown printed)."""
     import keras
+
     from runners import best_store, trials_table
     from runners.keras_search import tuner
     spent = {}
@@ -91,6 +94,7 @@ def time_spent_in(keras_engine):
 def run_bare(args, configs_file, out):
     import keras
     import keras_tuner as kt
+
     from search_spaces import get_family
     x, y, xv, yv = data(args.images)
     total = cpu = 0.0

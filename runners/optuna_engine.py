@@ -16,6 +16,7 @@ Choices, noted:
 """
 
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,7 +26,7 @@ import optuna
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from runners import best_store, record, search_progress, trials_table
+from runners import best_store, record, search_progress, trials_table, workers
 from suite_common import CANNOT_WRITE, UserError, masked
 from suite_common.failpoints import failpoint
 
@@ -346,6 +347,60 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
                         f"{trials} {'trial' if trials == 1 else 'trials'}")
     return record.rows(study)
 
+
+
+# --- the engine interface (runners/engines.py) ----------------------------------------------------------------
+
+def search(family, prepared, out_dir, config):
+    """The search here; with --workers N, N processes sharing its study; in such a worker, trials until the
+    study holds --max-trials. Returns the trials.csv rows ([] in a worker)."""
+    if config.worker:  # one of several: the process that started it holds the lock
+        run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
+            storage=config.storage, worker=True, stop=config.stop)
+        print(f"worker {os.getpid()} done", flush=True)
+        return []
+    if config.workers > 1:
+        return _run_workers(family, prepared, out_dir, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
+               storage=config.storage, stop=config.stop)
+
+
+def _run_workers(family, prepared, out_dir, config):
+    """Prepare the study once, then config.workers processes share it (one GPU each where GPUs exist)."""
+    objective = trials_table.objective_of(family, prepared.meta)
+    name = record.study_name(out_dir, prepared.record, config.storage)
+    study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
+                          objective=objective, name=name)
+    if config.storage:
+        enqueue_baseline(study, family)
+    procs = workers.start_workers(family, config, ["--worker"])
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        print(f"worker exit codes: {codes}", file=sys.stderr, flush=True)
+    if config.storage is None:
+        # Every worker of this study has exited (the study is in this folder, which this process
+        # holds): a trial still RUNNING belonged to a worker that died. This process re-queues it
+        # and runs what is left, so the search ends with --max-trials finished trials.
+        return run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
+                   sampler=config.sampler, quiet_if_done=True, stop=config.stop)
+    study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
+                          shared=True, objective=objective, name=name)
+    rows = record.rows(study)
+    trials_table.write_trials_csv(out_dir, rows)
+    return rows
+
+
+def baseline(family, prepared):
+    """Trial 0's values: the family's defaults (the earlier study's)."""
+    return dict(family.defaults)
+
+
+def train_one(family, prepared, params, seed, epochs=None):
+    """One configuration trained as a trial is (features fitted on the training rows); the fitted pipeline."""
+    cache = FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
+    model, _ = train(family, params, prepared, cache, seed)
+    return model
 
 
 def _full_proba(clf, x, n_classes):

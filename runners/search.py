@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 import search_spaces
-from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig, keras_tuner_role
+from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
 from runners.prepare import DataOptions
 from runners.search_progress import Stop
+from runners.workers import keras_tuner_role
 from suite_common import UserError, atomic, error_line, masked, process, provenance, write_error_line
 from suite_common.atomic import linked
 from suite_common.process import die_with_parent, tune_this_process

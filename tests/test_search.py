@@ -305,3 +305,24 @@ def test_trial_lines_carry_the_ids_of_trials_csv_and_what_differs_from_the_basel
     for line, (_, row) in zip(lines[1:], table.iloc[1:].iterrows()):
         assert f"C={row['hp_C']:.3g}" in line  # a searched value, shown beside its score
         assert f"val_accuracy {row['val_accuracy']:.4f}" in line
+
+
+def test_both_engines_implement_the_engine_interface():
+    """runners/engines.py: search, baseline and train_one, with the same parameters, in every engine."""
+    import inspect
+
+    from runners import engines
+    signatures = {}
+    for kind, module in engines.ENGINES.items():
+        engine = engines.engine(search_spaces_family(kind))
+        assert engine.__name__ == module
+        signatures[kind] = {name: list(inspect.signature(getattr(engine, name)).parameters)
+                            for name in ("search", "baseline", "train_one")}
+    assert signatures["keras_tuner"] == signatures["optuna"] == {
+        "search": ["family", "prepared", "out_dir", "config"], "baseline": ["family", "prepared"],
+        "train_one": ["family", "prepared", "params", "seed", "epochs"]}
+
+
+def search_spaces_family(engine):
+    import search_spaces
+    return next(f for f in map(search_spaces.describe, search_spaces.index()) if f.engine == engine)

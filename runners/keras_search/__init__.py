@@ -33,17 +33,18 @@ share the results folder.
 
 import gc
 import os
+import tempfile
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 
-from runners import compat, record, search_progress, trials_table
-from runners.search_progress import Stop
+from runners import compat, record, search_progress, trials_table, workers
 from runners.keras_search.optuna_oracle import StudyOracle
-from runners.keras_search.oracles import BayesianOracle, HyperbandOracle, RandomOracle
-from runners.keras_search.trial import BudgetReached, TooManyFailures
+from runners.keras_search.oracles import BayesianOracle, HyperbandOracle, RandomOracle, default_values
+from runners.keras_search.trial import BudgetReached, TooManyFailures, train
 from runners.keras_search.tuner import SuiteTuner
+from runners.search_progress import Stop
 from suite_common import UserError
 
 
@@ -165,3 +166,48 @@ def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=No
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     print(f"[{family.name} {t.tuner_id}] asking the chief at {address} for trials", flush=True)
     t.search(verbose=0)
+
+
+# --- the engine interface (runners/engines.py) ----------------------------------------------------------------
+
+def search(family, prepared, out_dir, config):
+    """The search here; as the chief of --workers N here (on loopback) or of workers elsewhere (KERASTUNER_*
+    variables); or, in a worker, the chief's trials. Returns the trials.csv rows ([] in a worker)."""
+    role = workers.keras_tuner_role()
+    if role == "worker":  # the chief holds the lock and writes trials.csv
+        run_worker(family, prepared, out_dir, epochs=config.epochs, tuner=config.tuner, seed=config.seed,
+                   tensorboard=config.tensorboard, verbose=config.verbose, sampler=config.sampler,
+                   pruner=config.pruner)
+        print(f"{os.environ['KERASTUNER_TUNER_ID']} done", flush=True)
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def spawn(port):  # --workers N: N workers on loopback, their chief is this process
+        return workers.start_workers(family, config, env_of=lambda i: {
+            "KERASTUNER_TUNER_ID": f"worker{i}", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": str(port)})
+    chief, local = None, config.workers > 1 and role != "chief"
+    if role == "chief":  # workers on other machines connect to it
+        chief = (os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
+    elif local:
+        chief = ("127.0.0.1", 0)  # the system picks a free port
+    return run(family, prepared, out_dir, max_trials=config.max_trials, epochs=config.epochs, tuner=config.tuner,
+               seed=config.seed, tensorboard=config.tensorboard, chief=chief, start_workers=spawn if local else None,
+               stop=config.stop, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner)
+
+
+def baseline(family, prepared):
+    """Trial 0's values: every hyperparameter the hypermodel declares in build(), at its default."""
+    space = kt.HyperParameters()
+    family.hypermodel(prepared.spec).build(space)
+    return default_values(space.space)
+
+
+def train_one(family, prepared, params, seed, epochs):
+    """One configuration trained as a trial is (the same callbacks and early stopping); the model."""
+    hp = kt.HyperParameters()
+    hp.values = dict(params)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, _ = train(family, family.hypermodel(prepared.spec), hp, prepared, epochs=epochs, seed=seed,
+                         history_path=Path(tmp) / "history.csv")
+    return model
