@@ -99,6 +99,7 @@ def test_a_search_ends_with_best_baseline_test_score_and_next_commands(tmp_path,
     assert f"lyrics-report --results-dir {res}" in out and "optuna-dashboard sqlite:///" in out
 
 
+@pytest.mark.slow
 def test_keras_epochs_show_only_with_verbose(tmp_path, small_lyrics, capsys):
     args = ["lyrics_lstm", "--data", str(small_lyrics), "--max-trials", "1", "--epochs", "2", *FAST]
     assert cli([*args, "--results-dir", str(tmp_path / "quiet")]) == 0
@@ -136,6 +137,7 @@ def test_study_dry_run_names_data_budgets_and_what_cannot_run(tmp_path, capsys):
     assert re.search(r"lyrics_tfidf_logreg\s+" + re.escape(str(no_artist)) + r"\s+-\s+3\s+90s", out)
 
 
+@pytest.mark.slow
 def test_study_skips_up_front_what_its_data_cannot_serve(tmp_path, capsys, real_lyrics):
     plan = tmp_path / "plan.toml"
     plan.write_text('[defaults]\nmax_trials = 1\n[[search]]\nfamily = "lyrics_tfidf_logreg"\nwith_artist = true\n'

@@ -18,6 +18,7 @@ FAST = ["--seq-len", "40", "--vocab-size", "500"]
 
 @pytest.mark.parametrize("family, extra", [("lyrics_tfidf_logreg", ["--max-trials", "4"]),
                                            ("lyrics_lstm", ["--max-trials", "2", "--epochs", "2"])])
+@pytest.mark.slow
 def test_the_baseline_model_is_kept_and_compared_on_the_same_test_rows(tmp_path, small_lyrics, family, extra):
     res = tmp_path / "r"
     assert cli([family, "--data", str(small_lyrics), "--results-dir", str(res), *FAST, *extra]) == 0

@@ -121,6 +121,7 @@ def test_the_same_command_resumes_and_fresh_starts_again(finished, small_lyrics,
     assert len(demo) == 1 and demo["data_fingerprint"][0] != record["data_fingerprint"]
 
 
+@pytest.mark.slow
 def test_hyperband_trains_the_baseline_with_the_full_budget(tmp_path, small_lyrics):
     res = tmp_path / "results"
     assert cli(["lyrics_lstm", "--data", str(small_lyrics), "--results-dir", str(res), "--tuner", "hyperband",
@@ -130,6 +131,7 @@ def test_hyperband_trains_the_baseline_with_the_full_budget(tmp_path, small_lyri
     assert t["epochs_run"][0] == 3 and len(pd.read_csv(res / "lyrics_lstm" / "histories" / "trial_0.csv")) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["lyrics_tfidf_logreg", "lyrics_lstm"])
 def test_objective_macro_f1_drives_both_engines(tmp_path, small_lyrics, family):
     res = tmp_path / "results"
@@ -162,6 +164,7 @@ def test_best_epoch_names_the_kept_weights_of_a_second_fit(tmp_path):
     assert log.best_epoch(restored=False) == 6
 
 
+@pytest.mark.slow
 def test_trial_ids_keep_one_format_across_a_resume(tmp_path, small_lyrics, capsys):
     """Keras Tuner pads its ids to the digits of --max-trials ("0" with 1 trial, "05" with 10): the suite
     writes every id as a plain number, in trials.csv, the trial lines, histories/ and best/."""

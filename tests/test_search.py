@@ -35,6 +35,7 @@ def split_of(data_path, results, split="val"):
     return d, getattr(d, split)
 
 
+@pytest.mark.slow
 def test_lstm_search_saves_baseline_first_reloads_and_resumes(tmp_path, small_lyrics):
     res = tmp_path / "results"
     assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, "--epochs", 1, *FAST) == 0
@@ -155,6 +156,7 @@ def test_fresh_discards_the_previous_search(tmp_path, small_lyrics):
     assert len(trials(res, "lyrics_tfidf_logreg")) == 1
 
 
+@pytest.mark.slow
 def test_real_subset_both_families(tmp_path, real_lyrics):
     res = tmp_path / "results"
     assert run("lyrics_tfidf_logreg", "--data", real_lyrics, "--results-dir", res, "--max-trials", 2) == 0

@@ -115,6 +115,7 @@ def test_the_fixed_first_trials_are_never_pruned(tmp_path):
     assert run_trial(o, "t", [0.05] * 10)[1] == 3  # the first searched one is pruned
 
 
+@pytest.mark.slow
 def test_keras_tuners_own_oracle_records_every_trial_and_refills_a_lost_record(tmp_path, small_lyrics):
     """--tuner random: each trial goes into the study as it ends, with its learning curve and times; a record
     lost (a search made before it existed, a deleted optuna.db) is refilled from Keras Tuner's state on resume."""
