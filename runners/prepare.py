@@ -16,6 +16,19 @@ from runners import trials_table
 from suite_common import UserError
 
 
+# The run record's keys a resume must find unchanged (search.json; the CLI adds tuner, sampler, pruner, epochs and
+# storage), in the words its error uses. The record is built below (prepare_lyrics, prepare_cifar).
+RESUME_GUARD = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-data (file bytes)",
+                 "columns": "column flags", "sample_fraction": "--sample-fraction", "languages": "--languages",
+                 "stopwords": "--stopwords", "clean": "--no-clean", "vocab_size": "--vocab-size",
+                 "seq_len": "--seq-len", "text_pipeline": "--text-pipeline", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
+                 "seed": "--seed", "objective": "--objective", "epochs": "--epochs (the epoch budget of a trial)",
+                 "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)", "storage": "--storage",
+                 "pruner": "--pruner", "sampler": "--sampler"}
+# Recorded from release 0.1.0's second round on: a search recorded before has none of them, and resumes as before.
+RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "storage", "pruner", "sampler"}
+
+
 @dataclass
 class Prepared:
     """What an engine needs: arrays, label names, and what best/ must keep."""

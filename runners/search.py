@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import search_spaces
+from runners import engines, prepare
 from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
 from runners.prepare import DataOptions
 from runners.search_progress import Stop
@@ -161,18 +162,6 @@ def print_families():
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
 
 
-# What a search's run record holds, in the words its error uses.
-RECORD_FIELDS = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-data (file bytes)",
-                 "columns": "column flags", "sample_fraction": "--sample-fraction", "languages": "--languages",
-                 "stopwords": "--stopwords", "clean": "--no-clean", "vocab_size": "--vocab-size",
-                 "seq_len": "--seq-len", "text_pipeline": "--text-pipeline", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
-                 "seed": "--seed", "objective": "--objective", "epochs": "--epochs (the epoch budget of a trial)",
-                 "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)", "storage": "--storage",
-                 "pruner": "--pruner", "sampler": "--sampler"}
-# Recorded from release 0.1.0's second round on: a search recorded before has none of them, and resumes as before.
-RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "storage", "pruner", "sampler"}
-
-
 def check_resume(out_dir, record):
     """Refuse to add trials to a search made on other data or options (nothing is touched)."""
     from runners import trials_table
@@ -183,8 +172,8 @@ def check_resume(out_dir, record):
         # an Optuna family's search recorded before --sampler, when --tuner named its sampler: the same search
         previous = {**previous, "tuner": "optuna", "sampler": previous["tuner"]}
     changed = []
-    for key, label in RECORD_FIELDS.items():
-        if key in RECORDED_LATER and key not in previous:
+    for key, label in prepare.RESUME_GUARD.items():
+        if key in prepare.RECORDED_LATER and key not in previous:
             continue
         if key in record and previous.get(key) != record[key]:
             was, now = previous.get(key), record[key]
@@ -293,7 +282,6 @@ def main(argv=None, stop=None):
 
     # The data is loaded and checked before anything under results/ changes (its cache is written once the
     # resume guard has accepted it).
-    from runners import engines, prepare
     worker = role == "worker" or args.worker
     if not worker:
         refuse_links(out_dir)
