@@ -16,8 +16,8 @@ import optuna
 
 
 from runners import optuna_engine
-from runners.prepare import DataOptions, prepare_lyrics
-from runners.search import build_parser
+from runners.prepare import prepare_lyrics
+from runners.search import build_parser, data_options
 from search_spaces import get_family
 
 family = get_family("lyrics_tfidf_logreg")
@@ -47,7 +47,7 @@ def main():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["lyrics_tfidf_logreg", "--results-dir", tmp, "--sample-fraction", "1"]
-        prepared = prepare_lyrics(family, DataOptions.from_args(build_parser().parse_args(argv + (["--data", args.data] if args.data else []))))
+        prepared = prepare_lyrics(family, data_options(build_parser().parse_args(argv + (["--data", args.data] if args.data else []))))
     cached, fits = search(prepared, args.trials, optuna_engine.FeatureCache)
     plain, _ = search(prepared, args.trials, NoCache)
     print(f"{args.trials} trials on {len(prepared.y_train)} training texts")

@@ -48,13 +48,13 @@ import json, os, sys, time
 import keras, keras_tuner as kt, numpy as np, optuna
 from analysis.best_model import load_best
 from runners import best_store, prepare
-from runners.search import build_parser
+from runners.search import build_parser, data_options
 from search_spaces import get_family
 
 side, name, budget, work, flags = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5:]
 family = get_family(name)
 args = build_parser().parse_args([name, "--results-dir", work, *flags])
-p = prepare.prepare(family, prepare.DataOptions.from_args(args))
+p = prepare.prepare(family, data_options(args))
 prepare.save_cache(p)
 epochs, seed = args.epochs or family.epochs, args.seed
 hypermodel = family.hypermodel(p.spec)

@@ -3,12 +3,12 @@
 `prepare(family, options)` loads the data for the family's task (study_data/),
 and builds what best/meta.json and the run record (search.json) hold. The
 options are a `DataOptions`: the command line builds it from its data flags
-(runners/search.py), a retrain rebuilds it from a saved model's meta.json.
+(runners/search.py, `data_options`), a retrain rebuilds it from a saved model's meta.json.
 """
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -67,13 +67,6 @@ class DataOptions:
     vocab_size: int = 20000
     seq_len: int = 300
     images_per_class: Optional[int] = None
-
-    @classmethod
-    def from_args(cls, args):
-        """From the command line's parsed flags (runners/search.py)."""
-        given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-        languages = [l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None
-        return cls(**{**given, "clean": not args.no_clean, "languages": tuple(languages) if languages else None})
 
     @classmethod
     def from_meta(cls, meta, results_dir):

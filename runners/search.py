@@ -14,6 +14,7 @@ From the command line to results/<family>/trials.csv:
 """
 
 import argparse
+import dataclasses
 import fcntl
 import functools
 import json
@@ -153,6 +154,13 @@ def build_parser():
     return p
 
 
+def data_options(args):
+    """The parsed flags' DataOptions: what the search's data is and how it is split and encoded."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DataOptions) if hasattr(args, f.name)}
+    languages = [l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None
+    return DataOptions(**{**given, "clean": not args.no_clean, "languages": tuple(languages) if languages else None})
+
+
 def print_families():
     from search_spaces import summaries
     rows = summaries()
@@ -285,7 +293,7 @@ def main(argv=None, stop=None):
     worker = role == "worker" or args.worker
     if not worker:
         refuse_links(out_dir)
-    prepared = prepare.prepare(family, DataOptions.from_args(args))
+    prepared = prepare.prepare(family, data_options(args))
     # What a trial means: its epoch budget and the tuner or sampler that proposes it (a resume may not mix them)
     if tuner == "optuna":
         prepared.record["sampler"] = args.sampler or SAMPLERS[0]

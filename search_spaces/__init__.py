@@ -64,6 +64,13 @@ class Family:
 # written as a literal (or a module constant holding one) in register_family(...). The rest are hooks.
 DECLARED = ("task", "engine", "description", "inputs", "block", "epochs", "patience", "objective", "targets",
             "first_trials", "kept_trials", "source_families", "defaults", "feature_params")
+# Each engine's own fields: a family of one engine that sets a field of the other is refused when it registers
+# (the Family type holds both, with defaults, so that code reading one family needs no engine test).
+ENGINE_FIELDS = {
+    "keras_tuner": ("hypermodel", "epochs", "patience", "objective", "targets", "first_trials", "kept_trials",
+                    "evaluate", "save_extras", "source_families"),
+    "optuna": ("suggest", "defaults", "make_features", "feature_params", "refine_features", "make_classifier"),
+}
 _REGISTRY = {}
 _DISCOVERED = False  # every module of the package imported
 
@@ -71,6 +78,12 @@ _DISCOVERED = False  # every module of the package imported
 def register_family(name, *, task, description, engine="keras_tuner", **hooks):
     """Decorator: registers the decorated HyperModel class (Keras Tuner) or suggest function (Optuna)."""
     def register(obj):
+        if engine not in ENGINE_FIELDS:
+            raise TypeError(f"{name}: engine must be one of {', '.join(ENGINE_FIELDS)}, got {engine!r}")
+        foreign = [k for other, names in ENGINE_FIELDS.items() if other != engine for k in names if k in hooks]
+        if foreign:
+            raise TypeError(f"{name}: {', '.join(foreign)} belong to the other engine's families; a {engine} family "
+                            f"takes {', '.join(k for k in ENGINE_FIELDS[engine] if k not in ('hypermodel', 'suggest'))}")
         key = "hypermodel" if engine == "keras_tuner" else "suggest"
         family = Family(name=name, task=task, engine=engine, description=description, module=obj.__module__,
                         **{key: obj}, **hooks)

@@ -198,7 +198,7 @@ def test_artist_ids_come_from_training_rows_only(tmp_path):
     """An artist first met in validation or test is the unseen artist (id 0), and the saved artist list holds
     the training artists alone."""
     from runners import prepare
-    from runners.search import build_parser
+    from runners.search import build_parser, data_options
     from search_spaces import describe
     source_table(tmp_path / "t.csv")
     args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--with-artist",
@@ -206,7 +206,7 @@ def test_artist_ids_come_from_training_rows_only(tmp_path):
     rows = pd.read_csv(tmp_path / "t.csv")
     rows.loc[rows.index % 4 == 1, "Artist"] = [f"Solo {i}" for i in range(int((rows.index % 4 == 1).sum()))]
     rows.to_csv(tmp_path / "t.csv", index=False)  # one-song artists: most land outside training
-    p = prepare.prepare(describe("lyrics_lstm"), prepare.DataOptions.from_args(args))
+    p = prepare.prepare(describe("lyrics_lstm"), data_options(args))
     d = lyrics.load(tmp_path / "t.csv", cache_dir=tmp_path / "r" / "_cache", seed=3)
     known = json.loads(p.artifacts["artists.json"])
     assert known == sorted(set(d.train.artists))
@@ -221,14 +221,14 @@ def test_artist_variant_post_pads_as_the_study_did(tmp_path):
     """The study's artist notebook post-padded its lyrics (pad_sequences(..., padding='post')); its plain one
     pre-padded. The study's pipeline reproduces both; the suite's pre-pads always. Same words, same order."""
     from runners import prepare
-    from runners.search import build_parser
+    from runners.search import build_parser, data_options
     from search_spaces import describe
     source_table(tmp_path / "t.csv")
 
     def prepared(*extra):
         args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--results-dir",
                                           str(tmp_path / "r"), *extra])
-        return prepare.prepare(describe("lyrics_lstm"), prepare.DataOptions.from_args(args))
+        return prepare.prepare(describe("lyrics_lstm"), data_options(args))
 
     plain, artist, suite = prepared(), prepared("--with-artist"), prepared("--with-artist", "--text-pipeline", "suite")
     assert (plain.meta["padding"], artist.meta["padding"], suite.meta["padding"]) == ("pre", "post", "pre")
@@ -247,12 +247,12 @@ def test_artist_variant_post_pads_as_the_study_did(tmp_path):
 def test_a_saved_search_gives_back_the_data_options_it_ran_with(tmp_path, flags):
     """What `compare.py --repeats` retrains on: the options rebuilt from meta.json are the command line's."""
     from runners import prepare
-    from runners.search import build_parser
+    from runners.search import build_parser, data_options
     from search_spaces import describe
     source_table(tmp_path / "t.csv")
     args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--results-dir",
                                       str(tmp_path / "r"), *flags])
-    given = prepare.DataOptions.from_args(args)
+    given = data_options(args)
     first = prepare.prepare(describe("lyrics_lstm"), given)
     meta = json.loads(json.dumps(first.meta))  # as saved
     rebuilt = prepare.DataOptions.from_meta(meta, tmp_path / "r")

@@ -33,6 +33,19 @@ def test_a_family_missing_a_required_hook_is_refused_when_it_registers():
     assert "x_nope" not in search_spaces.families()
 
 
+def test_a_family_given_the_other_engines_hooks_is_refused():
+    """One Family type holds both engines' fields; each engine's family may set only its own."""
+    with pytest.raises(TypeError, match="suggest belong to the other engine's families"):
+        search_spaces.register_family("x_nope", task="lyrics", description="d", epochs=2, suggest=len)(object)
+    with pytest.raises(TypeError, match="epochs, first_trials belong to the other engine's families"):
+        search_spaces.register_family("x_nope", task="lyrics", description="d", engine="optuna", defaults={"a": 1},
+                                      make_features=len, make_classifier=len, epochs=3,
+                                      first_trials=({},))(lambda t: {})
+    with pytest.raises(TypeError, match="engine must be one of"):
+        search_spaces.register_family("x_nope", task="lyrics", description="d", engine="sklearn")(object)
+    assert "x_nope" not in search_spaces.families()
+
+
 def test_unknown_family_names_the_valid_ones():
     with pytest.raises(UserError) as e:
         search_spaces.get_family("lyrics_nope")
