@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from study_data.text import TextEncoder, artist_index, model_inputs
+from study_data import images, lyrics
+from study_data.lyrics import DEFAULT_OPTIONS
+from study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TextEncoder, artist_index, model_inputs
 from suite_common import UserError
 
 # skops: the exact types the suite's Optuna families save, by skops node kind,
@@ -95,7 +97,6 @@ class BestModel:
         d = self.meta["data"]
         cache_dir = Path(results_dir) / "_cache"
         if self.meta["inputs"] == "images":
-            from study_data import images
             imgs = images.load_images(d["arg"], cache_dir=cache_dir, per_class=d.get("images_per_class"),
                                       announce_demo=False)
             block = images.make_block(imgs, self.meta["blocks"]["block"], seed=self.meta["blocks"]["seed"])
@@ -103,7 +104,6 @@ class BestModel:
                 raise UserError(f"{self.family}: the image data changed since the search (other classes): "
                                 "re-run the search")
             return block.x_test, block.y_test
-        from study_data import lyrics
         data = lyrics.load(d["arg"], d.get("test_data"), cache_dir=cache_dir, columns=d.get("columns"),
                            # a search saved before the text pipeline was recorded used the suite's
                            announce_demo=False, **{"text_pipeline": "suite", **d["options"]})
@@ -129,7 +129,7 @@ class BestModel:
         if self.reconstructs_input:
             recon = np.asarray(self.model.predict(x, batch_size=256, verbose=0))
             return {"test_reconstruction_mse": float(np.mean((recon - x) ** 2))}, y, None
-        from sklearn.metrics import accuracy_score, f1_score
+        from sklearn.metrics import accuracy_score, f1_score  # scikit-learn: only where its models are used
         pred = self._probs(x).argmax(axis=1)
         labels = list(range(len(self.label_names)))
         return ({"test_accuracy": float(accuracy_score(y, pred)),
@@ -139,8 +139,6 @@ class BestModel:
 
 def check_meta(meta):
     """A best model's meta.json, its values checked before anything is built from them (ValueError if not)."""
-    from study_data.lyrics import DEFAULT_OPTIONS
-    from study_data.text import MAX_SEQ_LEN, MAX_VOCAB
 
     def need(ok, what):
         if not ok:
@@ -215,7 +213,7 @@ def load_best(family, results_dir="results", with_artist=False):
 
 def _load_keras(path):
 
-    import keras
+    import keras  # Keras starts only when a Keras model is built or loaded
 
     # register the metrics the models were compiled with, and the layers they use
     importlib.import_module("search_spaces._metrics")
@@ -249,7 +247,7 @@ def skops_types(path):
 
 
 def _load_skops(path):
-    import skops.io as sio
+    import skops.io as sio  # skops: only to save or load a scikit-learn model
     try:
         refused = sorted(skops_types(path) - SKOPS_ALLOWED)
         if refused:

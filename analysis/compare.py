@@ -34,6 +34,7 @@ import pandas as pd
 import search_spaces
 from analysis.best_model import load_best
 from runners import trials_table
+from runners.search_progress import changes
 from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
 from suite_common.process import tune_this_process
 
@@ -84,7 +85,7 @@ def wilson(k, n):
     """95 % Wilson score interval of a proportion k / n."""
     if not n:
         return np.nan, np.nan
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # SciPy: only for the intervals
     ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -95,7 +96,7 @@ def majority_reference(meta, test_labels=None, test_predictions=None):
     counts = meta.get("data", {}).get("class_counts")
     if not counts:
         return {}
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # SciPy: only for the intervals
     majority, n_classes = int(np.argmax(counts["train"])), len(counts["train"])
     ref = {"majority_class": meta["label_names"][majority]}
     for split in ("val", "test"):
@@ -197,7 +198,7 @@ def transfer_vs_scratch(folder, y):
 
 def mcnemar(pred_a, pred_b, y):
     """Exact McNemar test on paired test predictions: (b, c, p-value)."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # SciPy: only for the intervals
     a_right, b_right = pred_a == y, pred_b == y
     b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
     p = binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
@@ -248,9 +249,9 @@ def sub_comparisons(folders):
 def repeats(results_dir, searches, k):
     """Retrain each search's baseline and best configuration with k training seeds on the same split;
     the gain in mean test score with a 95 % confidence interval (Welch's t)."""
-    from scipy import stats
+    from scipy import stats  # SciPy: only for the intervals
 
-    from analysis.retrain import retrain
+    from analysis.retrain import retrain  # Keras or scikit-learn: only for --repeats
     rows = []
     for search in searches:
         name, with_artist = (search[:-len("_artist")], True) if search.endswith("_artist") else (search, False)
@@ -334,7 +335,6 @@ def compare(results_dir="results", repeat_families=(), k=0, scored=None):
 def top_trials(folder, family, n):
     """The n best finished trials of a search, best first: id, objective, the hyperparameters that differ from
     the baseline's, epochs and seconds."""
-    from runners.search_progress import changes
     trials = read_trials(folder)
     name, direction = trials_table.folder_objective(folder, family)
     done = trials_table.finished(trials, name).sort_values(name, ascending=direction == "min", kind="stable")

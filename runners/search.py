@@ -27,11 +27,12 @@ import time
 from pathlib import Path
 
 import search_spaces
-from runners import engines, prepare
+from runners import engines, prepare, trials_table
 from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
 from runners.prepare import DataOptions
 from runners.search_progress import Stop
 from runners.workers import keras_tuner_role
+from search_spaces import summaries
 from suite_common import UserError, atomic, error_line, masked, process, provenance, write_error_line
 from suite_common.atomic import linked
 from suite_common.process import die_with_parent, tune_this_process
@@ -162,7 +163,6 @@ def data_options(args):
 
 
 def print_families():
-    from search_spaces import summaries
     rows = summaries()
     widths = [max(len(r[i]) for r in rows + [("family", "task", "engine", "")]) for i in range(3)]
     print(f"{'family':<{widths[0]}}  {'task':<{widths[1]}}  {'engine':<{widths[2]}}  description")
@@ -172,7 +172,6 @@ def print_families():
 
 def check_resume(out_dir, record):
     """Refuse to add trials to a search made on other data or options (nothing is touched)."""
-    from runners import trials_table
     previous = trials_table.run_record(out_dir)
     if not previous:
         return
@@ -199,7 +198,6 @@ def check_resume(out_dir, record):
 def write_record(out_dir, record, finished_run=None):
     """search.json: what the search runs on, and every run of it that ended (when, command, versions,
     machine). Before a run it is rewritten with the same bytes when nothing changed."""
-    from runners import trials_table
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = trials_table.run_record(out_dir).get("runs", []) + ([finished_run] if finished_run else [])
     atomic.write_text(out_dir / trials_table.RUN_RECORD, json.dumps({**record, "runs": runs}, indent=2))
@@ -281,7 +279,7 @@ def main(argv=None, stop=None):
     # What its source declares: flags and data are checked without starting Keras or TensorFlow
     family = search_spaces.describe(args.family)
     if args.describe:  # like Keras Tuner's search_space_summary(): no data read, nothing written
-        from runners import space_summary
+        from runners import space_summary  # Keras Tuner: only for --describe
         print("\n".join(space_summary.summary(search_spaces.get_family(args.family), args.with_artist)))
         return 0
     tuner = check_flags(args, family)
@@ -321,7 +319,7 @@ def main(argv=None, stop=None):
             check_resume(out_dir, prepared.record)
         from runners import record  # Optuna: imported once a search runs
         if args.storage:  # the study there belongs to this results folder (--fresh: deleted and made anew)
-            from runners import optuna_engine
+            from runners import optuna_engine  # Optuna and scikit-learn: only for --storage
             optuna_engine.claim_study(args.storage, record.study_name(out_dir, prepared.record, args.storage),
                                       out_dir, prepared.meta["objective"], fresh=args.fresh)
         if args.fresh:
@@ -342,7 +340,7 @@ def main(argv=None, stop=None):
               f"{len(finished) + len(failed)} of {args.max_trials} trials; run the same command again to "
               "continue it (a larger --time-budget or --max-trials goes further)", flush=True)
     # What it found: the best trial beside the baseline, the best model on the test split, what to run next
-    from analysis.search_summary import summary_lines
+    from analysis.search_summary import summary_lines  # pandas: only once a search has ended
     print("\n".join(summary_lines(family, out_dir, args.results_dir, args.tensorboard)), flush=True)
     return 0
 

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+import search_spaces
+
 MAX_BUILDS = 60  # a family's choices times their values, with room to spare
 
 
@@ -35,10 +37,9 @@ def _spec(family, with_artist, folder):
                 "n_artists": 100, "pretrained": np.zeros((20000, 50), "float32")}
     spec = {"n_classes": 50}
     if family.block == 2:  # transfer: block-1 models to transfer from (untrained baselines)
-        import keras_tuner as kt
+        import keras_tuner as kt  # Keras Tuner: only for a Keras family
 
-        import search_spaces
-        from search_spaces.cifar_transfer import SOURCE_FAMILIES
+        from search_spaces.cifar_transfer import SOURCE_FAMILIES  # Keras: only for the transfer
         spec["sources"] = {}
         for source, name in SOURCE_FAMILIES.items():
             path = Path(folder) / f"{name}.keras"
@@ -55,8 +56,8 @@ def _condition(hp):
 
 
 def _keras_rows(family, with_artist):
-    import keras
-    import keras_tuner as kt
+    import keras  # Keras starts only when a Keras model is built or loaded
+    import keras_tuner as kt  # Keras Tuner: only for a Keras family
     found = {}  # name -> keras_tuner hyperparameter (its first declaration)
     builds = 0
     with tempfile.TemporaryDirectory() as folder:
@@ -110,7 +111,7 @@ def _values(h):
 
 
 def _optuna_rows(family, n_asks=300):
-    import optuna
+    import optuna  # Optuna: only once a search or its record is used
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen, distributions = {}, {}

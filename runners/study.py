@@ -28,7 +28,10 @@ import time
 import tomllib
 from pathlib import Path
 
+import search_spaces
 import studies
+from runners import trials_table
+from runners.search import duration, positive_int
 from suite_common import UserError, atomic, error_line
 from suite_common.process import child_env
 
@@ -44,7 +47,6 @@ class StudyError(Exception):
 
 def task_of(family):
     """The family's task, as its module declares it (nothing imported)."""
-    import search_spaces
     try:
         return search_spaces.describe(family).task
     except UserError as e:
@@ -133,7 +135,6 @@ def trials_on_record(results_dir, key):
     except (OSError, csv.Error, UnicodeDecodeError):
         return 0, None
     done = [r for r in rows if r.get("status") in ("COMPLETE", "FAIL")]
-    from runners import trials_table
     record = trials_table.run_record(Path(results_dir) / key)
     objective = record.get("objective")  # the family's own, if any; a damaged record: the default
     if not (isinstance(objective, list) and len(objective) >= 2 and isinstance(objective[0], str)
@@ -203,7 +204,7 @@ def cannot_run(entry):
     """Why a search cannot run on its data (checked before the study starts), or None."""
     if not entry.get("with_artist") or not entry.get("data") or task_of(entry["family"]) != "lyrics":
         return None
-    from study_data.lyrics import header_has_artist
+    from study_data.lyrics import header_has_artist  # pandas and scikit-learn: only when data is loaded
     columns = {k: entry.get(f"{k}_column") for k in ("text", "label", "artist")}
     if not header_has_artist(entry["data"], columns):
         return f"{entry['data']} has no artist column (--with-artist needs one; or name it with artist_column)"
@@ -221,8 +222,6 @@ def cannot_run_all(searches):
 
 
 def dry_run(searches, state, results_dir):
-    import search_spaces
-    from runners.search import duration
     pending, budgets, unbounded = 0, 0.0, 0
     print(f"{len(searches)} searches, results in {Path(results_dir).resolve()}/<search>/:")
     rows = [("", "search", "data", "epochs", "trials", "budget", "status")]
@@ -346,7 +345,6 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from runners.search import duration, positive_int
     p = Parser(prog="runners/study.py", description=__doc__.split("\n\n")[0])
     p.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN), help="a TOML plan (default: the earlier study)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and the time left; run nothing")

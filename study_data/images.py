@@ -87,7 +87,7 @@ class Block:
 # Sources
 # --------------------------------------------------------------------------
 def _keras_cifar100():
-    import keras
+    import keras  # Keras starts only when a Keras model is built or loaded
     try:
         (xtr, ytr), (xte, yte) = keras.datasets.cifar100.load_data(label_mode="fine")
     except Exception as e:
@@ -182,7 +182,7 @@ def _cifar100_python(path):
 
 
 def _image_folder(root, per_class=None):
-    from PIL import Image
+    from PIL import Image  # Pillow: only for image files
     root = Path(root)
     splits = [root / s for s in ("train", "test") if (root / s).is_dir()] or [root]
     classes = sorted({d.name for s in splits for d in s.iterdir() if d.is_dir()})

@@ -161,7 +161,7 @@ def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=No
     progress = search_progress.Progress(family.name, 0, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=None, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, verbose=verbose)
-    from runners.keras_search.distributed import PatientClient
+    from runners.keras_search.distributed import PatientClient  # gRPC: only when workers run
     compat.become(t.oracle, PatientClient)  # Keras Tuner made it an OracleClient; this one waits when told IDLE
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     print(f"[{family.name} {t.tuner_id}] asking the chief at {address} for trials", flush=True)

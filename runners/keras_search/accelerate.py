@@ -23,7 +23,7 @@ def fuse_train_steps(model, n_train, batch_size, max_steps=64):
     chunk has the same shape (one compilation); a smaller last batch runs
     alone, as in plain Keras. Returns k (1: nothing changed).
     """
-    import jax
+    import jax  # JAX: only on that backend
     full = n_train // batch_size
     k = max((d for d in range(2, max_steps + 1) if full % d == 0), default=1)
     if k == 1:
@@ -80,7 +80,7 @@ def graph_train_steps(model, warmup=3):
     """
     # Long on purpose: the closures below share one recording's state (its graph, buffers and logs).
 
-    import torch
+    import torch  # PyTorch: only on that backend
 
     eager = model.train_step
     side = torch.cuda.Stream()
@@ -154,7 +154,7 @@ def use_graph_steps():
     """Record train steps as CUDA graphs? PyTorch with a CUDA GPU, unless SEARCH_SUITE_FUSE_STEPS=0."""
     if keras.backend.backend() != "torch" or os.environ.get("SEARCH_SUITE_FUSE_STEPS") == "0":
         return False
-    import torch
+    import torch  # PyTorch: only on that backend
     return torch.cuda.is_available()
 
 
@@ -165,5 +165,5 @@ def use_fused_steps(steps):
         return False
     if flag is not None:
         return flag == "1"
-    import jax
+    import jax  # JAX: only on that backend
     return jax.default_backend() != "cpu" and steps >= FUSE_MIN_STEPS

@@ -117,7 +117,7 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
                     not trials_table.is_score(metrics_of(self.oracle.trials[trial_id]).get(name)):
                 # The chief serves whoever reaches its port (README, "Scaling out"): a "complete" trial without
                 # its score is refused and stays with the worker it was handed to (retried if that one is silent)
-                import grpc
+                import grpc  # gRPC: only when workers run
                 search_progress.log(f"chief: refused a result for trial {trial_id} without {name}")
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"a completed trial must report {name}")
             response = self.base.EndTrial(request, context)
@@ -168,7 +168,7 @@ def serve(tuner, address, start_workers=None):
 
     start_workers(port) -> processes, for --workers on this machine; the chief
     then also stops when they have all exited."""
-    import grpc
+    import grpc  # gRPC: only when workers run
     ip, port = address
     tuner.save()  # its file's presence is what makes the next run reload the oracle
     servicer = ChiefServicer(tuner, tuner.oracle.max_trials)

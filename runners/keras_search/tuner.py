@@ -28,8 +28,8 @@ class TrialBoard(keras.callbacks.TensorBoard):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        import tensorflow as tf
-        from tensorboard.plugins.hparams import api as hparams_api
+        import tensorflow as tf  # TensorFlow: only on that backend
+        from tensorboard.plugins.hparams import api as hparams_api  # only with --tensorboard
         values = {k: v for k, v in self.hp.values.items() if not k.startswith("tuner/")}
         with tf.summary.create_file_writer(self.log_dir).as_default():
             hparams_api.hparams(values, trial_id=self.trial_id)
@@ -60,7 +60,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         if self.is_worker():
-            from runners.keras_search.distributed import Heartbeat
+            from runners.keras_search.distributed import Heartbeat  # gRPC: only when workers run
             self._heartbeat = Heartbeat(self.oracle, trial.trial_id)
 
     def run_trial(self, trial, *args, **kwargs):
