@@ -147,37 +147,6 @@ def train(family, params, p, cache, seed):
     return Pipeline([("features", features), ("classifier", clf)]), metrics
 
 
-def claim_study(url, name, out_dir, objective, fresh=False):
-    """Before anything is written: the study `name` in the shared storage belongs to this results folder (it is
-    created and marked so if new). Another folder's study of the same name is refused with one line; with
-    --fresh this folder's is deleted first."""
-    storage = record.open_storage(out_dir, url)
-    folder = str(Path(out_dir).resolve())
-    if record.has_study(storage, name):
-        owner = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("results_folder")
-        if owner not in (None, folder):
-            raise UserError(f"the study {name!r} in {masked(url)} belongs to the search in {owner}: run it from "
-                            "there, or give this search another --storage")
-        if fresh:
-            optuna.delete_study(study_name=name, storage=storage)
-    if not record.has_study(storage, name):
-        direction = optuna.study.StudyDirection.MINIMIZE if objective[1] == "min" else \
-            optuna.study.StudyDirection.MAXIMIZE
-        study_id = storage.create_new_study([direction], name)
-        storage.set_study_user_attr(study_id, "results_folder", folder)
-
-
-def _move_own_study(out_dir, family, storage, name):
-    """A search made before the one record kept its study in its folder's own optuna.db: moved, once, into
-    results/optuna.db, so it resumes there."""
-    own = out_dir / "optuna.db"
-    if not own.is_file() or record.has_study(storage, name):
-        return
-    optuna.copy_study(from_study_name=family.name, from_storage=f"sqlite:///{own.resolve()}", to_storage=storage,
-                      to_study_name=name)
-    own.unlink()
-
-
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
                   objective=trials_table.OBJECTIVE, name=None):
     """Open (or create) the search's study (name: study_name's); before any worker starts, queue the
@@ -188,13 +157,12 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     name = name or out_dir.name
     shared_url, storage = storage, record.open_storage(out_dir, storage)
     if shared_url is None:
-        _move_own_study(out_dir, family, storage, name)
+        record.move_own_study(out_dir, family.name, storage, name)
     n_before = len(storage.get_all_trials(storage.get_study_id_from_name(name))) if record.has_study(storage, name) else 0
-    make_sampler = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}[sampler]
     # seed + trials on record: a resumed seeded search does not replay its proposals
     direction = "minimize" if objective[1] == "min" else "maximize"
     study = optuna.create_study(study_name=name, storage=storage, direction=direction,
-                                sampler=make_sampler(seed=seed + n_before + os.getpid() % 1000 * shared),
+                                sampler=record.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared),
                                 load_if_exists=True)
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
            and not trials_table.is_score(t.value)]

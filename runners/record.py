@@ -193,3 +193,45 @@ def rows(study):
         out.append(trials_table.trial_row(trial_id(t), t.state.name, attrs.get("is_baseline", False), params,
                                           metrics, attrs.get("error", "")))
     return sorted(out, key=lambda r: r["trial_id"])
+
+
+def make_sampler(name, seed):
+    """--sampler: TPE (multivariate, grouped for conditional spaces) or random, seeded; every family's."""
+    with warnings.catch_warnings():  # multivariate and group are marked experimental
+        warnings.simplefilter("ignore")
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(name)
+
+
+def claim_study(url, name, out_dir, objective, fresh=False):
+    """Before anything is written: the study `name` in the shared storage belongs to this results folder (it is
+    created and marked so if new). Another folder's study of the same name is refused with one line; with
+    --fresh this folder's is deleted first."""
+    storage = open_storage(out_dir, url)
+    folder = str(Path(out_dir).resolve())
+    if has_study(storage, name):
+        owner = storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("results_folder")
+        if owner not in (None, folder):
+            raise UserError(f"the study {name!r} in {masked(url)} belongs to the search in {owner}: run it from "
+                            "there, or give this search another --storage")
+        if fresh:
+            optuna.delete_study(study_name=name, storage=storage)
+    if not has_study(storage, name):
+        direction = optuna.study.StudyDirection.MINIMIZE if objective[1] == "min" else \
+            optuna.study.StudyDirection.MAXIMIZE
+        study_id = storage.create_new_study([direction], name)
+        storage.set_study_user_attr(study_id, "results_folder", folder)
+
+
+def move_own_study(out_dir, family_name, storage, name):
+    """A search made before the one record kept its study in its folder's own optuna.db: moved, once, into
+    results/optuna.db, so it resumes there."""
+    own = Path(out_dir) / "optuna.db"
+    if not own.is_file() or has_study(storage, name):
+        return
+    optuna.copy_study(from_study_name=family_name, from_storage=f"sqlite:///{own.resolve()}", to_storage=storage,
+                      to_study_name=name)
+    own.unlink()

@@ -319,9 +319,8 @@ def main(argv=None, stop=None):
             check_resume(out_dir, prepared.record)
         from runners import record  # Optuna: imported once a search runs
         if args.storage:  # the study there belongs to this results folder (--fresh: deleted and made anew)
-            from runners import optuna_engine  # Optuna and scikit-learn: only for --storage
-            optuna_engine.claim_study(args.storage, record.study_name(out_dir, prepared.record, args.storage),
-                                      out_dir, prepared.meta["objective"], fresh=args.fresh)
+            record.claim_study(args.storage, record.study_name(out_dir, prepared.record, args.storage),
+                               out_dir, prepared.meta["objective"], fresh=args.fresh)
         if args.fresh:
             if out_dir.exists():
                 print(f"--fresh: discarding the previous search in {out_dir}", flush=True)

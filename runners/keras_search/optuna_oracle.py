@@ -21,7 +21,6 @@ Pruners: Optuna's median, successive halving and Hyperband, or none; none
 prunes before `warmup` epochs.
 """
 
-import warnings
 
 import keras_tuner as kt
 import optuna
@@ -30,9 +29,6 @@ from runners import record, trials_table
 from runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, default_values, error_of, metrics_of,
                                          number)
 from suite_common.failpoints import failpoint
-
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "successive-halving", "hyperband", "none")
 
 
 def warmup_epochs(epochs):
@@ -50,16 +46,6 @@ def make_pruner(name, epochs):
         return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=max(epochs, warmup))
     if name == "none":
         return optuna.pruners.NopPruner()
-    raise ValueError(name)
-
-
-def make_sampler(name, seed):
-    with warnings.catch_warnings():  # multivariate and group are marked experimental
-        warnings.simplefilter("ignore")
-        if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(name)
 
 
@@ -86,7 +72,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 done = len(storage.get_all_trials(storage.get_study_id_from_name(self.study_name)))
             self._study = optuna.create_study(
                 study_name=self.study_name, storage=storage, direction=direction, load_if_exists=True,
-                sampler=make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
+                sampler=record.make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
                 pruner=make_pruner(self.pruner_name, self.epochs))
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
