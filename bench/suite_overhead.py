@@ -118,7 +118,7 @@ def main():
     if "--side" in sys.argv:
         count = int
     else:
-        from runners.search import positive_int as count
+        from runners.flag_types import positive_int as count
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=count, default=3)
     ap.add_argument("--epochs", type=count, default=2)

@@ -252,7 +252,7 @@ def summarise(task, runs, budget):
 
 
 def main(argv=None):
-    from runners.search import duration, positive_int
+    from runners.flag_types import duration, positive_int
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", default="lyrics,cifar")
     ap.add_argument("--sides", default=",".join(SIDES))

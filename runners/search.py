@@ -19,7 +19,6 @@ import fcntl
 import functools
 import json
 import os
-import re
 import shutil
 import signal
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import search_spaces
 from runners import engines, prepare, trials_table
 from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
+from runners.flag_types import bounded_int, duration, fraction, positive_int, seed_int
 from runners.prepare import DataOptions
 from runners.search_progress import Stop
 from runners.workers import keras_tuner_role
@@ -41,57 +41,6 @@ from suite_common.process import die_with_parent, tune_this_process
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit code 2, like every other bad input
         raise UserError(f"{message} (see --help)")
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-MAX_SEED = 2 ** 31 - 1  # trials and repeats add to it; every framework takes seeds below 2**32
-
-
-def seed_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {value}")
-    return value
-
-
-def bounded_int(low, high):
-    """An argparse type: a whole number from low to high."""
-    def parse(text):
-        value = positive_int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
-        return value
-    return parse
-
-
-def duration(text):
-    """Seconds from '90s', '30m', '2h' or a plain number of seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 30m or 2h, got {text!r}")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
-
-def fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
 
 
 def build_parser():

@@ -31,7 +31,7 @@ from pathlib import Path
 import search_spaces
 import studies
 from runners import trials_table
-from runners.search import duration, positive_int
+from runners.flag_types import duration, positive_int
 from suite_common import UserError, atomic, error_line
 from suite_common.process import child_env
 
