@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 import search_spaces
+from analysis import significance
 from analysis.best_model import load_best
 from runners import trials_table
 from runners.search_progress import changes
@@ -81,37 +82,6 @@ def _short(v):
     return str(v)
 
 
-def wilson(k, n):
-    """95 % Wilson score interval of a proportion k / n."""
-    if not n:
-        return np.nan, np.nan
-    from scipy.stats import binomtest  # SciPy: only for the intervals
-    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
-def majority_reference(meta, test_labels=None, test_predictions=None):
-    """Always predicting the training split's most frequent class: its validation and test accuracy and
-    macro-F1, and the one-sided exact McNemar p-value of the model beating it on the same test rows."""
-    counts = meta.get("data", {}).get("class_counts")
-    if not counts:
-        return {}
-    from scipy.stats import binomtest  # SciPy: only for the intervals
-    majority, n_classes = int(np.argmax(counts["train"])), len(counts["train"])
-    ref = {"majority_class": meta["label_names"][majority]}
-    for split in ("val", "test"):
-        n, n_major = sum(counts[split]), counts[split][majority]
-        ref[f"majority_{split}_accuracy"] = n_major / n if n else np.nan
-        # the constant predictor's F1 is 2·n_major / (n + n_major) for its class, 0 for the others
-        ref[f"majority_{split}_macro_f1"] = 2 * n_major / (n + n_major) / n_classes if n else np.nan
-    if test_predictions is not None:
-        model_right, majority_right = test_predictions == test_labels, test_labels == majority
-        b, c = int(np.sum(model_right & ~majority_right)), int(np.sum(~model_right & majority_right))
-        p = binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
-        ref.update(beats_majority_p=float(p), beats_majority=bool(p < 0.05))
-    return ref
-
-
 def summarize(folder, family, results_dir):
     """One comparison row for a search folder; test scores from its saved best model."""
     trials = read_trials(folder)
@@ -140,8 +110,8 @@ def summarize(folder, family, results_dir):
         scores, y, pred = model.score_test(results_dir)
         row.update(scores)
         if pred is not None:  # a classifier: its interval and the majority-class reference
-            row["test_accuracy_low"], row["test_accuracy_high"] = wilson(int(np.sum(pred == y)), len(y))
-            row.update(majority_reference(model.meta, y, pred))
+            row["test_accuracy_low"], row["test_accuracy_high"] = significance.wilson(int(np.sum(pred == y)), len(y))
+            row.update(significance.majority_reference(model.meta, y, pred))
         model.test_labels, model.test_predictions = y, pred
         if pred is not None:
             row["test_rows"] = len(y)
@@ -169,7 +139,7 @@ def baseline_on_test(folder, y, best_pred, best_trial, base):
         return {}
     base_model = load_best(str(folder / "baseline"))
     _, _, base_pred = base_model.score_test(folder.parent)
-    b, c, p = mcnemar(best_pred, base_pred, y)
+    b, c, p = significance.mcnemar(best_pred, base_pred, y)
     return {"baseline_test_accuracy": float(np.mean(base_pred == y)),
             "test_gain": float(np.mean(best_pred == y) - np.mean(base_pred == y)),
             "test_gain_best_right_baseline_wrong": b, "test_gain_best_wrong_baseline_right": c, "test_gain_p": p,
@@ -191,18 +161,9 @@ def transfer_vs_scratch(folder, y):
     for key, name in (("transfer", "baseline"), ("scratch", "from_scratch")):
         right = int(np.sum(preds[name] == y))
         out[f"{key}_test_accuracy"] = right / len(y)
-        out[f"{key}_test_accuracy_low"], out[f"{key}_test_accuracy_high"] = wilson(right, len(y))
-    out["transfer_vs_scratch_p"] = mcnemar(preds["baseline"], preds["from_scratch"], y)[2]
+        out[f"{key}_test_accuracy_low"], out[f"{key}_test_accuracy_high"] = significance.wilson(right, len(y))
+    out["transfer_vs_scratch_p"] = significance.mcnemar(preds["baseline"], preds["from_scratch"], y)[2]
     return out
-
-
-def mcnemar(pred_a, pred_b, y):
-    """Exact McNemar test on paired test predictions: (b, c, p-value)."""
-    from scipy.stats import binomtest  # SciPy: only for the intervals
-    a_right, b_right = pred_a == y, pred_b == y
-    b, c = int(np.sum(a_right & ~b_right)), int(np.sum(~a_right & b_right))
-    p = binomtest(b, b + c, 0.5).pvalue if b + c else 1.0
-    return b, c, float(p)
 
 
 def mcnemar_table(rows, models):
@@ -217,7 +178,7 @@ def mcnemar_table(rows, models):
             for j in range(i + 1, len(scored)):
                 (ra, ma), (rb, mb) = scored[i], scored[j]
                 if _test_set(ma) == _test_set(mb) and np.array_equal(ma.test_labels, mb.test_labels):
-                    b, c, p = mcnemar(ma.test_predictions, mb.test_predictions, ma.test_labels)
+                    b, c, p = significance.mcnemar(ma.test_predictions, mb.test_predictions, ma.test_labels)
                     out.append({"task": task, "model_a": f"{ra['family']} ({ra['variant']})",
                                 "model_b": f"{rb['family']} ({rb['variant']})",
                                 "test_accuracy_a": ra["test_accuracy"], "test_accuracy_b": rb["test_accuracy"],

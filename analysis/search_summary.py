@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import compare
+from analysis import compare, significance
 from runners import search_progress, trials_table
 from suite_common import UserError
 
@@ -61,7 +61,7 @@ def test_line(model, results_dir, baseline_rows):
     if pred is None:
         return f"the best model: reconstruction MSE {scores['test_reconstruction_mse']:.5f} on {len(y)} images"
     right = int(np.sum(pred == y))
-    low, high = compare.wilson(right, len(y))
+    low, high = significance.wilson(right, len(y))
     line = (f"the best model: accuracy {scores['test_accuracy']:.4f} (95 % interval {low:.4f}-{high:.4f}, "
             f"{len(y)} rows)")
     versus = compare.baseline_on_test(Path(model.folder).parent, y, pred, model.meta["trial_id"], baseline_rows)
@@ -70,7 +70,7 @@ def test_line(model, results_dir, baseline_rows):
     elif versus:
         line += (f"; the baseline's model scores {versus['baseline_test_accuracy']:.4f} on the same rows: "
                  f"{versus['test_gain']:+.4f} (paired exact McNemar, p = {versus['test_gain_p']:.2g})")
-    ref = compare.majority_reference(model.meta, y, pred)
+    ref = significance.majority_reference(model.meta, y, pred)
     if ref:
         verdict = "beats it" if ref["beats_majority"] else "does not beat it significantly"
         line += (f"; always answering {ref['majority_class']!r} scores {ref['majority_test_accuracy']:.4f}: "

@@ -221,7 +221,7 @@ def first_reach(curve, target):
 
 def summarise(task, runs, budget):
     """runs: {side: {seed: result}}; prints one line per side, then ratios to kt-random."""
-    from analysis import compare
+    from analysis import significance
     print(f"\n{task} ({FAMILY[task]}), budget {budget:g} s, seeds {', '.join(map(str, next(iter(runs.values()))))}:")
     print(f"{'side':13} {'best val':>8} {'to kt-random best':>18} {'epochs':>7} {'trials':>6} {'pruned':>6}  test (95 % CI)")
     lines = {}
@@ -234,7 +234,7 @@ def summarise(task, runs, budget):
         hit = [x for x in reach if x is not None]
         median_seed = sorted(by_seed, key=lambda s: finals[s])[len(by_seed) // 2]
         r = by_seed[median_seed]
-        low, high = compare.wilson(r["right"], r["n"])
+        low, high = significance.wilson(r["right"], r["n"])
         lines[side] = {"best": statistics.median(finals.values()), "reach": statistics.median(hit) if hit else None,
                        "epochs": statistics.median(x["epochs"] for x in by_seed.values())}
         reached = f"{lines[side]['reach']:.0f} s" if hit else "never"

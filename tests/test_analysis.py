@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import compare, demo, figures, report
+from analysis import compare, demo, figures, report, significance
 
 UMASK = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Umask:")), 8)
 from analysis.best_model import load_best
@@ -81,7 +81,7 @@ def test_transfer_table_has_its_from_scratch_reference(tables, res):
         scores[name] = model.model.predict(b2.x_test, verbose=0).argmax(1)
     assert row["transfer_test_accuracy"] == pytest.approx(np.mean(scores["baseline"] == b2.y_test))
     assert row["scratch_test_accuracy"] == pytest.approx(np.mean(scores["from_scratch"] == b2.y_test))
-    assert row["transfer_vs_scratch_p"] == pytest.approx(compare.mcnemar(scores["baseline"], scores["from_scratch"],
+    assert row["transfer_vs_scratch_p"] == pytest.approx(significance.mcnemar(scores["baseline"], scores["from_scratch"],
                                                                          b2.y_test)[2])
     assert row["scratch_test_accuracy_low"] <= row["scratch_test_accuracy"] <= row["scratch_test_accuracy_high"]
 
@@ -90,8 +90,8 @@ def test_mcnemar_exact_test():
     y = np.zeros(20, dtype=int)
     a = np.zeros(20, dtype=int)  # always right
     b = np.r_[np.ones(8, dtype=int), np.zeros(12, dtype=int)]  # wrong on 8
-    assert compare.mcnemar(a, b, y) == (8, 0, pytest.approx(2 * 0.5 ** 8))
-    assert compare.mcnemar(a, a, y) == (0, 0, 1.0)
+    assert significance.mcnemar(a, b, y) == (8, 0, pytest.approx(2 * 0.5 ** 8))
+    assert significance.mcnemar(a, a, y) == (0, 0, 1.0)
 
 
 def test_mcnemar_pairs_models_on_the_same_test_rows(tables):
@@ -155,7 +155,7 @@ def test_tables_give_the_majority_reference_and_intervals(res, tables, small_lyr
     assert row["beats_majority_p"] == pytest.approx(p) and row["beats_majority"] == (p < 0.05)
     k, n = int(np.sum(right)), len(d.test.y)
     assert row["test_accuracy_low"] < k / n < row["test_accuracy_high"]
-    assert compare.wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # the textbook example
+    assert significance.wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # the textbook example
     cif = tables["comparison_cifar"].set_index("family")
     assert 0 < cif.loc["cifar_cnn", "majority_test_accuracy"] < 1 and pd.isna(cif.loc["cifar_autoencoder", "majority_class"])
 

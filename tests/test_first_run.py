@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 from setuptools import find_packages
 
 import studies
-from analysis import compare
+from analysis import significance
 from analysis.best_model import load_best
 from runners import compat
 from runners import study as study_cli
@@ -92,9 +92,9 @@ def test_a_search_ends_with_best_baseline_test_score_and_next_commands(tmp_path,
     # the test line: the saved best model's own test accuracy, its Wilson interval, the majority reference
     model = load_best("lyrics_tfidf_logreg", res)
     scores, y, pred = model.score_test(res)
-    low, high = compare.wilson(int(np.sum(pred == y)), len(y))
+    low, high = significance.wilson(int(np.sum(pred == y)), len(y))
     assert f"accuracy {scores['test_accuracy']:.4f} (95 % interval {low:.4f}-{high:.4f}, {len(y)} rows)" in out
-    ref = compare.majority_reference(model.meta, y, pred)
+    ref = significance.majority_reference(model.meta, y, pred)
     assert f"always answering {ref['majority_class']!r} scores {ref['majority_test_accuracy']:.4f}" in out
     assert f"lyrics-report --results-dir {res}" in out and "optuna-dashboard sqlite:///" in out
 
