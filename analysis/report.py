@@ -25,10 +25,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -351,7 +347,7 @@ def _safe_optuna_plots(folder, study, out, is_demo):
         return figures.optuna_plots(folder, study, out, is_demo)
     except Exception as e:  # noqa: BLE001 - e.g. too uniform trials for fANOVA: the rest of the report still comes
         compare.problem(f"{folder.name}: no Optuna plots ({type(e).__name__}: {e})")
-        plt.close("all")
+        figures.plt.close("all")  # what the failed plot left open
         return [], []
 
 
