@@ -338,7 +338,7 @@ def earlier_study_numbers(tables, results_dir):
 
 def departures():
     """The deliberate departures from the earlier study (studies/departures.md, shipped with the package; the
-    README holds the same table, tests/test_packaging.py checks it)."""
+    README holds the same table, tests/test_first_run.py checks it)."""
     return ["## Departures from the earlier study", studies.path("departures.md").read_text().strip(), ""]
 
 
