@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from study_data import lyrics_cache
 from study_data.lyrics_demo import DEMO_ROWS, make_demo_table
 from study_data.text import PIPELINES, TextEncoder
 from study_data.text import TokenIdFeatures  # noqa: F401 - decision trees saved before the split name it here
-from suite_common import UserError, atomic, counted, log
+from suite_common import UserError, counted, log
 
 # The earlier study's preprocessing, as defaults.
 DEFAULT_OPTIONS = {
@@ -316,43 +317,9 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
 # --------------------------------------------------------------------------
 # Cache: one .npz per (file bytes, test file bytes, options); no pickle.
 # --------------------------------------------------------------------------
-def _pack_texts(texts):
-    encoded = [t.encode("utf-8") for t in texts]
-    offsets = np.cumsum([0] + [len(b) for b in encoded]).astype(np.int64)
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
-
-
-def _unpack_texts(blob, offsets):
-    data = blob.tobytes()
-    return [data[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(len(offsets) - 1)]
-
-
-def _save_cache(path, train, val, test, label_names, encoder, has_artist, duplicates):
-    arrays = {}
-    for name, s in (("train", train), ("val", val), ("test", test)):
-        arrays[f"{name}_x"], arrays[f"{name}_y"], arrays[f"{name}_rows"] = s.x, s.y, s.rows
-        arrays[f"{name}_texts"], arrays[f"{name}_texts_offsets"] = _pack_texts(s.texts)
-        arrays[f"{name}_artists"], arrays[f"{name}_artists_offsets"] = _pack_texts(s.artists)
-    meta = {"version": CACHE_VERSION, "label_names": label_names, "has_artist": has_artist,
-            "encoder": encoder.to_json(), "duplicates": duplicates}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic.write_bytes(path, buf.getvalue())
-
-
 def _load_cache(path):
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(z["meta"].tobytes().decode("utf-8"))
-        if meta.get("version") != CACHE_VERSION:
-            raise ValueError("old cache version")
-        splits = []
-        for name in ("train", "val", "test"):
-            splits.append(Split(x=z[f"{name}_x"], y=z[f"{name}_y"], rows=z[f"{name}_rows"],
-                                texts=_unpack_texts(z[f"{name}_texts"], z[f"{name}_texts_offsets"]),
-                                artists=_unpack_texts(z[f"{name}_artists"], z[f"{name}_artists_offsets"])))
-    return (*splits, meta["label_names"], TextEncoder.from_json(meta["encoder"]), meta["has_artist"],
-            meta["duplicates"])
+    fields, label_names, encoder, has_artist, duplicates = lyrics_cache.read(path, CACHE_VERSION)
+    return (*(Split(**f) for f in fields), label_names, TextEncoder.from_json(encoder), has_artist, duplicates)
 
 
 def _read_bytes(path, flag):
@@ -419,7 +386,7 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
             log(f"cache {cache_path} is unreadable ({type(e).__name__}); rebuilding it")
     if parts is None:
         parts = _prepare(data, raw, Path(test_data) if test_data else None, test_raw, opts, columns)
-        write = (lambda: _save_cache(cache_path, *parts))
+        write = (lambda: lyrics_cache.write(cache_path, CACHE_VERSION, *parts))
         deferred_writes.append(write) if deferred_writes is not None else write()
     train, val, test, label_names, encoder, has_artist, duplicates = parts
     source = "generated demo lyrics (not real data)" if is_demo else str(data)
