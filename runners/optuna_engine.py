@@ -158,10 +158,9 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     shared_url, storage = storage, record.open_storage(out_dir, storage)
     if shared_url is None:
         record.move_own_study(out_dir, family.name, storage, name)
-    n_before = len(storage.get_all_trials(storage.get_study_id_from_name(name))) if record.has_study(storage, name) else 0
+    n_before = record.trials_on_record(storage, name)
     # seed + trials on record: a resumed seeded search does not replay its proposals
-    direction = "minimize" if objective[1] == "min" else "maximize"
-    study = optuna.create_study(study_name=name, storage=storage, direction=direction,
+    study = optuna.create_study(study_name=name, storage=storage, direction=record.direction(objective[1]),
                                 sampler=record.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared),
                                 load_if_exists=True)
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE

@@ -97,6 +97,16 @@ def has_study(storage, name):
         return False
 
 
+def trials_on_record(storage, name):
+    """How many trials the study `name` holds (0 when there is none yet): what a resumed sampler's seed adds."""
+    return len(storage.get_all_trials(storage.get_study_id_from_name(name))) if has_study(storage, name) else 0
+
+
+def direction(objective_direction):
+    """Optuna's word for an objective's direction ("max" or "min")."""
+    return "minimize" if objective_direction == "min" else "maximize"
+
+
 def describe(study, meta, **settings):
     """The study's attributes: which data, seed, objective and engine its trials ran on (once, or when they
     change), and the objective's name for the dashboard."""
@@ -220,9 +230,7 @@ def claim_study(url, name, out_dir, objective, fresh=False):
         if fresh:
             optuna.delete_study(study_name=name, storage=storage)
     if not has_study(storage, name):
-        direction = optuna.study.StudyDirection.MINIMIZE if objective[1] == "min" else \
-            optuna.study.StudyDirection.MAXIMIZE
-        study_id = storage.create_new_study([direction], name)
+        study_id = storage.create_new_study([optuna.study.StudyDirection[direction(objective[1]).upper()]], name)
         storage.set_study_user_attr(study_id, "results_folder", folder)
 
 

@@ -32,7 +32,6 @@ from runners.flag_types import bounded_int, duration, fraction, positive_int, se
 from runners.prepare import DataOptions
 from runners.search_progress import Stop
 from runners.workers import keras_tuner_role
-from search_spaces import summaries
 from suite_common import UserError, atomic, error_line, masked, process, provenance, write_error_line
 from suite_common.atomic import linked
 from suite_common.process import die_with_parent, tune_this_process
@@ -112,7 +111,7 @@ def data_options(args):
 
 
 def print_families():
-    rows = summaries()
+    rows = search_spaces.summaries()
     widths = [max(len(r[i]) for r in rows + [("family", "task", "engine", "")]) for i in range(3)]
     print(f"{'family':<{widths[0]}}  {'task':<{widths[1]}}  {'engine':<{widths[2]}}  description")
     for r in rows:

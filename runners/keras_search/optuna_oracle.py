@@ -65,13 +65,11 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         of that). Trials a killed run left RUNNING are failed: Keras Tuner runs its trial again, under a new ask."""
         if self._study is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            direction = "minimize" if self.objective.direction == "min" else "maximize"
             storage = self._rdb = record.open_storage(None, self.storage_url, heartbeat=False)
-            done = 0
-            if record.has_study(storage, self.study_name):
-                done = len(storage.get_all_trials(storage.get_study_id_from_name(self.study_name)))
+            done = record.trials_on_record(storage, self.study_name)
             self._study = optuna.create_study(
-                study_name=self.study_name, storage=storage, direction=direction, load_if_exists=True,
+                study_name=self.study_name, storage=storage, direction=record.direction(self.objective.direction),
+                load_if_exists=True,
                 sampler=record.make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
                 pruner=make_pruner(self.pruner_name, self.epochs))
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

@@ -97,7 +97,7 @@ class KerasRecord:
             url, name = self.record_at
             self._record = optuna.create_study(
                 study_name=name, storage=record.open_storage(None, url, heartbeat=False), load_if_exists=True,
-                direction="minimize" if self.objective.direction == "min" else "maximize")
+                direction=record.direction(self.objective.direction))
         return self._record
 
     def populate_space(self, trial_id):
