@@ -2,7 +2,7 @@
 """What a fixed time budget buys: the suite's default search against its random search and the plain tools.
 
     python bench/time_to_accuracy.py [--tasks lyrics,cifar] [--budget 5m] [--seeds 42,43,44]
-                                     [--sides default,random,kt-random,kt-hyperband,optuna]
+                                     [--sides default,random,kt-random,kt-hyperband,optuna] [--record FILE]
 
 On the same hypermodel, data, seed and time budget (no new trial after it), each side searches:
 - default: `runners/search.py FAMILY` as a user runs it: the Optuna study's TPE sampler and median pruner,
@@ -260,7 +260,11 @@ def main(argv=None):
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--images-per-class", type=positive_int, default=500)
     ap.add_argument("--epochs", type=positive_int, help="epoch budget of a trial (default: the family's)")
+    ap.add_argument("--record", type=Path, help="JSON file that keeps each finished run; a rerun skips those "
+                                                "already there and summarises them all")
     args = ap.parse_args(argv)
+    # {task: {side: {seed: result}}}, JSON keys are strings
+    kept = json.loads(args.record.read_text()) if args.record and args.record.exists() else {}
     with tempfile.TemporaryDirectory() as work:
         for task in args.tasks.split(","):
             if task == "cifar":
@@ -274,11 +278,19 @@ def main(argv=None):
             runs = {}
             for side in args.sides.split(","):
                 for seed in map(int, args.seeds.split(",")):
+                    if str(seed) in kept.get(task, {}).get(side, {}):
+                        runs.setdefault(side, {})[seed] = kept[task][side][str(seed)]
+                        continue
                     run = run_suite if side in ("default", "random") else run_plain
                     folder = Path(work) / f"{task}-{side}-{seed}"
                     runs.setdefault(side, {})[seed] = run(side, FAMILY[task], [*flags, "--seed", str(seed)],
                                                           args.budget, folder)
                     r = runs[side][seed]
+                    if args.record:
+                        kept.setdefault(task, {}).setdefault(side, {})[str(seed)] = r
+                        part = args.record.with_name(args.record.name + ".part")
+                        part.write_text(json.dumps(kept))
+                        part.replace(args.record)  # a bench killed mid-write keeps the runs before
                     print(f"  {task} {side} seed {seed}: best {max((b for _, b in r['curve']), default=0):.4f}, "
                           f"{len(r['curve'])} trials, {r['epochs']} epochs", flush=True)
             summarise(task, runs, args.budget)

@@ -250,13 +250,14 @@ def main(argv=None, stop=None):
                                                                                    if args.storage else None}))
     prepared.meta["provenance"] = provenance.provenance(
         process.backend_keras_will_load() if family.engine == "keras_tuner" else None)
-    # --time-budget counts from here, once the data is ready: no trial starts after it
-    stop.deadline, stop.hard = (time.time() + args.time_budget if args.time_budget else None), args.time_budget_hard
     config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed, stop=stop,
                           tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
                           sampler=args.sampler or SAMPLERS[0], pruner=args.pruner or PRUNERS[0])
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
+    # --time-budget counts from here, once the data is ready and the framework loaded (a budget shorter than
+    # Keras's import would otherwise end a search before its first trial): no trial starts after it
+    stop.deadline, stop.hard = (time.time() + args.time_budget if args.time_budget else None), args.time_budget_hard
     if worker:  # one of several: the process that started the search holds the lock
         prepare.save_cache(prepared)
         engines.run(family, prepared, out_dir, config)
