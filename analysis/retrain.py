@@ -21,7 +21,7 @@ def retrain(family_name, results_dir, k, with_artist=False, which="best"):
     family = get_family(family_name)
     prepared = prepare.prepare(family, DataOptions.from_meta(saved.meta, results_dir))  # the search's split
     x_test, y_test = saved.test_split(results_dir)
-    epochs = saved.meta.get("epochs") or family.epochs
+    epochs = saved.meta.get("epochs")  # the search's budget (None: the family's own)
     engine = engines.engine(family)
     baseline = engine.baseline(family, prepared)
     best = dict(saved.meta["hyperparameters"])

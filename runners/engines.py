@@ -54,8 +54,7 @@ def engine(family):
 
 def run(family, prepared, out_dir, config):
     """Run (or resume) the family's search into out_dir; returns the trials.csv rows ([] in a worker)."""
-    config = dataclasses.replace(config, tuner=config.tuner or TUNERS[family.engine][0],
-                                 epochs=config.epochs or family.epochs)
+    config = dataclasses.replace(config, tuner=config.tuner or TUNERS[family.engine][0])
     out_dir = Path(out_dir)
     rows = engine(family).search(family, prepared, out_dir, config)
     if rows:  # not in a worker: the process that started it writes the tables

@@ -245,7 +245,7 @@ def prepare(family, options):
         prepared = prepare_lyrics(family, options, writes := [])
     prepared.deferred_writes = writes
     # The epoch budget of the search: `compare.py --repeats` retrains baseline and best with it.
-    prepared.meta["epochs"] = options.epochs or family.epochs
+    prepared.meta["epochs"] = options.epochs or getattr(family, "epochs", None)  # None: scikit-learn, no epochs
     return prepared
 
 

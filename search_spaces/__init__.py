@@ -13,14 +13,15 @@ in the manner of timm's `@register_model`:
     def suggest(trial): ...                    # an Optuna search space
 
 `list_families(pattern, task=, engine=)` lists them and `get_family(name)`
-returns one: a `Family`, whose fields are every hook the engines and the
-analysis use, with its default. Adding a family is adding one module here.
+returns one: a `KerasFamily` or an `OptunaFamily` (both a `Family`), whose
+fields are the hooks its engine and the analysis use, each with its default.
+Adding a family is adding one module here.
 """
 
 import ast
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,47 +31,53 @@ from suite_common import UserError
 
 @dataclass(frozen=True)
 class Family:
+    """What every family has: its name, its data and its tables (the engine's hooks are on the two types below)."""
     name: str  # what `runners/search.py NAME` takes
     task: str  # "lyrics" or "cifar": which data it gets
     engine: str  # "keras_tuner" or "optuna"
     description: str  # one line for --list
     inputs: str = "sequences"  # lyrics: token ids ("sequences") or cleaned texts ("texts"); cifar: "images"
     block: int = 1  # cifar: which block of classes it trains on (2: the transfer)
-    # the Keras Tuner families
+    targets: str = "labels"  # "images": trained to reproduce its input (an autoencoder)
+    objective: Optional[tuple] = None  # its own (metric, "max"|"min"); None: a classifier (--objective)
+    comparison_tables: Optional[Callable] = None  # (trials DataFrame, objective, direction) -> {name: DataFrame}
+    module: str = ""  # where it is defined
+
+
+@dataclass(frozen=True)
+class KerasFamily(Family):
+    """A Keras Tuner family: a HyperModel trained epoch by epoch."""
     hypermodel: Optional[type] = None  # a keras_tuner.HyperModel class, called with the data spec
     epochs: Optional[int] = None  # max epochs of a trial (--epochs overrides)
     patience: Optional[int] = 5  # early stopping on validation loss, best epoch restored; None: every epoch
-    objective: Optional[tuple] = None  # its own (metric, "max"|"min"); None: a classifier (--objective)
-    targets: str = "labels"  # "images": trained to reproduce its input (an autoencoder)
     first_trials: tuple = ({},)  # fixed first trials, as overrides of the defaults: trial 0 is the baseline
     kept_trials: dict = field(default_factory=dict)  # {folder: overrides}: such a trial's model is kept as
     #                                                  <search>/<folder>/ beside best/ and baseline/
     evaluate: Optional[Callable] = None  # (outputs, x_val, y_val) -> validation metrics, if not a classifier's
     save_extras: Optional[Callable] = None  # (model, prepared, folder): more files beside the best model
     source_families: dict = field(default_factory=dict)  # the transfer's block-1 sources
-    # the Optuna (scikit-learn) families
+
+
+@dataclass(frozen=True)
+class OptunaFamily(Family):
+    """A scikit-learn family searched by Optuna: features, then a classifier."""
     suggest: Optional[Callable] = None  # (optuna trial) -> params
     defaults: Optional[dict] = None  # the params of trial 0, the baseline
     make_features: Optional[Callable] = None  # (params, spec) -> the feature step, cached by feature_params
     feature_params: tuple = ()  # the params the cached feature step depends on
     refine_features: Optional[Callable] = None  # (params, step, x_train, x_val) -> cheap settings on top
     make_classifier: Optional[Callable] = None  # (params, seed) -> a scikit-learn classifier
-    # both
-    comparison_tables: Optional[Callable] = None  # (trials DataFrame, objective, direction) -> {name: DataFrame}
-    module: str = ""  # where it is defined
 
 
+FAMILY_TYPES = {"keras_tuner": KerasFamily, "optuna": OptunaFamily}
 # What --list, flag checks and data loading read from a family's source without importing it: each must be
 # written as a literal (or a module constant holding one) in register_family(...). The rest are hooks.
 DECLARED = ("task", "engine", "description", "inputs", "block", "epochs", "patience", "objective", "targets",
             "first_trials", "kept_trials", "source_families", "defaults", "feature_params")
-# Each engine's own fields: a family of one engine that sets a field of the other is refused when it registers
-# (the Family type holds both, with defaults, so that code reading one family needs no engine test).
-ENGINE_FIELDS = {
-    "keras_tuner": ("hypermodel", "epochs", "patience", "objective", "targets", "first_trials", "kept_trials",
-                    "evaluate", "save_extras", "source_families"),
-    "optuna": ("suggest", "defaults", "make_features", "feature_params", "refine_features", "make_classifier"),
-}
+# Each engine's own fields, from its type: a family of one engine that sets a field of the other is refused
+# when it registers, with their names
+ENGINE_FIELDS = {engine: tuple(f.name for f in fields(kind) if f.name not in {g.name for g in fields(Family)})
+                 for engine, kind in FAMILY_TYPES.items()}
 _REGISTRY = {}
 _DISCOVERED = False  # every module of the package imported
 
@@ -85,16 +92,16 @@ def register_family(name, *, task, description, engine="keras_tuner", **hooks):
             raise TypeError(f"{name}: {', '.join(foreign)} belong to the other engine's families; a {engine} family "
                             f"takes {', '.join(k for k in ENGINE_FIELDS[engine] if k not in ('hypermodel', 'suggest'))}")
         key = "hypermodel" if engine == "keras_tuner" else "suggest"
-        family = Family(name=name, task=task, engine=engine, description=description, module=obj.__module__,
-                        **{key: obj}, **hooks)
+        family = FAMILY_TYPES[engine](name=name, task=task, engine=engine, description=description,
+                                      module=obj.__module__, **{key: obj}, **hooks)
         if engine == "keras_tuner" and not family.epochs:
             raise TypeError(f"{name}: a Keras Tuner family needs epochs")
         if engine == "optuna" and not (family.defaults and family.make_features and family.make_classifier):
             raise TypeError(f"{name}: an Optuna family needs defaults, make_features and make_classifier")
         if family.module.startswith(__name__ + "."):  # one of the package's: its source must say the same
             source = Path(__path__[0]) / f"{family.module.rpartition('.')[2]}.py"
-            declared = Family(name=name, module=family.module, **dict(_declared(source)).get(name, {}))
-            differ = [k for k in DECLARED if getattr(declared, k) != getattr(family, k)]
+            declared = _family(name, family.module, dict(_declared(source)).get(name, {}))
+            differ = [k for k in DECLARED if getattr(declared, k, None) != getattr(family, k, None)]
             if differ:
                 raise TypeError(f"{source}: what {name}'s source declares differs from what it registers "
                                 f"({', '.join(differ)})")
@@ -148,12 +155,12 @@ def _declared(path):
     for node in tree.body:
         for call in getattr(node, "decorator_list", []):
             if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "register_family" and call.args:
-                fields = {k.arg: literal(k.value) for k in call.keywords if k.arg in DECLARED}
-                unread = [k for k, v in fields.items() if v is literal]
+                written = {k.arg: literal(k.value) for k in call.keywords if k.arg in DECLARED}
+                unread = [k for k, v in written.items() if v is literal]
                 if literal(call.args[0]) is literal or unread:
                     raise TypeError(f"{path}: register_family's {', '.join(unread) or 'name'} must be written as a "
                                     "literal or a constant of the module holding one (listing reads the source)")
-                yield literal(call.args[0]), {"engine": "keras_tuner", **fields}
+                yield literal(call.args[0]), {"engine": "keras_tuner", **written}
 
 
 def describe(name):
@@ -162,8 +169,18 @@ def describe(name):
     modules = index()
     if name not in modules:
         raise UserError(f"unknown family {name!r}; valid families: {', '.join(modules)}")
-    fields = dict(_declared(Path(__path__[0]) / f"{modules[name]}.py"))[name]
-    return Family(name=name, module=f"{__name__}.{modules[name]}", **fields)
+    declared = dict(_declared(Path(__path__[0]) / f"{modules[name]}.py"))[name]
+    return _family(name, f"{__name__}.{modules[name]}", declared)
+
+
+def _family(name, module, declared):
+    """The engine's Family type with the fields a source declares (a TypeError naming any of the other engine's)."""
+    engine = declared.get("engine", "keras_tuner")
+    foreign = [k for k in declared if k not in {f.name for f in fields(FAMILY_TYPES.get(engine, Family))}]
+    if engine not in FAMILY_TYPES or foreign:
+        raise TypeError(f"{module}: {name} declares engine {engine!r}"
+                        + (f" with {', '.join(foreign)}, the other engine's" if foreign else ""))
+    return FAMILY_TYPES[engine](name=name, module=module, **declared)
 
 
 def summaries():

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from runners import keras_search as keras_engine, optuna_engine
 from runners.prepare import Prepared
-from search_spaces import Family
+from search_spaces import KerasFamily, OptunaFamily
 
 
 class BrokenHyperModel(kt.HyperModel):
@@ -37,7 +37,7 @@ def prepared(x_train, y_train, x_val, y_val):
 def test_keras_nan_and_raising_trials_are_recorded_as_failed(tmp_path):
     rng = np.random.default_rng(0)
     x, y = {"x": rng.normal(size=(32, 4)).astype("float32")}, rng.integers(0, 2, 32)
-    family = Family("fake", "lyrics", "keras_tuner", "fake", hypermodel=BrokenHyperModel, epochs=2)
+    family = KerasFamily("fake", "lyrics", "keras_tuner", "fake", hypermodel=BrokenHyperModel, epochs=2)
     rows = keras_engine.run(family, prepared(x, y, x, y), tmp_path, max_trials=2, epochs=2, tuner="random", seed=0)
     t = pd.read_csv(tmp_path / "trials.csv")
     assert len(rows) == len(t) == 2 and list(t["status"]) == ["FAIL", "FAIL"]
@@ -57,8 +57,8 @@ def logreg_refusing_k_1(params, seed):
 
 
 # An Optuna family whose baseline (k=1) raises and whose other settings work.
-BadFirst = Family("fake_sk", "lyrics", "optuna", "fake", suggest=k_from_1_to_20, defaults={"k": 1},
-                  make_features=lambda params, spec: CountVectorizer(), make_classifier=logreg_refusing_k_1)
+BadFirst = OptunaFamily("fake_sk", "lyrics", "optuna", "fake", suggest=k_from_1_to_20, defaults={"k": 1},
+                      make_features=lambda params, spec: CountVectorizer(), make_classifier=logreg_refusing_k_1)
 
 
 def texts(n, rng):

@@ -25,6 +25,17 @@ def test_every_family_declares_what_the_runner_needs():
             assert family.defaults and family.suggest and family.make_features and family.make_classifier
 
 
+def test_each_engine_has_its_own_family_type_with_only_its_hooks():
+    """Registered and described (from source) alike: a KerasFamily has no Optuna hook and the reverse."""
+    for name, family in search_spaces.families().items():
+        for each in (family, search_spaces.describe(name)):
+            assert type(each) is search_spaces.FAMILY_TYPES[family.engine]
+            other = "optuna" if family.engine == "keras_tuner" else "keras_tuner"
+            assert not any(hasattr(each, hook) for hook in search_spaces.ENGINE_FIELDS[other]), name
+    with pytest.raises(TypeError):
+        search_spaces.OptunaFamily("x", "lyrics", "optuna", "d", epochs=3)
+
+
 def test_a_family_missing_a_required_hook_is_refused_when_it_registers():
     with pytest.raises(TypeError, match="needs epochs"):
         search_spaces.register_family("x_nope", task="lyrics", description="d")(object)
@@ -34,7 +45,7 @@ def test_a_family_missing_a_required_hook_is_refused_when_it_registers():
 
 
 def test_a_family_given_the_other_engines_hooks_is_refused():
-    """One Family type holds both engines' fields; each engine's family may set only its own."""
+    """Each engine's family may set only its own fields, and is told which those are."""
     with pytest.raises(TypeError, match="suggest belong to the other engine's families"):
         search_spaces.register_family("x_nope", task="lyrics", description="d", epochs=2, suggest=len)(object)
     with pytest.raises(TypeError, match="epochs, first_trials belong to the other engine's families"):
@@ -100,4 +111,5 @@ def test_listing_reads_what_the_modules_register():
         assert (task, engine, description) == (f.task, f.engine, f.description)
         declared = search_spaces.describe(name)  # what the CLI checks flags and loads data with
         for field in search_spaces.DECLARED:
-            assert getattr(declared, field) == getattr(f, field), (name, field)
+            assert hasattr(declared, field) == hasattr(f, field), (name, field)
+            assert getattr(declared, field, None) == getattr(f, field, None), (name, field)

@@ -173,7 +173,7 @@ def test_unwritable_results_folder(tmp_path, small_lyrics, capsys):
 def test_keras_stops_after_three_consecutive_failures(tmp_path, capsys):
     import keras_tuner as kt
     from runners import keras_search as keras_engine
-    from search_spaces import Family
+    from search_spaces import KerasFamily
     from runners.prepare import Prepared
 
     class AlwaysNaN(kt.HyperModel):
@@ -189,7 +189,7 @@ def test_keras_stops_after_three_consecutive_failures(tmp_path, capsys):
             m.compile("adam", "sparse_categorical_crossentropy")
             return m
 
-    family = Family("nan_family", "lyrics", "keras_tuner", "fake", hypermodel=AlwaysNaN, epochs=1)
+    family = KerasFamily("nan_family", "lyrics", "keras_tuner", "fake", hypermodel=AlwaysNaN, epochs=1)
     x, y = {"x": np.ones((8, 2), "float32")}, np.array([0, 1] * 4)
     prepared = Prepared(x, y, x, y, ["a", "b"], {}, {}, {})
     rows = keras_engine.run(family, prepared, tmp_path, max_trials=5, epochs=1, tuner="random", seed=0)

@@ -99,7 +99,7 @@ def test_a_hard_time_budget_stops_the_keras_trial_at_an_epoch_end(tmp_path):
 
     from runners.keras_search.trial import StopAtDeadline, train
     from runners.search_progress import Stop
-    from search_spaces import Family
+    from search_spaces import KerasFamily
     from runners.prepare import Prepared
 
     class Tiny(kt.HyperModel):
@@ -111,7 +111,7 @@ def test_a_hard_time_budget_stops_the_keras_trial_at_an_epoch_end(tmp_path):
 
     x, y = {"x": np.random.default_rng(0).normal(size=(16, 2)).astype("float32")}, np.array([0, 1] * 8)
     prepared = Prepared(x, y, x, y, ["a", "b"], {}, {}, {})
-    family = Family("tiny", "lyrics", "keras_tuner", "fake", epochs=50, patience=None)
+    family = KerasFamily("tiny", "lyrics", "keras_tuner", "fake", epochs=50, patience=None)
     stop = StopAtDeadline(Stop(deadline=time.time() - 1))  # passed: the first epoch end stops it
     _, metrics = train(family, Tiny(), kt.HyperParameters(), prepared, epochs=50, seed=0,
                        history_path=tmp_path / "h.csv", callbacks=[stop])

@@ -31,6 +31,7 @@ trials, trains them, and promotes its model to best/ if better. All of them
 share the results folder.
 """
 
+import dataclasses
 import gc
 import os
 import tempfile
@@ -173,6 +174,7 @@ def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=No
 def search(family, prepared, out_dir, config):
     """The search here; as the chief of --workers N here (on loopback) or of workers elsewhere (KERASTUNER_*
     variables); or, in a worker, the chief's trials. Returns the trials.csv rows ([] in a worker)."""
+    config = dataclasses.replace(config, epochs=config.epochs or family.epochs)
     role = workers.keras_tuner_role()
     if role == "worker":  # the chief holds the lock and writes trials.csv
         run_worker(family, prepared, out_dir, epochs=config.epochs, tuner=config.tuner, seed=config.seed,
@@ -203,11 +205,11 @@ def baseline(family, prepared):
     return default_values(space.space)
 
 
-def train_one(family, prepared, params, seed, epochs):
+def train_one(family, prepared, params, seed, epochs=None):
     """One configuration trained as a trial is (the same callbacks and early stopping); the model."""
     hp = kt.HyperParameters()
     hp.values = dict(params)
     with tempfile.TemporaryDirectory() as tmp:
-        model, _ = train(family, family.hypermodel(prepared.spec), hp, prepared, epochs=epochs, seed=seed,
-                         history_path=Path(tmp) / "history.csv")
+        model, _ = train(family, family.hypermodel(prepared.spec), hp, prepared, epochs=epochs or family.epochs,
+                         seed=seed, history_path=Path(tmp) / "history.csv")
     return model
