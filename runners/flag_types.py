@@ -45,6 +45,14 @@ def duration(text):
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+def word_list(text):
+    """A tuple of the comma-separated words (at least one), e.g. 'en,pt' -> ('en', 'pt')."""
+    words = tuple(w.strip() for w in text.split(",") if w.strip())
+    if not words:
+        raise argparse.ArgumentTypeError(f"expected one or more comma-separated values, e.g. en,pt, got {text!r}")
+    return words
+
+
 def fraction(text):
     try:
         value = float(text)

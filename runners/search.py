@@ -28,7 +28,7 @@ from pathlib import Path
 import search_spaces
 from runners import engines, prepare, trials_table
 from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
-from runners.flag_types import bounded_int, duration, fraction, positive_int, seed_int
+from runners.flag_types import bounded_int, duration, fraction, positive_int, seed_int, word_list
 from runners.prepare import DataOptions
 from runners.search_progress import Stop
 from runners.workers import keras_tuner_role
@@ -88,7 +88,7 @@ def build_parser():
     d.add_argument("--artist-column"), d.add_argument("--language-column")
     d.add_argument("--sample-fraction", type=fraction, default=DataOptions.sample_fraction,
                    help="seeded, stratified fraction of rows used (default 1: all; the earlier study used 0.2)")
-    d.add_argument("--languages", help="comma-separated languages to keep (default: all)")
+    d.add_argument("--languages", type=word_list, help="comma-separated languages to keep (default: all)")
     d.add_argument("--stopwords", choices=("english", "none"), default=DataOptions.stopwords)
     d.add_argument("--no-clean", action="store_true", help="keep case, punctuation and newlines")
     d.add_argument("--text-pipeline", choices=("study", "suite"), default=DataOptions.text_pipeline,
@@ -106,8 +106,7 @@ def build_parser():
 def data_options(args):
     """The parsed flags' DataOptions: what the search's data is and how it is split and encoded."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DataOptions) if hasattr(args, f.name)}
-    languages = [l.strip() for l in args.languages.split(",") if l.strip()] if args.languages else None
-    return DataOptions(**{**given, "clean": not args.no_clean, "languages": tuple(languages) if languages else None})
+    return DataOptions(**{**given, "clean": not args.no_clean})
 
 
 def print_families():
@@ -200,8 +199,6 @@ def check_flags(args, family):
     if args.tensorboard and family.engine != "keras_tuner":
         raise UserError(f"--tensorboard logs Keras trials; {family.name} is searched by Optuna: browse it with "
                         f"optuna-dashboard sqlite:///{Path(args.results_dir) / 'optuna.db'}")
-    if args.languages is not None and not [l for l in args.languages.split(",") if l.strip()]:
-        raise UserError("--languages needs at least one language, e.g. --languages en,pt")
     storage = args.storage or ""
     if storage and (storage.split("?")[0].rstrip("/") == "sqlite:" or ":memory:" in storage):
         raise UserError("--storage names an in-memory SQLite database, which nothing shares and which ends with the "
