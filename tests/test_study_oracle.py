@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from runners.keras_search.optuna_oracle import StudyOracle
+from runners.keras_search.optuna_oracle import MEDIAN_AFTER, StudyOracle
 from runners.keras_search.oracles import EPOCH
 from runners.search import cli
 
@@ -45,16 +45,21 @@ def test_the_study_proposes_records_and_prunes(tmp_path):
     o = oracle(tmp_path)
     base, stopped = run_trial(o, "t", [0.1] * 10)  # a poor baseline: still never pruned
     assert stopped is None and base.hyperparameters.values["learning_rate"] == 1e-3
-    for _ in range(3):
-        assert run_trial(o, "t", [0.5 + 0.01 * e for e in range(10)])[1] is None
+    good = [0.6 + 0.01 * e for e in range(10)]
+    assert run_trial(o, "t", good)[1] is None
+    # as poor as the one pruned below, but fewer than MEDIAN_AFTER trials have finished: the median of the
+    # baseline and one more is no bar yet
+    assert run_trial(o, "t", [0.05] * 10)[1] is None
+    for _ in range(MEDIAN_AFTER - 3):
+        assert run_trial(o, "t", good)[1] is None
     bad, stopped = run_trial(o, "t", [0.05] * 10)
     assert stopped == 2 + 1  # the median pruner waits warmup_epochs(10) = 2 epochs, then stops it
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
     states = [t.state.name for t in study.trials]
-    assert states == ["COMPLETE"] * 4 + ["PRUNED"]
+    assert states == ["COMPLETE"] * MEDIAN_AFTER + ["PRUNED"]
     assert study.trials[0].user_attrs["is_baseline"] and study.trials[0].params["learning_rate"] == 1e-3
-    assert len(study.trials[4].intermediate_values) == 3 and len(study.trials[1].intermediate_values) == 10
-    assert study.trials[1].user_attrs["val_accuracy"] == pytest.approx(0.59)
+    assert len(study.trials[-1].intermediate_values) == 3 and len(study.trials[1].intermediate_values) == 10
+    assert study.trials[1].user_attrs["val_accuracy"] == pytest.approx(0.69)
     d = study.trials[1].distributions
     assert d["learning_rate"].log and isinstance(d["units"], optuna.distributions.IntDistribution)
     for t in study.trials:  # the conditional hyperparameter only where its parent is active

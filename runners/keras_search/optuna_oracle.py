@@ -36,10 +36,14 @@ def warmup_epochs(epochs):
     return max(1, epochs // 5)
 
 
+MEDIAN_AFTER = 5  # finished trials before the median pruner stops any
+
+
 def make_pruner(name, epochs):
     warmup = warmup_epochs(epochs)
-    if name == "median":  # after the baseline and one searched trial have set a median
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
+    if name == "median":  # Optuna's default start: once 5 trials have finished, not the fixed first ones alone
+        # (with 2, cifar_cnn's strong baseline and skip model set the bar and pruned 35 of 39 trials in 5 minutes)
+        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_AFTER, n_warmup_steps=warmup)
     if name == "successive-halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup)
     if name == "hyperband":
