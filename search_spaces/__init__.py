@@ -85,15 +85,9 @@ _DISCOVERED = False  # every module of the package imported
 def register_family(name, *, task, description, engine="keras_tuner", **hooks):
     """Decorator: registers the decorated HyperModel class (Keras Tuner) or suggest function (Optuna)."""
     def register(obj):
-        if engine not in ENGINE_FIELDS:
-            raise TypeError(f"{name}: engine must be one of {', '.join(ENGINE_FIELDS)}, got {engine!r}")
-        foreign = [k for other, names in ENGINE_FIELDS.items() if other != engine for k in names if k in hooks]
-        if foreign:
-            raise TypeError(f"{name}: {', '.join(foreign)} belong to the other engine's families; a {engine} family "
-                            f"takes {', '.join(k for k in ENGINE_FIELDS[engine] if k not in ('hypermodel', 'suggest'))}")
         key = "hypermodel" if engine == "keras_tuner" else "suggest"
-        family = FAMILY_TYPES[engine](name=name, task=task, engine=engine, description=description,
-                                      module=obj.__module__, **{key: obj}, **hooks)
+        family = _family(name, obj.__module__, {"task": task, "engine": engine, "description": description,
+                                                key: obj, **hooks})
         if engine == "keras_tuner" and not family.epochs:
             raise TypeError(f"{name}: a Keras Tuner family needs epochs")
         if engine == "optuna" and not (family.defaults and family.make_features and family.make_classifier):
@@ -173,14 +167,17 @@ def describe(name):
     return _family(name, f"{__name__}.{modules[name]}", declared)
 
 
-def _family(name, module, declared):
-    """The engine's Family type with the fields a source declares (a TypeError naming any of the other engine's)."""
-    engine = declared.get("engine", "keras_tuner")
-    foreign = [k for k in declared if k not in {f.name for f in fields(FAMILY_TYPES.get(engine, Family))}]
-    if engine not in FAMILY_TYPES or foreign:
-        raise TypeError(f"{module}: {name} declares engine {engine!r}"
-                        + (f" with {', '.join(foreign)}, the other engine's" if foreign else ""))
-    return FAMILY_TYPES[engine](name=name, module=module, **declared)
+def _family(name, module, given):
+    """The engine's Family type with the given fields, registered or read from source (a TypeError naming any
+    field of the other engine's)."""
+    engine = given.get("engine", "keras_tuner")
+    if engine not in ENGINE_FIELDS:
+        raise TypeError(f"{name}: engine must be one of {', '.join(ENGINE_FIELDS)}, got {engine!r}")
+    foreign = [k for other, names in ENGINE_FIELDS.items() if other != engine for k in names if k in given]
+    if foreign:
+        raise TypeError(f"{name}: {', '.join(foreign)} belong to the other engine's families; a {engine} family "
+                        f"takes {', '.join(k for k in ENGINE_FIELDS[engine] if k not in ('hypermodel', 'suggest'))}")
+    return FAMILY_TYPES[engine](name=name, module=module, **given)
 
 
 def summaries():
