@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from runners.keras_search.optuna_oracle import MEDIAN_AFTER, StudyOracle
+from runners.keras_search.optuna_oracle import StudyOracle, median_after
 from runners.keras_search.oracles import EPOCH
 from runners.search import cli
 
@@ -47,16 +47,18 @@ def test_the_study_proposes_records_and_prunes(tmp_path):
     assert stopped is None and base.hyperparameters.values["learning_rate"] == 1e-3
     good = [0.6 + 0.01 * e for e in range(10)]
     assert run_trial(o, "t", good)[1] is None
-    # as poor as the one pruned below, but fewer than MEDIAN_AFTER trials have finished: the median of the
-    # baseline and one more is no bar yet
+    # as poor as the one pruned below, but fewer than median_after(20 trials, 1 fixed) = 4 have finished: the
+    # median of the baseline and one more is no bar yet
+    after = median_after(20, 1)
+    assert after == 4
     assert run_trial(o, "t", [0.05] * 10)[1] is None
-    for _ in range(MEDIAN_AFTER - 3):
+    for _ in range(after - 3):
         assert run_trial(o, "t", good)[1] is None
     bad, stopped = run_trial(o, "t", [0.05] * 10)
     assert stopped == 2 + 1  # the median pruner waits warmup_epochs(10) = 2 epochs, then stops it
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
     states = [t.state.name for t in study.trials]
-    assert states == ["COMPLETE"] * MEDIAN_AFTER + ["PRUNED"]
+    assert states == ["COMPLETE"] * after + ["PRUNED"]
     assert study.trials[0].user_attrs["is_baseline"] and study.trials[0].params["learning_rate"] == 1e-3
     assert len(study.trials[-1].intermediate_values) == 3 and len(study.trials[1].intermediate_values) == 10
     assert study.trials[1].user_attrs["val_accuracy"] == pytest.approx(0.69)
@@ -65,6 +67,12 @@ def test_the_study_proposes_records_and_prunes(tmp_path):
     for t in study.trials:  # the conditional hyperparameter only where its parent is active
         assert ("dim" in t.params) == (t.params["source"] == "learned")
     assert o.trials[bad.trial_id].status == "STOPPED" and o.get_best_trials(1)[0].trial_id != bad.trial_id
+
+
+def test_the_median_pruner_waits_for_a_share_of_the_search_and_a_searched_trial():
+    assert median_after(10, 1) == 2  # the README's first command: pruning from the third trial
+    assert median_after(10, 2) == 3  # cifar_cnn: its two fixed trials alone are not the bar
+    assert median_after(1000, 2) == 5  # a --time-budget search: Optuna's default
 
 
 def test_no_pruner_trains_every_trial_to_the_end(tmp_path):
@@ -110,7 +118,9 @@ def test_pruner_and_sampler_need_the_study_backed_tuner(tmp_path, small_lyrics, 
 
 
 def test_the_fixed_first_trials_are_never_pruned(tmp_path):
-    o = oracle(tmp_path)
+    # successive halving has no start-up wait (the median pruner waits for more trials than the fixed ones): it
+    # stops a trial below the best at its first rung, epoch 2
+    o = oracle(tmp_path, pruner="successive-halving")
     o.first_trials = ({}, {"units": 8}, {"units": 24}, {"units": 32}, {"units": 40})  # five fixed trials
     for curve in ([0.6] * 10, [0.6] * 10, [0.6] * 10):
         run_trial(o, "t", curve)

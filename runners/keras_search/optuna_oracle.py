@@ -36,15 +36,19 @@ def warmup_epochs(epochs):
     return max(1, epochs // 5)
 
 
-MEDIAN_AFTER = 5  # finished trials before the median pruner stops any
+def median_after(max_trials, fixed):
+    """Finished trials before the median pruner stops any: a fifth of the search, from 2 up to Optuna's default 5,
+    and always more than the family's fixed first trials, so that a searched trial is part of the bar.
+    With the fixed trials alone as the bar (cifar_cnn's baseline and skip model) it pruned 36 of 39 trials of a
+    5-minute search (bench/README.md, time_to_accuracy.py); with 5 for a 10-trial search half of it could not be
+    pruned and the README's first command took 138 s instead of 86 s (bench/README.md, first_run.py)."""
+    return max(fixed + 1, min(5, max(2, max_trials // 5)))
 
 
-def make_pruner(name, epochs):
+def make_pruner(name, epochs, startup=5):
     warmup = warmup_epochs(epochs)
-    if name == "median":  # Optuna's default start: once 5 trials have finished, not the fixed first ones alone
-        # (with 2, cifar_cnn's baseline and skip model alone set the bar and it pruned nearly every trial after:
-        # bench/README.md, time_to_accuracy.py)
-        return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_AFTER, n_warmup_steps=warmup)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if name == "successive-halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup)
     if name == "hyperband":
@@ -76,7 +80,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 study_name=self.study_name, storage=storage, direction=record.direction(self.objective.direction),
                 load_if_exists=True,
                 sampler=record.make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
-                pruner=make_pruner(self.pruner_name, self.epochs))
+                pruner=make_pruner(self.pruner_name, self.epochs,
+                                  median_after(self.max_trials, len(getattr(self, "first_trials", ())))))
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
@@ -164,7 +169,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             reported.add(step)
             asked = self._optuna_trial(trial_id)
             asked.report(float(value), step)
-            if not self.is_fixed(trial_id) and asked.should_prune():
+            # asked for every trial, fixed ones too: successive halving records a trial's rung value when asked
+            if asked.should_prune() and not self.is_fixed(trial_id):
                 self.pruned.add(trial_id)
         kept = self.trials[trial_id]
         return kt.engine.trial.Trial(kept.hyperparameters, trial_id=trial_id,
