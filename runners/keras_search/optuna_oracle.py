@@ -26,8 +26,7 @@ import keras_tuner as kt
 import optuna
 
 from runners import record, trials_table
-from runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, default_values, error_of, metrics_of,
-                                         number)
+from runners.keras_search.oracles import EPOCH, BaselineFirst, KerasRecord, error_of, metrics_of, number
 from suite_common.failpoints import failpoint
 
 
@@ -45,7 +44,7 @@ def median_after(max_trials, fixed):
     return max(fixed + 1, min(5, max(2, max_trials // 5)))
 
 
-def make_pruner(name, epochs, startup=5):
+def make_pruner(name, epochs, startup):
     warmup = warmup_epochs(epochs)
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
@@ -81,25 +80,22 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 load_if_exists=True,
                 sampler=record.make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
                 pruner=make_pruner(self.pruner_name, self.epochs,
-                                  median_after(self.max_trials, len(getattr(self, "first_trials", ())))))
+                                  median_after(self.max_trials, len(self.first_trials))))
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         return self._study
 
     def populate_space(self, trial_id):
-        first = len(self.trials) < len(getattr(self, "first_trials", ()))
+        first = len(self.trials) < len(self.first_trials)
         if first:  # the fixed first trial's values: BaselineFirst (the subclass) puts them in place
-            self.study.enqueue_trial(self._fixed(len(self.trials)), skip_if_exists=False)
+            self.study.enqueue_trial(self.fixed_values(len(self.trials)), skip_if_exists=False)
         asked = self.study.ask()
         asked.set_user_attr("trial_id", number(trial_id))
         if first and len(self.trials) == 0:
             asked.set_user_attr("is_baseline", True)
         self._asked[trial_id] = asked
         return {"status": "RUNNING", "values": self._suggest(asked)}
-
-    def _fixed(self, n):
-        return {**default_values(self.hyperparameters.space), **self.first_trials[n]}
 
     def _suggest(self, asked):
         """Each active hyperparameter, in the order the hypermodel declared them, from the Optuna trial."""
@@ -154,7 +150,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
     def is_fixed(self, trial_id):
         """One of the family's fixed first trials (the baseline): trained to the full budget, never pruned."""
         order = sorted(self.trials, key=lambda t: int(t))
-        return order.index(trial_id) < len(getattr(self, "first_trials", ())) if trial_id in order else False
+        return order.index(trial_id) < len(self.first_trials) if trial_id in order else False
 
     def update_trial(self, trial_id, metrics, step=0):
         """Keras Tuner's update, and an epoch's objective (sent as "epoch/<objective>" by the tuner's

@@ -37,7 +37,7 @@ class BaselineFirst:
         values = response.get("values")
         if n >= len(self.first_trials) or response.get("status") != "RUNNING" or "tuner/trial_id" in values:
             return response  # a searched trial, or Hyperband continuing one
-        fixed = {**default_values(self.hyperparameters.space), **self.first_trials[n]}
+        fixed = self.fixed_values(n)
         bookkeeping = {k: v for k, v in values.items() if k.startswith("tuner/")}  # Hyperband's bracket
         if bookkeeping:
             # Like for like: the baseline (and a family's other fixed first trials) trains with the full
@@ -45,6 +45,10 @@ class BaselineFirst:
             # training.
             bookkeeping["tuner/epochs"] = self.max_epochs
         return {"status": "RUNNING", "values": {**fixed, **bookkeeping}}
+
+    def fixed_values(self, n):
+        """Fixed first trial n: every hyperparameter's default, with that trial's overrides."""
+        return {**default_values(self.hyperparameters.space), **self.first_trials[n]}
 
 
 EPOCH = "epoch/"  # an epoch's objective, as ReportEachEpoch sends it to the oracle (not a result of the trial)
