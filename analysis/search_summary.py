@@ -33,6 +33,10 @@ def counts(out_dir, trials):
     if len(pruned) and isinstance(budget, int) and "epochs_run" in pruned:
         saved = int((budget - pruned["epochs_run"].fillna(budget)).clip(lower=0).sum())
         said += f": {saved} of {budget * len(trials)} epochs saved against training every trial to {budget}"
+    margins = pruned["pruned_margin"].dropna() if "pruned_margin" in pruned else pd.Series(dtype=float)
+    if len(margins):  # the noise guard (runners/keras_search/optuna_oracle.py, NoiseGuard)
+        said += (f"; each pruned more than {trials_table.NOISE_Z:g} standard errors of its validation score below the median"
+                 f" (by {margins.min():.3g}" + (f" to {margins.max():.3g})" if len(margins) > 1 else ")"))
     return said
 
 

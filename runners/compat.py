@@ -23,9 +23,10 @@ from suite_common.failpoints import failpoint
 KNOWN = {
     "keras-tuner": ("1.4.7", "1.5", "oracle state written atomically (utils.save_json); a debug print removed "
                     "from conditions.Parent.to_proto; Tuner._get_tuner_fname (one state file for single and chief runs); "
-                    "keras_tuner.src's protos, OracleClient, OracleServicer and Trial, Oracle._retry_queue, and a "
+                    "keras_tuner.src's protos, OracleClient, OracleServicer and Trial, Oracle._retry_queue, Oracle._duplicate and "
+                    "_max_collisions (the study oracle's collision rule), and a "
                     "worker's OracleClient given another class (runners/keras_search/distributed.py)"),
-    "optuna": ("4.0", "6", "a value's place in a distribution (BaseDistribution._contains); the storage's own "
+    "optuna": ("4.9", "6", "a value's place in a distribution (BaseDistribution._contains); the storage's own "
                "methods for a trial's late parameters and ids (set_trial_param, get_trial_id_from_study_id_trial_number)"),
     "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils)"),
     "tensorflow": ("2.16", "2.22", "traced steps' gradient functions dropped from ops._gradient_registry"),
@@ -99,6 +100,17 @@ def retry_queue(oracle):
     """The trial ids a Keras Tuner oracle hands out again before new ones (Oracle._retry_queue, a list the
     caller may change in place)."""
     return oracle._retry_queue
+
+
+def already_tried(oracle, values):
+    """Whether a Keras Tuner oracle has run these values before (Oracle._duplicate, its own collision check)."""
+    return oracle._duplicate(values)
+
+
+def max_collisions(oracle):
+    """How many proposals in a row already tried a Keras Tuner oracle takes before it calls its space used up
+    (Oracle._max_collisions, 20)."""
+    return oracle._max_collisions
 
 
 def become(obj, cls):

@@ -98,7 +98,11 @@ def enqueue_baseline(study, family):
 
 
 def _retry_interrupted(study, storage):
-    """Trials left RUNNING by a killed run: marked FAIL (interrupted) and queued again."""
+    """Trials left RUNNING by a killed run: marked FAIL (interrupted) and queued again.
+
+    Not Optuna's RetryFailedTrialCallback: that one acts on trials its heartbeat found stale, and a search
+    alone on its results folder runs without heartbeats (its lock says nobody else runs it), so a trial its
+    killed run left RUNNING is known dead now, not after a grace period; it also keeps the baseline tag."""
     waiting = [t.params for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
     study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -148,7 +152,7 @@ def train(family, params, p, cache, seed):
 
 
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
-                  objective=trials_table.OBJECTIVE, name=None):
+                  objective=trials_table.OBJECTIVE, name=None, max_trials=None):
     """Open (or create) the search's study (name: study_name's); before any worker starts, queue the
     baseline and tidy what a killed single run left. objective: (metric, "max"|"min")."""
     out_dir = Path(out_dir)
@@ -161,7 +165,9 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     n_before = record.trials_on_record(storage, name)
     # seed + trials on record: a resumed seeded search does not replay its proposals
     study = optuna.create_study(study_name=name, storage=storage, direction=record.direction(objective[1]),
-                                sampler=record.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared),
+                                sampler=record.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared,
+                                                             startup=record.startup_trials(max_trials),
+                                                             parallel=shared),
                                 load_if_exists=True)
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
            and not trials_table.is_score(t.value)]
@@ -189,7 +195,8 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     shared = worker or storage is not None
     objective = trials_table.objective_of(family, prepared.meta)
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
-                          objective=objective, name=record.study_name(out_dir, prepared.record, storage))
+                          objective=objective, name=record.study_name(out_dir, prepared.record, storage),
+                          max_trials=max_trials)
     if storage is not None and not worker:
         enqueue_baseline(study, family)
     if not worker:
@@ -278,6 +285,8 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             study.stop()
 
     def enough(study, frozen):
+        # Not Optuna's MaxTrialsCallback: it counts every trial of the given states, and a trial cut short by a
+        # kill (FAIL, marked interrupted, run again) must not take a slot; with workers, those in progress count.
         # finished plus in progress: workers stop taking new trials at the total
         running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
         if _counted(study) + (running if shared else 0) >= max_trials:

@@ -39,7 +39,8 @@ from runners import compat, trials_table
 from suite_common import UserError, masked
 
 # user attributes that are not metrics of the trial
-BOOKKEEPING = {"trial_id", "is_baseline", "error", "interrupted", "keras_tuner_trial_id", "epochs_budget"}
+BOOKKEEPING = {"trial_id", "is_baseline", "error", "interrupted", "keras_tuner_trial_id", "epochs_budget", "duplicate",
+               "objective_se"}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 
 
@@ -67,6 +68,10 @@ def open_storage(out_dir, url=None, heartbeat=True):
     url = _with_installed_driver(url or storage_url(Path(out_dir).parent))
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # outside the try below: a missing name (an Optuna older than setup.cfg's 4.9) is not a storage fault
+    with warnings.catch_warnings():  # marked experimental
+        warnings.simplefilter("ignore")
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if heartbeat else None
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental
             warnings.simplefilter("ignore")
@@ -74,8 +79,7 @@ def open_storage(out_dir, url=None, heartbeat=True):
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=trials_table.HEARTBEAT_S,
-                grace_period=3 * trials_table.HEARTBEAT_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+                grace_period=3 * trials_table.HEARTBEAT_S, heartbeat_stale_trial_callback=retry)
     except Exception as e:
         raise UserError(masked(f"cannot open the study storage {url!r} ({type(e).__name__}: "
                                f"{str(e).splitlines()[0] if str(e) else ''})")) from None
@@ -136,15 +140,26 @@ def discard(out_dir):
         pass
 
 
-def keras_distribution(hp):
-    """The Optuna distribution of a Keras Tuner hyperparameter (None for one Optuna cannot hold)."""
+def keras_distribution(hp, for_sampling=True):
+    """The Optuna distribution of a Keras Tuner hyperparameter, on Keras Tuner's own grid.
+
+    A log-scale Int or Float with a step is a geometric grid in Keras Tuner (Int(8, 256, step=2,
+    sampling="log"): 8, 16, ..., 256), which no Optuna numeric distribution holds: it becomes a categorical
+    of that grid. for_sampling=False (recording a value Keras Tuner's own oracle chose): a reverse-log range
+    is recorded as a plain range. Anything Optuna cannot sample is refused with one line (UserError), never
+    left at its default without a word."""
     d = optuna.distributions
     kind = type(hp).__name__
-    if kind == "Float":
+    if kind in ("Float", "Int"):
+        if hp.sampling in ("log", "reverse_log") and hp.step is not None:
+            grid = [int(v) if kind == "Int" else float(v) for v in hp.values]
+            return d.CategoricalDistribution(grid)
+        if hp.sampling == "reverse_log" and for_sampling:
+            raise UserError(f"hyperparameter {hp.name!r}: sampling='reverse_log' without a step has no Optuna "
+                            "distribution; give it a step, use 'log' or 'linear', or search with --tuner random")
         log = hp.sampling == "log"
-        return d.FloatDistribution(hp.min_value, hp.max_value, log=log, step=None if log else hp.step)
-    if kind == "Int":
-        log = hp.sampling == "log"
+        if kind == "Float":
+            return d.FloatDistribution(hp.min_value, hp.max_value, log=log, step=None if log else hp.step)
         return d.IntDistribution(hp.min_value, hp.max_value, log=log, step=1 if log else (hp.step or 1))
     if kind == "Choice":
         return d.CategoricalDistribution(list(hp.values))
@@ -152,7 +167,27 @@ def keras_distribution(hp):
         return d.CategoricalDistribution([False, True])
     if kind == "Fixed":
         return d.CategoricalDistribution([hp.value])
+    if for_sampling:
+        raise UserError(f"hyperparameter {hp.name!r} is a {kind}, which the Optuna study cannot sample; use "
+                        "Int, Float, Choice, Boolean or Fixed, or search with --tuner random")
     return None
+
+
+def optuna_names(space):
+    """The study's name for each hyperparameter of a Keras Tuner space ({id(hp): name}): its own name, or,
+    where two of one name under different conditions have different distributions (which one Optuna
+    parameter cannot hold), the name with its condition ("units|layers=2,3")."""
+    by_name = {}
+    for hp in space:
+        by_name.setdefault(hp.name, []).append(hp)
+    names = {}
+    for name, hps in by_name.items():
+        kinds = {repr(keras_distribution(hp, for_sampling=False)) for hp in hps}
+        for hp in hps:
+            scoped = len(kinds) > 1 and hp.conditions
+            names[id(hp)] = name + "|" + ";".join(
+                f"{c.name}={','.join(map(str, c.values))}" for c in hp.conditions) if scoped else name
+    return names
 
 
 def add_ended(study, *, trial_id, state, params, distributions, value, attrs, curve, start, end):
@@ -162,6 +197,8 @@ def add_ended(study, *, trial_id, state, params, distributions, value, attrs, cu
             and compat.in_distribution(distributions[k], v)}
     finite = state == "COMPLETE" and trials_table.is_score(value)
     state = state if finite or state != "COMPLETE" else "FAIL"
+    # A FrozenTrial, not optuna.trial.create_trial: create_trial stamps start and end "now", and the
+    # dashboard's timeline shows each trial's real duration.
     study.add_trial(optuna.trial.FrozenTrial(
         number=-1, trial_id=-1, state=getattr(optuna.trial.TrialState, state), value=float(value) if finite else None,
         datetime_start=datetime.datetime.fromtimestamp(start), datetime_complete=datetime.datetime.fromtimestamp(end),
@@ -180,7 +217,9 @@ def retried(study):
 
 
 def interrupted(t, retried_numbers=frozenset()):
-    return bool(t.user_attrs.get("interrupted")) or t.number in retried_numbers
+    """A study trial that is not one of the search's trials: an attempt cut short by a kill (it ran again), or a
+    proposal already tried that was never trained (`duplicate`, optuna_oracle's collision rule)."""
+    return bool(t.user_attrs.get("interrupted") or t.user_attrs.get("duplicate")) or t.number in retried_numbers
 
 
 def trial_id(t):
@@ -205,12 +244,25 @@ def rows(study):
     return sorted(out, key=lambda r: r["trial_id"])
 
 
-def make_sampler(name, seed):
-    """--sampler: TPE (multivariate, grouped for conditional spaces) or random, seeded; every family's."""
-    with warnings.catch_warnings():  # multivariate and group are marked experimental
+def startup_trials(max_trials, fixed=1):
+    """Trials TPE proposes at random before it models: a quarter of the search, more than the family's fixed
+    first trials (they are its first evidence) and at most Optuna's default 10. Optuna's 10 made a 10-trial
+    search (the README's default, 18 of the study plan's 19 Keras searches) random search plus the baseline.
+    max_trials None (Keras Tuner's "no limit"): Optuna's 10."""
+    if max_trials is None:
+        return 10
+    return min(10, max(fixed + 2, -(-max_trials // 4)))
+
+
+def make_sampler(name, seed, *, startup=10, parallel=False):
+    """--sampler: TPE (multivariate, grouped for conditional spaces, modelling after `startup` trials) or
+    random, seeded; every family's. parallel (workers propose while others run): TPE's constant liar, so
+    that trials in progress count as poor and workers do not propose near-identical points."""
+    with warnings.catch_warnings():  # multivariate, group and constant_liar are marked experimental
         warnings.simplefilter("ignore")
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup,
+                                              constant_liar=parallel)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(name)

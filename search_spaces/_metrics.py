@@ -38,6 +38,21 @@ class LogLoss(keras.metrics.Mean):
 
 
 @keras.saving.register_keras_serializable(package="search_suite")
+class LogLossSquared(LogLoss):
+    """Mean squared cross-entropy: with LogLoss, the spread of the per-example losses, so the pruner knows the
+    standard error of a validation log-loss (runners/keras_search/tuner.py, standard_error)."""
+
+    def __init__(self, n_classes, name="log_loss_sq", **kwargs):
+        super().__init__(n_classes, name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
+        true = ops.one_hot(_labels(y_true, self.n_classes), self.n_classes, dtype=p.dtype)
+        nll = -ops.sum(true * ops.log(ops.clip(p, 1e-15, 1.0)), axis=-1)
+        return keras.metrics.Mean.update_state(self, nll * nll, sample_weight=sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="search_suite")
 class MacroF1(keras.metrics.Metric):
     """Macro-averaged F1 over all classes (0 for a class never true nor predicted), from confusion counts."""
 
@@ -66,4 +81,4 @@ class MacroF1(keras.metrics.Metric):
 
 def classification_metrics(n_classes):
     """The metrics every classifier family compiles with."""
-    return ["accuracy", LogLoss(n_classes), MacroF1(n_classes)]
+    return ["accuracy", LogLoss(n_classes), LogLossSquared(n_classes), MacroF1(n_classes)]

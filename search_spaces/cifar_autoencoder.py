@@ -25,9 +25,12 @@ def evaluate(recon, x_val, y_val):
     """Validation metrics from the model's reconstructions of x_val."""
     if not np.all(np.isfinite(recon)):
         raise FloatingPointError("the autoencoder reconstructs NaN")
-    return {"val_reconstruction_mse": float(np.mean((recon - x_val) ** 2)),
+    per_image = np.mean((recon - x_val) ** 2, axis=tuple(range(1, recon.ndim)))
+    return {"val_reconstruction_mse": float(np.mean(per_image)),
             "val_reconstruction_mae": float(np.mean(np.abs(recon - x_val))),
-            "val_loss": float(np.mean((recon - x_val) ** 2))}
+            "val_loss": float(np.mean(per_image)),
+            # its standard error over the validation images: the pruner's noise (optuna_oracle.NoiseGuard)
+            "val_reconstruction_mse_se": float(np.std(per_image) / np.sqrt(max(len(per_image), 1)))}
 
 
 def save_extras(model, prepared, folder, n=8):

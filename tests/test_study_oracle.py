@@ -159,6 +159,9 @@ def test_the_summary_and_report_say_what_pruning_saved(tmp_path):
     trials = pd.DataFrame({"status": ["COMPLETE", "PRUNED", "FAIL", "PRUNED"], "epochs_run": [6, 2, 1, 3]})
     assert search_summary.counts(tmp_path, trials) == \
         "1 complete, 1 failed, 2 pruned: 7 of 24 epochs saved against training every trial to 6"
+    trials["pruned_margin"] = [None, 0.12, None, 0.05]
+    assert search_summary.counts(tmp_path, trials).endswith(
+        "; each pruned more than 2 standard errors of its validation score below the median (by 0.05 to 0.12)")
     assert search_summary.proposer(tmp_path) == "Optuna study (tpe sampler, median pruner)"
     (tmp_path / "search.json").write_text(json.dumps({"epochs": 6, "tuner": "hyperband"}))
     assert search_summary.proposer(tmp_path) == "Keras Tuner hyperband"

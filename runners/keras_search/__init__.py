@@ -50,13 +50,14 @@ from suite_common import UserError
 
 
 def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
-                pruner="median"):
+                pruner="median", first_trials=({},), parallel=False):
     """"optuna": the Optuna-backed oracle, or Keras Tuner's own (random, bayesian, hyperband); every one records
-    its trials in the study at study=(storage URL, study name)."""
+    its trials in the study at study=(storage URL, study name). first_trials: the family's fixed first trials
+    (the baseline first); parallel: workers run trials at once (TPE's constant liar)."""
     objective = kt.Objective(*objective)
     if tuner == "optuna":
         oracle = StudyOracle(objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
-                             sampler=sampler, pruner=pruner)
+                             sampler=sampler, pruner=pruner, parallel=parallel, first_trials=first_trials)
     elif tuner == "random":
         oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed)
     elif tuner == "bayesian":
@@ -68,6 +69,7 @@ def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIV
     else:
         raise ValueError(tuner)
     oracle.record_at = study
+    oracle.first_trials = tuple(first_trials)
     # Hyperband has no max_trials of its own; the oracle honours the attribute.
     oracle.max_trials = max_trials
     # Failures in a row are counted by the suite (trials_table.failed_in_a_row), the same for every engine
@@ -107,12 +109,13 @@ def _check_buildable(family, prepared):
 
 
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, stop=None,
-                verbose=False, sampler="tpe", pruner="median"):
+                verbose=False, sampler="tpe", pruner="median", parallel=False):
     _check_buildable(family, prepared)
     try:
         objective = trials_table.objective_of(family, prepared.meta)
         study = (record.storage_url(Path(out_dir).parent), record.study_name(out_dir))  # the search's record
-        oracle = make_oracle(tuner, max_trials, epochs, seed, objective, study=study, sampler=sampler, pruner=pruner)
+        oracle = make_oracle(tuner, max_trials, epochs, seed, objective, study=study, sampler=sampler, pruner=pruner,
+                             first_trials=family.first_trials, parallel=parallel)
         return SuiteTuner(oracle, family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, stop=stop or Stop(),
                           verbose=verbose, reports_epochs=tuner == "optuna")
@@ -131,11 +134,11 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     before = trials_begun(out_dir)
     progress = search_progress.Progress(family.name, max_trials, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
-                    tensorboard=tensorboard, progress=progress, stop=stop, verbose=verbose, sampler=sampler, pruner=pruner)
+                    tensorboard=tensorboard, progress=progress, stop=stop, verbose=verbose, sampler=sampler, pruner=pruner,
+                    parallel=chief is not None)
+    t.oracle.max_trials = max_trials  # a resumed search may be given a new total (before the study opens)
     record.describe(t.oracle.study, prepared.meta, tuner=tuner, **({"sampler": sampler, "pruner": pruner}
                                                                    if tuner == "optuna" else {}))
-    t.oracle.max_trials = max_trials  # a resumed search may be given a new total
-    t.oracle.first_trials = family.first_trials
     t.reconcile()
     if before:
         search_progress.log(f"resuming {family.name}: {len(t.oracle.trials)} trials on record, running up to "

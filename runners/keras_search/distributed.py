@@ -143,6 +143,8 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
                     del self.oracle.ongoing_trials[tuner_id]
                     self.oracle.tuner_ids.discard(tuner_id)
                     compat.retry_queue(self.oracle).append(trial.trial_id)
+                    if hasattr(self.oracle, "forget_attempt"):  # the study oracle: the next attempt starts afresh
+                        self.oracle.forget_attempt(trial.trial_id)
                     self.seen.pop(trial.trial_id, None)
                     self.oracle.save()
 

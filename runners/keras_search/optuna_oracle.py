@@ -16,18 +16,31 @@ questions through the search's study (runners/record.py: results/optuna.db):
 - end_trial: the study is told COMPLETE (with every metric as a user
   attribute), PRUNED or FAIL.
 
-Samplers: TPE (multivariate, grouped for conditional spaces, seeded) or random.
-Pruners: Optuna's median, successive halving and Hyperband, or none; none
-prunes before `warmup` epochs.
+Samplers: TPE (multivariate, grouped for conditional spaces, seeded, modelling
+after a start-up scaled to --max-trials: record.startup_trials; constant liar
+when workers run) or random.
+Pruners: Optuna's median, successive halving and Hyperband, each guarded by the
+noise of the validation set (NoiseGuard), or none; none prunes before `warmup`
+epochs. Each epoch's value is the one the trial would be scored on if it ended
+there (tuner.ReportEachEpoch), so the pruner watches what the study is told.
+Keras Tuner's contract is kept where the study could break it: a proposal
+already tried is asked again, up to Keras Tuner's `_max_collisions`, and then
+the space is used up and the search stops; the overrides are `@synchronized`.
 """
 
 
+import math
+
 import keras_tuner as kt
+import numpy as np
 import optuna
 
-from runners import record, trials_table
+from runners import compat, record, trials_table
 from runners.keras_search.oracles import EPOCH, BaselineFirst, KerasRecord, error_of, metrics_of, number
 from suite_common.failpoints import failpoint
+
+SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
+NOISE_Z = trials_table.NOISE_Z  # a trial is pruned only this many standard errors below the bar
 
 
 def warmup_epochs(epochs):
@@ -40,18 +53,71 @@ def median_after(max_trials, fixed):
     and always more than the family's fixed first trials, so that a searched trial is part of the bar.
     With the fixed trials alone as the bar (cifar_cnn's baseline and skip model) it pruned 36 of 39 trials of a
     5-minute search (bench/README.md, time_to_accuracy.py); with 5 for a 10-trial search half of it could not be
-    pruned and the README's first command took 138 s instead of 86 s (bench/README.md, first_run.py)."""
-    return max(fixed + 1, min(5, max(2, max_trials // 5)))
+    pruned and the README's first command took 138 s instead of 86 s (bench/README.md, first_run.py).
+    max_trials None (Keras Tuner's "no limit"): Optuna's 5."""
+    share = 5 if max_trials is None else min(5, max(2, max_trials // 5))
+    return max(fixed + 1, share)
+
+
+def hyperband_brackets(epochs):
+    """How many brackets Optuna's HyperbandPruner makes for make_pruner's resources (its own formula,
+    reduction factor 3). TPE counts its start-up in each bracket apart."""
+    warmup = warmup_epochs(epochs)
+    return math.floor(math.log(max(epochs, warmup) / warmup, 3)) + 1
+
+
+class NoiseGuard:
+    """Pruner mixin: the pruner's own answer, and a trial is pruned only when its value is worse than the
+    median of the finished trials at that epoch by more than NOISE_Z standard errors of its own value (the
+    trial's `objective_se`: for accuracy the binomial sqrt(p(1 - p) / n) at the validation set's size). On a
+    30-row validation set one row is 0.033, and a trial at the majority-class rate is not told apart from one
+    a row or two above it. `last`: (how much worse, standard error) of the last trial it pruned."""
+
+    last = None
+
+    def prune(self, study, trial):
+        if not super().prune(study, trial):
+            return False
+        step = trial.last_step
+        value = trial.intermediate_values[step]
+        bar = None
+        for states in ((optuna.trial.TrialState.COMPLETE,),
+                       (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)):
+            others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=states)
+                      if t.number != trial.number and step in t.intermediate_values]
+            if others:
+                bar = float(np.median(others))
+                break
+        if bar is None:
+            return False  # nobody reached this epoch: no bar to be worse than
+        worse = bar - value if study.direction == optuna.study.StudyDirection.MAXIMIZE else value - bar
+        se = trial.user_attrs.get("objective_se")
+        if worse > NOISE_Z * (se or 0.0):
+            self.last = (worse, se)
+            return True
+        return False
+
+
+class NoiseAwareMedianPruner(NoiseGuard, optuna.pruners.MedianPruner):
+    pass
+
+
+class NoiseAwareSuccessiveHalvingPruner(NoiseGuard, optuna.pruners.SuccessiveHalvingPruner):
+    pass
+
+
+class NoiseAwareHyperbandPruner(NoiseGuard, optuna.pruners.HyperbandPruner):
+    pass  # a HyperbandPruner still: TPE then models each bracket apart, as Optuna intends
 
 
 def make_pruner(name, epochs, startup):
     warmup = warmup_epochs(epochs)
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+        return NoiseAwareMedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if name == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup)
+        return NoiseAwareSuccessiveHalvingPruner(min_resource=warmup)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=max(epochs, warmup))
+        return NoiseAwareHyperbandPruner(min_resource=warmup, max_resource=max(epochs, warmup))
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(name)
@@ -61,10 +127,12 @@ class _StudyProposals(KerasRecord, kt.Oracle):
     """Keras Tuner's Oracle whose values come from an Optuna study (see the module's docstring)."""
 
     def __init__(self, objective, max_trials, seed, *, storage_url, study_name, epochs, sampler="tpe",
-                 pruner="median"):
+                 pruner="median", parallel=False, first_trials=None):
         super().__init__(objective=objective, max_trials=max_trials, seed=seed)
         self.storage_url, self.study_name, self.epochs = storage_url, study_name, epochs
-        self.sampler_name, self.pruner_name = sampler, pruner
+        self.sampler_name, self.pruner_name, self.parallel = sampler, pruner, parallel
+        if first_trials is not None:  # before the study opens: the pruner's and sampler's start-up count them
+            self.first_trials = tuple(first_trials)
         self._study, self._rdb, self._asked, self._reported, self.pruned = None, None, {}, {}, set()
 
     @property
@@ -75,71 +143,130 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             storage = self._rdb = record.open_storage(None, self.storage_url, heartbeat=False)
             done = record.trials_on_record(storage, self.study_name)
+            fixed = len(self.first_trials)
+            startup = record.startup_trials(self.max_trials, fixed)
+            if self.pruner_name == "hyperband":  # TPE's start-up counts in each bracket apart
+                startup = max(fixed + 1, -(-startup // hyperband_brackets(self.epochs)))
             self._study = optuna.create_study(
                 study_name=self.study_name, storage=storage, direction=record.direction(self.objective.direction),
                 load_if_exists=True,
-                sampler=record.make_sampler(self.sampler_name, (self.seed or 0) + done),  # a resume does not replay
-                pruner=make_pruner(self.pruner_name, self.epochs,
-                                  median_after(self.max_trials, len(self.first_trials))))
+                # a resume does not replay: the seed moves on with the trials on record
+                sampler=record.make_sampler(self.sampler_name, (self.seed or 0) + done, startup=startup,
+                                            parallel=self.parallel),
+                pruner=make_pruner(self.pruner_name, self.epochs, median_after(self.max_trials, fixed)))
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         return self._study
 
     def populate_space(self, trial_id):
-        first = len(self.trials) < len(self.first_trials)
-        if first:  # the fixed first trial's values: BaselineFirst (the subclass) puts them in place
-            self.study.enqueue_trial(self.fixed_values(len(self.trials)), skip_if_exists=False)
-        asked = self.study.ask()
+        n = len(self.trials)
+        if n < len(self.first_trials):  # the fixed first trial's values: BaselineFirst (the subclass) checks them
+            self.study.enqueue_trial(self._study_params(self.fixed_values(n)), skip_if_exists=False)
+            asked = self.study.ask()
+            self._suggest(asked)
+        else:
+            asked = self.study.ask()
+            if compat.already_tried(self, self._suggest(asked)):
+                # Keras Tuner's rule (Oracle._random_values): a configuration already tried is not run again.
+                # The sampler's proposal is dropped (never trained; left out of the tables, record.rows) and
+                # random ones are drawn instead, as Keras Tuner's random oracle draws them (TPE on a small
+                # space proposes its best point again and again); after _max_collisions in a row already
+                # tried, the space is used up and the search stops.
+                asked.set_user_attr("duplicate", True)
+                self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
+                values = self._untried_random_values(n)
+                if values is None:
+                    return {"status": "STOPPED", "values": None}
+                self.study.enqueue_trial(self._study_params(values), skip_if_exists=False)
+                asked = self.study.ask()
+                self._suggest(asked)
         asked.set_user_attr("trial_id", number(trial_id))
-        if first and len(self.trials) == 0:
+        if n == 0:
             asked.set_user_attr("is_baseline", True)
         self._asked[trial_id] = asked
         return {"status": "RUNNING", "values": self._suggest(asked)}
 
     def _suggest(self, asked):
-        """Each active hyperparameter, in the order the hypermodel declared them, from the Optuna trial."""
+        """Each active hyperparameter, in the order the hypermodel declared them, from the Optuna trial (asking
+        again for one already suggested returns its value)."""
+        names = record.optuna_names(self.hyperparameters.space)
         hps = kt.HyperParameters()
         for hp in self.hyperparameters.space:
             hps.merge([hp])
             if not hps.is_active(hp):
                 continue
-            dist = record.keras_distribution(hp)
+            dist, name = record.keras_distribution(hp), names[id(hp)]
             if isinstance(dist, optuna.distributions.FloatDistribution):
-                value = asked.suggest_float(hp.name, dist.low, dist.high, log=dist.log, step=dist.step)
+                value = asked.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
             elif isinstance(dist, optuna.distributions.IntDistribution):
-                value = asked.suggest_int(hp.name, dist.low, dist.high, log=dist.log, step=dist.step)
-            elif isinstance(dist, optuna.distributions.CategoricalDistribution):
-                value = asked.suggest_categorical(hp.name, list(dist.choices))
+                value = asked.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
             else:
-                value = hp.default
+                value = asked.suggest_categorical(name, list(dist.choices))
             hps.values[hp.name] = value
         return dict(hps.values)
+
+    def _untried_random_values(self, n):
+        """Random values of the active hyperparameters not tried before (None after _max_collisions tries)."""
+        for attempt in range(compat.max_collisions(self) + 1):
+            hps, values = kt.HyperParameters(), {}
+            for i, hp in enumerate(self.hyperparameters.space):
+                hps.merge([hp])
+                if hps.is_active(hp):
+                    values[hp.name] = hps.values[hp.name] = hp.random_sample(
+                        (self.seed or 0) + 7919 * n + 104729 * attempt + i)
+            if not compat.already_tried(self, values):
+                return values
+        return None
+
+    def _study_params(self, values):
+        """Keras Tuner's values of the active hyperparameters under the study's names (record.optuna_names)."""
+        names = record.optuna_names(self.hyperparameters.space)
+        hps, params = kt.HyperParameters(), {}
+        for hp in self.hyperparameters.space:
+            hps.merge([hp])
+            if hp.name in values:
+                hps.values[hp.name] = values[hp.name]
+                if hps.is_active(hp):
+                    params[names[id(hp)]] = values[hp.name]
+        return params
 
     def _optuna_trial(self, trial_id):
         """The study's trial for a Keras Tuner trial; a trial run again after a resume gets a new ask with the
         same values."""
         if trial_id not in self._asked:
             values = self.trials[trial_id].hyperparameters.values
-            self.study.enqueue_trial({k: v for k, v in values.items() if not k.startswith("tuner/")},
-                                     skip_if_exists=False)
+            self.study.enqueue_trial(self._study_params({k: v for k, v in values.items()
+                                                         if not k.startswith("tuner/")}), skip_if_exists=False)
             asked = self.study.ask()
             asked.set_user_attr("trial_id", number(trial_id))
             self._suggest(asked)
             self._asked[trial_id] = asked
         return self._asked[trial_id]
 
+    def forget_attempt(self, trial_id):
+        """A trial whose worker went silent runs again on another (distributed.ChiefServicer.requeue_stale): its
+        first attempt is failed in the study (interrupted: left out of the tables), and the next attempt starts
+        afresh, under a new ask, with its own epochs and unpruned."""
+        asked = self._asked.pop(trial_id, None)
+        if asked is not None:
+            asked.set_user_attr("interrupted", True)
+            self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
+        self._reported.pop(trial_id, None)
+        self.pruned.discard(trial_id)
+
     def _add_late_values(self, asked, hps):
         """Hyperparameters a hypermodel declares in fit() (e.g. batch_size) join the space only once a trial has
         trained: the first trial's values of them go into its study trial at its end, with their
         distributions (later trials are asked for them)."""
         trial_key = self._storage_key(asked.number)
+        names = record.optuna_names(hps.space)
         for hp in hps.space:
-            value = hps.values.get(hp.name)
+            value, name = hps.values.get(hp.name), names[id(hp)]
             dist = record.keras_distribution(hp)
-            if hp.name in asked.params or value is None or dist is None or not hps.is_active(hp):
+            if name in asked.params or value is None or not hps.is_active(hp):
                 continue
-            self._rdb.set_trial_param(trial_key, hp.name, dist.to_internal_repr(value), dist)
+            self._rdb.set_trial_param(trial_key, name, dist.to_internal_repr(value), dist)
 
     def _storage_key(self, number):
         """The storage's own id of the study's trial `number` (what its set_trial_* methods take)."""
@@ -152,27 +279,37 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         order = sorted(self.trials, key=lambda t: int(t))
         return order.index(trial_id) < len(self.first_trials) if trial_id in order else False
 
+    @kt.synchronized
     def update_trial(self, trial_id, metrics, step=0):
         """Keras Tuner's update, and an epoch's objective (sent as "epoch/<objective>" by the tuner's
-        ReportEachEpoch) into the study, each epoch once. Like Keras Tuner's, it answers with the trial (a copy
-        whose status is "STOPPED" when the pruner stops it here): a worker's chief sends it over gRPC."""
+        ReportEachEpoch, with its standard error as "epoch/se") into the study, each epoch once. Like Keras
+        Tuner's, it answers with the trial (a copy whose status is "STOPPED" when the pruner stops it here): a
+        worker's chief sends it over gRPC."""
         if EPOCH + self.objective.name not in (metrics or {}):  # the trial's results (Keras Tuner's own update)
             return super().update_trial(trial_id, metrics, step)
         # an epoch's report is the study's alone: Keras Tuner's trial keeps only its results
-        value = metrics[EPOCH + self.objective.name]
+        value, se = metrics[EPOCH + self.objective.name], metrics.get(SE)
         reported = self._reported.setdefault(trial_id, set())
         if trial_id not in self.pruned and step not in reported and trials_table.is_score(value):
             reported.add(step)
             asked = self._optuna_trial(trial_id)
+            if trials_table.is_score(se):
+                asked.set_user_attr("objective_se", float(se))
             asked.report(float(value), step)
             # asked for every trial, fixed ones too: successive halving records a trial's rung value when asked
             if asked.should_prune() and not self.is_fixed(trial_id):
                 self.pruned.add(trial_id)
+                worse, se = self.study.pruner.last
+                asked.set_user_attr("pruned_margin", float(worse))  # how far below the median it was
         kept = self.trials[trial_id]
         return kt.engine.trial.Trial(kept.hyperparameters, trial_id=trial_id,
                                      status="STOPPED" if trial_id in self.pruned else kept.status)
 
+    @kt.synchronized
     def end_trial(self, trial):
+        """Keras Tuner's end (also under its older signature end_trial(trial_id, status), which @synchronized
+        turns into this one), and the study told: COMPLETE with the value, PRUNED (the pruner stopped it, or
+        --time-budget-hard cut it short: its value is not from the full budget), or FAIL."""
         trial_id = trial.trial_id
         if trial_id in self.pruned and trial.status == "COMPLETED":
             trial.status = "STOPPED"  # recorded as PRUNED, never a best/ candidate
@@ -189,11 +326,13 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         value = metrics.get(self.objective.name)
         if kept.status == "COMPLETED" and value is not None:
             self.study.tell(asked, float(value))
-        elif trial_id in self.pruned:
-            self.study.tell(asked, state=optuna.trial.TrialState.PRUNED)
+        elif trial_id in self.pruned or kept.status == "STOPPED":
+            self.study.tell(asked, state=optuna.trial.TrialState.PRUNED)  # its value: the last epoch reported
         else:
             if error_of(kept):
                 asked.set_user_attr("error", error_of(kept))
+            if trial_id in compat.retry_queue(self):  # Keras Tuner runs it again: this attempt is not a row
+                asked.set_user_attr("interrupted", True)
             self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
         self._asked.pop(trial_id, None)
         self._reported.pop(trial_id, None)

@@ -121,7 +121,7 @@ class KerasRecord:
         t = self.trials[trial_id]
         metrics = {k: v for k, v in metrics_of(t).items() if trials_table.is_score(v)}
         values = t.hyperparameters.values
-        space = {hp.name: record.keras_distribution(hp) for hp in self.hyperparameters.space}
+        space = {hp.name: record.keras_distribution(hp, for_sampling=False) for hp in self.hyperparameters.space}
         history = Path(self._project_dir).parent / "histories" / f"trial_{number(trial_id)}.csv"
         end = time.time()
         start = self.__dict__.get("_started", {}).pop(trial_id, end - metrics.get("duration_s", 0))
@@ -155,6 +155,7 @@ def _curve(history, objective):
 class RecordedInStudy(KerasRecord):
     """Keras Tuner's own oracles: each trial into the study as it ends."""
 
+    @kt.synchronized
     def end_trial(self, trial):
         super().end_trial(trial)
         if trial.trial_id in self.end_order:  # not one Keras Tuner runs again

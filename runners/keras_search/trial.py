@@ -78,6 +78,25 @@ class EpochLog(keras.callbacks.Callback):
         return min(finite, key=lambda r: r["val_loss"])["epoch"] if finite else None
 
 
+class EvaluateEachEpoch(keras.callbacks.Callback):
+    """A family scored by its own evaluate() (the autoencoder's reconstruction error): that score at every epoch
+    end, put into the epoch's logs, so the history, the study's learning curve and the pruner have the value the
+    trial is scored on (Keras's logs hold only its training loss). One pass over the validation set an epoch."""
+
+    def __init__(self, family, p, batch_size):
+        super().__init__()
+        self.family, self.p, self.batch_size = family, p, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        outputs = self.model.predict(self.p.x_val, batch_size=self.batch_size, verbose=0)
+        try:
+            logs.update(self.family.evaluate(outputs, self.p.x_val, self.p.y_val))
+        except FloatingPointError:
+            logs["loss"] = math.nan  # the trial fails at its end (EpochLog.nan_epoch)
+
+
 def _free_last_trial():
     """Free what the last trial left behind: Keras's state, and what clear_session misses.
 
@@ -126,7 +145,9 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     patience = family.patience  # None: no early stopping (the autoencoder, as the study)
     stopping = [] if patience is None else [keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True)]
-    callbacks = [log, *stopping, *callbacks]
+    # first: the callbacks after it read the scores it adds to the epoch's logs
+    evaluating = [EvaluateEachEpoch(family, p, batch_size or 256)] if family.evaluate is not None else []
+    callbacks = [*evaluating, log, *stopping, *callbacks]
     # Keras's own progress bar stays off: EpochLog shows progress (one line, never two per epoch).
     hypermodel.fit(hp, model, p.x_train, p.y_train, validation_data=(p.x_val, p.y_val),
                    epochs=epochs, callbacks=callbacks, verbose=0)

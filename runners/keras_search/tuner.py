@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import math
 import os
 import shutil
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from runners import best_store, compat, record, trials_table
+from runners import best_store, compat, record, search_progress, trials_table
+from runners.keras_search.optuna_oracle import SE
 from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of
 from runners.keras_search.errors import WriteFailed
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
@@ -79,7 +81,9 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         stop = StopAtDeadline(self.stop) if self.stop.hard and self.stop.deadline else None
         self._pruned = None
         if self.reports_epochs:
-            self._pruned = ReportEachEpoch(self.oracle, trial.trial_id, self.objective[0])
+            self._pruned = ReportEachEpoch(self.oracle, trial.trial_id, self.objective[0],
+                                           n_val=len(keras.tree.flatten(self.prepared.x_val)[0]),
+                                           restored=self.family.patience is not None)
             extra.append(self._pruned)
         model, metrics = train(self.family, self.hypermodel, hp, self.prepared,
                                epochs=hp.values.get("tuner/epochs", self.epochs),
@@ -101,8 +105,11 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
             self._heartbeat = None
         objective = self.objective
         candidate, kept = None, {}
-        if trial.status == "COMPLETED" and self._pruned is not None and self._pruned.pruned:
-            trial.status = "STOPPED"  # pruned: recorded as PRUNED with its epochs, never a best/ candidate
+        if trial.status == "COMPLETED" and ((self._pruned is not None and self._pruned.pruned)
+                                            or metrics.get("stopped_by_time_budget")):
+            # pruned, or cut short by --time-budget-hard (its value is not from the full budget): recorded as
+            # PRUNED with its epochs, never a best/ candidate
+            trial.status = "STOPPED"
         elif trial.status == "COMPLETED" and not trials_table.is_score(metrics.get(objective[0])):
             trial.status, trial.message = "FAILED", f"no {objective[0]} value"  # (a chief refuses it complete)
         if trial.status == "COMPLETED" and model is not None:
@@ -200,20 +207,64 @@ def _user_values(values):
     return {k: v for k, v in values.items() if not k.startswith("tuner/")}
 
 
-class ReportEachEpoch(keras.callbacks.Callback):
-    """The Optuna study (the default tuner): each epoch's objective to the oracle (the study's learning curve; over gRPC from a worker);
-    when the oracle answers "STOPPED", the pruner stopped the trial: training ends at this epoch."""
+def scored_key(objective):
+    """The epoch log that holds an objective as the trial is scored on it: val_loss is the suite's validation
+    log-loss (val_log_loss, whatever loss the trial trains on: cifar_cnn searches focal, hinge, ...), not
+    Keras's val_loss, which is the trial's own training loss."""
+    return "val_log_loss" if objective == "val_loss" else objective
 
-    def __init__(self, oracle, trial_id, objective):
+
+def standard_error(objective, row, n):
+    """The standard error of `objective` in an epoch's logs `row` over n validation examples (None if unknown):
+    accuracy and macro-F1 binomial, sqrt(v(1 - v) / n) (for macro-F1 an approximation); log-loss from the
+    spread of the per-example losses; otherwise the family's own "<objective>_se" (the autoencoder's)."""
+    value = row.get(scored_key(objective))
+    if value is None or not n:
+        return None
+    if objective in ("val_accuracy", "val_macro_f1"):
+        return math.sqrt(max(value * (1 - value), 0.0) / n)
+    if objective == "val_loss" and "val_log_loss_sq" in row:
+        return math.sqrt(max(row["val_log_loss_sq"] - value ** 2, 0.0) / n)
+    return row.get(objective + "_se")
+
+
+class ReportEachEpoch(keras.callbacks.Callback):
+    """The Optuna study (the default tuner): each epoch, the value the trial would be scored on if it ended there,
+    to the oracle (the study's learning curve; over gRPC from a worker), with its standard error. With early
+    stopping's restore (restored=True) a trial is scored at its lowest-val_loss epoch, so that is the epoch
+    whose value is sent; without, the last. The value told at the end is then the last one sent.
+    When the oracle answers "STOPPED", the pruner stopped the trial: training ends at this epoch.
+
+    Not optuna_integration's KerasPruningCallback: the trial lives in Keras Tuner's oracle (in a chief, over
+    gRPC, with workers), which this reports to, and it sends the scored epoch's value, not the last epoch's."""
+
+    def __init__(self, oracle, trial_id, objective, n_val=0, restored=True):
         super().__init__()
         self.oracle, self.trial_id, self.objective, self.pruned = oracle, trial_id, objective, None
+        self.n_val, self.restored = n_val, restored
+        self.step, self.warned, self._scored = 0, False, None
+
+    def on_train_begin(self, logs=None):
+        self._scored = None  # a family that fits twice (fine-tuning) is scored on its last fit
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.objective)
-        if value is None:
+        logs = logs or {}
+        if logs.get(scored_key(self.objective)) is None:
+            if not self.warned:  # as KerasPruningCallback warns: no pruning and no learning curve without it
+                self.warned = True
+                search_progress.log(f"warning: the epoch logs have no {scored_key(self.objective)}: the trial's "
+                                    "learning curve is not recorded and it cannot be pruned")
             return
-        # under its own name: Keras Tuner records a trial's results only if the objective is not yet reported
-        answer = self.oracle.update_trial(self.trial_id, {EPOCH + self.objective: float(value)}, step=epoch)
+        loss = logs.get("val_loss", math.inf)
+        if not self.restored or self._scored is None or loss < self._scored[0]:
+            self._scored = (loss, dict(logs))
+        row = self._scored[1]
+        se = standard_error(self.objective, row, self.n_val)
+        report = {EPOCH + self.objective: float(row[scored_key(self.objective)])}
+        if se is not None:
+            report[SE] = float(se)
+        answer = self.oracle.update_trial(self.trial_id, report, step=self.step)
+        self.step += 1  # steps run on across fits: each epoch trained is one step of the learning curve
         if answer.status == "STOPPED":
             self.pruned = epoch + 1  # epochs trained
             self.model.stop_training = True
