@@ -8,7 +8,8 @@ On the same hypermodel, data, seed and time budget (no new trial after it), each
 - default: `runners/search.py FAMILY` as a user runs it: the Optuna study's TPE sampler and median pruner,
   trial 0 the earlier study's model;
 - random: the same with `--sampler random --pruner none`;
-- kt-random, kt-hyperband: plain Keras Tuner `RandomSearch` / `Hyperband` (factor 3) over the family's
+- kt-random, kt-hyperband, kt-bayesian: plain Keras Tuner `RandomSearch` / `Hyperband` (factor 3) /
+  `BayesianOptimization` over the family's
   hypermodel, no baseline first, Keras Tuner's own checkpoints;
 - optuna: plain Optuna, TPE and the median pruner with default settings,
   `optuna_integration.KerasPruningCallback`, each hyperparameter suggested as the hypermodel declares it
@@ -38,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-SIDES = ("default", "random", "kt-random", "kt-hyperband", "optuna")
+SIDES = ("default", "random", "kt-random", "kt-hyperband", "kt-bayesian", "optuna")
 FAMILY = {"lyrics": "lyrics_cnn", "cifar": "cifar_cnn"}
 
 # One side's search in a fresh process; prints RESULT {curve: [[seconds, best so far]], epochs, finished,
@@ -75,7 +76,7 @@ def ended(value, model=None, values=None):
     counts["finished"] += 1
     if value is not None and value > best[0]:
         best[:] = [value, model, values]
-    curve.append((time.time() - start, max(best[0], 0.0)))
+    curve.append((time.time() - start, max(best[0], 0.0), counts["epochs"]))
 
 
 class OutOfTime(Exception):
@@ -168,6 +169,8 @@ if side == "kt-random":
     kt_side(kt.RandomSearch, max_trials=10 ** 6)
 elif side == "kt-hyperband":
     kt_side(kt.Hyperband, max_epochs=epochs, factor=3, hyperband_iterations=10 ** 6)
+elif side == "kt-bayesian":
+    kt_side(kt.BayesianOptimization, max_trials=10 ** 6)
 else:
     optuna_side()
 model, values = best[1], best[2]
@@ -193,11 +196,14 @@ def run_suite(side, family, flags, budget, work):
     # the curve from the search's record: each trial's end, from the first trial's start
     study = optuna.load_study(study_name=family, storage=f"sqlite:///{res / 'optuna.db'}")
     trials = sorted((t for t in study.trials if t.datetime_complete), key=lambda t: t.datetime_complete)
-    t0, best, curve = min(t.datetime_start for t in trials), 0.0, []
+    t0, best, curve, epochs = min(t.datetime_start for t in trials), 0.0, [], 0
     for t in trials:
+        if t.user_attrs.get("duplicate") or t.user_attrs.get("interrupted"):
+            continue  # never trained, or run again
         if t.state.name == "COMPLETE":
             best = max(best, t.value)
-        curve.append(((t.datetime_complete - t0).total_seconds(), best))
+        epochs += int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
+        curve.append(((t.datetime_complete - t0).total_seconds(), best, epochs))
     table = pd.read_csv(res / family / "trials.csv")
     from analysis.best_model import load_best
     scores, y, pred = load_best(family, res).score_test(res)
@@ -216,7 +222,7 @@ def run_plain(side, family, flags, budget, work):
 
 
 def first_reach(curve, target):
-    return next((s for s, best in curve if best >= target), None)
+    return next((p[0] for p in curve if p[1] >= target), None)
 
 
 def summarise(task, runs, budget):
@@ -226,10 +232,10 @@ def summarise(task, runs, budget):
     print(f"{'side':13} {'best val':>8} {'to kt-random best':>18} {'epochs':>7} {'trials':>6} {'pruned':>6}  test (95 % CI)")
     lines = {}
     for side, by_seed in runs.items():
-        finals = {s: max((b for _, b in r["curve"]), default=0.0) for s, r in by_seed.items()}
+        finals = {s: max((p[1] for p in r["curve"]), default=0.0) for s, r in by_seed.items()}
         reach = []
         for s, r in by_seed.items():
-            target = max((b for _, b in runs["kt-random"][s]["curve"]), default=0.0) if "kt-random" in runs else None
+            target = max((p[1] for p in runs["kt-random"][s]["curve"]), default=0.0) if "kt-random" in runs else None
             reach.append(first_reach(r["curve"], target) if target is not None else None)
         hit = [x for x in reach if x is not None]
         median_seed = sorted(by_seed, key=lambda s: finals[s])[len(by_seed) // 2]
@@ -291,7 +297,7 @@ def main(argv=None):
                         part = args.record.with_name(args.record.name + ".part")
                         part.write_text(json.dumps(kept))
                         part.replace(args.record)  # a bench killed mid-write keeps the runs before
-                    print(f"  {task} {side} seed {seed}: best {max((b for _, b in r['curve']), default=0):.4f}, "
+                    print(f"  {task} {side} seed {seed}: best {max((p[1] for p in r['curve']), default=0):.4f}, "
                           f"{len(r['curve'])} trials, {r['epochs']} epochs", flush=True)
             summarise(task, runs, args.budget)
     return 0

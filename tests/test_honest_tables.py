@@ -41,11 +41,12 @@ def test_the_baseline_model_is_kept_and_compared_on_the_same_test_rows(tmp_path,
 
 
 def test_a_best_that_ties_with_the_majority_class_is_said_to_be_a_tie(tmp_path, real_lyrics):
-    """On the real 900 rows, with the suite's text pipeline, TF-IDF's baseline and 2 of its next 8 trials score
-    exactly what always answering Rock scores, and none more."""
+    """On the real 900 rows, with the suite's text pipeline, TF-IDF's baseline and some of its next 8 (random)
+    trials score exactly what always answering Rock scores, and none more."""
     res = tmp_path / "r"
+    # random proposals: the case is one of the data, not of what TPE's model picks after its start-up
     assert cli(["lyrics_tfidf_logreg", "--data", str(real_lyrics), "--results-dir", str(res), "--max-trials", "9",
-                "--text-pipeline", "suite"]) == 0
+                "--text-pipeline", "suite", "--sampler", "random"]) == 0
     tables = compare.compare(res)
     row = tables["comparison_lyrics"].iloc[0]
     trials = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")

@@ -85,14 +85,29 @@ def test_hyperbands_per_bracket_start_up_is_accounted_for(tmp_path):
 
 @pytest.mark.parametrize("name", list_families(engine="keras_tuner"))
 def test_every_familys_pruner_start_up_counts_all_its_fixed_trials(tmp_path, name):
-    """The oracle is made with the family's fixed first trials, before its study opens (keras_search passed
-    them after: cifar_cnn's two fixed trials were counted as one, and alone they were the bar)."""
+    """The oracle is made with the family's fixed first trials, before its study opens (keras_search set them
+    after: cifar_cnn's two fixed trials were counted as one, and alone they were the bar)."""
     family = describe(name)
     fixed = len(family.first_trials)
     o = make_oracle("optuna", 10, 10, 1, study=(f"sqlite:///{tmp_path / 's.db'}", "s"),
                     first_trials=family.first_trials)
     assert o.study.pruner._n_startup_trials == median_after(10, fixed) > fixed
     assert o.study.sampler._n_startup_trials == record.startup_trials(10, fixed) > fixed
+
+
+def test_the_search_opens_its_study_knowing_the_fixed_trials(tmp_path):
+    """The engine's own path (keras_search._make_tuner, then the study opened as run() opens it), for the family
+    with two fixed first trials: the median pruner waits for 3 finished trials, not 2."""
+    from runners import prepare, search_progress
+    from runners.keras_search import _make_tuner
+    family = describe("cifar_cnn")
+    assert len(family.first_trials) == 2
+    from search_spaces import get_family
+    family = get_family("cifar_cnn")
+    p = prepare.prepare(family, prepare.DataOptions(data="demo", results_dir=str(tmp_path)))
+    t = _make_tuner(family, p, tmp_path / "cifar_cnn", max_trials=10, epochs=2, tuner="optuna", seed=1,
+                    tensorboard=None, progress=search_progress.Progress("cifar_cnn", 10, ("val_accuracy", "max")))
+    assert t.oracle.study.pruner._n_startup_trials == 3 and t.oracle.study.sampler._n_startup_trials == 4
 
 
 # --- pruning that knows its noise ------------------------------------------------------------------------------
@@ -155,6 +170,26 @@ def test_each_epoch_reports_what_the_trial_would_be_scored_on():
     for e, logs in enumerate(epochs):
         report.on_epoch_end(e, dict(logs))
     assert [m[EPOCH + "val_accuracy"] for _, m in o.sent] == pytest.approx([0.30, 0.40, 0.50])
+
+
+def test_a_trial_run_again_after_a_dead_worker_starts_afresh(tmp_path):
+    """distributed.ChiefServicer.requeue_stale hands a silent worker's trial to another: the study oracle forgets
+    the first attempt (its ask, the epochs it reported, its pruning), which is failed and left out of the tables."""
+    o = oracle(tmp_path, lr_units, max_trials=10)
+    for _ in range(3):
+        finish(o, o.create_trial("t"), 0.60, curve=[0.60] * 10, se=0.01)
+    trial = o.create_trial("w1")
+    for step, v in enumerate([0.1] * 3):
+        o.update_trial(trial.trial_id, {EPOCH + "val_accuracy": v, SE: 0.01}, step=step)
+    assert trial.trial_id in o.pruned  # the first attempt was pruned at its third epoch
+    o.forget_attempt(trial.trial_id)
+    assert trial.trial_id not in o.pruned
+    # the second attempt reports its own epochs from 0, and is judged on them
+    assert finish(o, trial, 0.65, curve=[0.65] * 10, se=0.01) is None
+    study = study_of(tmp_path)
+    assert [t.state.name for t in study.trials][-2:] == ["FAIL", "COMPLETE"]
+    assert study.trials[-2].user_attrs["interrupted"] and len(study.trials[-1].intermediate_values) == 10
+    assert [r["status"] for r in record.rows(study)] == ["COMPLETE"] * 4
 
 
 # --- Keras Tuner's oracle contract -----------------------------------------------------------------------------
@@ -319,6 +354,21 @@ def test_the_value_told_at_the_end_is_what_the_epochs_tracked(tmp_path, small_ly
         assert t.state.name == "COMPLETE"
         assert t.value == pytest.approx(list(t.intermediate_values.values())[-1])
         assert t.value == pytest.approx(t.user_attrs[objective])
+
+
+@pytest.mark.slow
+def test_a_trial_cut_short_by_the_hard_time_budget_is_never_complete(tmp_path, small_lyrics):
+    """--time-budget-hard stops the trial in progress: its value is from fewer epochs than the others', so it is
+    PRUNED (in the study and trials.csv), never best/."""
+    res = tmp_path / "r"
+    assert cli(["lyrics_rnn", "--data", str(small_lyrics), "--results-dir", str(res), "--seq-len", "30",
+                "--vocab-size", "300", "--max-trials", "3", "--epochs", "400", "--time-budget", "3s",
+                "--time-budget-hard"]) == 0
+    rows = pd.read_csv(res / "lyrics_rnn" / "trials.csv")
+    assert rows["status"].tolist() == ["PRUNED"] and rows["epochs_run"][0] < 400
+    study = optuna.load_study(study_name="lyrics_rnn", storage=f"sqlite:///{res / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["PRUNED"]
+    assert not (res / "lyrics_rnn" / "best" / "meta.json").exists()
 
 
 @pytest.mark.slow
