@@ -22,7 +22,7 @@ from suite_common import atomic
 # Who proposes the trials: "optuna", a study with a sampler (and for Keras a pruner: runners/keras_search/
 # optuna_oracle.py), or for a Keras family Keras Tuner's own oracles. The first of each is the default.
 TUNERS = {"keras_tuner": ("optuna", "random", "bayesian", "hyperband"), "optuna": ("optuna",)}
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "tpe-prior", "random")
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
 
 

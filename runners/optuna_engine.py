@@ -167,7 +167,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     study = optuna.create_study(study_name=name, storage=storage, direction=record.direction(objective[1]),
                                 sampler=record.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared,
                                                              startup=record.startup_trials(max_trials),
-                                                             parallel=shared),
+                                                             parallel=shared, defaults=family.defaults),
                                 load_if_exists=True)
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
            and not trials_table.is_score(t.value)]

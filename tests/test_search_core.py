@@ -381,3 +381,33 @@ def test_the_autoencoder_reports_its_reconstruction_error_each_epoch(tmp_path):
         assert len(t.intermediate_values) == 2  # a learning curve, so the pruner has values to act on
         assert t.value == pytest.approx(t.intermediate_values[1])
         assert t.value == pytest.approx(t.user_attrs["val_reconstruction_mse"])
+
+
+# --- a prior on the defaults (--sampler tpe-prior) --------------------------------------------------------------
+
+def test_the_prior_draws_near_the_defaults_and_fades_as_trials_finish(tmp_path):
+    sampler = record.make_sampler("tpe-prior", 1, defaults={"learning_rate": 1e-3, "units": 16, "kind": "cnn"})
+    d = optuna.distributions
+    lr = [sampler.near(d.FloatDistribution(1e-4, 1e-2, log=True), 1e-3) for _ in range(400)]
+    close = sum(10 ** -3.5 <= v <= 10 ** -2.5 for v in lr) / len(lr)
+    assert close > 0.8  # a uniform draw on the log scale: 0.5
+    units = [sampler.near(d.IntDistribution(8, 64, step=8), 16) for _ in range(200)]
+    assert all(u in range(8, 65, 8) for u in units) and sum(u <= 24 for u in units) / len(units) > 0.6
+    kinds = [sampler.near(d.CategoricalDistribution(["cnn", "rnn", "mlp"]), "cnn") for _ in range(300)]
+    assert 0.55 < kinds.count("cnn") / len(kinds) < 0.8  # half the time the default, else any of the three
+    # the prior's weight: 2 / (2 + n) after n finished trials, through the study oracle
+    o = oracle(tmp_path, lr_units, max_trials=200, sampler="tpe-prior", pruner="none")
+    near = []
+    for i in range(40):
+        trial = o.create_trial("t")
+        near.append(o.study.sampler._near.get(len(o.study.trials) - 1, False))
+        finish(o, trial, 0.5)
+    assert sum(near[1:11]) > sum(near[-10:])  # the first searched trials lean on the prior, the last hardly
+
+
+@pytest.mark.slow
+def test_an_optuna_family_searches_with_the_prior(tmp_path, small_lyrics):
+    res = tmp_path / "r"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "6",
+                "--sampler", "tpe-prior"]) == 0
+    assert len(pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")) == 6

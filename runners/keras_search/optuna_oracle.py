@@ -152,7 +152,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 load_if_exists=True,
                 # a resume does not replay: the seed moves on with the trials on record
                 sampler=record.make_sampler(self.sampler_name, (self.seed or 0) + done, startup=startup,
-                                            parallel=self.parallel),
+                                            parallel=self.parallel,
+                                            defaults=lambda: self._study_params(self.fixed_values(0))),
                 pruner=make_pruner(self.pruner_name, self.epochs, median_after(self.max_trials, fixed)))
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
