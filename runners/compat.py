@@ -27,7 +27,8 @@ KNOWN = {
                     "_max_collisions (the study oracle's collision rule), and a "
                     "worker's OracleClient given another class (runners/keras_search/distributed.py)"),
     "optuna": ("4.9", "6", "a value's place in a distribution (BaseDistribution._contains); the storage's own "
-               "methods for a trial's late parameters and ids (set_trial_param, get_trial_id_from_study_id_trial_number)"),
+               "methods for a trial's late parameters and ids (set_trial_param, get_trial_id_from_study_id_trial_number); "
+               "its trial and heartbeat tables (optuna.storages._rdb.models) for trials nobody runs"),
     "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils)"),
     "tensorflow": ("2.16", "2.22", "traced steps' gradient functions dropped from ops._gradient_registry"),
     "torch": ("2.1", "2.11", "torch._dynamo.reset skipped when nothing was compiled (convert_frame.FRAME_COUNTER); "
@@ -111,6 +112,42 @@ def max_collisions(oracle):
     """How many proposals in a row already tried a Keras Tuner oracle takes before it calls its space used up
     (Oracle._max_collisions, 20)."""
     return oracle._max_collisions
+
+
+def running_without_heartbeat(storage, study_name, older_than_s):
+    """Numbers of the study's RUNNING trials that never sent a heartbeat and started more than older_than_s
+    seconds ago: nobody runs them (a plain `study.ask()`, a process killed before its first beat). Optuna's own
+    stale check skips a trial with no heartbeat row (RDBStorage._get_stale_trial_ids), so this reads its
+    tables (optuna.storages._rdb.models) directly."""
+    import datetime
+
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    study_id = storage.get_study_id_from_name(study_name)
+    session = storage.scoped_session()
+    try:
+        now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+        rows = (session.query(models.TrialModel)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialModel.state == optuna_running())
+                .filter(~models.TrialModel.heartbeats.any())
+                .all())
+        cut = datetime.timedelta(seconds=older_than_s)
+        return [r.number for r in rows if r.datetime_start is None or now - r.datetime_start.replace(tzinfo=None) > cut]
+    finally:
+        storage.scoped_session.remove()
+
+
+def storage_of(study):
+    """The database storage an Optuna study writes to (Study._storage, which Optuna may wrap in its
+    _CachedStorage: its _backend)."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage)
+
+
+def optuna_running():
+    import optuna
+    return optuna.trial.TrialState.RUNNING
 
 
 def become(obj, cls):

@@ -71,3 +71,11 @@ def write_comparison_tables(family, prepared, out_dir):
     for name, table in family.comparison_tables(trials, *trials_table.objective_of(family, prepared.meta)).items():
         atomic.write_text(Path(out_dir) / f"{name}.csv", table.to_csv(index=False))
         print(f"{name}:\n{table.to_string(index=False)}", flush=True)
+
+
+def study_settings(family, config):
+    """The search's own settings in its study's identity, as its engine describes the study (record.describe)."""
+    if family.engine == "keras_tuner":
+        return {"tuner": config.tuner, **({"sampler": config.sampler, "pruner": config.pruner}
+                                          if config.tuner == "optuna" else {})}
+    return {"sampler": config.sampler}

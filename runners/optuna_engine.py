@@ -26,7 +26,7 @@ import optuna
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from runners import best_store, record, search_progress, trials_table, workers
+from runners import best_store, compat, record, search_progress, trials_table, workers
 from suite_common import CANNOT_WRITE, UserError, masked
 from suite_common.failpoints import failpoint
 
@@ -52,14 +52,7 @@ class StorageFailed(BaseException):
 
 def _storage_problem(e):
     """The database error behind an exception (a full disk, a read-only file), or None."""
-    import sqlalchemy.exc  # only with a database URL
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)):
-            return e
-        e = e.__cause__ or e.__context__
-    return None
+    return record.storage_problem(e)
 
 
 def _optimize(study, url, *args, **kwargs):
@@ -73,13 +66,7 @@ def _optimize(study, url, *args, **kwargs):
         problem = _storage_problem(e.__cause__ if isinstance(e, StorageFailed) else e)
         if problem is None:
             raise
-        root = problem
-        while root.__cause__ is not None or root.__context__ is not None:
-            root = root.__cause__ or root.__context__
-        why = (str(root).splitlines() or [type(root).__name__])[0]
-        raise UserError(masked(f"cannot write the study's database {url} ({why}): free space or fix its "
-                               "permissions, then run the same command again to resume (the finished trials "
-                               "are saved)")) from None
+        raise UserError(record.storage_error_line(problem, url)) from None
 
 
 def _queued(study):
@@ -151,8 +138,25 @@ def train(family, params, p, cache, seed):
     return Pipeline([("features", features), ("classifier", clf)]), metrics
 
 
+def _fail_orphans(study, grace):
+    """RUNNING trials that nobody runs (no heartbeat, `grace` seconds after their start: Optuna's stale check
+    never fails them) are failed and queued again, as its RetryFailedTrialCallback does with a stale one."""
+    storage = compat.storage_of(study)
+    orphans = set(compat.running_without_heartbeat(storage, study.study_name, grace))
+    if not orphans:
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.number in orphans:
+            if t.params:
+                study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "is_baseline"})
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+
+
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
-                  objective=trials_table.OBJECTIVE, name=None, max_trials=None):
+                  objective=trials_table.OBJECTIVE, name=None, max_trials=None, meta=None):
     """Open (or create) the search's study (name: study_name's); before any worker starts, queue the
     baseline and tidy what a killed single run left. objective: (metric, "max"|"min")."""
     out_dir = Path(out_dir)
@@ -169,6 +173,8 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
                                                              startup=record.startup_trials(max_trials),
                                                              parallel=shared, defaults=family.defaults),
                                 load_if_exists=True)
+    if meta is not None:  # another search's trials are refused before anything is written
+        record.check_identity(study, meta, sampler=sampler)
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
            and not trials_table.is_score(t.value)]
     if bad:
@@ -196,11 +202,13 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     objective = trials_table.objective_of(family, prepared.meta)
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
                           objective=objective, name=record.study_name(out_dir, prepared.record, storage),
-                          max_trials=max_trials)
+                          max_trials=max_trials, meta=prepared.meta)
     if storage is not None and not worker:
         enqueue_baseline(study, family)
     if not worker:
         record.describe(study, prepared.meta, sampler=sampler)
+    else:  # the process that started the workers described it; a worker on other data is refused here
+        record.check_identity(study, prepared.meta, sampler=sampler)
     done_before = _counted(study)
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
         rows = record.rows(study)
@@ -307,17 +315,24 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     # --storage: the process that owns the search ends it only when no trial is RUNNING any more: one of a
     # live worker elsewhere ends, one of a process that died is failed once its heartbeat is stale and queued
     # again (Optuna's retry callback), and runs here
+    grace = 3 * trials_table.HEARTBEAT_S
     while storage is not None and not worker and running() and not stop.requested and not stop.out_of_time():
         search_progress.log(f"{family.name}: waiting for {running()} running trial(s): a worker's, or a dead "
-                            f"process's, queued again once its heartbeat is {3 * trials_table.HEARTBEAT_S} s old")
-        while running() and not _queued(study):
-            time.sleep(trials_table.HEARTBEAT_S)
+                            f"process's, queued again once its heartbeat is {grace} s old (one with no "
+                            f"heartbeat {grace} s after its start)")
+        while running() and not _queued(study) and not stop.requested and not stop.out_of_time():
+            for _ in range(trials_table.HEARTBEAT_S * 4):  # Ctrl-C and SIGTERM end the wait within 0.25 s
+                if stop.requested:
+                    break
+                time.sleep(0.25)
             with warnings.catch_warnings():  # marked experimental
                 warnings.simplefilter("ignore")
                 optuna.storages.fail_stale_trials(study)
-        if _queued(study):
-            _optimize(study, storage or record.storage_url(out_dir.parent), run_one, n_trials=len(_queued(study)),
-                      callbacks=[after_trial, budget], catch=(Exception,))
+            _fail_orphans(study, grace)
+        if (_queued(study) or _counted(study) + running() < max_trials) and not stop.requested \
+                and not stop.out_of_time():  # a dead process's trial, queued again or failed: run what is left
+            _optimize(study, storage or record.storage_url(out_dir.parent), run_one, n_trials=None,
+                      callbacks=[after_trial, enough, budget], catch=(Exception,))
     fits, trials = cache.misses, cache.hits + cache.misses
     search_progress.log(f"{family.name}: feature matrices fitted {fits} {'time' if fits == 1 else 'times'} for "
                         f"{trials} {'trial' if trials == 1 else 'trials'}")
@@ -347,9 +362,10 @@ def _run_workers(family, prepared, out_dir, config):
     objective = trials_table.objective_of(family, prepared.meta)
     name = record.study_name(out_dir, prepared.record, config.storage)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
-                          objective=objective, name=name)
+                          objective=objective, name=name, meta=prepared.meta)
     if config.storage:
         enqueue_baseline(study, family)
+    record.describe(study, prepared.meta, sampler=config.sampler)  # before the workers check it
     procs = workers.start_workers(family, config, ["--worker"])
     codes = [p.wait() for p in procs]
     if any(codes):

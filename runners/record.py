@@ -96,6 +96,30 @@ def _with_installed_driver(url):
     return url
 
 
+def storage_problem(e):
+    """The database error behind an exception (a full disk, a read-only or immutable file, a file-size limit),
+    or None."""
+    import sqlalchemy.exc  # only with a database URL
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError)):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def storage_error_line(problem, url=None):
+    """One line for a database the record cannot be written to (storage_problem's error)."""
+    root = problem
+    while root.__cause__ is not None or root.__context__ is not None:
+        root = root.__cause__ or root.__context__
+    why = (str(root).splitlines() or [type(root).__name__])[0]
+    where = f" {url}" if url else ""
+    return masked(f"cannot write the study's database{where} ({why}): free space or fix its permissions, then "
+                  "run the same command again to resume (the finished trials are saved)")
+
+
 def has_study(storage, name):
     try:
         return name in optuna.get_all_study_names(storage=storage)
@@ -113,16 +137,59 @@ def direction(objective_direction):
     return "minimize" if objective_direction == "min" else "maximize"
 
 
-def describe(study, meta, **settings):
-    """The study's attributes: which data, seed, objective and engine its trials ran on (once, or when they
-    change), and the objective's name for the dashboard."""
+# What a study's trials mean: a study holding trials of another search (other data, family, budget, tuner...) is
+# never added to (check_identity)
+IDENTITY = ("family", "variant", "data_fingerprint", "seed", "objective", "engine", "epochs", "tuner", "sampler",
+            "pruner")
+
+
+def _identity(meta, settings):
     objective = (meta.get("objective") or trials_table.OBJECTIVE)[0]
     data = meta.get("data") or {}
-    wanted = {"family": meta.get("family"), "variant": meta.get("variant"), "data_source": data.get("source"),
-              "data_fingerprint": data.get("fingerprint"), "seed": meta.get("seed"), "objective": objective,
-              "engine": meta.get("engine"), **settings}
+    return {"family": meta.get("family"), "variant": meta.get("variant"), "data_source": data.get("source"),
+            "data_fingerprint": data.get("fingerprint"), "seed": meta.get("seed"), "objective": objective,
+            "engine": meta.get("engine"), "epochs": meta.get("epochs"), **settings}
+
+
+def check_identity(study, meta, **settings):
+    """Before any trial is added: a study that holds trials belongs to this search (its family, variant, data
+    fingerprint, seed, objective, epoch budget, tuner, sampler and pruner, as describe() wrote them), whatever
+    happened to the results folder (deleted by hand, a --fresh killed half-way, a --worker run on other data).
+    A study with trials that no search of the suite described (made by plain Optuna, say) is refused too.
+    UserError, one line; nothing is written."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state != optuna.trial.TrialState.WAITING]
+    if not trials:
+        return
+    attrs, wanted = study.user_attrs, _identity(meta, settings)
+    where = f"the study {study.study_name!r} in the record"
+    if not attrs.get("family") or "data_fingerprint" not in attrs:
+        raise UserError(f"{where} holds {len(trials)} trials that no search of this suite made (it names no family "
+                        "and data): start again with --fresh to discard it, or give this search another --storage")
+    for key in IDENTITY:
+        if key in attrs and key in wanted and wanted[key] is not None and attrs[key] != wanted[key]:
+            raise UserError(f"{where} holds {len(trials)} trials of another search ({key}: {attrs[key]!r} there, "
+                            f"{wanted[key]!r} now): start again with --fresh to discard them, or use another "
+                            "--results-dir")
+
+
+def check_search_study(out_dir, meta, url=None, run_record=None, **settings):
+    """The CLI's check, before it writes anything (the engines check again as they open the study): the search's
+    study, if the record holds one already, holds this search's trials (check_identity)."""
+    if url is None and not (Path(out_dir).parent / "optuna.db").exists():
+        return
+    storage = open_storage(out_dir, url, heartbeat=False)
+    name = study_name(out_dir, run_record, url)
+    if has_study(storage, name):
+        check_identity(optuna.load_study(study_name=name, storage=storage), meta, **settings)
+
+
+def describe(study, meta, **settings):
+    """The study's attributes: which data, seed, objective and engine its trials ran on (checked first:
+    check_identity), and the objective's name for the dashboard."""
+    check_identity(study, meta, **settings)
+    objective = (meta.get("objective") or trials_table.OBJECTIVE)[0]
     attrs = study.user_attrs
-    for key, value in wanted.items():
+    for key, value in _identity(meta, settings).items():
         if attrs.get(key) != value:
             study.set_user_attr(key, value)
     if study.metric_names != [objective]:

@@ -272,6 +272,9 @@ def main(argv=None, stop=None):
                 print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
                 shutil.rmtree(out_dir)
             record.discard(out_dir)
+        # the record outlives the folder: its study must hold this search's trials (deleted folder, other data)
+        record.check_search_study(out_dir, prepared.meta, args.storage, prepared.record,
+                                  **engines.study_settings(family, config))
         prepare.save_cache(prepared)
         write_record(out_dir, prepared.record)
         rows = engines.run(family, prepared, out_dir, config)
@@ -343,6 +346,13 @@ def cli(argv=None, handle_signals=False):
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the record's database refusing a write is one line, not a traceback
+        from runners import record  # Optuna: only once a search ran
+        problem = record.storage_problem(e)
+        if problem is None:
+            raise
+        print(error_line(record.storage_error_line(problem)), file=sys.stderr)
+        return 2
 
 
 def entry_point():

@@ -84,6 +84,25 @@ def test_search_survives_a_kill_at_each_write_point(family, trials, point, tmp_p
     check_invariants(res, family, small_lyrics, finished_expected=trials)
 
 
+@pytest.mark.parametrize("skip,extra", [(1, ()), (0, ("--time-budget", "3s", "--time-budget-hard", "--epochs", "400"))])
+def test_a_kill_as_a_trial_is_recorded_leaves_it_once(skip, extra, tmp_path, small_lyrics):
+    """kill -9 right after Keras Tuner saved an ended trial and before the study was told (issue 40): for a
+    complete trial (the second) and a pruned one (the first, cut short by --time-budget-hard: PRUNED). Keras
+    Tuner's reload put the trial up to run again, and it was in trials.csv twice."""
+    res = tmp_path / "r"
+    cmd = [*search_cmd("lyrics_lstm", small_lyrics, res, 3), *extra]
+    first = run(cmd, env={"SEARCH_SUITE_CRASH_AT": "oracle-saved", "SEARCH_SUITE_CRASH_SKIP": str(skip)})
+    assert first.returncode == 137, first.stderr[-2000:]
+    resumed = run(cmd)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    t = check_invariants(res, "lyrics_lstm", small_lyrics)
+    assert t["trial_id"].tolist() == sorted(set(t["trial_id"]))
+    if extra:
+        assert t["status"].tolist()[0] == "PRUNED"
+    else:
+        assert t["trial_id"].tolist() == [0, 1, 2]
+
+
 def test_random_kills_lose_nothing(tmp_path, small_lyrics):
     """A few kill -9 at random moments (the soak script does more: bench/kill_soak.py)."""
     res, rng = tmp_path / "r", random.Random(0)

@@ -5,8 +5,10 @@ trial finished and none left RUNNING."""
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -113,3 +115,54 @@ def test_a_study_kept_in_the_search_folder_by_an_older_version_is_moved_into_the
     assert not old.exists() and studies(f"sqlite:///{res / 'optuna.db'}") == {"lyrics_tfidf_logreg": 3}
     rows = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
     assert rows["trial_id"].tolist() == [0, 1, 2] and rows["is_baseline"].sum() == 1
+
+
+def _resume_cmd(res, data, url, trials):
+    return [sys.executable, "-m", "runners.search", "lyrics_tfidf_logreg", "--data", str(data), "--results-dir",
+            str(res), "--max-trials", str(trials), "--storage", url, *FAST]
+
+
+@pytest.mark.slow
+def test_a_resume_never_waits_on_a_trial_nobody_runs(tmp_path, small_lyrics):
+    """Issue 40: a RUNNING trial with no heartbeat (here a plain `study.ask()`; a process killed before its first
+    beat is the same) was skipped by Optuna's stale check, and the resume waited on it forever. It is failed and
+    queued again within a few heartbeat intervals."""
+    url, res = f"sqlite:///{tmp_path / 'shared.db'}", tmp_path / "r"
+    assert search(small_lyrics, res, "--storage", url, trials=4) == 0
+    (name,) = studies(url)
+    optuna.load_study(study_name=name, storage=url).ask()  # nobody will ever run it
+    started = time.time()
+    resumed = subprocess.run(_resume_cmd(res, small_lyrics, url, 5), cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert time.time() - started < 90
+    states = [t.state.name for t in optuna.load_study(study_name=name, storage=url).trials]
+    assert "RUNNING" not in states and states.count("COMPLETE") == 5
+    assert len(pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")) == 5
+
+
+@pytest.mark.slow
+def test_one_sigterm_ends_a_wait(tmp_path, small_lyrics):
+    """A trial a live worker elsewhere holds (its heartbeat kept fresh here): the resume waits for it, and one
+    SIGTERM (what `timeout` sends) ends the wait with the usual message."""
+    url, res = f"sqlite:///{tmp_path / 'shared.db'}", tmp_path / "r"
+    assert search(small_lyrics, res, "--storage", url, trials=2) == 0
+    (name,) = studies(url)
+    study = optuna.load_study(study_name=name, storage=url)
+    held = study.ask()
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=4)
+    proc = subprocess.Popen(_resume_cmd(res, small_lyrics, url, 3), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            storage.record_heartbeat(held._trial_id)  # alive: the trial is a live worker's
+            time.sleep(1)
+            if time.time() > deadline - 45:
+                break
+        assert proc.poll() is None  # still waiting on the live trial
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "run the same command again to resume" in err, err[-1500:]

@@ -83,6 +83,11 @@ def trials_begun(out_dir):
     return len(trial_files)
 
 
+def _settings(tuner, sampler, pruner):
+    """The search's own settings in its study's identity (record.describe; engines.study_settings, the same)."""
+    return {"tuner": tuner, **({"sampler": sampler, "pruner": pruner} if tuner == "optuna" else {})}
+
+
 def start_engine():
     """Before the first trial: the library patches (runners/compat.py, with a line if a version is outside
     what they were written for), and what exists now (modules, data) exempted from garbage collection:
@@ -116,6 +121,7 @@ def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, t
         study = (record.storage_url(Path(out_dir).parent), record.study_name(out_dir))  # the search's record
         oracle = make_oracle(tuner, max_trials, epochs, seed, objective, study=study, sampler=sampler, pruner=pruner,
                              first_trials=family.first_trials, parallel=parallel)
+        oracle.identity = (prepared.meta, _settings(tuner, sampler, pruner))
         return SuiteTuner(oracle, family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, stop=stop or Stop(),
                           verbose=verbose, reports_epochs=tuner == "optuna")
@@ -137,8 +143,14 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
                     tensorboard=tensorboard, progress=progress, stop=stop, verbose=verbose, sampler=sampler, pruner=pruner,
                     parallel=chief is not None)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total (before the study opens)
-    record.describe(t.oracle.study, prepared.meta, tuner=tuner, **({"sampler": sampler, "pruner": pruner}
-                                                                   if tuner == "optuna" else {}))
+    record.describe(t.oracle.study, prepared.meta, **_settings(tuner, sampler, pruner))
+    on_record = [x for x in t.oracle.study.get_trials(deepcopy=False, states=record.FINISHED)
+                 if not record.interrupted(x)]
+    if on_record and not t.oracle.trials and chief is None:
+        # Keras Tuner resumes from its own state, which a deleted folder lost: new trials would take the
+        # record's trial ids again
+        raise UserError(f"the record holds {len(on_record)} trials of this search, but its Keras Tuner state "
+                        f"({Path(out_dir) / 'keras_tuner'}) is gone: start again with --fresh")
     t.reconcile()
     if before:
         search_progress.log(f"resuming {family.name}: {len(t.oracle.trials)} trials on record, running up to "

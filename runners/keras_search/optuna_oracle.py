@@ -155,6 +155,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                                             parallel=self.parallel,
                                             defaults=lambda: self._study_params(self.fixed_values(0))),
                 pruner=make_pruner(self.pruner_name, self.epochs, median_after(self.max_trials, fixed)))
+            self.check_identity(self._study)  # before the RUNNING trials below are failed
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)

@@ -93,16 +93,25 @@ class KerasRecord:
     trial in it, with its values, start and end times and learning curve (its history file's objective)."""
 
     record_at = None
+    identity = None  # (meta, settings): what the study's trials must be (record.check_identity), when known
     _record = None
 
     @property
     def study(self):
         if self._record is None:
             url, name = self.record_at
-            self._record = optuna.create_study(
+            study = optuna.create_study(
                 study_name=name, storage=record.open_storage(None, url, heartbeat=False), load_if_exists=True,
                 direction=record.direction(self.objective.direction))
+            self.check_identity(study)
+            self._record = study
         return self._record
+
+    def check_identity(self, study):
+        """Another search's trials in the study are refused before anything is written to it."""
+        if self.identity is not None:
+            meta, settings = self.identity
+            record.check_identity(study, meta, **settings)
 
     def populate_space(self, trial_id):
         self.__dict__.setdefault("_started", {})[trial_id] = time.time()

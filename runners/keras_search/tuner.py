@@ -182,6 +182,10 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         for tid in [t for t in oracle.trials if t not in oracle.start_order]:
             del oracle.trials[tid]
             shutil.rmtree(Path(self.project_dir) / f"trial_{tid}", ignore_errors=True)
+        # A kill after Keras Tuner saved an ended trial but before it took it off its ongoing trials: its reload
+        # put the trial up to run again. It has ended (end_order): it does not run twice.
+        queue = compat.retry_queue(oracle)
+        queue[:] = [t for t in queue if t not in oracle.end_order]
         finished = {number(tid): metrics_of(t).get(objective[0]) for tid, t in oracle.trials.items()
                     if status_of(t) == "COMPLETE"}
         bad = [tid for tid, v in finished.items() if not trials_table.is_score(v)]
