@@ -208,6 +208,11 @@ def load_best(family, results_dir="results", with_artist=False):
             raise UserError(f"{model_path} is not a model this suite saved ({e}); refusing to use it") from None
     else:
         model = _load_keras(model_path)
+        from analysis import model_checks  # the values a Keras model is used with
+        try:
+            model_checks.check_keras_model(model, meta, encoder)
+        except ValueError as e:
+            raise UserError(f"{folder} does not hold a model this suite saved ({e}); refusing to use it") from None
     return BestModel(folder, meta, model, encoder, artists)
 
 
@@ -253,6 +258,11 @@ def _load_skops(path):
         if refused:
             raise UserError(f"{path} holds types that the suite's models never contain "
                             f"({', '.join(f'{m}.{c} ({k})' for k, m, c in refused[:5])}); refusing to load it")
+        from analysis import model_checks  # the shapes its arrays declare, before any is read
+        try:
+            model_checks.check_archive_arrays(path)
+        except ValueError as e:
+            raise UserError(f"{path} is not a model this suite saved ({e}); refusing to load it") from None
         return sio.load(path, trusted=sio.get_untrusted_types(file=path))
     except UserError:
         raise

@@ -41,6 +41,7 @@ def _check_features(step, width):
               "TokenIdFeatures.vocab_ must be a list of words")
         return step.seq_len
     if isinstance(step, (CountVectorizer, TfidfVectorizer)):
+        _check_vectorizer_settings(step)
         # fitted: vocabulary_; given a fixed list (TF-IDF's refined step), it builds vocabulary_ when used
         vocab = getattr(step, "vocabulary_", None) if hasattr(step, "vocabulary_") else step.vocabulary
         if isinstance(vocab, list):
@@ -58,6 +59,22 @@ def _check_features(step, width):
         _idf(step, width)
         return width
     raise ValueError(f"an unexpected step {type(step).__name__}")
+
+
+# What the suite's vectorizers are made with (search_spaces/lyrics_tfidf_logreg.py, lyrics_decision_tree.py):
+# scikit-learn's word analyzer and token pattern, n-grams up to 3. Anything else is not the suite's, and a
+# hostile value costs memory (ngram_range (1, 100000)) or time (a token pattern that backtracks) at predict.
+SUITE_TOKEN_PATTERN = CountVectorizer().token_pattern
+MAX_NGRAM = 3
+
+
+def _check_vectorizer_settings(step):
+    low, high = (tuple(step.ngram_range) + (None, None))[:2] if isinstance(step.ngram_range, (tuple, list)) \
+        else (None, None)
+    _need(_whole(low) and _whole(high) and 1 <= low <= high <= MAX_NGRAM,
+          f"ngram_range must be (1..{MAX_NGRAM}, 1..{MAX_NGRAM}), as the suite searches it")
+    _need(step.analyzer == "word" and step.token_pattern == SUITE_TOKEN_PATTERN and step.tokenizer is None
+          and step.preprocessor is None, "the vectorizer's analyzer and token pattern are not the suite's")
 
 
 def _idf(step, width):
@@ -119,3 +136,41 @@ def _whole(value):
 def _need(condition, problem):
     if not condition:
         raise ValueError(problem)
+
+
+# The largest array the suite's scikit-learn models hold is far below this (a tree's nodes, a logistic
+# regression's classes x 50,000 terms); a declared shape beyond it is refused before it is read.
+MAX_ARRAY_ELEMENTS = 5_000_000
+
+
+def check_archive_arrays(path):
+    """Every NumPy array in a skops archive, by the shape its header declares, before any is read: at most
+    MAX_ARRAY_ELEMENTS each (ValueError if not)."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if not name.endswith(".npy"):
+                continue
+            with z.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, _ = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, _ = np.lib.format.read_array_header_2_0(f)
+            _need(int(np.prod(shape, dtype=np.float64)) <= MAX_ARRAY_ELEMENTS,
+                  f"an array of shape {shape} ({name}), larger than any the suite saves")
+
+
+def check_keras_model(model, meta, encoder):
+    """A Keras best model against its meta.json and tokenizer: one output per label name (a classifier), and
+    a word embedding with a row for every id the tokenizer can give (ValueError if not)."""
+    shape = model.outputs[0].shape if model.outputs else ()
+    if len(shape) == 2:  # a classifier (the autoencoder gives images)
+        _need(shape[-1] == len(meta["label_names"]),
+              f"the model has {shape[-1]} outputs for {len(meta['label_names'])} label names")
+    if encoder is not None:
+        rows = [layer.input_dim for layer in model.layers if type(layer).__name__ == "Embedding"
+                and layer.name == "word_embedding"]
+        _need(not rows or encoder.vocab_size <= rows[0],
+              f"the tokenizer gives {encoder.vocab_size} word ids; the model's embedding has {rows[0]} rows")
+

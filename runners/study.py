@@ -78,8 +78,26 @@ def load_plan(path):
         if not isinstance(own, dict) or not isinstance(own.get("family"), str):
             raise StudyError(f"{path}: search {i} has no family")
         entry = {**plan.get("defaults", {}), **plan.get(task_of(own["family"]), {}), **own}
-        out.append({k.replace("-", "_"): v for k, v in entry.items()})
+        entry = {k.replace("-", "_"): v for k, v in entry.items()}
+        _check_budget(f"{path}: search {i} ({own['family']})", entry)
+        out.append(entry)
     return out
+
+
+def _check_budget(where, entry):
+    """A plan's budget values, as the command line would take them (one line, not a traceback, if not)."""
+    for key, parse in (("max_trials", positive_int), ("epochs", positive_int), ("workers", positive_int),
+                       ("time_budget", duration)):
+        value = entry.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            kind = "a duration such as 90s" if key == "time_budget" else "a whole number"
+            raise StudyError(f"{where}: {key} must be {kind}, not {type(value).__name__} {value!r}")
+        try:
+            parse(str(value))
+        except argparse.ArgumentTypeError as e:
+            raise StudyError(f"{where}: {key} {value!r}: {e}") from None
 
 
 def apply_overrides(searches, args):
@@ -134,7 +152,7 @@ def trials_on_record(results_dir, key):
             rows = list(csv.DictReader(f))
     except (OSError, csv.Error, UnicodeDecodeError):
         return 0, None
-    done = [r for r in rows if r.get("status") in ("COMPLETE", "FAIL")]
+    done = [r for r in rows if r.get("status") in ("COMPLETE", "FAIL", "PRUNED")]  # every ended trial
     record = trials_table.run_record(Path(results_dir) / key)
     objective = record.get("objective")  # the family's own, if any; a damaged record: the default
     if not (isinstance(objective, list) and len(objective) >= 2 and isinstance(objective[0], str)

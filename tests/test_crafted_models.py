@@ -4,6 +4,7 @@ shape. Each is refused with one line when loaded (load_best, the demo), before c
 it; the suite's own models still load. The crafted files are never used for prediction here: if a check
 let one through, the test fails on the missing refusal, not with a segmentation fault."""
 
+import io
 import shutil
 
 import numpy as np
@@ -101,3 +102,67 @@ def test_the_suites_own_models_pass_the_checks(finished):
     for family in ("lyrics_decision_tree", "lyrics_tfidf_logreg"):
         model = load_best(family, finished)
         assert model.predict(["la la love"])[0] in model.label_names
+
+
+# --- values that cost memory or time, not types (issue 40) ----------------------------------------------------
+
+def _counts_of(model):
+    """The CountVectorizer step of the saved TF-IDF pipeline."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.pipeline import Pipeline
+    steps = [s for _, s in model.steps[:-1]]
+    while steps:
+        step = steps.pop(0)
+        if isinstance(step, Pipeline):
+            steps = [s for _, s in step.steps] + steps
+        elif isinstance(step, CountVectorizer):
+            return step
+    raise AssertionError("no CountVectorizer")
+
+
+def _huge_ngrams(model):
+    _counts_of(model).ngram_range = (1, 100000)  # accepted before: predicted at 3.6 GB
+
+
+def _backtracking_pattern(model):
+    _counts_of(model).token_pattern = r"(a+)+$"  # catastrophic backtracking on "aaaa...b"
+
+
+@pytest.mark.parametrize("change", [_huge_ngrams, _backtracking_pattern])
+def test_a_vectorizer_with_hostile_settings_is_refused(tmp_path, finished, change):
+    res = tmp_path / "results"
+    shutil.copytree(finished, res)
+    model = load_best("lyrics_tfidf_logreg", res).model
+    change(model)
+    sio.dump(model, res / "lyrics_tfidf_logreg" / "best" / "model.skops")
+    with pytest.raises(UserError, match="not a model this suite saved"):
+        load_best("lyrics_tfidf_logreg", res)
+
+
+def test_a_huge_declared_array_is_refused_before_it_is_read(tmp_path, finished):
+    """A coef_ declared 3 x 20,000,000 in the archive: refused from its header, before the loader reads it
+    (it grew to 1.1 GB first)."""
+    import tracemalloc
+    import zipfile
+
+    import numpy as np
+    res = tmp_path / "results"
+    shutil.copytree(finished, res)
+    path = res / "lyrics_tfidf_logreg" / "best" / "model.skops"
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    name = max((n for n in members if n.endswith(".npy")), key=lambda n: len(members[n]))
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((3, 20_000_000), dtype=np.float64))
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    members[name] = buf.getvalue() + b"\0" * 64  # a header that declares 480 MB, and almost nothing after it
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="larger than any the suite saves"):
+            load_best("lyrics_tfidf_logreg", res)
+        assert tracemalloc.get_traced_memory()[1] < 100 * 2 ** 20
+    finally:
+        tracemalloc.stop()

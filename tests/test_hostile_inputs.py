@@ -207,6 +207,29 @@ def test_tampered_saved_values_are_refused(tmp_path, finished, file, change, cap
     one_error_line(capsys)
 
 
+def _more_words(d):
+    return {**d, "vocab": d["vocab"] + [f"extra{i}" for i in range(50)]}
+
+
+def _fewer_labels(d):
+    return {**d, "label_names": d["label_names"][:-1]}
+
+
+@pytest.mark.parametrize("file, change, expected", [
+    ("tokenizer.json", _more_words, "word ids"),  # ids past the embedding: a TensorFlow op traceback before
+    ("meta.json", _fewer_labels, "outputs for"),  # an IndexError before
+])
+def test_a_keras_model_that_disagrees_with_its_files_is_refused(tmp_path, finished, file, change, expected, capsys):
+    """Issue 40: each value checked against what the suite could have saved, before the model is used."""
+    res = copy_of(finished, tmp_path)
+    path = res / "lyrics_lstm" / "best" / file
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.raises(UserError, match=expected):
+        load_best("lyrics_lstm", res)
+    assert demo.main(["--results-dir", str(res), "--lyrics", "la la", "--family", "lyrics_lstm"]) == 2
+    one_error_line(capsys)
+
+
 # --- malformed CIFAR archives ------------------------------------------------------------------------
 def archive(path, train=None, test=None, meta=None):
     rng = np.random.default_rng(0)

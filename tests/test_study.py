@@ -68,6 +68,27 @@ def test_only_and_bad_plans_get_one_line(tmp_path, capsys):
         assert len(err) == 1 and expected in err[0]
 
 
+@pytest.mark.parametrize("line, expected", [("time_budget = \"-5s\"", "time_budget '-5s'"),
+                                            ("time_budget = [1, 2]", "time_budget must be a duration"),
+                                            ("max_trials = 0", "max_trials 0"),
+                                            ("epochs = \"many\"", "epochs 'many'")])
+def test_a_plans_bad_budget_is_one_line(tmp_path, capsys, line, expected):
+    """Issue 40: a negative time_budget, or a list, in a plan gave an argparse traceback in --dry-run."""
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'[[search]]\nfamily = "lyrics_lstm"\n{line}\n')
+    assert study.main([str(plan), "--dry-run", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+
+
+def test_the_dry_run_counts_pruned_trials_as_ended(tmp_path, capsys):
+    (tmp_path / "lyrics_lstm").mkdir()
+    pd.DataFrame({"trial_id": range(5), "status": ["COMPLETE", "PRUNED", "PRUNED", "FAIL", "RUNNING"],
+                  "val_accuracy": [0.5, 0.4, 0.3, None, None]}).to_csv(tmp_path / "lyrics_lstm" / "trials.csv",
+                                                                     index=False)
+    assert study.trials_on_record(tmp_path, "lyrics_lstm")[0] == 4
+
+
 def test_a_search_with_bad_input_stops_the_study(tmp_path):
     plan = tmp_path / "plan.toml"
     plan.write_text('[[search]]\nfamily = "lyrics_tfidf_logreg"\nseed = -1\n\n[[search]]\nfamily = "lyrics_lstm"\n')
