@@ -3,7 +3,7 @@
 The order of work, and why:
 1. read the table (CSV or TSV) and find its columns by common names;
 2. drop rows without text or genre, keep the chosen languages, take the
-   seeded, stratified sample (the earlier study used 20 % of train.csv);
+   seeded sample, drawn as the earlier study drew its 20 % of train.csv (df.sample(n, random_state=seed));
 3. carve off the test split (or read --test-data), then split the rest 80/20
    into train and validation, stratified and seeded;
 4. fit the tokenizer on the training split only and apply it to all three
@@ -53,7 +53,8 @@ COLUMN_CANDIDATES = {
     "artist": ("artist",),
     "language": ("language",),
 }
-CACHE_VERSION = 4  # 3: songs repeated within the data removed before splitting; 4: the study's text pipeline
+CACHE_VERSION = 5  # 3: songs repeated within the data removed before splitting; 4: the study's text pipeline;
+# 5: --sample-fraction draws the study's df.sample, not a stratified sample
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
     "(made-up words, not real lyrics). For the study, download the Kaggle dataset "
@@ -198,6 +199,9 @@ def parse_table(path, raw, columns=None):
 # --------------------------------------------------------------------------
 # Preparing splits
 # --------------------------------------------------------------------------
+PLACEHOLDER_GENRES = {"not available", "other"}  # compared lower-cased
+
+
 def _filter_rows(df, path, languages):
     missing = (df["text"].str.strip() == "") | (df["label"] == "") | df["label"].str.lower().isin(["nan", "none", "null"])
     if missing.all():
@@ -205,6 +209,16 @@ def _filter_rows(df, path, languages):
     if missing.any():
         log(f"dropped {int(missing.sum())} rows of {path.name} without lyrics or genre")
     df = df[~missing]
+    # MetroLyrics-style tables file songs of no known genre under these: they are not genres to learn
+    placeholder = df["label"].str.strip().str.lower().isin(PLACEHOLDER_GENRES)
+    if placeholder.all():
+        raise UserError(f"{path}: every row's genre is a placeholder ({', '.join(sorted(set(df['label'])))}): "
+                        "check the label column")
+    if placeholder.any():
+        counts = df.loc[placeholder, "label"].value_counts()
+        log(f"dropped {int(placeholder.sum())} rows of {path.name} whose genre is a placeholder, not a genre ("
+            + ", ".join(f"{g}: {n}" for g, n in counts.items()) + ")")
+    df = df[~placeholder]
     if languages:
         keep = df["language"].str.lower().isin([l.lower() for l in languages])
         if not keep.any():
@@ -244,8 +258,8 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     df = parse_table(data_path, raw, columns)
     has_artist = df.attrs["has_artist"]
     df = _filter_rows(df, data_path, opts["languages"])
-    if opts["sample_fraction"] < 1.0:
-        df = df.groupby("label", group_keys=False).sample(frac=opts["sample_fraction"], random_state=seed)
+    if opts["sample_fraction"] < 1.0:  # the earlier study's own call: df.sample(int(0.2 * len(df)), random_state=42)
+        df = df.sample(int(opts["sample_fraction"] * len(df)), random_state=seed)
     probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"], pipeline=opts["text_pipeline"])
     df, duplicates = _deduplicate(df, probe)
     counts = df["label"].value_counts()

@@ -225,3 +225,28 @@ def test_preparation_progress_shows_on_a_terminal_only():
     assert list(counted(range(5), 5, "cleaning", every_s=0, stream=quiet)) == list(range(5))
     assert "cleaning: 5 of 5 rows (" in shown.getvalue() and shown.getvalue().endswith("s\n")
     assert quiet.getvalue() == ""
+
+
+def test_the_sample_is_the_earlier_studys_own(tmp_path):
+    """Issue 41: `--sample-fraction 0.2` draws what the study drew, df.sample(int(0.2 * len(df)),
+    random_state=42), not a stratified sample: the same source rows."""
+    rows = [{"Artist": f"a{i % 11}", "Genre": ("Rock", "Pop", "Metal")[i % 3 if i % 5 else 0],
+             "Lyrics": f"song{i} words{i % 13} more{i % 17}"} for i in range(500)]
+    p = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    d = lyrics.load(p, cache_dir=tmp_path, sample_fraction=0.2, seed=42)
+    drawn = pd.read_csv(p).sample(int(0.2 * 500), random_state=42)
+    got = sorted(int(r) for split in (d.train, d.val, d.test) for r in split.rows)
+    assert got == sorted(drawn.index.tolist())
+
+
+def test_placeholder_genres_are_dropped_and_counted(tmp_path, capsys):
+    """Issue 41: MetroLyrics-style files file songs of no known genre as 'Not Available' or 'Other'."""
+    rows = [{"Artist": f"a{i % 7}", "Genre": ("Rock", "Pop", "Not Available", "Other", "Metal")[i % 5],
+             "Lyrics": f"song{i} words{i % 13} more{i % 17}"} for i in range(400)]
+    p = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    d = lyrics.load(p, cache_dir=tmp_path)
+    assert d.label_names == ["Metal", "Pop", "Rock"]
+    assert "dropped 160 rows of t.csv whose genre is a placeholder, not a genre (Not Available: 80, Other: 80)" \
+        in capsys.readouterr().err
