@@ -24,3 +24,22 @@ class RandomTranslation(keras.layers.RandomTranslation):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.supports_jit = keras.backend.backend() == "jax"
+
+
+@keras.saving.register_keras_serializable(package="search_suite")
+class KnownWordsOnly(keras.layers.Layer):
+    """Masks the positions whose word vector is all zeros (a word the pre-trained vectors lack), on top of the
+    mask it is given (the padding): a masked average then leaves both out. Its values pass through unchanged.
+    (Keras's Masking layer would drop the padding mask it is given.)"""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        return inputs
+
+    def compute_mask(self, inputs, mask=None):
+        known = keras.ops.any(keras.ops.not_equal(inputs, 0), axis=-1)
+        return known if mask is None else keras.ops.logical_and(mask, known)
+

@@ -17,6 +17,7 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
+from search_spaces._layers import KnownWordsOnly
 from search_spaces._metrics import classification_metrics
 
 EMBEDDING_SOURCES = ("learned", "glove_frozen", "glove_finetuned")
@@ -75,6 +76,11 @@ def word_embedding(hp, spec, inputs, default_dim=100, sources=EMBEDDING_SOURCES,
                                  mask_zero=mask_padding, name="word_embedding")
         x = layer(inputs["lyrics"])
         layer.set_weights([matrix])  # set after the call built it: keeps the matrix out of the config
+        if mask_padding:
+            # Words the vectors lack have zero rows (study_data.embeddings): masked like the padding, so an
+            # average of the words leaves them out instead of pulling every song's vector toward zero. They
+            # get no gradient there, so fine-tuning keeps them at zero, and masked.
+            x = KnownWordsOnly(name="known_words_only")(x)
     if spec.get("with_artist") and artist_join(hp) == "early":
         # the artist vector joins every word vector
         artist = layers.UpSampling1D(spec["seq_len"])(_artist_vector(hp, spec, inputs))
