@@ -261,3 +261,31 @@ def test_a_saved_search_gives_back_the_data_options_it_ran_with(tmp_path, flags)
     assert np.array_equal(again.x_val["lyrics"], first.x_val["lyrics"])
     if flags:  # every option given: the same options, not only the same effect
         assert rebuilt == given
+
+
+@pytest.mark.slow
+def test_the_search_selects_on_validation_never_on_test(tmp_path, real_lyrics):
+    """Issue 41: every trial is scored on the validation rows, and best/ is the best of those scores. The test
+    rows are disjoint from them and enter no score the search ranks by: the recorded scores of the best and
+    the baseline models are their accuracies on the validation rows (a search fed the test rows as its
+    validation would record their test accuracies)."""
+    import numpy as np
+
+    from analysis.best_model import load_best
+    from runners.search import cli
+    from study_data import lyrics
+    res = tmp_path / "r"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(real_lyrics), "--results-dir", str(res), "--max-trials", "6",
+                "--sampler", "random"]) == 0
+    rows = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    assert not [c for c in rows.columns if c.startswith("test")]  # no test score where the search ranks
+    d = lyrics.load(real_lyrics, cache_dir=res / "_cache")
+    assert not set(d.val.rows) & set(d.test.rows)
+    for folder in ("best", "baseline"):
+        model = load_best(str(res / "lyrics_tfidf_logreg" / folder))
+        on_val = float(np.mean(model.model.predict(d.val.texts) == d.val.y))  # the fitted pipeline on the
+        on_test = float(np.mean(model.model.predict(d.test.texts) == d.test.y))  # cleaned texts it was fitted on
+        recorded = model.meta["metrics"]["val_accuracy"]
+        assert recorded == pytest.approx(on_val) and recorded != pytest.approx(on_test)
+    best = rows.loc[rows["status"] == "COMPLETE", "val_accuracy"].max()
+    assert load_best("lyrics_tfidf_logreg", res).meta["metrics"]["val_accuracy"] == pytest.approx(best)
