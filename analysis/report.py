@@ -307,7 +307,7 @@ def build_report(results_dir="results"):
 
 
 def earlier_study_numbers(tables, results_dir):
-    """The earlier study's published validation accuracies (studies/earlier_study_results.csv) beside
+    """The earlier study's reported accuracies with their sources (studies/earlier_study_results.csv) beside
     this suite's best validation accuracy for the same family, variant and setting, where it has run."""
     study = pd.read_csv(studies.path("earlier_study_results.csv"), keep_default_na=False)
     rows = []
@@ -323,14 +323,17 @@ def earlier_study_numbers(tables, results_dir):
             col = f"hp_{name}"
             done = done[done[col].astype(str) == value] if col in done else done.iloc[:0]
         rows.append({"model (the earlier study's name)": r["model"], "family": r["family"], "variant": r["variant"],
-                     "setting": r["setting"], "earlier study, val accuracy": r["study_val_accuracy"],
+                     "setting": r["setting"], "earlier study, accuracy": r["study_accuracy"],
+                     "on its": r["split"], "source": r["source"],
                      "this suite, best val accuracy": done["val_accuracy"].max() if not done.empty else np.nan,
                      "trials": len(done)})
     if not rows:
         return []
     return ["## The earlier study's own numbers", "",
-            "Validation accuracies the earlier study published (its notebooks), beside this suite's best for the "
-            "same family, variant and setting. They are the study's own numbers on its own data: a 20 % sample "
+            "Accuracies the earlier study reported, each with its source and the split it was measured on "
+            "(validation, test, or unknown where no kept notebook output shows it), beside this suite's best "
+            "validation accuracy for the same family, variant and setting. They are the study's own numbers on its "
+            "own data: a 20 % sample "
             "of the Kaggle `train.csv`, and for images 50-class CIFAR-100 blocks validated on their test images. "
             "They are not comparable to results on another data set or split.", "",
             pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"), ""]
