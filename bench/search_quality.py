@@ -2,7 +2,7 @@
 """Can the bench tell the sides apart? Many seeds a side on a cheap task, anytime curves with bootstrap bands.
 
     python bench/search_quality.py [--budget 60s] [--seeds 10] [--rows 6500] [--epochs 6]
-                                   [--sides default,random,kt-random,kt-hyperband,kt-bayesian,optuna]
+                                   [--sides default,prior,random,kt-random,kt-hyperband,kt-bayesian,optuna]
                                    [--record FILE] [--png FILE] [--family lyrics_embedding] [-- FLAG ...]
 
 The cheap task: `--family` (lyrics_embedding: averaged word vectors, a trial in about 4 s) on a generated lyrics table of `--rows` rows (the suite's own demo
@@ -11,6 +11,7 @@ generator, study_data.lyrics_demo, with a faint genre signal), so that the valid
 Each side searches it in a fresh process for `--budget` (no new trial after it), one run per seed, the sides
 as in bench/time_to_accuracy.py (whose runners this uses):
 - default: `runners/search.py FAMILY` as a user runs it (TPE, noise-guarded median pruner, the baseline first);
+- prior: the same with `--sampler tpe-prior` (early trials drawn near the earlier study's configuration);
 - random: the same with `--sampler random --pruner none`;
 - kt-random, kt-hyperband, kt-bayesian: plain Keras Tuner RandomSearch, Hyperband (factor 3) and
   BayesianOptimization over the family's hypermodel;
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-SIDES = ("default", "random", "kt-random", "kt-hyperband", "kt-bayesian", "optuna")
+SIDES = ("default", "prior", "random", "kt-random", "kt-hyperband", "kt-bayesian", "optuna")
 BOOT = 2000  # bootstrap resamples of the seeds
 
 
@@ -186,7 +187,7 @@ def main(argv=None):
                     continue
                 if args.summarise_only:
                     continue
-                run = tta.run_suite if side in ("default", "random") else tta.run_plain
+                run = tta.run_suite if side in ("default", "random", "prior") else tta.run_plain
                 r = run(side, args.family, [*flags, "--seed", str(seed)], args.budget, Path(work) / f"{side}-{seed}")
                 runs.setdefault(side, {})[str(seed)] = r
                 if args.record:

@@ -189,7 +189,8 @@ def run_suite(side, family, flags, budget, work):
     res = Path(work) / side
     cmd = [sys.executable, str(ROOT / "runners" / "search.py"), family, "--results-dir", str(res),
            "--time-budget", f"{budget}s", "--max-trials", "1000", *flags,
-           *(["--sampler", "random", "--pruner", "none"] if side == "random" else [])]
+           *(["--sampler", "random", "--pruner", "none"] if side == "random" else []),
+           *(["--sampler", "tpe-prior"] if side == "prior" else [])]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if out.returncode != 0:
         sys.exit(f"error: the suite's {side} search failed: {out.stderr.strip().splitlines()[-1:]}")
@@ -287,7 +288,7 @@ def main(argv=None):
                     if str(seed) in kept.get(task, {}).get(side, {}):
                         runs.setdefault(side, {})[seed] = kept[task][side][str(seed)]
                         continue
-                    run = run_suite if side in ("default", "random") else run_plain
+                    run = run_suite if side in ("default", "random", "prior") else run_plain
                     folder = Path(work) / f"{task}-{side}-{seed}"
                     runs.setdefault(side, {})[seed] = run(side, FAMILY[task], [*flags, "--seed", str(seed)],
                                                           args.budget, folder)
