@@ -46,9 +46,11 @@ def refine_features(params, counts, x_train, x_val):
     """TF-IDF of the terms TfidfVectorizer(min_df, max_features) would keep, from the cached counts."""
     doc_freq = np.asarray((x_train > 0).sum(axis=0)).ravel()
     keep = np.flatnonzero(doc_freq >= params["min_df"])
-    if len(keep) > params["max_features"]:  # the most frequent terms, as scikit-learn chooses them
-        total = np.asarray(x_train[:, keep].sum(axis=0)).ravel()
-        keep = keep[np.argsort(-total, kind="stable")[:params["max_features"]]]
+    if len(keep) > params["max_features"]:  # the most frequent terms, chosen as scikit-learn chooses them:
+        # CountVectorizer._limit_features sorts with argsort's default (not stable) kind, so ties at the cut
+        # fall as they fall there; a stable sort kept 1,054 other terms of 5,000 on the real lyrics
+        total = np.asarray(x_train.sum(axis=0)).ravel()[keep]
+        keep = keep[(-total).argsort()[:params["max_features"]]]
     if len(keep) == 0:
         raise ValueError(f"no term occurs in {params['min_df']} or more documents")
     keep = np.sort(keep)

@@ -148,6 +148,24 @@ def test_refined_tfidf_equals_tfidfvectorizer():
     assert np.abs(features.transform(texts) - x_train).max() < 1e-12
 
 
+@pytest.mark.parametrize("min_df", [1, 2])
+def test_refined_tfidf_keeps_tfidfvectorizers_terms_when_max_features_cuts_through_ties(min_df):
+    """Issue 41: over 5,000 terms, many with the same count at the cut: the 5,000 kept are TfidfVectorizer's."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(9000)]
+    # counts 1, 2 or 3 only: thousands of terms tie at the 5,000th place
+    texts = [" ".join(rng.choice(words, 60)) for _ in range(300)]
+    params = {**lyrics_tfidf_logreg.DEFAULTS, "min_df": min_df}
+    counts = lyrics_tfidf_logreg.make_features(params, {})
+    xc = counts.fit_transform(texts)
+    assert xc.shape[1] > 5000
+    features, x_train, _ = lyrics_tfidf_logreg.refine_features(params, counts, xc, xc)
+    direct = TfidfVectorizer(max_features=5000, min_df=min_df).fit(texts)
+    assert list(features.named_steps["counts"].vocabulary) == list(direct.get_feature_names_out())
+    assert np.abs(x_train - direct.transform(texts)).max() < 1e-12
+
+
 def test_fresh_discards_the_previous_search(tmp_path, small_lyrics):
     res = tmp_path / "results"
     assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, *FAST) == 0
