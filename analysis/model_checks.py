@@ -39,6 +39,8 @@ def _check_features(step, width):
         vocab = getattr(step, "vocab_", None)
         _need(isinstance(vocab, list) and len(vocab) <= MAX_VOCAB and all(isinstance(w, str) for w in vocab),
               "TokenIdFeatures.vocab_ must be a list of words")
+        _need(getattr(step, "pipeline", "suite") in ("study", "suite"), "TokenIdFeatures.pipeline must be study "
+              "or suite")
         return step.seq_len
     if isinstance(step, (CountVectorizer, TfidfVectorizer)):
         _check_vectorizer_settings(step)

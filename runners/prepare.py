@@ -133,7 +133,8 @@ def prepare_lyrics(family, options, writes=None):
                                  split.artists if options.with_artist else None, artists, padding)
 
     spec = {"vocab_size": data.encoder.vocab_size, "seq_len": data.encoder.seq_len, "n_classes": data.n_classes,
-            "with_artist": options.with_artist, "n_artists": len(artists or {}) + 1}
+            "with_artist": options.with_artist, "n_artists": len(artists or {}) + 1,
+            "text_pipeline": data.options["text_pipeline"]}
     if family.engine == "keras_tuner":
         spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, options.embeddings)
         print(f"pre-trained vectors: {options.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "

@@ -122,11 +122,11 @@ class TokenIdFeatures:
     Plain attributes only, so skops can store it without pickle.
     """
 
-    def __init__(self, vocab_size=20000, seq_len=300):
-        self.vocab_size, self.seq_len = vocab_size, seq_len
+    def __init__(self, vocab_size=20000, seq_len=300, pipeline="study"):
+        self.vocab_size, self.seq_len, self.pipeline = vocab_size, seq_len, pipeline
 
     def get_params(self, deep=True):
-        return {"vocab_size": self.vocab_size, "seq_len": self.seq_len}
+        return {"vocab_size": self.vocab_size, "seq_len": self.seq_len, "pipeline": self.pipeline}
 
     def set_params(self, **params):
         for k, v in params.items():
@@ -139,9 +139,10 @@ class TokenIdFeatures:
         return self
 
     def transform(self, texts):
-        # pipeline "suite": out-of-vocabulary words as id 1, as the trees saved before the pipelines were
+        # pipeline "study" (the earlier study's Tokenizer without an oov_token): words outside the vocabulary
+        # are left out; "suite": they are id 1. A tree saved before this attribute existed is a "suite" one.
         return TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none",
-                           pipeline="suite").ids(list(texts))
+                           pipeline=getattr(self, "pipeline", "suite")).ids(list(texts))
 
     def fit_transform(self, texts, y=None):
         return self.fit(texts).transform(texts)

@@ -187,3 +187,19 @@ def test_every_family_searches_resumes_and_reloads(name, tmp_path, small_lyrics)
     model = load_best(name, res)
     assert model.meta["metrics"]["val_accuracy"] == pytest.approx(t["val_accuracy"].max())
     assert len(model.predict(["some words of a song", "more words"])) == 2
+
+
+def test_the_trees_token_ids_are_the_studys_under_its_pipeline():
+    """Issue 41: the earlier study's tree read pad_sequences of a Tokenizer without an oov_token, so words outside
+    the vocabulary were left out; under --text-pipeline study (the default) trial 0 reads the same ids."""
+    from search_spaces import get_family
+    from study_data.text import TokenIdFeatures
+    train = ["love love night", "night fire love", "fire rain"]
+    study = TokenIdFeatures(vocab_size=10, seq_len=4, pipeline="study").fit(train)
+    suite = TokenIdFeatures(vocab_size=10, seq_len=4, pipeline="suite").fit(train)
+    unseen = ["love zebra night zebra"]
+    assert study.transform(unseen).tolist() == [[0, 0, study.vocab_.index("love") + 2, study.vocab_.index("night") + 2]]
+    assert suite.transform(unseen).tolist()[0].count(1) == 2  # the unseen words as id 1
+    tree = get_family("lyrics_decision_tree")
+    made = tree.make_features(tree.defaults, {"vocab_size": 10, "seq_len": 4, "text_pipeline": "study"})
+    assert made.pipeline == "study"
