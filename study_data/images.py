@@ -301,6 +301,25 @@ def draw_blocks(n_classes, seed):
     return sorted(order[:half].tolist()), sorted(order[half:2 * half].tolist())
 
 
+def _without_test_copies(x, train, val, test, block):
+    """Training and validation images that are exact copies (the same pixels) of a test image, or validation
+    ones that copy a training image, are dropped with a count: a copied image would put the test (or the
+    validation) split into what the model learns from. The test split is kept whole."""
+    def digests(idx):
+        return [hashlib.sha1(x[i].tobytes()).digest() for i in idx]
+    in_test = set(digests(test))
+    d_train = digests(train)
+    keep_train = np.array([d not in in_test for d in d_train], dtype=bool)
+    in_train = {d for d, k in zip(d_train, keep_train) if k}
+    d_val = digests(val)
+    keep_val = np.array([d not in in_test and d not in in_train for d in d_val], dtype=bool)
+    dropped_train, dropped_val = int((~keep_train).sum()), int((~keep_val).sum())
+    if dropped_train or dropped_val:
+        log(f"block {block}: dropped {dropped_train} training and {dropped_val} validation images that are exact "
+            "copies of a test image (or, for validation, of a training one)")
+    return train[keep_train], val[keep_val]
+
+
 def make_block(images, block, seed=42, test_fraction=0.2, val_fraction=0.2):
     """Block 1 or 2 of `images`: its classes remapped to 0..N-1, split train/val/test, pixels in [0, 1].
 
@@ -324,6 +343,7 @@ def make_block(images, block, seed=42, test_fraction=0.2, val_fraction=0.2):
         train, val = train_test_split(trainval, test_size=val_fraction, stratify=y[trainval], random_state=seed)
     except ValueError as e:
         raise UserError(f"too few images to split block {block} ({e}); use more images per class") from None
+    train, val = _without_test_copies(images.x[rows], train, val, test, block)
     empty = [images.class_names[c] for c, n in zip(classes, np.bincount(y[train], minlength=len(classes))) if n == 0]
     if empty:
         raise UserError(f"{images.source}: class {', '.join(empty)} of block {block} has no training images "

@@ -289,3 +289,28 @@ def test_the_search_selects_on_validation_never_on_test(tmp_path, real_lyrics):
         assert recorded == pytest.approx(on_val) and recorded != pytest.approx(on_test)
     best = rows.loc[rows["status"] == "COMPLETE", "val_accuracy"].max()
     assert load_best("lyrics_tfidf_logreg", res).meta["metrics"]["val_accuracy"] == pytest.approx(best)
+
+
+def test_test_images_copied_into_training_are_dropped_with_a_count(capsys):
+    """Issue 41: a user's archive with its test images also among the training ones put them into training
+    (53 of 53 test copies there). Exact copies are dropped from training and validation, and counted."""
+    rng = np.random.default_rng(5)
+    n_test = 40
+    test_x = rng.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8)
+    train_x = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
+    x = np.concatenate([train_x, test_x, test_x])  # every test image copied into the training part
+    y = np.concatenate([np.arange(200) % 4, np.arange(n_test) % 4, np.arange(n_test) % 4])
+    is_test = np.concatenate([np.zeros(200 + n_test, bool), np.ones(n_test, bool)])
+    names = ["a", "b", "c", "d"]
+    source = images.ImageSet(x, y, names, "copied", False, images.content_fingerprint(x, y, names, is_test), is_test)
+    for block in (1, 2):
+        b = images.make_block(source, block, seed=3)
+        seen = {t.tobytes() for t in b.x_test}
+        assert not any(t.tobytes() in seen for t in np.concatenate([b.x_train, b.x_val]))
+        assert not {t.tobytes() for t in b.x_val} & {t.tobytes() for t in b.x_train}
+        assert len(b.x_test) == int((is_test & np.isin(y, b.assignment["class_ids"])).sum())  # test kept whole
+    err = capsys.readouterr().err
+    assert "exact copies of a test image" in err
+    dropped = sum(int(line.split("dropped ")[1].split()[0]) + int(line.split(" and ")[1].split()[0])
+                  for line in err.splitlines() if "exact copies" in line)
+    assert dropped == n_test
