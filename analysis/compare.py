@@ -107,6 +107,9 @@ def summarize(folder, family, results_dir):
         model = load_best(family.name, results_dir, with_artist=folder.name.endswith("_artist"))
         row["parameters"] = model.meta.get("parameter_count")
         row["data"] = model.meta["data"]["source"]
+        coverage = model.meta["data"].get("artist_coverage")
+        if coverage:  # --with-artist: the share of rows whose artist was seen in training
+            row["artist_seen_val"], row["artist_seen_test"] = coverage["val"], coverage["test"]
         scores, y, pred = model.score_test(results_dir)
         row.update(scores)
         if pred is not None:  # a classifier: its interval and the majority-class reference

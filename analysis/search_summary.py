@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis import compare, significance
 from runners import search_progress, trials_table
+from runners.prepare import LOW_ARTIST_COVERAGE, coverage_words
 from suite_common import UserError
 
 
@@ -131,6 +132,12 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
         from analysis.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
         model = load_best(str(out_dir / "best"))
         lines.append("  test      " + test_line(model, results_dir, base))
+        coverage = model.meta["data"].get("artist_coverage")
+        if coverage:  # --with-artist: how many rows the artist can help at all
+            lines.append(f"  artists   seen in training: {coverage['val']:.0%} of the validation rows, "
+                         f"{coverage['test']:.0%} of the test rows"
+                         + (f" (low: {coverage_words(coverage)}, so the artist can add little)"
+                            if min(coverage.values()) < LOW_ARTIST_COVERAGE else ""))
     except UserError as e:
         lines.append(f"  test      not scored: {e}")
     lines += ["  next      " + cmd if i == 0 else "            " + cmd

@@ -17,7 +17,7 @@ import numpy as np
 from runners import trials_table
 from runners.compat import installed
 from study_data.embeddings import embedding_matrix
-from suite_common import UserError
+from suite_common import UserError, log
 
 # The run record's keys a resume must find unchanged (search.json; the CLI adds tuner, sampler, pruner, epochs and
 # storage), in the words its error uses. The record is built below (prepare_lyrics, prepare_cifar).
@@ -108,6 +108,28 @@ def _absolute(path):
     return str(Path(path).resolve()) if path else None
 
 
+LOW_ARTIST_COVERAGE = 0.5  # below this share of validation or test rows with a known artist, a warning
+
+
+def artist_coverage(known, val_artists, test_artists):
+    """The share of validation and test rows whose artist was seen in training ({"val": s, "test": s}), said
+    in one line, with a warning when it is low: an artist never seen in training is id 0 for the model, so the
+    artist can add little there."""
+    share = {split: (sum(a in known for a in artists) / len(artists) if len(artists) else 0.0)
+             for split, artists in (("val", val_artists), ("test", test_artists))}
+    print(f"artists seen in training: {share['val']:.0%} of the validation rows, {share['test']:.0%} of the test "
+          "rows", flush=True)
+    if min(share.values()) < LOW_ARTIST_COVERAGE:
+        log(f"warning: {coverage_words(share)}: an artist not seen in training is unknown to the model, so the "
+            "artist can add little; more songs per artist in the data would help")
+    return share
+
+
+def coverage_words(share):
+    return f"only {share['val']:.0%} of the validation and {share['test']:.0%} of the test rows have an artist " \
+           "seen in training"
+
+
 def prepare_lyrics(family, options, writes=None):
     from study_data import lyrics, text  # pandas and scikit-learn: only when data is loaded
     columns = {"text": options.text_column, "label": options.label_column, "artist": options.artist_column,
@@ -126,6 +148,7 @@ def prepare_lyrics(family, options, writes=None):
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
     print(data.describe(), flush=True)
     artists = text.artist_index(data.train.artists) if options.with_artist else None
+    coverage = artist_coverage(artists, data.val.artists, data.test.artists) if options.with_artist else None
     padding = text.padding_of(options.with_artist, data.options["text_pipeline"])
 
     def inputs(split):
@@ -149,7 +172,7 @@ def prepare_lyrics(family, options, writes=None):
                      "arg": _absolute(options.data), "columns": columns,
                      "options": data.options, "test_data": _absolute(options.test_data), "embeddings": embeddings,
                      "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
-                     "duplicates": data.duplicates,
+                     "duplicates": data.duplicates, "artist_coverage": coverage,
                      "class_counts": class_counts(data.n_classes, data.train.y, data.val.y, data.test.y)}}
     o = data.options
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or data.source,

@@ -314,3 +314,32 @@ def test_test_images_copied_into_training_are_dropped_with_a_count(capsys):
     dropped = sum(int(line.split("dropped ")[1].split()[0]) + int(line.split(" and ")[1].split()[0])
                   for line in err.splitlines() if "exact copies" in line)
     assert dropped == n_test
+
+
+@pytest.mark.slow
+def test_artist_coverage_is_reported_and_a_low_one_warned(tmp_path, capsys):
+    """Issue 41: with --with-artist, the share of validation and test rows whose artist was seen in training is
+    said when the data is prepared, in the search's summary and in the comparison table, with a warning when
+    it is low (one-song artists: most land outside training)."""
+    from analysis import compare
+    from runners.search import cli
+    from study_data import lyrics
+    source_table(tmp_path / "t.csv")
+    rows = pd.read_csv(tmp_path / "t.csv")
+    rows.loc[rows.index % 4 != 0, "Artist"] = [f"Solo {i}" for i in range(int((rows.index % 4 != 0).sum()))]
+    rows.to_csv(tmp_path / "t.csv", index=False)
+    res = tmp_path / "r"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(tmp_path / "t.csv"), "--with-artist", "--results-dir",
+                str(res), "--max-trials", "1"]) == 0
+    captured = capsys.readouterr()
+    d = lyrics.load(tmp_path / "t.csv", cache_dir=res / "_cache")
+    known = set(d.train.artists)
+    val = sum(a in known for a in d.val.artists) / len(d.val.artists)
+    test = sum(a in known for a in d.test.artists) / len(d.test.artists)
+    assert min(val, test) < 0.5  # the case the test is about
+    assert f"artists seen in training: {val:.0%} of the validation rows, {test:.0%} of the test rows" in captured.out
+    assert "warning: only" in captured.err and "the artist can add little" in captured.err
+    assert f"artists   seen in training: {val:.0%} of the validation rows" in captured.out
+    table = compare.compare(res)["comparison_lyrics"]
+    assert table["artist_seen_val"].iloc[0] == pytest.approx(val)
+    assert table["artist_seen_test"].iloc[0] == pytest.approx(test)
