@@ -25,7 +25,7 @@ from keras import layers
 from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
 from search_spaces._metrics import classification_metrics
-from search_spaces._tables import finished
+from search_spaces._tables import at_equal_effort
 
 NAME = "cifar_cnn"
 FILTERS = (64, 128, 256)
@@ -51,20 +51,20 @@ def make_loss(name):
 
 
 def comparison_tables(trials, objective="val_accuracy", direction="max"):
-    """The earlier study's questions: best validation score per activation, per loss, per skip setting."""
-    done = finished(trials, objective)
+    """The earlier study's questions: the best validation score per activation, per loss, per skip setting,
+    over all its trials and at equal effort (each setting's first k trials, k the least-tried setting's), with
+    how many trials (pruned ones too) and epochs each row stands on."""
     tables = {}
     for hp in ("activation", "loss", "skip"):
         col = f"hp_{hp}"
-        if col not in done or done.empty:
+        if col not in trials:
             continue
-        groups = done.groupby(col)[objective]
-        best = done.loc[groups.idxmax() if direction == "max" else groups.idxmin()]
-        tables[f"compare_{hp}"] = pd.DataFrame({
-            hp: best[col].to_numpy(), f"best_{objective}": best[objective].to_numpy(),
-            "trials": done.groupby(col).size().reindex(best[col]).to_numpy(),
-            "best_trial": best["trial_id"].to_numpy()}).sort_values(f"best_{objective}",
-                                                                     ascending=direction == "min")
+        rows, _ = at_equal_effort(trials, trials[col], objective, direction)
+        if not len(rows):
+            continue
+        table = pd.DataFrame(rows).rename(columns={"group": hp})
+        tables[f"compare_{hp}"] = table.sort_values(f"best_{objective}_at_equal_effort",
+                                                    ascending=direction == "min", na_position="last")
     return tables
 
 

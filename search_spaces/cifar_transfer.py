@@ -30,7 +30,7 @@ from keras import layers
 
 from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
-from search_spaces._tables import best_index, finished
+from search_spaces._tables import at_equal_effort
 
 NAME = "cifar_transfer"
 SOURCE_FAMILIES = {"cnn": "cifar_cnn", "encoder": "cifar_autoencoder"}
@@ -64,19 +64,26 @@ def _conv_layers(cnn, inputs, frozen):
 
 
 def comparison_tables(trials, objective="val_accuracy", direction="max"):
-    """Best transferred model vs best from scratch, on the same block-2 split."""
-    done = finished(trials, objective)
-    rows = []
-    for label, part in (("transferred", done[done["hp_source"] != "none"]),
-                        ("from scratch", done[done["hp_source"] == "none"])):
-        if part.empty:
-            rows.append({"model": label, "trials": 0})
+    """Best transferred model vs best from scratch, on the same block-2 split, over all their trials and at equal
+    effort (each side's first k trials: with the two fixed first trials, trial 0 transferred against trial 1
+    from scratch), with how many trials and epochs each stands on."""
+    if "hp_source" not in trials:
+        return {"compare_transfer": pd.DataFrame([{"model": m, "trials": 0} for m in ("transferred", "from scratch")])}
+    label = trials["hp_source"].map(lambda s: "from scratch" if s == "none" else "transferred")
+    rows, _ = at_equal_effort(trials, label, objective, direction)
+    by_model = {r["group"]: r for r in rows}
+    out = []
+    for model in ("transferred", "from scratch"):
+        r = by_model.get(model)
+        if r is None:
+            out.append({"model": model, "trials": 0})
             continue
-        best = part.loc[best_index(part[objective], direction)]
-        rows.append({"model": label, "trials": len(part), "source": best["hp_source"],
-                     f"best_{objective}": best[objective], "epochs_to_best": best["best_epoch"],
-                     "epochs_run": best["epochs_run"], "best_trial": best["trial_id"]})
-    return {"compare_transfer": pd.DataFrame(rows)}
+        best = trials[trials["trial_id"] == r["best_trial"]] if r["best_trial"] is not None else trials.iloc[:0]
+        out.append({"model": model, **{k: v for k, v in r.items() if k != "group"},
+                    "source": best["hp_source"].iloc[0] if len(best) else None,
+                    "epochs_to_best": best["best_epoch"].iloc[0] if len(best) else None,
+                    "epochs_run": best["epochs_run"].iloc[0] if len(best) else None})
+    return {"compare_transfer": pd.DataFrame(out)}
 
 
 @register_family(NAME, task="cifar",

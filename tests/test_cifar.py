@@ -205,13 +205,33 @@ def test_comparison_tables_rank_finished_trials_in_the_objectives_direction():
         "hp_activation": ["relu", "relu", "tanh", "tanh", "tanh"], "hp_loss": ["ce"] * 5, "hp_skip": ["none"] * 5,
         "val_loss": [0.9, 0.5, 0.7, 0.1, 0.2]})
     cnn = search_spaces.get_family("cifar_cnn").comparison_tables(trials, "val_loss", "min")["compare_activation"]
-    # lowest loss per activation, from finished trials only (the failed and pruned 0.1 and 0.2 are not results)
-    assert cnn.to_dict("records") == [
-        {"activation": "relu", "best_val_loss": 0.5, "trials": 2, "best_trial": 1},
-        {"activation": "tanh", "best_val_loss": 0.7, "trials": 1, "best_trial": 2}]
+    # lowest loss per activation from complete trials only (the failed 0.1 and the pruned 0.2 are not results);
+    # the pruned trial counts as effort spent on tanh; both settings stand on 2 ended trials
+    assert cnn[["activation", "best_val_loss", "best_trial", "trials", "pruned",
+                "best_val_loss_at_equal_effort", "equal_effort_trials"]].to_dict("records") == [
+        {"activation": "relu", "best_val_loss": 0.5, "best_trial": 1, "trials": 2, "pruned": 0,
+         "best_val_loss_at_equal_effort": 0.5, "equal_effort_trials": 2},
+        {"activation": "tanh", "best_val_loss": 0.7, "best_trial": 2, "trials": 2, "pruned": 1,
+         "best_val_loss_at_equal_effort": 0.7, "equal_effort_trials": 2}]
     trials["hp_source"] = ["cnn", "none", "none", "cnn", "cnn"]
     trials[["best_epoch", "epochs_run"]] = 1
     transfer = search_spaces.get_family("cifar_transfer").comparison_tables(trials, "val_loss", "min")
     rows = transfer["compare_transfer"].set_index("model")
     assert rows.loc["transferred", "best_trial"] == 0 and rows.loc["from scratch", "best_trial"] == 1
     assert rows.loc["from scratch", "trials"] == 2
+
+
+def test_comparison_tables_compare_settings_at_equal_effort():
+    """Issue 41: a setting tried four times is not favoured over one tried once just by its tries: at equal
+    effort each stands on its first trial; the table says how many trials and epochs each row stands on."""
+    trials = pd.DataFrame({
+        "trial_id": [0, 1, 2, 3, 4], "status": ["COMPLETE"] * 5, "hp_activation": ["relu", "tanh", "relu", "relu",
+                                                                                    "relu"],
+        "hp_loss": ["ce"] * 5, "hp_skip": ["none"] * 5, "val_accuracy": [0.30, 0.40, 0.50, 0.55, 0.60],
+        "epochs_run": [5, 5, 6, 7, 8]})
+    table = search_spaces.get_family("cifar_cnn").comparison_tables(trials)["compare_activation"].set_index("activation")
+    assert table.loc["relu", "best_val_accuracy"] == 0.60 and table.loc["relu", "trials"] == 4
+    assert table.loc["relu", "best_val_accuracy_at_equal_effort"] == 0.30  # its first trial, as tanh's one
+    assert table.loc["tanh", "best_val_accuracy_at_equal_effort"] == 0.40
+    assert list(table.index) == ["tanh", "relu"] and table.loc["relu", "epochs"] == 26
+    assert (table["equal_effort_trials"] == 1).all()
