@@ -14,6 +14,8 @@ scikit-learn models are skops files whose types are checked before loading.
 
 import importlib
 import json
+import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import numpy as np
 from study_data import images, lyrics
 from study_data.lyrics import DEFAULT_OPTIONS
 from study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TextEncoder, artist_index, model_inputs
-from suite_common import UserError
+from suite_common import UserError, process
 
 # skops: the exact types the suite's Optuna families save, by skops node kind,
 # module and name, and nothing else: no function, no other class. Trusting whole
@@ -217,7 +219,9 @@ def load_best(family, results_dir="results", with_artist=False):
 
 
 def _load_keras(path):
-
+    if "keras" not in sys.modules:  # the framework starts here: quiet, as a search is (suite_common/process.py)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        process.quiet_frameworks()
     import keras  # Keras starts only when a Keras model is built or loaded
 
     # register the metrics the models were compiled with, and the layers they use

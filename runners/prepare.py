@@ -148,7 +148,7 @@ def prepare_lyrics(family, options, writes=None):
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
     print(data.describe(), flush=True)
     artists = text.artist_index(data.train.artists) if options.with_artist else None
-    coverage = artist_coverage(artists, data.val.artists, data.test.artists) if options.with_artist else None
+    artists_seen = artist_coverage(artists, data.val.artists, data.test.artists) if options.with_artist else None
     padding = text.padding_of(options.with_artist, data.options["text_pipeline"])
 
     def inputs(split):
@@ -172,7 +172,7 @@ def prepare_lyrics(family, options, writes=None):
                      "arg": _absolute(options.data), "columns": columns,
                      "options": data.options, "test_data": _absolute(options.test_data), "embeddings": embeddings,
                      "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
-                     "duplicates": data.duplicates, "artist_coverage": coverage,
+                     "duplicates": data.duplicates, "artist_coverage": artists_seen,
                      "class_counts": class_counts(data.n_classes, data.train.y, data.val.y, data.test.y)}}
     o = data.options
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or data.source,

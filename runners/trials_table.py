@@ -105,7 +105,9 @@ def write_trials_csv(out_dir, rows):
     columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + extra + ["error", "data_fingerprint"]
     table = pd.DataFrame(rows, columns=columns)
     table["data_fingerprint"] = run_record(out_dir).get("data_fingerprint", "")
-    atomic.write_text(Path(out_dir) / "trials.csv", table.to_csv(index=False))
+    # 12 significant digits: 0.3, not 0.30000000000000004 (a float's last bits, not a value anyone set), and
+    # 64, not 64.0, where a column of whole numbers has gaps (pandas makes it float)
+    atomic.write_text(Path(out_dir) / "trials.csv", table.to_csv(index=False, float_format="%.12g"))
 
 
 def run_record(out_dir):

@@ -230,6 +230,21 @@ def test_a_keras_model_that_disagrees_with_its_files_is_refused(tmp_path, finish
     one_error_line(capsys)
 
 
+def test_load_best_is_quiet_as_the_search_is(finished, tmp_path):
+    """Issue 42: load_best in a user's own code printed TensorFlow's start-up lines."""
+    script = ("from analysis.best_model import load_best\n"
+              f"m = load_best('lyrics_lstm', {str(finished)!r})\n"
+              "print(m.predict(['la la love']))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().startswith("['")
+    noise = [line for line in out.stderr.splitlines() if "oneDNN" in line or "cuda" in line.lower()
+             or line.startswith(("I0000", "W0000", "E0000", "WARNING: All log messages"))]
+    assert noise == [], noise
+
+
 # --- malformed CIFAR archives ------------------------------------------------------------------------
 def archive(path, train=None, test=None, meta=None):
     rng = np.random.default_rng(0)

@@ -346,3 +346,22 @@ def test_both_engines_implement_the_engine_interface():
 def search_spaces_family(engine):
     import search_spaces
     return next(f for f in map(search_spaces.describe, search_spaces.index()) if f.engine == engine)
+
+
+def test_trials_csv_writes_integers_as_integers_and_no_float_noise(tmp_path):
+    """Issue 42: a conditional integer hyperparameter (absent in some rows) was written 64.0, and a learning rate
+    0.30000000000000004."""
+    from runners import trials_table
+    rows = [trials_table.trial_row(0, "COMPLETE", True, {"units": 64, "rate": 0.1 + 0.2, "use": True},
+                                   {"val_accuracy": 0.5, "epochs_run": 3.0, "best_epoch": 2.0}),
+            trials_table.trial_row(1, "PRUNED", False, {"rate": 0.25, "use": False},
+                                   {"val_accuracy": 0.25, "epochs_run": 1.0, "best_epoch": 1.0})]
+    trials_table.write_trials_csv(tmp_path, rows)
+    text = (tmp_path / "trials.csv").read_text()
+    lines = text.splitlines()
+    header = lines[0].split(",")
+    first = dict(zip(header, lines[1].split(",")))
+    second = dict(zip(header, lines[2].split(",")))
+    assert first["hp_units"] == "64" and second["hp_units"] == ""
+    assert first["hp_rate"] == "0.3" and first["epochs_run"] == "3" and first["hp_use"] == "True"
+    assert "0.30000000000000004" not in text
