@@ -3,7 +3,7 @@
 Each hyperparameter with its type, range or choices, its default (the earlier study's value: trial 0) and,
 for a conditional one, when it is active. Keras Tuner declares hyperparameters while a model is built (and,
 for a searched batch size, in fit()), so the space is found by building: once with every default, then once
-for each other value of each choice, which declares what only that value uses. No model is trained. An
+for each other value of each choice or small integer range, which declares what only that value uses. No model is trained. An
 Optuna family's space is read from trials asked of an in-memory study (nothing is fitted).
 """
 
@@ -83,8 +83,7 @@ def _keras_rows(family, with_artist):
         declare({})
         tried = set()
         while builds < MAX_BUILDS:
-            todo = [(h.name, v) for h in list(found.values()) if isinstance(h, (kt.engine.hyperparameters.Choice,
-                    kt.engine.hyperparameters.Boolean)) for v in _values(h) if v != h.default
+            todo = [(h.name, v) for h in list(found.values()) for v in _tried_values(h) if v != h.default
                     and (h.name, v) not in tried]
             if not todo:
                 break
@@ -108,6 +107,18 @@ def _keras_rows(family, with_artist):
 
 def _values(h):
     return [False, True] if type(h).__name__ == "Boolean" else list(h.values)
+
+
+def _tried_values(h):
+    """The values built to find what each declares: every choice, and an integer's every value (its ends, when
+    it has over 8): lyrics_cnn's 4th conv block declares filters_4 only with conv_blocks = 4."""
+    kind = type(h).__name__
+    if kind in ("Choice", "Boolean"):
+        return _values(h)
+    if kind == "Int" and h.sampling == "linear":
+        every = list(range(h.min_value, h.max_value + 1, h.step or 1))
+        return every if len(every) <= 8 else [h.min_value, h.max_value]
+    return []
 
 
 def _optuna_rows(family, n_asks=300):

@@ -187,3 +187,10 @@ def test_every_reference_number_has_its_source_and_split():
                 assert any(round(x, 3) == float(r["study_accuracy"]) for x in printed), r
     nnlm = next(r for r in rows if r["model"].startswith("pre-trained") and r["variant"] == "lyrics")
     assert (nnlm["study_accuracy"], nnlm["split"]) == ("0.571", "test") and "demo.py" in nnlm["source"]
+
+
+def test_describe_shows_hyperparameters_only_some_values_declare(capsys):
+    """Issue 42: --describe lyrics_cnn missed filters_4, which only conv_blocks = 4 declares."""
+    assert cli(["lyrics_cnn", "--describe"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[4:] if line.strip()}
+    assert "filters_4" in rows and rows["filters_4"].rstrip().endswith("conv_blocks = 4")
