@@ -12,6 +12,7 @@ best_params / best_value, with the baseline beside them and the best model score
 The test split is scored once, here, after the search chose its model on validation.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,15 @@ def proposer(out_dir):
         return f"Optuna study ({sampler or tuner} sampler" + (f", {record['pruner']} pruner)" if record.get("pruner")
                                                             else ")")
     return "a tuner its run record does not name"
+
+
+def _reference(out_dir, objective):
+    """trials_table.chance() from the saved best model's meta.json (None if there is none)."""
+    try:
+        meta = json.loads((Path(out_dir) / "best" / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return trials_table.chance(meta, objective) if isinstance(meta, dict) else None
 
 
 def _values(row):
@@ -115,6 +125,11 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     if done.empty:
         return lines + ["  no finished trial: nothing to compare"]
     best = done.loc[trials_table.best_index(done[name], direction)]
+    reference = _reference(out_dir, name)
+    if trials_table.learned_nothing(best[name], reference, direction):
+        lines.append(f"  learned   nothing beyond {reference['what']}: every finished trial is within noise of its "
+                     f"{name} {reference['value']:.4f} (+/- {reference['margin']:.4f}, {trials_table.NOISE_Z:g} "
+                     "standard errors); try more data, more epochs (--epochs), or check the labels")
     base = done[done["is_baseline"].astype(bool)]
     baseline_values = _values(base.iloc[0]) if len(base) else {}
     best_values = _values(best)

@@ -229,7 +229,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     p = prepared
     cache = FeatureCache(family, p.x_train, p.x_val, p.spec)
     candidates, baselines = {}, {}
-    progress = search_progress.Progress(family.name, max_trials, objective)
+    progress = search_progress.Progress(family.name, max_trials, objective, trials_table.chance(p.meta, objective[0]))
 
     def run_one(trial):
         try:

@@ -224,6 +224,10 @@ def prepare_cifar(family, options, writes=None):
                      "rows": {"train": len(block.y_train), "val": len(block.y_val), "test": len(block.y_test)},
                      "class_counts": class_counts(len(block.class_names), block.y_train, block.y_val,
                                                   block.y_test)}}
+    if family.targets == "images":  # what learning nothing scores: every image reconstructed as the mean one
+        per_image = ((block.x_val - block.x_train.mean(axis=0)) ** 2).mean(axis=(1, 2, 3))
+        meta["data"]["mean_image_val_mse"] = {"mse": float(per_image.mean()),
+                                              "se": float(per_image.std() / np.sqrt(max(len(per_image), 1)))}
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or imgs.source,
               "data_bytes": imgs.fingerprint, "images_per_class": options.images_per_class, "seed": options.seed,
               "objective": meta["objective"], "data_fingerprint": imgs.fingerprint}

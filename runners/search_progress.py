@@ -3,6 +3,7 @@
 import threading
 import time
 
+from runners import trials_table
 from suite_common import log
 
 __all__ = ["Stop", "Progress", "log"]
@@ -42,9 +43,10 @@ class Progress:
     The hyperparameters shown are those that differ from the baseline (trial 0, the earlier study's model).
     """
 
-    def __init__(self, family, total, objective):
+    def __init__(self, family, total, objective, reference=None):
         self.family, self.total = family, total
-        self.objective = objective[0]
+        self.objective, self.direction = objective[0], objective[1]
+        self.reference = reference  # trials_table.chance(): what learning nothing scores, with its noise
         self.start = time.time()
         self.finished_here = 0
 
@@ -57,6 +59,8 @@ class Progress:
         if params is not None and baseline is not None:
             parts.append(changes(params, baseline))
         parts.append(f"best {best:.4f} (trial {best_id})" if best is not None else "no finished trial yet")
+        if best is not None and trials_table.learned_nothing(best, self.reference, self.direction):
+            parts.append(f"none beyond {self.reference['what']} ({self.reference['value']:.4f}) yet")
         parts.append(f"{n_done} of {self.total} done, {_hms(elapsed)} elapsed"
                      + (f", ~{_hms(left)} left" if n_done < self.total else ""))
         print(" | ".join(parts), flush=True)

@@ -139,3 +139,35 @@ def is_score(value):
     """A finite number (not a bool, not a string): what a trial's objective value must be."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
         and math.isfinite(value)
+
+
+def chance(meta, objective):
+    """What a model that learned nothing scores on validation, and the noise around it: {"what", "value",
+    "margin"} (margin: NOISE_Z standard errors at the validation size), or None where unknown. A classifier:
+    always answering the training split's most frequent class (accuracy, or macro-F1); the autoencoder:
+    reconstructing every image as the training split's mean image (reconstruction MSE)."""
+    data = meta.get("data") or {}
+    if objective == "val_reconstruction_mse" and data.get("mean_image_val_mse") is not None:
+        ref = data["mean_image_val_mse"]
+        return {"what": "reconstructing every image as the mean training image", "value": ref["mse"],
+                "margin": NOISE_Z * ref["se"]}
+    counts = data.get("class_counts")
+    if not counts or objective not in ("val_accuracy", "val_macro_f1") or not sum(counts.get("val", [])):
+        return None
+    majority = int(np.argmax(counts["train"]))
+    n, n_major = sum(counts["val"]), counts["val"][majority]
+    rate = n_major / n
+    value = rate if objective == "val_accuracy" else 2 * n_major / (n + n_major) / len(counts["val"])
+    name = (meta.get("label_names") or [str(majority)] * (majority + 1))[majority]
+    return {"what": f"always answering {name!r}", "value": value,
+            "margin": NOISE_Z * math.sqrt(max(value * (1 - value), 1e-12) / n)}
+
+
+def learned_nothing(best, reference, direction):
+    """Whether the best finished score is within the noise of the reference (chance()) or worse."""
+    if reference is None or best is None or not is_score(best):
+        return False
+    if direction == "max":
+        return best <= reference["value"] + reference["margin"]
+    return best >= reference["value"] - reference["margin"]
+

@@ -365,3 +365,29 @@ def test_trials_csv_writes_integers_as_integers_and_no_float_noise(tmp_path):
     assert first["hp_units"] == "64" and second["hp_units"] == ""
     assert first["hp_rate"] == "0.3" and first["epochs_run"] == "3" and first["hp_use"] == "True"
     assert "0.30000000000000004" not in text
+
+
+def test_a_search_that_learned_nothing_says_so(tmp_path, capsys):
+    """Issue 42: on lyrics whose genre is noise, every trial is within noise of always answering the most frequent
+    genre: the trial lines and the summary say so, with what to try."""
+    rng = np.random.default_rng(0)
+    rows = [{"Artist": "a", "Genre": ("Rock", "Rock", "Pop")[i % 3],
+             "Lyrics": " ".join(rng.choice([f"w{j}" for j in range(40)], 12))} for i in range(240)]
+    pd.DataFrame(rows).to_csv(tmp_path / "noise.csv", index=False)
+    assert run("lyrics_tfidf_logreg", "--data", tmp_path / "noise.csv", "--results-dir", tmp_path / "r",
+               "--max-trials", 3, *FAST) == 0
+    out = capsys.readouterr().out
+    assert "none beyond always answering 'Rock'" in out
+    assert "learned   nothing beyond always answering 'Rock'" in out and "more data, more epochs" in out
+
+
+def test_chance_level_and_its_noise():
+    from runners import trials_table
+    meta = {"label_names": ["Pop", "Rock"], "data": {"class_counts": {"train": [30, 70], "val": [25, 75],
+                                                                        "test": [10, 10]}}}
+    ref = trials_table.chance(meta, "val_accuracy")
+    assert ref["what"] == "always answering 'Rock'" and ref["value"] == 0.75
+    assert ref["margin"] == pytest.approx(2 * (0.75 * 0.25 / 100) ** 0.5)
+    assert trials_table.learned_nothing(0.80, ref, "max") and not trials_table.learned_nothing(0.85, ref, "max")
+    ae = trials_table.chance({"data": {"mean_image_val_mse": {"mse": 0.06, "se": 0.001}}}, "val_reconstruction_mse")
+    assert trials_table.learned_nothing(0.0595, ae, "min") and not trials_table.learned_nothing(0.02, ae, "min")

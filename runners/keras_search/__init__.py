@@ -138,7 +138,9 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     start_engine()
     keras.utils.set_random_seed(seed)
     before = trials_begun(out_dir)
-    progress = search_progress.Progress(family.name, max_trials, trials_table.objective_of(family, prepared.meta))
+    objective = trials_table.objective_of(family, prepared.meta)
+    progress = search_progress.Progress(family.name, max_trials, objective,
+                                        trials_table.chance(prepared.meta, objective[0]))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, stop=stop, verbose=verbose, sampler=sampler, pruner=pruner,
                     parallel=chief is not None)
