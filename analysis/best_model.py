@@ -78,6 +78,13 @@ class BestModel:
         ids = self.encoder.ids(cleaned) if self.meta["inputs"] == "sequences" else None
         return model_inputs(self.meta["inputs"], ids, cleaned, artists, self.artists_index, self.padding)
 
+    def known_words(self, lyrics):
+        """(words of the cleaned lyrics that the model's vocabulary holds, words in all): how much of an input
+        the model can read at all."""
+        words = self.encoder.preprocess(lyrics).split()
+        vocab = set(self.encoder.vocab)
+        return sum(w in vocab for w in words), len(words)
+
     def predict_proba(self, lyrics, artists=None):
         return self._probs(self.inputs(lyrics, artists))
 

@@ -87,6 +87,9 @@ def read_image(path):
         raise UserError(f"cannot read image {path} ({type(e).__name__}): pass a JPEG or PNG") from None
 
 
+KNOWN_WORDS_WARNING = 0.5  # below this share of known words, the demo warns that its answer says little
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
@@ -106,6 +109,12 @@ def main(argv=None):
             print(f"{model.family} ({model.meta['variant']}, trial {model.meta['trial_id']}):")
             for genre, p in top3(model, probs):
                 print(f"  {genre:<20} {p:.3f}")
+            known, total = model.known_words(args.lyrics)
+            print(f"  known words: {known} of {total} ({known / total if total else 0:.0%}) are in the model's "
+                  "vocabulary")
+            if not total or known / total < KNOWN_WORDS_WARNING:
+                print(f"warning: most of these lyrics are words the model never saw in training: its answer "
+                      "leans on the few it knows, or on how frequent each genre was", file=sys.stderr)
         elif args.image is not None:
             image = read_image(args.image)
             model = choose(args.results_dir, args.family,

@@ -245,6 +245,18 @@ def test_load_best_is_quiet_as_the_search_is(finished, tmp_path):
     assert noise == [], noise
 
 
+def test_the_demo_says_how_much_of_the_input_it_knows(finished, capsys):
+    """Issue 42: lyrics-demo gave the same answer to any text that is mostly unknown words, without a word."""
+    assert demo.main(["--results-dir", str(finished), "--family", "lyrics_lstm", "--lyrics",
+                      "qwzx plorf zzyzx blarg"]) == 0
+    captured = capsys.readouterr()
+    assert "known words: 0 of 4 (0%)" in captured.out and "never saw in training" in captured.err
+    vocab = load_best("lyrics_lstm", finished).encoder.vocab
+    assert demo.main(["--results-dir", str(finished), "--family", "lyrics_lstm", "--lyrics", " ".join(vocab[:6])]) == 0
+    captured = capsys.readouterr()
+    assert "known words: 6 of 6 (100%)" in captured.out and "never saw" not in captured.err
+
+
 # --- malformed CIFAR archives ------------------------------------------------------------------------
 def archive(path, train=None, test=None, meta=None):
     rng = np.random.default_rng(0)
