@@ -181,6 +181,44 @@ def _cifar100_python(path):
     return np.concatenate(xs), np.concatenate(ys), names, is_test
 
 
+def _npz_arrays(path):
+    """CIFAR-100 as NumPy arrays in an .npz: x_train, y_train (and x_test, y_test), as keras.datasets.cifar100
+    returns them, or x and y alone; uint8 images [n, 32, 32, 3], integer labels (any shape [n] or [n, 1]).
+    100 classes are named as CIFAR-100's fine classes, others class_0, class_1, ..."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            if {"x_train", "y_train"} <= keys:
+                parts = [(z["x_train"], z["y_train"], False)]
+                if {"x_test", "y_test"} <= keys:
+                    parts.append((z["x_test"], z["y_test"], True))
+            elif {"x", "y"} <= keys:
+                parts = [(z["x"], z["y"], False)]
+            else:
+                raise UserError(f"{path} holds {sorted(keys)}: an .npz of images needs x_train and y_train (and "
+                                "x_test, y_test), as keras.datasets.cifar100.load_data() returns them, or x and y")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable .npz file ({type(e).__name__})") from None
+    xs, ys, flags = [], [], []
+    for x, y, is_test in parts:
+        y = np.asarray(y).reshape(-1)
+        if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(x) != len(y):
+            raise UserError(f"{path}: images must be [n, 32, 32, 3] with one label each, got {x.shape} and "
+                            f"{len(y)} labels")
+        if y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
+            raise UserError(f"{path}: labels must be whole numbers from 0")
+        if x.dtype.kind not in "iu" or (x.size and (x.min() < 0 or x.max() > 255)):
+            raise UserError(f"{path}: pixels must be whole numbers 0-255 (uint8, as keras.datasets returns them)")
+        xs.append(x.astype(np.uint8))
+        ys.append(y.astype(np.int64))
+        flags.append(np.full(len(y), is_test))
+    y = np.concatenate(ys)
+    n_classes = int(y.max()) + 1 if len(y) else 0
+    names = _CIFAR100_FINE_NAMES if n_classes == 100 else [f"class_{i}" for i in range(n_classes)]
+    is_test = np.concatenate(flags) if len(parts) > 1 else None
+    return np.concatenate(xs), y, list(names), is_test
+
+
 def _image_folder(root, per_class=None):
     from PIL import Image  # Pillow: only for image files
     root = Path(root)
@@ -277,6 +315,11 @@ def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_
         if per_class:
             keep = _cap_per_class(y, is_test, per_class)
             x, y, is_test = x[keep], y[keep], is_test[keep]
+    elif path.is_file() and path.suffix == ".npz":
+        x, y, names, is_test = _npz_arrays(path)
+        if per_class:
+            keep = _cap_per_class(y, is_test if is_test is not None else np.zeros(len(y), bool), per_class)
+            x, y, is_test = x[keep], y[keep], is_test[keep] if is_test is not None else None
     elif path.is_dir():
         x, y, names, is_test = _image_folder(path, per_class)
     else:

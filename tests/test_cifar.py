@@ -235,3 +235,20 @@ def test_comparison_tables_compare_settings_at_equal_effort():
     assert table.loc["tanh", "best_val_accuracy_at_equal_effort"] == 0.40
     assert list(table.index) == ["tanh", "relu"] and table.loc["relu", "epochs"] == 26
     assert (table["equal_effort_trials"] == 1).all()
+
+
+def test_cifar_as_numpy_arrays_is_accepted(tmp_path, capsys):
+    """Issue 42: CIFAR-100 as keras.datasets.cifar100.load_data() returns it, saved as an .npz, is --data."""
+    from runners.search import cli
+    rng = np.random.default_rng(0)
+    x_train, y_train = rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8), (np.arange(80) % 4).reshape(-1, 1)
+    x_test, y_test = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), (np.arange(20) % 4).reshape(-1, 1)
+    np.savez(tmp_path / "cifar.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    imgs = images.load_images(str(tmp_path / "cifar.npz"), cache_dir=tmp_path / "c")
+    assert imgs.x.shape == (100, 32, 32, 3) and imgs.is_test.sum() == 20 and imgs.class_names[:2] == ["class_0",
+                                                                                                     "class_1"]
+    block = images.make_block(imgs, 1, seed=0)
+    assert len(block.y_test) == 10  # the official test images of its 2 classes
+    np.savez(tmp_path / "bad.npz", images=x_train)
+    assert cli(["cifar_cnn", "--data", str(tmp_path / "bad.npz"), "--results-dir", str(tmp_path / "r")]) == 2
+    assert "x_train and y_train" in capsys.readouterr().err
