@@ -110,6 +110,9 @@ def optimisation_history(folder, trials, objective, out, is_demo=False):
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ids = done["trial_id"].astype(int)  # the trial ids of trials.csv and the console
     ax.plot(ids, done[name], "o", label="trial")
+    pruned = trials[(trials["status"] == "PRUNED") & trials[name].notna()] if name in trials else trials.iloc[:0]
+    if len(pruned):  # the same value as trials.csv, the trial line and the dashboard: its last epoch's
+        ax.plot(pruned["trial_id"].astype(int), pruned[name], "x", color="grey", label="pruned (last epoch)")
     ax.plot(ids, running, "-", label="best so far")
     ax.set_xlabel("trial id")
     ax.set_ylabel(name)
