@@ -25,6 +25,7 @@ from study_data import images, lyrics
 from study_data.lyrics import DEFAULT_OPTIONS
 from study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TextEncoder, artist_index, model_inputs
 from suite_common import UserError, process
+from suite_common import command as search_command
 
 # skops: the exact types the suite's Optuna families save, by skops node kind,
 # module and name, and nothing else: no function, no other class. Trusting whole
@@ -187,11 +188,11 @@ def load_best(family, results_dir="results", with_artist=False):
     given = Path(family).expanduser()
     if given.is_dir() and (given / "meta.json").exists():  # a best/ folder
         folder, family = given.resolve(), given.resolve().parent.name
-        command = f"python runners/search.py {family.removesuffix('_artist')}" + \
+        command = f"{search_command('search')} {family.removesuffix('_artist')}" + \
             (" --with-artist" if family.endswith("_artist") else "")
     else:
         folder = Path(results_dir).expanduser().resolve() / (family + ("_artist" if with_artist else "")) / "best"
-        command = f"python runners/search.py {family}" + (" --with-artist" if with_artist else "") + \
+        command = f"{search_command('search')} {family}" + (" --with-artist" if with_artist else "") + \
             (f" --results-dir {Path(results_dir)}" if Path(results_dir) != Path("results") else "")
     meta_path = folder / "meta.json"
     if not meta_path.exists():

@@ -36,7 +36,7 @@ from analysis import significance
 from analysis.best_model import load_best
 from runners import trials_table
 from runners.search_progress import changes
-from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
+from suite_common import CANNOT_WRITE, UserError, atomic, command, error_line, write_error_line
 from suite_common.process import tune_this_process
 
 TASKS = ("lyrics", "cifar")
@@ -270,7 +270,7 @@ def compare(results_dir="results", repeat_families=(), k=0, scored=None):
     with its test labels and predictions, so callers need not score again."""
     folders = search_folders(results_dir)
     if not folders:
-        raise UserError(f"no search results in {results_dir}/: run e.g. `python runners/search.py lyrics_lstm` first")
+        raise UserError(f"no search results in {results_dir}/: run e.g. `{command('search')} lyrics_lstm` first")
     rows, models = [], []
     for folder, family in folders:
         try:
@@ -321,7 +321,7 @@ def print_top(results_dir, names, n):
     found = [(f, fam) for f, fam in search_folders(results_dir) if not names or f.name in names]
     if not found:
         print(f"error: no search results for {', '.join(names) or 'any family'} in {results_dir}/: run e.g. "
-              "`python runners/search.py lyrics_lstm` first", file=sys.stderr)
+              f"`{command('search')} lyrics_lstm` first", file=sys.stderr)
         return 2
     for folder, family in found:
         try:

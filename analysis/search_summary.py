@@ -21,7 +21,7 @@ import pandas as pd
 from analysis import compare, significance
 from runners import search_progress, trials_table
 from runners.prepare import LOW_ARTIST_COVERAGE, coverage_words
-from suite_common import UserError
+from suite_common import UserError, command
 
 
 def counts(out_dir, trials):
@@ -98,8 +98,8 @@ def next_commands(out_dir, family, results_dir, tensorboard=None):
     where = "" if str(results_dir) == "results" else f" --results-dir {results_dir}"
     own_input = " --lyrics '...'" + (" --artist NAME" if out_dir.name.endswith("_artist") else "") \
         if family.task == "lyrics" else " --image IMAGE"
-    commands = [(f"lyrics-report{where}", "report.html: tables, curves, importances"),
-                (f"lyrics-demo{where} --family {family.name}{own_input}", "the best model on your own input"),
+    commands = [(f"{command('report')}{where}", "report.html: tables, curves, importances"),
+                (f"{command('demo')}{where} --family {family.name}{own_input}", "the best model on your own input"),
                 (f"optuna-dashboard sqlite:///{results_dir}/optuna.db",
                  "every trial (pip install 'lyrics-cifar-search[dashboard]')")]
     if tensorboard:

@@ -17,7 +17,7 @@ import numpy as np
 from runners import trials_table
 from runners.compat import installed
 from study_data.embeddings import embedding_matrix
-from suite_common import UserError, log
+from suite_common import UserError, command, log
 
 # The run record's keys a resume must find unchanged (search.json; the CLI adds tuner, sampler, pruner, epochs and
 # storage), in the words its error uses. The record is built below (prepare_lyrics, prepare_cifar).
@@ -257,7 +257,7 @@ def block_one_sources(options, block):
               "CNN's convolutions, not the study's skip model's: run cifar_cnn with --max-trials 2 or more",
               flush=True)
     if "cnn" not in sources and "encoder" not in sources:
-        raise UserError("cifar_transfer needs a block-1 model: run `python runners/search.py cifar_cnn` "
+        raise UserError(f"cifar_transfer needs a block-1 model: run `{command('search')} cifar_cnn` "
                         "(and/or cifar_autoencoder) with the same --data and --seed first")
     return sources
 

@@ -32,7 +32,7 @@ from runners.flag_types import bounded_int, duration, fraction, positive_int, se
 from runners.prepare import DataOptions
 from runners.search_progress import Stop
 from runners.workers import keras_tuner_role
-from suite_common import UserError, atomic, error_line, masked, process, provenance, write_error_line
+from suite_common import UserError, atomic, command, error_line, masked, process, provenance, write_error_line
 from suite_common.atomic import linked
 from suite_common.process import die_with_parent, tune_this_process
 
@@ -219,7 +219,7 @@ def main(argv=None, stop=None):
         print_families()
         return 0
     if not args.family:
-        raise UserError("name a family to search, e.g. `python runners/search.py lyrics_lstm`; "
+        raise UserError(f"name a family to search, e.g. `{command('search')} lyrics_lstm`; "
                         "`--list` shows them all")
     # What its source declares: flags and data are checked without starting Keras or TensorFlow
     family = search_spaces.describe(args.family)

@@ -12,6 +12,21 @@ import time
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@\s]*)@", re.I)
 
 
+# Each command as a clone runs it, and its console script once the wheel is installed
+_COMMANDS = {"search": ("runners/search.py", "lyrics-search"), "study": ("runners/study.py", "lyrics-study"),
+             "compare": ("analysis/compare.py", "lyrics-compare"), "report": ("analysis/report.py", "lyrics-report"),
+             "demo": ("analysis/demo.py", "lyrics-demo")}
+
+
+def command(name):
+    """How the user runs one of the suite's commands: `python runners/search.py` in a clone (the README's
+    way), the console script `lyrics-search` where the suite is installed from its wheel (no clone there)."""
+    from pathlib import Path
+    script, console = _COMMANDS[name]
+    in_clone = (Path(__file__).resolve().parents[1] / "setup.cfg").is_file()
+    return f"python {script}" if in_clone else console
+
+
 def masked(text):
     """The text with the password of every URL in it replaced by ***: postgresql://user:***@host/db (error lines,
     the recorded command, search.json)."""
