@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import compare, significance
+import search_spaces
 from runners import search_progress, trials_table
 from runners.prepare import LOW_ARTIST_COVERAGE, coverage_words
 from suite_common import UserError, command
@@ -138,7 +139,8 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     lines.append(f"  best      trial {best['trial_id']}: {name} {best[name]:.4f} | {differs}")
     if len(base):
         b = base.iloc[0]
-        lines.append(f"  baseline  trial {b['trial_id']} (the earlier study's model): {name} {b[name]:.4f}")
+        whose = "the earlier study's model" if search_spaces.is_study_family(family.name) else "the family's defaults"
+        lines.append(f"  baseline  trial {b['trial_id']} ({whose}): {name} {b[name]:.4f}")
     else:
         lines.append("  baseline  not finished (trial 0 failed or was cut short)")
     if not (out_dir / "best").exists():

@@ -14,6 +14,7 @@ From the command line to results/<family>/trials.csv:
 """
 
 import argparse
+import csv
 import dataclasses
 import fcntl
 import functools
@@ -32,7 +33,7 @@ from runners.flag_types import bounded_int, duration, fraction, positive_int, se
 from runners.prepare import DataOptions
 from runners.search_progress import Stop
 from runners.workers import keras_tuner_role
-from suite_common import UserError, atomic, command, error_line, masked, process, provenance, write_error_line
+from suite_common import UserError, atomic, command, error_line, log, masked, process, provenance, write_error_line
 from suite_common.atomic import linked
 from suite_common.process import die_with_parent, tune_this_process
 
@@ -77,6 +78,9 @@ def build_parser():
     p.add_argument("--storage", help="optuna: a database URL shared by workers on several machines, e.g. "
                    "postgresql://user:pass@host/db (default: SQLite in the results folder)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set for the processes --workers starts
+    p.add_argument("--families-from", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="import your own families from a module or a .py file (repeatable; also the "
+                        "LYRICS_SEARCH_FAMILIES variable and the lyrics_cifar_search.families entry points)")
     p.add_argument("--tensorboard", metavar="DIR", help="log every Keras trial, with its hyperparameters, for "
                    "TensorBoard's HParams view (TensorFlow backend): tensorboard --logdir DIR")
     d = p.add_argument_group("data")
@@ -215,6 +219,11 @@ def main(argv=None, stop=None):
     stop = stop or Stop()
     if args.time_budget_hard and not args.time_budget:
         raise UserError("--time-budget-hard needs --time-budget D")
+    if args.families_from:  # so that workers and the analysis (its environment) find them too
+        os.environ[search_spaces.FAMILIES_ENV] = os.pathsep.join(
+            [x for x in os.environ.get(search_spaces.FAMILIES_ENV, "").split(os.pathsep) if x]
+            + [str(Path(f).resolve()) if f.endswith(".py") else f for f in args.families_from])
+    search_spaces.load_user_families()
     if args.list:
         print_families()
         return 0
@@ -272,6 +281,10 @@ def main(argv=None, stop=None):
                 print(f"--fresh: discarding the previous search in {out_dir}", flush=True)
                 shutil.rmtree(out_dir)
             record.discard(out_dir)
+        failed_before = _all_failed(out_dir) if not args.fresh else None
+        if failed_before:
+            log(f"note: all {failed_before} trials on record failed; this resume tries the same configurations "
+                "again: fix the cause, then start over with --fresh")
         # the record outlives the folder: its study must hold this search's trials (deleted folder, other data)
         record.check_search_study(out_dir, prepared.meta, args.storage, prepared.record,
                                   **engines.study_settings(family, config))
@@ -291,6 +304,16 @@ def main(argv=None, stop=None):
     from analysis.search_summary import summary_lines  # pandas: only once a search has ended
     print("\n".join(summary_lines(family, out_dir, args.results_dir, args.tensorboard)), flush=True)
     return 0
+
+
+def _all_failed(out_dir):
+    """How many trials trials.csv holds if every one of them failed (0 otherwise, or without a table)."""
+    try:
+        with open(Path(out_dir) / "trials.csv", newline="") as f:
+            statuses = [row.get("status") for row in csv.DictReader(f)]
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return 0
+    return len(statuses) if statuses and all(s == "FAIL" for s in statuses) else 0
 
 
 def refuse_links(out_dir):

@@ -20,7 +20,12 @@ Adding a family is adding one module here.
 
 import ast
 import importlib
+import importlib.metadata
+import importlib.util
+import os
 import pkgutil
+import sys
+import traceback
 from dataclasses import dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
@@ -157,14 +162,76 @@ def _declared(path):
                 yield literal(call.args[0]), {"engine": "keras_tuner", **written}
 
 
+# --- your own families ----------------------------------------------------------------------------------------
+# A family outside this package registers itself with register_family when its module is imported. Modules are
+# found through the entry-point group below (the packaging convention: a package of yours declares
+# [options.entry_points] lyrics_cifar_search.families = my_gru = my_package.my_gru), the environment variable
+# below (module names or .py files, separated by os.pathsep) and the search's --families-from.
+ENTRY_POINT_GROUP = "lyrics_cifar_search.families"
+FAMILIES_ENV = "LYRICS_SEARCH_FAMILIES"
+_USER_LOADED = set()
+
+
+def load_user_families(extra=()):
+    """Import the modules of families outside this package (entry points, LYRICS_SEARCH_FAMILIES, `extra`:
+    module names or paths of .py files), each once; they register themselves. A module that cannot be imported
+    is one line naming its file and line (UserError)."""
+    sources = [("entry point " + ep.name, ep.value) for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    sources += [(FAMILIES_ENV, item) for item in os.environ.get(FAMILIES_ENV, "").split(os.pathsep) if item]
+    sources += [("--families-from", item) for item in extra]
+    for where, item in sources:
+        if item in _USER_LOADED:
+            continue
+        try:
+            if item.endswith(".py"):
+                path = Path(item).expanduser().resolve()
+                if not path.is_file():
+                    raise UserError(f"{where}: no such file {item}")
+                spec = importlib.util.spec_from_file_location(f"user_families_{path.stem}", path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[spec.name] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(item.split(":")[0])
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the user's code: its own error, where it happened, in one line
+            frame = traceback.extract_tb(e.__traceback__)[-1]
+            raise UserError(f"{where} {item}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                            f"({frame.filename}, line {frame.lineno})") from None
+        _USER_LOADED.add(item)
+
+
+def _user(name):
+    """A family registered from outside this package (None if there is none of that name)."""
+    load_user_families()
+    family = _REGISTRY.get(name)
+    return family if family is not None and not family.module.startswith(__name__ + ".") else None
+
+
+def is_study_family(name):
+    """One of the earlier study's families (this package's own), not a user's."""
+    return name in index()
+
+
 def describe(name):
     """The family's Family as its source declares it, without importing it (no Keras, no TensorFlow): its
-    name, task, engine, data fields and defaults, hooks None. Enough to check flags and load its data."""
+    name, task, engine, data fields and defaults, hooks None. Enough to check flags and load its data. A
+    family of your own is imported (load_user_families) and described as it registered."""
     modules = index()
     if name not in modules:
-        raise UserError(f"unknown family {name!r}; valid families: {', '.join(modules)}")
+        family = _user(name)
+        if family is None:
+            raise UserError(f"unknown family {name!r}; valid families: {', '.join(all_names())}")
+        return family
     declared = dict(_declared(Path(__path__[0]) / f"{modules[name]}.py"))[name]
     return _family(name, f"{__name__}.{modules[name]}", declared)
+
+
+def all_names():
+    """The study's families and those of your own that are registered."""
+    load_user_families()
+    return sorted(set(index()) | {n for n, f in _REGISTRY.items() if not f.module.startswith(__name__ + ".")})
 
 
 def _family(name, module, given):
@@ -181,8 +248,9 @@ def _family(name, module, given):
 
 
 def summaries():
-    """[(name, task, engine, description)] of every family, without importing any (for --list)."""
-    return [(f.name, f.task, f.engine, f.description) for f in map(describe, index())]
+    """[(name, task, engine, description)] of every family, without importing any of the study's (for --list);
+    your own families are imported to be found."""
+    return [(f.name, f.task, f.engine, f.description) for f in map(describe, all_names())]
 
 
 def list_families(pattern="*", task=None, engine=None):
@@ -195,6 +263,9 @@ def get_family(name):
     """The Family; a UserError naming the valid families if unknown."""
     modules = index()
     if name not in modules:
-        raise UserError(f"unknown family {name!r}; valid families: {', '.join(modules)}")
+        family = _user(name)
+        if family is None:
+            raise UserError(f"unknown family {name!r}; valid families: {', '.join(all_names())}")
+        return family
     importlib.import_module(f"{__name__}.{modules[name]}")  # only this family's module: it registers itself
     return _REGISTRY[name]

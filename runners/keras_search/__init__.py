@@ -41,6 +41,7 @@ import keras
 import keras_tuner as kt
 
 from runners import compat, record, search_progress, trials_table, workers
+from runners.keras_search import errors
 from runners.keras_search.optuna_oracle import StudyOracle
 from runners.keras_search.oracles import BayesianOracle, HyperbandOracle, RandomOracle, default_values
 from runners.keras_search.trial import BudgetReached, TooManyFailures, train
@@ -106,9 +107,9 @@ def _check_buildable(family, prepared):
     hypermodel = family.hypermodel(prepared.spec)
     try:
         hypermodel.build(kt.HyperParameters())
-    except Exception as e:  # noqa: BLE001 - any build error is the flags' or the data's
+    except Exception as e:  # noqa: BLE001 - any build error is the flags' or the data's (or a family's own code)
         raise UserError(f"{family.name} cannot build its model from these flags and data ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+                        f"{str(e).splitlines()[0] if str(e) else ''}; {errors.where(family, e)})") from None
     finally:
         keras.backend.clear_session()
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
+import search_spaces
 from runners import best_store, compat, record, search_progress, trials_table
 from runners.keras_search.optuna_oracle import SE
 from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of
-from runners.keras_search.errors import WriteFailed
+from runners.keras_search.errors import FamilyFailed, WriteFailed
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
 from suite_common import UserError
 from suite_common.failpoints import failpoint
@@ -70,6 +71,12 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
             return self._run_trial(trial)
         except OSError as e:  # the disk refused a write: not the configuration failing
             raise WriteFailed.of(e) from e
+        except (kt.errors.FatalError, kt.errors.FailedTrialError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            if search_spaces.is_study_family(self.family.name):
+                raise  # the study's families: a failed configuration (FAIL), the search goes on
+            raise FamilyFailed.of(self.family, e, number(trial)) from None
 
     def _run_trial(self, trial):
         failpoint("trial-started")
