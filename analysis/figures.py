@@ -181,6 +181,10 @@ def optuna_plots(folder, study, out, is_demo=False):
                 ax.set_title("", loc=loc)  # Optuna's own title
             ax.set_title(f"{folder.name}: hyperparameter importance (fANOVA, {n} trials)")
             plots.append(save(ax.figure, out / f"importance_{folder.name}.png", is_demo))
+            notes.append(f"Importances: Optuna's fANOVA evaluator (seed 0) on the {n} complete trials over the "
+                         "hyperparameters every trial set. optuna-dashboard ranks with Optuna's default evaluator "
+                         "(PED-ANOVA, which weighs the top-scoring trials against the rest) on the trials it "
+                         "holds, so its order may differ, most where trials are few.")
         else:
             notes.append(f"No importances: {n} finished trials, fewer than the {MIN_TRIALS_FOR_IMPORTANCE} "
                          "fANOVA needs to say much.")
