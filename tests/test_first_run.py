@@ -195,3 +195,8 @@ def test_describe_shows_hyperparameters_only_some_values_declare(capsys):
     assert cli(["lyrics_cnn", "--describe"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[4:] if line.strip()}
     assert "filters_4" in rows and rows["filters_4"].rstrip().endswith("conv_blocks = 4")
+
+
+def test_the_readme_stays_short():
+    """Issue 42: 250 lines at most; detail goes to docs/ (docs/reference.md), linked from the README."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
