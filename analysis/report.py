@@ -272,7 +272,8 @@ def build_report(results_dir="results"):
                       md_image(figures.confusion(model, label, out, is_demo), root), ""]
     for name in sorted(t for t in tables if t.startswith("comparison_cifar_")) + ["mcnemar", "repeats"]:
         if name in tables and not tables[name].empty:
-            lines += [f"### {name.replace('_', ' ')}", "", tables[name].to_markdown(index=False, floatfmt=".4g"), ""]
+            lines += [f"### {TABLE_TITLES.get(name, name.replace('_', ' '))}", "",
+                      tables[name].to_markdown(index=False, floatfmt=".4g"), ""]
     lines += ["## Searches", ""]
     for folder, family in folders:
         try:
@@ -304,6 +305,17 @@ def build_report(results_dir="results"):
     atomic.write_text(root / "report.md", markdown_text)
     atomic.write_text(root / "report.html", to_html(markdown_text, root))
     return root / "report.md", root / "report.html", sorted(out.glob("*.png"))
+
+
+# The small tables' headings, for a reader (their file names stay as they are: comparison_cifar_loss.csv, ...)
+TABLE_TITLES = {
+    "comparison_cifar_activation": "CIFAR, block 1: activation functions (best, and at equal effort)",
+    "comparison_cifar_loss": "CIFAR, block 1: loss functions (best, and at equal effort)",
+    "comparison_cifar_skip": "CIFAR, block 1: skip connections (best, and at equal effort)",
+    "comparison_cifar_transfer": "CIFAR, block 2: transferred vs trained from scratch",
+    "mcnemar": "McNemar test: pairs of best models on the same test rows",
+    "repeats": "Baseline vs best, retrained over several seeds",
+}
 
 
 def earlier_study_numbers(tables, results_dir):
