@@ -50,11 +50,6 @@ class StorageFailed(BaseException):
     line."""
 
 
-def _storage_problem(e):
-    """The database error behind an exception (a full disk, a read-only file), or None."""
-    return record.storage_problem(e)
-
-
 def _optimize(study, url, *args, **kwargs):
     """study.optimize, with the database failing (mid-trial, or while Optuna records a trial: there its own
     check then fails with "Should not reach") turned into one line."""
@@ -63,7 +58,7 @@ def _optimize(study, url, *args, **kwargs):
     except (StorageFailed, Exception) as e:
         if isinstance(e, StorageFailed) and isinstance(e.__cause__, OSError):
             raise e.__cause__ from None  # the command line says which file, in one line
-        problem = _storage_problem(e.__cause__ if isinstance(e, StorageFailed) else e)
+        problem = record.storage_problem(e.__cause__ if isinstance(e, StorageFailed) else e)
         if problem is None:
             raise
         raise UserError(record.storage_error_line(problem, url)) from None
@@ -235,7 +230,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         try:
             return one_trial(trial)
         except Exception as e:  # the disk or the database failing is not the configuration failing
-            if _storage_problem(e) is not None or (isinstance(e, OSError) and e.errno in CANNOT_WRITE):
+            if record.storage_problem(e) is not None or (isinstance(e, OSError) and e.errno in CANNOT_WRITE):
                 raise StorageFailed() from e
             raise
 
