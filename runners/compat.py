@@ -121,6 +121,7 @@ def running_without_heartbeat(storage, study_name, older_than_s):
     tables (optuna.storages._rdb.models) directly."""
     import datetime
 
+    import optuna  # Optuna and SQLAlchemy: only once a search's record is used
     import sqlalchemy
     from optuna.storages._rdb import models
     study_id = storage.get_study_id_from_name(study_name)
@@ -129,7 +130,7 @@ def running_without_heartbeat(storage, study_name, older_than_s):
         now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
         rows = (session.query(models.TrialModel)
                 .filter(models.TrialModel.study_id == study_id)
-                .filter(models.TrialModel.state == optuna_running())
+                .filter(models.TrialModel.state == optuna.trial.TrialState.RUNNING)
                 .filter(~models.TrialModel.heartbeats.any())
                 .all())
         cut = datetime.timedelta(seconds=older_than_s)
@@ -143,11 +144,6 @@ def storage_of(study):
     _CachedStorage: its _backend)."""
     storage = study._storage
     return getattr(storage, "_backend", storage)
-
-
-def optuna_running():
-    import optuna
-    return optuna.trial.TrialState.RUNNING
 
 
 def become(obj, cls):
