@@ -289,7 +289,8 @@ def test_figures_of_demo_data_say_so_and_importances_need_enough_trials(tmp_path
     folder = tmp_path / "lyrics_x"
     plots, notes = figures.optuna_plots(folder, study, tmp_path, is_demo=True)
     assert [p.name for p in plots] == ["importance_lyrics_x.png", "parallel_lyrics_x.png", "slice_lyrics_x.png"]
-    assert notes == []
+    assert len(notes) == 1 and "fANOVA" in notes[0] and "optuna-dashboard" in notes[0]  # which evaluator, and why
+    # the dashboard may rank differently
 
 
 def test_top_trials_like_results_summary(res, capsys):
