@@ -74,8 +74,9 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         except (kt.errors.FatalError, kt.errors.FailedTrialError, KeyboardInterrupt):
             raise
         except Exception as e:
-            if search_spaces.is_study_family(self.family.name):
-                raise  # the study's families: a failed configuration (FAIL), the search goes on
+            if search_spaces.is_study_family(self.family.name) or number(trial) >= len(self.family.first_trials):
+                raise  # a configuration that failed (FAIL, with its error), the search goes on
+            # a family of the user's own whose defaults (its fixed first trials) fail is broken: said once
             raise FamilyFailed.of(self.family, e, number(trial)) from None
 
     def _run_trial(self, trial):
