@@ -166,10 +166,11 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         if n < len(self.first_trials):  # the fixed first trial's values: BaselineFirst (the subclass) checks them
             self.study.enqueue_trial(self._study_params(self.fixed_values(n)), skip_if_exists=False)
             asked = self.study.ask()
-            self._suggest(asked)
+            values = self._suggest(asked)
         else:
             asked = self.study.ask()
-            if compat.already_tried(self, self._suggest(asked)):
+            values = self._suggest(asked)
+            if compat.already_tried(self, values):
                 # Keras Tuner's rule (Oracle._random_values): a configuration already tried is not run again.
                 # The sampler's proposal is dropped (never trained; left out of the tables, record.rows) and
                 # random ones are drawn instead, as Keras Tuner's random oracle draws them (TPE on a small
@@ -182,12 +183,12 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                     return {"status": "STOPPED", "values": None}
                 self.study.enqueue_trial(self._study_params(values), skip_if_exists=False)
                 asked = self.study.ask()
-                self._suggest(asked)
+                values = self._suggest(asked)
         asked.set_user_attr("trial_id", number(trial_id))
         if n == 0:
             asked.set_user_attr("is_baseline", True)
         self._asked[trial_id] = asked
-        return {"status": "RUNNING", "values": self._suggest(asked)}
+        return {"status": "RUNNING", "values": values}
 
     def _suggest(self, asked):
         """Each active hyperparameter, in the order the hypermodel declared them, from the Optuna trial (asking
@@ -301,7 +302,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             # asked for every trial, fixed ones too: successive halving records a trial's rung value when asked
             if asked.should_prune() and not self.is_fixed(trial_id):
                 self.pruned.add(trial_id)
-                worse, se = self.study.pruner.last
+                worse, _ = self.study.pruner.last
                 asked.set_user_attr("pruned_margin", float(worse))  # how far below the median it was
         kept = self.trials[trial_id]
         return kt.engine.trial.Trial(kept.hyperparameters, trial_id=trial_id,
