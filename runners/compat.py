@@ -24,7 +24,8 @@ KNOWN = {
     "keras-tuner": ("1.4.7", "1.5", "oracle state written atomically (utils.save_json); a debug print removed "
                     "from conditions.Parent.to_proto; Tuner._get_tuner_fname (one state file for single and chief runs); "
                     "keras_tuner.src's protos, OracleClient, OracleServicer and Trial, Oracle._retry_queue, Oracle._duplicate and "
-                    "_max_collisions (the study oracle's collision rule), and a "
+                    "_max_collisions (the study oracle's collision rule), Oracle._save_trial, _record_values, "
+                    "_display and _run_times (the study oracle's create_trial), and a "
                     "worker's OracleClient given another class (runners/keras_search/distributed.py)"),
     "optuna": ("4.9", "6", "a value's place in a distribution (BaseDistribution._contains); the storage's own "
                "methods for a trial's late parameters and ids (set_trial_param, get_trial_id_from_study_id_trial_number); "
@@ -101,6 +102,26 @@ def retry_queue(oracle):
     """The trial ids a Keras Tuner oracle hands out again before new ones (Oracle._retry_queue, a list the
     caller may change in place)."""
     return oracle._retry_queue
+
+
+def start_trial(oracle, tuner_id, trial):
+    """What Keras Tuner's Oracle.create_trial does with a new RUNNING trial, for an oracle that makes the trial
+    itself (the study oracle, whose trial ids are the study's numbers): its values recorded as tried
+    (Oracle._record_values), the trial ongoing, its file and the oracle's state saved (Oracle._save_trial),
+    and Keras Tuner's display told (Oracle._display)."""
+    oracle._record_values(trial)
+    oracle.ongoing_trials[tuner_id] = trial
+    oracle.trials[trial.trial_id] = trial
+    oracle.start_order.append(trial.trial_id)
+    oracle._save_trial(trial)
+    oracle.save()
+    oracle._display.on_trial_begin(trial)
+
+
+def run_times(oracle):
+    """How many times a Keras Tuner oracle has run each trial id (Oracle._run_times, a dict the caller may
+    change): its retries of a crashed trial stop at max_retries_per_trial."""
+    return oracle._run_times
 
 
 def already_tried(oracle, values):

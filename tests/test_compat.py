@@ -32,7 +32,8 @@ def test_private_names_of_other_libraries_are_used_only_in_compat():
     root = Path(compat.__file__).resolve().parents[1]
     private = re.compile(r"^\s*(from|import)\s+(keras_tuner\.src|keras\.src|tensorflow\.python|torch\._)"
                          r"|\._retry_queue\b|\._contains\(|\._gradient_registry\b|\.__class__\s*=(?!=)"
-                         r"|\._duplicate\(|\._max_collisions\b")
+                         r"|\._duplicate\(|\._max_collisions\b|\._save_trial\(|\._record_values\(|\._display\b"
+                         r"|\._run_times\b")
     found = [f"{path.relative_to(root)}:{n}" for pkg in ("runners", "analysis", "search_spaces", "study_data",
                                                           "suite_common")
              for path in sorted((root / pkg).rglob("*.py")) if path.name != "compat.py"

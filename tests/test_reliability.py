@@ -48,6 +48,7 @@ def check_invariants(res, family, data, finished_expected=None):
     study = optuna.load_study(study_name=family, storage=record.storage_url(res))
     kept = [t for t in study.trials if t.state in record.FINISHED and not record.interrupted(t, record.retried(study))]
     assert sorted(record.trial_id(s) for s in kept) == sorted(t.loc[t["status"] != "RUNNING", "trial_id"])
+    assert [s.number for s in kept] == [record.trial_id(s) for s in kept]  # one number per trial everywhere
     done = t[t["status"] == "COMPLETE"]
     if finished_expected is not None:
         assert len(t) == finished_expected and len(done) == finished_expected
@@ -101,6 +102,32 @@ def test_a_kill_as_a_trial_is_recorded_leaves_it_once(skip, extra, tmp_path, sma
         assert t["status"].tolist()[0] == "PRUNED"
     else:
         assert t["trial_id"].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("skip", [1, 0])
+def test_after_a_hard_kill_a_trial_has_one_number_everywhere(skip, tmp_path, small_lyrics):
+    """kill -9 as the second trial starts (issue 42): the trial runs again as a new trial, numbered as the study
+    numbers it, so trials.csv, the study (the Optuna dashboard), the histories and Keras Tuner's folders name
+    each trial alike; the cut attempt stays in the study only, FAIL and marked interrupted. Before, the rerun
+    kept Keras Tuner's id 1 while the study called it trial 2, and every later trial was one off. skip=0: the
+    first trial, killed before Keras Tuner saved any state (its folder and history are cleared on resume)."""
+    import optuna
+
+    from runners import record
+    res = tmp_path / "r"
+    cmd = search_cmd("lyrics_lstm", small_lyrics, res, 3)
+    first = run(cmd, env={"SEARCH_SUITE_CRASH_AT": "trial-started", "SEARCH_SUITE_CRASH_SKIP": str(skip)})
+    assert first.returncode == 137, first.stderr[-2000:]
+    assert run(cmd).returncode == 0
+    t = check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=3)
+    study = optuna.load_study(study_name="lyrics_lstm", storage=record.storage_url(res))
+    ids = [n for n in range(4) if n != skip]
+    assert [(s.number, s.state.name, bool(s.user_attrs.get("interrupted"))) for s in study.trials] == \
+        [(n, "FAIL", True) if n == skip else (n, "COMPLETE", False) for n in range(4)]
+    assert t["trial_id"].tolist() == ids and t["is_baseline"].tolist() == [True, False, False]
+    folder = res / "lyrics_lstm"
+    assert sorted(int(p.stem[6:]) for p in (folder / "histories").glob("trial_*.csv")) == ids
+    assert sorted(int(p.name[6:]) for p in (folder / "keras_tuner").glob("trial_*")) == ids
 
 
 def test_random_kills_lose_nothing(tmp_path, small_lyrics):

@@ -300,16 +300,23 @@ def test_reload_and_the_older_end_trial_signature(tmp_path):
 
 
 def test_a_failed_trial_is_retried_as_keras_tuner_retries_it(tmp_path):
+    """Keras Tuner's retries of a crashed trial (max_retries_per_trial), each run again as a new trial with the
+    same values and the study's next number as its id (Optuna's convention), the retries still counted."""
     o = oracle(tmp_path, lr_units)
     o.max_retries_per_trial = 1
     trial = o.create_trial("t")
     trial.status = "INVALID"  # crashed: Keras Tuner runs it again
     o.end_trial(trial)
     again = o.create_trial("t")
-    assert again.trial_id == trial.trial_id
-    finish(o, again, 0.5)
-    states = [t.state.name for t in study_of(tmp_path).trials]
-    assert states[-1] == "COMPLETE" and len(record.rows(study_of(tmp_path))) == 1
+    assert (trial.trial_id, again.trial_id) == ("00", "01") and list(o.trials) == ["01"]
+    assert again.hyperparameters.values == trial.hyperparameters.values and o.is_fixed(again.trial_id)
+    again.status = "INVALID"  # crashed again: no retry left
+    o.end_trial(again)
+    assert o.trials["01"].status == "FAILED" and o.end_order == ["01"]  # Keras Tuner: no retry left
+    finish(o, o.create_trial("t"), 0.5)
+    study = study_of(tmp_path)
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "COMPLETE"]
+    assert [(r["trial_id"], r["status"]) for r in record.rows(study)] == [(1, "FAIL"), (2, "COMPLETE")]
 
 
 # --- end to end ------------------------------------------------------------------------------------------------

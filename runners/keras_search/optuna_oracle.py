@@ -4,6 +4,9 @@ Keras Tuner still builds and trains every model (the hypermodel's `build(hp)`,
 the suite's tuner and trial loop); this oracle only answers its public
 questions through the search's study (runners/record.py: results/optuna.db):
 
+- create_trial: Keras Tuner's, with the trial's id its number in the study; a
+  trial run again (after a kill, a crash with retries left, a silent worker) is
+  a new trial with the same values.
 - populate_space: the study is asked for a trial and each active Keras Tuner
   hyperparameter is suggested with its Optuna distribution (log floats stay
   log, ints ints, choices categorical; a conditional one only where its parent
@@ -30,6 +33,8 @@ the space is used up and the search stops; the overrides are `@synchronized`.
 
 
 import math
+import shutil
+from pathlib import Path
 
 import keras_tuner as kt
 import numpy as np
@@ -134,6 +139,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         if first_trials is not None:  # before the study opens: the pruner's and sampler's start-up count them
             self.first_trials = tuple(first_trials)
         self._study, self._rdb, self._asked, self._reported, self.pruned = None, None, {}, {}, set()
+        self.fixed_numbers = []  # ids of the fixed first trials (and of their runs again)
 
     @property
     def study(self):
@@ -161,15 +167,89 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         return self._study
 
+    @kt.synchronized
+    def create_trial(self, tuner_id):
+        """Keras Tuner's Oracle.create_trial (1.4.8), with one change: a trial's id is its number in the study, so
+        trials.csv, the histories, best/ and the Optuna dashboard name each trial alike, after a kill too. A
+        trial Keras Tuner would run again under its old id (its run was killed, it crashed with retries left,
+        its worker went silent) runs as a new trial with the same values, as Optuna's RetryFailedTrialCallback
+        runs one again; the cut attempt stays in the study, FAIL and marked interrupted, out of the tables."""
+        if tuner_id in self.ongoing_trials:  # a worker asking again gets its own trial back
+            return self.ongoing_trials[tuner_id]
+        self.tuner_ids.add(tuner_id)
+        again = self._take_retry()
+        full = self.max_trials and len(self.trials) >= self.max_trials
+        proposal = None if full and again is None else self._propose(again)
+        if proposal is None:  # every trial has run, or the space is used up
+            self.tuner_ids.discard(tuner_id)
+            return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)),
+                                         status="STOPPED")
+        asked, values, fixed = proposal
+        trial_id = f"{asked.number:0{len(str(self.max_trials))}d}"  # zero-padded like Keras Tuner's own ids
+        asked.set_user_attr("trial_id", asked.number)
+        hps = self.hyperparameters.copy()
+        hps.values = values
+        trial = kt.engine.trial.Trial(hps, trial_id=trial_id, status="RUNNING")
+        self._asked[trial_id] = asked
+        if fixed:
+            self.fixed_numbers.append(asked.number)
+        if again is not None:
+            compat.run_times(self)[trial_id] = again["run_times"]  # Keras Tuner's retries stay counted
+        compat.start_trial(self, tuner_id, trial)
+        return trial
+
+    def _take_retry(self):
+        """The trial Keras Tuner would run again next, taken out of its trials (its folder and partial history
+        go too), as {values, fixed, run_times}; None when there is none."""
+        queue = compat.retry_queue(self)
+        while queue:
+            old = queue.pop()
+            if old in self.end_order or old not in self.trials:
+                continue  # it ended after all (a worker thought dead): it does not run twice
+            fixed = self.is_fixed(old)
+            self.forget_attempt(old)
+            trial = self.trials.pop(old)
+            self.start_order[:] = [t for t in self.start_order if t != old]
+            if number(old) in self.fixed_numbers:
+                self.fixed_numbers.remove(number(old))
+            folder = Path(self._project_dir)
+            shutil.rmtree(folder / f"trial_{old}", ignore_errors=True)
+            (folder.parent / "histories" / f"trial_{number(old)}.csv").unlink(missing_ok=True)
+            return {"values": dict(trial.hyperparameters.values), "fixed": fixed,
+                    "run_times": compat.run_times(self).pop(old, 0)}
+        return None
+
     def populate_space(self, trial_id):
+        """Keras Tuner's documented override: the values of a new trial `trial_id` (create_trial above makes the
+        trial itself, under the study's number; this serves whoever calls Keras Tuner's own API)."""
+        proposal = self._propose(None)
+        if proposal is None:
+            return {"status": "STOPPED", "values": None}
+        asked, values, fixed = proposal
+        asked.set_user_attr("trial_id", number(trial_id))
+        self._asked[trial_id] = asked
+        if fixed:
+            self.fixed_numbers.append(number(trial_id))
+        return {"status": "RUNNING", "values": values}
+
+    def _propose(self, again):
+        """(the study's trial, its values, whether it is a fixed first trial) for the next trial: `again`'s values
+        when one runs again, the next fixed first trial, else the sampler's proposal; None when the space is
+        used up."""
         n = len(self.trials)
-        if n < len(self.first_trials):  # the fixed first trial's values: BaselineFirst (the subclass) checks them
+        if again is not None:
+            values = {k: v for k, v in again["values"].items() if not k.startswith("tuner/")}
+            self.study.enqueue_trial(self._study_params(values), skip_if_exists=False)
+            asked = self.study.ask()
+            self._suggest(asked)
+            values, fixed = again["values"], again["fixed"]
+        elif n < len(self.first_trials):  # the fixed first trial's values: BaselineFirst (the subclass) checks them
             self.study.enqueue_trial(self._study_params(self.fixed_values(n)), skip_if_exists=False)
             asked = self.study.ask()
-            values = self._suggest(asked)
+            values, fixed = self._suggest(asked), True
         else:
             asked = self.study.ask()
-            values = self._suggest(asked)
+            values, fixed = self._suggest(asked), False
             if compat.already_tried(self, values):
                 # Keras Tuner's rule (Oracle._random_values): a configuration already tried is not run again.
                 # The sampler's proposal is dropped (never trained; left out of the tables, record.rows) and
@@ -180,15 +260,13 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
                 values = self._untried_random_values(n)
                 if values is None:
-                    return {"status": "STOPPED", "values": None}
+                    return None
                 self.study.enqueue_trial(self._study_params(values), skip_if_exists=False)
                 asked = self.study.ask()
                 values = self._suggest(asked)
-        asked.set_user_attr("trial_id", number(trial_id))
-        if n == 0:
+        if fixed and self._are_baseline_values(values):
             asked.set_user_attr("is_baseline", True)
-        self._asked[trial_id] = asked
-        return {"status": "RUNNING", "values": values}
+        return asked, values, fixed
 
     def _suggest(self, asked):
         """Each active hyperparameter, in the order the hypermodel declared them, from the Optuna trial (asking
@@ -279,8 +357,24 @@ class _StudyProposals(KerasRecord, kt.Oracle):
 
     def is_fixed(self, trial_id):
         """One of the family's fixed first trials (the baseline): trained to the full budget, never pruned."""
-        order = sorted(self.trials, key=lambda t: int(t))
-        return order.index(trial_id) < len(self.first_trials) if trial_id in order else False
+        return number(trial_id) in self.fixed_numbers
+
+    def is_baseline(self, trial_id):
+        """Fixed first trial 0 (every hyperparameter at its default), also when it ran again under a new id."""
+        return self.is_fixed(trial_id) and self._are_baseline_values(self.trials[trial_id].hyperparameters.values)
+
+    def _are_baseline_values(self, values):
+        baseline = self.fixed_values(0)
+        return all(baseline[k] == v for k, v in values.items() if k in baseline)
+
+    def get_state(self):
+        return {**super().get_state(), "fixed_numbers": self.fixed_numbers}
+
+    def set_state(self, state):
+        super().set_state(state)
+        # a state saved before fixed_numbers: the fixed trials were the first ones begun
+        first = sorted(map(number, self.start_order))[:len(self.first_trials)]
+        self.fixed_numbers = list(state.get("fixed_numbers", first))
 
     @kt.synchronized
     def update_trial(self, trial_id, metrics, step=0):
@@ -288,6 +382,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         ReportEachEpoch, with its standard error as "epoch/se") into the study, each epoch once. Like Keras
         Tuner's, it answers with the trial (a copy whose status is "STOPPED" when the pruner stops it here): a
         worker's chief sends it over gRPC."""
+        if trial_id not in self.trials:  # a worker thought dead, whose trial runs again under a new id: stop
+            return kt.engine.trial.Trial(self.get_space(), trial_id=trial_id, status="STOPPED")
         if EPOCH + self.objective.name not in (metrics or {}):  # the trial's results (Keras Tuner's own update)
             return super().update_trial(trial_id, metrics, step)
         # an epoch's report is the study's alone: Keras Tuner's trial keeps only its results

@@ -189,7 +189,12 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         # oracle never started: it would take a --max-trials slot forever. It never ran: drop it.
         for tid in [t for t in oracle.trials if t not in oracle.start_order]:
             del oracle.trials[tid]
-            shutil.rmtree(Path(self.project_dir) / f"trial_{tid}", ignore_errors=True)
+        # A trial's folder and history with no trial in the oracle: the cut attempt of a trial that runs again
+        # under a new id (the study oracle), or a first trial killed before Keras Tuner's state was saved
+        ids = {number(t) for t in oracle.trials}
+        for path in [*Path(self.project_dir).glob("trial_*"), *(self.out_dir / "histories").glob("trial_*.csv")]:
+            if path.stem[len("trial_"):].isdigit() and int(path.stem[len("trial_"):]) not in ids:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         # A kill after Keras Tuner saved an ended trial but before it took it off its ongoing trials: its reload
         # put the trial up to run again. It has ended (end_order): it does not run twice.
         queue = compat.retry_queue(oracle)
