@@ -169,6 +169,31 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, small_lyrics):
     pd.testing.assert_frame_equal(after.iloc[:len(before)][before.columns], before, check_dtype=False)
 
 
+def test_a_hard_ctrl_c_leaves_one_number_per_trial(tmp_path, small_lyrics):
+    """Two Ctrl-C in the second trial (issue 42): the search stops at once (exit 130), and after the resume the
+    Optuna record and trials.csv number every trial alike; the cut attempt is in the record only."""
+    import optuna
+
+    from runners import record
+    res = tmp_path / "r"
+    cmd = search_cmd("lyrics_lstm", small_lyrics, res, 2, "--epochs", "300")  # the last --epochs counts: trials to cut
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    deadline = time.time() + 240
+    while time.time() < deadline and not (res / "lyrics_lstm" / "histories" / "trial_1.csv").exists():
+        time.sleep(0.1)  # the second trial has trained an epoch
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert run(cmd, timeout=600).returncode == 0
+    t = check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=2)
+    study = optuna.load_study(study_name="lyrics_lstm", storage=record.storage_url(res))
+    assert [(s.number, s.state.name) for s in study.trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
+    assert t["trial_id"].tolist() == [0, 2]
+
+
 def test_a_second_search_on_the_same_folder_is_refused(tmp_path, small_lyrics, capsys):
     res = tmp_path / "r"
     held = hold_lock(res / "lyrics_tfidf_logreg")
