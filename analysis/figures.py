@@ -139,8 +139,10 @@ def search_study(folder, trials, objective):
     if db.exists():
         try:
             mirrored = optuna.load_study(study_name=folder.name, storage=record.storage_url(folder.parent))
-            study.add_trials([t for t in mirrored.get_trials(deepcopy=False)
-                              if t.state == optuna.trial.TrialState.COMPLETE])
+            kept = mirrored.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+            for t in kept:  # the copy numbers its trials afresh: each keeps its own id, trials.csv's
+                t.set_user_attr("trial_id", record.trial_id(t))
+            study.add_trials(kept)
             return study
         except KeyError:  # no record of this search there
             pass
@@ -150,7 +152,8 @@ def search_study(folder, trials, objective):
         params = {c[3:]: str(row[c]) for c in hp_cols}
         dists = {c[3:]: optuna.distributions.CategoricalDistribution(sorted(done[c].astype(str).unique()))
                  for c in hp_cols}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row[name])))
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row[name]),
+                                                  user_attrs={"trial_id": int(row["trial_id"])}))
     return study
 
 
@@ -213,37 +216,47 @@ def _axis_labels(dist):
     return [(0.0, f"{dist.low:.3g}"), (1.0, f"{dist.high:.3g}" + (" (log)" if getattr(dist, "log", False) else ""))]
 
 
+# Hyperparameter axes in one row of the parallel-coordinates figure: a row fits the report's 1,100-pixel column
+# at its own size, so its labels are read at the size they were drawn (12 axes in one row came out at half size)
+PARALLEL_AXES_PER_ROW = 5
+
+
 def parallel_coordinates(folder, study, params, target, out, is_demo=False):
     """One line per finished trial across the objective and each hyperparameter's axis (its whole search
-    range, the ends labelled), coloured by the objective; the best trial drawn on top."""
+    range, the ends labelled), coloured by the objective; the best trial drawn on top in red. Rows of at most
+    PARALLEL_AXES_PER_ROW hyperparameters, each row starting again from the objective's axis."""
     trials = [t for t in study.trials if all(p in t.params for p in params)]
     values = np.array([t.value for t in trials], dtype=float)
     lo, hi = np.nanmin(values), np.nanmax(values)
     scaled = (values - lo) / (hi - lo) if hi > lo else np.full_like(values, 0.5)
-    columns = [target, *params]
-    fig, ax = plt.subplots(figsize=(max(7, 1.7 * len(columns)), 4.5))
+    per_row = -(-len(params) // -(-len(params) // PARALLEL_AXES_PER_ROW))  # rows of even length: 6 -> 3 + 3
+    rows = [params[i:i + per_row] for i in range(0, len(params), per_row)]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10.5, 3.3 * len(rows)), squeeze=False)
     cmap = plt.get_cmap("viridis")
     best = study.best_trial.number
-    order = sorted(range(len(trials)), key=lambda i: trials[i].number == best)
-    for i in order:
-        t = trials[i]
-        ys = [scaled[i], *(_axis_position(t.distributions[p], t.params[p]) for p in params)]
-        is_best = t.number == best
-        ax.plot(range(len(columns)), ys, color="#b00" if is_best else cmap(scaled[i]), lw=2.5 if is_best else 1,
-                alpha=1 if is_best else 0.6, label=f"best (trial {t.number})" if is_best else None)
-    for k, column in enumerate(columns):
-        ax.axvline(k, color="#888", lw=0.8)
-        labels = [(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")] if k == 0 else \
-            _axis_labels(trials[0].distributions[column])
-        for y, text in labels:
-            ax.text(k + 0.04, y, text, fontsize=8, va="center", ha="left",
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
-    ax.set_xticks(range(len(columns)), columns, rotation=20, ha="right")
-    ax.set_yticks([])
-    ax.set_xlim(-0.2, len(columns) - 0.3)
-    ax.set_ylim(-0.08, 1.08)
-    ax.set_title(f"{folder.name}: parallel coordinates ({len(trials)} trials; colour: {target})", pad=12)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    order = sorted(range(len(trials)), key=lambda i: trials[i].number == best)  # the best drawn last, on top
+    for ax, row in zip(axes[:, 0], rows):
+        columns = [target, *row]
+        for i in order:
+            t = trials[i]
+            ys = [scaled[i], *(_axis_position(t.distributions[p], t.params[p]) for p in row)]
+            is_best = t.number == best
+            ax.plot(range(len(columns)), ys, color="#b00" if is_best else cmap(scaled[i]),
+                    lw=2.5 if is_best else 1, alpha=1 if is_best else 0.6)
+        for k, column in enumerate(columns):
+            ax.axvline(k, color="#888", lw=0.8)
+            labels = [(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")] if k == 0 else \
+                _axis_labels(trials[0].distributions[column])
+            for y, text in labels:
+                ax.text(k + 0.04, y, text, fontsize=9, va="center", ha="left",
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
+        ax.set_xticks(range(len(columns)), columns, fontsize=10)
+        ax.set_yticks([])
+        ax.set_xlim(-0.2, per_row + 0.8)  # every row's axes at the same places
+        ax.set_ylim(-0.08, 1.08)
+    axes[0, 0].set_title(f"{folder.name}: parallel coordinates ({len(trials)} trials; colour: {target}; "
+                         f"red: the best, trial {record.trial_id(study.best_trial)})", pad=10)
+    fig.tight_layout()
     return save(fig, out / f"parallel_{folder.name}.png", is_demo)
 
 

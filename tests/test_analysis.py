@@ -293,6 +293,48 @@ def test_figures_of_demo_data_say_so_and_importances_need_enough_trials(tmp_path
     # the dashboard may rank differently
 
 
+def test_the_reports_figures_name_each_trial_by_its_own_id(tmp_path, monkeypatch):
+    """The report's copy of a search's study numbers its trials afresh; the figures name a trial by the id
+    trials.csv and the dashboard give it (issue 42: the parallel plot said "trial 3" for trial 4 after a kill)."""
+    import matplotlib.pyplot as plt
+    import optuna
+
+    from runners import record
+    dist = {"units": optuna.distributions.CategoricalDistribution([8, 16, 32])}
+    recorded = optuna.create_study(study_name="lyrics_x", storage=record.storage_url(tmp_path), direction="maximize")
+    recorded.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"interrupted": True}))
+    for units, value in ((8, 0.5), (16, 0.7), (32, 0.6)):
+        recorded.add_trial(optuna.trial.create_trial(params={"units": units}, distributions=dist, value=value))
+    folder = tmp_path / "lyrics_x"
+    study = figures.search_study(folder, None, ("val_accuracy", "max"))
+    assert [record.trial_id(t) for t in study.trials] == [1, 2, 3]
+    titles = []
+    monkeypatch.setattr(figures, "save", lambda fig, path, is_demo=False: (
+        titles.append(fig.axes[0].get_title()), plt.close(fig), path)[-1])
+    figures.parallel_coordinates(folder, study, ["units"], "val_accuracy", tmp_path)
+    assert titles[0].endswith("red: the best, trial 2)")
+    # a search with no record: the ids come from trials.csv
+    rows = pd.DataFrame({"trial_id": [3, 5], "status": ["COMPLETE"] * 2, "hp_units": [8, 16],
+                         "val_accuracy": [0.5, 0.7]})
+    study = figures.search_study(tmp_path / "other" / "lyrics_y", rows, ("val_accuracy", "max"))
+    assert [record.trial_id(t) for t in study.trials] == [3, 5]
+
+
+def test_a_wide_space_keeps_the_parallel_plot_inside_the_reports_column(tmp_path):
+    """12 hyperparameters (lyrics_cnn's) came out 1,649 pixels wide, shown at 60 % in the report's 1,100-pixel
+    column with its labels too small to read; in rows of PARALLEL_AXES_PER_ROW it keeps its own size."""
+    import optuna
+    names = [f"hp_{i:02d}" for i in range(12)]
+    dist = optuna.distributions.CategoricalDistribution(["glove_finetuned", "learned"])
+    study = optuna.create_study(direction="maximize")
+    for k in range(3):
+        study.add_trial(optuna.trial.create_trial(params={n: dist.choices[k % 2] for n in names},
+                                                  distributions={n: dist for n in names}, value=0.1 * k))
+    path = figures.parallel_coordinates(tmp_path / "lyrics_x", study, names, "val_accuracy", tmp_path)
+    width, height = Image.open(path).size
+    assert width <= 1100 and height > 3 * 250  # three rows
+
+
 def test_top_trials_like_results_summary(res, capsys):
     assert compare.main(["--results-dir", str(res), "--top", "2", "--families", "lyrics_tfidf_logreg"]) == 0
     out = capsys.readouterr().out
