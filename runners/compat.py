@@ -61,6 +61,11 @@ def check_versions(versions=None):
 
 # --- Keras Tuner -----------------------------------------------------------------------------------------
 
+# What a refused write of Keras Tuner's state raises: the engine's WriteFailed, given to apply() (this module sits
+# below the engines and imports none of them)
+_write_failed = None
+
+
 def save_json_atomically(path, obj):
     """Keras Tuner writes its oracle and trial state with a plain open(); a kill mid-write would leave
     truncated JSON that stops every later resume. All of it goes through utils.save_json."""
@@ -69,8 +74,7 @@ def save_json_atomically(path, obj):
     try:
         atomic.write_text(path, text)
     except OSError as e:  # a full disk stops the search (one line), never fails the trial being recorded
-        from runners.keras_search.errors import WriteFailed  # Keras Tuner: only when a write fails
-        raise WriteFailed.of(e) from e
+        raise (_write_failed.of(e) if _write_failed else e) from e
     if new_trial:
         failpoint("trial-file-written")  # a new trial's file, before the oracle's state records it
     return text
@@ -203,8 +207,11 @@ def mark_tensorflow_absent():
         module_utils.tensorflow._available = False
 
 
-def apply():
-    """Make the patches (idempotent). Called when a Keras search starts."""
+def apply(write_failed=None):
+    """Make the patches (idempotent). Called when a Keras search starts, with the engine's error for a write the
+    disk refused (write_failed.of(OSError): an error that stops Keras Tuner's search)."""
+    global _write_failed
+    _write_failed = write_failed or _write_failed
     from keras_tuner.src import utils as kt_utils  # Keras Tuner: only for a Keras family
     from keras_tuner.src.engine import conditions  # Keras Tuner: only for a Keras family
     kt_utils.save_json = save_json_atomically

@@ -58,6 +58,25 @@ def test_keras_tuner_state_is_written_atomically_after_apply(tmp_path, monkeypat
     assert any(p.endswith("trial.json") for p in written), written
 
 
+def test_a_refused_write_of_keras_tuners_state_stops_the_search(tmp_path, monkeypatch):
+    """A full disk under Keras Tuner's own state write raises the engine's WriteFailed (a Keras Tuner FatalError:
+    the search stops with one line instead of recording the trial as failed), given to apply() by the engine."""
+    import errno
+
+    import keras_tuner as kt
+    from keras_tuner.src import utils
+    from runners.keras_search.errors import WriteFailed
+    from suite_common import atomic
+    compat.apply(write_failed=WriteFailed)
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(atomic, "write_text", full)
+    with pytest.raises(WriteFailed) as e:
+        utils.save_json(str(tmp_path / "oracle.json"), {})
+    assert isinstance(e.value, kt.errors.FatalError) and e.value.errno == errno.ENOSPC
+
+
 @pytest.mark.parametrize("values", [["a", "b"], [1, 2], [True], [0.5]])
 def test_conditions_travel_to_workers_without_a_stray_line(values, capsys):
     from keras_tuner.src.engine import conditions

@@ -96,7 +96,7 @@ def start_engine():
     millions of objects frozen, that pass is short (the figures: bench/README.md)."""
     for line in compat.check_versions():
         search_progress.log(f"warning: {line}")
-    compat.apply()
+    compat.apply(write_failed=errors.WriteFailed)
     gc.collect()
     gc.freeze()
 
