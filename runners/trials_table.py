@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search_spaces import _tables
+from suite_common import tables
 from suite_common import atomic
 from suite_common.failpoints import failpoint
 
@@ -44,7 +44,7 @@ def failed_in_a_row(statuses):
 
 
 # Which trials a table counts and which is best: the rule the families' own tables use too
-finished, best_index = _tables.finished, _tables.best_index
+finished, best_index = tables.finished, tables.best_index
 
 
 def better(score, than, direction):

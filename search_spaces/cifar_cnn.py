@@ -25,7 +25,7 @@ from keras import layers
 from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
 from search_spaces._metrics import classification_metrics
-from search_spaces._tables import at_equal_effort
+from suite_common.tables import at_equal_effort
 
 NAME = "cifar_cnn"
 FILTERS = (64, 128, 256)

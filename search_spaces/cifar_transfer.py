@@ -30,7 +30,7 @@ from keras import layers
 
 from search_spaces import register_family
 from search_spaces._layers import RandomTranslation
-from search_spaces._tables import at_equal_effort
+from suite_common.tables import at_equal_effort
 
 NAME = "cifar_transfer"
 SOURCE_FAMILIES = {"cnn": "cifar_cnn", "encoder": "cifar_autoencoder"}

@@ -1,4 +1,4 @@
-"""What a family's comparison tables share: its finished trials and the best of a group (pandas only).
+"""What the trials table and the families' comparison tables share: finished trials, the best of a group (pandas).
 
 A family that answers the earlier study's questions in small tables (cifar_cnn: best score per activation,
 loss and skip setting; cifar_transfer: transferred vs from scratch) declares `comparison_tables(trials,
