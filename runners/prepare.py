@@ -210,7 +210,7 @@ def prepare_cifar(family, options, writes=None):
     print(f"{imgs.source}: {block.describe()}", flush=True)
     spec = {"n_classes": len(block.class_names)}
     if family.block == 2:
-        spec["sources"] = block_one_sources(options, block)
+        spec["sources"] = block_one_sources(family, options, block)
     y_train, y_val = block.y_train, block.y_val
     if family.targets == "images":  # an autoencoder learns to reproduce its input
         y_train, y_val = block.x_train, block.x_val
@@ -235,13 +235,13 @@ def prepare_cifar(family, options, writes=None):
                     {"blocks.json": json.dumps(block.assignment, indent=2)}, record)
 
 
-def block_one_sources(options, block):
-    """Saved block-1 models for transfer, checked to come from the same classes: {"cnn": the best CNN,
-    "cnn_skip_model": the study's skip model (cifar_cnn's trial 1), "encoder": the best autoencoder}."""
-    from search_spaces.cifar_transfer import SOURCE_FAMILIES  # Keras: only for the transfer
+def block_one_sources(family, options, block):
+    """Saved block-1 models for the transfer `family` (its source_families), checked to come from the same
+    classes: {"cnn": the best CNN, "cnn_skip_model": the study's skip model (cifar_cnn's trial 1), "encoder": the
+    best autoencoder}."""
     sources = {}
-    folders = [(source, family_name, "best") for source, family_name in SOURCE_FAMILIES.items()]
-    folders.insert(1, ("cnn_skip_model", SOURCE_FAMILIES["cnn"], "study_skip_model"))
+    folders = [(source, family_name, "best") for source, family_name in family.source_families.items()]
+    folders.insert(1, ("cnn_skip_model", family.source_families["cnn"], "study_skip_model"))
     for source, family_name, folder in folders:
         meta_path = Path(options.results_dir) / family_name / folder / "meta.json"
         if not meta_path.exists():

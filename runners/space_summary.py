@@ -39,9 +39,8 @@ def _spec(family, with_artist, folder):
     if family.block == 2:  # transfer: block-1 models to transfer from (untrained baselines)
         import keras_tuner as kt  # Keras Tuner: only for a Keras family
 
-        from search_spaces.cifar_transfer import SOURCE_FAMILIES  # Keras: only for the transfer
         spec["sources"] = {}
-        for source, name in SOURCE_FAMILIES.items():
+        for source, name in family.source_families.items():
             path = Path(folder) / f"{name}.keras"
             search_spaces.get_family(name).hypermodel({"n_classes": 50}).build(kt.HyperParameters()).save(path)
             spec["sources"][source] = str(path)
