@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 import search_spaces
-from analysis import significance
-from analysis.best_model import load_best
 from runners import trials_table
+from runners.best_model import load_best
 from runners.search_progress import changes
-from suite_common import CANNOT_WRITE, UserError, atomic, command, error_line, write_error_line
+from runners.search_summary import baseline_on_test
+from suite_common import CANNOT_WRITE, UserError, atomic, command, error_line, significance, write_error_line
 from suite_common.process import tune_this_process
 
 TASKS = ("lyrics", "cifar")
@@ -62,16 +62,6 @@ def search_folders(results_dir):
     return found
 
 
-def read_trials(folder):
-    try:
-        trials = pd.read_csv(folder / "trials.csv")
-    except Exception as e:
-        raise UserError(f"{folder}/trials.csv is unreadable ({type(e).__name__}); re-run its search") from None
-    if not {"trial_id", "status", "is_baseline"} <= set(trials.columns):
-        raise UserError(f"{folder}/trials.csv lacks the results columns; re-run its search")
-    return trials
-
-
 def compact_hyperparameters(row):
     return "; ".join(f"{c[3:]}={_short(row[c])}" for c in row.index if c.startswith("hp_") and pd.notna(row[c]))
 
@@ -84,7 +74,7 @@ def _short(v):
 
 def summarize(folder, family, results_dir):
     """One comparison row for a search folder; test scores from its saved best model."""
-    trials = read_trials(folder)
+    trials = trials_table.read_trials(folder)
     name, direction = trials_table.folder_objective(folder, family)
     done = trials_table.finished(trials, name)
     row = {"family": family.name, "variant": "lyrics+artist" if folder.name.endswith("_artist")
@@ -129,24 +119,6 @@ def summarize(folder, family, results_dir):
     except Exception as e:
         problem(f"{folder}: cannot score the saved model on the test set ({type(e).__name__}: {e})")
     return row, model
-
-
-def baseline_on_test(folder, y, best_pred, best_trial, base):
-    """The best model against the baseline's (trial 0, saved as <search>/baseline/) on the same test rows: their
-    test accuracies and the exact two-sided McNemar test of the difference; what the search selected on
-    (validation) is not evidence of a gain, this is."""
-    if len(base) and str(base["trial_id"].iloc[0]) == str(best_trial):
-        acc = float(np.mean(best_pred == y))
-        return {"baseline_test_accuracy": acc, "test_gain": 0.0, "test_gain_p": 1.0, "best_is_baseline": True}
-    if not (folder / "baseline" / "meta.json").exists():
-        return {}
-    base_model = load_best(str(folder / "baseline"))
-    _, _, base_pred = base_model.score_test(folder.parent)
-    b, c, p = significance.mcnemar(best_pred, base_pred, y)
-    return {"baseline_test_accuracy": float(np.mean(base_pred == y)),
-            "test_gain": float(np.mean(best_pred == y) - np.mean(base_pred == y)),
-            "test_gain_best_right_baseline_wrong": b, "test_gain_best_wrong_baseline_right": c, "test_gain_p": p,
-            "best_is_baseline": False}
 
 
 def transfer_vs_scratch(folder, y):
@@ -205,7 +177,7 @@ def sub_comparisons(folders):
     for folder, family in folders:
         if family.comparison_tables is not None:
             objective = trials_table.folder_objective(folder, family)
-            for name, table in family.comparison_tables(read_trials(folder), *objective).items():
+            for name, table in family.comparison_tables(trials_table.read_trials(folder), *objective).items():
                 tables[name.replace("compare_", "comparison_cifar_")] = table
     return tables
 
@@ -299,7 +271,7 @@ def compare(results_dir="results", repeat_families=(), k=0, scored=None):
 def top_trials(folder, family, n):
     """The n best finished trials of a search, best first: id, objective, the hyperparameters that differ from
     the baseline's, epochs and seconds."""
-    trials = read_trials(folder)
+    trials = trials_table.read_trials(folder)
     name, direction = trials_table.folder_objective(folder, family)
     done = trials_table.finished(trials, name).sort_values(name, ascending=direction == "min", kind="stable")
     hp = [c for c in trials if c.startswith("hp_")]
@@ -329,7 +301,7 @@ def print_top(results_dir, names, n):
         except UserError as e:
             problem(str(e))
             continue
-        print(f"\n{folder.name}: the {len(table)} best of {len(read_trials(folder))} trials")
+        print(f"\n{folder.name}: the {len(table)} best of {len(trials_table.read_trials(folder))} trials")
         print(table.to_string(index=False) if not table.empty else "no finished trial yet")
     return 0
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import compare
-from analysis.best_model import load_best
+from runners.best_model import load_best
 from runners import trials_table
 from search_spaces import get_family
 from suite_common import UserError, error_line

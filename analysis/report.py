@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 import studies
-from analysis import compare, figures, search_summary
-from runners import best_store, trials_table
+from analysis import compare, figures
+from runners import best_store, search_summary, trials_table
 from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
 from suite_common.process import tune_this_process
 
@@ -277,7 +277,7 @@ def build_report(results_dir="results"):
     lines += ["## Searches", ""]
     for folder, family in folders:
         try:
-            trials = compare.read_trials(folder)
+            trials = trials_table.read_trials(folder)
         except UserError as e:
             compare.problem(str(e))
             continue
@@ -326,7 +326,7 @@ def earlier_study_numbers(tables, results_dir):
     for _, r in study.iterrows():
         folder = Path(results_dir) / (r["family"] + ("_artist" if r["variant"] == "lyrics+artist" else ""))
         try:
-            trials = compare.read_trials(folder)
+            trials = trials_table.read_trials(folder)
         except UserError:
             continue
         done = trials[(trials["status"] == "COMPLETE")] if "val_accuracy" in trials else trials.iloc[:0]

@@ -7,7 +7,7 @@ the same epoch budget (the search's). Each retrained model is scored on the
 same held-out test split as the saved one, the same way.
 """
 
-from analysis.best_model import BestModel, load_best
+from runners.best_model import BestModel, load_best
 from runners import engines, prepare
 from runners.prepare import DataOptions
 from search_spaces import get_family

@@ -23,7 +23,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from analysis.best_model import load_best
+from runners.best_model import load_best
 from study_data.lyrics_demo import make_demo_table
 
 

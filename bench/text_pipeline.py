@@ -34,7 +34,7 @@ with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, "-m", "runners.search", family, "--data", args.data, "--results-dir",
                             str(out), "--max-trials", "1", "--text-pipeline", pipeline, *extra], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            from analysis.best_model import load_best
+            from runners.best_model import load_best
             model = load_best(family, out)
             scores, _, _ = model.score_test(out)
             print(f"{family} baseline, {pipeline} pipeline: val {model.meta['metrics']['val_accuracy']:.4f}, "

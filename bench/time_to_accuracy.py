@@ -47,7 +47,7 @@ FAMILY = {"lyrics": "lyrics_cnn", "cifar": "cifar_cnn"}
 PLAIN = r'''
 import json, os, sys, time
 import keras, keras_tuner as kt, numpy as np, optuna
-from analysis.best_model import load_best
+from runners.best_model import load_best
 from runners import best_store, prepare
 from runners.search import build_parser, data_options
 from search_spaces import get_family
@@ -206,7 +206,7 @@ def run_suite(side, family, flags, budget, work):
         epochs += int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
         curve.append(((t.datetime_complete - t0).total_seconds(), best, epochs))
     table = pd.read_csv(res / family / "trials.csv")
-    from analysis.best_model import load_best
+    from runners.best_model import load_best
     scores, y, pred = load_best(family, res).score_test(res)
     return {"curve": curve, "epochs": int(table["epochs_run"].sum()), "finished": len(table),
             "pruned": int((table["status"] == "PRUNED").sum()), "right": int((pred == y).sum()), "n": int(len(y))}
@@ -228,7 +228,7 @@ def first_reach(curve, target):
 
 def summarise(task, runs, budget):
     """runs: {side: {seed: result}}; prints one line per side, then ratios to kt-random."""
-    from analysis import significance
+    from suite_common import significance
     print(f"\n{task} ({FAMILY[task]}), budget {budget:g} s, seeds {', '.join(map(str, next(iter(runs.values()))))}:")
     print(f"{'side':13} {'best val':>8} {'to kt-random best':>18} {'epochs':>7} {'trials':>6} {'pruned':>6}  test (95 % CI)")
     lines = {}

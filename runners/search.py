@@ -301,7 +301,7 @@ def main(argv=None, stop=None):
               f"{len(finished) + len(failed)} of {args.max_trials} trials; run the same command again to "
               "continue it (a larger --time-budget or --max-trials goes further)", flush=True)
     # What it found: the best trial beside the baseline, the best model on the test split, what to run next
-    from analysis.search_summary import summary_lines  # pandas: only once a search has ended
+    from runners.search_summary import summary_lines  # pandas: only once a search has ended
     print("\n".join(summary_lines(family, out_dir, args.results_dir, args.tensorboard)), flush=True)
     return 0
 

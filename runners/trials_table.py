@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suite_common import tables
-from suite_common import atomic
+from suite_common import UserError, atomic, tables
 from suite_common.failpoints import failpoint
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
@@ -171,3 +170,14 @@ def learned_nothing(best, reference, direction):
         return best <= reference["value"] + reference["margin"]
     return best >= reference["value"] - reference["margin"]
 
+
+def read_trials(folder):
+    """A search folder's trials.csv as a DataFrame (unreadable, or without the results columns: a UserError)."""
+    import pandas as pd  # pandas: only where a table is read
+    try:
+        trials = pd.read_csv(folder / "trials.csv")
+    except Exception as e:
+        raise UserError(f"{folder}/trials.csv is unreadable ({type(e).__name__}); re-run its search") from None
+    if not {"trial_id", "status", "is_baseline"} <= set(trials.columns):
+        raise UserError(f"{folder}/trials.csv lacks the results columns; re-run its search")
+    return trials

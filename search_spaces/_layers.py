@@ -1,7 +1,7 @@
 """Layers the families share that Keras does not ship as they are needed.
 
 Registered for saving: a saved model that uses one loads once this module is
-imported (analysis/best_model.py and cifar_transfer do).
+imported (runners/best_model.py and cifar_transfer do).
 """
 
 import keras

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import compare, demo, figures, report, significance
+from analysis import compare, demo, figures, report
+from suite_common import significance
 
 UMASK = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Umask:")), 8)
 from analysis.best_model import load_best

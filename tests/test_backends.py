@@ -90,7 +90,7 @@ print("JIT", model.jit_compile, "FINITE", bool(np.isfinite(history.history["loss
       "SEED MOVED", not np.array_equal(state, np.array(translate.generator.state.value)))
 with tempfile.TemporaryDirectory() as tmp:
     model.save(tmp + "/m.keras")
-    from analysis.best_model import _load_keras
+    from runners.best_model import _load_keras
     again = _load_keras(tmp + "/m.keras")
 print("RELOADED JIT", again.jit_compile, "SAME", np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0),
                                                      atol=1e-6))

@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 from setuptools import find_packages
 
 import studies
-from analysis import significance
+from suite_common import significance
 from analysis.best_model import load_best
 from runners import compat
 from runners import study as study_cli

@@ -9,7 +9,8 @@ import pytest
 import skops.io as sio
 
 import search_spaces
-from analysis.best_model import _load_skops, load_best
+from analysis.best_model import load_best
+from runners.best_model import _load_skops
 from runners.search import cli
 from suite_common import UserError
 from study_data.embeddings import embedding_matrix

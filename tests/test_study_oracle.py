@@ -155,7 +155,7 @@ def test_keras_tuners_own_oracle_records_every_trial_and_refills_a_lost_record(t
 def test_the_summary_and_report_say_what_pruning_saved(tmp_path):
     import json
 
-    from analysis import search_summary
+    from runners import search_summary
     (tmp_path / "search.json").write_text(json.dumps({"epochs": 6, "tuner": "optuna", "sampler": "tpe",
                                                       "pruner": "median"}))
     trials = pd.DataFrame({"status": ["COMPLETE", "PRUNED", "FAIL", "PRUNED"], "epochs_run": [6, 2, 1, 3]})

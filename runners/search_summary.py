@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import compare, significance
 import search_spaces
 from runners import search_progress, trials_table
 from runners.prepare import LOW_ARTIST_COVERAGE, coverage_words
-from suite_common import UserError, command
+from suite_common import UserError, command, significance
 
 
 def counts(out_dir, trials):
@@ -80,7 +79,7 @@ def test_line(model, results_dir, baseline_rows):
     low, high = significance.wilson(right, len(y))
     line = (f"the best model: accuracy {scores['test_accuracy']:.4f} (95 % interval {low:.4f}-{high:.4f}, "
             f"{len(y)} rows)")
-    versus = compare.baseline_on_test(Path(model.folder).parent, y, pred, model.meta["trial_id"], baseline_rows)
+    versus = baseline_on_test(Path(model.folder).parent, y, pred, model.meta["trial_id"], baseline_rows)
     if versus.get("best_is_baseline"):
         line += "; it is the baseline itself"
     elif versus:
@@ -114,7 +113,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     out_dir = Path(out_dir)
     lines = []
     try:
-        trials = compare.read_trials(out_dir)
+        trials = trials_table.read_trials(out_dir)
     except UserError:
         return [f"{family.name}: no trial finished; nothing to summarise"]
     # ids as trials.csv and the trial lines write them (Keras Tuner's are zero-padded: "05")
@@ -146,7 +145,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     if not (out_dir / "best").exists():
         return lines + ["  test      no best model saved"]
     try:
-        from analysis.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
+        from runners.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
         model = load_best(str(out_dir / "best"))
         lines.append("  test      " + test_line(model, results_dir, base))
         coverage = model.meta["data"].get("artist_coverage")
@@ -160,3 +159,22 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     lines += ["  next      " + cmd if i == 0 else "            " + cmd
               for i, cmd in enumerate(next_commands(out_dir, family, results_dir, tensorboard))]
     return lines
+
+
+def baseline_on_test(folder, y, best_pred, best_trial, base):
+    """The best model against the baseline's (trial 0, saved as <search>/baseline/) on the same test rows: their
+    test accuracies and the exact two-sided McNemar test of the difference; what the search selected on
+    (validation) is not evidence of a gain, this is."""
+    if len(base) and str(base["trial_id"].iloc[0]) == str(best_trial):
+        acc = float(np.mean(best_pred == y))
+        return {"baseline_test_accuracy": acc, "test_gain": 0.0, "test_gain_p": 1.0, "best_is_baseline": True}
+    if not (folder / "baseline" / "meta.json").exists():
+        return {}
+    from runners.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
+    base_model = load_best(str(folder / "baseline"))
+    _, _, base_pred = base_model.score_test(folder.parent)
+    b, c, p = significance.mcnemar(best_pred, base_pred, y)
+    return {"baseline_test_accuracy": float(np.mean(base_pred == y)),
+            "test_gain": float(np.mean(best_pred == y) - np.mean(base_pred == y)),
+            "test_gain_best_right_baseline_wrong": b, "test_gain_best_wrong_baseline_right": c, "test_gain_p": p,
+            "best_is_baseline": False}

@@ -1,0 +1,282 @@
+"""Load a family's saved best model and use it on raw inputs.
+
+    from analysis.best_model import load_best
+    model = load_best("lyrics_lstm")            # reads results/lyrics_lstm/best/
+    model.predict(["raw lyrics ...", "..."])    # -> ["Rock", "Pop"]
+    model.predict_proba(["raw lyrics ..."])     # -> array [n, n_genres], columns = model.label_names
+    load_best("lyrics_lstm", with_artist=True).predict(["..."], artists=["Queen"])
+
+Nothing is refitted: the tokenizer, label names and hyperparameters are
+the ones saved with the model. Loading executes no code from the files:
+Keras models load with safe_mode=True (a Lambda layer is refused), and
+scikit-learn models are skops files whose types are checked before loading.
+"""
+
+import importlib
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from study_data import images, lyrics
+from study_data.lyrics import DEFAULT_OPTIONS
+from study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TextEncoder, artist_index, model_inputs
+from suite_common import UserError, process
+from suite_common import command as search_command
+
+# skops: the exact types the suite's Optuna families save, by skops node kind,
+# module and name, and nothing else: no function, no other class. Trusting whole
+# modules is not safe (a FunctionTransformer of numpy.full_like, or a vectoriser
+# whose preprocessor is one of scikit-learn's test helpers, runs code).
+# study_data's transformer is this project's own, rebuilt from plain attributes.
+SKOPS_ALLOWED = {
+    ("ObjectNode", "sklearn.pipeline", "Pipeline"),
+    ("ObjectNode", "sklearn.feature_extraction.text", "CountVectorizer"),
+    ("ObjectNode", "sklearn.feature_extraction.text", "TfidfTransformer"),
+    ("ObjectNode", "sklearn.feature_extraction.text", "TfidfVectorizer"),
+    ("ObjectNode", "sklearn.linear_model._logistic", "LogisticRegression"),
+    ("ObjectNode", "sklearn.tree._classes", "DecisionTreeClassifier"),
+    ("TreeNode", "sklearn.tree._tree", "Tree"),
+    ("ObjectNode", "study_data.text", "TokenIdFeatures"),
+    ("ObjectNode", "study_data.lyrics", "TokenIdFeatures"),  # decision trees saved before study_data/text.py
+    *(("NdArrayNode", "numpy", t) for t in ("ndarray", "int64", "int32", "float64", "float32", "bool_")),
+    *(("TypeNode", "numpy", t) for t in ("int64", "int32", "float64", "float32", "bool_")),
+    *(("TypeNode", "builtins", t) for t in ("str", "int", "float", "bool")),
+    *(("JsonNode", "builtins", t) for t in ("str", "int", "float", "bool", "NoneType")),
+    ("DictNode", "builtins", "dict"), ("ListNode", "builtins", "list"), ("TupleNode", "builtins", "tuple"),
+}
+
+
+class BestModel:
+    def __init__(self, folder, meta, model, encoder, artists=None):
+        self.folder, self.meta, self.model, self.encoder = folder, meta, model, encoder
+        self.label_names = list(meta["label_names"])
+        self.artists_index = artist_index(artists) if artists is not None else None
+        self.padding = meta.get("padding") or "pre"  # a model saved before the padding was recorded: pre
+
+    @property
+    def family(self):
+        return self.meta["family"]
+
+    def inputs(self, lyrics, artists=None):
+        if self.meta["inputs"] == "images":
+            x = np.asarray(lyrics, dtype="float32")
+            x = x[None] if x.ndim == 3 else x
+            return x / 255.0 if x.max() > 1.5 else x  # raw 0-255 pixels are scaled as in training
+        lyrics = [lyrics] if isinstance(lyrics, str) else list(lyrics)
+        if self.meta.get("with_artist"):
+            if artists is None:
+                raise UserError(f"{self.family} was trained with the artist: pass artists=[...] beside the lyrics")
+            artists = [artists] if isinstance(artists, str) else list(artists)
+            if len(artists) != len(lyrics):
+                raise UserError(f"{len(lyrics)} lyrics but {len(artists)} artists: pass one artist per song")
+        else:
+            artists = None
+        cleaned = [self.encoder.preprocess(t) for t in lyrics]
+        ids = self.encoder.ids(cleaned) if self.meta["inputs"] == "sequences" else None
+        return model_inputs(self.meta["inputs"], ids, cleaned, artists, self.artists_index, self.padding)
+
+    def known_words(self, lyrics):
+        """(words of the cleaned lyrics that the model's vocabulary holds, words in all): how much of an input
+        the model can read at all."""
+        words = self.encoder.preprocess(lyrics).split()
+        vocab = set(self.encoder.vocab)
+        return sum(w in vocab for w in words), len(words)
+
+    def predict_proba(self, lyrics, artists=None):
+        return self._probs(self.inputs(lyrics, artists))
+
+    def predict(self, lyrics, artists=None):
+        return [self.label_names[i] for i in self.predict_proba(lyrics, artists).argmax(axis=1)]
+
+    def _probs(self, x):
+        if self.meta["engine"] == "optuna":
+            probs = self.model.predict_proba(x)
+            full = np.zeros((probs.shape[0], len(self.label_names)))
+            full[:, self.model.classes_] = probs
+            return full
+        return np.asarray(self.model.predict(x, batch_size=256, verbose=0))
+
+    def test_split(self, results_dir):
+        """The held-out test split this model's search set aside, rebuilt from the
+        recorded data, options and seed (read from the cache, nothing refitted).
+        Returns (model inputs, integer labels)."""
+        d = self.meta["data"]
+        cache_dir = Path(results_dir) / "_cache"
+        if self.meta["inputs"] == "images":
+            imgs = images.load_images(d["arg"], cache_dir=cache_dir, per_class=d.get("images_per_class"),
+                                      announce_demo=False)
+            block = images.make_block(imgs, self.meta["blocks"]["block"], seed=self.meta["blocks"]["seed"])
+            if block.class_names != self.label_names:
+                raise UserError(f"{self.family}: the image data changed since the search (other classes): "
+                                "re-run the search")
+            return block.x_test, block.y_test
+        data = lyrics.load(d["arg"], d.get("test_data"), cache_dir=cache_dir, columns=d.get("columns"),
+                           # a search saved before the text pipeline was recorded used the suite's
+                           announce_demo=False, **{"text_pipeline": "suite", **d["options"]})
+        if data.fingerprint != d["fingerprint"]:
+            raise UserError(f"{self.family}: the data file changed since the search: re-run the search")
+        t = data.test
+        x = model_inputs(self.meta["inputs"], t.x, t.texts, t.artists if self.meta.get("with_artist") else None,
+                         self.artists_index, self.padding)
+        return x, t.y
+
+    def score_test(self, results_dir):
+        """Test-set metrics of the saved model; also returns labels and predictions."""
+        return self.score(*self.test_split(results_dir))
+
+    @property
+    def reconstructs_input(self):
+        """An autoencoder (its family's targets are its images): scored by reconstruction error."""
+        return self.meta.get("targets") == "images"
+
+    def score(self, x, y):
+        """Metrics of the model on inputs x with labels y, and (y, predictions); an autoencoder's
+        reconstruction error (predictions None)."""
+        if self.reconstructs_input:
+            recon = np.asarray(self.model.predict(x, batch_size=256, verbose=0))
+            return {"test_reconstruction_mse": float(np.mean((recon - x) ** 2))}, y, None
+        from sklearn.metrics import accuracy_score, f1_score  # scikit-learn: only where its models are used
+        pred = self._probs(x).argmax(axis=1)
+        labels = list(range(len(self.label_names)))
+        return ({"test_accuracy": float(accuracy_score(y, pred)),
+                 "test_macro_f1": float(f1_score(y, pred, average="macro", labels=labels, zero_division=0))},
+                y, pred)
+
+
+def check_meta(meta):
+    """A best model's meta.json, its values checked before anything is built from them (ValueError if not)."""
+
+    def need(ok, what):
+        if not ok:
+            raise ValueError(f"meta.json: {what}")
+    need(isinstance(meta, dict), "not an object")
+    need(meta.get("engine") in ("keras_tuner", "optuna"), "engine must be keras_tuner or optuna")
+    need(meta.get("inputs") in ("sequences", "texts", "images"), "inputs must be sequences, texts or images")
+    need(meta.get("model_file") in ("model.keras", "model.skops"), "model_file must be model.keras or model.skops")
+    names = meta.get("label_names")
+    need(isinstance(names, list) and 0 < len(names) <= 100_000 and all(isinstance(n, str) for n in names),
+         "label_names must list the class names")
+    need(isinstance(meta.get("with_artist", False), bool), "with_artist must be true or false")
+    need(isinstance(meta.get("metrics", {}), dict) and isinstance(meta.get("hyperparameters", {}), dict),
+         "metrics and hyperparameters must be objects")
+    data = meta.get("data", {})
+    need(isinstance(data, dict), "data must be an object")
+    options = data.get("options", {})
+    need(isinstance(options, dict) and set(options) <= set(DEFAULT_OPTIONS), "data.options holds unknown options")
+    for key, low, high in (("vocab_size", 3, MAX_VOCAB), ("seq_len", 1, MAX_SEQ_LEN)):
+        if key in options:
+            v = options[key]
+            need(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high, f"{key} out of range")
+    for key in ("arg", "test_data", "embeddings"):
+        need(data.get(key) is None or isinstance(data.get(key), str), f"data.{key} must be a path")
+    if meta["inputs"] == "images":
+        blocks = meta.get("blocks")
+        need(isinstance(blocks, dict) and blocks.get("block") in (1, 2) and isinstance(blocks.get("seed"), int),
+             "blocks must name block 1 or 2 and its seed")
+        per_class = data.get("images_per_class")
+        need(per_class is None or (isinstance(per_class, int) and per_class > 0), "images_per_class")
+    return meta
+
+
+def load_best(family, results_dir="results", with_artist=False):
+    """The best model of a search, ready to predict: `family` names it (results_dir/<family>/best/, or
+    <family>_artist/ with the artist), or is the path of a best/ folder itself. Works from any directory."""
+    given = Path(family).expanduser()
+    if given.is_dir() and (given / "meta.json").exists():  # a best/ folder
+        folder, family = given.resolve(), given.resolve().parent.name
+        command = f"{search_command('search')} {family.removesuffix('_artist')}" + \
+            (" --with-artist" if family.endswith("_artist") else "")
+    else:
+        folder = Path(results_dir).expanduser().resolve() / (family + ("_artist" if with_artist else "")) / "best"
+        command = f"{search_command('search')} {family}" + (" --with-artist" if with_artist else "") + \
+            (f" --results-dir {Path(results_dir)}" if Path(results_dir) != Path("results") else "")
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        raise UserError(f"no saved best model in {folder}: run `{command}` first")
+    try:
+        meta = check_meta(json.loads(meta_path.read_text()))
+        encoder = TextEncoder.from_json((folder / "tokenizer.json").read_text()) if meta["inputs"] != "images" else None
+        artists = json.loads((folder / "artists.json").read_text()) if meta.get("with_artist") else None
+        if artists is not None and not (isinstance(artists, list) and all(isinstance(a, str) for a in artists)):
+            raise ValueError("artists.json must list artist names")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{folder} is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        "re-run the search to save it again") from None
+    model_path = folder / meta["model_file"]
+    if not model_path.exists():
+        raise UserError(f"{model_path} is missing; re-run `{command}` to save it again")
+    if model_path.suffix == ".skops":
+        model = _load_skops(model_path)
+        from runners import model_checks  # scikit-learn: imported only for its models
+        try:  # types were checked before loading; now the values that compiled code will index with
+            model_checks.check_pipeline(model, len(meta["label_names"]))
+        except ValueError as e:
+            raise UserError(f"{model_path} is not a model this suite saved ({e}); refusing to use it") from None
+    else:
+        model = _load_keras(model_path)
+        from runners import model_checks  # the values a Keras model is used with
+        try:
+            model_checks.check_keras_model(model, meta, encoder)
+        except ValueError as e:
+            raise UserError(f"{folder} does not hold a model this suite saved ({e}); refusing to use it") from None
+    return BestModel(folder, meta, model, encoder, artists)
+
+
+def _load_keras(path):
+    if "keras" not in sys.modules:  # the framework starts here: quiet, as a search is (suite_common/process.py)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        process.quiet_frameworks()
+    import keras  # Keras starts only when a Keras model is built or loaded
+
+    # register the metrics the models were compiled with, and the layers they use
+    importlib.import_module("search_spaces._metrics")
+    importlib.import_module("search_spaces._layers")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "Lambda" in str(e):
+            raise UserError(f"{path} holds code (a Lambda layer) that safe mode refuses to run; "
+                            "it was not made by this suite: do not load it") from None
+        raise UserError(f"{path} is not a loadable Keras model ({str(e).splitlines()[0]})") from None
+    except Exception as e:
+        raise UserError(f"{path} is not a loadable Keras model ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def skops_types(path):
+    """Every (node kind, module, name) a skops file would rebuild, read from its schema without loading it."""
+    with zipfile.ZipFile(path) as z:
+        schema = json.loads(z.read("schema.json"))
+    found, stack = set(), [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node or "__module__" in node or "__loader__" in node:
+                found.add((str(node.get("__loader__")), str(node.get("__module__")), str(node.get("__class__"))))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _load_skops(path):
+    import skops.io as sio  # skops: only to save or load a scikit-learn model
+    try:
+        refused = sorted(skops_types(path) - SKOPS_ALLOWED)
+        if refused:
+            raise UserError(f"{path} holds types that the suite's models never contain "
+                            f"({', '.join(f'{m}.{c} ({k})' for k, m, c in refused[:5])}); refusing to load it")
+        from runners import model_checks  # the shapes its arrays declare, before any is read
+        try:
+            model_checks.check_archive_arrays(path)
+        except ValueError as e:
+            raise UserError(f"{path} is not a model this suite saved ({e}); refusing to load it") from None
+        return sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{path} is not a loadable skops model ({type(e).__name__})") from None
