@@ -41,7 +41,8 @@ import numpy as np
 import optuna
 
 from runners import compat, record, trials_table
-from runners.keras_search.oracles import EPOCH, BaselineFirst, KerasRecord, error_of, metrics_of, number
+from runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, error_of, metrics_of, number,
+                                         user_values)
 from suite_common.failpoints import failpoint
 
 SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
@@ -238,8 +239,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         used up."""
         n = len(self.trials)
         if again is not None:
-            values = {k: v for k, v in again["values"].items() if not k.startswith("tuner/")}
-            self.study.enqueue_trial(self._study_params(values), skip_if_exists=False)
+            self.study.enqueue_trial(self._study_params(user_values(again["values"])), skip_if_exists=False)
             asked = self.study.ask()
             self._suggest(asked)
             values, fixed = again["values"], again["fixed"]
@@ -317,8 +317,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         same values."""
         if trial_id not in self._asked:
             values = self.trials[trial_id].hyperparameters.values
-            self.study.enqueue_trial(self._study_params({k: v for k, v in values.items()
-                                                         if not k.startswith("tuner/")}), skip_if_exists=False)
+            self.study.enqueue_trial(self._study_params(user_values(values)), skip_if_exists=False)
             asked = self.study.ask()
             asked.set_user_attr("trial_id", number(trial_id))
             self._suggest(asked)

@@ -11,6 +11,12 @@ import optuna
 from runners import record, trials_table
 
 
+def user_values(values):
+    """A Keras Tuner trial's values without Keras Tuner's own bookkeeping ("tuner/epochs", "tuner/trial_id", ...
+    of Hyperband's brackets): the hyperparameters the hypermodel declared."""
+    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+
 def default_values(space):
     """The active hyperparameters of a space, each at its default."""
     hps = kt.HyperParameters()
@@ -38,7 +44,7 @@ class BaselineFirst:
         if n >= len(self.first_trials) or response.get("status") != "RUNNING" or "tuner/trial_id" in values:
             return response  # a searched trial, or Hyperband continuing one
         fixed = self.fixed_values(n)
-        bookkeeping = {k: v for k, v in values.items() if k.startswith("tuner/")}  # Hyperband's bracket
+        bookkeeping = {k: v for k, v in values.items() if k not in user_values(values)}  # Hyperband's bracket
         if bookkeeping:
             # Like for like: the baseline (and a family's other fixed first trials) trains with the full
             # epoch budget, not the first bracket's share, so "best vs baseline" never compares unequal
@@ -123,7 +129,7 @@ class KerasRecord:
         values = self.trials[trial_id].hyperparameters.values
         defaults = default_values(self.hyperparameters.space)
         return bool(order) and trial_id == order[0] and all(
-            defaults.get(k) == v for k, v in values.items() if not k.startswith("tuner/"))
+            defaults.get(k) == v for k, v in user_values(values).items())
 
     def record_ended(self, trial_id):
         """A Keras Tuner trial that has ended, into the study (after a kill: one the study is missing)."""
@@ -135,7 +141,7 @@ class KerasRecord:
         end = time.time()
         start = self.__dict__.get("_started", {}).pop(trial_id, end - metrics.get("duration_s", 0))
         record.add_ended(self.study, trial_id=number(trial_id), state=STATES[t.status],
-                         params={k: v for k, v in values.items() if not k.startswith("tuner/")},
+                         params=user_values(values),
                          distributions={k: d for k, d in space.items() if d is not None},
                          value=metrics.get(self.objective.name),
                          attrs={**metrics, "is_baseline": self.is_baseline(trial_id),

@@ -13,7 +13,7 @@ import keras_tuner as kt
 import search_spaces
 from runners import best_store, compat, record, search_progress, trials_table
 from runners.keras_search.optuna_oracle import SE
-from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of
+from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of, user_values
 from runners.keras_search.errors import FamilyFailed, WriteFailed
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
 from suite_common import UserError
@@ -33,7 +33,7 @@ class TrialBoard(keras.callbacks.TensorBoard):
         super().on_train_begin(logs)
         import tensorflow as tf  # TensorFlow: only on that backend
         from tensorboard.plugins.hparams import api as hparams_api  # only with --tensorboard
-        values = {k: v for k, v in self.hp.values.items() if not k.startswith("tuner/")}
+        values = user_values(self.hp.values)
         with tf.summary.create_file_writer(self.log_dir).as_default():
             hparams_api.hparams(values, trial_id=self.trial_id)
 
@@ -121,7 +121,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         elif trial.status == "COMPLETED" and not trials_table.is_score(metrics.get(objective[0])):
             trial.status, trial.message = "FAILED", f"no {objective[0]} value"  # (a chief refuses it complete)
         if trial.status == "COMPLETED" and model is not None:
-            values = _user_values(trial.hyperparameters.values)
+            values = user_values(trial.hyperparameters.values)
             meta = {**self.prepared.meta, "trial_id": number(trial), "hyperparameters": values,
                     "metrics": metrics, "model_file": "model.keras",
                     "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
@@ -218,10 +218,6 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
     def trial_rows(self):
         """trials.csv's rows: from the search's study, the record of every trial (runners/record.py)."""
         return record.rows(self.oracle.study)
-
-
-def _user_values(values):
-    return {k: v for k, v in values.items() if not k.startswith("tuner/")}
 
 
 def scored_key(objective):
