@@ -41,8 +41,8 @@ import numpy as np
 import optuna
 
 from runners import compat, record, trials_table
-from runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, error_of, metrics_of, number,
-                                         user_values)
+from runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, are_defaults, error_of, metrics_of,
+                                         number, user_values)
 from suite_common.failpoints import failpoint
 
 SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
@@ -264,7 +264,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 self.study.enqueue_trial(self._study_params(values), skip_if_exists=False)
                 asked = self.study.ask()
                 values = self._suggest(asked)
-        if fixed and self._are_baseline_values(values):
+        if fixed and are_defaults(values, self.hyperparameters.space):
             asked.set_user_attr("is_baseline", True)
         return asked, values, fixed
 
@@ -360,11 +360,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
 
     def is_baseline(self, trial_id):
         """Fixed first trial 0 (every hyperparameter at its default), also when it ran again under a new id."""
-        return self.is_fixed(trial_id) and self._are_baseline_values(self.trials[trial_id].hyperparameters.values)
-
-    def _are_baseline_values(self, values):
-        baseline = self.fixed_values(0)
-        return all(baseline[k] == v for k, v in values.items() if k in baseline)
+        return self.is_fixed(trial_id) and are_defaults(self.trials[trial_id].hyperparameters.values,
+                                                        self.hyperparameters.space)
 
     def get_state(self):
         return {**super().get_state(), "fixed_numbers": self.fixed_numbers}

@@ -28,6 +28,13 @@ def default_values(space):
     return values
 
 
+def are_defaults(values, space, overrides=None):
+    """Whether a Keras trial's values are every active hyperparameter at its default, with a fixed trial's
+    overrides: the one rule for the baseline (no overrides: trial 0, the earlier study's configuration) and for
+    the trials a family keeps (Family.kept_trials). Keras Tuner's collision rule runs no configuration twice."""
+    return user_values(values) == {**default_values(space), **(overrides or {})}
+
+
 class BaselineFirst:
     """Oracle mixin: the first trial of a new search is the defaults.
 
@@ -126,10 +133,8 @@ class KerasRecord:
     def is_baseline(self, trial_id):
         """The first trial of the search, at every hyperparameter's default."""
         order = self.start_order
-        values = self.trials[trial_id].hyperparameters.values
-        defaults = default_values(self.hyperparameters.space)
-        return bool(order) and trial_id == order[0] and all(
-            defaults.get(k) == v for k, v in user_values(values).items())
+        return bool(order) and trial_id == order[0] and are_defaults(self.trials[trial_id].hyperparameters.values,
+                                                                     self.hyperparameters.space)
 
     def record_ended(self, trial_id):
         """A Keras Tuner trial that has ended, into the study (after a kill: one the study is missing)."""

@@ -13,7 +13,8 @@ import keras_tuner as kt
 import search_spaces
 from runners import best_store, compat, record, search_progress, trials_table
 from runners.keras_search.optuna_oracle import SE
-from runners.keras_search.oracles import EPOCH, default_values, metrics_of, number, status_of, user_values
+from runners.keras_search.oracles import (EPOCH, are_defaults, default_values, metrics_of, number, status_of,
+                                         user_values)
 from runners.keras_search.errors import FamilyFailed, WriteFailed
 from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
 from suite_common import UserError
@@ -131,9 +132,8 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                                                   meta, self.prepared.artifacts)
             # the baseline (every hyperparameter it declared at its default) is kept beside best/, and so is
             # any trial the family names in kept_trials (cifar_cnn's study skip model, the transfer's source)
-            defaults = default_values(trial.hyperparameters.space)
             for folder, overrides in ((best_store.BASELINE, {}), *self.family.kept_trials.items()):
-                if values == {**defaults, **overrides}:
+                if are_defaults(values, trial.hyperparameters.space, overrides):
                     kept[folder] = candidate or best_store.stage_best(
                         self.out_dir, number(trial), lambda d: self._save_model(model, d),
                         {**meta, "is_baseline": folder == best_store.BASELINE}, self.prepared.artifacts,
