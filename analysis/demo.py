@@ -12,21 +12,25 @@ test set and redrew its classes without a seed, so its demo scores were not on
 its own test set.)
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
+from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 
 from analysis import compare
-from runners.best_model import load_best
 from runners import trials_table
+from runners.best_model import BestModel, load_best
 from search_spaces import get_family
 from suite_common import UserError, error_line
 from suite_common.process import tune_this_process
 
 
-def best_models(results_dir):
+def best_models(results_dir: str | Path) -> list[tuple[Path, BestModel]]:
     """(folder, loaded best model) for every search with a best/ folder."""
     out = []
     for folder, family in compare.search_folders(results_dir):
@@ -39,7 +43,9 @@ def best_models(results_dir):
     return out
 
 
-def score_all(results_dir):
+def score_all(results_dir: str | Path) -> pd.DataFrame:
+    """One row per saved best model: its search, trial, the objective that chose it and its value, and its
+    scores on the held-out test rows (accuracy and macro-F1, or reconstruction MSE)."""
     rows = []
     for folder, model in best_models(results_dir):
         try:
@@ -57,7 +63,8 @@ def score_all(results_dir):
     return table[[c for c in order if c in table]]
 
 
-def choose(results_dir, family, want, with_artist=False):
+def choose(results_dir: str | Path, family: Optional[str], want: Callable[[BestModel], bool],
+           with_artist: bool = False) -> BestModel:
     """The named family's model (its own error if it cannot be loaded), or the best by validation
     accuracy among those that fit `want`."""
     if family:

@@ -12,6 +12,8 @@ Keras models load with safe_mode=True (a Lambda layer is refused), and
 scikit-learn models are skops files whose types are checked before loading.
 """
 
+from __future__ import annotations
+
 import importlib
 import json
 import os
@@ -182,7 +184,7 @@ def check_meta(meta):
     return meta
 
 
-def load_best(family, results_dir="results", with_artist=False):
+def load_best(family: str | Path, results_dir: str | Path = "results", with_artist: bool = False) -> BestModel:
     """The best model of a search, ready to predict: `family` names it (results_dir/<family>/best/, or
     <family>_artist/ with the artist), or is the path of a best/ folder itself. Works from any directory."""
     given = Path(family).expanduser()

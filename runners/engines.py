@@ -9,15 +9,22 @@ Both write the same trials.csv and best/; `run` adds the family's comparison tab
 (`compare.py --repeats`) and the benches go through these functions.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional
 
 from runners import trials_table
 from runners.search_progress import Stop
 from suite_common import atomic
+
+if TYPE_CHECKING:  # the types of the engine interface, for readers and checkers only
+    from runners.prepare import Prepared
+    from search_spaces import Family
 
 # Who proposes the trials: "optuna", a study with a sampler (and for Keras a pruner: runners/keras_search/
 # optuna_oracle.py), or for a Keras family Keras Tuner's own oracles. The first of each is the default.
@@ -47,12 +54,12 @@ class SearchConfig:
 ENGINES = {"keras_tuner": "runners.keras_search", "optuna": "runners.optuna_engine"}
 
 
-def engine(family):
+def engine(family: Family) -> ModuleType:
     """The family's engine module (imported on first use: Keras Tuner and Keras, or Optuna and scikit-learn)."""
     return importlib.import_module(ENGINES[family.engine])
 
 
-def run(family, prepared, out_dir, config):
+def run(family: Family, prepared: Prepared, out_dir: str | Path, config: SearchConfig) -> list[dict]:
     """Run (or resume) the family's search into out_dir; returns the trials.csv rows ([] in a worker)."""
     config = dataclasses.replace(config, tuner=config.tuner or TUNERS[family.engine][0])
     out_dir = Path(out_dir)
@@ -62,7 +69,7 @@ def run(family, prepared, out_dir, config):
     return rows
 
 
-def write_comparison_tables(family, prepared, out_dir):
+def write_comparison_tables(family: Family, prepared: Prepared, out_dir: str | Path) -> None:
     """The family's own tables (e.g. best score per activation, loss, skip setting) beside trials.csv."""
     if family.comparison_tables is None or not (Path(out_dir) / "trials.csv").exists():
         return
@@ -73,7 +80,7 @@ def write_comparison_tables(family, prepared, out_dir):
         print(f"{name}:\n{table.to_string(index=False)}", flush=True)
 
 
-def study_settings(family, config):
+def study_settings(family: Family, config: SearchConfig) -> dict:
     """The search's own settings in its study's identity, as its engine describes the study (record.describe)."""
     if family.engine == "keras_tuner":
         return {"tuner": config.tuner, **({"sampler": config.sampler, "pruner": config.pruner}

@@ -18,6 +18,8 @@ fields are the hooks its engine and the analysis use, each with its default.
 Adding a family is adding one module here.
 """
 
+from __future__ import annotations
+
 import ast
 import importlib
 import importlib.metadata
@@ -29,7 +31,7 @@ import traceback
 from dataclasses import dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 from suite_common import UserError
 
@@ -84,10 +86,12 @@ DECLARED = ("task", "engine", "description", "inputs", "block", "epochs", "patie
 ENGINE_FIELDS = {engine: tuple(f.name for f in fields(kind) if f.name not in {g.name for g in fields(Family)})
                  for engine, kind in FAMILY_TYPES.items()}
 _REGISTRY = {}
+T = TypeVar("T")  # what register_family decorates: a HyperModel class or a suggest function
 _DISCOVERED = False  # every module of the package imported
 
 
-def register_family(name, *, task, description, engine="keras_tuner", **hooks):
+def register_family(name: str, *, task: str, description: str, engine: str = "keras_tuner",
+                    **hooks) -> Callable[[T], T]:
     """Decorator: registers the decorated HyperModel class (Keras Tuner) or suggest function (Optuna)."""
     def register(obj):
         key = "hypermodel" if engine == "keras_tuner" else "suggest"
@@ -109,7 +113,7 @@ def register_family(name, *, task, description, engine="keras_tuner", **hooks):
     return register
 
 
-def families():
+def families() -> dict[str, Family]:
     """{name: Family} of every family, sorted by name (imports every family module: Keras and TensorFlow
     for the neural ones)."""
     global _DISCOVERED
@@ -123,7 +127,7 @@ def families():
 _INDEX = None
 
 
-def index():
+def index() -> dict[str, str]:
     """{name: module} of every family, read from the modules' source without importing them, so listing
     families or naming a wrong one never starts Keras or TensorFlow."""
     global _INDEX
@@ -209,12 +213,12 @@ def _user(name):
     return family if family is not None and not family.module.startswith(__name__ + ".") else None
 
 
-def is_study_family(name):
+def is_study_family(name: str) -> bool:
     """One of the earlier study's families (this package's own), not a user's."""
     return name in index()
 
 
-def describe(name):
+def describe(name: str) -> Family:
     """The family's Family as its source declares it, without importing it (no Keras, no TensorFlow): its
     name, task, engine, data fields and defaults, hooks None. Enough to check flags and load its data. A
     family of your own is imported (load_user_families) and described as it registered."""
@@ -228,7 +232,7 @@ def describe(name):
     return _family(name, f"{__name__}.{modules[name]}", declared)
 
 
-def all_names():
+def all_names() -> list[str]:
     """The study's families and those of your own that are registered."""
     load_user_families()
     return sorted(set(index()) | {n for n, f in _REGISTRY.items() if not f.module.startswith(__name__ + ".")})
@@ -247,19 +251,19 @@ def _family(name, module, given):
     return FAMILY_TYPES[engine](name=name, module=module, **given)
 
 
-def summaries():
+def summaries() -> list[tuple[str, str, str, str]]:
     """[(name, task, engine, description)] of every family, without importing any of the study's (for --list);
     your own families are imported to be found."""
     return [(f.name, f.task, f.engine, f.description) for f in map(describe, all_names())]
 
 
-def list_families(pattern="*", task=None, engine=None):
+def list_families(pattern: str = "*", task: Optional[str] = None, engine: Optional[str] = None) -> list[str]:
     """Family names matching a glob pattern, a task and an engine (no family module is imported)."""
     return [name for name, t, e, _ in summaries()
             if fnmatch(name, pattern) and task in (None, t) and engine in (None, e)]
 
 
-def get_family(name):
+def get_family(name: str) -> Family:
     """The Family; a UserError naming the valid families if unknown."""
     modules = index()
     if name not in modules:
