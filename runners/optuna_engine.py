@@ -187,7 +187,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
 
 def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False,
         quiet_if_done=False, stop=None):
-    """Run trials until the study holds max_trials finished ones.
+    """Run trials until the study holds max_trials finished ones; returns trials.csv's rows.
 
     worker=True: one of several processes sharing the study (prepared by the
     process that started them, or by the first to use a --storage URL).
@@ -195,6 +195,36 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     out_dir, stop = Path(out_dir), stop or search_progress.Stop()
     shared = worker or storage is not None
     objective = trials_table.objective_of(family, prepared.meta)
+    study = _open_study(family, prepared, out_dir, max_trials=max_trials, seed=seed, sampler=sampler,
+                        storage=storage, worker=worker, shared=shared, objective=objective)
+    done_before = _counted(study)
+    if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
+        return _rows_written(study, out_dir)
+    if done_before and not worker:
+        search_progress.log(f"resuming {family.name}: {done_before} finished trials on record, "
+                            f"running up to {max_trials} in all")
+    if max_trials - done_before <= 0:
+        search_progress.log(f"{family.name}: {done_before} trials already finished (--max-trials {max_trials}); "
+                            "nothing to run")
+        return _rows_written(study, out_dir)
+    if stop.out_of_time() or stop.requested:  # SIGTERM while workers ran
+        return record.rows(study)
+    search = _Search(family, prepared, out_dir, study, max_trials=max_trials, seed=seed, shared=shared,
+                     stop=stop, objective=objective)
+    url = storage or record.storage_url(out_dir.parent)
+    if _counted(study) + (search.running() if shared else 0) < max_trials:
+        search.optimize(url)
+    if storage is not None and not worker:
+        _wait_for_running_trials(search, url)
+    fits, trials = search.cache.misses, search.cache.hits + search.cache.misses
+    search_progress.log(f"{family.name}: feature matrices fitted {fits} {'time' if fits == 1 else 'times'} for "
+                        f"{trials} {'trial' if trials == 1 else 'trials'}")
+    return record.rows(study)
+
+
+def _open_study(family, prepared, out_dir, *, max_trials, seed, sampler, storage, worker, shared, objective):
+    """The search's study, prepared (prepare_study), its baseline queued and its identity described (or, in a
+    worker, checked: a worker on other data is refused here)."""
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
                           objective=objective, name=record.study_name(out_dir, prepared.record, storage),
                           max_trials=max_trials, meta=prepared.meta)
@@ -202,48 +232,56 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         enqueue_baseline(study, family)
     if not worker:
         record.describe(study, prepared.meta, sampler=sampler)
-    else:  # the process that started the workers described it; a worker on other data is refused here
+    else:  # the process that started the workers described it
         record.check_identity(study, prepared.meta, sampler=sampler)
-    done_before = _counted(study)
-    if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
-        rows = record.rows(study)
-        trials_table.write_trials_csv(out_dir, rows)
-        return rows
-    if done_before and not worker:
-        search_progress.log(f"resuming {family.name}: {done_before} finished trials on record, "
-                    f"running up to {max_trials} in all")
-    if max_trials - done_before <= 0:
-        search_progress.log(f"{family.name}: {done_before} trials already finished (--max-trials {max_trials}); "
-                            "nothing to run")
-        rows = record.rows(study)
-        trials_table.write_trials_csv(out_dir, rows)
-        return rows
+    return study
 
-    # Long on purpose: run_one and the callbacks below share the study, the cache and the staged models,
-    # read top to bottom as one trial's life (train, stage, record, promote, report).
-    p = prepared
-    cache = FeatureCache(family, p.x_train, p.x_val, p.spec)
-    candidates, baselines = {}, {}
-    progress = search_progress.Progress(family.name, max_trials, objective, trials_table.chance(p.meta, objective[0]))
 
-    def run_one(trial):
+def _rows_written(study, out_dir):
+    rows = record.rows(study)
+    trials_table.write_trials_csv(out_dir, rows)
+    return rows
+
+
+class _Search:
+    """This process's part of an Optuna search: one trial's life (train, stage, record, promote, report) and the
+    callbacks that stop the search, sharing the study, the feature cache and the staged models."""
+
+    def __init__(self, family, prepared, out_dir, study, *, max_trials, seed, shared, stop, objective):
+        self.family, self.p, self.out_dir, self.study = family, prepared, out_dir, study
+        self.max_trials, self.seed, self.shared, self.stop, self.objective = max_trials, seed, shared, stop, objective
+        self.cache = FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
+        self.candidates, self.baselines = {}, {}  # staged models, by trial number, until the trial is recorded
+        self.ended_states = []  # this process's trials, in the order they ended
+        self.progress = search_progress.Progress(family.name, max_trials, objective,
+                                                 trials_table.chance(prepared.meta, objective[0]))
+
+    def optimize(self, storage_url):
+        _optimize(self.study, storage_url, self.run_one, n_trials=None,
+                  callbacks=[self.after_trial, self.enough, self.budget], catch=(Exception,))
+
+    def running(self):
+        return len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+    def run_one(self, trial):
         try:
-            return one_trial(trial)
+            return self._one_trial(trial)
         except Exception as e:  # the disk or the database failing is not the configuration failing
             if record.storage_problem(e) is not None or (isinstance(e, OSError) and e.errno in CANNOT_WRITE):
                 raise StorageFailed() from e
             raise
 
-    def one_trial(trial):
-        if shared and _taken(study, trial.number) >= max_trials:
+    def _one_trial(self, trial):
+        family, p, out_dir = self.family, self.p, self.out_dir
+        if self.shared and _taken(self.study, trial.number) >= self.max_trials:
             # workers raced for the last slot: the trials started earlier fill it
             trial.set_user_attr("interrupted", True)
-            study.stop()
+            self.study.stop()
             raise optuna.TrialPruned()
         try:
             params = family.suggest(trial)
             failpoint("trial-started")
-            model, metrics = train(family, params, p, cache, seed)
+            model, metrics = train(family, params, p, self.cache, self.seed)
         except Exception as e:
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             raise
@@ -254,68 +292,58 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
             trial.set_user_attr(k, v)
         meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
                 "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
-        if best_store.is_better(metrics, out_dir, objective):  # staged now, promoted once Optuna has recorded the trial
-            candidates[trial.number] = best_store.stage_best(out_dir, trial.number,
-                                                          lambda d: sio.dump(model, d / "model.skops"),
-                                                          meta, p.artifacts)
+        if best_store.is_better(metrics, out_dir, self.objective):  # staged now, promoted once Optuna recorded it
+            self.candidates[trial.number] = best_store.stage_best(out_dir, trial.number,
+                                                                  lambda d: sio.dump(model, d / "model.skops"),
+                                                                  meta, p.artifacts)
         if trial.user_attrs.get("is_baseline"):  # kept beside best/ for the paired test comparison
-            baselines[trial.number] = candidates.get(trial.number) or best_store.stage_best(
+            self.baselines[trial.number] = self.candidates.get(trial.number) or best_store.stage_best(
                 out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), {**meta, "is_baseline": True},
                 p.artifacts, name=best_store.BASELINE_STAGED)
-        return metrics[objective[0]]
+        return metrics[self.objective[0]]
 
-    ended_states = []
-
-    def after_trial(study, frozen):
+    def after_trial(self, study, frozen):
         failpoint("trial-recorded")
-        candidate, baseline = candidates.pop(frozen.number, None), baselines.pop(frozen.number, None)
+        candidate, baseline = self.candidates.pop(frozen.number, None), self.baselines.pop(frozen.number, None)
         if baseline is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
-            best_store.save_baseline(out_dir, baseline)
+            best_store.save_baseline(self.out_dir, baseline)
         if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
-            best_store.promote(out_dir, candidate, objective)
-        rows = record.rows(study)
-        trials_table.write_trials_csv(out_dir, rows)
-        ended_states.append(frozen.state.name)  # this process's trials, in the order they ended
-        best = best_store.best_meta(out_dir)
-        progress.trial_done(frozen.number, sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows),
-                            frozen.state.name, frozen.value, best and best["metrics"][objective[0]],
-                            best and best["trial_id"], frozen.params, family.defaults)
-        if stop.requested:  # Ctrl-C: stop before the next trial
+            best_store.promote(self.out_dir, candidate, self.objective)
+        rows = _rows_written(study, self.out_dir)
+        self.ended_states.append(frozen.state.name)
+        best = best_store.best_meta(self.out_dir)
+        self.progress.trial_done(frozen.number, sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows),
+                                 frozen.state.name, frozen.value, best and best["metrics"][self.objective[0]],
+                                 best and best["trial_id"], frozen.params, self.family.defaults)
+        if self.stop.requested:  # Ctrl-C: stop before the next trial
             study.stop()
-        elif trials_table.failed_in_a_row(ended_states):
-            search_progress.log(f"{family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row "
-                        f"(last: {frozen.user_attrs.get('error', '?')}); stopping the search")
+        elif trials_table.failed_in_a_row(self.ended_states):
+            search_progress.log(f"{self.family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a "
+                                f"row (last: {frozen.user_attrs.get('error', '?')}); stopping the search")
             study.stop()
 
-    def enough(study, frozen):
+    def enough(self, study, frozen):
         # Not Optuna's MaxTrialsCallback: it counts every trial of the given states, and a trial cut short by a
         # kill (FAIL, marked interrupted, run again) must not take a slot; with workers, those in progress count.
         # finished plus in progress: workers stop taking new trials at the total
-        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-        if _counted(study) + (running if shared else 0) >= max_trials:
+        if _counted(study) + (self.running() if self.shared else 0) >= self.max_trials:
             study.stop()
 
-    def budget(study, frozen):  # --time-budget: no new trial starts after the deadline
-        if _counted(study) < max_trials and stop.out_of_time():
+    def budget(self, study, frozen):  # --time-budget: no new trial starts after the deadline
+        if _counted(study) < self.max_trials and self.stop.out_of_time():
             study.stop()
 
-    def running():
-        return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
-    if stop.out_of_time() or stop.requested:  # SIGTERM while workers ran
-        return record.rows(study)
-    if _counted(study) + (running() if shared else 0) < max_trials:
-        _optimize(study, storage or record.storage_url(out_dir.parent), run_one, n_trials=None,
-                  callbacks=[after_trial, enough, budget], catch=(Exception,))
-    # --storage: the process that owns the search ends it only when no trial is RUNNING any more: one of a
-    # live worker elsewhere ends, one of a process that died is failed once its heartbeat is stale and queued
-    # again (Optuna's retry callback), and runs here
-    grace = 3 * trials_table.HEARTBEAT_S
-    while storage is not None and not worker and running() and not stop.requested and not stop.out_of_time():
-        search_progress.log(f"{family.name}: waiting for {running()} running trial(s): a worker's, or a dead "
-                            f"process's, queued again once its heartbeat is {grace} s old (one with no "
+def _wait_for_running_trials(search, storage_url):
+    """--storage: the process that owns the search ends it only when no trial is RUNNING any more: one of a live
+    worker elsewhere ends, one of a process that died is failed once its heartbeat is stale and queued again
+    (Optuna's retry callback), and runs here."""
+    study, stop, grace = search.study, search.stop, 3 * trials_table.HEARTBEAT_S
+    while search.running() and not stop.requested and not stop.out_of_time():
+        search_progress.log(f"{search.family.name}: waiting for {search.running()} running trial(s): a worker's, "
+                            f"or a dead process's, queued again once its heartbeat is {grace} s old (one with no "
                             f"heartbeat {grace} s after its start)")
-        while running() and not _queued(study) and not stop.requested and not stop.out_of_time():
+        while search.running() and not _queued(study) and not stop.requested and not stop.out_of_time():
             for _ in range(trials_table.HEARTBEAT_S * 4):  # Ctrl-C and SIGTERM end the wait within 0.25 s
                 if stop.requested:
                     break
@@ -324,15 +352,9 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
                 warnings.simplefilter("ignore")
                 optuna.storages.fail_stale_trials(study)
             _fail_orphans(study, grace)
-        if (_queued(study) or _counted(study) + running() < max_trials) and not stop.requested \
+        if (_queued(study) or _counted(study) + search.running() < search.max_trials) and not stop.requested \
                 and not stop.out_of_time():  # a dead process's trial, queued again or failed: run what is left
-            _optimize(study, storage or record.storage_url(out_dir.parent), run_one, n_trials=None,
-                      callbacks=[after_trial, enough, budget], catch=(Exception,))
-    fits, trials = cache.misses, cache.hits + cache.misses
-    search_progress.log(f"{family.name}: feature matrices fitted {fits} {'time' if fits == 1 else 'times'} for "
-                        f"{trials} {'trial' if trials == 1 else 'trials'}")
-    return record.rows(study)
-
+            search.optimize(storage_url)
 
 
 # --- the engine interface (runners/engines.py) ----------------------------------------------------------------
