@@ -27,7 +27,8 @@ KNOWN = {
                     "_max_collisions (the study oracle's collision rule), Oracle._save_trial, _record_values, "
                     "_display and _run_times (the study oracle's create_trial), and a "
                     "worker's OracleClient given another class (runners/keras_search/distributed.py)"),
-    "optuna": ("4.9", "6", "a value's place in a distribution (BaseDistribution._contains); the storage's own "
+    "optuna": ("4.9", "6", "a value's place in a distribution (BaseDistribution._contains); a RUNNING trial's Trial "
+               "built with its constructor; the storage's own "
                "methods for a trial's late parameters and ids (set_trial_param, get_trial_id_from_study_id_trial_number); "
                "its trial and heartbeat tables (optuna.storages._rdb.models) for trials nobody runs"),
     "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils)"),
@@ -137,6 +138,15 @@ def max_collisions(oracle):
     """How many proposals in a row already tried a Keras Tuner oracle takes before it calls its space used up
     (Oracle._max_collisions, 20)."""
     return oracle._max_collisions
+
+
+def running_trial(study, storage_id):
+    """The Optuna Trial for a study trial still RUNNING, made by another process (one killed after Keras Tuner
+    saved the trial's end, before the study was told), so the usual set_user_attr and tell finish it: built as
+    study.ask() builds it, optuna.trial.Trial(study, storage id), a constructor Optuna does not recommend
+    calling directly."""
+    import optuna  # Optuna: only once a search's record is used
+    return optuna.trial.Trial(study, storage_id)
 
 
 def running_without_heartbeat(storage, study_name, older_than_s):

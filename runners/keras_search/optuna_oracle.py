@@ -163,10 +163,23 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                                             defaults=lambda: self._study_params(self.fixed_values(0))),
                 pruner=make_pruner(self.pruner_name, self.epochs, median_after(self.max_trials, fixed)))
             self.check_identity(self._study)  # before the RUNNING trials below are failed
+            ended = {number(tid): tid for tid in self.end_order}
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                tid = ended.get(t.user_attrs.get("trial_id"))
+                if tid is not None:  # killed after Keras Tuner saved its end: record_missing tells this attempt
+                    self._asked[tid] = compat.running_trial(self._study, self._storage_key(t.number))
+                    continue
                 storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         return self._study
+
+    def record_missing(self):
+        """After a kill: a trial Keras Tuner ended whose study trial was never told is told now, on that study
+        trial (its number stays its id); any other ended trial the study lacks goes in as KerasRecord adds it."""
+        self.study  # opened on first use
+        for tid in [t for t in self._asked if t in self.end_order]:
+            self._tell(tid)
+        super().record_missing()
 
     @kt.synchronized
     def create_trial(self, tuner_id):
@@ -410,6 +423,10 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             trial.status = "STOPPED"  # recorded as PRUNED, never a best/ candidate
         super().end_trial(trial)
         failpoint("oracle-saved")  # Keras Tuner's state has the trial; the study not yet
+        self._tell(trial_id)
+
+    def _tell(self, trial_id):
+        """The study told how Keras Tuner's ended trial ended, on the trial's own study trial."""
         asked = self._optuna_trial(trial_id)
         kept = self.trials[trial_id]
         self._add_late_values(asked, kept.hyperparameters)

@@ -31,8 +31,12 @@ def default_values(space):
 def are_defaults(values, space, overrides=None):
     """Whether a Keras trial's values are every active hyperparameter at its default, with a fixed trial's
     overrides: the one rule for the baseline (no overrides: trial 0, the earlier study's configuration) and for
-    the trials a family keeps (Family.kept_trials). Keras Tuner's collision rule runs no configuration twice."""
-    return user_values(values) == {**default_values(space), **(overrides or {})}
+    the trials a family keeps (Family.kept_trials). Compared on the hyperparameters both hold: one a hypermodel
+    declares in fit() (batch_size) joins the space after the first trial, and a trial begun before holds none
+    (a baseline run again on another worker once the space had it). Keras Tuner's collision rule runs no
+    configuration twice."""
+    expected = {**default_values(space), **(overrides or {})}
+    return all(expected[k] == v for k, v in user_values(values).items() if k in expected)
 
 
 class BaselineFirst:
