@@ -246,16 +246,7 @@ def main(argv=None, stop=None):
     if not worker:
         refuse_links(out_dir)
     prepared = prepare.prepare(family, data_options(args))
-    # What a trial means: its epoch budget and the tuner or sampler that proposes it (a resume may not mix them)
-    if tuner == "optuna":
-        prepared.record["sampler"] = args.sampler or SAMPLERS[0]
-        if family.engine == "keras_tuner":  # what a trial means: how far it may be trained
-            prepared.record["pruner"] = args.pruner or PRUNERS[0]
-    prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
-                                           if family.engine == "keras_tuner" else {"storage": masked(args.storage)
-                                                                                   if args.storage else None}))
-    prepared.meta["provenance"] = provenance.provenance(
-        process.backend_keras_will_load() if family.engine == "keras_tuner" else None)
+    record_what_a_trial_means(prepared, family, args, tuner)
     config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed, stop=stop,
                           tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
@@ -268,6 +259,28 @@ def main(argv=None, stop=None):
         prepare.save_cache(prepared)
         engines.run(family, prepared, out_dir, config)
         return 0
+    rows = run_in_folder(family, prepared, out_dir, config, args)
+    say_how_it_ended(family, rows, out_dir, args, stop)
+    return 0
+
+
+def record_what_a_trial_means(prepared, family, args, tuner):
+    """Into the search's run record: the tuner or sampler that proposes a trial and its epoch budget (a resume
+    may not mix them), and the run's provenance."""
+    if tuner == "optuna":
+        prepared.record["sampler"] = args.sampler or SAMPLERS[0]
+        if family.engine == "keras_tuner":  # what a trial means: how far it may be trained
+            prepared.record["pruner"] = args.pruner or PRUNERS[0]
+    prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
+                                           if family.engine == "keras_tuner" else {"storage": masked(args.storage)
+                                                                                   if args.storage else None}))
+    prepared.meta["provenance"] = provenance.provenance(
+        process.backend_keras_will_load() if family.engine == "keras_tuner" else None)
+
+
+def run_in_folder(family, prepared, out_dir, config, args):
+    """The search in its results folder, under the folder's lock: the resume guard, --fresh, the record's
+    checks, then the engine; returns trials.csv's rows."""
     lock = hold_lock(out_dir)
     try:
         if not args.fresh:
@@ -294,16 +307,19 @@ def main(argv=None, stop=None):
         write_record(out_dir, prepared.record, {**prepared.meta["provenance"], "ended_at": provenance.now()})
     finally:
         lock.close()  # releases the lock (the OS releases it too if the process dies)
-    finished = [r for r in rows if r["status"] == "COMPLETE"]
-    failed = [r for r in rows if r["status"] == "FAIL"]
-    if stop.out_of_time() and not stop.requested and len(finished) + len(failed) < args.max_trials:
+    return rows
+
+
+def say_how_it_ended(family, rows, out_dir, args, stop):
+    """A time budget that ended the search early, then what it found: the best trial beside the baseline, the
+    best model on the test split, what to run next."""
+    ended = [r for r in rows if r["status"] in ("COMPLETE", "FAIL")]
+    if stop.out_of_time() and not stop.requested and len(ended) < args.max_trials:
         print(f"{family.name}: the time budget ({args.time_budget:g} s) ended the search after "
-              f"{len(finished) + len(failed)} of {args.max_trials} trials; run the same command again to "
+              f"{len(ended)} of {args.max_trials} trials; run the same command again to "
               "continue it (a larger --time-budget or --max-trials goes further)", flush=True)
-    # What it found: the best trial beside the baseline, the best model on the test split, what to run next
     from runners.search_summary import summary_lines  # pandas: only once a search has ended
     print("\n".join(summary_lines(family, out_dir, args.results_dir, args.tensorboard)), flush=True)
-    return 0
 
 
 def _all_failed(out_dir):
