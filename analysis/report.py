@@ -208,7 +208,8 @@ def md_image(path, root):
 
 
 def build_report(results_dir="results"):
-    """The report's sections in the order they are read (long on purpose: one linear page)."""
+    """The report's sections in the order they are read, each from its own function below; returns the paths of
+    report.md, report.html and the PNG plots."""
     root = Path(results_dir)
     scored = {}
     tables = compare.compare(results_dir, scored=scored)
@@ -218,86 +219,16 @@ def build_report(results_dir="results"):
     out.mkdir(parents=True)
     folders = compare.search_folders(results_dir)
     lines = ["# Hyperparameter search report", ""]
-    sources = set()
-    for name in ("comparison_lyrics", "comparison_cifar"):
-        if name in tables and "data" in tables[name]:
-            sources |= set(tables[name]["data"].dropna())
-    lines += ["## Data", ""] + [f"- {s}" + (" — **demo set, not real data**" if "not real data" in s else "")
-                                for s in sorted(sources)] + [""] + split_lines(folders)
-    lines += ["## How to read the tables", "",
-              "- `selected gain (val)` is the best trial's validation score minus the baseline's (the earlier "
-              "study's configuration, trial 0, trained with the same epoch budget): the best of N runs on the split "
-              "the search selected on, so it overstates the effect. `test gain (p)` is the evidence: the best "
-              "model minus the baseline's model on the same held-out test rows, with the paired exact McNemar "
-              "p-value. `analysis/compare.py --repeats K --families ...` retrains both with K seeds and reports "
-              "the gain with a 95 % confidence interval (table `repeats` below, when run).",
-              "- `test accuracy (95 % CI)`: the best model on the held-out test set, with the 95 % Wilson interval.",
-              "- `majority (test)`: always predicting the training split's most frequent class. `beats majority (p)` "
-              "is whether the model is better than that on the test set (one-sided exact McNemar test; yes when "
-              "p < 0.05), with the p-value.",
-              ""]
+    lines += data_lines(tables, folders) + HOW_TO_READ
     for task in compare.TASKS:
-        table = tables.get(f"comparison_{task}")
-        if table is None:
-            continue
-        is_demo = table["data"].astype(str).str.contains("not real data").any() if "data" in table else False
-        # a headline per CIFAR block: blocks hold different classes, so no model of one is "better" than the other's
-        groups = [(task, table)] if task != "cifar" else \
-            [(f"cifar {v}", table[table["variant"] == v]) for v in sorted(table["variant"].unique())]
-        heads = [line for label, part in groups for line in headline(part, label) + transfer_note(part)]
-        lines += [f"## Task: {task}", ""] + heads + [
-            shown_table(table).to_markdown(index=False), "",
-            f"Every column (hyperparameters, parameter counts, times, the majority class): "
-            f"`comparison_{task}.csv`.", ""]
-        if "beats_majority" in table:
-            weak = table[table["beats_majority"].eq(False)]
-            if not weak.empty:
-                lines += ["**Not significantly better than always predicting the most frequent class** "
-                          "(test set): " + ", ".join(f"`{f}` ({v}, p = {p:.2g})" for f, v, p in
-                                                     zip(weak["family"], weak["variant"], weak["beats_majority_p"]))
-                          + ".", ""]
-        chart = figures.best_vs_baseline(table, task, out, is_demo)
-        if chart:
-            lines += [md_image(chart, root), ""]
-        # the task's best classifier on its test set
-        with_test = table[table["objective"] == "val_accuracy"].dropna(subset=["test_accuracy"]) \
-            if "test_accuracy" in table else table.iloc[:0]
-        for variant in sorted(with_test["variant"].unique()) if task == "cifar" else ([None] if len(with_test) else []):
-            part = with_test if variant is None else with_test[with_test["variant"] == variant]
-            top = part.loc[part["best_score"].idxmax()]
-            model = scored[top["family"], top["variant"]]  # scored by compare: its test predictions
-            label = task if variant is None else f"{task}_{variant.replace(' ', '')}"
-            lines += [f"Best {task} model{'' if variant is None else ' on ' + variant}: `{top['family']}` "
-                      f"({top['variant']}), test accuracy {top['test_accuracy']:.4f}.", "",
-                      md_image(figures.confusion(model, label, out, is_demo), root), ""]
+        lines += task_lines(task, tables, scored, root, out)
     for name in sorted(t for t in tables if t.startswith("comparison_cifar_")) + ["mcnemar", "repeats"]:
         if name in tables and not tables[name].empty:
             lines += [f"### {TABLE_TITLES.get(name, name.replace('_', ' '))}", "",
                       tables[name].to_markdown(index=False, floatfmt=".4g"), ""]
     lines += ["## Searches", ""]
     for folder, family in folders:
-        try:
-            trials = trials_table.read_trials(folder)
-        except UserError as e:
-            compare.problem(str(e))
-            continue
-        objective = trials_table.folder_objective(folder, family)
-        lines += [f"### {folder.name}", "",
-                  f"{len(trials)} trials ({search_summary.counts(folder, trials)}), proposed by "
-                  f"{search_summary.proposer(folder)}.", ""]
-        best = best_store.best_meta(folder)
-        lines += space_lines(folder, trials, best, objective)
-        is_demo = bool(best and best.get("data", {}).get("is_demo"))
-        for plot in (figures.learning_curves(folder, best["trial_id"], out, is_demo) if best else None,
-                     figures.optimisation_history(folder, trials, objective, out, is_demo)):
-            if plot:
-                lines += [md_image(plot, root), ""]
-        plots, notes = _safe_optuna_plots(folder, figures.search_study(folder, trials, objective), out, is_demo)
-        lines += [md_image(plot, root) for plot in plots] + [""] + notes + ([""] if notes else [])
-        recon = folder / "best" / "reconstructions.png"
-        if recon.exists():
-            shutil.copy(recon, out / "reconstructions.png")
-            lines += [md_image(out / "reconstructions.png", root), ""]
+        lines += search_lines(folder, family, root, out)
     lines += earlier_study_numbers(tables, results_dir)
     lines += departures()
     lines += provenance_lines(folders)
@@ -305,6 +236,97 @@ def build_report(results_dir="results"):
     atomic.write_text(root / "report.md", markdown_text)
     atomic.write_text(root / "report.html", to_html(markdown_text, root))
     return root / "report.md", root / "report.html", sorted(out.glob("*.png"))
+
+
+def data_lines(tables, folders):
+    """The data the searches ran on and their split sizes."""
+    sources = set()
+    for name in ("comparison_lyrics", "comparison_cifar"):
+        if name in tables and "data" in tables[name]:
+            sources |= set(tables[name]["data"].dropna())
+    return ["## Data", ""] + [f"- {s}" + (" — **demo set, not real data**" if "not real data" in s else "")
+                              for s in sorted(sources)] + [""] + split_lines(folders)
+
+
+HOW_TO_READ = [
+    "## How to read the tables", "",
+    "- `selected gain (val)` is the best trial's validation score minus the baseline's (the earlier "
+    "study's configuration, trial 0, trained with the same epoch budget): the best of N runs on the split "
+    "the search selected on, so it overstates the effect. `test gain (p)` is the evidence: the best "
+    "model minus the baseline's model on the same held-out test rows, with the paired exact McNemar "
+    "p-value. `analysis/compare.py --repeats K --families ...` retrains both with K seeds and reports "
+    "the gain with a 95 % confidence interval (table `repeats` below, when run).",
+    "- `test accuracy (95 % CI)`: the best model on the held-out test set, with the 95 % Wilson interval.",
+    "- `majority (test)`: always predicting the training split's most frequent class. `beats majority (p)` "
+    "is whether the model is better than that on the test set (one-sided exact McNemar test; yes when "
+    "p < 0.05), with the p-value.",
+    ""]
+
+
+def task_lines(task, tables, scored, root, out):
+    """A task's section: its headline, comparison table, the models no better than the majority class, the best
+    vs baseline chart, and its best classifier's confusion matrix (one per CIFAR block)."""
+    table = tables.get(f"comparison_{task}")
+    if table is None:
+        return []
+    is_demo = table["data"].astype(str).str.contains("not real data").any() if "data" in table else False
+    # a headline per CIFAR block: blocks hold different classes, so no model of one is "better" than the other's
+    groups = [(task, table)] if task != "cifar" else \
+        [(f"cifar {v}", table[table["variant"] == v]) for v in sorted(table["variant"].unique())]
+    heads = [line for label, part in groups for line in headline(part, label) + transfer_note(part)]
+    lines = [f"## Task: {task}", ""] + heads + [
+        shown_table(table).to_markdown(index=False), "",
+        f"Every column (hyperparameters, parameter counts, times, the majority class): "
+        f"`comparison_{task}.csv`.", ""]
+    if "beats_majority" in table:
+        weak = table[table["beats_majority"].eq(False)]
+        if not weak.empty:
+            lines += ["**Not significantly better than always predicting the most frequent class** "
+                      "(test set): " + ", ".join(f"`{f}` ({v}, p = {p:.2g})" for f, v, p in
+                                                 zip(weak["family"], weak["variant"], weak["beats_majority_p"]))
+                      + ".", ""]
+    chart = figures.best_vs_baseline(table, task, out, is_demo)
+    if chart:
+        lines += [md_image(chart, root), ""]
+    # the task's best classifier on its test set
+    with_test = table[table["objective"] == "val_accuracy"].dropna(subset=["test_accuracy"]) \
+        if "test_accuracy" in table else table.iloc[:0]
+    for variant in sorted(with_test["variant"].unique()) if task == "cifar" else ([None] if len(with_test) else []):
+        part = with_test if variant is None else with_test[with_test["variant"] == variant]
+        top = part.loc[part["best_score"].idxmax()]
+        model = scored[top["family"], top["variant"]]  # scored by compare: its test predictions
+        label = task if variant is None else f"{task}_{variant.replace(' ', '')}"
+        lines += [f"Best {task} model{'' if variant is None else ' on ' + variant}: `{top['family']}` "
+                  f"({top['variant']}), test accuracy {top['test_accuracy']:.4f}.", "",
+                  md_image(figures.confusion(model, label, out, is_demo), root), ""]
+    return lines
+
+
+def search_lines(folder, family, root, out):
+    """One search's section: its trials, space, baseline and best, learning curves, history and Optuna's plots."""
+    try:
+        trials = trials_table.read_trials(folder)
+    except UserError as e:
+        compare.problem(str(e))
+        return []
+    objective = trials_table.folder_objective(folder, family)
+    lines = [f"### {folder.name}", "",
+             f"{len(trials)} trials ({search_summary.counts(folder, trials)}), proposed by "
+             f"{search_summary.proposer(folder)}.", ""]
+    best = best_store.best_meta(folder)
+    lines += space_lines(folder, trials, best, objective)
+    is_demo = bool(best and best.get("data", {}).get("is_demo"))
+    for plot in (figures.learning_curves(folder, best["trial_id"], out, is_demo) if best else None,
+                 figures.optimisation_history(folder, trials, objective, out, is_demo)):
+        if plot:
+            lines += [md_image(plot, root), ""]
+    plots, notes = _safe_optuna_plots(folder, figures.search_study(folder, trials, objective), out, is_demo)
+    lines += [md_image(plot, root) for plot in plots] + [""] + notes + ([""] if notes else [])
+    recon = folder / "best" / "reconstructions.png"
+    if recon.exists():
+        shutil.copy(recon, out / "reconstructions.png")
+        lines += [md_image(out / "reconstructions.png", root), ""]
+    return lines
 
 
 # The small tables' headings, for a reader (their file names stay as they are: comparison_cifar_loss.csv, ...)
