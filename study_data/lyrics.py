@@ -252,16 +252,9 @@ def _deduplicate(df, probe):
     return kept, {"removed": len(df) - len(keep), "with_another_genre": conflicting}
 
 
-def _prepare(data_path, raw, test_path, test_raw, opts, columns):
-    """Steps 2-4 of the module's docstring, in that order (one function: each step feeds the next)."""
-    seed = opts["seed"]
-    df = parse_table(data_path, raw, columns)
-    has_artist = df.attrs["has_artist"]
-    df = _filter_rows(df, data_path, opts["languages"])
-    if opts["sample_fraction"] < 1.0:  # the earlier study's own call: df.sample(int(0.2 * len(df)), random_state=42)
-        df = df.sample(int(opts["sample_fraction"] * len(df)), random_state=seed)
-    probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"], pipeline=opts["text_pipeline"])
-    df, duplicates = _deduplicate(df, probe)
+def _genres_to_learn(df, data_path):
+    """Genres with too few rows to split are dropped (said in one line); two must remain. Returns the rows, indexed
+    0..n-1, and the genre names in label order."""
     counts = df["label"].value_counts()
     small = counts[counts < MIN_ROWS_PER_GENRE]
     if len(small):
@@ -273,7 +266,46 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
         only = f" (only {label_names[0]!r})" if label_names else ""
         raise UserError(f"{data_path}: need at least two genres with {MIN_ROWS_PER_GENRE}+ rows each "
                         f"after sampling{only}: pass more data or a larger --sample-fraction")
-    df = df.reset_index(drop=True)
+    return df.reset_index(drop=True), label_names
+
+
+def _given_test_rows(test_path, test_raw, columns, opts, label_names, probe, seen_texts, duplicates):
+    """--test-data's rows and labels: genres unseen in training dropped, and songs the model trained or was
+    selected on (their cleaned lyrics in `seen_texts`) removed, counted in duplicates["test_removed"]."""
+    test_df = _filter_rows(parse_table(test_path, test_raw, columns), test_path, opts["languages"])
+    unseen = ~test_df["label"].isin(label_names)
+    if unseen.all():
+        raise UserError(f"--test-data {test_path}: none of its genres were seen in training "
+                        f"({', '.join(label_names)})")
+    if unseen.any():
+        log(f"dropped {int(unseen.sum())} test rows with genres unseen in training: "
+            f"{', '.join(sorted(set(test_df['label'][unseen])))}")
+    test_df = test_df[~unseen]
+    test_df = test_df.assign(clean=[probe.preprocess(t) for t in test_df["text"]])
+    seen = test_df["clean"].isin(seen_texts)
+    if seen.any():  # a song the model trained or was selected on is no test of it
+        log(f"removed {int(seen.sum())} rows of --test-data {test_path.name} whose lyrics are also in the "
+            "training or validation rows")
+        test_df = test_df[~seen]
+    duplicates["test_removed"] = int(seen.sum())
+    if test_df.empty:
+        raise UserError(f"--test-data {test_path}: no row is left to test on (every one repeats a training or "
+                        "validation song, or has a genre unseen in training): pass songs the data does not hold")
+    y_test = test_df["label"].map({g: i for i, g in enumerate(label_names)}).to_numpy(np.int32)
+    return test_df, y_test
+
+
+def _prepare(data_path, raw, test_path, test_raw, opts, columns):
+    """Steps 2-4 of the module's docstring, in that order (one function: each step feeds the next)."""
+    seed = opts["seed"]
+    df = parse_table(data_path, raw, columns)
+    has_artist = df.attrs["has_artist"]
+    df = _filter_rows(df, data_path, opts["languages"])
+    if opts["sample_fraction"] < 1.0:  # the earlier study's own call: df.sample(int(0.2 * len(df)), random_state=42)
+        df = df.sample(int(opts["sample_fraction"] * len(df)), random_state=seed)
+    probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"], pipeline=opts["text_pipeline"])
+    df, duplicates = _deduplicate(df, probe)
+    df, label_names = _genres_to_learn(df, data_path)
     y_all = df["label"].map({g: i for i, g in enumerate(label_names)}).to_numpy(np.int32)
 
     rows = np.arange(len(df))
@@ -290,26 +322,8 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     if test_path is None:
         test_df, y_test = df.iloc[test_rows], y_all[test_rows]
     else:
-        test_df = _filter_rows(parse_table(test_path, test_raw, columns), test_path, opts["languages"])
-        unseen = ~test_df["label"].isin(label_names)
-        if unseen.all():
-            raise UserError(f"--test-data {test_path}: none of its genres were seen in training "
-                            f"({', '.join(label_names)})")
-        if unseen.any():
-            log(f"dropped {int(unseen.sum())} test rows with genres unseen in training: "
-                f"{', '.join(sorted(set(test_df['label'][unseen])))}")
-        test_df = test_df[~unseen]
-        test_df = test_df.assign(clean=[probe.preprocess(t) for t in test_df["text"]])
-        seen = test_df["clean"].isin(set(df["clean"][np.concatenate([train_rows, val_rows])]))
-        if seen.any():  # a song the model trained or was selected on is no test of it
-            log(f"removed {int(seen.sum())} rows of --test-data {test_path.name} whose lyrics are also in the "
-                "training or validation rows")
-            test_df = test_df[~seen]
-        duplicates["test_removed"] = int(seen.sum())
-        if test_df.empty:
-            raise UserError(f"--test-data {test_path}: no row is left to test on (every one repeats a training or "
-                            "validation song, or has a genre unseen in training): pass songs the data does not hold")
-        y_test = test_df["label"].map({g: i for i, g in enumerate(label_names)}).to_numpy(np.int32)
+        test_df, y_test = _given_test_rows(test_path, test_raw, columns, opts, label_names, probe,
+                                           set(df["clean"][np.concatenate([train_rows, val_rows])]), duplicates)
 
     cleaned = df["clean"].tolist()
     train_texts = [cleaned[i] for i in train_rows]
