@@ -252,14 +252,9 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         used up."""
         n = len(self.trials)
         if again is not None:
-            self.study.enqueue_trial(self._study_params(user_values(again["values"])), skip_if_exists=False)
-            asked = self.study.ask()
-            self._suggest(asked)
-            values, fixed = again["values"], again["fixed"]
+            (asked, _), values, fixed = self._ask_for(again["values"]), again["values"], again["fixed"]
         elif n < len(self.first_trials):  # the fixed first trial's values: BaselineFirst (the subclass) checks them
-            self.study.enqueue_trial(self._study_params(self.fixed_values(n)), skip_if_exists=False)
-            asked = self.study.ask()
-            values, fixed = self._suggest(asked), True
+            (asked, values), fixed = self._ask_for(self.fixed_values(n)), True
         else:
             asked = self.study.ask()
             values, fixed = self._suggest(asked), False
@@ -274,12 +269,17 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 values = self._untried_random_values(n)
                 if values is None:
                     return None
-                self.study.enqueue_trial(self._study_params(values), skip_if_exists=False)
-                asked = self.study.ask()
-                values = self._suggest(asked)
+                asked, values = self._ask_for(values)
         if fixed and are_defaults(values, self.hyperparameters.space):
             asked.set_user_attr("is_baseline", True)
         return asked, values, fixed
+
+    def _ask_for(self, values):
+        """A study trial with these values (Keras Tuner's tuner/ keys left out): queued, asked, and each active
+        hyperparameter suggested; returns (the trial, its values as suggested)."""
+        self.study.enqueue_trial(self._study_params(user_values(values)), skip_if_exists=False)
+        asked = self.study.ask()
+        return asked, self._suggest(asked)
 
     def _suggest(self, asked):
         """Each active hyperparameter, in the order the hypermodel declared them, from the Optuna trial (asking
@@ -329,11 +329,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         """The study's trial for a Keras Tuner trial; a trial run again after a resume gets a new ask with the
         same values."""
         if trial_id not in self._asked:
-            values = self.trials[trial_id].hyperparameters.values
-            self.study.enqueue_trial(self._study_params(user_values(values)), skip_if_exists=False)
-            asked = self.study.ask()
+            asked, _ = self._ask_for(self.trials[trial_id].hyperparameters.values)
             asked.set_user_attr("trial_id", number(trial_id))
-            self._suggest(asked)
             self._asked[trial_id] = asked
         return self._asked[trial_id]
 
