@@ -75,10 +75,17 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         except (kt.errors.FatalError, kt.errors.FailedTrialError, KeyboardInterrupt):
             raise
         except Exception as e:
-            if search_spaces.is_study_family(self.family.name) or number(trial) >= len(self.family.first_trials):
+            if search_spaces.is_study_family(self.family.name) or not self._is_fixed(trial):
                 raise  # a configuration that failed (FAIL, with its error), the search goes on
             # a family of the user's own whose defaults (its fixed first trials) fail is broken: said once
             raise FamilyFailed.of(self.family, e, number(trial)) from None
+
+    def _is_fixed(self, trial):
+        """One of the family's fixed first trials: the study oracle knows (a fixed trial run again after a kill
+        has a later id); Keras Tuner's own oracles number trials in start order."""
+        if hasattr(self.oracle, "is_fixed"):
+            return self.oracle.is_fixed(trial.trial_id)
+        return number(trial) < len(self.family.first_trials)
 
     def _run_trial(self, trial):
         failpoint("trial-started")
