@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import search_spaces
-from runners import trials_table
-from runners.best_model import load_best
-from runners.search_progress import changes
-from runners.search_summary import baseline_on_test
-from suite_common import CANNOT_WRITE, UserError, atomic, command, error_line, significance, write_error_line
-from suite_common.process import tune_this_process
+from lyrics_cifar_search import search_spaces
+from lyrics_cifar_search.runners import trials_table
+from lyrics_cifar_search.runners.best_model import load_best
+from lyrics_cifar_search.runners.search_progress import changes
+from lyrics_cifar_search.runners.search_summary import baseline_on_test
+from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, atomic, command, error_line, significance, write_error_line
+from lyrics_cifar_search.suite_common.process import tune_this_process
 
 TASKS = ("lyrics", "cifar")
 
@@ -187,7 +187,7 @@ def repeats(results_dir, searches, k):
     the gain in mean test score with a 95 % confidence interval (Welch's t)."""
     from scipy import stats  # SciPy: only for the intervals
 
-    from analysis.retrain import retrain  # Keras or scikit-learn: only for --repeats
+    from lyrics_cifar_search.analysis.retrain import retrain  # Keras or scikit-learn: only for --repeats
     rows = []
     for search in searches:
         name, with_artist = (search[:-len("_artist")], True) if search.endswith("_artist") else (search, False)

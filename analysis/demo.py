@@ -22,12 +22,12 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from analysis import compare
-from runners import trials_table
-from runners.best_model import BestModel, load_best
-from search_spaces import get_family
-from suite_common import UserError, error_line
-from suite_common.process import tune_this_process
+from lyrics_cifar_search.analysis import compare
+from lyrics_cifar_search.runners import trials_table
+from lyrics_cifar_search.runners.best_model import BestModel, load_best
+from lyrics_cifar_search.search_spaces import get_family
+from lyrics_cifar_search.suite_common import UserError, error_line
+from lyrics_cifar_search.suite_common.process import tune_this_process
 
 
 def best_models(results_dir: str | Path) -> list[tuple[Path, BestModel]]:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from runners import record, trials_table
-from suite_common import atomic
+from lyrics_cifar_search.runners import record, trials_table
+from lyrics_cifar_search.suite_common import atomic
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 10,
                      "ytick.labelsize": 10, "legend.fontsize": 9})

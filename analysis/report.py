@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import studies
-from analysis import compare, figures
-from runners import best_store, search_summary, trials_table
-from suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
-from suite_common.process import tune_this_process
+from lyrics_cifar_search import studies
+from lyrics_cifar_search.analysis import compare, figures
+from lyrics_cifar_search.runners import best_store, search_summary, trials_table
+from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
+from lyrics_cifar_search.suite_common.process import tune_this_process
 
 # The key columns, narrow enough to read without scrolling at 1,400 px (every column is in the CSVs)
 SHOWN_COLUMNS = ["family", "variant", "trials", "baseline (val)", "best (val)", "selected gain (val)",

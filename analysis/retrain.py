@@ -7,10 +7,10 @@ the same epoch budget (the search's). Each retrained model is scored on the
 same held-out test split as the saved one, the same way.
 """
 
-from runners.best_model import BestModel, load_best
-from runners import engines, prepare
-from runners.prepare import DataOptions
-from search_spaces import get_family
+from lyrics_cifar_search.runners.best_model import BestModel, load_best
+from lyrics_cifar_search.runners import engines, prepare
+from lyrics_cifar_search.runners.prepare import DataOptions
+from lyrics_cifar_search.search_spaces import get_family
 
 
 def retrain(family_name, results_dir, k, with_artist=False, which="best"):

@@ -27,11 +27,11 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from runners.keras_search import trial as keras_engine
+from lyrics_cifar_search.runners.keras_search import trial as keras_engine
 import dataclasses
 
-from runners.prepare import Prepared
-from search_spaces import get_family
+from lyrics_cifar_search.runners.prepare import Prepared
+from lyrics_cifar_search.search_spaces import get_family
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -94,6 +94,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from suite_common.process import tune_this_process
+    from lyrics_cifar_search.suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

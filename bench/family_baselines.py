@@ -14,11 +14,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from runners.search import cli  # before pandas: how memory is allocated (runners/__init__.py)
+from lyrics_cifar_search.runners.search import cli  # before pandas: how memory is allocated (runners/__init__.py)
 
 import pandas as pd
 
-import search_spaces
+from lyrics_cifar_search import search_spaces
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lyrics" / "mll-train-subset-en-900.tsv"
 
@@ -49,6 +49,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from suite_common.process import tune_this_process
+    from lyrics_cifar_search.suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

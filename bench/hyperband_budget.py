@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from runners.search import cli
+from lyrics_cifar_search.runners.search import cli
 
 import pandas as pd
 
@@ -81,6 +81,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from suite_common.process import tune_this_process
+    from lyrics_cifar_search.suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

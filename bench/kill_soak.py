@@ -23,8 +23,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from runners.best_model import load_best
-from study_data.lyrics_demo import make_demo_table
+from lyrics_cifar_search.runners.best_model import load_best
+from lyrics_cifar_search.study_data.lyrics_demo import make_demo_table
 
 
 def check(res, family):

@@ -37,8 +37,8 @@ def rss_mb():
 
 def one_family(family, trials):
     """Run in a child process: search, recording RSS after each trial; print the series as JSON."""
-    from runners import search_progress
-    from runners.search import cli
+    from lyrics_cifar_search.runners import search_progress
+    from lyrics_cifar_search.runners.search import cli
     series = []
     trial_done = search_progress.Progress.trial_done
 
@@ -89,6 +89,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from suite_common.process import tune_this_process
+    from lyrics_cifar_search.suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

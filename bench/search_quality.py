@@ -157,8 +157,8 @@ def draw(runs, seeds, budget, png, title, rng):
 
 def main(argv=None):
     import time_to_accuracy as tta
-    from runners.flag_types import duration, positive_int
-    from study_data.lyrics_demo import make_demo_table
+    from lyrics_cifar_search.runners.flag_types import duration, positive_int
+    from lyrics_cifar_search.study_data.lyrics_demo import make_demo_table
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--family", default="lyrics_embedding")
     ap.add_argument("--sides", default=",".join(SIDES))
@@ -202,6 +202,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from suite_common.process import tune_this_process
+    from lyrics_cifar_search.suite_common.process import tune_this_process
     tune_this_process()
     sys.exit(main())

@@ -43,10 +43,10 @@ def run_search(args, out):
 
     import pandas as pd
 
-    from runners import engines
-    from runners import keras_search as keras_engine
-    from runners.prepare import Prepared
-    from search_spaces import get_family
+    from lyrics_cifar_search.runners import engines
+    from lyrics_cifar_search.runners import keras_search as keras_engine
+    from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.search_spaces import get_family
     x, y, xv, yv = data(args.images)
     prepared = Prepared(x, y, xv, yv, [str(i) for i in range(5)], {"n_classes": 5}, {"family": "cifar_cnn"}, {})
     # no early stopping: both sides train exactly --epochs
@@ -67,8 +67,8 @@ def time_spent_in(keras_engine):
     """Wrap the suite's steps outside training with timers (the breakdown printed)."""
     import keras
 
-    from runners import best_store, trials_table
-    from runners.keras_search import tuner
+    from lyrics_cifar_search.runners import best_store, trials_table
+    from lyrics_cifar_search.runners.keras_search import tuner
     spent = {}
 
     def timed(owner, name, label):
@@ -95,7 +95,7 @@ def run_bare(args, configs_file, out):
     import keras
     import keras_tuner as kt
 
-    from search_spaces import get_family
+    from lyrics_cifar_search.search_spaces import get_family
     x, y, xv, yv = data(args.images)
     total = cpu = 0.0
     for values in json.loads(Path(configs_file).read_text())["configs"]:
@@ -118,7 +118,7 @@ def main():
     if "--side" in sys.argv:
         count = int
     else:
-        from runners.flag_types import positive_int as count
+        from lyrics_cifar_search.runners.flag_types import positive_int as count
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=count, default=3)
     ap.add_argument("--epochs", type=count, default=2)
@@ -169,6 +169,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from suite_common.process import tune_this_process
+    from lyrics_cifar_search.suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     main()

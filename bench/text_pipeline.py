@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from study_data import lyrics
+from lyrics_cifar_search.study_data import lyrics
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lyrics" / "mll-train-subset-en-900.tsv"
 ap = argparse.ArgumentParser()
@@ -31,10 +31,10 @@ with tempfile.TemporaryDirectory() as tmp:
     for family, extra in (("lyrics_tfidf_logreg", []), ("lyrics_lstm", ["--epochs", "20"])):
         for pipeline in ("study", "suite"):
             out = Path(tmp) / pipeline
-            subprocess.run([sys.executable, "-m", "runners.search", family, "--data", args.data, "--results-dir",
+            subprocess.run([sys.executable, "-m", "lyrics_cifar_search.runners.search", family, "--data", args.data, "--results-dir",
                             str(out), "--max-trials", "1", "--text-pipeline", pipeline, *extra], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            from runners.best_model import load_best
+            from lyrics_cifar_search.runners.best_model import load_best
             model = load_best(family, out)
             scores, _, _ = model.score_test(out)
             print(f"{family} baseline, {pipeline} pipeline: val {model.meta['metrics']['val_accuracy']:.4f}, "

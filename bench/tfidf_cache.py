@@ -15,10 +15,10 @@ import time
 import optuna
 
 
-from runners import optuna_engine
-from runners.prepare import prepare_lyrics
-from runners.search import build_parser, data_options
-from search_spaces import get_family
+from lyrics_cifar_search.runners import optuna_engine
+from lyrics_cifar_search.runners.prepare import prepare_lyrics
+from lyrics_cifar_search.runners.search import build_parser, data_options
+from lyrics_cifar_search.search_spaces import get_family
 
 family = get_family("lyrics_tfidf_logreg")
 

@@ -47,10 +47,10 @@ FAMILY = {"lyrics": "lyrics_cnn", "cifar": "cifar_cnn"}
 PLAIN = r'''
 import json, os, sys, time
 import keras, keras_tuner as kt, numpy as np, optuna
-from runners.best_model import load_best
-from runners import best_store, prepare
-from runners.search import build_parser, data_options
-from search_spaces import get_family
+from lyrics_cifar_search.runners.best_model import load_best
+from lyrics_cifar_search.runners import best_store, prepare
+from lyrics_cifar_search.runners.search import build_parser, data_options
+from lyrics_cifar_search.search_spaces import get_family
 
 side, name, budget, work, flags = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5:]
 family = get_family(name)
@@ -206,7 +206,7 @@ def run_suite(side, family, flags, budget, work):
         epochs += int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
         curve.append(((t.datetime_complete - t0).total_seconds(), best, epochs))
     table = pd.read_csv(res / family / "trials.csv")
-    from runners.best_model import load_best
+    from lyrics_cifar_search.runners.best_model import load_best
     scores, y, pred = load_best(family, res).score_test(res)
     return {"curve": curve, "epochs": int(table["epochs_run"].sum()), "finished": len(table),
             "pruned": int((table["status"] == "PRUNED").sum()), "right": int((pred == y).sum()), "n": int(len(y))}
@@ -228,7 +228,7 @@ def first_reach(curve, target):
 
 def summarise(task, runs, budget):
     """runs: {side: {seed: result}}; prints one line per side, then ratios to kt-random."""
-    from suite_common import significance
+    from lyrics_cifar_search.suite_common import significance
     print(f"\n{task} ({FAMILY[task]}), budget {budget:g} s, seeds {', '.join(map(str, next(iter(runs.values()))))}:")
     print(f"{'side':13} {'best val':>8} {'to kt-random best':>18} {'epochs':>7} {'trials':>6} {'pruned':>6}  test (95 % CI)")
     lines = {}
@@ -259,7 +259,7 @@ def summarise(task, runs, budget):
 
 
 def main(argv=None):
-    from runners.flag_types import duration, positive_int
+    from lyrics_cifar_search.runners.flag_types import duration, positive_int
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", default="lyrics,cifar")
     ap.add_argument("--sides", default=",".join(SIDES))
@@ -305,6 +305,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from suite_common.process import tune_this_process
+    from lyrics_cifar_search.suite_common.process import tune_this_process
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())

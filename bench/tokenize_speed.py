@@ -17,8 +17,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from study_data import lyrics
-from study_data.lyrics_demo import make_demo_table
+from lyrics_cifar_search.study_data import lyrics
+from lyrics_cifar_search.study_data.lyrics_demo import make_demo_table
 
 REAL = ROOT.parent / "shared" / "data" / "lyrics" / "mll-train-subset-en-900.tsv"
 

@@ -1,6 +1,6 @@
 """Load a family's saved best model and use it on raw inputs.
 
-    from analysis.best_model import load_best
+    from lyrics_cifar_search.analysis.best_model import load_best
     model = load_best("lyrics_lstm")            # reads results/lyrics_lstm/best/
     model.predict(["raw lyrics ...", "..."])    # -> ["Rock", "Pop"]
     model.predict_proba(["raw lyrics ..."])     # -> array [n, n_genres], columns = model.label_names
@@ -14,6 +14,7 @@ scikit-learn models are skops files whose types are checked before loading.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -23,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from study_data import images, lyrics
-from study_data.lyrics import DEFAULT_OPTIONS
-from study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TextEncoder, artist_index, model_inputs
-from suite_common import UserError, process
-from suite_common import command as search_command
+from lyrics_cifar_search.study_data import images, lyrics
+from lyrics_cifar_search.study_data.lyrics import DEFAULT_OPTIONS
+from lyrics_cifar_search.study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TextEncoder, artist_index, model_inputs
+from lyrics_cifar_search.suite_common import UserError, process
+from lyrics_cifar_search.suite_common import command as search_command
 
 # skops: the exact types the suite's Optuna families save, by skops node kind,
 # module and name, and nothing else: no function, no other class. Trusting whole
@@ -42,14 +43,18 @@ SKOPS_ALLOWED = {
     ("ObjectNode", "sklearn.linear_model._logistic", "LogisticRegression"),
     ("ObjectNode", "sklearn.tree._classes", "DecisionTreeClassifier"),
     ("TreeNode", "sklearn.tree._tree", "Tree"),
-    ("ObjectNode", "study_data.text", "TokenIdFeatures"),
-    ("ObjectNode", "study_data.lyrics", "TokenIdFeatures"),  # decision trees saved before study_data/text.py
+    ("ObjectNode", "lyrics_cifar_search.study_data.text", "TokenIdFeatures"),
     *(("NdArrayNode", "numpy", t) for t in ("ndarray", "int64", "int32", "float64", "float32", "bool_")),
     *(("TypeNode", "numpy", t) for t in ("int64", "int32", "float64", "float32", "bool_")),
     *(("TypeNode", "builtins", t) for t in ("str", "int", "float", "bool")),
     *(("JsonNode", "builtins", t) for t in ("str", "int", "float", "bool", "NoneType")),
     ("DictNode", "builtins", "dict"), ("ListNode", "builtins", "list"), ("TupleNode", "builtins", "tuple"),
 }
+# Models saved by the suite's 0.1, when its packages were top-level import names, name the transformer's module
+# without lyrics_cifar_search: they load with those names pointed at today's modules for the load alone.
+BEFORE_ONE_NAME = {"study_data.text": "lyrics_cifar_search.study_data.text",
+                   "study_data.lyrics": "lyrics_cifar_search.study_data.lyrics"}  # saved before study_data/text.py
+SKOPS_ALLOWED |= {("ObjectNode", old, "TokenIdFeatures") for old in BEFORE_ONE_NAME}
 
 
 class BestModel:
@@ -213,14 +218,14 @@ def load_best(family: str | Path, results_dir: str | Path = "results", with_arti
         raise UserError(f"{model_path} is missing; re-run `{command}` to save it again")
     if model_path.suffix == ".skops":
         model = _load_skops(model_path)
-        from runners import model_checks  # scikit-learn: imported only for its models
+        from lyrics_cifar_search.runners import model_checks  # scikit-learn: imported only for its models
         try:  # types were checked before loading; now the values that compiled code will index with
             model_checks.check_pipeline(model, len(meta["label_names"]))
         except ValueError as e:
             raise UserError(f"{model_path} is not a model this suite saved ({e}); refusing to use it") from None
     else:
         model = _load_keras(model_path)
-        from runners import model_checks  # the values a Keras model is used with
+        from lyrics_cifar_search.runners import model_checks  # the values a Keras model is used with
         try:
             model_checks.check_keras_model(model, meta, encoder)
         except ValueError as e:
@@ -235,8 +240,8 @@ def _load_keras(path):
     import keras  # Keras starts only when a Keras model is built or loaded
 
     # register the metrics the models were compiled with, and the layers they use
-    importlib.import_module("search_spaces._metrics")
-    importlib.import_module("search_spaces._layers")
+    importlib.import_module("lyrics_cifar_search.search_spaces._metrics")
+    importlib.import_module("lyrics_cifar_search.search_spaces._layers")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except ValueError as e:
@@ -265,6 +270,20 @@ def skops_types(path):
     return found
 
 
+@contextlib.contextmanager
+def _modules_named_as_before():
+    """sys.modules answers 0.1's module names with today's modules while a skops file loads, then forgets them:
+    no top-level name of the suite's stays behind to shadow a user's own module."""
+    added = [old for old in BEFORE_ONE_NAME if old not in sys.modules]
+    for old in added:
+        sys.modules[old] = importlib.import_module(BEFORE_ONE_NAME[old])
+    try:
+        yield
+    finally:
+        for old in added:
+            del sys.modules[old]
+
+
 def _load_skops(path):
     import skops.io as sio  # skops: only to save or load a scikit-learn model
     try:
@@ -272,12 +291,13 @@ def _load_skops(path):
         if refused:
             raise UserError(f"{path} holds types that the suite's models never contain "
                             f"({', '.join(f'{m}.{c} ({k})' for k, m, c in refused[:5])}); refusing to load it")
-        from runners import model_checks  # the shapes its arrays declare, before any is read
+        from lyrics_cifar_search.runners import model_checks  # the shapes its arrays declare, before any is read
         try:
             model_checks.check_archive_arrays(path)
         except ValueError as e:
             raise UserError(f"{path} is not a model this suite saved ({e}); refusing to load it") from None
-        return sio.load(path, trusted=sio.get_untrusted_types(file=path))
+        with _modules_named_as_before():
+            return sio.load(path, trusted=sio.get_untrusted_types(file=path))
     except UserError:
         raise
     except Exception as e:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runners.trials_table import OBJECTIVE, better, is_score
-from suite_common import UserError, atomic, provenance
-from suite_common.failpoints import failpoint
+from lyrics_cifar_search.runners.trials_table import OBJECTIVE, better, is_score
+from lyrics_cifar_search.suite_common import UserError, atomic, provenance
+from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 
 def best_meta(out_dir):

@@ -16,8 +16,8 @@ import types
 
 from packaging.version import Version
 
-from suite_common import atomic
-from suite_common.failpoints import failpoint
+from lyrics_cifar_search.suite_common import atomic
+from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 # distribution -> (lowest version, first version not checked), what the suite does with its internals
 KNOWN = {

@@ -18,13 +18,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Optional
 
-from runners import trials_table
-from runners.search_progress import Stop
-from suite_common import atomic
+from lyrics_cifar_search.runners import trials_table
+from lyrics_cifar_search.runners.search_progress import Stop
+from lyrics_cifar_search.suite_common import atomic
 
 if TYPE_CHECKING:  # the types of the engine interface, for readers and checkers only
-    from runners.prepare import Prepared
-    from search_spaces import Family
+    from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.search_spaces import Family
 
 # Who proposes the trials: "optuna", a study with a sampler (and for Keras a pruner: runners/keras_search/
 # optuna_oracle.py), or for a Keras family Keras Tuner's own oracles. The first of each is the default.
@@ -51,7 +51,7 @@ class SearchConfig:
     pruner: str = "median"  # --tuner optuna (Keras): Optuna's pruner, or none
 
 
-ENGINES = {"keras_tuner": "runners.keras_search", "optuna": "runners.optuna_engine"}
+ENGINES = {"keras_tuner": "lyrics_cifar_search.runners.keras_search", "optuna": "lyrics_cifar_search.runners.optuna_engine"}
 
 
 def engine(family: Family) -> ModuleType:

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TokenIdFeatures
+from lyrics_cifar_search.study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TokenIdFeatures
 
 
 def check_pipeline(model, n_labels):

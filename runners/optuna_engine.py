@@ -26,9 +26,9 @@ import optuna
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from runners import best_store, compat, record, search_progress, trials_table, workers
-from suite_common import CANNOT_WRITE, UserError, masked
-from suite_common.failpoints import failpoint
+from lyrics_cifar_search.runners import best_store, compat, record, search_progress, trials_table, workers
+from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, masked
+from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 FINISHED = record.FINISHED
 

@@ -14,10 +14,10 @@ from typing import Optional
 
 import numpy as np
 
-from runners import trials_table
-from runners.compat import installed
-from study_data.embeddings import embedding_matrix
-from suite_common import UserError, command, log
+from lyrics_cifar_search.runners import trials_table
+from lyrics_cifar_search.runners.compat import installed
+from lyrics_cifar_search.study_data.embeddings import embedding_matrix
+from lyrics_cifar_search.suite_common import UserError, command, log
 
 # The run record's keys a resume must find unchanged (search.json; the CLI adds tuner, sampler, pruner, epochs and
 # storage), in the words its error uses. The record is built below (prepare_lyrics, prepare_cifar).
@@ -131,7 +131,7 @@ def coverage_words(share):
 
 
 def prepare_lyrics(family, options, writes=None):
-    from study_data import lyrics, text  # pandas and scikit-learn: only when data is loaded
+    from lyrics_cifar_search.study_data import lyrics, text  # pandas and scikit-learn: only when data is loaded
     columns = {"text": options.text_column, "label": options.label_column, "artist": options.artist_column,
                "language": options.language_column}
     if options.with_artist and options.data and not lyrics.header_has_artist(options.data, columns):
@@ -203,7 +203,7 @@ def embeddings_identity(path):
 
 
 def prepare_cifar(family, options, writes=None):
-    from study_data import images  # pandas and scikit-learn: only when data is loaded
+    from lyrics_cifar_search.study_data import images  # pandas and scikit-learn: only when data is loaded
     imgs = images.load_images(options.data, cache_dir=Path(options.results_dir) / "_cache", per_class=options.images_per_class,
                               deferred_writes=writes)
     block = images.make_block(imgs, family.block, seed=options.seed)

@@ -37,8 +37,8 @@ import numpy as np
 import optuna
 from optuna.storages import RetryFailedTrialCallback
 
-from runners import compat, trials_table
-from suite_common import UserError, masked
+from lyrics_cifar_search.runners import compat, trials_table
+from lyrics_cifar_search.suite_common import UserError, masked
 
 # user attributes that are not metrics of the trial
 BOOKKEEPING = {"trial_id", "is_baseline", "error", "interrupted", "keras_tuner_trial_id", "epochs_budget", "duplicate",

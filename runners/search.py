@@ -26,16 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-import search_spaces
-from runners import engines, prepare, trials_table
-from runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
-from runners.flag_types import bounded_int, duration, fraction, positive_int, seed_int, word_list
-from runners.prepare import DataOptions
-from runners.search_progress import Stop
-from runners.workers import keras_tuner_role
-from suite_common import UserError, atomic, command, error_line, log, masked, process, provenance, write_error_line
-from suite_common.atomic import linked
-from suite_common.process import die_with_parent, tune_this_process
+from lyrics_cifar_search import search_spaces
+from lyrics_cifar_search.runners import engines, prepare, trials_table
+from lyrics_cifar_search.runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
+from lyrics_cifar_search.runners.flag_types import bounded_int, duration, fraction, positive_int, seed_int, word_list
+from lyrics_cifar_search.runners.prepare import DataOptions
+from lyrics_cifar_search.runners.search_progress import Stop
+from lyrics_cifar_search.runners.workers import keras_tuner_role
+from lyrics_cifar_search.suite_common import UserError, atomic, command, error_line, log, masked, process, provenance, write_error_line
+from lyrics_cifar_search.suite_common.atomic import linked
+from lyrics_cifar_search.suite_common.process import die_with_parent, tune_this_process
 
 
 class Parser(argparse.ArgumentParser):
@@ -233,7 +233,7 @@ def main(argv=None, stop=None):
     # What its source declares: flags and data are checked without starting Keras or TensorFlow
     family = search_spaces.describe(args.family)
     if args.describe:  # like Keras Tuner's search_space_summary(): no data read, nothing written
-        from runners import space_summary  # Keras Tuner: only for --describe
+        from lyrics_cifar_search.runners import space_summary  # Keras Tuner: only for --describe
         print("\n".join(space_summary.summary(search_spaces.get_family(args.family), args.with_artist)))
         return 0
     tuner = check_flags(args, family)
@@ -285,7 +285,7 @@ def run_in_folder(family, prepared, out_dir, config, args):
     try:
         if not args.fresh:
             check_resume(out_dir, prepared.record)
-        from runners import record  # Optuna: imported once a search runs
+        from lyrics_cifar_search.runners import record  # Optuna: imported once a search runs
         if args.storage:  # the study there belongs to this results folder (--fresh: deleted and made anew)
             record.claim_study(args.storage, record.study_name(out_dir, prepared.record, args.storage),
                                out_dir, prepared.meta["objective"], fresh=args.fresh)
@@ -318,7 +318,7 @@ def say_how_it_ended(family, rows, out_dir, args, stop):
         print(f"{family.name}: the time budget ({args.time_budget:g} s) ended the search after "
               f"{len(ended)} of {args.max_trials} trials; run the same command again to "
               "continue it (a larger --time-budget or --max-trials goes further)", flush=True)
-    from runners.search_summary import summary_lines  # pandas: only once a search has ended
+    from lyrics_cifar_search.runners.search_summary import summary_lines  # pandas: only once a search has ended
     print("\n".join(summary_lines(family, out_dir, args.results_dir, args.tensorboard)), flush=True)
 
 
@@ -386,7 +386,7 @@ def cli(argv=None, handle_signals=False):
         print("\ninterrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the record's database refusing a write is one line, not a traceback
-        from runners import record  # Optuna: only once a search ran
+        from lyrics_cifar_search.runners import record  # Optuna: only once a search ran
         problem = record.storage_problem(e)
         if problem is None:
             raise

@@ -3,8 +3,8 @@
 import threading
 import time
 
-from runners import trials_table
-from suite_common import log
+from lyrics_cifar_search.runners import trials_table
+from lyrics_cifar_search.suite_common import log
 
 __all__ = ["Stop", "Progress", "log"]
 

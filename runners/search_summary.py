@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import search_spaces
-from runners import search_progress, trials_table
-from runners.prepare import LOW_ARTIST_COVERAGE, coverage_words
-from suite_common import UserError, command, significance
+from lyrics_cifar_search import search_spaces
+from lyrics_cifar_search.runners import search_progress, trials_table
+from lyrics_cifar_search.runners.prepare import LOW_ARTIST_COVERAGE, coverage_words
+from lyrics_cifar_search.suite_common import UserError, command, significance
 
 
 def counts(out_dir, trials):
@@ -145,7 +145,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     if not (out_dir / "best").exists():
         return lines + ["  test      no best model saved"]
     try:
-        from runners.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
+        from lyrics_cifar_search.runners.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
         model = load_best(str(out_dir / "best"))
         lines.append("  test      " + test_line(model, results_dir, base))
         coverage = model.meta["data"].get("artist_coverage")
@@ -170,7 +170,7 @@ def baseline_on_test(folder, y, best_pred, best_trial, base):
         return {"baseline_test_accuracy": acc, "test_gain": 0.0, "test_gain_p": 1.0, "best_is_baseline": True}
     if not (folder / "baseline" / "meta.json").exists():
         return {}
-    from runners.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
+    from lyrics_cifar_search.runners.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
     base_model = load_best(str(folder / "baseline"))
     _, _, base_pred = base_model.score_test(folder.parent)
     b, c, p = significance.mcnemar(best_pred, base_pred, y)

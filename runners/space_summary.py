@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-import search_spaces
+from lyrics_cifar_search import search_spaces
 
 MAX_BUILDS = 60  # a family's choices times their values, with room to spare
 

@@ -28,12 +28,12 @@ import time
 import tomllib
 from pathlib import Path
 
-import search_spaces
-import studies
-from runners import trials_table
-from runners.flag_types import duration, positive_int
-from suite_common import UserError, atomic, error_line
-from suite_common.process import child_env
+from lyrics_cifar_search import search_spaces
+from lyrics_cifar_search import studies
+from lyrics_cifar_search.runners import trials_table
+from lyrics_cifar_search.runners.flag_types import duration, positive_int
+from lyrics_cifar_search.suite_common import UserError, atomic, error_line
+from lyrics_cifar_search.suite_common.process import child_env
 
 DEFAULT_PLAN = studies.path("earlier_study.toml")  # shipped in the package: a wheel install has it too
 STATE = "study_state.json"
@@ -222,7 +222,7 @@ def cannot_run(entry):
     """Why a search cannot run on its data (checked before the study starts), or None."""
     if not entry.get("with_artist") or not entry.get("data") or task_of(entry["family"]) != "lyrics":
         return None
-    from study_data.lyrics import header_has_artist  # pandas and scikit-learn: only when data is loaded
+    from lyrics_cifar_search.study_data.lyrics import header_has_artist  # pandas and scikit-learn: only when data is loaded
     columns = {k: entry.get(f"{k}_column") for k in ("text", "label", "artist")}
     if not header_has_artist(entry["data"], columns):
         return f"{entry['data']} has no artist column (--with-artist needs one; or name it with artist_column)"
@@ -326,7 +326,7 @@ def run_study(searches, args):
         print(f"[study] search {k} of {len(searches)}: {key} ({describe_budget(entry)}) | elapsed "
               f"{hms(time.time() - start)}" + (f" | ~{hms(left)} left" if left is not None else ""), flush=True)
         t0 = time.time()
-        code = run_step(["-m", "runners.search", *search_argv(entry)])
+        code = run_step(["-m", "lyrics_cifar_search.runners.search", *search_argv(entry)])
         seconds = time.time() - t0
         ran += 1
         if code == 2:  # bad input: the search printed its one line
@@ -345,7 +345,7 @@ def run_study(searches, args):
         write_state(results_dir, state)
     if ran or not (Path(results_dir) / "report.html").exists():
         for script in ("compare", "report"):
-            if run_step(["-m", f"analysis.{script}", "--results-dir", results_dir]) != 0:
+            if run_step(["-m", f"lyrics_cifar_search.analysis.{script}", "--results-dir", results_dir]) != 0:
                 failed.append(script)
     print(f"[study] {len(searches)} searches, {ran} run now, in {hms(time.time() - start)}; report in "
           f"{Path(results_dir) / 'report.html'}", flush=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from suite_common import UserError, atomic, tables
-from suite_common.failpoints import failpoint
+from lyrics_cifar_search.suite_common import UserError, atomic, tables
+from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
 HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]

@@ -33,7 +33,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
 
-from suite_common import UserError
+from lyrics_cifar_search.suite_common import UserError
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,8 @@ def _declared(path):
 ENTRY_POINT_GROUP = "lyrics_cifar_search.families"
 FAMILIES_ENV = "LYRICS_SEARCH_FAMILIES"
 _USER_LOADED = set()
+# the suite's packages were top-level import names up to version 0.1
+_BEFORE_ONE_NAME = {"suite_common", "studies", "study_data", "search_spaces", "runners", "analysis"}
 
 
 def load_user_families(extra=()):
@@ -201,6 +203,10 @@ def load_user_families(extra=()):
             raise
         except Exception as e:  # noqa: BLE001 - the user's code: its own error, where it happened, in one line
             frame = traceback.extract_tb(e.__traceback__)[-1]
+            if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in _BEFORE_ONE_NAME:
+                raise UserError(f"{where} {item} imports {e.name} ({frame.filename}, line {frame.lineno}): the "
+                                f"suite's modules are under lyrics_cifar_search since 0.2; write `from "
+                                f"lyrics_cifar_search.{e.name} import ...`") from None
             raise UserError(f"{where} {item}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
                             f"({frame.filename}, line {frame.lineno})") from None
         _USER_LOADED.add(item)

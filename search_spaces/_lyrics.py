@@ -17,8 +17,8 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
-from search_spaces._layers import KnownWordsOnly
-from search_spaces._metrics import classification_metrics
+from lyrics_cifar_search.search_spaces._layers import KnownWordsOnly
+from lyrics_cifar_search.search_spaces._metrics import classification_metrics
 
 EMBEDDING_SOURCES = ("learned", "glove_frozen", "glove_finetuned")
 

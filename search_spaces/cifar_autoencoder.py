@@ -15,7 +15,7 @@ import keras_tuner as kt
 import numpy as np
 from keras import layers
 
-from search_spaces import register_family
+from lyrics_cifar_search.search_spaces import register_family
 
 
 NAME = "cifar_autoencoder"

@@ -22,10 +22,10 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
-from search_spaces import register_family
-from search_spaces._layers import RandomTranslation
-from search_spaces._metrics import classification_metrics
-from suite_common.tables import at_equal_effort
+from lyrics_cifar_search.search_spaces import register_family
+from lyrics_cifar_search.search_spaces._layers import RandomTranslation
+from lyrics_cifar_search.search_spaces._metrics import classification_metrics
+from lyrics_cifar_search.suite_common.tables import at_equal_effort
 
 NAME = "cifar_cnn"
 FILTERS = (64, 128, 256)

@@ -28,9 +28,9 @@ import keras_tuner as kt
 import pandas as pd
 from keras import layers
 
-from search_spaces import register_family
-from search_spaces._layers import RandomTranslation
-from suite_common.tables import at_equal_effort
+from lyrics_cifar_search.search_spaces import register_family
+from lyrics_cifar_search.search_spaces._layers import RandomTranslation
+from lyrics_cifar_search.suite_common.tables import at_equal_effort
 
 NAME = "cifar_transfer"
 SOURCE_FAMILIES = {"cnn": "cifar_cnn", "encoder": "cifar_autoencoder"}

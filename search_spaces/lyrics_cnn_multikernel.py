@@ -9,8 +9,8 @@ pool, concatenated (Kim, 2014).
 import keras
 from keras import layers
 
-from search_spaces import register_family
-from search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate, genre_head,
+from lyrics_cifar_search.search_spaces import register_family
+from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate, genre_head,
                                    lyrics_inputs, word_embedding)
 
 NAME = "lyrics_cnn_multikernel"

@@ -14,9 +14,9 @@ test 0.522 so, 0.421 with them as id 1).
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.tree import DecisionTreeClassifier
 
-from study_data.text import TokenIdFeatures
+from lyrics_cifar_search.study_data.text import TokenIdFeatures
 
-from search_spaces import register_family
+from lyrics_cifar_search.search_spaces import register_family
 
 
 NAME = "lyrics_decision_tree"

@@ -11,9 +11,9 @@ study's NNLM + artist model: the song's vector and the artist joined ->
 Dense 64 ReLU -> Dropout 0.5 -> softmax.
 """
 
-from search_spaces import lyrics_embedding
+from lyrics_cifar_search.search_spaces import lyrics_embedding
 
-from search_spaces import register_family
+from lyrics_cifar_search.search_spaces import register_family
 
 
 NAME = "lyrics_glove"

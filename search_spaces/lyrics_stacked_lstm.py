@@ -8,8 +8,8 @@ Adam 1e-3, batch 1000.
 import keras
 from keras import layers
 
-from search_spaces import register_family
-from search_spaces._lyrics import (LyricsHyperModel, compile_model, dropout_rate, genre_head, lyrics_inputs,
+from lyrics_cifar_search.search_spaces import register_family
+from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, dropout_rate, genre_head, lyrics_inputs,
                                    word_embedding)
 
 NAME = "lyrics_stacked_lstm"

@@ -20,7 +20,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from search_spaces import register_family
+from lyrics_cifar_search.search_spaces import register_family
 
 
 NAME = "lyrics_tfidf_logreg"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suite_common import UserError
+from lyrics_cifar_search.suite_common import UserError
 
 
 def _packaged_glove():

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from suite_common import UserError, atomic, log
+from lyrics_cifar_search.suite_common import UserError, atomic, log
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from study_data import lyrics_cache
-from study_data.lyrics_demo import DEMO_ROWS, make_demo_table
-from study_data.text import PIPELINES, TextEncoder
-from study_data.text import TokenIdFeatures  # noqa: F401 - decision trees saved before the split name it here
-from suite_common import UserError, counted, log
+from lyrics_cifar_search.study_data import lyrics_cache
+from lyrics_cifar_search.study_data.lyrics_demo import DEMO_ROWS, make_demo_table
+from lyrics_cifar_search.study_data.text import PIPELINES, TextEncoder
+from lyrics_cifar_search.study_data.text import TokenIdFeatures  # noqa: F401 - decision trees saved before the split name it here
+from lyrics_cifar_search.suite_common import UserError, counted, log
 
 # The earlier study's preprocessing, as defaults.
 DEFAULT_OPTIONS = {

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from suite_common import atomic
+from lyrics_cifar_search.suite_common import atomic
 
 SPLITS = ("train", "val", "test")
 

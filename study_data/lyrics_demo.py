@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from suite_common import atomic
+from lyrics_cifar_search.suite_common import atomic
 
 DEMO_GENRES = ("Rock", "Pop", "Metal", "Hip-Hop")
 # Sized so that the README's first command (lyrics_lstm: 10 trials of up to 20 epochs) ends in under two

@@ -6,7 +6,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from suite_common.failpoints import failpoint
+from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 
 def linked(path):

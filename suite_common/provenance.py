@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suite_common import masked
+from lyrics_cifar_search.suite_common import masked
 
 PACKAGES = ("keras", "keras-tuner", "optuna", "scikit-learn", "tensorflow", "jax", "torch", "numpy")
 ROOT = Path(__file__).resolve().parents[1]

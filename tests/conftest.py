@@ -22,7 +22,7 @@ def real_lyrics():
 def small_lyrics(tmp_path_factory):
     """A small generated lyrics table in the Kaggle layout (400 rows), with a faint genre signal (10 % of the
     words a genre's own): models differ on it and none is perfect, which the tables' tests need."""
-    from study_data.lyrics_demo import make_demo_table
+    from lyrics_cifar_search.study_data.lyrics_demo import make_demo_table
     return make_demo_table(tmp_path_factory.mktemp("data") / "small.csv", n_rows=400, seed=1, own_share=0.1)
 
 CIFAR10_TAR = SHARED / "cifar10-jpg.tar.gz"
@@ -46,7 +46,7 @@ def cifar_chain(tmp_path_factory):
     """cifar_cnn (2 trials) -> cifar_autoencoder (2) -> cifar_transfer (its 2 fixed trials) on the demo images,
     1 epoch each, searched once for every test that needs the chain (the transfer is the earlier study's
     45 M-parameter model). Tests copy the folder before changing anything in it."""
-    from runners.search import cli
+    from lyrics_cifar_search.runners.search import cli
     res = tmp_path_factory.mktemp("cifar_chain") / "results"
     for family, n in (("cifar_cnn", 2), ("cifar_autoencoder", 2), ("cifar_transfer", 2)):
         assert cli([family, "--data", "demo", "--results-dir", str(res), "--max-trials", str(n), "--epochs", "1"]) == 0

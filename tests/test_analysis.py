@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import compare, demo, figures, report
-from suite_common import significance
+from lyrics_cifar_search.analysis import compare, demo, figures, report
+from lyrics_cifar_search.suite_common import significance
 
 UMASK = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Umask:")), 8)
-from analysis.best_model import load_best
-from runners.search import cli
-from study_data import images, lyrics
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.study_data import images, lyrics
 
 pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
 
@@ -125,7 +125,7 @@ def test_repeats_retrain_baseline_and_best_with_an_interval(res, tables):
 
 
 def test_welch_interval_of_the_gain_from_seeds(monkeypatch):
-    from analysis import retrain
+    from lyrics_cifar_search.analysis import retrain
     scores = {"best": [0.70, 0.72, 0.74], "baseline": [0.60, 0.61, 0.62]}
     monkeypatch.setattr(retrain, "retrain", lambda name, res, k, artist, which: (
         [{"test_accuracy": v} for v in scores[which]], False))
@@ -300,7 +300,7 @@ def test_the_reports_figures_name_each_trial_by_its_own_id(tmp_path, monkeypatch
     import matplotlib.pyplot as plt
     import optuna
 
-    from runners import record
+    from lyrics_cifar_search.runners import record
     dist = {"units": optuna.distributions.CategoricalDistribution([8, 16, 32])}
     recorded = optuna.create_study(study_name="lyrics_x", storage=record.storage_url(tmp_path), direction="maximize")
     recorded.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"interrupted": True}))
@@ -352,7 +352,7 @@ def test_keras_and_sklearn_searches_are_studies_of_one_storage(res):
     trial ids and scores of trials.csv, the real distributions, metric names and the study's attributes."""
     import optuna
 
-    from runners import record
+    from lyrics_cifar_search.runners import record
     storage = f"sqlite:///{res / 'optuna.db'}"
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     assert {"lyrics_lstm", "lyrics_tfidf_logreg", "lyrics_tfidf_logreg_artist"} <= names

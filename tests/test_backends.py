@@ -46,7 +46,7 @@ def test_jax_search_then_demo_reloads_and_scores(tmp_path):
 
 DYNAMO_RESET_CHECK = """
 import numpy as np, keras, torch._dynamo
-from runners.keras_search import trial as keras_engine
+from lyrics_cifar_search.runners.keras_search import trial as keras_engine
 resets = []
 original = torch._dynamo.reset
 counting = torch._dynamo.reset = lambda: (resets.append(1), original())
@@ -76,7 +76,7 @@ def test_between_trials_pytorch_resets_dynamo_only_after_it_compiled():
 
 AUGMENTED_CNN_CHECK = """
 import tempfile, numpy as np, keras, keras_tuner as kt
-from search_spaces import get_family
+from lyrics_cifar_search.search_spaces import get_family
 
 hp = kt.HyperParameters()
 hp.values = {"augment": True}
@@ -90,7 +90,7 @@ print("JIT", model.jit_compile, "FINITE", bool(np.isfinite(history.history["loss
       "SEED MOVED", not np.array_equal(state, np.array(translate.generator.state.value)))
 with tempfile.TemporaryDirectory() as tmp:
     model.save(tmp + "/m.keras")
-    from runners.best_model import _load_keras
+    from lyrics_cifar_search.runners.best_model import _load_keras
     again = _load_keras(tmp + "/m.keras")
 print("RELOADED JIT", again.jit_compile, "SAME", np.allclose(again.predict(x, verbose=0), model.predict(x, verbose=0),
                                                      atol=1e-6))

@@ -3,8 +3,8 @@ nothing written (issue 28: in-memory storage, a port out of range, a study plan 
 
 import pytest
 
-from runners import study
-from runners.search import cli
+from lyrics_cifar_search.runners import study
+from lyrics_cifar_search.runners.search import cli
 
 
 @pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
@@ -80,7 +80,7 @@ def test_a_storage_password_is_never_echoed(tmp_path, small_lyrics, capsys):
 
 
 def test_the_recorded_command_masks_passwords(monkeypatch):
-    from suite_common import provenance
+    from lyrics_cifar_search.suite_common import provenance
     monkeypatch.setattr("sys.orig_argv", ["python", "runners/search.py", "x", "--storage",
                                           "postgresql+psycopg://bob:pa:ss@db/s"], raising=False)
     command = provenance.provenance()["command"]
@@ -123,7 +123,7 @@ def test_dry_run_reads_damaged_search_files_without_a_traceback(tmp_path, capsys
 
 
 def test_analysis_that_cannot_write_gets_one_line(tmp_path, small_lyrics, capsys):
-    from analysis import compare, report
+    from lyrics_cifar_search.analysis import compare, report
     res = tmp_path / "r"
     assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "1",
                 "--seq-len", "30", "--vocab-size", "300"]) == 0
@@ -149,7 +149,7 @@ def test_a_full_disk_mid_search_gets_one_line_and_keeps_the_finished_trials(tmp_
     import sys
     import pandas as pd
     res = tmp_path / "r"
-    cmd = [sys.executable, "-m", "runners.search", family, "--data", str(small_lyrics),
+    cmd = [sys.executable, "-m", "lyrics_cifar_search.runners.search", family, "--data", str(small_lyrics),
            "--results-dir", str(res), "--seq-len", "30", "--vocab-size", "300", "--epochs", "1"]
     assert cli(cmd[3:] + ["--max-trials", "2"]) == 0
     table = (res / family / "trials.csv").read_text()

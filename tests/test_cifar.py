@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import search_spaces
-from analysis.best_model import load_best
-from runners.search import cli
-from suite_common import UserError
-from study_data import images
+from lyrics_cifar_search import search_spaces
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.suite_common import UserError
+from lyrics_cifar_search.study_data import images
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_block1_family_baseline_and_non_default_reload_equal(name, tmp_path, dem
 
 
 def test_cnn_loss_choices_all_give_a_finite_loss_on_their_targets():
-    from search_spaces.cifar_cnn import LOSSES, make_loss
+    from lyrics_cifar_search.search_spaces.cifar_cnn import LOSSES, make_loss
     y = np.array([0, 1, 2])
     probs = np.full((3, 3), 1 / 3, dtype="float32")
     for name in LOSSES:
@@ -240,7 +240,7 @@ def test_comparison_tables_compare_settings_at_equal_effort():
 
 def test_cifar_as_numpy_arrays_is_accepted(tmp_path, capsys):
     """Issue 42: CIFAR-100 as keras.datasets.cifar100.load_data() returns it, saved as an .npz, is --data."""
-    from runners.search import cli
+    from lyrics_cifar_search.runners.search import cli
     rng = np.random.default_rng(0)
     x_train, y_train = rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8), (np.arange(80) % 4).reshape(-1, 1)
     x_test, y_test = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), (np.arange(20) % 4).reshape(-1, 1)

@@ -3,7 +3,7 @@ range the patches were written for are named in one line."""
 
 import pytest
 
-from runners import compat
+from lyrics_cifar_search.runners import compat
 
 
 def test_versions_outside_the_range_are_named_in_one_line_each():
@@ -45,7 +45,7 @@ def test_keras_tuner_state_is_written_atomically_after_apply(tmp_path, monkeypat
     """The oracle's own save goes through the suite's atomic write (it would not if Keras Tuner stopped
     calling utils.save_json through the module)."""
     import keras_tuner as kt
-    from suite_common import atomic
+    from lyrics_cifar_search.suite_common import atomic
     compat.apply()
     written = []
     real = atomic.write_text
@@ -65,8 +65,8 @@ def test_a_refused_write_of_keras_tuners_state_stops_the_search(tmp_path, monkey
 
     import keras_tuner as kt
     from keras_tuner.src import utils
-    from runners.keras_search.errors import WriteFailed
-    from suite_common import atomic
+    from lyrics_cifar_search.runners.keras_search.errors import WriteFailed
+    from lyrics_cifar_search.suite_common import atomic
     compat.apply(write_failed=WriteFailed)
 
     def full(path, text):

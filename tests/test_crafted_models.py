@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import skops.io as sio
 
-from analysis import demo
-from analysis.best_model import load_best
-from runners.search import cli
-from suite_common import UserError
+from lyrics_cifar_search.analysis import demo
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.suite_common import UserError
 
 FAST = ["--seq-len", "30", "--vocab-size", "300"]
 
@@ -91,6 +91,28 @@ def test_the_suites_own_models_pass_the_checks(finished):
     for family in ("lyrics_decision_tree", "lyrics_tfidf_logreg"):
         model = load_best(family, finished)
         assert model.predict(["la la love"])[0] in model.label_names
+
+
+@pytest.mark.parametrize("module", ["study_data.text", "study_data.lyrics"])
+def test_a_tree_saved_by_0_1_loads_and_leaves_no_top_level_name(tmp_path, finished, module):
+    """0.1's suite had top-level packages: its decision trees name their transformer's module study_data.text
+    (or study_data.lyrics before that). They load, and no study_data is left in sys.modules to shadow a user's."""
+    import sys
+    import zipfile
+    res = tmp_path / "results"
+    shutil.copytree(finished, res)
+    path = res / "lyrics_decision_tree" / "best" / "model.skops"
+    with zipfile.ZipFile(path) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    schema = files["schema.json"].decode()
+    assert '"lyrics_cifar_search.study_data.text"' in schema
+    files["schema.json"] = schema.replace('"lyrics_cifar_search.study_data.text"', f'"{module}"').encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    model = load_best("lyrics_decision_tree", res)
+    assert model.predict(["la la love"]) == load_best("lyrics_decision_tree", finished).predict(["la la love"])
+    assert not {"study_data", module} & set(sys.modules)
 
 
 # --- values that cost memory or time, not types (issue 40) ----------------------------------------------------

@@ -9,9 +9,9 @@ import pandas as pd
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from runners import keras_search as keras_engine, optuna_engine
-from runners.prepare import Prepared
-from search_spaces import KerasFamily, OptunaFamily
+from lyrics_cifar_search.runners import keras_search as keras_engine, optuna_engine
+from lyrics_cifar_search.runners.prepare import Prepared
+from lyrics_cifar_search.search_spaces import KerasFamily, OptunaFamily
 
 
 class BrokenHyperModel(kt.HyperModel):

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from suite_common.failpoints import POINTS, failpoint
+from lyrics_cifar_search.suite_common.failpoints import POINTS, failpoint
 
-PASSES = "from suite_common.failpoints import failpoint\nfor i in range(3):\n    print(i, flush=True)\n    failpoint('before-csv')\n"
+PASSES = "from lyrics_cifar_search.suite_common.failpoints import failpoint\nfor i in range(3):\n    print(i, flush=True)\n    failpoint('before-csv')\n"
 
 
 def run(env):

@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from packaging.requirements import Requirement
-from setuptools import find_packages
 
-import studies
-from suite_common import significance
-from analysis.best_model import load_best
-from runners import compat
-from runners import study as study_cli
-from runners.search import cli
+from lyrics_cifar_search import studies
+from lyrics_cifar_search.suite_common import significance
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners import compat
+from lyrics_cifar_search.runners import study as study_cli
+from lyrics_cifar_search.runners.search import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--sample-fraction", "1", "--seq-len", "40", "--vocab-size", "500"]
@@ -29,16 +28,24 @@ def setup_cfg():
 
 def test_the_wheel_holds_every_package_and_the_study_files():
     cfg = setup_cfg()
-    include = [p.strip() for p in cfg["options.packages.find"]["include"].split(",")]
-    packages = find_packages(str(ROOT), include=include)
+    packages = cfg["options"]["packages"].split()
+    package_dir = dict(line.split(" = ") for line in cfg["options"]["package_dir"].strip().splitlines())
+
+    def folder(package):  # setup.cfg's package_dir, as setuptools reads it: the longest mapped prefix
+        parts = package.split(".")
+        mapped = max((i for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in package_dir), default=0)
+        return "/".join([package_dir[".".join(parts[:mapped])], *parts[mapped:]])
+
+    # one import name: every package the wheel ships is under it
+    assert {p.split(".")[0] for p in packages} == {"lyrics_cifar_search"}
     # every folder of Python code the suite imports is a package the wheel ships (runners.keras_search was not)
-    code_folders = {str(p.parent.relative_to(ROOT)).replace("/", ".") for p in ROOT.glob("*/**/*.py")
+    code_folders = {str(p.parent.relative_to(ROOT)) for p in ROOT.glob("*/**/*.py")
                     if p.parts[len(ROOT.parts)] not in ("tests", "bench", "build", ".git")}
-    assert code_folders <= set(packages), code_folders - set(packages)
-    assert "runners.keras_search" in packages and "studies" in packages
+    assert code_folders <= {folder(p) for p in packages}, code_folders - {folder(p) for p in packages}
     for name in ("earlier_study.toml", "earlier_study_results.csv", "departures.md"):
         assert studies.path(name).is_file()
-    assert "*.toml" in cfg["options.package_data"]["studies"] and "*.csv" in cfg["options.package_data"]["studies"]
+    data = cfg["options.package_data"]["lyrics_cifar_search.studies"]
+    assert folder("lyrics_cifar_search.studies") == "studies" and "*.toml" in data and "*.csv" in data
 
 
 def test_declared_versions_are_the_ranges_compat_checks():
@@ -72,7 +79,7 @@ def test_describe_prints_every_hyperparameter_with_the_study_default(capsys):
 
     assert cli(["lyrics_tfidf_logreg", "--describe"]) == 0
     out = capsys.readouterr().out
-    from search_spaces import get_family
+    from lyrics_cifar_search.search_spaces import get_family
     defaults = get_family("lyrics_tfidf_logreg").defaults
     rows = {line.split()[0]: line.split() for line in out.splitlines()[4:] if line.strip()}
     assert set(rows) == set(defaults)
@@ -154,8 +161,8 @@ def test_study_skips_up_front_what_its_data_cannot_serve(tmp_path, capsys, real_
 def test_every_flag_is_documented():
     import argparse
 
-    from runners.search import build_parser as search_parser
-    from runners.study import build_parser as study_parser
+    from lyrics_cifar_search.runners.search import build_parser as search_parser
+    from lyrics_cifar_search.runners.study import build_parser as study_parser
     reference = (ROOT / "docs" / "reference.md").read_text()
     for parser in (search_parser(), study_parser()):
         flags = [o for a in parser._actions if a.help != argparse.SUPPRESS for o in a.option_strings

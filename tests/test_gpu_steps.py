@@ -15,7 +15,7 @@ FAST = ["--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]
 
 FUSED_CHECK = """
 import numpy as np, keras
-from runners.keras_search import accelerate as keras_engine
+from lyrics_cifar_search.runners.keras_search import accelerate as keras_engine
 rng = np.random.default_rng(0)
 n = 330  # 10 full batches of 32 and a smaller last one
 x = rng.random((n, 20), dtype=np.float32); y = rng.integers(0, 5, n)
@@ -46,7 +46,7 @@ def test_fused_train_steps_give_keras_own_updates():
 
 GRAPH_CHECK = """
 import numpy as np, keras, torch
-from runners.keras_search import accelerate as keras_engine
+from lyrics_cifar_search.runners.keras_search import accelerate as keras_engine
 
 torch.backends.cudnn.deterministic = True
 rng = np.random.default_rng(0)

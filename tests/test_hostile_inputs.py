@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from analysis import demo
-from analysis.best_model import load_best
-from runners.search import cli
-from suite_common import UserError
-from study_data import images
+from lyrics_cifar_search.analysis import demo
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.suite_common import UserError
+from lyrics_cifar_search.study_data import images
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--seq-len", "30", "--vocab-size", "300"]
@@ -234,7 +234,7 @@ def test_a_keras_model_that_disagrees_with_its_files_is_refused(tmp_path, finish
 
 def test_load_best_is_quiet_as_the_search_is(finished, tmp_path):
     """Issue 42: load_best in a user's own code printed TensorFlow's start-up lines."""
-    script = ("from analysis.best_model import load_best\n"
+    script = ("from lyrics_cifar_search.analysis.best_model import load_best\n"
               f"m = load_best('lyrics_lstm', {str(finished)!r})\n"
               "print(m.predict(['la la love']))\n")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

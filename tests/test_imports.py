@@ -9,11 +9,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # The suite's layers, lowest first (README, "Code map"): a package imports only its own layer and those below
 LAYERS = ("suite_common", "studies", "study_data", "search_spaces", "runners", "analysis")
 PACKAGES = LAYERS
+NAME = "lyrics_cifar_search"  # installed, the one import name: the folders above are its subpackages (setup.cfg)
 
 
 def module_name(path):
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return ".".join([NAME, *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+
+def layer(module):
+    return module.split(".")[1]  # lyrics_cifar_search.runners.search -> runners
 
 
 def import_graph():
@@ -32,7 +37,7 @@ def import_graph():
                     base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
                 targets = [f"{base}.{a.name}" for a in node.names] + [base]
             for target in targets:
-                while target and target not in modules:  # "runners.trials_table.finished" -> the module
+                while target and target not in modules:  # "lyrics_cifar_search.runners.trials_table.finished" -> the module
                     target = target.rpartition(".")[0]
                 if target and target != name:
                     graph[name].add(target)
@@ -44,7 +49,7 @@ def test_packages_import_only_their_own_layer_and_those_below():
     packages need each other (runners/search.py once imported analysis, which imports runners)."""
     rank = {package: i for i, package in enumerate(LAYERS)}
     up = [(a, b) for a, targets in import_graph().items() for b in sorted(targets)
-          if rank[b.split(".")[0]] > rank[a.split(".")[0]]]
+          if rank[layer(b)] > rank[layer(a)]]
     assert up == []
 
 
@@ -55,3 +60,15 @@ def test_no_module_needs_one_that_needs_it():
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as e:
         raise AssertionError(f"modules that import each other: {' -> '.join(e.args[1])}") from None
+
+
+def test_every_import_of_the_suite_goes_through_its_one_name():
+    """`from runners import ...` would work in a clone with the repo root on sys.path, and break (or pick up a
+    user's own runners.py) once installed: the suite, its tests and its benches import lyrics_cifar_search.X."""
+    bare = []
+    for path in sorted(p for d in (*PACKAGES, "tests", "bench") for p in (ROOT / d).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            bare += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] in LAYERS]
+    assert bare == []

@@ -8,9 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from analysis import compare
-from runners.keras_search.trial import EpochLog
-from runners.search import cli
+from lyrics_cifar_search.analysis import compare
+from lyrics_cifar_search.runners.keras_search.trial import EpochLog
+from lyrics_cifar_search.runners.search import cli
 
 FAST = ["--seq-len", "30", "--vocab-size", "300"]
 

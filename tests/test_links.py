@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from runners.search import cli
+from lyrics_cifar_search.runners.search import cli
 
 FAST = ["--seq-len", "30", "--vocab-size", "300"]
 

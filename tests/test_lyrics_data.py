@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite_common import UserError
-from study_data import lyrics
-from study_data.text import OOV, TextEncoder
-from study_data.lyrics_demo import make_demo_table
+from lyrics_cifar_search.suite_common import UserError
+from lyrics_cifar_search.study_data import lyrics
+from lyrics_cifar_search.study_data.text import OOV, TextEncoder
+from lyrics_cifar_search.study_data.lyrics_demo import make_demo_table
 
 
 def write(path, text, encoding="utf-8"):
@@ -219,7 +219,7 @@ def test_preparation_progress_shows_on_a_terminal_only():
     class Terminal(io.StringIO):
         def isatty(self):
             return True
-    from suite_common import counted
+    from lyrics_cifar_search.suite_common import counted
     shown, quiet = Terminal(), io.StringIO()
     assert list(counted(range(5), 5, "cleaning", every_s=0, stream=shown)) == list(range(5))
     assert list(counted(range(5), 5, "cleaning", every_s=0, stream=quiet)) == list(range(5))

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-import search_spaces
-from analysis.best_model import load_best
-from runners.best_model import _load_skops
-from runners.search import cli
-from suite_common import UserError
-from study_data.embeddings import embedding_matrix
+from lyrics_cifar_search import search_spaces
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.best_model import _load_skops
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.suite_common import UserError
+from lyrics_cifar_search.study_data.embeddings import embedding_matrix
 
 KERAS_FAMILIES = search_spaces.list_families(task="lyrics", engine="keras_tuner")
 SKLEARN_FAMILIES = search_spaces.list_families(task="lyrics", engine="optuna")
@@ -118,8 +118,8 @@ def test_sklearn_family_baseline_and_non_default(name, tmp_path):
         alt.update(ngram_max=2, sublinear_tf=True, C=10.0, class_weight="balanced")
     else:
         alt.update(features="tfidf", max_features=1000, max_depth=None, criterion="entropy")
-    from runners import optuna_engine
-    from runners.prepare import Prepared
+    from lyrics_cifar_search.runners import optuna_engine
+    from lyrics_cifar_search.runners.prepare import Prepared
     prepared = Prepared(texts, y, texts[:20], y[:20], ["a", "b", "c"], spec, {}, {})
     cache = optuna_engine.FeatureCache(family, texts, texts[:20], spec)
     for params in (family.defaults, alt):
@@ -193,8 +193,8 @@ def test_every_family_searches_resumes_and_reloads(name, tmp_path, small_lyrics)
 def test_the_trees_token_ids_are_the_studys_under_its_pipeline():
     """Issue 41: the earlier study's tree read pad_sequences of a Tokenizer without an oov_token, so words outside
     the vocabulary were left out; under --text-pipeline study (the default) trial 0 reads the same ids."""
-    from search_spaces import get_family
-    from study_data.text import TokenIdFeatures
+    from lyrics_cifar_search.search_spaces import get_family
+    from lyrics_cifar_search.study_data.text import TokenIdFeatures
     train = ["love love night", "night fire love", "fire rain"]
     study = TokenIdFeatures(vocab_size=10, seq_len=4, pipeline="study").fit(train)
     suite = TokenIdFeatures(vocab_size=10, seq_len=4, pipeline="suite").fit(train)

@@ -21,9 +21,9 @@ def test_a_finished_trial_leaves_no_tensorflow_graph_behind(tmp_path):
     import keras_tuner as kt
     import numpy as np
 
-    from runners.keras_search import trial as keras_engine
-    from runners.prepare import Prepared
-    from search_spaces import get_family
+    from lyrics_cifar_search.runners.keras_search import trial as keras_engine
+    from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.search_spaces import get_family
     cifar_cnn = get_family("cifar_cnn")
 
     if keras.backend.backend() != "tensorflow":

@@ -71,3 +71,17 @@ def test_a_resume_of_a_search_whose_trials_all_failed_points_to_fresh(tmp_path, 
     assert rows["status"].tolist() == ["FAIL", "FAIL"], first.stderr[-2000:]
     again = search(tmp_path, *[a if a != "2" else "3" for a in args])
     assert "note: all 2 trials on record failed" in again.stderr and "--fresh" in again.stderr
+
+
+def test_a_family_written_for_0_1s_import_names_is_told_the_new_one(tmp_path, small_lyrics):
+    """0.1's suite had top-level packages: `from search_spaces import register_family` is one line naming the
+    file, its line and the import to write now, exit code 2."""
+    code = readme_family().replace("from lyrics_cifar_search.search_spaces import", "from search_spaces import")
+    assert code != readme_family()
+    (tmp_path / "old.py").write_text(code)
+    out = search(tmp_path, "lyrics_gru", "--families-from", "old.py", "--data", str(small_lyrics))
+    assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout, out.stderr[-3000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    line = next(i for i, text in enumerate(code.splitlines(), 1) if text.startswith("from search_spaces"))
+    assert len(errors) == 1 and f"old.py, line {line}" in errors[0], out.stderr[-2000:]
+    assert "from lyrics_cifar_search.search_spaces import" in errors[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runners.search import cli
+from lyrics_cifar_search.runners.search import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--sample-fraction", "1", "--seq-len", "30", "--vocab-size", "300"]

@@ -27,11 +27,12 @@ from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.engine import conditions
 patched = kt_utils.save_json, conditions.Parent.to_proto
 import importlib, pkgutil
-for package in ("suite_common", "study_data", "search_spaces", "runners", "analysis"):
+for package in ("lyrics_cifar_search." + name for name in ("suite_common", "studies", "study_data", "search_spaces",
+                                                           "runners", "analysis")):
     importlib.import_module(package)
     for info in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
         importlib.import_module(info.name)
-import search_spaces
+from lyrics_cifar_search import search_spaces
 search_spaces.list_families()
 assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())
 assert sys.stdout is stdout
@@ -62,7 +63,7 @@ def glibc_defaults_env(**env):
 LARGE_BUFFERS_IN_THREADS = """
 import ctypes, resource, sys, threading
 if sys.argv[1] == "entry-point":
-    from suite_common.process import tune_this_process
+    from lyrics_cifar_search.suite_common.process import tune_this_process
     tune_this_process()  # as the CLI does: may start this command again with the settings
 import pandas  # noqa: F401 - its pyarrow starts a thread that takes a heap of its own
 libc = ctypes.CDLL(None)
@@ -169,7 +170,7 @@ def test_a_scikit_learn_search_imports_no_tensorflow_and_a_keras_search_prints_n
     assert noise == [], noise
     assert any(line.startswith("[lyrics_lstm] trial 0 COMPLETE") for line in lines)  # the rest gets through
     # and with --verbose nothing is filtered
-    from suite_common import process
+    from lyrics_cifar_search.suite_common import process
     argv, sys.argv = sys.argv, ["search.py", "--verbose"]
     try:
         process.quiet_frameworks()

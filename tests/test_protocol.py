@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from analysis.best_model import load_best
-from runners.search import cli
-from study_data import images, lyrics
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.study_data import images, lyrics
 
 GENRES = ("Rock", "Pop", "Metal", "Jazz")
 
@@ -85,8 +85,8 @@ def test_text_features_are_fitted_on_training_rows_only(tmp_path, family):
         assert features.vocab_ and not set(features.vocab_) & held_out_only
         assert set(features.vocab_) <= train_words
     # Every feature setting the family searches, with room for every word, through the engine's cache
-    import search_spaces
-    from runners import optuna_engine
+    from lyrics_cifar_search import search_spaces
+    from lyrics_cifar_search.runners import optuna_engine
     fam = search_spaces.get_family(family)
     spec = {"vocab_size": 10 ** 6, "seq_len": 20}
     settings = ([{**fam.defaults, "ngram_max": 1, "max_features": 10 ** 6}] if family == "lyrics_tfidf_logreg" else
@@ -197,9 +197,9 @@ def test_repeated_songs_never_sit_in_two_splits(tmp_path):
 def test_artist_ids_come_from_training_rows_only(tmp_path):
     """An artist first met in validation or test is the unseen artist (id 0), and the saved artist list holds
     the training artists alone."""
-    from runners import prepare
-    from runners.search import build_parser, data_options
-    from search_spaces import describe
+    from lyrics_cifar_search.runners import prepare
+    from lyrics_cifar_search.runners.search import build_parser, data_options
+    from lyrics_cifar_search.search_spaces import describe
     source_table(tmp_path / "t.csv")
     args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--with-artist",
                                       "--results-dir", str(tmp_path / "r"), "--seed", "3"])
@@ -220,9 +220,9 @@ def test_artist_ids_come_from_training_rows_only(tmp_path):
 def test_artist_variant_post_pads_as_the_study_did(tmp_path):
     """The study's artist notebook post-padded its lyrics (pad_sequences(..., padding='post')); its plain one
     pre-padded. The study's pipeline reproduces both; the suite's pre-pads always. Same words, same order."""
-    from runners import prepare
-    from runners.search import build_parser, data_options
-    from search_spaces import describe
+    from lyrics_cifar_search.runners import prepare
+    from lyrics_cifar_search.runners.search import build_parser, data_options
+    from lyrics_cifar_search.search_spaces import describe
     source_table(tmp_path / "t.csv")
 
     def prepared(*extra):
@@ -246,9 +246,9 @@ def test_artist_variant_post_pads_as_the_study_did(tmp_path):
                                         "--epochs", "2", "--text-column", "Lyrics"]])
 def test_a_saved_search_gives_back_the_data_options_it_ran_with(tmp_path, flags):
     """What `compare.py --repeats` retrains on: the options rebuilt from meta.json are the command line's."""
-    from runners import prepare
-    from runners.search import build_parser, data_options
-    from search_spaces import describe
+    from lyrics_cifar_search.runners import prepare
+    from lyrics_cifar_search.runners.search import build_parser, data_options
+    from lyrics_cifar_search.search_spaces import describe
     source_table(tmp_path / "t.csv")
     args = build_parser().parse_args(["lyrics_lstm", "--data", str(tmp_path / "t.csv"), "--results-dir",
                                       str(tmp_path / "r"), *flags])
@@ -271,9 +271,9 @@ def test_the_search_selects_on_validation_never_on_test(tmp_path, real_lyrics):
     validation would record their test accuracies)."""
     import numpy as np
 
-    from analysis.best_model import load_best
-    from runners.search import cli
-    from study_data import lyrics
+    from lyrics_cifar_search.analysis.best_model import load_best
+    from lyrics_cifar_search.runners.search import cli
+    from lyrics_cifar_search.study_data import lyrics
     res = tmp_path / "r"
     assert cli(["lyrics_tfidf_logreg", "--data", str(real_lyrics), "--results-dir", str(res), "--max-trials", "6",
                 "--sampler", "random"]) == 0
@@ -321,9 +321,9 @@ def test_artist_coverage_is_reported_and_a_low_one_warned(tmp_path, capsys):
     """Issue 41: with --with-artist, the share of validation and test rows whose artist was seen in training is
     said when the data is prepared, in the search's summary and in the comparison table, with a warning when
     it is low (one-song artists: most land outside training)."""
-    from analysis import compare
-    from runners.search import cli
-    from study_data import lyrics
+    from lyrics_cifar_search.analysis import compare
+    from lyrics_cifar_search.runners.search import cli
+    from lyrics_cifar_search.study_data import lyrics
     source_table(tmp_path / "t.csv")
     rows = pd.read_csv(tmp_path / "t.csv")
     rows.loc[rows.index % 4 != 0, "Artist"] = [f"Solo {i}" for i in range(int((rows.index % 4 != 0).sum()))]

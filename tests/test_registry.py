@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-import search_spaces
-from suite_common import UserError
+from lyrics_cifar_search import search_spaces
+from lyrics_cifar_search.suite_common import UserError
 
 
 def test_lists_and_filters_families():
@@ -17,7 +17,7 @@ def test_lists_and_filters_families():
 def test_every_family_declares_what_the_runner_needs():
     for name, family in search_spaces.families().items():
         assert family.name == name and family.task in ("lyrics", "cifar")
-        assert family.module == f"search_spaces.{name}"  # one module per family, named after it
+        assert family.module == f"lyrics_cifar_search.search_spaces.{name}"  # one module per family, named after it
         if family.engine == "keras_tuner":
             assert family.hypermodel is not None and family.epochs > 0
         else:
@@ -65,10 +65,10 @@ def test_unknown_family_names_the_valid_ones():
 
 def test_listing_imports_no_family_module():
     """--list, describe() and a wrong name are answered from the modules' source: no family module, no Keras."""
-    code = ("import sys, search_spaces as s\n"
+    code = ("import sys\nfrom lyrics_cifar_search import search_spaces as s\n"
             "rows = s.summaries(); [s.describe(r[0]) for r in rows]; s.list_families(engine='optuna')\n"
             "try:\n    s.get_family('nope')\nexcept Exception:\n    pass\n"
-            "loaded = [m for m in sys.modules if m.startswith('search_spaces.') and not m.startswith('search_spaces._')]\n"
+            "loaded = [m for m in sys.modules if m.startswith('lyrics_cifar_search.search_spaces.') and not m.startswith('lyrics_cifar_search.search_spaces._')]\n"
             "print(len(rows), loaded, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(len(search_spaces.index())), "[]", "False"]
@@ -90,7 +90,7 @@ def test_a_declared_field_that_is_not_a_literal_is_refused(tmp_path):
 def test_a_family_whose_source_says_otherwise_is_refused(monkeypatch):
     """The registered object and what its source declares cannot disagree: registering checks."""
     import importlib
-    module = importlib.import_module("search_spaces.lyrics_lstm")
+    module = importlib.import_module("lyrics_cifar_search.search_spaces.lyrics_lstm")
     real = search_spaces._declared
     monkeypatch.setattr(search_spaces, "_declared",
                         lambda path: ((n, {**f, "epochs": f["epochs"] + 1}) for n, f in real(path)))

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from analysis.best_model import load_best
-from runners.search import cli, hold_lock
-from suite_common import UserError
-from study_data import lyrics
-from study_data.text import TextEncoder
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.search import cli, hold_lock
+from lyrics_cifar_search.suite_common import UserError
+from lyrics_cifar_search.study_data import lyrics
+from lyrics_cifar_search.study_data.text import TextEncoder
 
 pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
 
@@ -44,7 +44,7 @@ def check_invariants(res, family, data, finished_expected=None):
     # the record (the search's study) holds each ended trial once, as trials.csv says
     import optuna
 
-    from runners import record
+    from lyrics_cifar_search.runners import record
     study = optuna.load_study(study_name=family, storage=record.storage_url(res))
     kept = [t for t in study.trials if t.state in record.FINISHED and not record.interrupted(t, record.retried(study))]
     assert sorted(record.trial_id(s) for s in kept) == sorted(t.loc[t["status"] != "RUNNING", "trial_id"])
@@ -113,7 +113,7 @@ def test_after_a_hard_kill_a_trial_has_one_number_everywhere(skip, tmp_path, sma
     first trial, killed before Keras Tuner saved any state (its folder and history are cleared on resume)."""
     import optuna
 
-    from runners import record
+    from lyrics_cifar_search.runners import record
     res = tmp_path / "r"
     cmd = search_cmd("lyrics_lstm", small_lyrics, res, 3)
     first = run(cmd, env={"SEARCH_SUITE_CRASH_AT": "trial-started", "SEARCH_SUITE_CRASH_SKIP": str(skip)})
@@ -174,7 +174,7 @@ def test_a_hard_ctrl_c_leaves_one_number_per_trial(tmp_path, small_lyrics):
     Optuna record and trials.csv number every trial alike; the cut attempt is in the record only."""
     import optuna
 
-    from runners import record
+    from lyrics_cifar_search.runners import record
     res = tmp_path / "r"
     cmd = search_cmd("lyrics_lstm", small_lyrics, res, 2, "--epochs", "300")  # the last --epochs counts: trials to cut
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -243,9 +243,9 @@ def test_unwritable_results_folder(tmp_path, small_lyrics, capsys):
 
 def test_keras_stops_after_three_consecutive_failures(tmp_path, capsys):
     import keras_tuner as kt
-    from runners import keras_search as keras_engine
-    from search_spaces import KerasFamily
-    from runners.prepare import Prepared
+    from lyrics_cifar_search.runners import keras_search as keras_engine
+    from lyrics_cifar_search.search_spaces import KerasFamily
+    from lyrics_cifar_search.runners.prepare import Prepared
 
     class AlwaysNaN(kt.HyperModel):
         def __init__(self, spec):

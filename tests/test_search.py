@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.best_model import load_best
-from runners.search import cli
-from search_spaces import lyrics_tfidf_logreg
-from study_data import lyrics
-from suite_common import UserError
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.search_spaces import lyrics_tfidf_logreg
+from lyrics_cifar_search.study_data import lyrics
+from lyrics_cifar_search.suite_common import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small and quick: 400 generated rows, short sequences.
@@ -120,8 +120,8 @@ def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics):
 
 
 def test_feature_matrices_are_fitted_once_per_setting():
-    from runners.optuna_engine import FeatureCache
-    from search_spaces import get_family
+    from lyrics_cifar_search.runners.optuna_engine import FeatureCache
+    from lyrics_cifar_search.search_spaces import get_family
     cache = FeatureCache(get_family("lyrics_tfidf_logreg"), ["aa bb cc", "bb cc dd", "cc dd ee"], ["aa ee"])
     p = dict(lyrics_tfidf_logreg.DEFAULTS)
     first = cache.get(p)
@@ -280,7 +280,7 @@ def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
 
 
 def test_list_shows_every_family(capsys):
-    import search_spaces
+    from lyrics_cifar_search import search_spaces
     assert cli(["--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["family", "task", "engine", "description"]
@@ -331,7 +331,7 @@ def test_both_engines_implement_the_engine_interface():
     """runners/engines.py: search, baseline and train_one, with the same parameters, in every engine."""
     import inspect
 
-    from runners import engines
+    from lyrics_cifar_search.runners import engines
     signatures = {}
     for kind, module in engines.ENGINES.items():
         engine = engines.engine(search_spaces_family(kind))
@@ -344,14 +344,14 @@ def test_both_engines_implement_the_engine_interface():
 
 
 def search_spaces_family(engine):
-    import search_spaces
+    from lyrics_cifar_search import search_spaces
     return next(f for f in map(search_spaces.describe, search_spaces.index()) if f.engine == engine)
 
 
 def test_trials_csv_writes_integers_as_integers_and_no_float_noise(tmp_path):
     """Issue 42: a conditional integer hyperparameter (absent in some rows) was written 64.0, and a learning rate
     0.30000000000000004."""
-    from runners import trials_table
+    from lyrics_cifar_search.runners import trials_table
     rows = [trials_table.trial_row(0, "COMPLETE", True, {"units": 64, "rate": 0.1 + 0.2, "use": True},
                                    {"val_accuracy": 0.5, "epochs_run": 3.0, "best_epoch": 2.0}),
             trials_table.trial_row(1, "PRUNED", False, {"rate": 0.25, "use": False},
@@ -382,7 +382,7 @@ def test_a_search_that_learned_nothing_says_so(tmp_path, capsys):
 
 
 def test_chance_level_and_its_noise():
-    from runners import trials_table
+    from lyrics_cifar_search.runners import trials_table
     meta = {"label_names": ["Pop", "Rock"], "data": {"class_counts": {"train": [30, 70], "val": [25, 75],
                                                                         "test": [10, 10]}}}
     ref = trials_table.chance(meta, "val_accuracy")

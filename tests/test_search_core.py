@@ -11,14 +11,14 @@ import optuna
 import pandas as pd
 import pytest
 
-from runners import record
-from runners.keras_search import make_oracle
-from runners.keras_search.optuna_oracle import SE, StudyOracle, hyperband_brackets, median_after
-from runners.keras_search.oracles import EPOCH
-from runners.keras_search.tuner import ReportEachEpoch, standard_error
-from runners.search import cli
-from search_spaces import describe, list_families
-from suite_common import UserError
+from lyrics_cifar_search.runners import record
+from lyrics_cifar_search.runners.keras_search import make_oracle
+from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE, StudyOracle, hyperband_brackets, median_after
+from lyrics_cifar_search.runners.keras_search.oracles import EPOCH
+from lyrics_cifar_search.runners.keras_search.tuner import ReportEachEpoch, standard_error
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.search_spaces import describe, list_families
+from lyrics_cifar_search.suite_common import UserError
 
 
 def oracle(tmp_path, space, max_trials=20, pruner="median", epochs=10, objective=("val_accuracy", "max"),
@@ -98,11 +98,11 @@ def test_every_familys_pruner_start_up_counts_all_its_fixed_trials(tmp_path, nam
 def test_the_search_opens_its_study_knowing_the_fixed_trials(tmp_path):
     """The engine's own path (keras_search._make_tuner, then the study opened as run() opens it), for the family
     with two fixed first trials: the median pruner waits for 3 finished trials, not 2."""
-    from runners import prepare, search_progress
-    from runners.keras_search import _make_tuner
+    from lyrics_cifar_search.runners import prepare, search_progress
+    from lyrics_cifar_search.runners.keras_search import _make_tuner
     family = describe("cifar_cnn")
     assert len(family.first_trials) == 2
-    from search_spaces import get_family
+    from lyrics_cifar_search.search_spaces import get_family
     family = get_family("cifar_cnn")
     p = prepare.prepare(family, prepare.DataOptions(data="demo", results_dir=str(tmp_path)))
     t = _make_tuner(family, p, tmp_path / "cifar_cnn", max_trials=10, epochs=2, tuner="optuna", seed=1,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runners import study
-from runners.search import cli
+from lyrics_cifar_search.runners import study
+from lyrics_cifar_search.runners.search import cli
 
 pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
 
@@ -118,10 +118,10 @@ def test_a_hard_time_budget_stops_the_keras_trial_at_an_epoch_end(tmp_path):
     import keras_tuner as kt
     import numpy as np
 
-    from runners.keras_search.trial import StopAtDeadline, train
-    from runners.search_progress import Stop
-    from search_spaces import KerasFamily
-    from runners.prepare import Prepared
+    from lyrics_cifar_search.runners.keras_search.trial import StopAtDeadline, train
+    from lyrics_cifar_search.runners.search_progress import Stop
+    from lyrics_cifar_search.search_spaces import KerasFamily
+    from lyrics_cifar_search.runners.prepare import Prepared
 
     class Tiny(kt.HyperModel):
         def build(self, hp):

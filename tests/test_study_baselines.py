@@ -12,7 +12,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-import search_spaces
+from lyrics_cifar_search import search_spaces
 
 LYRICS_SPEC = {"vocab_size": 20000, "seq_len": 300, "n_classes": 10, "with_artist": False, "n_artists": 1,
                "pretrained": np.zeros((20000, 50), dtype="float32")}

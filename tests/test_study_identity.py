@@ -9,8 +9,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from runners.search import cli
-from study_data.lyrics_demo import make_demo_table
+from lyrics_cifar_search.runners.search import cli
+from lyrics_cifar_search.study_data.lyrics_demo import make_demo_table
 
 FAST = ["--seq-len", "30", "--vocab-size", "300"]
 

@@ -8,9 +8,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from runners.keras_search.optuna_oracle import StudyOracle, median_after
-from runners.keras_search.oracles import EPOCH
-from runners.search import cli
+from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle, median_after
+from lyrics_cifar_search.runners.keras_search.oracles import EPOCH
+from lyrics_cifar_search.runners.search import cli
 
 
 def oracle(tmp_path, pruner="median", epochs=10):
@@ -155,7 +155,7 @@ def test_keras_tuners_own_oracle_records_every_trial_and_refills_a_lost_record(t
 def test_the_summary_and_report_say_what_pruning_saved(tmp_path):
     import json
 
-    from runners import search_summary
+    from lyrics_cifar_search.runners import search_summary
     (tmp_path / "search.json").write_text(json.dumps({"epochs": 6, "tuner": "optuna", "sampler": "tpe",
                                                       "pruner": "median"}))
     trials = pd.DataFrame({"status": ["COMPLETE", "PRUNED", "FAIL", "PRUNED"], "epochs_run": [6, 2, 1, 3]})

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.best_model import load_best
-from runners.search import cli
+from lyrics_cifar_search.analysis.best_model import load_best
+from lyrics_cifar_search.runners.search import cli
 
 pytestmark = pytest.mark.slow  # subprocesses or real trainings: `pytest -m "not slow"` skips them
 

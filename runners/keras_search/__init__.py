@@ -40,14 +40,14 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from runners import compat, record, search_progress, trials_table, workers
-from runners.keras_search import errors
-from runners.keras_search.optuna_oracle import StudyOracle
-from runners.keras_search.oracles import BayesianOracle, HyperbandOracle, RandomOracle, default_values
-from runners.keras_search.trial import BudgetReached, TooManyFailures, train
-from runners.keras_search.tuner import SuiteTuner
-from runners.search_progress import Stop
-from suite_common import UserError
+from lyrics_cifar_search.runners import compat, record, search_progress, trials_table, workers
+from lyrics_cifar_search.runners.keras_search import errors
+from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
+from lyrics_cifar_search.runners.keras_search.oracles import BayesianOracle, HyperbandOracle, RandomOracle, default_values
+from lyrics_cifar_search.runners.keras_search.trial import BudgetReached, TooManyFailures, train
+from lyrics_cifar_search.runners.keras_search.tuner import SuiteTuner
+from lyrics_cifar_search.runners.search_progress import Stop
+from lyrics_cifar_search.suite_common import UserError
 
 
 def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
@@ -159,7 +159,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
         search_progress.log(f"resuming {family.name}: {len(t.oracle.trials)} trials on record, running up to "
                     f"{max_trials} in all")
     if chief is not None:
-        from runners.keras_search.distributed import serve  # gRPC: only when workers run
+        from lyrics_cifar_search.runners.keras_search.distributed import serve  # gRPC: only when workers run
         serve(t, chief, start_workers)
         return t.trial_rows()
     try:
@@ -180,7 +180,7 @@ def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=No
     progress = search_progress.Progress(family.name, 0, trials_table.objective_of(family, prepared.meta))
     t = _make_tuner(family, prepared, out_dir, max_trials=None, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, verbose=verbose)
-    from runners.keras_search.distributed import PatientClient  # gRPC: only when workers run
+    from lyrics_cifar_search.runners.keras_search.distributed import PatientClient  # gRPC: only when workers run
     compat.become(t.oracle, PatientClient)  # Keras Tuner made it an OracleClient; this one waits when told IDLE
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     print(f"[{family.name} {t.tuner_id}] asking the chief at {address} for trials", flush=True)

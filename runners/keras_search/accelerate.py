@@ -9,7 +9,7 @@ import warnings
 
 import keras
 
-from runners import compat
+from lyrics_cifar_search.runners import compat
 
 
 def fuse_train_steps(model, n_train, batch_size, max_steps=64):

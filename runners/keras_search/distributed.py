@@ -12,9 +12,9 @@ import threading
 import time
 from concurrent import futures
 
-from runners import compat, search_progress, trials_table
-from runners.keras_search.oracles import metrics_of, status_of
-from suite_common import UserError
+from lyrics_cifar_search.runners import compat, search_progress, trials_table
+from lyrics_cifar_search.runners.keras_search.oracles import metrics_of, status_of
+from lyrics_cifar_search.suite_common import UserError
 
 KT = compat.keras_tuner_distribute()  # Keras Tuner's own protos, client, servicer and Trial
 protos, trial_module = KT.protos, KT.trial

@@ -6,7 +6,7 @@ import traceback
 
 import keras_tuner as kt
 
-from suite_common import CANNOT_WRITE, UserError
+from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError
 
 
 class WriteFailed(kt.errors.FatalError, OSError):

@@ -40,10 +40,10 @@ import keras_tuner as kt
 import numpy as np
 import optuna
 
-from runners import compat, record, trials_table
-from runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, are_defaults, error_of, metrics_of,
+from lyrics_cifar_search.runners import compat, record, trials_table
+from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, are_defaults, error_of, metrics_of,
                                          number, user_values)
-from suite_common.failpoints import failpoint
+from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
 NOISE_Z = trials_table.NOISE_Z  # a trial is pruned only this many standard errors below the bar

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras_tuner as kt
 import optuna
 
-from runners import record, trials_table
+from lyrics_cifar_search.runners import record, trials_table
 
 
 def user_values(values):

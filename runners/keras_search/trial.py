@@ -9,9 +9,9 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from runners import compat, trials_table
-from runners.keras_search import accelerate
-from suite_common import atomic
+from lyrics_cifar_search.runners import compat, trials_table
+from lyrics_cifar_search.runners.keras_search import accelerate
+from lyrics_cifar_search.suite_common import atomic
 
 
 class EpochLog(keras.callbacks.Callback):

@@ -10,15 +10,15 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-import search_spaces
-from runners import best_store, compat, record, search_progress, trials_table
-from runners.keras_search.optuna_oracle import SE
-from runners.keras_search.oracles import (EPOCH, are_defaults, default_values, metrics_of, number, status_of,
+from lyrics_cifar_search import search_spaces
+from lyrics_cifar_search.runners import best_store, compat, record, search_progress, trials_table
+from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE
+from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, are_defaults, default_values, metrics_of, number, status_of,
                                          user_values)
-from runners.keras_search.errors import FamilyFailed, WriteFailed
-from runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
-from suite_common import UserError
-from suite_common.failpoints import failpoint
+from lyrics_cifar_search.runners.keras_search.errors import FamilyFailed, WriteFailed
+from lyrics_cifar_search.runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
+from lyrics_cifar_search.suite_common import UserError
+from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 
 class TrialBoard(keras.callbacks.TensorBoard):
@@ -64,7 +64,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         if self.is_worker():
-            from runners.keras_search.distributed import Heartbeat  # gRPC: only when workers run
+            from lyrics_cifar_search.runners.keras_search.distributed import Heartbeat  # gRPC: only when workers run
             self._heartbeat = Heartbeat(self.oracle, trial.trial_id)
 
     def run_trial(self, trial, *args, **kwargs):

@@ -1,0 +1,12 @@
+"""The suite's one import name. Its subpackages are the folders at the top of the repository (setup.cfg's
+package_dir maps them), from the lowest layer up:
+
+    lyrics_cifar_search.suite_common    suite_common/    helpers every layer uses (atomic writes, errors, tables)
+    lyrics_cifar_search.studies         studies/         the earlier study's plan, numbers and departures
+    lyrics_cifar_search.study_data      study_data/      loading, splitting and encoding the data
+    lyrics_cifar_search.search_spaces   search_spaces/   one module per family, and the registry
+    lyrics_cifar_search.runners         runners/         the search CLI, its two engines, the results' record
+    lyrics_cifar_search.analysis        analysis/        comparison tables, report, demo
+
+    from lyrics_cifar_search.analysis.best_model import load_best
+"""
