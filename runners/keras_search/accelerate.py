@@ -3,6 +3,7 @@
 Both leave plain CPU runs alone; SEARCH_SUITE_FUSE_STEPS=0 turns them off, =1 forces fusing on JAX.
 """
 
+import functools
 import itertools
 import os
 import warnings
@@ -76,78 +77,95 @@ def graph_train_steps(model, warmup=3):
     another shape (the smaller last one) trains eagerly. If recording fails
     (an operation that waits for the GPU, e.g. seeded random layers), one
     warning says why and training continues eagerly. Returns the train
-    function; its `.captured` says whether a graph is in use.
+    function (a _GraphedSteps); its `.captured` says whether a graph is in use.
     """
-    # Long on purpose: the closures below share one recording's state (its graph, buffers and logs).
+    steps = _GraphedSteps(model.train_step, warmup)
+    model.train_function = steps  # fit() builds its own only when this is unset
+    return steps
 
-    import torch  # PyTorch: only on that backend
 
-    eager = model.train_step
-    side = torch.cuda.Stream()
-    state = {"seen": 0, "shapes": None, "graph": None, "failed": False}
+class _GraphedSteps:
+    """graph_train_steps' train function: one recording's state (its graph, input buffers and logs)."""
 
-    def as_device_constant(data, dtype=None, device=None):
-        # While recording: Python numbers (and small tuples of them, e.g. a
-        # shape) bound for the GPU become fill kernels of the graph, since a
-        # copy from host memory cannot be recorded.
-        if device is None or torch.device(device).type != "cuda" or isinstance(data, torch.Tensor):
-            return as_tensor(data, dtype=dtype, device=device)
-        host = as_tensor(data, dtype=dtype)
-        if host.numel() > 256:
-            return as_tensor(data, dtype=dtype, device=device)  # fails the recording: trains eagerly
-        values = [torch.full((), v, dtype=host.dtype, device=device) for v in host.reshape(-1).tolist()]
-        if not values:
-            return torch.empty(host.shape, dtype=host.dtype, device=device)
-        return values[0] if host.ndim == 0 else torch.stack(values).reshape(host.shape)
+    def __init__(self, eager, warmup):
+        import torch  # PyTorch: only on that backend
+        self.eager, self.warmup, self.seen = eager, warmup, 0
+        self.side = torch.cuda.Stream()
+        self.shapes, self.graph, self.inputs, self.logs = None, None, None, None
+        self.failed = self.captured = False
 
-    as_tensor = torch.as_tensor
-
-    def record(batch, leaves):
-        inputs = [None if t is None else t.to("cuda", copy=True) for t in leaves]
-        graph = torch.cuda.CUDAGraph()
-        torch.cuda.synchronize()
-        with compat.torch_as_tensor(as_device_constant), torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            logs = eager(keras.tree.pack_sequence_as(batch, inputs))
-        state.update(graph=graph, inputs=inputs, logs=logs)
-        train_function.captured = True
-        graph.replay()  # recording ran nothing: this batch's step
-        return logs
-
-    def train_function(data):
+    def __call__(self, data):
         batch = data[0]  # Keras hands a list of steps_per_execution (= 1) batches
         leaves = keras.tree.flatten(batch)  # x, y and sample weights; None where absent
         shapes = [None if t is None else tuple(t.shape) for t in leaves]
-        if state["shapes"] is None:
-            state["shapes"] = shapes
-        if (state["failed"] or shapes != state["shapes"]
-                or not all(t is None or isinstance(t, torch.Tensor) for t in leaves)):
-            return eager(batch)
-        if state["graph"] is not None:
-            for buffer, t in zip(state["inputs"], leaves):
-                if t is not None:
-                    buffer.copy_(t, non_blocking=True)
-            state["graph"].replay()
-            return state["logs"]
-        if state["seen"] < warmup:
-            state["seen"] += 1
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                logs = eager(batch)
-            torch.cuda.current_stream().wait_stream(side)
-            return logs
+        if self.shapes is None:
+            self.shapes = shapes
+        if self.failed or shapes != self.shapes or not all(t is None or _is_torch_tensor(t) for t in leaves):
+            return self.eager(batch)
+        if self.graph is not None:
+            return self._replay(leaves)
+        if self.seen < self.warmup:
+            self.seen += 1
+            return self._warm_up(batch)
         try:
-            return record(batch, leaves)
+            return self._record(batch, leaves)
         except Exception as e:  # noqa: BLE001 - any failure to record: train eagerly instead
-            state.update(failed=True, graph=None)
-            train_function.captured = False
-            torch.cuda.synchronize()
-            warnings.warn(f"training without CUDA graphs: recording the train step failed "
-                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", stacklevel=2)
-            return eager(batch)
+            return self._give_up(batch, e)
 
-    train_function.captured = False
-    model.train_function = train_function  # fit() builds its own only when this is unset
-    return train_function
+    def _replay(self, leaves):
+        for buffer, t in zip(self.inputs, leaves):
+            if t is not None:
+                buffer.copy_(t, non_blocking=True)
+        self.graph.replay()
+        return self.logs
+
+    def _warm_up(self, batch):
+        import torch
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
+            logs = self.eager(batch)
+        torch.cuda.current_stream().wait_stream(self.side)
+        return logs
+
+    def _record(self, batch, leaves):
+        import torch
+        inputs = [None if t is None else t.to("cuda", copy=True) for t in leaves]
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize()
+        constants = functools.partial(_device_constant, torch.as_tensor)  # it calls the original as_tensor
+        with compat.torch_as_tensor(constants), torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            logs = self.eager(keras.tree.pack_sequence_as(batch, inputs))
+        self.graph, self.inputs, self.logs, self.captured = graph, inputs, logs, True
+        graph.replay()  # recording ran nothing: this batch's step
+        return logs
+
+    def _give_up(self, batch, e):
+        import torch
+        self.failed, self.graph, self.captured = True, None, False
+        torch.cuda.synchronize()
+        warnings.warn(f"training without CUDA graphs: recording the train step failed "
+                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", stacklevel=3)
+        return self.eager(batch)
+
+
+def _is_torch_tensor(t):
+    import torch
+    return isinstance(t, torch.Tensor)
+
+
+def _device_constant(as_tensor, data, dtype=None, device=None):
+    """torch.as_tensor while a step is recorded: Python numbers (and small tuples of them, e.g. a shape) bound
+    for the GPU become fill kernels of the graph, since a copy from host memory cannot be recorded."""
+    import torch
+    if device is None or torch.device(device).type != "cuda" or isinstance(data, torch.Tensor):
+        return as_tensor(data, dtype=dtype, device=device)
+    host = as_tensor(data, dtype=dtype)
+    if host.numel() > 256:
+        return as_tensor(data, dtype=dtype, device=device)  # fails the recording: trains eagerly
+    values = [torch.full((), v, dtype=host.dtype, device=device) for v in host.reshape(-1).tolist()]
+    if not values:
+        return torch.empty(host.shape, dtype=host.dtype, device=device)
+    return values[0] if host.ndim == 0 else torch.stack(values).reshape(host.shape)
 
 
 def use_graph_steps():
