@@ -10,3 +10,11 @@ package_dir maps them), from the lowest layer up:
 
     from lyrics_cifar_search.analysis.best_model import load_best
 """
+
+import os as _os
+
+# A clone used without an install, with the repository root on PYTHONPATH (as on a GPU machine that runs
+# bench/gpu_figures.sh from a copy of the tree): the subpackages are this folder's siblings there.
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if _os.path.isfile(_os.path.join(_root, "setup.cfg")) and _os.path.isdir(_os.path.join(_root, "runners")):
+    __path__.append(_root)

@@ -37,7 +37,7 @@ def import_graph():
                     base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
                 targets = [f"{base}.{a.name}" for a in node.names] + [base]
             for target in targets:
-                while target and target not in modules:  # "lyrics_cifar_search.runners.trials_table.finished" -> the module
+                while target and target not in modules:  # "<name>.runners.trials_table.finished" -> the module
                     target = target.rpartition(".")[0]
                 if target and target != name:
                     graph[name].add(target)
@@ -72,3 +72,21 @@ def test_every_import_of_the_suite_goes_through_its_one_name():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
             bare += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n.split(".")[0] in LAYERS]
     assert bare == []
+
+
+def test_a_clone_without_an_install_imports_with_its_root_on_the_path(tmp_path):
+    """The GPU machines run the benches from a copy of the tree with PYTHONPATH at its root and nothing
+    installed: lyrics_cifar_search.runners is the clone's runners/ there too (the editable install's finder is
+    taken out here, so only the path can answer)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
+            "from lyrics_cifar_search.runners.keras_search import accelerate\n"
+            "from lyrics_cifar_search.search_spaces import get_family\n"
+            "print(accelerate.__file__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == str(ROOT / "runners" / "keras_search" / "accelerate.py")
