@@ -36,8 +36,10 @@ from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.runners.best_model import load_best
 from lyrics_cifar_search.runners.search_progress import changes
 from lyrics_cifar_search.runners.search_summary import baseline_on_test
-from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, atomic, command, error_line, significance, write_error_line
+from lyrics_cifar_search.suite_common import (CANNOT_WRITE, UserError, atomic, command, console, error_line,
+                                              significance, write_error_line)
 from lyrics_cifar_search.suite_common.process import tune_this_process
+from lyrics_cifar_search.suite_common.status import Status
 
 TASKS = ("lyrics", "cifar")
 
@@ -80,8 +82,8 @@ def summarize(folder, family, results_dir):
     row = {"family": family.name, "variant": "lyrics+artist" if folder.name.endswith("_artist")
            else ("lyrics" if family.task == "lyrics" else f"block {family.block}"),
            "engine": family.engine, "objective": name,
-           "trials_finished": int((trials["status"] == "COMPLETE").sum()),
-           "trials_failed": int((trials["status"] == "FAIL").sum())}
+           "trials_finished": int((trials["status"] == Status.COMPLETE).sum()),
+           "trials_failed": int((trials["status"] == Status.FAIL).sum())}
     if done.empty:
         problem(f"{folder}: no finished trial yet")
         return row, None
@@ -309,7 +311,7 @@ def print_top(results_dir, names, n):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
-    ap.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
+    console.add_flags(ap)
     ap.add_argument("--repeats", type=int, default=0,
                     help="retrain the baseline and the best configuration of each named search with K seeds")
     ap.add_argument("--families", default="", help="comma-separated searches for --repeats (lyrics_lstm, "
@@ -317,6 +319,7 @@ def main(argv=None):
     ap.add_argument("--top", type=int, metavar="N", help="print the N best trials of each search named by --families "
                     "(all searches without it), like Keras Tuner's results_summary(), and stop")
     args = ap.parse_args(argv)
+    console.show(verbose=args.verbose, quiet=args.quiet)
     if args.top is not None:
         return print_top(args.results_dir, [f for f in args.families.split(",") if f], args.top)
     try:

@@ -26,7 +26,7 @@ from lyrics_cifar_search.analysis import compare
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.runners.best_model import BestModel, load_best
 from lyrics_cifar_search.search_spaces import get_family
-from lyrics_cifar_search.suite_common import UserError, error_line
+from lyrics_cifar_search.suite_common import UserError, console, error_line
 from lyrics_cifar_search.suite_common.process import tune_this_process
 
 
@@ -100,12 +100,13 @@ KNOWN_WORDS_WARNING = 0.5  # below this share of known words, the demo warns tha
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
-    ap.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
+    console.add_flags(ap)
     ap.add_argument("--lyrics", help="raw lyrics to classify")
     ap.add_argument("--artist", help="the artist, for a lyrics+artist model")
     ap.add_argument("--image", help="an image file to classify")
     ap.add_argument("--family", help="use this family's best model (default: the best of the task)")
     args = ap.parse_args(argv)
+    console.show(verbose=args.verbose, quiet=args.quiet)
     try:
         if args.lyrics is not None:
             with_artist = args.artist is not None

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from lyrics_cifar_search.runners import record, trials_table
 from lyrics_cifar_search.suite_common import atomic
+from lyrics_cifar_search.suite_common.status import Status
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 10,
                      "ytick.labelsize": 10, "legend.fontsize": 9})
@@ -110,7 +111,7 @@ def optimisation_history(folder, trials, objective, out, is_demo=False):
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ids = done["trial_id"].astype(int)  # the trial ids of trials.csv and the console
     ax.plot(ids, done[name], "o", label="trial")
-    pruned = trials[(trials["status"] == "PRUNED") & trials[name].notna()] if name in trials else trials.iloc[:0]
+    pruned = trials[(trials["status"] == Status.PRUNED) & trials[name].notna()] if name in trials else trials.iloc[:0]
     if len(pruned):  # the same value as trials.csv, the trial line and the dashboard: its last epoch's
         ax.plot(pruned["trial_id"].astype(int), pruned[name], "x", color="grey", label="pruned (last epoch)")
     ax.plot(ids, running, "-", label="best so far")

@@ -31,8 +31,9 @@ import pandas as pd
 from lyrics_cifar_search import studies
 from lyrics_cifar_search.analysis import compare, figures
 from lyrics_cifar_search.runners import best_store, search_summary, trials_table
-from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, atomic, error_line, write_error_line
+from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, atomic, console, error_line, write_error_line
 from lyrics_cifar_search.suite_common.process import tune_this_process
+from lyrics_cifar_search.suite_common.status import Status
 
 # The key columns, narrow enough to read without scrolling at 1,400 px (every column is in the CSVs)
 SHOWN_COLUMNS = ["family", "variant", "trials", "baseline (val)", "best (val)", "selected gain (val)",
@@ -351,7 +352,7 @@ def earlier_study_numbers(tables, results_dir):
             trials = trials_table.read_trials(folder)
         except UserError:
             continue
-        done = trials[(trials["status"] == "COMPLETE")] if "val_accuracy" in trials else trials.iloc[:0]
+        done = trials[(trials["status"] == Status.COMPLETE)] if "val_accuracy" in trials else trials.iloc[:0]
         if r["setting"]:
             name, value = r["setting"].split("=", 1)
             col = f"hp_{name}"
@@ -409,8 +410,9 @@ def to_html(markdown_text, root):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
-    ap.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
+    console.add_flags(ap)
     args = ap.parse_args(argv)
+    console.show(verbose=args.verbose, quiet=args.quiet)
     try:
         md, html, pngs = build_report(args.results_dir)
     except UserError as e:

@@ -16,7 +16,8 @@ import pandas as pd
 
 with tempfile.TemporaryDirectory() as tmp:
     start = time.time()
-    subprocess.run([sys.executable, "-m", "lyrics_cifar_search.runners.search", "lyrics_lstm", "--results-dir", tmp], check=True,
+    subprocess.run([sys.executable, "-m", "lyrics_cifar_search.runners.search",
+                    "lyrics_lstm", "--results-dir", tmp], check=True,
                    stdout=subprocess.DEVNULL)
     wall = time.time() - start
     trials = pd.read_csv(Path(tmp) / "lyrics_lstm" / "trials.csv")

@@ -28,7 +28,8 @@ RUNS = {"Keras Tuner random": ["--tuner", "random"], "tpe, no pruning": ["--prun
 rows = []
 for label, flags in RUNS.items():
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "lyrics_cifar_search.runners.search", args.family, "--results-dir", tmp, "--max-trials",
+        cmd = [sys.executable, "-m", "lyrics_cifar_search.runners.search",
+               args.family, "--results-dir", tmp, "--max-trials",
                str(args.trials), "--epochs", str(args.epochs), *flags, *(["--data", args.data] if args.data else [])]
         start = time.time()
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -31,7 +31,8 @@ with tempfile.TemporaryDirectory() as tmp:
     for family, extra in (("lyrics_tfidf_logreg", []), ("lyrics_lstm", ["--epochs", "20"])):
         for pipeline in ("study", "suite"):
             out = Path(tmp) / pipeline
-            subprocess.run([sys.executable, "-m", "lyrics_cifar_search.runners.search", family, "--data", args.data, "--results-dir",
+            subprocess.run([sys.executable, "-m", "lyrics_cifar_search.runners.search",
+                            family, "--data", args.data, "--results-dir",
                             str(out), "--max-trials", "1", "--text-pipeline", pipeline, *extra], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             from lyrics_cifar_search.runners.best_model import load_best

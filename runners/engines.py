@@ -12,6 +12,7 @@ Both write the same trials.csv and best/; `run` adds the family's comparison tab
 from __future__ import annotations
 
 import dataclasses
+import logging
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Optional
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.runners.search_progress import Stop
 from lyrics_cifar_search.suite_common import atomic
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the types of the engine interface, for readers and checkers only
     from lyrics_cifar_search.runners.prepare import Prepared
@@ -51,7 +54,8 @@ class SearchConfig:
     pruner: str = "median"  # --tuner optuna (Keras): Optuna's pruner, or none
 
 
-ENGINES = {"keras_tuner": "lyrics_cifar_search.runners.keras_search", "optuna": "lyrics_cifar_search.runners.optuna_engine"}
+ENGINES = {"keras_tuner": "lyrics_cifar_search.runners.keras_search",
+           "optuna": "lyrics_cifar_search.runners.optuna_engine"}
 
 
 def engine(family: Family) -> ModuleType:
@@ -77,7 +81,7 @@ def write_comparison_tables(family: Family, prepared: Prepared, out_dir: str | P
     trials = pd.read_csv(Path(out_dir) / "trials.csv")
     for name, table in family.comparison_tables(trials, *trials_table.objective_of(family, prepared.meta)).items():
         atomic.write_text(Path(out_dir) / f"{name}.csv", table.to_csv(index=False))
-        print(f"{name}:\n{table.to_string(index=False)}", flush=True)
+        logger.info(f"{name}:\n{table.to_string(index=False)}")
 
 
 def study_settings(family: Family, config: SearchConfig) -> dict:

@@ -15,6 +15,7 @@ Choices, noted:
   its cheap feature settings on top of them.
 """
 
+import logging
 import os
 import sys
 import time
@@ -29,12 +30,11 @@ from sklearn.pipeline import Pipeline
 from lyrics_cifar_search.runners import best_store, compat, record, search_progress, trials_table, workers
 from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, masked
 from lyrics_cifar_search.suite_common.failpoints import failpoint
+from lyrics_cifar_search.suite_common.status import ENDED
+
+logger = logging.getLogger(__name__)
 
 FINISHED = record.FINISHED
-
-
-def _status(state):
-    return state.name  # COMPLETE, FAIL, PRUNED, RUNNING, WAITING
 
 
 def _taken(study, number):
@@ -312,7 +312,7 @@ class _Search:
         rows = _rows_written(study, self.out_dir)
         self.ended_states.append(frozen.state.name)
         best = best_store.best_meta(self.out_dir)
-        self.progress.trial_done(frozen.number, sum(r["status"] in ("COMPLETE", "FAIL", "PRUNED") for r in rows),
+        self.progress.trial_done(frozen.number, sum(r["status"] in ENDED for r in rows),
                                  frozen.state.name, frozen.value, best and best["metrics"][self.objective[0]],
                                  best and best["trial_id"], frozen.params, self.family.defaults)
         if self.stop.requested:  # Ctrl-C: stop before the next trial
@@ -365,7 +365,7 @@ def search(family, prepared, out_dir, config):
     if config.worker:  # one of several: the process that started it holds the lock
         run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
             storage=config.storage, worker=True, stop=config.stop)
-        print(f"worker {os.getpid()} done", flush=True)
+        logger.info(f"worker {os.getpid()} done")
         return []
     if config.workers > 1:
         return _run_workers(family, prepared, out_dir, config)
@@ -386,7 +386,7 @@ def _run_workers(family, prepared, out_dir, config):
     procs = workers.start_workers(family, config, ["--worker"])
     codes = [p.wait() for p in procs]
     if any(codes):
-        print(f"worker exit codes: {codes}", file=sys.stderr, flush=True)
+        search_progress.log(f"worker exit codes: {codes}")
     if config.storage is None:
         # Every worker of this study has exited (the study is in this folder, which this process
         # holds): a trial still RUNNING belonged to a worker that died. This process re-queues it

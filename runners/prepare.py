@@ -6,6 +6,7 @@ options are a `DataOptions`: the command line builds it from its data flags
 (runners/search.py, `data_options`), a retrain rebuilds it from a saved model's meta.json.
 """
 
+import logging
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ import numpy as np
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.runners.compat import installed
 from lyrics_cifar_search.study_data.embeddings import embedding_matrix
-from lyrics_cifar_search.suite_common import UserError, command, log
+from lyrics_cifar_search.suite_common import UserError, command, log, warn
+
+logger = logging.getLogger(__name__)
 
 # The run record's keys a resume must find unchanged (search.json; the CLI adds tuner, sampler, pruner, epochs and
 # storage), in the words its error uses. The record is built below (prepare_lyrics, prepare_cifar).
@@ -117,10 +120,10 @@ def artist_coverage(known, val_artists, test_artists):
     artist can add little there."""
     share = {split: (sum(a in known for a in artists) / len(artists) if len(artists) else 0.0)
              for split, artists in (("val", val_artists), ("test", test_artists))}
-    print(f"artists seen in training: {share['val']:.0%} of the validation rows, {share['test']:.0%} of the test "
-          "rows", flush=True)
+    logger.info(f"artists seen in training: {share['val']:.0%} of the validation rows, {share['test']:.0%} of the "
+                "test rows")
     if min(share.values()) < LOW_ARTIST_COVERAGE:
-        log(f"warning: {coverage_words(share)}: an artist not seen in training is unknown to the model, so the "
+        warn(f"warning: {coverage_words(share)}: an artist not seen in training is unknown to the model, so the "
             "artist can add little; more songs per artist in the data would help")
     return share
 
@@ -146,7 +149,7 @@ def prepare_lyrics(family, options, writes=None):
     if not data.encoder.vocab or not any(data.train.texts):
         raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
-    print(data.describe(), flush=True)
+    logger.info(data.describe())
     artists = text.artist_index(data.train.artists) if options.with_artist else None
     artists_seen = artist_coverage(artists, data.val.artists, data.test.artists) if options.with_artist else None
     padding = text.padding_of(options.with_artist, data.options["text_pipeline"])
@@ -160,8 +163,8 @@ def prepare_lyrics(family, options, writes=None):
             "text_pipeline": data.options["text_pipeline"]}
     if family.engine == "keras_tuner":
         spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, options.embeddings)
-        print(f"pre-trained vectors: {options.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
-              f"covering {coverage:.0%} of the vocabulary", flush=True)
+        logger.info(f"pre-trained vectors: {options.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
+                    f"covering {coverage:.0%} of the vocabulary")
     embeddings = _absolute(options.embeddings) if family.engine == "keras_tuner" else None
     embeddings_bytes = embeddings_identity(options.embeddings) if family.engine == "keras_tuner" else None
     meta = {"family": family.name, "task": family.task, "engine": family.engine, "inputs": family.inputs,
@@ -207,7 +210,7 @@ def prepare_cifar(family, options, writes=None):
     imgs = images.load_images(options.data, cache_dir=Path(options.results_dir) / "_cache", per_class=options.images_per_class,
                               deferred_writes=writes)
     block = images.make_block(imgs, family.block, seed=options.seed)
-    print(f"{imgs.source}: {block.describe()}", flush=True)
+    logger.info(f"{imgs.source}: {block.describe()}")
     spec = {"n_classes": len(block.class_names)}
     if family.block == 2:
         spec["sources"] = block_one_sources(family, options, block)
@@ -253,9 +256,8 @@ def block_one_sources(family, options, block):
                             f"data {made.get('source')}): pass the same --data and --seed, or re-run {family_name}")
         sources[source] = str(meta_path.parent / meta["model_file"])
     if "cnn" in sources and "cnn_skip_model" not in sources:
-        print("note: cifar_cnn has no study skip model (its trial 1 has not run), so trial 0 transfers the best "
-              "CNN's convolutions, not the study's skip model's: run cifar_cnn with --max-trials 2 or more",
-              flush=True)
+        logger.info("note: cifar_cnn has no study skip model (its trial 1 has not run), so trial 0 transfers the "
+                    "best CNN's convolutions, not the study's skip model's: run cifar_cnn with --max-trials 2 or more")
     if "cnn" not in sources and "encoder" not in sources:
         raise UserError(f"cifar_transfer needs a block-1 model: run `{command('search')} cifar_cnn` "
                         "(and/or cifar_autoencoder) with the same --data and --seed first")

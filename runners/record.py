@@ -39,6 +39,7 @@ from optuna.storages import RetryFailedTrialCallback
 
 from lyrics_cifar_search.runners import compat, trials_table
 from lyrics_cifar_search.suite_common import UserError, masked
+from lyrics_cifar_search.suite_common.status import Status
 
 # user attributes that are not metrics of the trial
 BOOKKEEPING = {"trial_id", "is_baseline", "error", "interrupted", "keras_tuner_trial_id", "epochs_budget", "duplicate",
@@ -260,16 +261,16 @@ def optuna_names(space):
 
 
 def add_ended(study, *, trial_id, state, params, distributions, value, attrs, curve, start, end):
-    """A trial that ran elsewhere (a Keras Tuner oracle's) into the study, as it ended: state "COMPLETE",
-    "PRUNED" or "FAIL"; curve {epoch: objective}; start, end: time.time() values."""
+    """A trial that ran elsewhere (a Keras Tuner oracle's) into the study, as it ended: state a Status
+    (COMPLETE, PRUNED or FAIL); curve {epoch: objective}; start, end: time.time() values."""
     kept = {k: v for k, v in params.items() if k in distributions and v is not None
             and compat.in_distribution(distributions[k], v)}
-    finite = state == "COMPLETE" and trials_table.is_score(value)
-    state = state if finite or state != "COMPLETE" else "FAIL"
+    finite = state == Status.COMPLETE and trials_table.is_score(value)
+    state = Status.FAIL if state == Status.COMPLETE and not finite else Status(state)
     # A FrozenTrial, not optuna.trial.create_trial: create_trial stamps start and end "now", and the
     # dashboard's timeline shows each trial's real duration.
     study.add_trial(optuna.trial.FrozenTrial(
-        number=-1, trial_id=-1, state=getattr(optuna.trial.TrialState, state), value=float(value) if finite else None,
+        number=-1, trial_id=-1, state=optuna.trial.TrialState[state.value], value=float(value) if finite else None,
         datetime_start=datetime.datetime.fromtimestamp(start), datetime_complete=datetime.datetime.fromtimestamp(end),
         params=kept, distributions={k: distributions[k] for k in kept},
         user_attrs={"trial_id": int(trial_id), **{k: v for k, v in attrs.items() if v is not None}},

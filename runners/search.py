@@ -33,9 +33,11 @@ from lyrics_cifar_search.runners.flag_types import bounded_int, duration, fracti
 from lyrics_cifar_search.runners.prepare import DataOptions
 from lyrics_cifar_search.runners.search_progress import Stop
 from lyrics_cifar_search.runners.workers import keras_tuner_role
-from lyrics_cifar_search.suite_common import UserError, atomic, command, error_line, log, masked, process, provenance, write_error_line
+from lyrics_cifar_search.suite_common import (UserError, atomic, command, console, error_line, log, masked, process,
+                                              provenance, write_error_line)
 from lyrics_cifar_search.suite_common.atomic import linked
 from lyrics_cifar_search.suite_common.process import die_with_parent, tune_this_process
+from lyrics_cifar_search.suite_common.status import Status
 
 
 class Parser(argparse.ArgumentParser):
@@ -70,7 +72,8 @@ def build_parser():
     p.add_argument("--time-budget-hard", action="store_true",
                    help="with --time-budget: also stop the Keras trial in progress at its next epoch end")
     p.add_argument("--results-dir", default=DataOptions.results_dir, help="where results/<family>/ goes (default results)")
-    p.add_argument("--verbose", action="store_true", help="also show every epoch of every Keras trial, and the frameworks' start-up and retracing lines")
+    console.add_flags(p, "also show every epoch of every Keras trial, and the frameworks' start-up and retracing "
+                         "lines")
     p.add_argument("--fresh", action="store_true", help="discard this family's previous search and start again")
     p.add_argument("--workers", type=bounded_int(1, 64), default=1,
                    help="run N worker processes of this search on this machine (Optuna: a shared study; "
@@ -216,6 +219,7 @@ def check_flags(args, family):
 def main(argv=None, stop=None):
     """stop: the run's search_progress.Stop (cli() makes it; Ctrl-C and SIGTERM request it)."""
     args = build_parser().parse_args(argv)
+    console.show(verbose=args.verbose, quiet=args.quiet)  # what the code below logs reaches the console
     stop = stop or Stop()
     if args.time_budget_hard and not args.time_budget:
         raise UserError("--time-budget-hard needs --time-budget D")
@@ -313,7 +317,7 @@ def run_in_folder(family, prepared, out_dir, config, args):
 def say_how_it_ended(family, rows, out_dir, args, stop):
     """A time budget that ended the search early, then what it found: the best trial beside the baseline, the
     best model on the test split, what to run next."""
-    ended = [r for r in rows if r["status"] in ("COMPLETE", "FAIL")]
+    ended = [r for r in rows if r["status"] in (Status.COMPLETE, Status.FAIL)]
     if stop.out_of_time() and not stop.requested and len(ended) < args.max_trials:
         print(f"{family.name}: the time budget ({args.time_budget:g} s) ended the search after "
               f"{len(ended)} of {args.max_trials} trials; run the same command again to "
@@ -329,7 +333,7 @@ def _all_failed(out_dir):
             statuses = [row.get("status") for row in csv.DictReader(f)]
     except (OSError, csv.Error, UnicodeDecodeError):
         return 0
-    return len(statuses) if statuses and all(s == "FAIL" for s in statuses) else 0
+    return len(statuses) if statuses and all(s == Status.FAIL for s in statuses) else 0
 
 
 def refuse_links(out_dir):

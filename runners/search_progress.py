@@ -1,10 +1,13 @@
 """What a running search shares with its user: progress lines, Ctrl-C, the time budget."""
 
+import logging
 import threading
 import time
 
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.suite_common import log
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Stop", "Progress", "log"]
 
@@ -63,7 +66,7 @@ class Progress:
             parts.append(f"none beyond {self.reference['what']} ({self.reference['value']:.4f}) yet")
         parts.append(f"{n_done} of {self.total} done, {_hms(elapsed)} elapsed"
                      + (f", ~{_hms(left)} left" if n_done < self.total else ""))
-        print(" | ".join(parts), flush=True)
+        logger.info(" | ".join(parts))
 
 
 def changes(params, baseline):

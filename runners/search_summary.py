@@ -22,15 +22,16 @@ from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search.runners import search_progress, trials_table
 from lyrics_cifar_search.runners.prepare import LOW_ARTIST_COVERAGE, coverage_words
 from lyrics_cifar_search.suite_common import UserError, command, significance
+from lyrics_cifar_search.suite_common.status import Status
 
 
 def counts(out_dir, trials):
     """How the trials ended, and what pruning saved: "8 complete, 0 failed, 2 pruned: 11 of 60 epochs saved
     against training every trial to 6"."""
     statuses = trials["status"].value_counts()
-    said = ", ".join(f"{int(statuses.get(s, 0))} {s.lower() if s != 'FAIL' else 'failed'}"
-                     for s in ("COMPLETE", "FAIL", "PRUNED") if s != "PRUNED" or statuses.get(s, 0))
-    pruned = trials[trials["status"] == "PRUNED"]
+    said = ", ".join(f"{int(statuses.get(s, 0))} {s.lower() if s != Status.FAIL else 'failed'}"
+                     for s in (Status.COMPLETE, Status.FAIL, Status.PRUNED) if s != Status.PRUNED or statuses.get(s, 0))
+    pruned = trials[trials["status"] == Status.PRUNED]
     budget = trials_table.run_record(out_dir).get("epochs")
     if len(pruned) and isinstance(budget, int) and "epochs_run" in pruned:
         saved = int((budget - pruned["epochs_run"].fillna(budget)).clip(lower=0).sum())
@@ -145,7 +146,8 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     if not (out_dir / "best").exists():
         return lines + ["  test      no best model saved"]
     try:
-        from lyrics_cifar_search.runners.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
+        # Keras and scikit-learn: only when a model is loaded
+        from lyrics_cifar_search.runners.best_model import load_best
         model = load_best(str(out_dir / "best"))
         lines.append("  test      " + test_line(model, results_dir, base))
         coverage = model.meta["data"].get("artist_coverage")

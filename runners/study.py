@@ -32,8 +32,9 @@ from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search import studies
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.runners.flag_types import duration, positive_int
-from lyrics_cifar_search.suite_common import UserError, atomic, error_line
+from lyrics_cifar_search.suite_common import UserError, atomic, console, error_line
 from lyrics_cifar_search.suite_common.process import child_env
+from lyrics_cifar_search.suite_common.status import ENDED
 
 DEFAULT_PLAN = studies.path("earlier_study.toml")  # shipped in the package: a wheel install has it too
 STATE = "study_state.json"
@@ -113,8 +114,9 @@ def apply_overrides(searches, args):
             if getattr(args, key) is not None:
                 entry[key] = getattr(args, key)
         entry["results_dir"] = args.results_dir
-        if getattr(args, "verbose", False):
-            entry["verbose"] = True
+        for flag in ("verbose", "quiet"):  # each search shows what the study was asked to
+            if getattr(args, flag, False):
+                entry[flag] = True
     return searches
 
 
@@ -152,7 +154,7 @@ def trials_on_record(results_dir, key):
             rows = list(csv.DictReader(f))
     except (OSError, csv.Error, UnicodeDecodeError):
         return 0, None
-    done = [r for r in rows if r.get("status") in ("COMPLETE", "FAIL", "PRUNED")]  # every ended trial
+    done = [r for r in rows if r.get("status") in ENDED]
     record = trials_table.run_record(Path(results_dir) / key)
     objective = record.get("objective")  # the family's own, if any; a damaged record: the default
     if not (isinstance(objective, list) and len(objective) >= 2 and isinstance(objective[0], str)
@@ -222,7 +224,8 @@ def cannot_run(entry):
     """Why a search cannot run on its data (checked before the study starts), or None."""
     if not entry.get("with_artist") or not entry.get("data") or task_of(entry["family"]) != "lyrics":
         return None
-    from lyrics_cifar_search.study_data.lyrics import header_has_artist  # pandas and scikit-learn: only when data is loaded
+    # pandas and scikit-learn: only when data is loaded
+    from lyrics_cifar_search.study_data.lyrics import header_has_artist
     columns = {k: entry.get(f"{k}_column") for k in ("text", "label", "artist")}
     if not header_has_artist(entry["data"], columns):
         return f"{entry['data']} has no artist column (--with-artist needs one; or name it with artist_column)"
@@ -374,7 +377,7 @@ def build_parser():
     p.add_argument("--epochs", type=positive_int, help="every Keras search's --epochs")
     p.add_argument("--time-budget", type=duration, metavar="D", help="every search's --time-budget (90s, 30m, 2h)")
     p.add_argument("--results-dir", default="results")
-    p.add_argument("--verbose", action="store_true", help="also show the frameworks' start-up and retracing lines")
+    console.add_flags(p)
     p.add_argument("--workers", type=positive_int, help="every search's --workers")
     return p
 
@@ -383,6 +386,7 @@ def main(argv=None):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        console.show(verbose=args.verbose, quiet=args.quiet)
         if args.time_budget is not None:
             args.time_budget = f"{args.time_budget:g}s"
         searches = apply_overrides(load_plan(args.plan), args)

@@ -16,6 +16,7 @@ import numpy as np
 
 from lyrics_cifar_search.suite_common import UserError, atomic, tables
 from lyrics_cifar_search.suite_common.failpoints import failpoint
+from lyrics_cifar_search.suite_common.status import Status
 
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
 HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]
@@ -38,8 +39,8 @@ MAX_CONSECUTIVE_FAILURES = 3
 
 def failed_in_a_row(statuses):
     """True when the last MAX_CONSECUTIVE_FAILURES ended trials (statuses in end order) all failed."""
-    ended = [s for s in statuses if s in ("COMPLETE", "FAIL")][-MAX_CONSECUTIVE_FAILURES:]
-    return len(ended) == MAX_CONSECUTIVE_FAILURES and set(ended) == {"FAIL"}
+    ended = [s for s in statuses if s in (Status.COMPLETE, Status.FAIL)][-MAX_CONSECUTIVE_FAILURES:]
+    return len(ended) == MAX_CONSECUTIVE_FAILURES and all(s == Status.FAIL for s in ended)
 
 
 # Which trials a table counts and which is best: the rule the families' own tables use too
@@ -72,7 +73,7 @@ def folder_objective(folder, family):
 def best_of(rows, objective):
     """The finished, scored row (a dict) with the best objective value (None if there is none)."""
     name, direction = objective
-    scored = [r for r in rows if r["status"] == "COMPLETE" and r.get(name) is not None]
+    scored = [r for r in rows if r["status"] == Status.COMPLETE and r.get(name) is not None]
     best = None
     for r in scored:
         if best is None or better(r[name], best[name], direction):

@@ -1,5 +1,6 @@
 """Worker processes of a search on this machine (--workers N), and Keras Tuner's chief/worker variables."""
 
+import logging
 import os
 import signal
 import subprocess
@@ -7,6 +8,8 @@ import sys
 
 from lyrics_cifar_search.suite_common import UserError
 from lyrics_cifar_search.suite_common.process import child_env
+
+logger = logging.getLogger(__name__)
 
 
 def keras_tuner_role():
@@ -34,8 +37,8 @@ def start_workers(family, config, extra_args=(), env_of=lambda i: {}):
         env = {**os.environ, **env_of(i), "SEARCH_SUITE_WORKER_INDEX": str(i), **child_env(signal.SIGKILL)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-        procs.append(subprocess.Popen([sys.executable, "-m", "lyrics_cifar_search.runners.search", *child_argv], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "lyrics_cifar_search.runners.search", *child_argv],
+                                      env=env))
     config.stop.workers[:] = procs  # a SIGTERM to this process is passed on to them
-    print(f"{family.name}: {config.workers} workers started (processes {', '.join(str(p.pid) for p in procs)})",
-          flush=True)
+    logger.info(f"{family.name}: {config.workers} workers started (processes {', '.join(str(p.pid) for p in procs)})")
     return procs

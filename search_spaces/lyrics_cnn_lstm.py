@@ -10,8 +10,8 @@ import keras
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate, genre_head,
-                                   lyrics_inputs, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate,
+                                                       genre_head, lyrics_inputs, word_embedding)
 
 NAME = "lyrics_cnn_lstm"
 

@@ -10,8 +10,8 @@ import keras
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate, genre_head,
-                                   lyrics_inputs, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate,
+                                                       genre_head, lyrics_inputs, word_embedding)
 
 NAME = "lyrics_cnn_multikernel"
 KERNEL_SETS = {"3-4-5": (3, 4, 5), "2-3-4": (2, 3, 4), "3-5-7": (3, 5, 7)}

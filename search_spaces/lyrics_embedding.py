@@ -11,8 +11,8 @@ before the Dense; artist_join=before_dense).
 import keras
 
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (EMBEDDING_SOURCES, LyricsHyperModel, artist_join, compile_model, genre_head,
-                                   lyrics_inputs, pooled_dense_head, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import (EMBEDDING_SOURCES, LyricsHyperModel, artist_join, compile_model,
+                                                       genre_head, lyrics_inputs, pooled_dense_head, word_embedding)
 
 NAME = "lyrics_embedding"
 

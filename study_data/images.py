@@ -16,6 +16,7 @@ test/), validation is carved from its official training images, and pixels
 are scaled to [0, 1].
 """
 
+import logging
 import hashlib
 import io
 import json
@@ -28,6 +29,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from lyrics_cifar_search.suite_common import UserError, atomic, log
+
+logger = logging.getLogger(__name__)
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -276,8 +279,8 @@ def load_images(data=None, cache_dir="results/_cache", per_class=None, announce_
     """Every image of the source (cached as .npz for folders and archives; deferred_writes: as lyrics.load's)."""
     if data == "demo":
         if announce_demo:
-            print("NOTE: --data demo uses generated shapes, not real images; "
-                  "pass the CIFAR-100 archive for the study", flush=True)
+            logger.info("NOTE: --data demo uses generated shapes, not real images; pass the CIFAR-100 archive for "
+                        "the study")
         x, y, names = make_demo_images()
         return ImageSet(x, y, names, "generated demo images (not real data)", True,
                         content_fingerprint(x, y, names, None))

@@ -15,6 +15,7 @@ Lyrics, artist and label of a row travel together as one row index through
 every step, so they cannot drift apart.
 """
 
+import logging
 import csv
 import hashlib
 import io
@@ -29,8 +30,11 @@ from sklearn.model_selection import train_test_split
 from lyrics_cifar_search.study_data import lyrics_cache
 from lyrics_cifar_search.study_data.lyrics_demo import DEMO_ROWS, make_demo_table
 from lyrics_cifar_search.study_data.text import PIPELINES, TextEncoder
-from lyrics_cifar_search.study_data.text import TokenIdFeatures  # noqa: F401 - decision trees saved before the split name it here
+# decision trees saved before the split name it here
+from lyrics_cifar_search.study_data.text import TokenIdFeatures  # noqa: F401
 from lyrics_cifar_search.suite_common import UserError, counted, log
+
+logger = logging.getLogger(__name__)
 
 # The earlier study's preprocessing, as defaults.
 DEFAULT_OPTIONS = {
@@ -392,7 +396,7 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
     is_demo = data is None
     if is_demo:
         if announce_demo:
-            print(DEMO_NOTICE, flush=True)
+            logger.info(DEMO_NOTICE)
         data = make_demo_table(cache_dir / f"demo-lyrics-{DEMO_ROWS}.csv")  # a resized demo is a new file
     data = Path(data)
     raw = _read_bytes(data, "--data")

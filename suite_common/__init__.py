@@ -5,6 +5,7 @@ process settings in `suite_common.process` are applied by the entry points.
 """
 
 import errno
+import logging
 import re
 import sys
 import time
@@ -50,9 +51,19 @@ def write_error_line(e):
             "command again")
 
 
+# A notice: between logging's INFO (progress, stdout) and WARNING (stderr even with --quiet); the command-line
+# tools show it on stderr, so it never mixes with tables on stdout (suite_common/console.py).
+NOTICE = 25
+
+
 def log(msg):
-    """A notice for the user (on stderr, so it never mixes with tables on stdout)."""
-    print(msg, file=sys.stderr, flush=True)
+    """A notice for the user: on stderr, left out by --quiet."""
+    logging.getLogger("lyrics_cifar_search").log(NOTICE, msg)
+
+
+def warn(msg):
+    """A warning for the user: on stderr, --quiet included."""
+    logging.getLogger("lyrics_cifar_search").warning(msg)
 
 
 class UserError(Exception):

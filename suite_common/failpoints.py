@@ -33,6 +33,7 @@ def failpoint(name):
         return
     _passes[name] = _passes.get(name, 0) + 1
     if _passes[name] > int(os.environ.get("SEARCH_SUITE_CRASH_SKIP", "0")):
-        from lyrics_cifar_search.suite_common.process import flush_stderr  # what this process printed gets out before it dies
+        # what this process printed gets out before it dies
+        from lyrics_cifar_search.suite_common.process import flush_stderr
         flush_stderr(timeout=0.5)
         os._exit(137)

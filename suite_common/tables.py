@@ -5,12 +5,14 @@ loss and skip setting; cifar_transfer: transferred vs from scratch) declares `co
 objective, direction)`; the engine writes them beside trials.csv and analysis/compare.py gathers them.
 """
 
+from lyrics_cifar_search.suite_common.status import SCORED, Status
+
 
 def finished(trials, objective):
     """The COMPLETE trials of a trials.csv table that have an `objective` score."""
     if objective not in trials:
         return trials.iloc[:0]
-    return trials[(trials["status"] == "COMPLETE") & trials[objective].notna()]
+    return trials[(trials["status"] == Status.COMPLETE) & trials[objective].notna()]
 
 
 def best_index(scores, direction):
@@ -23,7 +25,7 @@ def ended(trials):
     spent on its group, though its value is from fewer epochs and never the group's best)."""
     if "status" not in trials:
         return trials.iloc[:0]
-    return trials[trials["status"].isin(["COMPLETE", "PRUNED"])]
+    return trials[trials["status"].isin(SCORED)]
 
 
 def at_equal_effort(trials, groups, objective, direction):
@@ -39,10 +41,10 @@ def at_equal_effort(trials, groups, objective, direction):
     k = int(done.groupby("_group").size().min())
     rows = []
     for group, part in done.groupby("_group", sort=False):
-        complete = part[(part["status"] == "COMPLETE") & part[objective].notna()]
+        complete = part[(part["status"] == Status.COMPLETE) & part[objective].notna()]
         first = part.iloc[:k]
-        first_complete = first[(first["status"] == "COMPLETE") & first[objective].notna()]
-        row = {"group": group, "trials": len(part), "pruned": int((part["status"] == "PRUNED").sum()),
+        first_complete = first[(first["status"] == Status.COMPLETE) & first[objective].notna()]
+        row = {"group": group, "trials": len(part), "pruned": int((part["status"] == Status.PRUNED).sum()),
                "epochs": int(part["epochs_run"].fillna(0).sum()) if "epochs_run" in part else None,
                f"best_{objective}": None, "best_trial": None,
                f"best_{objective}_at_equal_effort": None, "equal_effort_trials": k}

@@ -11,6 +11,14 @@ SHARED = ROOT.parent / "shared" / "data"
 REAL_LYRICS = SHARED / "lyrics" / "mll-train-subset-en-900.tsv"
 
 
+@pytest.fixture(autouse=True)
+def console_as_the_commands_show_it():
+    """Tests that call the suite's functions directly read what a command-line tool shows (its console,
+    suite_common/console.py); and a test that ran a command with --quiet leaves no level behind."""
+    from lyrics_cifar_search.suite_common import console
+    console.show()
+
+
 @pytest.fixture
 def real_lyrics():
     if not REAL_LYRICS.exists():

@@ -29,7 +29,8 @@ def test_the_baseline_model_is_kept_and_compared_on_the_same_test_rows(tmp_path,
     assert base_meta["trial_id"] == baseline_row["trial_id"] and base_meta["is_baseline"]
     assert base_meta["metrics"]["val_accuracy"] == pytest.approx(baseline_row["val_accuracy"])
 
-    row, _ = compare.summarize(folder, __import__("lyrics_cifar_search.search_spaces", fromlist=["x"]).get_family(family), res)
+    from lyrics_cifar_search import search_spaces
+    row, _ = compare.summarize(folder, search_spaces.get_family(family), res)
     _, y, best_pred = load_best(family, res).score_test(res)
     _, _, base_pred = load_best(str(folder / "baseline")).score_test(res)
     assert row["baseline_test_accuracy"] == pytest.approx(np.mean(base_pred == y))

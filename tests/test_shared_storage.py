@@ -88,7 +88,8 @@ def test_fresh_discards_the_study_in_storage(tmp_path, small_lyrics):
 def test_a_kill_and_an_immediate_resume_leave_no_running_trial(tmp_path, small_lyrics):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     res = tmp_path / "r"
-    cmd = [sys.executable, "-m", "lyrics_cifar_search.runners.search", "lyrics_tfidf_logreg", "--data", str(small_lyrics),
+    cmd = [sys.executable, "-m", "lyrics_cifar_search.runners.search",
+           "lyrics_tfidf_logreg", "--data", str(small_lyrics),
            "--results-dir", str(res), "--max-trials", "4", "--storage", url, *FAST]
     env = {**os.environ, "SEARCH_SUITE_CRASH_AT": "trial-started", "SEARCH_SUITE_CRASH_SKIP": "2"}
     killed = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -119,7 +120,8 @@ def test_a_study_kept_in_the_search_folder_by_an_older_version_is_moved_into_the
 
 
 def _resume_cmd(res, data, url, trials):
-    return [sys.executable, "-m", "lyrics_cifar_search.runners.search", "lyrics_tfidf_logreg", "--data", str(data), "--results-dir",
+    return [sys.executable, "-m", "lyrics_cifar_search.runners.search",
+            "lyrics_tfidf_logreg", "--data", str(data), "--results-dir",
             str(res), "--max-trials", str(trials), "--storage", url, *FAST]
 
 

@@ -54,7 +54,8 @@ def worker_pids(proc):
 
 
 def search_args(small_lyrics, res, trials, *extra):
-    return ["lyrics_cifar_search.runners.search", "lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res),
+    return ["lyrics_cifar_search.runners.search",
+            "lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res),
             "--max-trials", str(trials), *FAST, *extra]
 
 
@@ -103,7 +104,8 @@ def test_a_studys_search_stops_with_the_study(tmp_path, small_lyrics, how):
     plan.write_text('[defaults]\nseq_len = 30\nvocab_size = 300\n[[search]]\nfamily = "lyrics_tfidf_logreg"\n'
                     "max_trials = 500\n")
     res = tmp_path / "r"
-    study = start(["lyrics_cifar_search.runners.study", str(plan), "--lyrics-data", str(small_lyrics), "--results-dir", str(res)])
+    study = start(["lyrics_cifar_search.runners.study",
+                   str(plan), "--lyrics-data", str(small_lyrics), "--results-dir", str(res)])
     assert wait_until(lambda: rows(res) >= 2)
     lock = res / ".lyrics_tfidf_logreg.lock"
     child = int(lock.read_text())

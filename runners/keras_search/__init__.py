@@ -31,6 +31,7 @@ trials, trains them, and promotes its model to best/ if better. All of them
 share the results folder.
 """
 
+import logging
 import dataclasses
 import gc
 import os
@@ -43,11 +44,14 @@ import keras_tuner as kt
 from lyrics_cifar_search.runners import compat, record, search_progress, trials_table, workers
 from lyrics_cifar_search.runners.keras_search import errors
 from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
-from lyrics_cifar_search.runners.keras_search.oracles import BayesianOracle, HyperbandOracle, RandomOracle, default_values
+from lyrics_cifar_search.runners.keras_search.oracles import (BayesianOracle, HyperbandOracle, RandomOracle,
+                                                              default_values)
 from lyrics_cifar_search.runners.keras_search.trial import BudgetReached, TooManyFailures, train
 from lyrics_cifar_search.runners.keras_search.tuner import SuiteTuner
 from lyrics_cifar_search.runners.search_progress import Stop
-from lyrics_cifar_search.suite_common import UserError
+from lyrics_cifar_search.suite_common import UserError, warn
+
+logger = logging.getLogger(__name__)
 
 
 def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
@@ -95,7 +99,7 @@ def start_engine():
     clear_session collects garbage before every trial, to free the last model; with the frameworks'
     millions of objects frozen, that pass is short (the figures: bench/README.md)."""
     for line in compat.check_versions():
-        search_progress.log(f"warning: {line}")
+        warn(f"warning: {line}")
     compat.apply(write_failed=errors.WriteFailed)
     gc.collect()
     gc.freeze()
@@ -183,7 +187,7 @@ def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=No
     from lyrics_cifar_search.runners.keras_search.distributed import PatientClient  # gRPC: only when workers run
     compat.become(t.oracle, PatientClient)  # Keras Tuner made it an OracleClient; this one waits when told IDLE
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-    print(f"[{family.name} {t.tuner_id}] asking the chief at {address} for trials", flush=True)
+    logger.info(f"[{family.name} {t.tuner_id}] asking the chief at {address} for trials")
     t.search(verbose=0)
 
 
@@ -198,7 +202,7 @@ def search(family, prepared, out_dir, config):
         run_worker(family, prepared, out_dir, epochs=config.epochs, tuner=config.tuner, seed=config.seed,
                    tensorboard=config.tensorboard, verbose=config.verbose, sampler=config.sampler,
                    pruner=config.pruner)
-        print(f"{os.environ['KERASTUNER_TUNER_ID']} done", flush=True)
+        logger.info(f"{os.environ['KERASTUNER_TUNER_ID']} done")
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
 

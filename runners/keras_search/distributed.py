@@ -8,6 +8,7 @@ while another's trial may still need retrying; and the chief counts failed
 trials itself (Keras Tuner's check raises inside the server).
 """
 
+import logging
 import threading
 import time
 from concurrent import futures
@@ -15,6 +16,8 @@ from concurrent import futures
 from lyrics_cifar_search.runners import compat, search_progress, trials_table
 from lyrics_cifar_search.runners.keras_search.oracles import metrics_of, status_of
 from lyrics_cifar_search.suite_common import UserError
+
+logger = logging.getLogger(__name__)
 
 KT = compat.keras_tuner_distribute()  # Keras Tuner's own protos, client, servicer and Trial
 protos, trial_module = KT.protos, KT.trial
@@ -92,9 +95,10 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
             if tuner_id not in oracle.ongoing_trials:  # (a restarted worker gets its own trial back)
                 if self.stopping or self.tuner.stop.requested or self.tuner.stop.out_of_time():
                     oracle.tuner_ids.discard(tuner_id)
-                    return self._reply("STOPPED")
+                    return self._reply(trial_module.TrialStatus.STOPPED)
                 if not compat.retry_queue(oracle) and len(oracle.trials) >= self.max_trials and oracle.ongoing_trials:
-                    return self._reply("IDLE")  # another worker's trial may yet come back for retry
+                    # another worker's trial may yet come back for retry
+                    return self._reply(trial_module.TrialStatus.IDLE)
             response = self.base.CreateTrial(request, context)
             status = trial_module.Trial.from_proto(response.trial).status
             if status == trial_module.TrialStatus.RUNNING:
@@ -187,8 +191,8 @@ def serve(tuner, address, start_workers=None):
     name = tuner.family.name
     procs = start_workers(port) if start_workers else None
     if procs is None:
-        print(f"[{name} chief] serving the search on {ip}:{port}; start workers with KERASTUNER_TUNER_ID=worker0 "
-              f"(worker1, ...) KERASTUNER_ORACLE_IP=<this host> KERASTUNER_ORACLE_PORT={port}", flush=True)
+        logger.info(f"[{name} chief] serving the search on {ip}:{port}; start workers with KERASTUNER_TUNER_ID=worker0 "
+                    f"(worker1, ...) KERASTUNER_ORACLE_IP=<this host> KERASTUNER_ORACLE_PORT={port}")
     try:
         while True:
             time.sleep(0.5)

@@ -41,8 +41,8 @@ import numpy as np
 import optuna
 
 from lyrics_cifar_search.runners import compat, record, trials_table
-from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, are_defaults, error_of, metrics_of,
-                                         number, user_values)
+from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, TrialStatus,
+                                                              are_defaults, error_of, metrics_of, number, user_values)
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
@@ -197,13 +197,13 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         if proposal is None:  # every trial has run, or the space is used up
             self.tuner_ids.discard(tuner_id)
             return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)),
-                                         status="STOPPED")
+                                         status=TrialStatus.STOPPED)
         asked, values, fixed = proposal
         trial_id = f"{asked.number:0{len(str(self.max_trials))}d}"  # zero-padded like Keras Tuner's own ids
         asked.set_user_attr("trial_id", asked.number)
         hps = self.hyperparameters.copy()
         hps.values = values
-        trial = kt.engine.trial.Trial(hps, trial_id=trial_id, status="RUNNING")
+        trial = kt.engine.trial.Trial(hps, trial_id=trial_id, status=TrialStatus.RUNNING)
         self._asked[trial_id] = asked
         if fixed:
             self.fixed_numbers.append(asked.number)
@@ -238,13 +238,13 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         trial itself, under the study's number; this serves whoever calls Keras Tuner's own API)."""
         proposal = self._propose(None)
         if proposal is None:
-            return {"status": "STOPPED", "values": None}
+            return {"status": TrialStatus.STOPPED, "values": None}
         asked, values, fixed = proposal
         asked.set_user_attr("trial_id", number(trial_id))
         self._asked[trial_id] = asked
         if fixed:
             self.fixed_numbers.append(number(trial_id))
-        return {"status": "RUNNING", "values": values}
+        return {"status": TrialStatus.RUNNING, "values": values}
 
     def _propose(self, again):
         """(the study's trial, its values, whether it is a fixed first trial) for the next trial: `again`'s values
@@ -389,7 +389,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         Tuner's, it answers with the trial (a copy whose status is "STOPPED" when the pruner stops it here): a
         worker's chief sends it over gRPC."""
         if trial_id not in self.trials:  # a worker thought dead, whose trial runs again under a new id: stop
-            return kt.engine.trial.Trial(self.get_space(), trial_id=trial_id, status="STOPPED")
+            return kt.engine.trial.Trial(self.get_space(), trial_id=trial_id, status=TrialStatus.STOPPED)
         if EPOCH + self.objective.name not in (metrics or {}):  # the trial's results (Keras Tuner's own update)
             return super().update_trial(trial_id, metrics, step)
         # an epoch's report is the study's alone: Keras Tuner's trial keeps only its results
@@ -408,7 +408,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 asked.set_user_attr("pruned_margin", float(worse))  # how far below the median it was
         kept = self.trials[trial_id]
         return kt.engine.trial.Trial(kept.hyperparameters, trial_id=trial_id,
-                                     status="STOPPED" if trial_id in self.pruned else kept.status)
+                                     status=TrialStatus.STOPPED if trial_id in self.pruned else kept.status)
 
     @kt.synchronized
     def end_trial(self, trial):
@@ -417,7 +417,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         --time-budget-hard cut it short: its value is not from the full budget), or FAIL."""
         trial_id = trial.trial_id
         if trial_id in self.pruned and trial.status == "COMPLETED":
-            trial.status = "STOPPED"  # recorded as PRUNED, never a best/ candidate
+            trial.status = TrialStatus.STOPPED  # recorded as PRUNED, never a best/ candidate
         super().end_trial(trial)
         failpoint("oracle-saved")  # Keras Tuner's state has the trial; the study not yet
         self._tell(trial_id)
@@ -435,7 +435,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         value = metrics.get(self.objective.name)
         if kept.status == "COMPLETED" and value is not None:
             self.study.tell(asked, float(value))
-        elif trial_id in self.pruned or kept.status == "STOPPED":
+        elif trial_id in self.pruned or kept.status == TrialStatus.STOPPED:
             self.study.tell(asked, state=optuna.trial.TrialState.PRUNED)  # its value: the last epoch reported
         else:
             if error_of(kept):

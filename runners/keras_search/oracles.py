@@ -9,6 +9,9 @@ import keras_tuner as kt
 import optuna
 
 from lyrics_cifar_search.runners import record, trials_table
+from lyrics_cifar_search.suite_common.status import KERAS_TUNER_ENDED, Status, of_keras_tuner
+
+TrialStatus = kt.engine.trial.TrialStatus  # Keras Tuner's trial states (the suite's own: Status)
 
 
 def user_values(values):
@@ -52,7 +55,7 @@ class BaselineFirst:
         n = len(self.trials)  # trials begun before this one
         response = super().populate_space(trial_id)
         values = response.get("values")
-        if n >= len(self.first_trials) or response.get("status") != "RUNNING" or "tuner/trial_id" in values:
+        if n >= len(self.first_trials) or response.get("status") != TrialStatus.RUNNING or "tuner/trial_id" in values:
             return response  # a searched trial, or Hyperband continuing one
         fixed = self.fixed_values(n)
         bookkeeping = {k: v for k, v in values.items() if k not in user_values(values)}  # Hyperband's bracket
@@ -61,7 +64,7 @@ class BaselineFirst:
             # epoch budget, not the first bracket's share, so "best vs baseline" never compares unequal
             # training.
             bookkeeping["tuner/epochs"] = self.max_epochs
-        return {"status": "RUNNING", "values": {**fixed, **bookkeeping}}
+        return {"status": TrialStatus.RUNNING, "values": {**fixed, **bookkeeping}}
 
     def fixed_values(self, n):
         """Fixed first trial n: every hyperparameter's default, with that trial's overrides."""
@@ -80,8 +83,8 @@ def number(trial_or_id):
 
 
 def status_of(trial):
-    return {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL", "STOPPED": "PRUNED"}.get(trial.status,
-                                                                                                 trial.status)
+    """A Keras Tuner trial's status as the suite records it (a Status)."""
+    return of_keras_tuner(trial.status)
 
 
 def metrics_of(trial):
@@ -98,11 +101,9 @@ def _last_value(trial, name):
 def error_of(trial):
     """Why a failed Keras Tuner trial failed: the last line of its message (None for one that did not fail)."""
     lines = (trial.message or "").strip().splitlines()
-    return lines[-1] if lines and STATES.get(trial.status) == "FAIL" else None
+    return lines[-1] if lines and status_of(trial) == Status.FAIL else None
 
 
-ENDED = ("COMPLETED", "FAILED", "INVALID", "STOPPED")
-STATES = {"COMPLETED": "COMPLETE", "FAILED": "FAIL", "INVALID": "FAIL", "STOPPED": "PRUNED"}
 
 
 class KerasRecord:
@@ -149,7 +150,7 @@ class KerasRecord:
         history = Path(self._project_dir).parent / "histories" / f"trial_{number(trial_id)}.csv"
         end = time.time()
         start = self.__dict__.get("_started", {}).pop(trial_id, end - metrics.get("duration_s", 0))
-        record.add_ended(self.study, trial_id=number(trial_id), state=STATES[t.status],
+        record.add_ended(self.study, trial_id=number(trial_id), state=status_of(t),
                          params=user_values(values),
                          distributions={k: d for k, d in space.items() if d is not None},
                          value=metrics.get(self.objective.name),
@@ -163,7 +164,7 @@ class KerasRecord:
         held = {record.trial_id(t) for t in self.study.get_trials(deepcopy=False)
                 if t.state in record.FINISHED and not record.interrupted(t, skip)}
         for tid, t in self.trials.items():
-            if t.status in ENDED and number(tid) not in held:
+            if t.status in KERAS_TUNER_ENDED and number(tid) not in held:
                 self.record_ended(tid)
 
 

@@ -1,5 +1,6 @@
 """One trial: build a configuration, train it with the suite's callbacks, score it on validation."""
 
+import logging
 import ctypes
 import math
 import sys
@@ -12,6 +13,8 @@ import keras_tuner as kt
 from lyrics_cifar_search.runners import compat, trials_table
 from lyrics_cifar_search.runners.keras_search import accelerate
 from lyrics_cifar_search.suite_common import atomic
+
+logger = logging.getLogger(__name__)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -46,7 +49,7 @@ class EpochLog(keras.callbacks.Callback):
         atomic.write_text(self.path, "\n".join(lines) + "\n")
         shown = "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "val_loss", "val_accuracy"))
         if self.show == "lines":
-            print(f"    epoch {epoch + 1}/{self.epochs}  {shown}", flush=True)
+            logger.debug(f"    epoch {epoch + 1}/{self.epochs}  {shown}")
         elif self.show == "live":
             self._live(f"epoch {epoch + 1}/{self.epochs}  {shown}")
         if not math.isfinite(logs.get("loss", 0.0)):
@@ -138,7 +141,8 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
         accelerate.fuse_train_steps(model, n_train, batch_size)
     elif accelerate.use_graph_steps():
         accelerate.graph_train_steps(model)
-    log = EpochLog(history_path, epochs, show="lines" if verbose else "live" if sys.stdout.isatty() else None)
+    live = sys.stdout.isatty() and logger.isEnabledFor(logging.INFO)  # a terminal, and progress shown (not --quiet)
+    log = EpochLog(history_path, epochs, show="lines" if verbose else "live" if live else None)
     # No callback here looks at single batches (Keras's TerminateOnNaN does): a
     # per-batch hook makes Keras wait for every step's logs, which stalls a GPU.
     # A NaN loss stops training at the end of its epoch instead (EpochLog).

@@ -1,5 +1,6 @@
 """SuiteTuner: Keras Tuner's Tuner, writing the suite's results (trials.csv, histories, best/) as trials end."""
 
+import logging
 import contextlib
 import io
 import math
@@ -13,12 +14,15 @@ import keras_tuner as kt
 from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search.runners import best_store, compat, record, search_progress, trials_table
 from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE
-from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, are_defaults, default_values, metrics_of, number, status_of,
-                                         user_values)
+from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, TrialStatus, are_defaults, default_values,
+                                                              metrics_of, number, status_of, user_values)
 from lyrics_cifar_search.runners.keras_search.errors import FamilyFailed, WriteFailed
 from lyrics_cifar_search.runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
-from lyrics_cifar_search.suite_common import UserError
+from lyrics_cifar_search.suite_common import UserError, warn
 from lyrics_cifar_search.suite_common.failpoints import failpoint
+from lyrics_cifar_search.suite_common.status import Status
+
+logger = logging.getLogger(__name__)
 
 
 class TrialBoard(keras.callbacks.TensorBoard):
@@ -55,7 +59,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                              project_name="keras_tuner", **kwargs)
         for line in said.getvalue().splitlines():
             if not line.startswith("Reloading Tuner from"):
-                print(line, flush=True)
+                logger.info(line)
 
     def is_worker(self):
         """A worker of a chief elsewhere: Keras Tuner's own test (keras_tuner's dist_utils), on its variables."""
@@ -121,14 +125,15 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
             self._heartbeat = None
         objective = self.objective
         candidate, kept = None, {}
-        if trial.status == "COMPLETED" and ((self._pruned is not None and self._pruned.pruned)
+        if trial.status == TrialStatus.COMPLETED and ((self._pruned is not None and self._pruned.pruned)
                                             or metrics.get("stopped_by_time_budget")):
             # pruned, or cut short by --time-budget-hard (its value is not from the full budget): recorded as
             # PRUNED with its epochs, never a best/ candidate
-            trial.status = "STOPPED"
-        elif trial.status == "COMPLETED" and not trials_table.is_score(metrics.get(objective[0])):
-            trial.status, trial.message = "FAILED", f"no {objective[0]} value"  # (a chief refuses it complete)
-        if trial.status == "COMPLETED" and model is not None:
+            trial.status = TrialStatus.STOPPED
+        elif trial.status == TrialStatus.COMPLETED and not trials_table.is_score(metrics.get(objective[0])):
+            # (a chief refuses it complete)
+            trial.status, trial.message = TrialStatus.FAILED, f"no {objective[0]} value"
+        if trial.status == TrialStatus.COMPLETED and model is not None:
             values = user_values(trial.hyperparameters.values)
             meta = {**self.prepared.meta, "trial_id": number(trial), "hyperparameters": values,
                     "metrics": metrics, "model_file": "model.keras",
@@ -150,17 +155,17 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         finally:
             failpoint("trial-recorded")
             for folder, staged in kept.items():
-                if status_of(trial) == "COMPLETE":
+                if status_of(trial) == Status.COMPLETE:
                     best_store.save_baseline(self.out_dir, staged, folder)
-            if candidate is not None and status_of(trial) == "COMPLETE":
+            if candidate is not None and status_of(trial) == Status.COMPLETE:
                 best_store.promote(self.out_dir, candidate, objective)
             if self.is_worker():  # the chief writes trials.csv
                 best = best_store.best_meta(self.out_dir)
                 score = metrics.get(objective[0])
-                print(f"[{self.family.name} {self.tuner_id}] trial {number(trial)} {status_of(trial)}"
-                      + (f": {objective[0]} {score:.4f}" if score is not None else "")
-                      + (f" | best {best['metrics'][objective[0]]:.4f} (trial {best['trial_id']})" if best else ""),
-                      flush=True)
+                logger.info(f"[{self.family.name} {self.tuner_id}] trial {number(trial)} {status_of(trial)}"
+                            + (f": {objective[0]} {score:.4f}" if score is not None else "")
+                            + (f" | best {best['metrics'][objective[0]]:.4f} (trial {best['trial_id']})" if best
+                               else ""))
             else:
                 self.record_trial(status_of(trial), metrics.get(objective[0]))
 
@@ -169,7 +174,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         name = self.objective[0]
         rows = self.trial_rows()
         trials_table.write_trials_csv(self.out_dir, rows)
-        done = [r for r in rows if r["status"] != "RUNNING"]
+        done = [r for r in rows if r["status"] != Status.RUNNING]
         # the best finished trial (with workers, its model may reach best/ a moment later)
         best = trials_table.best_of(done, self.objective)
         order = {number(tid): i for i, tid in enumerate(self.oracle.end_order)}
@@ -207,7 +212,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         queue = compat.retry_queue(oracle)
         queue[:] = [t for t in queue if t not in oracle.end_order]
         finished = {number(tid): metrics_of(t).get(objective[0]) for tid, t in oracle.trials.items()
-                    if status_of(t) == "COMPLETE"}
+                    if status_of(t) == Status.COMPLETE}
         bad = [tid for tid, v in finished.items() if not trials_table.is_score(v)]
         if bad:
             raise UserError(f"the search state in {self.out_dir / 'keras_tuner'} is damaged (trial {bad[0]}'s "
@@ -272,7 +277,7 @@ class ReportEachEpoch(keras.callbacks.Callback):
         if logs.get(scored_key(self.objective)) is None:
             if not self.warned:  # as KerasPruningCallback warns: no pruning and no learning curve without it
                 self.warned = True
-                search_progress.log(f"warning: the epoch logs have no {scored_key(self.objective)}: the trial's "
+                warn(f"warning: the epoch logs have no {scored_key(self.objective)}: the trial's "
                                     "learning curve is not recorded and it cannot be pruned")
             return
         loss = logs.get("val_loss", math.inf)
@@ -285,6 +290,6 @@ class ReportEachEpoch(keras.callbacks.Callback):
             report[SE] = float(se)
         answer = self.oracle.update_trial(self.trial_id, report, step=self.step)
         self.step += 1  # steps run on across fits: each epoch trained is one step of the learning curve
-        if answer.status == "STOPPED":
+        if answer.status == TrialStatus.STOPPED:
             self.pruned = epoch + 1  # epochs trained
             self.model.stop_training = True
