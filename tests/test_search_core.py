@@ -364,13 +364,15 @@ def test_the_value_told_at_the_end_is_what_the_epochs_tracked(tmp_path, small_ly
 
 
 @pytest.mark.slow
-def test_a_trial_cut_short_by_the_hard_time_budget_is_never_complete(tmp_path, small_lyrics):
+@pytest.mark.parametrize("tuner", ["optuna", "random"])
+def test_a_trial_cut_short_by_the_hard_time_budget_is_never_complete(tmp_path, small_lyrics, tuner):
     """--time-budget-hard stops the trial in progress: its value is from fewer epochs than the others', so it is
-    PRUNED (in the study and trials.csv), never best/."""
+    PRUNED (in the study and trials.csv), never best/; with the study's oracle and with Keras Tuner's own (whose
+    STOPPED trial the suite records as PRUNED)."""
     res = tmp_path / "r"
     assert cli(["lyrics_rnn", "--data", str(small_lyrics), "--results-dir", str(res), "--seq-len", "30",
                 "--vocab-size", "300", "--max-trials", "3", "--epochs", "400", "--time-budget", "3s",
-                "--time-budget-hard"]) == 0
+                "--time-budget-hard", "--tuner", tuner]) == 0
     rows = pd.read_csv(res / "lyrics_rnn" / "trials.csv")
     assert rows["status"].tolist() == ["PRUNED"] and rows["epochs_run"][0] < 400
     study = optuna.load_study(study_name="lyrics_rnn", storage=f"sqlite:///{res / 'optuna.db'}")
