@@ -30,7 +30,6 @@ from sklearn.pipeline import Pipeline
 from lyrics_cifar_search.runners import best_store, compat, record, search_progress, trials_table, workers
 from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, masked
 from lyrics_cifar_search.suite_common.failpoints import failpoint
-from lyrics_cifar_search.suite_common.status import ENDED
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +180,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
         best_store.reconcile_best(out_dir, {t.number: t.value for t in study.trials
                                          if t.state == optuna.trial.TrialState.COMPLETE}, objective)
         if any(t.state in FINISHED for t in study.trials):
-            trials_table.write_trials_csv(out_dir, record.rows(study))
+            record.write_table(study, out_dir)
     return study
 
 
@@ -199,14 +198,14 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
                         storage=storage, worker=worker, shared=shared, objective=objective)
     done_before = _counted(study)
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
-        return _rows_written(study, out_dir)
+        return record.write_table(study, out_dir)
     if done_before and not worker:
         search_progress.log(f"resuming {family.name}: {done_before} finished trials on record, "
                             f"running up to {max_trials} in all")
     if max_trials - done_before <= 0:
         search_progress.log(f"{family.name}: {done_before} trials already finished (--max-trials {max_trials}); "
                             "nothing to run")
-        return _rows_written(study, out_dir)
+        return record.write_table(study, out_dir)
     if stop.out_of_time() or stop.requested:  # SIGTERM while workers ran
         return record.rows(study)
     search = _Search(family, prepared, out_dir, study, max_trials=max_trials, seed=seed, shared=shared,
@@ -235,12 +234,6 @@ def _open_study(family, prepared, out_dir, *, max_trials, seed, sampler, storage
     else:  # the process that started the workers described it
         record.check_identity(study, prepared.meta, sampler=sampler)
     return study
-
-
-def _rows_written(study, out_dir):
-    rows = record.rows(study)
-    trials_table.write_trials_csv(out_dir, rows)
-    return rows
 
 
 class _Search:
@@ -309,12 +302,9 @@ class _Search:
             best_store.save_baseline(self.out_dir, baseline)
         if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
             best_store.promote(self.out_dir, candidate, self.objective)
-        rows = _rows_written(study, self.out_dir)
+        rows = record.write_table(study, self.out_dir)
         self.ended_states.append(frozen.state.name)
-        best = best_store.best_meta(self.out_dir)
-        self.progress.trial_done(frozen.number, sum(r["status"] in ENDED for r in rows),
-                                 frozen.state.name, frozen.value, best and best["metrics"][self.objective[0]],
-                                 best and best["trial_id"], frozen.params, self.family.defaults)
+        self.progress.trial_done(rows, frozen.number, frozen.state.name, frozen.value, self.family.defaults)
         if self.stop.requested:  # Ctrl-C: stop before the next trial
             study.stop()
         elif trials_table.failed_in_a_row(self.ended_states):
@@ -395,9 +385,7 @@ def _run_workers(family, prepared, out_dir, config):
                    sampler=config.sampler, quiet_if_done=True, stop=config.stop)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
                           shared=True, objective=objective, name=name)
-    rows = record.rows(study)
-    trials_table.write_trials_csv(out_dir, rows)
-    return rows
+    return record.write_table(study, out_dir)
 
 
 def baseline(family, prepared):

@@ -314,6 +314,14 @@ def rows(study):
     return sorted(out, key=lambda r: r["trial_id"])
 
 
+def write_table(study, out_dir):
+    """trials.csv rewritten from the study: the one way a search's table is written, by either engine, after
+    each trial and on a resume. Returns its rows (dicts, trial id order)."""
+    table = rows(study)
+    trials_table.write_trials_csv(out_dir, table)
+    return table
+
+
 def startup_trials(max_trials, fixed=1):
     """Trials TPE proposes at random before it models: a quarter of the search, more than the family's fixed
     first trials (they are its first evidence) and at most Optuna's default 10. Optuna's 10 made a 10-trial

@@ -6,6 +6,7 @@ import time
 
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.suite_common import log
+from lyrics_cifar_search.suite_common.status import ENDED
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,15 @@ class Progress:
         self.start = time.time()
         self.finished_here = 0
 
-    def trial_done(self, trial_id, n_done, status, score, best, best_id, params=None, baseline=None):
+    def trial_done(self, rows, trial_id, status, score, baseline=None):
+        """The line for a trial that has just ended, from trials.csv's rows as just written (record.write_table):
+        how many trials have ended, the best of them, and what this one changed from the baseline's values."""
+        done = [r for r in rows if r["status"] in ENDED]
+        n_done = len(done)
+        best_row = trials_table.best_of(done, (self.objective, self.direction))
+        best, best_id = (best_row[self.objective], best_row["trial_id"]) if best_row else (None, None)
+        row = next((r for r in rows if r["trial_id"] == trial_id), None)
+        params = {k[3:]: v for k, v in row.items() if k.startswith("hp_") and v is not None} if row else None
         self.finished_here += 1
         elapsed = time.time() - self.start
         left = max(self.total - n_done, 0) * elapsed / self.finished_here

@@ -314,17 +314,25 @@ def test_a_best_model_loads_from_any_directory_and_results_are_readable_by_all(t
     assert "python runners/search.py lyrics_tfidf_logreg --with-artist" in str(e.value)
 
 
+@pytest.mark.parametrize("family", ["lyrics_tfidf_logreg", pytest.param("lyrics_lstm", marks=pytest.mark.slow)])
 def test_trial_lines_carry_the_ids_of_trials_csv_and_what_differs_from_the_baseline(tmp_path, small_lyrics,
-                                                                                   capsys):
+                                                                                   capsys, family):
+    """Each engine's trial line comes from trials.csv's rows as written after that trial: its id, score and
+    changed values, how many have ended and the best so far (the earliest of equal scores)."""
     res = tmp_path / "results"
-    assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, *FAST) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[lyrics_tfidf_logreg] trial")]
-    table = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    assert run(family, "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, "--epochs", 1, *FAST) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"[{family}] trial")]
+    table = pd.read_csv(res / family / "trials.csv")
     assert [line.split()[2] for line in lines] == [str(i) for i in table["trial_id"]]
     assert "| baseline |" in lines[0] and "1 of 3 done" in lines[0]
-    for line, (_, row) in zip(lines[1:], table.iloc[1:].iterrows()):
-        assert f"C={row['hp_C']:.3g}" in line  # a searched value, shown beside its score
-        assert f"val_accuracy {row['val_accuracy']:.4f}" in line
+    best = None
+    for i, (line, (_, row)) in enumerate(zip(lines, table.iterrows())):
+        assert f"val_accuracy {row['val_accuracy']:.4f}" in line and f"{i + 1} of 3 done" in line
+        if row["status"] == "COMPLETE" and (best is None or row["val_accuracy"] > best[1]):
+            best = (row["trial_id"], row["val_accuracy"])
+        assert f"best {best[1]:.4f} (trial {best[0]})" in line, line
+        if family == "lyrics_tfidf_logreg" and i:
+            assert f"C={row['hp_C']:.3g}" in line  # a searched value, shown beside its score
 
 
 def test_both_engines_implement_the_engine_interface():

@@ -14,7 +14,7 @@ import time
 from concurrent import futures
 
 from lyrics_cifar_search.runners import compat, search_progress, trials_table
-from lyrics_cifar_search.runners.keras_search.oracles import metrics_of, status_of
+from lyrics_cifar_search.runners.keras_search.oracles import metrics_of, number, status_of
 from lyrics_cifar_search.suite_common import UserError
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class ChiefServicer(protos.get_service_grpc().OracleServicer):
             self.oracle.save()  # Keras Tuner saved before taking the trial off ongoing_trials
             self.seen.pop(trial_id, None)
             trial = self.oracle.trials[trial_id]
-            self.tuner.record_trial(status_of(trial), metrics_of(trial).get(self.tuner.objective[0]))
+            self.tuner.record_trial(number(trial), status_of(trial), metrics_of(trial).get(self.tuner.objective[0]))
             if trials_table.failed_in_a_row([status_of(self.oracle.trials[t]) for t in self.oracle.end_order]):
                 self.stopping = True
                 failures = trials_table.MAX_CONSECUTIVE_FAILURES

@@ -167,22 +167,12 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                             + (f" | best {best['metrics'][objective[0]]:.4f} (trial {best['trial_id']})" if best
                                else ""))
             else:
-                self.record_trial(status_of(trial), metrics.get(objective[0]))
+                self.record_trial(number(trial), status_of(trial), metrics.get(objective[0]))
 
-    def record_trial(self, status, score):
-        """Rewrite trials.csv from the oracle and print a progress line."""
-        name = self.objective[0]
-        rows = self.trial_rows()
-        trials_table.write_trials_csv(self.out_dir, rows)
-        done = [r for r in rows if r["status"] != Status.RUNNING]
-        # the best finished trial (with workers, its model may reach best/ a moment later)
-        best = trials_table.best_of(done, self.objective)
-        order = {number(tid): i for i, tid in enumerate(self.oracle.end_order)}
-        ended = max(done, key=lambda r: order.get(r["trial_id"], -1)) if done else None
-        params = {k[3:]: v for k, v in ended.items() if k.startswith("hp_") and v is not None} if ended else None
-        baseline = default_values(self.oracle.hyperparameters.space)
-        self.progress.trial_done(ended["trial_id"] if ended else "?", len(done), status, score,
-                                 best and best[name], best and best["trial_id"], params, baseline)
+    def record_trial(self, trial_id, status, score):
+        """A trial the study has recorded: trials.csv rewritten from the study, and its progress line."""
+        rows = record.write_table(self.oracle.study, self.out_dir)
+        self.progress.trial_done(rows, trial_id, status, score, default_values(self.oracle.hyperparameters.space))
 
     def pre_create_trial(self):
         if self.stop.requested:
@@ -220,7 +210,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         best_store.reconcile_best(self.out_dir, finished, objective)
         oracle.record_missing()  # a kill between Keras Tuner's state and the study's
         if self.oracle.trials:
-            trials_table.write_trials_csv(self.out_dir, self.trial_rows())
+            record.write_table(self.oracle.study, self.out_dir)
 
     def _save_model(self, model, folder):
         model.save(folder / "model.keras")
