@@ -121,7 +121,7 @@ def main(argv=None):
             print(f"  known words: {known} of {total} ({known / total if total else 0:.0%}) are in the model's "
                   "vocabulary")
             if not total or known / total < KNOWN_WORDS_WARNING:
-                print(f"warning: most of these lyrics are words the model never saw in training: its answer "
+                print("warning: most of these lyrics are words the model never saw in training: its answer "
                       "leans on the few it knows, or on how frequent each genre was", file=sys.stderr)
         elif args.image is not None:
             image = read_image(args.image)

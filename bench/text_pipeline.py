@@ -7,7 +7,6 @@ lyrics_lstm, validation and test accuracy.
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile

@@ -17,7 +17,6 @@ Choices, noted:
 
 import logging
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 from lyrics_cifar_search.runners import best_store, compat, record, search_progress, trials_table, workers
-from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, masked
+from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.runners.compat import installed
 from lyrics_cifar_search.study_data.embeddings import embedding_matrix
-from lyrics_cifar_search.suite_common import UserError, command, log, warn
+from lyrics_cifar_search.suite_common import UserError, command, warn
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,6 @@ the space is used up and the search stops; the overrides are `@synchronized`.
 
 
 import math
-import shutil
-from pathlib import Path
 
 import keras_tuner as kt
 import numpy as np
@@ -42,7 +40,8 @@ import optuna
 
 from lyrics_cifar_search.runners import compat, record, trials_table
 from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, TrialStatus,
-                                                              are_defaults, error_of, metrics_of, number, user_values)
+                                                              are_defaults, error_of, metrics_of, number,
+                                                              remove_trial_files, user_values)
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
@@ -226,9 +225,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             self.start_order[:] = [t for t in self.start_order if t != old]
             if number(old) in self.fixed_numbers:
                 self.fixed_numbers.remove(number(old))
-            folder = Path(self._project_dir)
-            shutil.rmtree(folder / f"trial_{old}", ignore_errors=True)
-            (folder.parent / "histories" / f"trial_{number(old)}.csv").unlink(missing_ok=True)
+            remove_trial_files(self._project_dir, lambda n: n == number(old))
             return {"values": dict(trial.hyperparameters.values), "fixed": fixed,
                     "run_times": compat.run_times(self).pop(old, 0)}
         return None

@@ -2,6 +2,7 @@
 recorded in the search's Optuna study (runners/record.py) as it ends."""
 
 import csv
+import shutil
 import time
 from pathlib import Path
 
@@ -85,6 +86,15 @@ def number(trial_or_id):
 def status_of(trial):
     """A Keras Tuner trial's status as the suite records it (a Status)."""
     return of_keras_tuner(trial.status)
+
+
+def remove_trial_files(project_dir, which):
+    """Remove the Keras Tuner folder and the history (results/<family>/histories/) of each trial whose number
+    which(number) accepts: a trial taken back to run again, or one the oracle no longer holds after a kill."""
+    for path in [*Path(project_dir).glob("trial_*"), *(Path(project_dir).parent / "histories").glob("trial_*.csv")]:
+        n = path.stem[len("trial_"):]
+        if n.isdigit() and which(int(n)):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def metrics_of(trial):

@@ -5,17 +5,17 @@ import contextlib
 import io
 import math
 import os
-import shutil
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 
 from lyrics_cifar_search import search_spaces
-from lyrics_cifar_search.runners import best_store, compat, record, search_progress, trials_table
+from lyrics_cifar_search.runners import best_store, compat, record, trials_table
 from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE
 from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, TrialStatus, are_defaults, default_values,
-                                                              metrics_of, number, status_of, user_values)
+                                                              metrics_of, number, remove_trial_files, status_of,
+                                                              user_values)
 from lyrics_cifar_search.runners.keras_search.errors import FamilyFailed, WriteFailed
 from lyrics_cifar_search.runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
 from lyrics_cifar_search.suite_common import UserError, warn
@@ -194,9 +194,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         # A trial's folder and history with no trial in the oracle: the cut attempt of a trial that runs again
         # under a new id (the study oracle), or a first trial killed before Keras Tuner's state was saved
         ids = {number(t) for t in oracle.trials}
-        for path in [*Path(self.project_dir).glob("trial_*"), *(self.out_dir / "histories").glob("trial_*.csv")]:
-            if path.stem[len("trial_"):].isdigit() and int(path.stem[len("trial_"):]) not in ids:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        remove_trial_files(self.project_dir, lambda n: n not in ids)
         # A kill after Keras Tuner saved an ended trial but before it took it off its ongoing trials: its reload
         # put the trial up to run again. It has ended (end_order): it does not run twice.
         queue = compat.retry_queue(oracle)
