@@ -5,12 +5,10 @@
     with_artist, n_artists              the artist input (--with-artist)
     pretrained                          embedding matrix [vocab_size, dim] (GloVe)
 
-Every family follows the same outline:
-    inputs = lyrics_inputs(spec)
-    x = word_embedding(hp, spec, inputs)      # learned or pre-trained; may join the artist
+Every family's build(hp) follows the same outline:
+    inputs, x = self.words(hp)                # the inputs, and word vectors learned or pre-trained
     ... the family's own layers ...
-    model = keras.Model(inputs, genre_head(hp, spec, inputs, x))
-    return compile_model(model, hp)
+    return self.genre_model(hp, inputs, x, NAME)   # the genre head (and the artist), compiled
 """
 
 import keras
@@ -36,6 +34,18 @@ class LyricsHyperModel(kt.HyperModel):
     def __init__(self, spec):
         super().__init__()
         self.spec = spec
+
+    def words(self, hp, **embedding):
+        """Where build() starts: the model's inputs (lyrics_inputs) and the lyrics' word vectors
+        (word_embedding, with its keyword arguments), as (inputs, x)."""
+        inputs = lyrics_inputs(self.spec)
+        return inputs, word_embedding(hp, self.spec, inputs, **embedding)
+
+    def genre_model(self, hp, inputs, x, name, default_lr=1e-3):
+        """Where build() ends: the genre head on x (joining the artist, with --with-artist), compiled with the
+        searched learning rate (the earlier study's: 1e-3)."""
+        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=name)
+        return compile_model(model, hp, default_lr=default_lr)
 
     def fit(self, hp, model, x, y, validation_data=None, **kwargs):
         n = self.spec["n_classes"]

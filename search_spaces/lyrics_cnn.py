@@ -5,12 +5,10 @@ Defaults = the earlier study: Embedding(20000, 100) -> 3 x [Conv1D (25, 25,
 Flatten -> Dense 50 ReLU -> Dense softmax; Adam 1e-3, batch 1000.
 """
 
-import keras
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, genre_head,
-                                                       lyrics_inputs, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import LyricsHyperModel, conv_stack
 
 NAME = "lyrics_cnn"
 
@@ -22,11 +20,9 @@ NAME = "lyrics_cnn"
                  epochs=20)
 class HyperModel(LyricsHyperModel):
     def build(self, hp):
-        inputs = lyrics_inputs(self.spec)
-        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        inputs, x = self.words(hp)
         kernel = hp.Choice("kernel_size", [2, 3, 5, 7], default=3)
         x = conv_stack(hp, x, kernel_sizes=lambda n_blocks: [kernel] * n_blocks)
         x = layers.Flatten()(x)
         x = layers.Dense(hp.Choice("dense_units", [25, 50, 100, 200], default=50), activation="relu")(x)
-        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
-        return compile_model(model, hp, default_lr=1e-3)
+        return self.genre_model(hp, inputs, x, NAME)

@@ -6,12 +6,10 @@ pooled sequence -> BatchNorm -> Dropout 0.2 -> Dense softmax; Adam 1e-3,
 batch 1000.
 """
 
-import keras
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate,
-                                                       genre_head, lyrics_inputs, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import LyricsHyperModel, conv_stack, dropout_rate
 
 NAME = "lyrics_cnn_lstm"
 
@@ -22,8 +20,7 @@ NAME = "lyrics_cnn_lstm"
                  epochs=20)
 class HyperModel(LyricsHyperModel):
     def build(self, hp):
-        inputs = lyrics_inputs(self.spec)
-        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        inputs, x = self.words(hp)
         x = conv_stack(hp, x, kernel_sizes=lambda n: [3] * n)
         lstm = layers.LSTM(hp.Choice("lstm_units", [10, 32, 64, 128], default=10))
         if hp.Boolean("bidirectional", default=False):
@@ -31,5 +28,4 @@ class HyperModel(LyricsHyperModel):
         x = lstm(x)
         x = layers.BatchNormalization()(x)
         x = layers.Dropout(dropout_rate(hp, 0.2))(x)
-        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
-        return compile_model(model, hp, default_lr=1e-3)
+        return self.genre_model(hp, inputs, x, NAME)

@@ -6,12 +6,10 @@ branches over the embeddings, each conv -> BatchNorm -> ReLU -> global max
 pool, concatenated (Kim, 2014).
 """
 
-import keras
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, conv_stack, dropout_rate,
-                                                       genre_head, lyrics_inputs, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import LyricsHyperModel, conv_stack, dropout_rate
 
 NAME = "lyrics_cnn_multikernel"
 KERNEL_SETS = {"3-4-5": (3, 4, 5), "2-3-4": (2, 3, 4), "3-5-7": (3, 5, 7)}
@@ -23,8 +21,7 @@ KERNEL_SETS = {"3-4-5": (3, 4, 5), "2-3-4": (2, 3, 4), "3-5-7": (3, 5, 7)}
                  epochs=20)
 class HyperModel(LyricsHyperModel):
     def build(self, hp):
-        inputs = lyrics_inputs(self.spec)
-        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        inputs, x = self.words(hp)
         kernels = KERNEL_SETS[hp.Choice("kernel_sizes", list(KERNEL_SETS), default="3-4-5")]
         if hp.Choice("layout", ["stacked", "parallel"], default="stacked") == "stacked":
             # block i uses kernels[i], the last size repeating for a fourth block
@@ -40,5 +37,4 @@ class HyperModel(LyricsHyperModel):
                 branches.append(layers.GlobalMaxPooling1D()(b))
             x = layers.Dropout(dropout_rate(hp, 0.2))(layers.Concatenate()(branches))
         x = layers.Dense(hp.Choice("dense_units", [25, 50, 100, 200], default=50), activation="relu")(x)
-        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
-        return compile_model(model, hp, default_lr=1e-3)
+        return self.genre_model(hp, inputs, x, NAME)

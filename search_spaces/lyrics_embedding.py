@@ -8,11 +8,9 @@ the artist joined -> Dense 64 ReLU -> Dropout 0.2 -> softmax (no dropout
 before the Dense; artist_join=before_dense).
 """
 
-import keras
-
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (EMBEDDING_SOURCES, LyricsHyperModel, artist_join, compile_model,
-                                                       genre_head, lyrics_inputs, pooled_dense_head, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import (EMBEDDING_SOURCES, LyricsHyperModel, artist_join, lyrics_inputs,
+                                                       pooled_dense_head, word_embedding)
 
 NAME = "lyrics_embedding"
 
@@ -44,5 +42,4 @@ class HyperModel(LyricsHyperModel):
         # the study's artist models had no dropout before the Dense 64
         x = pooled_dense_head(hp, self.spec, inputs, x, pooling, self.dropout_before_dense_default and not with_artist,
                               self.artist_dropout_default if with_artist else 0.2)
-        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=self.model_name)
-        return compile_model(model, hp, default_lr=1e-3)
+        return self.genre_model(hp, inputs, x, self.model_name)

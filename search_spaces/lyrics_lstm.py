@@ -6,12 +6,10 @@ categorical cross-entropy, batch 1000, up to 20 epochs, early stopping on
 validation loss (patience 5, in the engine).
 """
 
-import keras
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, dropout_rate, genre_head,
-                                                       lyrics_inputs, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import LyricsHyperModel, dropout_rate
 
 NAME = "lyrics_lstm"
 
@@ -22,8 +20,7 @@ NAME = "lyrics_lstm"
                  epochs=20)
 class HyperModel(LyricsHyperModel):
     def build(self, hp):
-        inputs = lyrics_inputs(self.spec)
-        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        inputs, x = self.words(hp)
         units = hp.Choice("lstm_units", [10, 32, 64, 128], default=10)
         # "flatten" keeps every time step's output (the earlier study);
         # "last_state" classifies from the final hidden state only.
@@ -33,5 +30,4 @@ class HyperModel(LyricsHyperModel):
             x = layers.LSTM(units)(x)
         x = layers.BatchNormalization()(x)
         x = layers.Dropout(dropout_rate(hp, 0.2))(x)
-        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
-        return compile_model(model, hp, default_lr=1e-3)
+        return self.genre_model(hp, inputs, x, NAME)

@@ -5,12 +5,10 @@ sequences) -> BatchNorm -> Dropout 0.2 -> LSTM(10) -> Dense softmax;
 Adam 1e-3, batch 1000.
 """
 
-import keras
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
-from lyrics_cifar_search.search_spaces._lyrics import (LyricsHyperModel, compile_model, dropout_rate, genre_head,
-                                                       lyrics_inputs, word_embedding)
+from lyrics_cifar_search.search_spaces._lyrics import LyricsHyperModel, dropout_rate
 
 NAME = "lyrics_stacked_lstm"
 
@@ -21,8 +19,7 @@ NAME = "lyrics_stacked_lstm"
                  epochs=20)
 class HyperModel(LyricsHyperModel):
     def build(self, hp):
-        inputs = lyrics_inputs(self.spec)
-        x = word_embedding(hp, self.spec, inputs, default_dim=100)
+        inputs, x = self.words(hp)
         n_layers = hp.Int("lstm_layers", 2, 4, default=2)
         dropout = dropout_rate(hp, 0.2)
         recurrent_dropout = hp.Float("recurrent_dropout", 0.0, 0.4, step=0.1, default=0.0)
@@ -34,5 +31,4 @@ class HyperModel(LyricsHyperModel):
             if not last:  # between LSTMs, as the earlier study did after the first
                 x = layers.BatchNormalization()(x)
                 x = layers.Dropout(dropout)(x)
-        model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=NAME)
-        return compile_model(model, hp, default_lr=1e-3)
+        return self.genre_model(hp, inputs, x, NAME)
