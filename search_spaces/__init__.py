@@ -219,6 +219,14 @@ def _user(name):
     return family if family is not None and not family.module.startswith(__name__ + ".") else None
 
 
+def _user_or_refused(name):
+    """A family of the user's by that name, or a UserError naming the valid families."""
+    family = _user(name)
+    if family is None:
+        raise UserError(f"unknown family {name!r}; valid families: {', '.join(all_names())}")
+    return family
+
+
 def is_study_family(name: str) -> bool:
     """One of the earlier study's families (this package's own), not a user's."""
     return name in index()
@@ -230,10 +238,7 @@ def describe(name: str) -> Family:
     family of your own is imported (load_user_families) and described as it registered."""
     modules = index()
     if name not in modules:
-        family = _user(name)
-        if family is None:
-            raise UserError(f"unknown family {name!r}; valid families: {', '.join(all_names())}")
-        return family
+        return _user_or_refused(name)
     declared = dict(_declared(Path(__path__[0]) / f"{modules[name]}.py"))[name]
     return _family(name, f"{__name__}.{modules[name]}", declared)
 
@@ -273,9 +278,6 @@ def get_family(name: str) -> Family:
     """The Family; a UserError naming the valid families if unknown."""
     modules = index()
     if name not in modules:
-        family = _user(name)
-        if family is None:
-            raise UserError(f"unknown family {name!r}; valid families: {', '.join(all_names())}")
-        return family
+        return _user_or_refused(name)
     importlib.import_module(f"{__name__}.{modules[name]}")  # only this family's module: it registers itself
     return _REGISTRY[name]
