@@ -97,7 +97,7 @@ def read_image(path):
 KNOWN_WORDS_WARNING = 0.5  # below this share of known words, the demo warns that its answer says little
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
     console.add_flags(ap)

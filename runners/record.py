@@ -25,6 +25,8 @@ A trial cut short by a kill has the user attribute `interrupted`: it runs
 again, and the tables leave it out.
 """
 
+from __future__ import annotations
+
 import datetime
 import hashlib
 import importlib.util
@@ -47,12 +49,12 @@ BOOKKEEPING = {"trial_id", "is_baseline", "error", "interrupted", "keras_tuner_t
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 
 
-def storage_url(results_dir):
+def storage_url(results_dir: str | Path) -> str:
     """The results folder's own storage (SQLite), which every search in it shares."""
     return f"sqlite:///{Path(results_dir).resolve() / 'optuna.db'}"
 
 
-def study_name(out_dir, record=None, storage=None):
+def study_name(out_dir: str | Path, record: dict | None = None, storage: str | None = None) -> str:
     """The search's study: named like its results folder; in a shared --storage, with a hash of what its trials
     mean (data fingerprint, options, objective, seed, sampler), so another search never resumes it."""
     if storage is None:
@@ -63,7 +65,7 @@ def study_name(out_dir, record=None, storage=None):
     return f"{Path(out_dir).name}-{digest}"
 
 
-def open_storage(out_dir, url=None, heartbeat=True):
+def open_storage(out_dir: str | Path, url: str | None = None, heartbeat: bool = True) -> optuna.storages.BaseStorage:
     """The search's storage: results/optuna.db by default, or a database URL shared by workers (e.g.
     postgresql://...). heartbeat: Optuna's study.optimize sends them; a worker that dies leaves a trial whose
     heartbeat stops, and the next worker to start a trial marks it FAIL and queues its parameters again
@@ -152,7 +154,7 @@ def _identity(meta, settings):
             "engine": meta.get("engine"), "epochs": meta.get("epochs"), **settings}
 
 
-def check_identity(study, meta, **settings):
+def check_identity(study: optuna.Study, meta: dict, **settings) -> None:
     """Before any trial is added: a study that holds trials belongs to this search (its family, variant, data
     fingerprint, seed, objective, epoch budget, tuner, sampler and pruner, as describe() wrote them), whatever
     happened to the results folder (deleted by hand, a --fresh killed half-way, a --worker run on other data).
@@ -173,7 +175,8 @@ def check_identity(study, meta, **settings):
                             "--results-dir")
 
 
-def check_search_study(out_dir, meta, url=None, run_record=None, **settings):
+def check_search_study(out_dir: str | Path, meta: dict, url: str | None = None, run_record: dict | None = None,
+                       **settings) -> None:
     """The CLI's check, before it writes anything (the engines check again as they open the study): the search's
     study, if the record holds one already, holds this search's trials (check_identity)."""
     if url is None and not (Path(out_dir).parent / "optuna.db").exists():
@@ -184,7 +187,7 @@ def check_search_study(out_dir, meta, url=None, run_record=None, **settings):
         check_identity(optuna.load_study(study_name=name, storage=storage), meta, **settings)
 
 
-def describe(study, meta, **settings):
+def describe(study: optuna.Study, meta: dict, **settings) -> None:
     """The study's attributes: which data, seed, objective and engine its trials ran on (checked first:
     check_identity), and the objective's name for the dashboard."""
     check_identity(study, meta, **settings)
@@ -199,7 +202,7 @@ def describe(study, meta, **settings):
             study.set_metric_names([objective])
 
 
-def discard(out_dir):
+def discard(out_dir: str | Path) -> None:
     """--fresh: the search's study in results/optuna.db goes with its folder."""
     out_dir = Path(out_dir)
     if not (out_dir.parent / "optuna.db").exists():
@@ -260,7 +263,8 @@ def optuna_names(space):
     return names
 
 
-def add_ended(study, *, trial_id, state, params, distributions, value, attrs, curve, start, end):
+def add_ended(study: optuna.Study, *, trial_id: int, state: Status, params: dict, distributions: dict,
+              value: float | None, attrs: dict, curve: dict[int, float], start: float, end: float) -> None:
     """A trial that ran elsewhere (a Keras Tuner oracle's) into the study, as it ended: state a Status
     (COMPLETE, PRUNED or FAIL); curve {epoch: objective}; start, end: time.time() values."""
     kept = {k: v for k, v in params.items() if k in distributions and v is not None
@@ -292,12 +296,12 @@ def interrupted(t, retried_numbers=frozenset()):
     return bool(t.user_attrs.get("interrupted") or t.user_attrs.get("duplicate")) or t.number in retried_numbers
 
 
-def trial_id(t):
+def trial_id(t: optuna.trial.FrozenTrial) -> int:
     """The suite's id of a study trial: its own number, or the id its Keras Tuner trial had."""
     return int(t.user_attrs.get("trial_id", t.number))
 
 
-def rows(study):
+def rows(study: optuna.Study) -> list[dict]:
     """trials.csv's rows, one per trial, in trial id order; attempts cut short by a kill (they ran again) are
     left out, and so are trials only queued."""
     out, skip = [], retried(study)
@@ -314,7 +318,7 @@ def rows(study):
     return sorted(out, key=lambda r: r["trial_id"])
 
 
-def write_table(study, out_dir):
+def write_table(study: optuna.Study, out_dir: str | Path) -> list[dict]:
     """trials.csv rewritten from the study: the one way a search's table is written, by either engine, after
     each trial and on a resume. Returns its rows (dicts, trial id order)."""
     table = rows(study)
@@ -322,7 +326,7 @@ def write_table(study, out_dir):
     return table
 
 
-def startup_trials(max_trials, fixed=1):
+def startup_trials(max_trials: int | None, fixed: int = 1) -> int:
     """Trials TPE proposes at random before it models: a quarter of the search, more than the family's fixed
     first trials (they are its first evidence) and at most Optuna's default 10. Optuna's 10 made a 10-trial
     search (the README's default, 18 of the study plan's 19 Keras searches) random search plus the baseline.
@@ -332,7 +336,8 @@ def startup_trials(max_trials, fixed=1):
     return min(10, max(fixed + 2, -(-max_trials // 4)))
 
 
-def make_sampler(name, seed, *, startup=10, parallel=False, defaults=None):
+def make_sampler(name: str, seed: int, *, startup: int = 10, parallel: bool = False,
+                 defaults: dict | None = None) -> optuna.samplers.BaseSampler:
     """--sampler: TPE (multivariate, grouped for conditional spaces, modelling after `startup` trials) or
     random, seeded; every family's. parallel (workers propose while others run): TPE's constant liar, so
     that trials in progress count as poor and workers do not propose near-identical points. tpe-prior: TPE
@@ -412,7 +417,7 @@ class NearDefaults(optuna.samplers.BaseSampler):
         self.base.reseed_rng()
 
 
-def claim_study(url, name, out_dir, objective, fresh=False):
+def claim_study(url: str, name: str, out_dir: str | Path, objective: tuple[str, str], fresh: bool = False) -> None:
     """Before anything is written: the study `name` in the shared storage belongs to this results folder (it is
     created and marked so if new). Another folder's study of the same name is refused with one line; with
     --fresh this folder's is deleted first."""
