@@ -37,7 +37,7 @@ from lyrics_cifar_search.runners.best_model import load_best
 from lyrics_cifar_search.runners.search_progress import changes
 from lyrics_cifar_search.runners.search_summary import baseline_on_test
 from lyrics_cifar_search.suite_common import (CANNOT_WRITE, UserError, atomic, command, console, error_line,
-                                              significance, write_error_line)
+                                              significance, tables, write_error_line)
 from lyrics_cifar_search.suite_common.process import tune_this_process
 from lyrics_cifar_search.suite_common.status import Status
 
@@ -87,7 +87,7 @@ def summarize(folder, family, results_dir):
     if done.empty:
         problem(f"{folder}: no finished trial yet")
         return row, None
-    base = done[done["is_baseline"].astype(bool)]
+    base = tables.baseline(done)
     best = done.loc[trials_table.best_index(done[name], direction)]
     row.update(baseline_score=float(base[name].iloc[0]) if len(base) else np.nan,
                best_score=float(best[name]), best_trial=best["trial_id"])

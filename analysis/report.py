@@ -31,7 +31,8 @@ import pandas as pd
 from lyrics_cifar_search import studies
 from lyrics_cifar_search.analysis import compare, figures
 from lyrics_cifar_search.runners import best_store, search_summary, trials_table
-from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError, atomic, console, error_line, write_error_line
+from lyrics_cifar_search.suite_common import (CANNOT_WRITE, UserError, atomic, console, error_line, tables,
+                                              write_error_line)
 from lyrics_cifar_search.suite_common.process import tune_this_process
 from lyrics_cifar_search.suite_common.status import Status
 
@@ -186,7 +187,7 @@ def space_lines(folder, trials, best, objective):
     distributions = {}
     for t in study.trials:
         distributions.update(t.distributions)
-    base = trials[trials["is_baseline"].astype(bool)]
+    base = tables.baseline(trials)
     rows = []
     for name, dist in distributions.items():
         if hasattr(dist, "choices"):

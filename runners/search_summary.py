@@ -21,7 +21,7 @@ import pandas as pd
 from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search.runners import search_progress, trials_table
 from lyrics_cifar_search.runners.prepare import LOW_ARTIST_COVERAGE, coverage_words
-from lyrics_cifar_search.suite_common import UserError, command, significance
+from lyrics_cifar_search.suite_common import UserError, command, significance, tables
 from lyrics_cifar_search.suite_common.status import Status
 
 
@@ -131,7 +131,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
         lines.append(f"  learned   nothing beyond {reference['what']}: every finished trial is within noise of its "
                      f"{name} {reference['value']:.4f} (+/- {reference['margin']:.4f}, {trials_table.NOISE_Z:g} "
                      "standard errors); try more data, more epochs (--epochs), or check the labels")
-    base = done[done["is_baseline"].astype(bool)]
+    base = tables.baseline(done)
     baseline_values = _values(base.iloc[0]) if len(base) else {}
     best_values = _values(best)
     differs = search_progress.changes(best_values, baseline_values) if baseline_values else \

@@ -15,6 +15,12 @@ def finished(trials, objective):
     return trials[(trials["status"] == Status.COMPLETE) & trials[objective].notna()]
 
 
+def baseline(trials):
+    """The rows of a trials.csv table that are the baseline (is_baseline: the first trial, the earlier study's
+    configuration, as the engine tagged it when it ran); empty if there is none."""
+    return trials[trials["is_baseline"].astype(bool)]
+
+
 def best_index(scores, direction):
     """The index label of the best of a Series of scores ("max" or "min" is better)."""
     return scores.idxmax() if direction == "max" else scores.idxmin()
