@@ -9,15 +9,15 @@ call `failpoint("name")`, a no-op unless the environment enables it:
     SEARCH_SUITE_CRASH_WORKER=i     ... only in worker i of --workers N (SEARCH_SUITE_WORKER_INDEX)
 
 Points (see tests/test_reliability.py and tests/test_hostile_inputs.py for the kills):
-trial-started, trial-recorded, trial-file-written, oracle-saved, before-csv, candidate-written,
-before-promote, mid-replace-dir.
+trial-started, trial-recorded, trial-file-written, oracle-saved, retry-taken, before-csv,
+candidate-written, before-promote, mid-replace-dir.
 """
 
 import os
 
 __all__ = ["failpoint", "POINTS"]
 
-POINTS = ("trial-started", "trial-recorded", "trial-file-written", "oracle-saved", "before-csv",
+POINTS = ("trial-started", "trial-recorded", "trial-file-written", "oracle-saved", "retry-taken", "before-csv",
           "candidate-written", "before-promote", "mid-replace-dir")
 _passes = {}
 

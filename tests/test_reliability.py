@@ -104,6 +104,25 @@ def test_a_kill_as_a_trial_is_recorded_leaves_it_once(skip, extra, tmp_path, sma
         assert t["trial_id"].tolist() == [0, 1, 2]
 
 
+def test_a_kill_as_a_killed_trial_is_taken_to_run_again_loses_nothing(tmp_path, small_lyrics):
+    """kill -9 in the second trial, then kill -9 again as the resume takes that trial to run again, before the
+    oracle's state is saved without it: the next resume reloads Keras Tuner's state (which still names the
+    trial, so its folder must still be there) and finishes. CI saw this window once in the random kills."""
+    res = tmp_path / "r"
+    cmd = search_cmd("lyrics_lstm", small_lyrics, res, 3)
+    first = run(cmd, env={"SEARCH_SUITE_CRASH_AT": "trial-started", "SEARCH_SUITE_CRASH_SKIP": "1"})
+    assert first.returncode == 137, first.stderr[-2000:]
+    second = run(cmd, env={"SEARCH_SUITE_CRASH_AT": "retry-taken"})
+    assert second.returncode == 137, second.stderr[-2000:]
+    last = run(cmd)
+    assert last.returncode == 0, last.stderr[-3000:]
+    t = check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=3)
+    folder = res / "lyrics_lstm"
+    ids = t["trial_id"].tolist()
+    assert sorted(int(p.stem[6:]) for p in (folder / "histories").glob("trial_*.csv")) == ids
+    assert sorted(int(p.name[6:]) for p in (folder / "keras_tuner").glob("trial_*")) == ids
+
+
 @pytest.mark.parametrize("skip", [1, 0])
 def test_after_a_hard_kill_a_trial_has_one_number_everywhere(skip, tmp_path, small_lyrics):
     """kill -9 as the second trial starts (issue 42): the trial runs again as a new trial, numbered as the study

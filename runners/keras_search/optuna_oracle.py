@@ -191,6 +191,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             return self.ongoing_trials[tuner_id]
         self.tuner_ids.add(tuner_id)
         again = self._take_retry()
+        if again is not None:
+            failpoint("retry-taken")  # the trial taken to run again; the oracle's saved state still names it
         full = self.max_trials and len(self.trials) >= self.max_trials
         proposal = None if full and again is None else self._propose(again)
         if proposal is None:  # every trial has run, or the space is used up
@@ -209,11 +211,15 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         if again is not None:
             compat.run_times(self)[trial_id] = again["run_times"]  # Keras Tuner's retries stay counted
         compat.start_trial(self, tuner_id, trial)
+        if again is not None:
+            # Its folder and partial history go only now that the saved state no longer names it: a kill before
+            # this leaves them for the reload to find (and the resume's reconcile to clear)
+            remove_trial_files(self._project_dir, lambda n: n == again["number"])
         return trial
 
     def _take_retry(self):
-        """The trial Keras Tuner would run again next, taken out of its trials (its folder and partial history
-        go too), as {values, fixed, run_times}; None when there is none."""
+        """The trial Keras Tuner would run again next, taken out of its trials, as {number, values, fixed,
+        run_times}; None when there is none. Its folder and history go once the new trial is saved."""
         queue = compat.retry_queue(self)
         while queue:
             old = queue.pop()
@@ -225,8 +231,7 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             self.start_order[:] = [t for t in self.start_order if t != old]
             if number(old) in self.fixed_numbers:
                 self.fixed_numbers.remove(number(old))
-            remove_trial_files(self._project_dir, lambda n: n == number(old))
-            return {"values": dict(trial.hyperparameters.values), "fixed": fixed,
+            return {"number": number(old), "values": dict(trial.hyperparameters.values), "fixed": fixed,
                     "run_times": compat.run_times(self).pop(old, 0)}
         return None
 
