@@ -32,6 +32,7 @@ def test_a_plan_runs_end_to_end_to_a_report_and_resumes_with_nothing_new(tmp_pat
     assert p.returncode == 0, p.stderr[-3000:]
     assert "[study] search 1 of 2: lyrics_tfidf_logreg" in p.stdout and "[study] search 2 of 2: lyrics_lstm" in p.stdout
     assert "[study] lyrics_lstm done in" in p.stdout and "best val_accuracy" in p.stdout
+    assert "[lyrics_tfidf_logreg] trial 0 COMPLETE" in p.stdout  # each search's progress, by default
     trials = {f: pd.read_csv(res / f / "trials.csv") for f in ("lyrics_tfidf_logreg", "lyrics_lstm")}
     assert len(trials["lyrics_tfidf_logreg"]) == 2 and len(trials["lyrics_lstm"]) == 1
     assert (res / "report.html").exists() and (res / "comparison_lyrics.csv").exists()
@@ -45,6 +46,17 @@ def test_a_plan_runs_end_to_end_to_a_report_and_resumes_with_nothing_new(tmp_pat
         assert pd.read_csv(res / f / "trials.csv").equals(t)
     dry = run_study(plan, "--lyrics-data", small_lyrics, "--results-dir", res, "--dry-run")
     assert dry.returncode == 0 and dry.stdout.count("done (") == 2 and "0 to run" in dry.stdout
+
+
+def test_quiet_reaches_every_search_of_the_study(tmp_path, small_lyrics):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[search]]\nfamily = "lyrics_tfidf_logreg"\nmax_trials = 1\n')
+    res = tmp_path / "results"
+    p = run_study(plan, "--lyrics-data", small_lyrics, "--results-dir", res, "--quiet")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "[study] search 1 of 1: lyrics_tfidf_logreg" in p.stdout and "best val_accuracy" in p.stdout
+    assert "] trial 0" not in p.stdout and "feature matrices fitted" not in p.stderr  # no progress, no notices
+    assert len(pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")) == 1
 
 
 def test_dry_run_lists_every_search_of_the_default_plan(capsys, tmp_path):
