@@ -8,7 +8,7 @@ set -u
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
 nvidia-smi -L || true
 echo "== torch: CUDA-graph train steps = Keras's loop"
-timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_scaling.py -k cuda_graph 2>&1 | tail -15
+timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_steps.py -k cuda_graph 2>&1 | tail -15
 for backend in torch jax; do
   echo "== $backend: baseline cifar_cnn throughput, batch 32"
   KERAS_BACKEND=$backend timeout 200 python3 bench/cifar_throughput.py --images 16384 --epochs 3 --batch 32 \
