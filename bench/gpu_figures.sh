@@ -6,6 +6,8 @@
 #   bash bench/gpu_figures.sh
 set -u
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
+# the suite from this copy of the repository, installed or not (lyrics_cifar_search/__init__.py finds its folders)
+cd "$(dirname "$0")/.." && export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi -L || true
 echo "== torch: CUDA-graph train steps = Keras's loop"
 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_gpu_steps.py -k cuda_graph 2>&1 | tail -15
