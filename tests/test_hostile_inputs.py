@@ -232,6 +232,24 @@ def test_a_keras_model_that_disagrees_with_its_files_is_refused(tmp_path, finish
     one_error_line(capsys)
 
 
+def test_a_keras_model_saved_by_0_1_loads(finished, tmp_path):
+    """0.1's suite had top-level packages: its model.keras names the modules of the suite's metrics and layers
+    search_spaces._metrics, ... Keras finds them by their registered names (search_suite>...), so it loads."""
+    import zipfile
+    res = copy_of(finished, tmp_path)
+    path = res / "lyrics_lstm" / "best" / "model.keras"
+    with zipfile.ZipFile(path) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    config = files["config.json"].decode()
+    assert '"module": "lyrics_cifar_search.search_spaces._metrics"' in config
+    files["config.json"] = config.replace('"lyrics_cifar_search.search_spaces.', '"search_spaces.').encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    words = ["love you baby tonight", "fire and steel"]
+    assert load_best("lyrics_lstm", res).predict(words) == load_best("lyrics_lstm", finished).predict(words)
+
+
 def test_load_best_is_quiet_as_the_search_is(finished, tmp_path):
     """Issue 42: load_best in a user's own code printed TensorFlow's start-up lines."""
     script = ("from lyrics_cifar_search.analysis.best_model import load_best\n"
