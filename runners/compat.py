@@ -30,7 +30,10 @@ KNOWN = {
     "optuna": ("4.9", "6", "a value's place in a distribution (BaseDistribution._contains); a RUNNING trial's Trial "
                "built with its constructor; the storage's own "
                "methods for a trial's late parameters and ids (set_trial_param, get_trial_id_from_study_id_trial_number); "
-               "its trial and heartbeat tables (optuna.storages._rdb.models) for trials nobody runs"),
+               "its trial and heartbeat tables (optuna.storages._rdb.models) for trials nobody runs; the search "
+               "policy's (runners/policy.py): TPESampler._sample, _compute_acquisition_func and _random_sampler "
+               "(piBO), RandomSampler._rng, SuccessiveHalvingPruner's completed_rung_<k> attributes and "
+               "_reduction_factor, HyperbandPruner._pruners and _try_initialization, Study._storage and _study_id"),
     "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils)"),
     "tensorflow": ("2.16", "2.22", "traced steps' gradient functions dropped from ops._gradient_registry"),
     "torch": ("2.1", "2.11", "torch._dynamo.reset skipped when nothing was compiled (convert_frame.FRAME_COUNTER); "
@@ -271,3 +274,55 @@ def torch_as_tensor(replacement):
         yield original
     finally:
         torch.as_tensor = original
+
+
+# --- Optuna: the search policy's samplers and pruners (runners/policy.py) -----------------------------------------
+
+def random_state(sampler):
+    """A RandomSampler's own numpy RandomState (RandomSampler._rng, lazily made): what its reseed_rng reseeds."""
+    return sampler._rng.rng
+
+
+def set_tpe_startup_sampler(tpe, sampler):
+    """The sampler TPE's start-up trials come from (TPESampler._random_sampler, a RandomSampler: it also
+    answers TPE's before_trial, after_trial and reseed_rng)."""
+    tpe._random_sampler = sampler
+
+
+def finished_in_whole_study(study):
+    """COMPLETE and PRUNED trials of the whole study, also when `study` is one of Hyperband's bracket views (which
+    filter get_trials): read from the storage."""
+    import optuna  # Optuna: only once a search's record is used
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study._storage.get_all_trials(study._study_id, deepcopy=False, states=states))
+
+
+def rung_values(study, trial):
+    """The values recorded at the rung where successive halving just judged `trial` (its highest
+    completed_rung_<k>, which the pruner has written to the storage): every trial's value there, its own too."""
+    own = study._storage.get_trial(trial._trial_id).system_attrs
+    rung = 0
+    while f"completed_rung_{rung + 1}" in own:
+        rung += 1
+    key = f"completed_rung_{rung}"
+    return [t.system_attrs[key] for t in study.get_trials(deepcopy=False) if key in t.system_attrs]
+
+
+def reduction_factor(pruner):
+    """A SuccessiveHalvingPruner's eta."""
+    return pruner._reduction_factor
+
+
+def brackets(hyperband):
+    """A HyperbandPruner's per-bracket SuccessiveHalvingPruners ([] until its first trial initialises them)."""
+    return hyperband._pruners
+
+
+def replace_brackets(hyperband, cls):
+    """Each bracket's SuccessiveHalvingPruner made again as `cls` (a subclass) with the same resources, rate and
+    bootstrap count, as HyperbandPruner._try_initialization made it."""
+    hyperband._pruners[:] = [
+        p if isinstance(p, cls) else cls(min_resource=p._min_resource, reduction_factor=p._reduction_factor,
+                                         min_early_stopping_rate=p._min_early_stopping_rate,
+                                         bootstrap_count=p._bootstrap_count)
+        for p in hyperband._pruners]

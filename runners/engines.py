@@ -44,6 +44,8 @@ class SearchConfig:
     tuner: Optional[str] = None  # None: the engine's first in TUNERS
     seed: int = 42
     stop: Stop = field(default_factory=Stop)  # Ctrl-C and --time-budget: when the search stops
+    time_budget: Optional[float] = None  # --time-budget in seconds: the search policy sizes its start-up by it
+    baseline: bool = True  # False (--no-baseline): no fixed first trials; the sampler proposes from trial 0
     tensorboard: Optional[str] = None
     workers: int = 1
     storage: Optional[str] = None  # Optuna: a shared database URL
@@ -88,5 +90,5 @@ def study_settings(family: Family, config: SearchConfig) -> dict:
     """The search's own settings in its study's identity, as its engine describes the study (record.describe)."""
     if family.engine == "keras_tuner":
         return {"tuner": config.tuner, **({"sampler": config.sampler, "pruner": config.pruner}
-                                          if config.tuner == "optuna" else {})}
-    return {"sampler": config.sampler}
+                                          if config.tuner == "optuna" else {}), "baseline": config.baseline}
+    return {"sampler": config.sampler, "baseline": config.baseline}

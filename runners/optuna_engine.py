@@ -15,6 +15,7 @@ Choices, noted:
   its cheap feature settings on top of them.
 """
 
+import copy
 import logging
 import os
 import time
@@ -26,13 +27,17 @@ import optuna
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
-from lyrics_cifar_search.runners import best_store, compat, record, search_progress, trials_table, workers
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from lyrics_cifar_search.runners import best_store, compat, policy, record, search_progress, trials_table, workers
 from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 logger = logging.getLogger(__name__)
 
 FINISHED = record.FINISHED
+# Proposals in a row already tried before the space counts as used up (Keras Tuner's collision limit, 20)
+MAX_REPEATS = 20
 
 
 def _taken(study, number):
@@ -71,27 +76,38 @@ def _counted(study):
     return sum(t.state in FINISHED and not record.interrupted(t, retried) for t in study.trials)
 
 
-def enqueue_baseline(study, family):
-    """Trial 0 of a new study: the family's defaults (the earlier study's model), tagged is_baseline."""
-    if not study.trials:
+def enqueue_baseline(study, family, baseline=True):
+    """Trial 0 of a new study: the family's defaults (the earlier study's model), tagged is_baseline; none with
+    --no-baseline (baseline=False)."""
+    if baseline and not study.trials:
         study.enqueue_trial(family.defaults, user_attrs={"is_baseline": True})
 
 
-def _retry_interrupted(study, storage):
-    """Trials left RUNNING by a killed run: marked FAIL (interrupted) and queued again.
-
-    Not Optuna's RetryFailedTrialCallback: that one acts on trials its heartbeat found stale, and a search
-    alone on its results folder runs without heartbeats (its lock says nobody else runs it), so a trial its
-    killed run left RUNNING is known dead now, not after a grace period; it also keeps the baseline tag."""
-    waiting = [t.params for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
+def _run_again(study, numbers):
+    """RUNNING trials `numbers` that nobody runs any more: each is failed (marked interrupted, out of the tables)
+    and queued again with its values by Optuna's RetryHeartbeatStaleTrialCallback (RetryFailedTrialCallback's
+    name since 4.9), as Optuna's heartbeat check does with a stale trial. A trial killed before it drew its values runs the values it was queued with."""
+    storage = compat.storage_of(study)
     study_id = storage.get_study_id_from_name(study.study_name)
+    with warnings.catch_warnings():  # marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=None)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        params = t.params or t.system_attrs.get("fixed_params", {})
-        if params and params not in waiting:
-            study.enqueue_trial(params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "is_baseline"})
+        if t.number not in numbers:
+            continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_user_attr(trial_id, "interrupted", True)
+        storage.set_trial_user_attr(trial_id, "interrupted", True)  # this attempt: out of the tables
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        failed = copy.deepcopy(storage.get_trial(trial_id))
+        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "interrupted"}  # the new one runs
+        retry(study, failed)
+
+
+def _retry_interrupted(study):
+    """Trials left RUNNING by a killed run, found on resume: run again now. A search alone on its results folder
+    (its lock says nobody else runs it) knows such a trial is dead, where Optuna's heartbeat check would wait
+    for its grace period first."""
+    _run_again(study, {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))})
 
 
 class FeatureCache:
@@ -132,24 +148,14 @@ def train(family, params, p, cache, seed):
 
 
 def _fail_orphans(study, grace):
-    """RUNNING trials that nobody runs (no heartbeat, `grace` seconds after their start: Optuna's stale check
-    never fails them) are failed and queued again, as its RetryFailedTrialCallback does with a stale one."""
-    storage = compat.storage_of(study)
-    orphans = set(compat.running_without_heartbeat(storage, study.study_name, grace))
-    if not orphans:
-        return
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.number in orphans:
-            if t.params:
-                study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k == "is_baseline"})
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            storage.set_trial_user_attr(trial_id, "interrupted", True)
-            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    """RUNNING trials with no heartbeat at all, `grace` seconds after their start (a process killed before its
+    first beat; Optuna's stale check skips them): run again, as a stale one is."""
+    _run_again(study, set(compat.running_without_heartbeat(compat.storage_of(study), study.study_name, grace)))
 
 
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
-                  objective=trials_table.OBJECTIVE, name=None, max_trials=None, meta=None):
+                  objective=trials_table.OBJECTIVE, name=None, max_trials=None, time_budget=None, meta=None,
+                  baseline=True):
     """Open (or create) the search's study (name: study_name's); before any worker starts, queue the
     baseline and tidy what a killed single run left. objective: (metric, "max"|"min")."""
     out_dir = Path(out_dir)
@@ -160,22 +166,25 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     if shared_url is None:
         record.move_own_study(out_dir, family.name, storage, name)
     n_before = record.trials_on_record(storage, name)
+    # one fixed first trial: the family's defaults (enqueue_baseline), none with --no-baseline
+    budget = policy.Budget(max_trials=max_trials, time_budget=time_budget, fixed=int(baseline), parallel=shared)
     # seed + trials on record: a resumed seeded search does not replay its proposals
     study = optuna.create_study(study_name=name, storage=storage, direction=record.direction(objective[1]),
-                                sampler=record.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared,
-                                                             startup=record.startup_trials(max_trials),
-                                                             parallel=shared, defaults=family.defaults),
+                                sampler=policy.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared,
+                                                            budget, defaults=family.defaults,
+                                                            legacy_prior=record.legacy_prior(storage, name)),
                                 load_if_exists=True)
     if meta is not None:  # another search's trials are refused before anything is written
-        record.check_identity(study, meta, sampler=sampler)
+        record.check_identity(study, meta, sampler=sampler, baseline=baseline)
+        study.set_user_attr("policy", policy.summary(budget, sampler, "none"))
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
            and not trials_table.is_score(t.value)]
     if bad:
         raise UserError(f"the study in {storage.url if hasattr(storage, 'url') else out_dir} is damaged (trial "
                         f"{bad[0]}'s value is not a number); start again with --fresh")
     if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
-        _retry_interrupted(study, storage)
-        enqueue_baseline(study, family)
+        _retry_interrupted(study)
+        enqueue_baseline(study, family, baseline)
         best_store.reconcile_best(out_dir, {t.number: t.value for t in study.trials
                                          if t.state == optuna.trial.TrialState.COMPLETE}, objective)
         if any(t.state in FINISHED for t in study.trials):
@@ -184,7 +193,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
 
 
 def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False,
-        quiet_if_done=False, stop=None):
+        quiet_if_done=False, stop=None, time_budget=None, baseline=True):
     """Run trials until the study holds max_trials finished ones; returns trials.csv's rows.
 
     worker=True: one of several processes sharing the study (prepared by the
@@ -194,7 +203,8 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     shared = worker or storage is not None
     objective = trials_table.objective_of(family, prepared.meta)
     study = _open_study(family, prepared, out_dir, max_trials=max_trials, seed=seed, sampler=sampler,
-                        storage=storage, worker=worker, shared=shared, objective=objective)
+                        storage=storage, worker=worker, shared=shared, objective=objective, time_budget=time_budget,
+                        baseline=baseline)
     done_before = _counted(study)
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
         return record.write_table(study, out_dir)
@@ -220,18 +230,19 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     return record.rows(study)
 
 
-def _open_study(family, prepared, out_dir, *, max_trials, seed, sampler, storage, worker, shared, objective):
+def _open_study(family, prepared, out_dir, *, max_trials, seed, sampler, storage, worker, shared, objective,
+                time_budget=None, baseline=True):
     """The search's study, prepared (prepare_study), its baseline queued and its identity described (or, in a
     worker, checked: a worker on other data is refused here)."""
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
                           objective=objective, name=record.study_name(out_dir, prepared.record, storage),
-                          max_trials=max_trials, meta=prepared.meta)
+                          max_trials=max_trials, time_budget=time_budget, meta=prepared.meta, baseline=baseline)
     if storage is not None and not worker:
-        enqueue_baseline(study, family)
+        enqueue_baseline(study, family, baseline)
     if not worker:
-        record.describe(study, prepared.meta, sampler=sampler)
+        record.describe(study, prepared.meta, sampler=sampler, baseline=baseline)
     else:  # the process that started the workers described it
-        record.check_identity(study, prepared.meta, sampler=sampler)
+        record.check_identity(study, prepared.meta, sampler=sampler, baseline=baseline)
     return study
 
 
@@ -245,6 +256,7 @@ class _Search:
         self.cache = FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
         self.candidates, self.baselines = {}, {}  # staged models, by trial number, until the trial is recorded
         self.ended_states = []  # this process's trials, in the order they ended
+        self.repeats = 0  # proposals in a row already tried
         self.progress = search_progress.Progress(family.name, max_trials, objective,
                                                  trials_table.chance(prepared.meta, objective[0]))
 
@@ -272,6 +284,12 @@ class _Search:
             raise optuna.TrialPruned()
         try:
             params = family.suggest(trial)
+            if self.tried_before(trial, params):
+                # Keras Tuner's rule, kept by both engines: a configuration already tried is not trained again. The
+                # proposal ends PRUNED, marked duplicate (out of the tables and the trial count); TPE ranks it
+                # poor, so it moves on; after Keras Tuner's 20 in a row the space is taken as used up.
+                trial.set_user_attr("duplicate", True)
+                raise optuna.TrialPruned()
             failpoint("trial-started")
             model, metrics = train(family, params, p, self.cache, self.seed)
         except Exception as e:
@@ -294,7 +312,21 @@ class _Search:
                 p.artifacts, name=best_store.BASELINE_STAGED)
         return metrics[self.objective[0]]
 
+    def tried_before(self, trial, params):
+        """Whether a trial of the search (not an attempt cut short, not a duplicate) ran these values."""
+        retried = record.retried(self.study)
+        return any(t.number != trial.number and t.params == trial.params and not record.interrupted(t, retried)
+                   and t.state in FINISHED for t in self.study.get_trials(deepcopy=False))
+
     def after_trial(self, study, frozen):
+        if frozen.user_attrs.get("duplicate"):
+            self.repeats += 1
+            if self.repeats > MAX_REPEATS:
+                search_progress.log(f"{self.family.name}: the sampler proposed configurations already tried "
+                                    f"{MAX_REPEATS} times in a row: the space is used up; stopping the search")
+                study.stop()
+            return
+        self.repeats = 0
         failpoint("trial-recorded")
         candidate, baseline = self.candidates.pop(frozen.number, None), self.baselines.pop(frozen.number, None)
         if baseline is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
@@ -338,7 +370,7 @@ def _wait_for_running_trials(search, storage_url):
                     break
                 time.sleep(0.25)
             with warnings.catch_warnings():  # marked experimental
-                warnings.simplefilter("ignore")
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
             _fail_orphans(study, grace)
         if (_queued(study) or _counted(study) + search.running() < search.max_trials) and not stop.requested \
@@ -353,14 +385,15 @@ def search(family, prepared, out_dir, config):
     study holds --max-trials. Returns the trials.csv rows ([] in a worker)."""
     if config.worker:  # one of several: the process that started it holds the lock
         run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
-            storage=config.storage, worker=True, stop=config.stop)
+            storage=config.storage, worker=True, stop=config.stop, time_budget=config.time_budget,
+            baseline=config.baseline)
         logger.info(f"worker {os.getpid()} done")
         return []
     if config.workers > 1:
         return _run_workers(family, prepared, out_dir, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     return run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
-               storage=config.storage, stop=config.stop)
+               storage=config.storage, stop=config.stop, time_budget=config.time_budget, baseline=config.baseline)
 
 
 def _run_workers(family, prepared, out_dir, config):
@@ -368,10 +401,11 @@ def _run_workers(family, prepared, out_dir, config):
     objective = trials_table.objective_of(family, prepared.meta)
     name = record.study_name(out_dir, prepared.record, config.storage)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
-                          objective=objective, name=name, meta=prepared.meta)
+                          objective=objective, name=name, max_trials=config.max_trials,
+                          time_budget=config.time_budget, meta=prepared.meta, baseline=config.baseline)
     if config.storage:
-        enqueue_baseline(study, family)
-    record.describe(study, prepared.meta, sampler=config.sampler)  # before the workers check it
+        enqueue_baseline(study, family, config.baseline)
+    record.describe(study, prepared.meta, sampler=config.sampler, baseline=config.baseline)  # before the workers
     procs = workers.start_workers(family, config, ["--worker"])
     codes = [p.wait() for p in procs]
     if any(codes):
@@ -381,9 +415,11 @@ def _run_workers(family, prepared, out_dir, config):
         # holds): a trial still RUNNING belonged to a worker that died. This process re-queues it
         # and runs what is left, so the search ends with --max-trials finished trials.
         return run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
-                   sampler=config.sampler, quiet_if_done=True, stop=config.stop)
+                   sampler=config.sampler, quiet_if_done=True, stop=config.stop, time_budget=config.time_budget,
+                   baseline=config.baseline)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
-                          shared=True, objective=objective, name=name)
+                          shared=True, objective=objective, name=name, max_trials=config.max_trials,
+                          time_budget=config.time_budget, baseline=config.baseline)
     return record.write_table(study, out_dir)
 
 

@@ -31,13 +31,11 @@ import datetime
 import hashlib
 import importlib.util
 import json
-import math
 import warnings
 from pathlib import Path
 
-import numpy as np
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from lyrics_cifar_search.runners import compat, trials_table
 from lyrics_cifar_search.suite_common import UserError, masked
@@ -75,11 +73,11 @@ def open_storage(out_dir: str | Path, url: str | None = None, heartbeat: bool = 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # outside the try below: a missing name (an Optuna older than setup.cfg's 4.9) is not a storage fault
     with warnings.catch_warnings():  # marked experimental
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if heartbeat else None
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             if not heartbeat:
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
             return optuna.storages.RDBStorage(
@@ -143,7 +141,7 @@ def direction(objective_direction):
 # What a study's trials mean: a study holding trials of another search (other data, family, budget, tuner...) is
 # never added to (check_identity)
 IDENTITY = ("family", "variant", "data_fingerprint", "seed", "objective", "engine", "epochs", "tuner", "sampler",
-            "pruner")
+            "pruner", "baseline")
 
 
 def _identity(meta, settings):
@@ -193,6 +191,9 @@ def describe(study: optuna.Study, meta: dict, **settings) -> None:
     check_identity(study, meta, **settings)
     objective = (meta.get("objective") or trials_table.OBJECTIVE)[0]
     attrs = study.user_attrs
+    if settings.get("sampler") == "tpe-prior" and "prior" not in attrs and not legacy_prior(
+            compat.storage_of(study), study.study_name):  # a new search: piBO (policy.PriorTPE)
+        study.set_user_attr("prior", "pibo")
     for key, value in _identity(meta, settings).items():
         if attrs.get(key) != value:
             study.set_user_attr(key, value)
@@ -286,7 +287,7 @@ def retried(study):
     """Numbers of trials cut short by a dead worker and queued again (by the heartbeat callback)."""
     with warnings.catch_warnings():  # marked experimental since Optuna 2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        numbers = [RetryFailedTrialCallback.retried_trial_number(t) for t in study.get_trials(deepcopy=False)]
+        numbers = [RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in study.get_trials(deepcopy=False)]
     return {n for n in numbers if n is not None}
 
 
@@ -326,95 +327,14 @@ def write_table(study: optuna.Study, out_dir: str | Path) -> list[dict]:
     return table
 
 
-def startup_trials(max_trials: int | None, fixed: int = 1) -> int:
-    """Trials TPE proposes at random before it models: a quarter of the search, more than the family's fixed
-    first trials (they are its first evidence) and at most Optuna's default 10. Optuna's 10 made a 10-trial
-    search (the README's default, 18 of the study plan's 19 Keras searches) random search plus the baseline.
-    max_trials None (Keras Tuner's "no limit"): Optuna's 10."""
-    if max_trials is None:
-        return 10
-    return min(10, max(fixed + 2, -(-max_trials // 4)))
-
-
-def make_sampler(name: str, seed: int, *, startup: int = 10, parallel: bool = False,
-                 defaults: dict | None = None) -> optuna.samplers.BaseSampler:
-    """--sampler: TPE (multivariate, grouped for conditional spaces, modelling after `startup` trials) or
-    random, seeded; every family's. parallel (workers propose while others run): TPE's constant liar, so
-    that trials in progress count as poor and workers do not propose near-identical points. tpe-prior: TPE
-    whose trials are drawn near the family's defaults (the earlier study's configuration, `defaults`
-    {study parameter name: value}) with a weight that falls as trials finish (NearDefaults)."""
-    with warnings.catch_warnings():  # multivariate, group and constant_liar are marked experimental
-        warnings.simplefilter("ignore")
-        if name in ("tpe", "tpe-prior"):
-            tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=startup,
-                                             constant_liar=parallel)
-            return NearDefaults(tpe, defaults if defaults is not None else {}, seed) if name == "tpe-prior" else tpe
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(name)
-
-
-class NearDefaults(optuna.samplers.BaseSampler):
-    """A prior on the defaults, as PriorBand and piBO put an expert's prior into a search (neither Keras Tuner
-    nor Optuna has one): each new trial is, with probability PRIOR_WEIGHT / (PRIOR_WEIGHT + n) after n finished
-    trials, drawn near the defaults (each parameter: its default kept half the time for a choice, else any
-    choice; a number from a normal around its default, a sixth of its range wide, on its log scale where it
-    has one); otherwise the base sampler (TPE) proposes it. The prior's weight falls as evidence comes in:
-    2/3 after the baseline, 1/3 after 4 trials, 1/6 after 10."""
-
-    PRIOR_WEIGHT = 2.0
-
-    def __init__(self, base, defaults, seed):
-        self.base, self._defaults = base, defaults  # a dict, or a function giving it (a space known later)
-        self._rng = np.random.default_rng(seed)
-        self._near = {}  # trial number -> drawn near the defaults
-
-    def _is_near(self, study, trial):
-        if trial.number not in self._near:
-            n = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                               optuna.trial.TrialState.PRUNED)))
-            self._near[trial.number] = bool(self._rng.random() < self.PRIOR_WEIGHT / (self.PRIOR_WEIGHT + n))
-        return self._near[trial.number]
-
-    def infer_relative_search_space(self, study, trial):
-        return self.base.infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study, trial, search_space):
-        return {} if self._is_near(study, trial) else self.base.sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        defaults = self._defaults() if callable(self._defaults) else self._defaults
-        if not self._is_near(study, trial) or param_name not in defaults:
-            return self.base.sample_independent(study, trial, param_name, param_distribution)
-        return self.near(param_distribution, defaults[param_name])
-
-    def near(self, dist, default):
-        """A value of `dist` drawn near `default`."""
-        d = optuna.distributions
-        if isinstance(dist, d.CategoricalDistribution):
-            if default in dist.choices and self._rng.random() < 0.5:
-                return default
-            return dist.choices[int(self._rng.integers(len(dist.choices)))]
-        low, high, log = float(dist.low), float(dist.high), dist.log
-        lo, hi, at = (math.log(low), math.log(high), math.log(min(max(default, low), high))) if log else \
-            (low, high, min(max(float(default), low), high))
-        x = min(max(self._rng.normal(at, (hi - lo) / 6), lo), hi)
-        x = math.exp(x) if log else x
-        step = getattr(dist, "step", None)
-        if step:
-            x = low + round((x - low) / step) * step
-        if isinstance(dist, d.IntDistribution):
-            x = int(round(x))
-        return min(max(x, dist.low), dist.high)
-
-    def before_trial(self, study, trial):
-        self.base.before_trial(study, trial)
-
-    def after_trial(self, study, trial, state, values):
-        self.base.after_trial(study, trial, state, values)
-
-    def reseed_rng(self):
-        self.base.reseed_rng()
+def legacy_prior(storage, name) -> bool:
+    """Whether the study `name` holds trials of a search made with the first --sampler tpe-prior (the mixture,
+    policy.NearDefaults, before piBO): it names that sampler and no prior. Such a search resumes with it."""
+    if not has_study(storage, name):
+        return False
+    study_id = storage.get_study_id_from_name(name)
+    attrs = storage.get_study_user_attrs(study_id)
+    return attrs.get("sampler") == "tpe-prior" and "prior" not in attrs and bool(storage.get_all_trials(study_id))
 
 
 def claim_study(url: str, name: str, out_dir: str | Path, objective: tuple[str, str], fresh: bool = False) -> None:

@@ -69,6 +69,9 @@ def build_parser():
     p.add_argument("--time-budget", type=duration, metavar="D",
                    help="no new trial starts after D (90s, 30m, 2h), counted from the first trial (once the "
                    "data is ready); the search then ends with exit 0 and the same command continues it")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="measure the search alone: the first trial is the sampler's, not the earlier study's "
+                   "configuration (no fixed first trials; the tables then have no baseline row)")
     p.add_argument("--time-budget-hard", action="store_true",
                    help="with --time-budget: also stop the Keras trial in progress at its next epoch end")
     p.add_argument("--results-dir", default=DataOptions.results_dir, help="where results/<family>/ goes (default results)")
@@ -129,6 +132,8 @@ def check_resume(out_dir, record):
     previous = trials_table.run_record(out_dir)
     if not previous:
         return
+    # "baseline" is recorded only when --no-baseline turned it off: every other search ran its baseline first
+    previous, record = {"baseline": True, **previous}, {"baseline": True, **record}
     if previous.get("tuner") in SAMPLERS and not {"sampler", "epochs"} & set(previous):
         # an Optuna family's search recorded before --sampler, when --tuner named its sampler: the same search
         previous = {**previous, "tuner": "optuna", "sampler": previous["tuner"]}
@@ -254,7 +259,8 @@ def main(argv=None, stop=None):
     config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed, stop=stop,
                           tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
-                          sampler=args.sampler or SAMPLERS[0], pruner=args.pruner or PRUNERS[0])
+                          sampler=args.sampler or SAMPLERS[0], pruner=args.pruner or PRUNERS[0],
+                          time_budget=args.time_budget, baseline=not args.no_baseline)
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
     # --time-budget counts from here, once the data is ready and the framework loaded (a budget shorter than
     # Keras's import would otherwise end a search before its first trial): no trial starts after it
@@ -275,6 +281,8 @@ def record_what_a_trial_means(prepared, family, args, tuner):
         prepared.record["sampler"] = args.sampler or SAMPLERS[0]
         if family.engine == "keras_tuner":  # what a trial means: how far it may be trained
             prepared.record["pruner"] = args.pruner or PRUNERS[0]
+    if args.no_baseline:  # recorded only when off: a shared study's name hashes the record, and must not move
+        prepared.record["baseline"] = False
     prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
                                            if family.engine == "keras_tuner" else {"storage": masked(args.storage)
                                                                                    if args.storage else None}))

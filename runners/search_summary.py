@@ -26,8 +26,10 @@ from lyrics_cifar_search.suite_common.status import Status
 
 
 def counts(out_dir, trials):
-    """How the trials ended, and what pruning saved: "8 complete, 0 failed, 2 pruned: 11 of 60 epochs saved
-    against training every trial to 6"."""
+    """How the trials ended, and what pruning did: "8 complete, 0 failed, 2 pruned: 11 of 60 epochs saved against
+    training every trial to 6; the noise margin (2 standard errors of a trial's own score beyond its pruner's
+    cut) spared 3 trials the pruner's rule would have stopped"."""
+    from lyrics_cifar_search.runners.policy import NOISE_Z  # Optuna: the search has run
     statuses = trials["status"].value_counts()
     said = ", ".join(f"{int(statuses.get(s, 0))} {s.lower() if s != Status.FAIL else 'failed'}"
                      for s in (Status.COMPLETE, Status.FAIL, Status.PRUNED) if s != Status.PRUNED or statuses.get(s, 0))
@@ -36,10 +38,10 @@ def counts(out_dir, trials):
     if len(pruned) and isinstance(budget, int) and "epochs_run" in pruned:
         saved = int((budget - pruned["epochs_run"].fillna(budget)).clip(lower=0).sum())
         said += f": {saved} of {budget * len(trials)} epochs saved against training every trial to {budget}"
-    margins = pruned["pruned_margin"].dropna() if "pruned_margin" in pruned else pd.Series(dtype=float)
-    if len(margins):  # the noise guard (runners/keras_search/optuna_oracle.py, NoiseGuard)
-        said += (f"; each pruned more than {trials_table.NOISE_Z:g} standard errors of its validation score below the median"
-                 f" (by {margins.min():.3g}" + (f" to {margins.max():.3g})" if len(margins) > 1 else ")"))
+    spared = int(trials["spared_by_margin"].fillna(False).astype(bool).sum()) if "spared_by_margin" in trials else 0
+    if trials_table.run_record(out_dir).get("pruner") not in (None, "none"):  # its noise margin (runners/policy.py)
+        said += (f"; the noise margin ({NOISE_Z:g} standard errors of a trial's own score beyond its pruner's cut) "
+                 f"spared {spared} {'trial' if spared == 1 else 'trials'} the pruner's rule would have stopped")
     return said
 
 
@@ -112,6 +114,7 @@ def next_commands(out_dir, family, results_dir, tensorboard=None):
 def summary_lines(family, out_dir, results_dir, tensorboard=None):
     """The lines that end a search (nothing is written)."""
     out_dir = Path(out_dir)
+    from lyrics_cifar_search.runners.policy import NOISE_Z  # Optuna: the search has run
     lines = []
     try:
         trials = trials_table.read_trials(out_dir)
@@ -129,7 +132,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     reference = _reference(out_dir, name)
     if trials_table.learned_nothing(best[name], reference, direction):
         lines.append(f"  learned   nothing beyond {reference['what']}: every finished trial is within noise of its "
-                     f"{name} {reference['value']:.4f} (+/- {reference['margin']:.4f}, {trials_table.NOISE_Z:g} "
+                     f"{name} {reference['value']:.4f} (+/- {reference['margin']:.4f}, {NOISE_Z:g} "
                      "standard errors); try more data, more epochs (--epochs), or check the labels")
     base = tables.baseline(done)
     baseline_values = _values(base.iloc[0]) if len(base) else {}

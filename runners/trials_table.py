@@ -29,9 +29,6 @@ OBJECTIVE = ("val_accuracy", "max")
 OBJECTIVES = {"val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
 # A worker tells that it is alive this often (Keras Tuner: to its chief; Optuna: in the shared storage); one
 # silent for a few of these has its trial handed to another worker.
-# the study oracle prunes a trial only this many standard errors of its validation score below the median of
-# the finished trials (runners/keras_search/optuna_oracle.py, NoiseGuard): about 97.7 %, one-sided
-NOISE_Z = 2.0
 HEARTBEAT_S = 4
 # A search stops when this many trials in a row have failed (every engine, workers included).
 MAX_CONSECUTIVE_FAILURES = 3
@@ -146,6 +143,7 @@ def chance(meta, objective):
     "margin"} (margin: NOISE_Z standard errors at the validation size), or None where unknown. A classifier:
     always answering the training split's most frequent class (accuracy, or macro-F1); the autoencoder:
     reconstructing every image as the training split's mean image (reconstruction MSE)."""
+    from lyrics_cifar_search.runners.policy import NOISE_Z  # the search's margin (Optuna: only once a search ran)
     data = meta.get("data") or {}
     if objective == "val_reconstruction_mse" and data.get("mean_image_val_mse") is not None:
         ref = data["mean_image_val_mse"]

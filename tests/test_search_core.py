@@ -1,8 +1,9 @@
-"""The search core, round two (issue 39): the study oracle's defaults (TPE's start-up scaled to the search, the
-pruners' start-up counting every fixed trial, constant liar with workers, Hyperband's brackets), pruning that
-knows the noise of its validation set and watches what the trial is scored on, and Keras Tuner's own oracle
-contract (best-trial order for a minimised objective, conditional scopes, reload, retries of failed trials,
-exhausted spaces, max_trials=None, its grids, its older end_trial signature)."""
+"""The search core, rounds two and three (issues 39, 48): the search policy (runners/policy.py: TPE's start-up
+from the budget, trials or time; the pruners' start-up counting every fixed trial; constant liar with workers;
+Hyperband's brackets), pruners that keep their own rule with a noise margin on its cut and watch what the trial
+is scored on, a prior that is a prior (piBO), and Keras Tuner's own oracle contract (best-trial order for a
+minimised objective, conditional scopes, reload, retries of failed trials, exhausted spaces, max_trials=None,
+its grids, its older end_trial signature)."""
 
 import math
 
@@ -11,9 +12,10 @@ import optuna
 import pandas as pd
 import pytest
 
-from lyrics_cifar_search.runners import record
+from lyrics_cifar_search.runners import compat, policy, record
 from lyrics_cifar_search.runners.keras_search import make_oracle
-from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE, StudyOracle, hyperband_brackets, median_after
+from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE, StudyOracle
+from lyrics_cifar_search.runners.policy import Budget, hyperband_brackets, pruner_startup, startup_trials
 from lyrics_cifar_search.runners.keras_search.oracles import EPOCH
 from lyrics_cifar_search.runners.keras_search.tuner import ReportEachEpoch, standard_error
 from lyrics_cifar_search.runners.search import cli
@@ -58,9 +60,9 @@ def study_of(tmp_path):
 # --- defaults that search --------------------------------------------------------------------------------------
 
 def test_tpe_starts_modelling_after_a_start_up_scaled_to_the_search(tmp_path):
-    assert record.startup_trials(10, 1) == 3  # the README's default: the baseline, 2 random, then 7 modelled
-    assert record.startup_trials(10, 2) == 4  # more than the fixed trials, always
-    assert record.startup_trials(40, 1) == 10 and record.startup_trials(None, 1) == 10  # Optuna's 10 at most
+    assert startup_trials(Budget(10, fixed=1)) == 3  # the README's default: the baseline, 2 random, then 7 modelled
+    assert startup_trials(Budget(10, fixed=2)) == 4  # more than the fixed trials, always
+    assert startup_trials(Budget(40, fixed=1)) == 10 and startup_trials(Budget(None, fixed=1)) == 10  # Optuna's 10
     o = oracle(tmp_path, lr_units, max_trials=10)
     assert o.study.sampler._n_startup_trials == 3
     assert not o.study.sampler._constant_liar  # alone: no trials in progress to lie about
@@ -91,8 +93,8 @@ def test_every_familys_pruner_start_up_counts_all_its_fixed_trials(tmp_path, nam
     fixed = len(family.first_trials)
     o = make_oracle("optuna", 10, 10, 1, study=(f"sqlite:///{tmp_path / 's.db'}", "s"),
                     first_trials=family.first_trials)
-    assert o.study.pruner._n_startup_trials == median_after(10, fixed) > fixed
-    assert o.study.sampler._n_startup_trials == record.startup_trials(10, fixed) > fixed
+    assert o.study.pruner._n_startup_trials == pruner_startup(Budget(10, fixed=fixed)) > fixed
+    assert o.study.sampler._n_startup_trials == startup_trials(Budget(10, fixed=fixed)) > fixed
 
 
 def test_the_search_opens_its_study_knowing_the_fixed_trials(tmp_path):
@@ -122,10 +124,12 @@ def test_a_trial_within_the_noise_of_the_bar_is_not_pruned_and_one_beyond_it_is(
     assert finish(o, o.create_trial("t"), 0.45, curve=[0.45] * 10, se=0.05) == 3
     study = study_of(tmp_path)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4 + ["PRUNED"]
-    assert study.trials[-1].user_attrs["pruned_margin"] == pytest.approx(0.15)
+    assert study.trials[-1].user_attrs["pruned_beyond_cut"] == pytest.approx(0.15)
     assert study.trials[-1].value == pytest.approx(0.45)  # a pruned trial's value: its last reported epoch
+    assert study.trials[-2].user_attrs["spared_by_margin"]  # the rule alone would have stopped it
     rows = record.rows(study)
-    assert rows[-1]["status"] == "PRUNED" and rows[-1]["pruned_margin"] == pytest.approx(0.15)
+    assert rows[-1]["status"] == "PRUNED" and rows[-1]["pruned_beyond_cut"] == pytest.approx(0.15)
+    assert rows[-2]["spared_by_margin"] and rows[-2]["status"] == "COMPLETE"
 
 
 def test_the_binomial_standard_error_at_the_validation_size():
@@ -200,7 +204,7 @@ def test_max_trials_none_is_no_limit(tmp_path):
         trial = o.create_trial("t")
         assert trial.status == "RUNNING"
         finish(o, trial, 0.5)
-    assert median_after(None, 1) == 5
+    assert pruner_startup(Budget(None, fixed=1)) == 5
 
 
 def test_a_used_up_space_ends_the_search_without_repeating_a_configuration(tmp_path):
@@ -392,31 +396,3 @@ def test_the_autoencoder_reports_its_reconstruction_error_each_epoch(tmp_path):
         assert t.value == pytest.approx(t.user_attrs["val_reconstruction_mse"])
 
 
-# --- a prior on the defaults (--sampler tpe-prior) --------------------------------------------------------------
-
-def test_the_prior_draws_near_the_defaults_and_fades_as_trials_finish(tmp_path):
-    sampler = record.make_sampler("tpe-prior", 1, defaults={"learning_rate": 1e-3, "units": 16, "kind": "cnn"})
-    d = optuna.distributions
-    lr = [sampler.near(d.FloatDistribution(1e-4, 1e-2, log=True), 1e-3) for _ in range(400)]
-    close = sum(10 ** -3.5 <= v <= 10 ** -2.5 for v in lr) / len(lr)
-    assert close > 0.8  # a uniform draw on the log scale: 0.5
-    units = [sampler.near(d.IntDistribution(8, 64, step=8), 16) for _ in range(200)]
-    assert all(u in range(8, 65, 8) for u in units) and sum(u <= 24 for u in units) / len(units) > 0.6
-    kinds = [sampler.near(d.CategoricalDistribution(["cnn", "rnn", "mlp"]), "cnn") for _ in range(300)]
-    assert 0.55 < kinds.count("cnn") / len(kinds) < 0.8  # half the time the default, else any of the three
-    # the prior's weight: 2 / (2 + n) after n finished trials, through the study oracle
-    o = oracle(tmp_path, lr_units, max_trials=200, sampler="tpe-prior", pruner="none")
-    near = []
-    for i in range(40):
-        trial = o.create_trial("t")
-        near.append(o.study.sampler._near.get(len(o.study.trials) - 1, False))
-        finish(o, trial, 0.5)
-    assert sum(near[1:11]) > sum(near[-10:])  # the first searched trials lean on the prior, the last hardly
-
-
-@pytest.mark.slow
-def test_an_optuna_family_searches_with_the_prior(tmp_path, small_lyrics):
-    res = tmp_path / "r"
-    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "6",
-                "--sampler", "tpe-prior"]) == 0
-    assert len(pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")) == 6

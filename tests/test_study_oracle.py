@@ -8,7 +8,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle, median_after
+from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
+from lyrics_cifar_search.runners.policy import Budget, pruner_startup
 from lyrics_cifar_search.runners.keras_search.oracles import EPOCH
 from lyrics_cifar_search.runners.search import cli
 
@@ -47,9 +48,9 @@ def test_the_study_proposes_records_and_prunes(tmp_path):
     assert stopped is None and base.hyperparameters.values["learning_rate"] == 1e-3
     good = [0.6 + 0.01 * e for e in range(10)]
     assert run_trial(o, "t", good)[1] is None
-    # as poor as the one pruned below, but fewer than median_after(20 trials, 1 fixed) = 4 have finished: the
+    # as poor as the one pruned below, but fewer than pruner_startup(20 trials, 1 fixed) = 4 have finished: the
     # median of the baseline and one more is no bar yet
-    after = median_after(20, 1)
+    after = pruner_startup(Budget(max_trials=20, fixed=1))
     assert after == 4
     assert run_trial(o, "t", [0.05] * 10)[1] is None
     for _ in range(after - 3):
@@ -70,9 +71,11 @@ def test_the_study_proposes_records_and_prunes(tmp_path):
 
 
 def test_the_median_pruner_waits_for_a_share_of_the_search_and_a_searched_trial():
-    assert median_after(10, 1) == 2  # the README's first command: pruning from the third trial
-    assert median_after(10, 2) == 3  # cifar_cnn: its two fixed trials alone are not the bar
-    assert median_after(1000, 2) == 5  # a --time-budget search: Optuna's default
+    assert pruner_startup(Budget(max_trials=10, fixed=1)) == 2  # the README's first command: from the third trial
+    assert pruner_startup(Budget(max_trials=10, fixed=2)) == 3  # cifar_cnn: its two fixed trials alone are no bar
+    assert pruner_startup(Budget(max_trials=1000, fixed=2)) == 5  # 1,000 trials: Optuna's default
+    # a time-budgeted search (its --max-trials a cap, not its size): the fixed trials and one searched
+    assert pruner_startup(Budget(max_trials=1000, time_budget=90, fixed=2)) == 3
 
 
 def test_no_pruner_trains_every_trial_to_the_end(tmp_path):
@@ -159,11 +162,12 @@ def test_the_summary_and_report_say_what_pruning_saved(tmp_path):
     (tmp_path / "search.json").write_text(json.dumps({"epochs": 6, "tuner": "optuna", "sampler": "tpe",
                                                       "pruner": "median"}))
     trials = pd.DataFrame({"status": ["COMPLETE", "PRUNED", "FAIL", "PRUNED"], "epochs_run": [6, 2, 1, 3]})
-    assert search_summary.counts(tmp_path, trials) == \
-        "1 complete, 1 failed, 2 pruned: 7 of 24 epochs saved against training every trial to 6"
-    trials["pruned_margin"] = [None, 0.12, None, 0.05]
+    assert search_summary.counts(tmp_path, trials).startswith(
+        "1 complete, 1 failed, 2 pruned: 7 of 24 epochs saved against training every trial to 6; the noise margin")
+    trials["spared_by_margin"] = [None, None, True, None]
     assert search_summary.counts(tmp_path, trials).endswith(
-        "; each pruned more than 2 standard errors of its validation score below the median (by 0.05 to 0.12)")
+        "; the noise margin (2 standard errors of a trial's own score beyond its pruner's cut) spared 1 trial the "
+        "pruner's rule would have stopped")
     assert search_summary.proposer(tmp_path) == "Optuna study (tpe sampler, median pruner)"
     (tmp_path / "search.json").write_text(json.dumps({"epochs": 6, "tuner": "hyperband"}))
     assert search_summary.proposer(tmp_path) == "Keras Tuner hyperband"

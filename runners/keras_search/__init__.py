@@ -55,14 +55,15 @@ logger = logging.getLogger(__name__)
 
 
 def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
-                pruner="median", first_trials=({},), parallel=False):
+                pruner="median", first_trials=({},), parallel=False, time_budget=None):
     """"optuna": the Optuna-backed oracle, or Keras Tuner's own (random, bayesian, hyperband); every one records
     its trials in the study at study=(storage URL, study name). first_trials: the family's fixed first trials
     (the baseline first); parallel: workers run trials at once (TPE's constant liar)."""
     objective = kt.Objective(*objective)
     if tuner == "optuna":
         oracle = StudyOracle(objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
-                             sampler=sampler, pruner=pruner, parallel=parallel, first_trials=first_trials)
+                             sampler=sampler, pruner=pruner, parallel=parallel, first_trials=first_trials,
+                             time_budget=time_budget)
     elif tuner == "random":
         oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed)
     elif tuner == "bayesian":
@@ -88,9 +89,10 @@ def trials_begun(out_dir):
     return len(trial_files)
 
 
-def _settings(tuner, sampler, pruner):
+def _settings(tuner, sampler, pruner, baseline=True):
     """The search's own settings in its study's identity (record.describe; engines.study_settings, the same)."""
-    return {"tuner": tuner, **({"sampler": sampler, "pruner": pruner} if tuner == "optuna" else {})}
+    return {"tuner": tuner, **({"sampler": sampler, "pruner": pruner} if tuner == "optuna" else {}),
+            "baseline": baseline}
 
 
 def start_engine():
@@ -119,14 +121,14 @@ def _check_buildable(family, prepared):
 
 
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, stop=None,
-                verbose=False, sampler="tpe", pruner="median", parallel=False):
+                verbose=False, sampler="tpe", pruner="median", parallel=False, time_budget=None):
     _check_buildable(family, prepared)
     try:
         objective = trials_table.objective_of(family, prepared.meta)
         study = (record.storage_url(Path(out_dir).parent), record.study_name(out_dir))  # the search's record
         oracle = make_oracle(tuner, max_trials, epochs, seed, objective, study=study, sampler=sampler, pruner=pruner,
-                             first_trials=family.first_trials, parallel=parallel)
-        oracle.identity = (prepared.meta, _settings(tuner, sampler, pruner))
+                             first_trials=family.first_trials, parallel=parallel, time_budget=time_budget)
+        oracle.identity = (prepared.meta, _settings(tuner, sampler, pruner, bool(family.first_trials)))
         return SuiteTuner(oracle, family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, stop=stop or Stop(),
                           verbose=verbose, reports_epochs=tuner == "optuna")
@@ -136,7 +138,7 @@ def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, t
 
 
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
-        start_workers=None, stop=None, verbose=False, sampler="tpe", pruner="median"):
+        start_workers=None, stop=None, verbose=False, sampler="tpe", pruner="median", time_budget=None):
     """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
 
     stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none."""
@@ -148,9 +150,9 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
                                         trials_table.chance(prepared.meta, objective[0]))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, stop=stop, verbose=verbose, sampler=sampler, pruner=pruner,
-                    parallel=chief is not None)
+                    parallel=chief is not None, time_budget=time_budget)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total (before the study opens)
-    record.describe(t.oracle.study, prepared.meta, **_settings(tuner, sampler, pruner))
+    record.describe(t.oracle.study, prepared.meta, **_settings(tuner, sampler, pruner, bool(family.first_trials)))
     on_record = [x for x in t.oracle.study.get_trials(deepcopy=False, states=record.FINISHED)
                  if not record.interrupted(x)]
     if on_record and not t.oracle.trials and chief is None:
@@ -197,6 +199,8 @@ def search(family, prepared, out_dir, config):
     """The search here; as the chief of --workers N here (on loopback) or of workers elsewhere (KERASTUNER_*
     variables); or, in a worker, the chief's trials. Returns the trials.csv rows ([] in a worker)."""
     config = dataclasses.replace(config, epochs=config.epochs or family.epochs)
+    if not config.baseline:  # --no-baseline: no fixed first trials, the search measured alone
+        family = dataclasses.replace(family, first_trials=())
     role = workers.keras_tuner_role()
     if role == "worker":  # the chief holds the lock and writes trials.csv
         run_worker(family, prepared, out_dir, epochs=config.epochs, tuner=config.tuner, seed=config.seed,
@@ -217,7 +221,8 @@ def search(family, prepared, out_dir, config):
         chief = ("127.0.0.1", 0)  # the system picks a free port
     return run(family, prepared, out_dir, max_trials=config.max_trials, epochs=config.epochs, tuner=config.tuner,
                seed=config.seed, tensorboard=config.tensorboard, chief=chief, start_workers=spawn if local else None,
-               stop=config.stop, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner)
+               stop=config.stop, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner,
+               time_budget=config.time_budget)
 
 
 def baseline(family, prepared):

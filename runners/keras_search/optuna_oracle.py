@@ -19,122 +19,37 @@ questions through the search's study (runners/record.py: results/optuna.db):
 - end_trial: the study is told COMPLETE (with every metric as a user
   attribute), PRUNED or FAIL.
 
-Samplers: TPE (multivariate, grouped for conditional spaces, seeded, modelling
-after a start-up scaled to --max-trials: record.startup_trials; constant liar
-when workers run) or random.
-Pruners: Optuna's median, successive halving and Hyperband, each guarded by the
-noise of the validation set (NoiseGuard), or none; none prunes before `warmup`
-epochs. Each epoch's value is the one the trial would be scored on if it ended
-there (tuner.ReportEachEpoch), so the pruner watches what the study is told.
+The sampler and the pruner are the search policy's (runners/policy.py), made from
+the search's budget: --max-trials or --time-budget, the family's fixed first
+trials, its epochs. Each epoch's value is the one the trial would be scored on
+if it ended there (tuner.ReportEachEpoch), so the pruner watches what the study
+is told.
 Keras Tuner's contract is kept where the study could break it: a proposal
 already tried is asked again, up to Keras Tuner's `_max_collisions`, and then
 the space is used up and the search stops; the overrides are `@synchronized`.
 """
 
 
-import math
-
 import keras_tuner as kt
-import numpy as np
 import optuna
 
-from lyrics_cifar_search.runners import compat, record, trials_table
+from lyrics_cifar_search.runners import compat, policy, record, trials_table
 from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, BaselineFirst, KerasRecord, TrialStatus,
-                                                              are_defaults, error_of, metrics_of, number,
-                                                              remove_trial_files, user_values)
+                                                              are_defaults, default_values, error_of, metrics_of,
+                                                              number, remove_trial_files, user_values)
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
-NOISE_Z = trials_table.NOISE_Z  # a trial is pruned only this many standard errors below the bar
-
-
-def warmup_epochs(epochs):
-    """Epochs every trial trains before a pruner may stop it: a fifth of the budget, at least 1."""
-    return max(1, epochs // 5)
-
-
-def median_after(max_trials, fixed):
-    """Finished trials before the median pruner stops any: a fifth of the search, from 2 up to Optuna's default 5,
-    and always more than the family's fixed first trials, so that a searched trial is part of the bar.
-    With the fixed trials alone as the bar (cifar_cnn's baseline and skip model) it pruned 36 of 39 trials of a
-    5-minute search (bench/README.md, time_to_accuracy.py); with 5 for a 10-trial search half of it could not be
-    pruned and the README's first command took 138 s instead of 86 s (bench/README.md, first_run.py).
-    max_trials None (Keras Tuner's "no limit"): Optuna's 5."""
-    share = 5 if max_trials is None else min(5, max(2, max_trials // 5))
-    return max(fixed + 1, share)
-
-
-def hyperband_brackets(epochs):
-    """How many brackets Optuna's HyperbandPruner makes for make_pruner's resources (its own formula,
-    reduction factor 3). TPE counts its start-up in each bracket apart."""
-    warmup = warmup_epochs(epochs)
-    return math.floor(math.log(max(epochs, warmup) / warmup, 3)) + 1
-
-
-class NoiseGuard:
-    """Pruner mixin: the pruner's own answer, and a trial is pruned only when its value is worse than the
-    median of the finished trials at that epoch by more than NOISE_Z standard errors of its own value (the
-    trial's `objective_se`: for accuracy the binomial sqrt(p(1 - p) / n) at the validation set's size). On a
-    30-row validation set one row is 0.033, and a trial at the majority-class rate is not told apart from one
-    a row or two above it. `last`: (how much worse, standard error) of the last trial it pruned."""
-
-    last = None
-
-    def prune(self, study, trial):
-        if not super().prune(study, trial):
-            return False
-        step = trial.last_step
-        value = trial.intermediate_values[step]
-        bar = None
-        for states in ((optuna.trial.TrialState.COMPLETE,),
-                       (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)):
-            others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False, states=states)
-                      if t.number != trial.number and step in t.intermediate_values]
-            if others:
-                bar = float(np.median(others))
-                break
-        if bar is None:
-            return False  # nobody reached this epoch: no bar to be worse than
-        worse = bar - value if study.direction == optuna.study.StudyDirection.MAXIMIZE else value - bar
-        se = trial.user_attrs.get("objective_se")
-        if worse > NOISE_Z * (se or 0.0):
-            self.last = (worse, se)
-            return True
-        return False
-
-
-class NoiseAwareMedianPruner(NoiseGuard, optuna.pruners.MedianPruner):
-    pass
-
-
-class NoiseAwareSuccessiveHalvingPruner(NoiseGuard, optuna.pruners.SuccessiveHalvingPruner):
-    pass
-
-
-class NoiseAwareHyperbandPruner(NoiseGuard, optuna.pruners.HyperbandPruner):
-    pass  # a HyperbandPruner still: TPE then models each bracket apart, as Optuna intends
-
-
-def make_pruner(name, epochs, startup):
-    warmup = warmup_epochs(epochs)
-    if name == "median":
-        return NoiseAwareMedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
-    if name == "successive-halving":
-        return NoiseAwareSuccessiveHalvingPruner(min_resource=warmup)
-    if name == "hyperband":
-        return NoiseAwareHyperbandPruner(min_resource=warmup, max_resource=max(epochs, warmup))
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ValueError(name)
 
 
 class _StudyProposals(KerasRecord, kt.Oracle):
     """Keras Tuner's Oracle whose values come from an Optuna study (see the module's docstring)."""
 
     def __init__(self, objective, max_trials, seed, *, storage_url, study_name, epochs, sampler="tpe",
-                 pruner="median", parallel=False, first_trials=None):
+                 pruner="median", parallel=False, first_trials=None, time_budget=None):
         super().__init__(objective=objective, max_trials=max_trials, seed=seed)
         self.storage_url, self.study_name, self.epochs = storage_url, study_name, epochs
+        self.time_budget = time_budget  # seconds (--time-budget): the policy's start-ups come from it
         self.sampler_name, self.pruner_name, self.parallel = sampler, pruner, parallel
         if first_trials is not None:  # before the study opens: the pruner's and sampler's start-up count them
             self.first_trials = tuple(first_trials)
@@ -149,19 +64,19 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             storage = self._rdb = record.open_storage(None, self.storage_url, heartbeat=False)
             done = record.trials_on_record(storage, self.study_name)
-            fixed = len(self.first_trials)
-            startup = record.startup_trials(self.max_trials, fixed)
-            if self.pruner_name == "hyperband":  # TPE's start-up counts in each bracket apart
-                startup = max(fixed + 1, -(-startup // hyperband_brackets(self.epochs)))
+            budget = self.budget()
             self._study = optuna.create_study(
                 study_name=self.study_name, storage=storage, direction=record.direction(self.objective.direction),
                 load_if_exists=True,
                 # a resume does not replay: the seed moves on with the trials on record
-                sampler=record.make_sampler(self.sampler_name, (self.seed or 0) + done, startup=startup,
-                                            parallel=self.parallel,
-                                            defaults=lambda: self._study_params(self.fixed_values(0))),
-                pruner=make_pruner(self.pruner_name, self.epochs, median_after(self.max_trials, fixed)))
+                sampler=policy.make_sampler(self.sampler_name, (self.seed or 0) + done, budget,
+                                            pruner=self.pruner_name,
+                                            defaults=lambda: self._study_params(
+                                                default_values(self.hyperparameters.space)),
+                                            legacy_prior=record.legacy_prior(storage, self.study_name)),
+                pruner=policy.make_pruner(self.pruner_name, budget))
             self.check_identity(self._study)  # before the RUNNING trials below are failed
+            self._study.set_user_attr("policy", policy.summary(budget, self.sampler_name, self.pruner_name))
             ended = {number(tid): tid for tid in self.end_order}
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
                 tid = ended.get(t.user_attrs.get("trial_id"))
@@ -171,6 +86,11 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
                 self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         return self._study
+
+    def budget(self):
+        """The search's budget, as the policy reads it."""
+        return policy.Budget(max_trials=self.max_trials, time_budget=self.time_budget, fixed=len(self.first_trials),
+                             epochs=self.epochs, parallel=self.parallel)
 
     def record_missing(self):
         """After a kill: a trial Keras Tuner ended whose study trial was never told is told now, on that study
@@ -404,10 +324,16 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 asked.set_user_attr("objective_se", float(se))
             asked.report(float(value), step)
             # asked for every trial, fixed ones too: successive halving records a trial's rung value when asked
-            if asked.should_prune() and not self.is_fixed(trial_id):
+            prune = asked.should_prune()
+            verdict = getattr(self.study.pruner, "last", None)
+            if self.is_fixed(trial_id):
+                pass  # never pruned, never counted as spared
+            elif prune:
                 self.pruned.add(trial_id)
-                worse, _ = self.study.pruner.last
-                asked.set_user_attr("pruned_margin", float(worse))  # how far below the median it was
+                if verdict is not None:  # how far beyond its pruner's cut it was
+                    asked.set_user_attr("pruned_beyond_cut", verdict.beyond)
+            elif verdict is not None and verdict.trial == asked.number and verdict.spared:
+                asked.set_user_attr("spared_by_margin", True)  # the rule would have pruned it here
         kept = self.trials[trial_id]
         return kt.engine.trial.Trial(kept.hyperparameters, trial_id=trial_id,
                                      status=TrialStatus.STOPPED if trial_id in self.pruned else kept.status)
