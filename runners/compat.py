@@ -25,7 +25,7 @@ KNOWN = {
                     "from conditions.Parent.to_proto; Tuner._get_tuner_fname (one state file for single and chief runs); "
                     "keras_tuner.src's protos, OracleClient, OracleServicer and Trial, Oracle._retry_queue, Oracle._duplicate and "
                     "_max_collisions (the study oracle's collision rule), Oracle._save_trial, _record_values, "
-                    "_display and _run_times (the study oracle's create_trial), and a "
+                    "_display and _run_times (the study oracle's create_trial), Oracle._check_consecutive_failures, and a "
                     "worker's OracleClient given another class (runners/keras_search/distributed.py)"),
     "optuna": ("4.9", "6", "a value's place in a distribution (BaseDistribution._contains); a RUNNING trial's Trial "
                "built with its constructor; the storage's own "
@@ -104,6 +104,22 @@ def keras_tuner_distribute():
     from keras_tuner.src.engine import trial  # Keras Tuner: only for a Keras family
     return types.SimpleNamespace(protos=protos, OracleClient=oracle_client.OracleClient,
                                  OracleServicer=oracle_chief.OracleServicer, trial=trial)
+
+
+@contextlib.contextmanager
+def consecutive_failure_check_deferred(oracle):
+    """Keras Tuner's Oracle.end_trial checks max_consecutive_failed_trials (Oracle._check_consecutive_failures)
+    before it saves the ended trial; within this, the check is skipped (check_consecutive_failures runs it)."""
+    oracle._check_consecutive_failures = lambda: None
+    try:
+        yield
+    finally:
+        del oracle._check_consecutive_failures
+
+
+def check_consecutive_failures(oracle):
+    """Keras Tuner's own check: RuntimeError once max_consecutive_failed_trials trials in a row failed."""
+    type(oracle)._check_consecutive_failures(oracle)
 
 
 def retry_queue(oracle):

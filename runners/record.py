@@ -43,7 +43,7 @@ from lyrics_cifar_search.suite_common.status import Status
 
 # user attributes that are not metrics of the trial
 BOOKKEEPING = {"trial_id", "is_baseline", "error", "interrupted", "keras_tuner_trial_id", "epochs_budget", "duplicate",
-               "objective_se"}
+               "objective_se", "replaced"}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 
 
@@ -293,8 +293,10 @@ def retried(study):
 
 def interrupted(t, retried_numbers=frozenset()):
     """A study trial that is not one of the search's trials: an attempt cut short by a kill (it ran again), or a
-    proposal already tried that was never trained (`duplicate`, optuna_oracle's collision rule)."""
-    return bool(t.user_attrs.get("interrupted") or t.user_attrs.get("duplicate")) or t.number in retried_numbers
+    proposal never trained: already tried (`duplicate`, the collision rule), or replaced by an oracle subclass's
+    own values (`replaced`, optuna_oracle)."""
+    return bool(t.user_attrs.get("interrupted") or t.user_attrs.get("duplicate") or t.user_attrs.get("replaced")) \
+        or t.number in retried_numbers
 
 
 def trial_id(t: optuna.trial.FrozenTrial) -> int:

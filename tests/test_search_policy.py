@@ -297,3 +297,94 @@ def test_no_baseline_runs_the_samplers_proposals_from_trial_0(tmp_path, small_ly
     assert "the baseline first (--no-baseline): was False, now True" in capsys.readouterr().err
     study = optuna.load_study(study_name=family, storage=f"sqlite:///{res / 'optuna.db'}")
     assert study.user_attrs["baseline"] is False
+
+
+# --- Keras Tuner's contract -------------------------------------------------------------------------------------
+
+def _kt_oracle(tmp_path, cls=None, max_trials=10, **kwargs):
+    import keras_tuner as kt
+    from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    o = (cls or StudyOracle)(kt.Objective("val_accuracy", "max"), max_trials, 7,
+                             storage_url=f"sqlite:///{tmp_path / 's.db'}", study_name="s", epochs=3, pruner="none",
+                             **kwargs)
+    o._set_project_dir(str(tmp_path), "kt")
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+    hp.Int("units", 8, 64, step=8, default=16)
+    o.update_space(hp)
+    return o
+
+
+def _end(o, trial, status="COMPLETED", value=0.5):
+    if status == "COMPLETED":
+        o.update_trial(trial.trial_id, {"val_accuracy": value})
+    trial.status = status
+    o.end_trial(trial)
+
+
+def test_an_oracle_subclass_that_overrides_populate_space_is_honoured(tmp_path):
+    """Keras Tuner's documented extension point: every new trial's values come from populate_space, a subclass's
+    too (the study oracle built each trial itself, and ignored it)."""
+    from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
+
+    class NarrowUnits(StudyOracle):
+        def populate_space(self, trial_id):
+            response = super().populate_space(trial_id)
+            if response["status"] == "RUNNING" and self.trials:  # after the baseline: units fixed at 64
+                response["values"] = {**response["values"], "units": 64}
+            return response
+
+    class OwnValues(StudyOracle):
+        def populate_space(self, trial_id):  # not asking the study at all
+            return {"status": "RUNNING", "values": {"learning_rate": 0.005, "units": 24}}
+
+    o = _kt_oracle(tmp_path / "a", NarrowUnits)
+    for _ in range(4):
+        _end(o, o.create_trial("t"))
+    assert [t.hyperparameters.values["units"] for t in o.trials.values()] == [16, 64, 64, 64]
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'a' / 's.db'}")
+    rows = record.rows(study)
+    assert [r["hp_units"] for r in rows] == [16, 64, 64, 64]  # the replaced proposals are not trials
+    assert [r["trial_id"] for r in rows] == [int(t) for t in o.trials]  # ids: the study's numbers
+    o = _kt_oracle(tmp_path / "b", OwnValues)
+    trial = o.create_trial("t")
+    assert trial.hyperparameters.values == {"learning_rate": 0.005, "units": 24}
+    _end(o, trial)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'b' / 's.db'}")
+    assert study.trials[-1].params == {"learning_rate": 0.005, "units": 24}
+
+
+def test_keras_tuners_oracle_arguments_and_its_stop_after_failures_in_a_row(tmp_path):
+    """max_consecutive_failed_trials stops the search (Keras Tuner's RuntimeError) once the last failure is
+    recorded: Keras Tuner raised before saving it, and the study's trial stayed RUNNING."""
+    from lyrics_cifar_search.runners.keras_search.optuna_oracle import ConsecutiveFailures
+    o = _kt_oracle(tmp_path, max_consecutive_failed_trials=2, max_retries_per_trial=0)
+    _end(o, o.create_trial("t"))
+    _end(o, o.create_trial("t"), "FAILED")
+    with pytest.raises(RuntimeError, match="consecutive failures") as stopped:
+        _end(o, o.create_trial("t"), "FAILED")
+    assert isinstance(stopped.value, ConsecutiveFailures)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "FAIL"]
+    again = _kt_oracle(tmp_path)
+    again.reload()
+    assert len(again.end_order) == 3  # Keras Tuner's state has the last failure too
+
+
+def test_max_trials_counts_the_trials_that_end_retries_included(tmp_path):
+    """Ask for 6 trials, one of which crashes once and runs again (max_retries_per_trial=1): 6 end."""
+    o = _kt_oracle(tmp_path, max_trials=6, max_retries_per_trial=1)
+    crashed = False
+    while True:
+        trial = o.create_trial("t")
+        if trial.status == "STOPPED":
+            break
+        if not crashed:
+            crashed = True
+            _end(o, trial, "INVALID")
+            continue
+        _end(o, trial)
+    assert len(o.end_order) == 6 and all(o.trials[t].status == "COMPLETED" for t in o.end_order)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [r["status"] for r in record.rows(study)] == ["COMPLETE"] * 6

@@ -5,13 +5,19 @@ the suite's tuner and trial loop); this oracle only answers its public
 questions through the search's study (runners/record.py: results/optuna.db):
 
 - create_trial: Keras Tuner's, with the trial's id its number in the study; a
-  trial run again (after a kill, a crash with retries left, a silent worker) is
-  a new trial with the same values.
+  new trial's values come from populate_space (a subclass's override too), and
+  max_trials counts trials begun, as Keras Tuner counts them; a trial run again
+  (after a kill, a crash with retries left, a silent worker) is a new trial
+  with the same values.
 - populate_space: the study is asked for a trial and each active Keras Tuner
   hyperparameter is suggested with its Optuna distribution (log floats stay
   log, ints ints, choices categorical; a conditional one only where its parent
   is active). The family's fixed first trials (trial 0: the earlier study's
   configuration) are enqueued, so the study records them too.
+- Keras Tuner's Oracle arguments (max_retries_per_trial,
+  max_consecutive_failed_trials, ...) are taken; the stop after failures in a
+  row (ConsecutiveFailures, Keras Tuner's RuntimeError) comes once the last
+  failure is recorded.
 - update_trial: each epoch's objective is reported (the learning curve); when
   the pruner says so the trial is told to stop ("STOPPED"): trained no further,
   recorded as PRUNED, never a candidate for best/. The fixed first trials are
@@ -42,18 +48,26 @@ from lyrics_cifar_search.suite_common.failpoints import failpoint
 SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
 
 
+class ConsecutiveFailures(RuntimeError):
+    """Keras Tuner's stop after max_consecutive_failed_trials failed trials in a row (its RuntimeError), raised
+    once the last one is recorded in Keras Tuner's state and in the study."""
+
+
 class _StudyProposals(KerasRecord, kt.Oracle):
     """Keras Tuner's Oracle whose values come from an Optuna study (see the module's docstring)."""
 
     def __init__(self, objective, max_trials, seed, *, storage_url, study_name, epochs, sampler="tpe",
-                 pruner="median", parallel=False, first_trials=None, time_budget=None):
-        super().__init__(objective=objective, max_trials=max_trials, seed=seed)
+                 pruner="median", parallel=False, first_trials=None, time_budget=None, **oracle_kwargs):
+        # oracle_kwargs: Keras Tuner's own Oracle arguments (max_retries_per_trial, max_consecutive_failed_trials,
+        # hyperparameters, allow_new_entries, tune_new_entries)
+        super().__init__(objective=objective, max_trials=max_trials, seed=seed, **oracle_kwargs)
         self.storage_url, self.study_name, self.epochs = storage_url, study_name, epochs
         self.time_budget = time_budget  # seconds (--time-budget): the policy's start-ups come from it
         self.sampler_name, self.pruner_name, self.parallel = sampler, pruner, parallel
         if first_trials is not None:  # before the study opens: the pruner's and sampler's start-up count them
             self.first_trials = tuple(first_trials)
         self._study, self._rdb, self._asked, self._reported, self.pruned = None, None, {}, {}, set()
+        self._proposed = {}  # populate_space's proposals, by the trial id it was given, until create_trial takes them
         self.fixed_numbers = []  # ids of the fixed first trials (and of their runs again)
 
     @property
@@ -102,26 +116,35 @@ class _StudyProposals(KerasRecord, kt.Oracle):
 
     @kt.synchronized
     def create_trial(self, tuner_id):
-        """Keras Tuner's Oracle.create_trial (1.4.8), with one change: a trial's id is its number in the study, so
-        trials.csv, the histories, best/ and the Optuna dashboard name each trial alike, after a kill too. A
-        trial Keras Tuner would run again under its old id (its run was killed, it crashed with retries left,
-        its worker went silent) runs as a new trial with the same values, as Optuna's RetryFailedTrialCallback
-        runs one again; the cut attempt stays in the study, FAIL and marked interrupted, out of the tables."""
+        """Keras Tuner's Oracle.create_trial (1.4.8): a trial Keras Tuner would run again goes first, else the values
+        come from populate_space, Keras Tuner's documented hook (a subclass's override too); at max_trials the
+        tuner is told STOPPED. One change: a trial's id is its number in the study, so trials.csv, the histories,
+        best/ and the Optuna dashboard name each trial alike, after a kill too. The id populate_space is given is
+        the study's next number, provisional: a proposal already tried (never trained) moves it on. A trial Keras
+        Tuner would run again under its old id (its run was killed, it crashed with retries left, its worker
+        went silent) runs as a new trial with the same values, as Optuna's retry callback runs one again; the cut
+        attempt stays in the study, FAIL and marked interrupted, out of the tables."""
         if tuner_id in self.ongoing_trials:  # a worker asking again gets its own trial back
             return self.ongoing_trials[tuner_id]
         self.tuner_ids.add(tuner_id)
         again = self._take_retry()
         if again is not None:
             failpoint("retry-taken")  # the trial taken to run again; the oracle's saved state still names it
-        full = self.max_trials and len(self.trials) >= self.max_trials
-        proposal = None if full and again is None else self._propose(again)
-        if proposal is None:  # every trial has run, or the space is used up
-            self.tuner_ids.discard(tuner_id)
-            return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)),
-                                         status=TrialStatus.STOPPED)
-        asked, values, fixed = proposal
-        trial_id = f"{asked.number:0{len(str(self.max_trials))}d}"  # zero-padded like Keras Tuner's own ids
+            (asked, _), values, fixed = self._ask_for(again["values"]), again["values"], again["fixed"]
+        elif self.max_trials and len(self.trials) >= self.max_trials:  # Keras Tuner's count: trials begun
+            return self._not_started(tuner_id, TrialStatus.STOPPED)
+        else:
+            provisional = self._trial_id(self._next_number())
+            response = self.populate_space(provisional)
+            values = response.get("values")
+            if response.get("status") != TrialStatus.RUNNING or values is None:  # used up, or Hyperband's IDLE
+                self._drop_proposal(provisional)
+                return self._not_started(tuner_id, response.get("status", TrialStatus.STOPPED))
+            asked, fixed = self._study_trial_for(provisional, values)
+        trial_id = self._trial_id(asked.number)
         asked.set_user_attr("trial_id", asked.number)
+        if fixed and are_defaults(values, self.hyperparameters.space):
+            asked.set_user_attr("is_baseline", True)
         hps = self.hyperparameters.copy()
         hps.values = values
         trial = kt.engine.trial.Trial(hps, trial_id=trial_id, status=TrialStatus.RUNNING)
@@ -136,6 +159,40 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             # this leaves them for the reload to find (and the resume's reconcile to clear)
             remove_trial_files(self._project_dir, lambda n: n == again["number"])
         return trial
+
+    def _trial_id(self, n):
+        return f"{n:0{len(str(self.max_trials))}d}"  # zero-padded like Keras Tuner's own ids
+
+    def _next_number(self):
+        """The number the study gives its next trial."""
+        self.study  # opened on first use
+        return len(self._rdb.get_all_trials(self._rdb.get_study_id_from_name(self.study_name), deepcopy=False))
+
+    def _not_started(self, tuner_id, status):
+        """Keras Tuner's answer when no trial starts (STOPPED: the search is over; IDLE: wait)."""
+        if status == TrialStatus.STOPPED:
+            self.tuner_ids.discard(tuner_id)
+        return kt.engine.trial.Trial(self.hyperparameters.copy(), trial_id=str(len(self.trials)), status=status)
+
+    def _study_trial_for(self, provisional, values):
+        """(the study's trial, whether it is a fixed first trial) for the values populate_space answered: the trial
+        this oracle's own proposal asked for, or, where a subclass answered other values, a study trial with
+        those (the proposal it replaced is failed, marked replaced: never trained, not a trial)."""
+        proposal = self._proposed.pop(provisional, None)
+        if proposal is not None:
+            asked, proposed, fixed = proposal
+            if self._study_params(user_values(proposed)) == self._study_params(user_values(values)):
+                return asked, fixed
+            asked.set_user_attr("replaced", True)
+            self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
+        asked, _ = self._ask_for(values)
+        return asked, False
+
+    def _drop_proposal(self, provisional):
+        proposal = self._proposed.pop(provisional, None)
+        if proposal is not None:  # asked, never run
+            proposal[0].set_user_attr("replaced", True)
+            self.study.tell(proposal[0], state=optuna.trial.TrialState.FAIL)
 
     def _take_retry(self):
         """The trial Keras Tuner would run again next, taken out of its trials, as {number, values, fixed,
@@ -156,26 +213,19 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         return None
 
     def populate_space(self, trial_id):
-        """Keras Tuner's documented override: the values of a new trial `trial_id` (create_trial above makes the
-        trial itself, under the study's number; this serves whoever calls Keras Tuner's own API)."""
-        proposal = self._propose(None)
+        """Keras Tuner's documented hook: the values of a new trial `trial_id` (the study's next number), from the
+        study (the next fixed first trial, else the sampler's proposal); STOPPED when the space is used up."""
+        proposal = self._propose()
         if proposal is None:
             return {"status": TrialStatus.STOPPED, "values": None}
-        asked, values, fixed = proposal
-        asked.set_user_attr("trial_id", number(trial_id))
-        self._asked[trial_id] = asked
-        if fixed:
-            self.fixed_numbers.append(number(trial_id))
-        return {"status": TrialStatus.RUNNING, "values": values}
+        self._proposed[trial_id] = proposal
+        return {"status": TrialStatus.RUNNING, "values": proposal[1]}
 
-    def _propose(self, again):
-        """(the study's trial, its values, whether it is a fixed first trial) for the next trial: `again`'s values
-        when one runs again, the next fixed first trial, else the sampler's proposal; None when the space is
-        used up."""
+    def _propose(self):
+        """(the study's trial, its values, whether it is a fixed first trial) for the next trial: the next fixed
+        first trial, else the sampler's proposal; None when the space is used up."""
         n = len(self.trials)
-        if again is not None:
-            (asked, _), values, fixed = self._ask_for(again["values"]), again["values"], again["fixed"]
-        elif n < len(self.first_trials):  # the fixed first trial's values: BaselineFirst (the subclass) checks them
+        if n < len(self.first_trials):  # the fixed first trial's values: BaselineFirst (the subclass) checks them
             (asked, values), fixed = self._ask_for(self.fixed_values(n)), True
         else:
             asked = self.study.ask()
@@ -192,8 +242,6 @@ class _StudyProposals(KerasRecord, kt.Oracle):
                 if values is None:
                     return None
                 asked, values = self._ask_for(values)
-        if fixed and are_defaults(values, self.hyperparameters.space):
-            asked.set_user_attr("is_baseline", True)
         return asked, values, fixed
 
     def _ask_for(self, values):
@@ -346,9 +394,16 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         trial_id = trial.trial_id
         if trial_id in self.pruned and trial.status == "COMPLETED":
             trial.status = TrialStatus.STOPPED  # recorded as PRUNED, never a best/ candidate
-        super().end_trial(trial)
+        # Keras Tuner checks max_consecutive_failed_trials before it saves the trial: deferred until the trial is
+        # in its state and in the study, so that the stop loses no record of the last failure
+        with compat.consecutive_failure_check_deferred(self):
+            super().end_trial(trial)
         failpoint("oracle-saved")  # Keras Tuner's state has the trial; the study not yet
         self._tell(trial_id)
+        try:
+            compat.check_consecutive_failures(self)
+        except RuntimeError as e:
+            raise ConsecutiveFailures(str(e)) from None
 
     def _tell(self, trial_id):
         """The study told how Keras Tuner's ended trial ended, on the trial's own study trial."""
