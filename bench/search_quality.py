@@ -11,8 +11,11 @@ generator, study_data.lyrics_demo, with a faint genre signal), so that the valid
 Each side searches it in a fresh process for `--budget` (no new trial after it), one run per seed, the sides
 as in bench/time_to_accuracy.py (whose runners this uses):
 - default: `runners/search.py FAMILY` as a user runs it (TPE, noise-guarded median pruner, the baseline first);
-- prior: the same with `--sampler tpe-prior` (early trials drawn near the earlier study's configuration);
+- prior: the same with `--sampler tpe-prior` (piBO: TPE weighted by a prior on the earlier study's
+  configuration);
 - random: the same with `--sampler random --pruner none`;
+- default-nb, prior-nb, random-nb: each of those with `--no-baseline`, so that the table shows what TPE, the
+  pruner and the prior add beyond the baseline (plain Keras Tuner and Optuna run no baseline either);
 - kt-random, kt-hyperband, kt-bayesian: plain Keras Tuner RandomSearch, Hyperband (factor 3) and
   BayesianOptimization over the family's hypermodel;
 - optuna: plain Optuna, TPESampler + MedianPruner + optuna_integration.KerasPruningCallback.
@@ -41,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-SIDES = ("default", "prior", "random", "kt-random", "kt-hyperband", "kt-bayesian", "optuna")
+SIDES = ("default", "prior", "random", "default-nb", "prior-nb", "random-nb", "kt-random", "kt-hyperband",
+         "kt-bayesian", "optuna")
 BOOT = 2000  # bootstrap resamples of the seeds
 
 
@@ -187,7 +191,7 @@ def main(argv=None):
                     continue
                 if args.summarise_only:
                     continue
-                run = tta.run_suite if side in ("default", "random", "prior") else tta.run_plain
+                run = tta.run_suite if tta.is_suite(side) else tta.run_plain
                 r = run(side, args.family, [*flags, "--seed", str(seed)], args.budget, Path(work) / f"{side}-{seed}")
                 runs.setdefault(side, {})[str(seed)] = r
                 if args.record:

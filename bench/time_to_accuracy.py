@@ -7,7 +7,9 @@
 On the same hypermodel, data, seed and time budget (no new trial after it), each side searches:
 - default: `runners/search.py FAMILY` as a user runs it: the Optuna study's TPE sampler and median pruner,
   trial 0 the earlier study's model;
-- random: the same with `--sampler random --pruner none`;
+- random: the same with `--sampler random --pruner none`; prior: with `--sampler tpe-prior` (piBO);
+- default-nb, random-nb, prior-nb: each of those with `--no-baseline`: the search alone, without the earlier
+  study's configuration as its first trial;
 - kt-random, kt-hyperband, kt-bayesian: plain Keras Tuner `RandomSearch` / `Hyperband` (factor 3) /
   `BayesianOptimization` over the family's
   hypermodel, no baseline first, Keras Tuner's own checkpoints;
@@ -183,14 +185,26 @@ print("RESULT " + json.dumps({"curve": curve, **counts, "right": int((pred == y)
 '''
 
 
+SUITE_SIDES = ("default", "random", "prior")  # each also as "<side>-nb": the same with --no-baseline
+
+
+def is_suite(side):
+    return side.removesuffix("-nb") in SUITE_SIDES
+
+
 def run_suite(side, family, flags, budget, work):
+    """One of the suite's sides: default, random (--sampler random --pruner none) or prior (--sampler tpe-prior);
+    "<side>-nb" runs it with --no-baseline, the search measured without the earlier study's configuration."""
     import optuna
     import pandas as pd
+    from lyrics_cifar_search.runners import record
     res = Path(work) / side
+    base = side.removesuffix("-nb")
     cmd = [sys.executable, str(ROOT / "runners" / "search.py"), family, "--results-dir", str(res),
            "--time-budget", f"{budget}s", "--max-trials", "1000", *flags,
-           *(["--sampler", "random", "--pruner", "none"] if side == "random" else []),
-           *(["--sampler", "tpe-prior"] if side == "prior" else [])]
+           *(["--sampler", "random", "--pruner", "none"] if base == "random" else []),
+           *(["--sampler", "tpe-prior"] if base == "prior" else []),
+           *(["--no-baseline"] if side.endswith("-nb") else [])]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if out.returncode != 0:
         sys.exit(f"error: the suite's {side} search failed: {out.stderr.strip().splitlines()[-1:]}")
@@ -199,8 +213,8 @@ def run_suite(side, family, flags, budget, work):
     trials = sorted((t for t in study.trials if t.datetime_complete), key=lambda t: t.datetime_complete)
     t0, best, curve, epochs = min(t.datetime_start for t in trials), 0.0, [], 0
     for t in trials:
-        if t.user_attrs.get("duplicate") or t.user_attrs.get("interrupted"):
-            continue  # never trained, or run again
+        if record.interrupted(t):
+            continue  # never trained (a duplicate, a replaced proposal), or run again
         if t.state.name == "COMPLETE":
             best = max(best, t.value)
         epochs += int(t.user_attrs.get("epochs_run", len(t.intermediate_values)))
@@ -288,7 +302,7 @@ def main(argv=None):
                     if str(seed) in kept.get(task, {}).get(side, {}):
                         runs.setdefault(side, {})[seed] = kept[task][side][str(seed)]
                         continue
-                    run = run_suite if side in ("default", "random", "prior") else run_plain
+                    run = run_suite if is_suite(side) else run_plain
                     folder = Path(work) / f"{task}-{side}-{seed}"
                     runs.setdefault(side, {})[seed] = run(side, FAMILY[task], [*flags, "--seed", str(seed)],
                                                           args.budget, folder)
