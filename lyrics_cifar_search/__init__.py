@@ -9,6 +9,7 @@ package_dir maps them), from the lowest layer up:
     lyrics_cifar_search.analysis        analysis/        comparison tables, report, demo
 
     from lyrics_cifar_search.analysis.best_model import load_best
+    from lyrics_cifar_search import search      # the Python API (runners/api.py): search("lyrics_lstm", data=...)
 """
 
 import os as _os
@@ -18,3 +19,12 @@ import os as _os
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if _os.path.isfile(_os.path.join(_root, "setup.cfg")) and _os.path.isdir(_os.path.join(_root, "runners")):
     __path__.append(_root)
+
+
+def __getattr__(name):
+    """`from lyrics_cifar_search import search, SearchResult`: the Python API (runners/api.py), imported on first
+    use, so that importing the package starts no framework."""
+    if name in ("search", "SearchResult"):
+        from lyrics_cifar_search.runners import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'lyrics_cifar_search' has no attribute {name!r}")

@@ -46,6 +46,7 @@ class SearchConfig:
     stop: Stop = field(default_factory=Stop)  # Ctrl-C and --time-budget: when the search stops
     time_budget: Optional[float] = None  # --time-budget in seconds: the search policy sizes its start-up by it
     baseline: bool = True  # False (--no-baseline): no fixed first trials; the sampler proposes from trial 0
+    shape: Optional[object] = None  # a runners.shaping.Shape: --set, --range, --choices, --enqueue
     tensorboard: Optional[str] = None
     workers: int = 1
     storage: Optional[str] = None  # Optuna: a shared database URL

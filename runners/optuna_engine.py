@@ -29,7 +29,8 @@ from sklearn.pipeline import Pipeline
 
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-from lyrics_cifar_search.runners import best_store, compat, policy, record, search_progress, trials_table, workers
+from lyrics_cifar_search.runners import (best_store, compat, policy, record, search_progress, shaping, trials_table,
+                                        workers)
 from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
@@ -76,11 +77,17 @@ def _counted(study):
     return sum(t.state in FINISHED and not record.interrupted(t, retried) for t in study.trials)
 
 
-def enqueue_baseline(study, family, baseline=True):
-    """Trial 0 of a new study: the family's defaults (the earlier study's model), tagged is_baseline; none with
-    --no-baseline (baseline=False)."""
-    if baseline and not study.trials:
-        study.enqueue_trial(family.defaults, user_attrs={"is_baseline": True})
+def enqueue_baseline(study, family, baseline=True, shape=None):
+    """Trial 0 of a new study: the family's defaults (the earlier study's model; --set's values fixed), tagged
+    is_baseline, none with --no-baseline (baseline=False); then --enqueue's configurations (Optuna samples what
+    one leaves out)."""
+    if study.trials:
+        return
+    fixed = shape.fixed if shape else {}
+    if baseline:
+        study.enqueue_trial({**family.defaults, **fixed}, user_attrs={"is_baseline": True})
+    for row in (shape.enqueued if shape else []):
+        study.enqueue_trial({**row, **fixed})
 
 
 def _run_again(study, numbers):
@@ -155,7 +162,7 @@ def _fail_orphans(study, grace):
 
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
                   objective=trials_table.OBJECTIVE, name=None, max_trials=None, time_budget=None, meta=None,
-                  baseline=True):
+                  baseline=True, shape=None):
     """Open (or create) the search's study (name: study_name's); before any worker starts, queue the
     baseline and tidy what a killed single run left. objective: (metric, "max"|"min")."""
     out_dir = Path(out_dir)
@@ -169,11 +176,15 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     # one fixed first trial: the family's defaults (enqueue_baseline), none with --no-baseline
     budget = policy.Budget(max_trials=max_trials, time_budget=time_budget, fixed=int(baseline), parallel=shared)
     # seed + trials on record: a resumed seeded search does not replay its proposals
+    proposer = policy.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared, budget,
+                                   defaults={**family.defaults, **(shape.fixed if shape else {})},
+                                   legacy_prior=record.legacy_prior(storage, name))
+    if shape and shape.fixed:  # --set: Optuna's own way to fix parameters of a search
+        with warnings.catch_warnings():  # marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            proposer = optuna.samplers.PartialFixedSampler(shape.fixed, proposer)
     study = optuna.create_study(study_name=name, storage=storage, direction=record.direction(objective[1]),
-                                sampler=policy.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared,
-                                                            budget, defaults=family.defaults,
-                                                            legacy_prior=record.legacy_prior(storage, name)),
-                                load_if_exists=True)
+                                sampler=proposer, load_if_exists=True)
     if meta is not None:  # another search's trials are refused before anything is written
         record.check_identity(study, meta, sampler=sampler, baseline=baseline)
         study.set_user_attr("policy", policy.summary(budget, sampler, "none"))
@@ -184,7 +195,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
                         f"{bad[0]}'s value is not a number); start again with --fresh")
     if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
         _retry_interrupted(study)
-        enqueue_baseline(study, family, baseline)
+        enqueue_baseline(study, family, baseline, shape)
         best_store.reconcile_best(out_dir, {t.number: t.value for t in study.trials
                                          if t.state == optuna.trial.TrialState.COMPLETE}, objective)
         if any(t.state in FINISHED for t in study.trials):
@@ -193,7 +204,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
 
 
 def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False,
-        quiet_if_done=False, stop=None, time_budget=None, baseline=True):
+        quiet_if_done=False, stop=None, time_budget=None, baseline=True, shape=None):
     """Run trials until the study holds max_trials finished ones; returns trials.csv's rows.
 
     worker=True: one of several processes sharing the study (prepared by the
@@ -204,7 +215,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     objective = trials_table.objective_of(family, prepared.meta)
     study = _open_study(family, prepared, out_dir, max_trials=max_trials, seed=seed, sampler=sampler,
                         storage=storage, worker=worker, shared=shared, objective=objective, time_budget=time_budget,
-                        baseline=baseline)
+                        baseline=baseline, shape=shape)
     done_before = _counted(study)
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
         return record.write_table(study, out_dir)
@@ -218,7 +229,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     if stop.out_of_time() or stop.requested:  # SIGTERM while workers ran
         return record.rows(study)
     search = _Search(family, prepared, out_dir, study, max_trials=max_trials, seed=seed, shared=shared,
-                     stop=stop, objective=objective)
+                     stop=stop, objective=objective, shape=shape)
     url = storage or record.storage_url(out_dir.parent)
     if _counted(study) + (search.running() if shared else 0) < max_trials:
         search.optimize(url)
@@ -231,14 +242,15 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
 
 
 def _open_study(family, prepared, out_dir, *, max_trials, seed, sampler, storage, worker, shared, objective,
-                time_budget=None, baseline=True):
+                time_budget=None, baseline=True, shape=None):
     """The search's study, prepared (prepare_study), its baseline queued and its identity described (or, in a
     worker, checked: a worker on other data is refused here)."""
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
                           objective=objective, name=record.study_name(out_dir, prepared.record, storage),
-                          max_trials=max_trials, time_budget=time_budget, meta=prepared.meta, baseline=baseline)
+                          max_trials=max_trials, time_budget=time_budget, meta=prepared.meta, baseline=baseline,
+                          shape=shape)
     if storage is not None and not worker:
-        enqueue_baseline(study, family, baseline)
+        enqueue_baseline(study, family, baseline, shape)
     if not worker:
         record.describe(study, prepared.meta, sampler=sampler, baseline=baseline)
     else:  # the process that started the workers described it
@@ -250,13 +262,14 @@ class _Search:
     """This process's part of an Optuna search: one trial's life (train, stage, record, promote, report) and the
     callbacks that stop the search, sharing the study, the feature cache and the staged models."""
 
-    def __init__(self, family, prepared, out_dir, study, *, max_trials, seed, shared, stop, objective):
+    def __init__(self, family, prepared, out_dir, study, *, max_trials, seed, shared, stop, objective, shape=None):
         self.family, self.p, self.out_dir, self.study = family, prepared, out_dir, study
         self.max_trials, self.seed, self.shared, self.stop, self.objective = max_trials, seed, shared, stop, objective
         self.cache = FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
         self.candidates, self.baselines = {}, {}  # staged models, by trial number, until the trial is recorded
         self.ended_states = []  # this process's trials, in the order they ended
         self.repeats = 0  # proposals in a row already tried
+        self.shape = shape  # --range and --choices: what suggest() sees (runners/shaping.py)
         self.progress = search_progress.Progress(family.name, max_trials, objective,
                                                  trials_table.chance(prepared.meta, objective[0]))
 
@@ -283,7 +296,7 @@ class _Search:
             self.study.stop()
             raise optuna.TrialPruned()
         try:
-            params = family.suggest(trial)
+            params = family.suggest(shaping.ShapedTrial(trial, self.shape) if self.shape else trial)
             if self.tried_before(trial, params):
                 # Keras Tuner's rule, kept by both engines: a configuration already tried is not trained again. The
                 # proposal ends PRUNED, marked duplicate (out of the tables and the trial count); TPE ranks it
@@ -386,14 +399,15 @@ def search(family, prepared, out_dir, config):
     if config.worker:  # one of several: the process that started it holds the lock
         run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
             storage=config.storage, worker=True, stop=config.stop, time_budget=config.time_budget,
-            baseline=config.baseline)
+            baseline=config.baseline, shape=config.shape)
         logger.info(f"worker {os.getpid()} done")
         return []
     if config.workers > 1:
         return _run_workers(family, prepared, out_dir, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     return run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
-               storage=config.storage, stop=config.stop, time_budget=config.time_budget, baseline=config.baseline)
+               storage=config.storage, stop=config.stop, time_budget=config.time_budget, baseline=config.baseline,
+               shape=config.shape)
 
 
 def _run_workers(family, prepared, out_dir, config):
@@ -402,9 +416,10 @@ def _run_workers(family, prepared, out_dir, config):
     name = record.study_name(out_dir, prepared.record, config.storage)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
                           objective=objective, name=name, max_trials=config.max_trials,
-                          time_budget=config.time_budget, meta=prepared.meta, baseline=config.baseline)
+                          time_budget=config.time_budget, meta=prepared.meta, baseline=config.baseline,
+                          shape=config.shape)
     if config.storage:
-        enqueue_baseline(study, family, config.baseline)
+        enqueue_baseline(study, family, config.baseline, config.shape)
     record.describe(study, prepared.meta, sampler=config.sampler, baseline=config.baseline)  # before the workers
     procs = workers.start_workers(family, config, ["--worker"])
     codes = [p.wait() for p in procs]
@@ -416,10 +431,10 @@ def _run_workers(family, prepared, out_dir, config):
         # and runs what is left, so the search ends with --max-trials finished trials.
         return run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
                    sampler=config.sampler, quiet_if_done=True, stop=config.stop, time_budget=config.time_budget,
-                   baseline=config.baseline)
+                   baseline=config.baseline, shape=config.shape)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
                           shared=True, objective=objective, name=name, max_trials=config.max_trials,
-                          time_budget=config.time_budget, baseline=config.baseline)
+                          time_budget=config.time_budget, baseline=config.baseline, shape=config.shape)
     return record.write_table(study, out_dir)
 
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from lyrics_cifar_search import search_spaces
-from lyrics_cifar_search.runners import engines, prepare, trials_table
+from lyrics_cifar_search.runners import engines, prepare, shaping, trials_table
 from lyrics_cifar_search.runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
 from lyrics_cifar_search.runners.flag_types import bounded_int, duration, fraction, positive_int, seed_int, word_list
 from lyrics_cifar_search.runners.prepare import DataOptions
@@ -72,6 +72,16 @@ def build_parser():
     p.add_argument("--no-baseline", action="store_true",
                    help="measure the search alone: the first trial is the sampler's, not the earlier study's "
                    "configuration (no fixed first trials; the tables then have no baseline row)")
+    shape = p.add_argument_group("shaping the space (checked against the family's space before anything runs)")
+    shape.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="fix a hyperparameter for every trial, the baseline's too (repeatable)")
+    shape.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH",
+                       help="narrow a number's range (repeatable)")
+    shape.add_argument("--choices", action="append", default=[], metavar="NAME=A,B",
+                       help="narrow a choice (repeatable)")
+    shape.add_argument("--enqueue", metavar="FILE", help="configurations to run after the fixed first trials: JSON "
+                       "lines or CSV, one a line; one may name some hyperparameters only (a Keras family's others "
+                       "are their defaults, an Optuna family's are searched)")
     p.add_argument("--time-budget-hard", action="store_true",
                    help="with --time-budget: also stop the Keras trial in progress at its next epoch end")
     p.add_argument("--results-dir", default=DataOptions.results_dir, help="where results/<family>/ goes (default results)")
@@ -133,7 +143,7 @@ def check_resume(out_dir, record):
     if not previous:
         return
     # "baseline" is recorded only when --no-baseline turned it off: every other search ran its baseline first
-    previous, record = {"baseline": True, **previous}, {"baseline": True, **record}
+    previous, record = {"baseline": True, "shape": {}, **previous}, {"baseline": True, "shape": {}, **record}
     if previous.get("tuner") in SAMPLERS and not {"sampler", "epochs"} & set(previous):
         # an Optuna family's search recorded before --sampler, when --tuner named its sampler: the same search
         previous = {**previous, "tuner": "optuna", "sampler": previous["tuner"]}
@@ -225,6 +235,17 @@ def main(argv=None, stop=None):
     """stop: the run's search_progress.Stop (cli() makes it; Ctrl-C and SIGTERM request it)."""
     args = build_parser().parse_args(argv)
     console.show(verbose=args.verbose, quiet=args.quiet)  # what the code below logs reaches the console
+    ran = run_search(args, stop, argv)
+    if ran is not None:
+        family, rows, out_dir, stop = ran
+        say_how_it_ended(family, rows, out_dir, args, stop)
+    return 0
+
+
+def run_search(args, stop=None, argv=None):
+    """The search the parsed flags ask for (the command line's, or the Python API's: runners/api.py), printing
+    nothing but through logging; returns (family, trials.csv's rows, results folder, stop), or None when there
+    is nothing to summarise (--list, --describe, a worker). Bad input: UserError, before anything is written."""
     stop = stop or Stop()
     if args.time_budget_hard and not args.time_budget:
         raise UserError("--time-budget-hard needs --time-budget D")
@@ -235,16 +256,20 @@ def main(argv=None, stop=None):
     search_spaces.load_user_families()
     if args.list:
         print_families()
-        return 0
+        return None
     if not args.family:
         raise UserError(f"name a family to search, e.g. `{command('search')} lyrics_lstm`; "
                         "`--list` shows them all")
     # What its source declares: flags and data are checked without starting Keras or TensorFlow
     family = search_spaces.describe(args.family)
+    shape = shaping.Shape.from_flags(args.set, args.range, args.choices, args.enqueue)
+    if shape:  # checked against the family's space (built, not trained) before anything is read or written
+        shaping.check(shape, family, shaping.family_space(search_spaces.get_family(args.family), args.with_artist),
+                      baseline=not args.no_baseline)
     if args.describe:  # like Keras Tuner's search_space_summary(): no data read, nothing written
         from lyrics_cifar_search.runners import space_summary  # Keras Tuner: only for --describe
-        print("\n".join(space_summary.summary(search_spaces.get_family(args.family), args.with_artist)))
-        return 0
+        print("\n".join(space_summary.summary(search_spaces.get_family(args.family), args.with_artist, shape)))
+        return None
     tuner = check_flags(args, family)
     role = keras_tuner_role() if family.engine == "keras_tuner" else None  # bad KERASTUNER_* variables: now
     out_dir = Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))
@@ -255,12 +280,12 @@ def main(argv=None, stop=None):
     if not worker:
         refuse_links(out_dir)
     prepared = prepare.prepare(family, data_options(args))
-    record_what_a_trial_means(prepared, family, args, tuner)
+    record_what_a_trial_means(prepared, family, args, tuner, shape)
     config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed, stop=stop,
                           tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
                           sampler=args.sampler or SAMPLERS[0], pruner=args.pruner or PRUNERS[0],
-                          time_budget=args.time_budget, baseline=not args.no_baseline)
+                          time_budget=args.time_budget, baseline=not args.no_baseline, shape=shape)
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
     # --time-budget counts from here, once the data is ready and the framework loaded (a budget shorter than
     # Keras's import would otherwise end a search before its first trial): no trial starts after it
@@ -268,15 +293,15 @@ def main(argv=None, stop=None):
     if worker:  # one of several: the process that started the search holds the lock
         prepare.save_cache(prepared)
         engines.run(family, prepared, out_dir, config)
-        return 0
-    rows = run_in_folder(family, prepared, out_dir, config, args)
-    say_how_it_ended(family, rows, out_dir, args, stop)
-    return 0
+        return None
+    return family, run_in_folder(family, prepared, out_dir, config, args), out_dir, stop
 
 
-def record_what_a_trial_means(prepared, family, args, tuner):
-    """Into the search's run record: the tuner or sampler that proposes a trial and its epoch budget (a resume
-    may not mix them), and the run's provenance."""
+def record_what_a_trial_means(prepared, family, args, tuner, shape=None):
+    """Into the search's run record: the tuner or sampler that proposes a trial, its epoch budget and the space's
+    shaping (a resume may not mix them), and the run's provenance."""
+    if shape:  # recorded only when given: a shared study's name hashes the record
+        prepared.record["shape"] = shape.record()
     if tuner == "optuna":
         prepared.record["sampler"] = args.sampler or SAMPLERS[0]
         if family.engine == "keras_tuner":  # what a trial means: how far it may be trained

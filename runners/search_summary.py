@@ -126,6 +126,10 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     done = trials_table.finished(trials, name)
     lines.append(f"{family.name}: {len(trials)} trials on record ({counts(out_dir, trials)}); "
                  f"table {out_dir / 'trials.csv'}")
+    shape = trials_table.run_record(out_dir).get("shape")
+    if shape:  # the space as the search was told to shape it (runners/shaping.py)
+        from lyrics_cifar_search.runners.shaping import Shape
+        lines.append(f"  shaped    {'; '.join(Shape.of_record(shape).lines())}")
     if done.empty:
         return lines + ["  no finished trial: nothing to compare"]
     best = done.loc[trials_table.best_index(done[name], direction)]

@@ -54,7 +54,9 @@ def _condition(hp):
     return " and ".join(parts)
 
 
-def _keras_rows(family, with_artist):
+def keras_space(family, with_artist=False):
+    """A Keras family's hyperparameters, each its first declaration (a keras_tuner hyperparameter, with its
+    conditions), in the order they were found: by building, as the module's docstring says."""
     import keras  # Keras starts only when a Keras model is built or loaded
     import keras_tuner as kt  # Keras Tuner: only for a Keras family
     found = {}  # name -> keras_tuner hyperparameter (its first declaration)
@@ -90,8 +92,12 @@ def _keras_rows(family, with_artist):
                 tried.add((name, value))
                 parents = {c.name: c.values[0] for c in getattr(found[name], "conditions", [])}
                 declare({**parents, name: value})
+    return list(found.values())
+
+
+def _keras_rows(family, with_artist):
     rows = []
-    for h in found.values():
+    for h in keras_space(family, with_artist):
         kind = type(h).__name__.lower()
         if kind in ("choice", "boolean"):
             what = ", ".join(str(v) for v in _values(h))
@@ -120,7 +126,9 @@ def _tried_values(h):
     return []
 
 
-def _optuna_rows(family, n_asks=300):
+def optuna_space(family, n_asks=300):
+    """An Optuna family's parameters: {name: (its distribution, whether every configuration has it)}, read from
+    trials asked of an in-memory study (nothing is fitted)."""
     import optuna  # Optuna: only once a search or its record is used
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -132,22 +140,29 @@ def _optuna_rows(family, n_asks=300):
             distributions.setdefault(name, d)
             seen[name] = seen.get(name, 0) + 1
         study.tell(trial, 0.0)
+    return {name: (d, seen[name] == n_asks) for name, d in distributions.items()}
+
+
+def _optuna_rows(family, n_asks=300):
+    import optuna  # Optuna: only once a search or its record is used
     rows = []
-    for name, d in distributions.items():
+    for name, (d, always) in optuna_space(family, n_asks).items():
         if isinstance(d, optuna.distributions.CategoricalDistribution):
             kind, what = "choice", ", ".join(str(c) for c in d.choices)
         else:
             kind = "int" if isinstance(d, optuna.distributions.IntDistribution) else "float"
             what = f"{d.low} .. {d.high}" + (f" step {d.step}" if d.step not in (None, 1) else "") \
                 + (" (log)" if d.log else "")
-        rows.append((name, kind, what, family.defaults.get(name, "-"),
-                     "" if seen[name] == n_asks else "in some configurations only"))
+        rows.append((name, kind, what, family.defaults.get(name, "-"), "" if always else "in some configurations only"))
     return rows
 
 
-def summary(family, with_artist=False):
-    """The lines --describe prints."""
+def summary(family, with_artist=False, shape=None):
+    """The lines --describe prints; with a shape (--set, --range, --choices: runners/shaping.py), the space as
+    shaped, each shaped row marked."""
     rows = _keras_rows(family, with_artist) if family.engine == "keras_tuner" else _optuna_rows(family)
+    if shape:
+        rows = [_shaped(row, shape) for row in rows]
     engine = "Keras Tuner" if family.engine == "keras_tuner" else "Optuna"
     head = [f"{family.name}{' (with the artist)' if with_artist else ''}: {family.description}",
             f"{engine}, {family.task}; {len(rows)} hyperparameters. Default = the earlier study's value, which "
@@ -156,4 +171,18 @@ def summary(family, with_artist=False):
         [(n, k, w, str(d), c) for n, k, w, d, c in rows]
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     lines = ["  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + ("  " + r[4] if r[4] else "") for r in table]
-    return head + [""] + ["  " + line.rstrip() for line in lines]
+    shaped = [f"Shaped: {'; '.join(shape.lines())}."] if shape else []
+    return head + shaped + [""] + ["  " + line.rstrip() for line in lines]
+
+
+def _shaped(row, shape):
+    """A --describe row under the shape: a fixed value, a narrowed range or narrowed choices, marked."""
+    name, kind, what, default, when = row
+    if name in shape.fixed:
+        return name, kind, f"{shape.fixed[name]} (--set; was {what})", shape.fixed[name], when
+    if name in shape.ranges:
+        low, high = shape.ranges[name]
+        return name, kind, f"{low} .. {high} (--range; was {what})", default, when
+    if name in shape.choices:
+        return name, kind, f"{', '.join(map(str, shape.choices[name]))} (--choices; was {what})", default, when
+    return row

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search import studies
-from lyrics_cifar_search.runners import trials_table
+from lyrics_cifar_search.runners import shaping, trials_table
 from lyrics_cifar_search.runners.flag_types import duration, positive_int
 from lyrics_cifar_search.suite_common import UserError, atomic, console, error_line
 from lyrics_cifar_search.suite_common.process import child_env
@@ -125,6 +125,9 @@ def search_argv(entry):
     argv = [entry["family"]]
     for key, value in entry.items():
         if key == "family" or value is None or value is False:
+            continue
+        if key in ("set", "range", "choices") and isinstance(value, dict):  # set = {units = 32}, ...
+            argv += shaping.flags_of(key, value)
             continue
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
@@ -254,6 +257,12 @@ def dry_run(searches, state, results_dir):
         else:
             pending += 1
             status = f"{n} trials on record" if n else "not started"
+        try:
+            shape = shaping.of_entry(entry)
+        except UserError as e:
+            shape, status = None, f"{status}; its shaping is refused: {e}"
+        if shape:
+            status += f"; shaped: {'; '.join(shape.lines())}"
         family = search_spaces.describe(entry["family"])
         epochs = str(entry.get("epochs") or family.epochs) if family.engine == "keras_tuner" else "-"
         if entry.get("time_budget"):

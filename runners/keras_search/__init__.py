@@ -41,7 +41,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from lyrics_cifar_search.runners import compat, record, search_progress, trials_table, workers
+from lyrics_cifar_search.runners import compat, record, search_progress, shaping, trials_table, workers
 from lyrics_cifar_search.runners.keras_search import errors
 from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
 from lyrics_cifar_search.runners.keras_search.oracles import (BayesianOracle, HyperbandOracle, RandomOracle,
@@ -55,23 +55,24 @@ logger = logging.getLogger(__name__)
 
 
 def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
-                pruner="median", first_trials=({},), parallel=False, time_budget=None):
+                pruner="median", first_trials=({},), parallel=False, time_budget=None, hyperparameters=None):
     """"optuna": the Optuna-backed oracle, or Keras Tuner's own (random, bayesian, hyperband); every one records
     its trials in the study at study=(storage URL, study name). first_trials: the family's fixed first trials
-    (the baseline first); parallel: workers run trials at once (TPE's constant liar)."""
+    (the baseline first); parallel: workers run trials at once (TPE's constant liar); hyperparameters: the space
+    the oracle starts from (the shaped hyperparameters: runners/shaping.py), as Keras Tuner's oracles take it."""
     objective = kt.Objective(*objective)
     if tuner == "optuna":
         oracle = StudyOracle(objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
                              sampler=sampler, pruner=pruner, parallel=parallel, first_trials=first_trials,
-                             time_budget=time_budget)
+                             time_budget=time_budget, hyperparameters=hyperparameters)
     elif tuner == "random":
-        oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed)
+        oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed, hyperparameters=hyperparameters)
     elif tuner == "bayesian":
-        oracle = BayesianOracle(objective=objective, max_trials=max_trials, seed=seed)
+        oracle = BayesianOracle(objective=objective, max_trials=max_trials, seed=seed, hyperparameters=hyperparameters)
     elif tuner == "hyperband":
         # hyperband_iterations=None: brackets repeat until --max-trials, which stops the search
         oracle = HyperbandOracle(objective=objective, max_epochs=epochs, factor=3, hyperband_iterations=None,
-                                 seed=seed)
+                                 seed=seed, hyperparameters=hyperparameters)
     else:
         raise ValueError(tuner)
     oracle.record_at = study
@@ -121,13 +122,15 @@ def _check_buildable(family, prepared):
 
 
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, stop=None,
-                verbose=False, sampler="tpe", pruner="median", parallel=False, time_budget=None):
+                verbose=False, sampler="tpe", pruner="median", parallel=False, time_budget=None,
+                hyperparameters=None):
     _check_buildable(family, prepared)
     try:
         objective = trials_table.objective_of(family, prepared.meta)
         study = (record.storage_url(Path(out_dir).parent), record.study_name(out_dir))  # the search's record
         oracle = make_oracle(tuner, max_trials, epochs, seed, objective, study=study, sampler=sampler, pruner=pruner,
-                             first_trials=family.first_trials, parallel=parallel, time_budget=time_budget)
+                             first_trials=family.first_trials, parallel=parallel, time_budget=time_budget,
+                             hyperparameters=hyperparameters)
         oracle.identity = (prepared.meta, _settings(tuner, sampler, pruner, bool(family.first_trials)))
         return SuiteTuner(oracle, family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, stop=stop or Stop(),
@@ -138,7 +141,8 @@ def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, t
 
 
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
-        start_workers=None, stop=None, verbose=False, sampler="tpe", pruner="median", time_budget=None):
+        start_workers=None, stop=None, verbose=False, sampler="tpe", pruner="median", time_budget=None,
+        hyperparameters=None):
     """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
 
     stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none."""
@@ -150,7 +154,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
                                         trials_table.chance(prepared.meta, objective[0]))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, stop=stop, verbose=verbose, sampler=sampler, pruner=pruner,
-                    parallel=chief is not None, time_budget=time_budget)
+                    parallel=chief is not None, time_budget=time_budget, hyperparameters=hyperparameters)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total (before the study opens)
     record.describe(t.oracle.study, prepared.meta, **_settings(tuner, sampler, pruner, bool(family.first_trials)))
     on_record = [x for x in t.oracle.study.get_trials(deepcopy=False, states=record.FINISHED)
@@ -201,6 +205,10 @@ def search(family, prepared, out_dir, config):
     config = dataclasses.replace(config, epochs=config.epochs or family.epochs)
     if not config.baseline:  # --no-baseline: no fixed first trials, the search measured alone
         family = dataclasses.replace(family, first_trials=())
+    hyperparameters = None
+    if config.shape:  # --set, --range, --choices, --enqueue (runners/shaping.py)
+        family = dataclasses.replace(family, first_trials=shaping.fixed_first_trials(config.shape, family.first_trials))
+        hyperparameters = shaping.keras_hyperparameters(config.shape, family, prepared.spec.get("with_artist", False))
     role = workers.keras_tuner_role()
     if role == "worker":  # the chief holds the lock and writes trials.csv
         run_worker(family, prepared, out_dir, epochs=config.epochs, tuner=config.tuner, seed=config.seed,
@@ -222,7 +230,7 @@ def search(family, prepared, out_dir, config):
     return run(family, prepared, out_dir, max_trials=config.max_trials, epochs=config.epochs, tuner=config.tuner,
                seed=config.seed, tensorboard=config.tensorboard, chief=chief, start_workers=spawn if local else None,
                stop=config.stop, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner,
-               time_budget=config.time_budget)
+               time_budget=config.time_budget, hyperparameters=hyperparameters)
 
 
 def baseline(family, prepared):
