@@ -29,7 +29,7 @@ def evaluate(recon, x_val, y_val):
     return {"val_reconstruction_mse": float(np.mean(per_image)),
             "val_reconstruction_mae": float(np.mean(np.abs(recon - x_val))),
             "val_loss": float(np.mean(per_image)),
-            # its standard error over the validation images: the pruner's noise (optuna_oracle.NoiseGuard)
+            # its standard error over the validation images: the pruner's noise margin (runners/policy.py)
             "val_reconstruction_mse_se": float(np.std(per_image) / np.sqrt(max(len(per_image), 1)))}
 
 

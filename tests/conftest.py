@@ -59,3 +59,18 @@ def cifar_chain(tmp_path_factory):
     for family, n in (("cifar_cnn", 2), ("cifar_autoencoder", 2), ("cifar_transfer", 2)):
         assert cli([family, "--data", "demo", "--results-dir", str(res), "--max-trials", str(n), "--epochs", "1"]) == 0
     return res
+
+
+@pytest.fixture
+def own_families(monkeypatch):
+    """A family a test registers in this process (register_family, or --families-from through cli()) stays in
+    that test: the registry, the modules loaded and LYRICS_SEARCH_FAMILIES are as before afterwards, so later
+    tests in the worker (the registry's listing, a subprocess that inherits the environment) never see it."""
+    from lyrics_cifar_search import search_spaces
+    monkeypatch.setenv(search_spaces.FAMILIES_ENV, "")  # recorded, so teardown removes what cli() sets in it
+    registry, loaded = dict(search_spaces._REGISTRY), set(search_spaces._USER_LOADED)
+    yield
+    search_spaces._REGISTRY.clear()
+    search_spaces._REGISTRY.update(registry)
+    search_spaces._USER_LOADED.clear()
+    search_spaces._USER_LOADED.update(loaded)

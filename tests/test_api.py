@@ -85,3 +85,22 @@ def test_the_readmes_from_python_block_runs_as_pasted_from_an_empty_folder(tmp_p
     assert out.returncode == 0, out.stderr[-2000:]
     assert "val_accuracy" in out.stdout and (tmp_path / "results" / "lyrics_tfidf_logreg" / "trials.csv").exists()
     assert re.search(r"\['\w+', '\w+'\]", out.stdout)  # the two predicted genres
+
+
+@pytest.mark.slow
+def test_a_family_registered_in_this_process_searches_from_python(tmp_path, small_lyrics, own_families):
+    """A notebook's own family: registered with register_family in the program, searched with search()."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from lyrics_cifar_search.search_spaces import register_family
+
+    @register_family("x_notebook_family", task="lyrics", engine="optuna", description="a notebook's own",
+                     inputs="texts", defaults={"C": 1.0}, make_features=lambda params, spec: CountVectorizer(),
+                     make_classifier=lambda params, seed: LogisticRegression(C=params["C"], max_iter=300))
+    def suggest(trial):
+        return {"C": trial.suggest_float("C", 0.01, 10, log=True)}
+
+    result = search("x_notebook_family", data=small_lyrics, max_trials=3, results_dir=tmp_path)
+    assert len(result.trials) == 3 and result.baseline["hp_C"] == 1.0
+    assert result.best_model().predict(["love you baby tonight"])[0] in result.best_model().label_names

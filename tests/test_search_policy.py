@@ -228,7 +228,7 @@ def suggest(trial):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["tpe-prior", "tpe"])
-def test_the_optuna_engine_never_trains_a_configuration_twice(tmp_path, small_lyrics, sampler):
+def test_the_optuna_engine_never_trains_a_configuration_twice(tmp_path, small_lyrics, sampler, own_families):
     """Keras Tuner's rule in both engines: a space of two configurations gives two trials, then the search stops
     (the proposals already tried are never trained, and are not trials)."""
     (tmp_path / "two.py").write_text(TWO_CONFIGS)
