@@ -69,7 +69,9 @@ class SearchResult:
         if best is None:
             return {}
         import pandas as pd
-        return {k[3:]: v for k, v in best.items() if k.startswith("hp_") and pd.notna(v)}
+        # plain Python values (a CSV column's numbers come back as NumPy scalars)
+        return {k[3:]: v.item() if hasattr(v, "item") else v for k, v in best.items()
+                if k.startswith("hp_") and pd.notna(v)}
 
     def best_model(self) -> "BestModel":
         """The search's best model, loaded as load_best loads it (best/): .predict, .predict_proba, .meta."""

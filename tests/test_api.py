@@ -38,6 +38,7 @@ def test_a_search_on_a_dataframe_resumes_and_is_refused_other_data(tmp_path, sma
     assert list(result.trials["trial_id"]) == [0, 1] and result.trials["is_baseline"].tolist() == [True, False]
     assert result.baseline["trial_id"] == 0 and result.best_trial is not None
     assert result.best_params == {k[3:]: v for k, v in result.best_trial.items() if k.startswith("hp_")}
+    assert {type(v) for v in result.best_params.values()} <= {bool, int, float, str}  # not NumPy's scalars
     assert len(result.best_model().predict(["love you baby tonight"])) == 1
     assert result.baseline_model().meta["is_baseline"]
     assert "best" in result.summary() and "baseline" in result.summary()
