@@ -54,9 +54,19 @@ def _condition(hp):
     return " and ".join(parts)
 
 
+_KERAS_SPACES = {}  # (family, with_artist) -> keras_space's list: a shaped search's check and its engine share it
+
+
 def keras_space(family, with_artist=False):
     """A Keras family's hyperparameters, each its first declaration (a keras_tuner hyperparameter, with its
-    conditions), in the order they were found: by building, as the module's docstring says."""
+    conditions), in the order they were found: by building, as the module's docstring says (once a process)."""
+    key = (family.name, family.module, bool(with_artist))
+    if key not in _KERAS_SPACES:
+        _KERAS_SPACES[key] = _build_keras_space(family, with_artist)
+    return list(_KERAS_SPACES[key])
+
+
+def _build_keras_space(family, with_artist):
     import keras  # Keras starts only when a Keras model is built or loaded
     import keras_tuner as kt  # Keras Tuner: only for a Keras family
     found = {}  # name -> keras_tuner hyperparameter (its first declaration)
