@@ -93,7 +93,8 @@ def enqueue_baseline(study, family, baseline=True, shape=None):
 def _run_again(study, numbers):
     """RUNNING trials `numbers` that nobody runs any more: each is failed (marked interrupted, out of the tables)
     and queued again with its values by Optuna's RetryHeartbeatStaleTrialCallback (RetryFailedTrialCallback's
-    name since 4.9), as Optuna's heartbeat check does with a stale trial. A trial killed before it drew its values runs the values it was queued with."""
+    name since 4.9), as Optuna's heartbeat check does with a stale trial. A trial killed before it drew its values
+    runs the values it was queued with."""
     storage = compat.storage_of(study)
     study_id = storage.get_study_id_from_name(study.study_name)
     with warnings.catch_warnings():  # marked experimental
@@ -297,7 +298,7 @@ class _Search:
             raise optuna.TrialPruned()
         try:
             params = family.suggest(shaping.ShapedTrial(trial, self.shape) if self.shape else trial)
-            if self.tried_before(trial, params):
+            if self.tried_before(trial):
                 # Keras Tuner's rule, kept by both engines: a configuration already tried is not trained again. The
                 # proposal ends PRUNED, marked duplicate (out of the tables and the trial count); TPE ranks it
                 # poor, so it moves on; after Keras Tuner's 20 in a row the space is taken as used up.
@@ -325,8 +326,8 @@ class _Search:
                 p.artifacts, name=best_store.BASELINE_STAGED)
         return metrics[self.objective[0]]
 
-    def tried_before(self, trial, params):
-        """Whether a trial of the search (not an attempt cut short, not a duplicate) ran these values."""
+    def tried_before(self, trial):
+        """Whether a trial of the search (not an attempt cut short, not a duplicate) ran this trial's values."""
         retried = record.retried(self.study)
         return any(t.number != trial.number and t.params == trial.params and not record.interrupted(t, retried)
                    and t.state in FINISHED for t in self.study.get_trials(deepcopy=False))

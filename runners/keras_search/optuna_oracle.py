@@ -178,13 +178,13 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         """(the study's trial, whether it is a fixed first trial) for the values populate_space answered: the trial
         this oracle's own proposal asked for, or, where a subclass answered other values, a study trial with
         those (the proposal it replaced is failed, marked replaced: never trained, not a trial)."""
-        proposal = self._proposed.pop(provisional, None)
+        proposal = self._proposed.get(provisional)
         if proposal is not None:
             asked, proposed, fixed = proposal
             if self._study_params(user_values(proposed)) == self._study_params(user_values(values)):
+                del self._proposed[provisional]
                 return asked, fixed
-            asked.set_user_attr("replaced", True)
-            self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
+        self._drop_proposal(provisional)
         asked, _ = self._ask_for(values)
         return asked, False
 
