@@ -78,17 +78,21 @@ def summarize(folder, family, results_dir):
     """One comparison row for a search folder; test scores from its saved best model."""
     trials = trials_table.read_trials(folder)
     name, direction = trials_table.folder_objective(folder, family)
+    objectives = trials_table.run_record(folder).get("objectives")  # a Pareto search: its best is the first's
     done = trials_table.finished(trials, name)
     row = {"family": family.name, "variant": "lyrics+artist" if folder.name.endswith("_artist")
            else ("lyrics" if family.task == "lyrics" else f"block {family.block}"),
            "engine": family.engine, "objective": name,
            "trials_finished": int((trials["status"] == Status.COMPLETE).sum()),
            "trials_failed": int((trials["status"] == Status.FAIL).sum())}
+    if objectives:  # the row's best is the first objective's, which the table says
+        row["pareto_objectives"] = f"{','.join(n for n, _ in objectives)}: best of the first, ties by the next"
     if done.empty:
         problem(f"{folder}: no finished trial yet")
         return row, None
     base = tables.baseline(done)
-    best = done.loc[trials_table.best_index(done[name], direction)]
+    best = done.loc[trials_table.front_best_index(done, objectives) if objectives else
+                    trials_table.best_index(done[name], direction)]  # best/'s trial
     row.update(baseline_score=float(base[name].iloc[0]) if len(base) else np.nan,
                best_score=float(best[name]), best_trial=best["trial_id"])
     row["gain"] = row["best_score"] - row["baseline_score"]

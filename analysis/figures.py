@@ -143,6 +143,8 @@ def search_study(folder, trials, objective):
             kept = mirrored.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
             for t in kept:  # the copy numbers its trials afresh: each keeps its own id, trials.csv's
                 t.set_user_attr("trial_id", record.trial_id(t))
+                if len(t.values) > 1:  # a Pareto search: these plots are of its first objective, the tables'
+                    t.values = t.values[:1]
             study.add_trials(kept)
             return study
         except KeyError:  # no record of this search there
@@ -156,6 +158,31 @@ def search_study(folder, trials, objective):
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row[name]),
                                                   user_attrs={"trial_id": int(row["trial_id"])}))
     return study
+
+
+def pareto_front(folder, out, is_demo=False):
+    """A Pareto search's front, drawn by Optuna's matplotlib plot_pareto_front from the search's record (every
+    finished trial; the front highlighted); the first three objectives where it has more. None for a search of
+    one objective, or with no record in the results folder's optuna.db."""
+    import optuna  # Optuna: only once a search or its record is used
+    from optuna.visualization import matplotlib as ovm
+    if not (folder.parent / "optuna.db").exists():
+        return None
+    try:
+        study = optuna.load_study(study_name=folder.name, storage=record.storage_url(folder.parent))
+    except KeyError:
+        return None
+    if len(study.directions) < 2 or not study.best_trials:
+        return None
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    shown = min(3, len(names))
+    with warnings.catch_warnings(), plt.rc_context():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        ax = ovm.plot_pareto_front(study, targets=lambda t: tuple(t.values[:shown]), target_names=names[:shown])
+    fig = ax.figure
+    fig.suptitle(f"{folder.name}: Pareto front of {', '.join(names[:shown])} ({len(study.best_trials)} of "
+                 f"{len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))} trials)")
+    return save(fig, out / f"pareto_{folder.name}.png", is_demo)
 
 
 def optuna_plots(folder, study, out, is_demo=False):

@@ -12,6 +12,7 @@ Runs the comparison (analysis/compare.py), then writes
     history_<search>.png          every trial's score by trial id, and the best so far
     importance_<search>.png       hyperparameter importances (fANOVA; from 10 finished trials on)
     parallel_<search>.png, slice_<search>.png   Optuna's parallel-coordinate and slice plots
+    pareto_<search>.png     a Pareto search's front (--objective a,b): Optuna's plot_pareto_front
     reconstructions.png           the best autoencoder's sample reconstructions
 
 A headline per task, the main columns of each table (all of them in the
@@ -322,6 +323,13 @@ def search_lines(folder, family, root, out):
                  figures.optimisation_history(folder, trials, objective, out, is_demo)):
         if plot:
             lines += [md_image(plot, root), ""]
+    objectives = trials_table.run_record(folder).get("objectives")
+    if objectives:  # a Pareto search: its front, and what the tables rank it by
+        front = figures.pareto_front(folder, out, is_demo)
+        lines += ([md_image(front, root), ""] if front else []) + [
+            f"A Pareto search of {', '.join(n for n, _ in objectives)} (trials.csv's `pareto` column marks the "
+            f"front); the tables, best/ and the plots below take the best {objective[0]}, the first objective "
+            f"(ties: the next).", ""]
     plots, notes = _safe_optuna_plots(folder, figures.search_study(folder, trials, objective), out, is_demo)
     lines += [md_image(plot, root) for plot in plots] + [""] + notes + ([""] if notes else [])
     recon = folder / "best" / "reconstructions.png"

@@ -44,16 +44,29 @@ class SearchResult:
     family: str
     folder: Path  # results/<family>[_artist]/
     results_dir: Path
-    objective: tuple  # (metric, "max" | "min"): what the search ranked trials by
+    objective: tuple  # (metric, "max" | "min"): what the search ranked trials by (a Pareto search: its first)
     trials: "pd.DataFrame"  # trials.csv: trial_id, status, is_baseline, hp_<name>..., val_accuracy, ...
+    objectives: tuple = ()  # a Pareto search's (objective=["val_accuracy", "params"]): every (metric, direction)
 
     @property
     def best_trial(self) -> Optional["pd.Series"]:
-        """The finished trial with the best objective value (None if none finished)."""
+        """The finished trial with the best objective value (None if none finished); a Pareto search's: the best
+        in its first objective, ties broken by the next (best/'s model)."""
         done = trials_table.finished(self.trials, self.objective[0])
         if done.empty:
             return None
+        if len(self.objectives) > 1:
+            return done.loc[trials_table.front_best_index(done, self.objectives)]
         return done.loc[trials_table.best_index(done[self.objective[0]], self.objective[1])]
+
+    @property
+    def best_trials(self) -> "pd.DataFrame":
+        """A Pareto search's front (like Optuna's study.best_trials): the finished trials no other beats in every
+        objective; for a search of one objective, the best trial alone."""
+        if len(self.objectives) > 1 and "pareto" in self.trials:
+            return self.trials[self.trials["pareto"].astype(str) == "True"]
+        best = self.best_trial
+        return self.trials.iloc[:0] if best is None else self.trials.loc[[best.name]]
 
     @property
     def baseline(self) -> Optional["pd.Series"]:
@@ -100,7 +113,7 @@ def search(family: str, data: Union[str, Path, "pd.DataFrame", None] = None, *,
     data: a lyrics CSV/TSV path, a pandas DataFrame (saved once, by content, under results/_data/, so the same
     frame resumes the same search), a CIFAR archive or folder, "demo", or None (the generated demo set).
     options: the command line's flags as keywords (max_trials=10, epochs=None, tuner=None, sampler="tpe",
-    pruner="median", seed=42, objective=None, time_budget="90s" or seconds, no_baseline=False,
+    pruner="median", seed=42, objective=None (or several: ["val_accuracy", "params"]), time_budget="90s" or seconds, no_baseline=False,
     results_dir="results", fresh=False, with_artist=False, workers=1, storage=None, families_from=[...],
     text_column=..., verbose=False, ...). Raises UserError for bad input (one line, nothing written)."""
     results_dir = Path(options.get("results_dir", "results"))
@@ -116,7 +129,9 @@ def search(family: str, data: Union[str, Path, "pd.DataFrame", None] = None, *,
     found, _, out_dir, _ = ran
     return SearchResult(family=found.name, folder=Path(out_dir), results_dir=results_dir,
                         objective=trials_table.folder_objective(out_dir, found),
-                        trials=trials_table.read_trials(Path(out_dir)))
+                        trials=trials_table.read_trials(Path(out_dir)),
+                        objectives=tuple(tuple(o) for o in
+                                         trials_table.run_record(out_dir).get("objectives") or ()))
 
 
 def _flags(options: dict, results_dir: Path = Path("results")) -> list[str]:
@@ -138,7 +153,9 @@ def _flags(options: dict, results_dir: Path = Path("results")) -> list[str]:
             argv += [flag, str(_saved("enqueue", "".join(json.dumps(row) + "\n" for row in value), ".jsonl",
                                       results_dir))]
             continue
-        if value is True:
+        if name == "objective" and isinstance(value, (list, tuple)):  # several: a Pareto search
+            argv += [flag, ",".join(value)]
+        elif value is True:
             argv.append(flag)
         elif isinstance(value, (list, tuple)):
             for v in value:

@@ -31,9 +31,15 @@ def best_meta(out_dir):
         return None
 
 
+def _listed(objective):
+    """[(metric, direction), ...] from one objective or a Pareto search's list of them."""
+    return [tuple(objective)] if isinstance(objective[0], str) else [tuple(o) for o in objective]
+
+
 def best_score(out_dir, objective=OBJECTIVE):
     """The objective value best/ was saved with; None if there is no best/ yet. A best/ whose meta.json
     is unreadable or holds no such number is damaged: one clear error, since any trial could replace it."""
+    objective = _listed(objective)[0]
     folder = Path(out_dir) / "best"
     if not folder.exists():
         return None
@@ -47,14 +53,22 @@ def best_score(out_dir, objective=OBJECTIVE):
 
 
 def is_better(metrics, out_dir, objective=OBJECTIVE):
-    name, direction = objective
+    """Whether a trial's metrics beat best/'s in the objective; a Pareto search's list of objectives: in the first,
+    or equal in it and better in the next (so best/ is always on the front)."""
+    objectives = _listed(objective)
+    name, direction = objectives[0]
     score = metrics.get(name)
     if not is_score(score):
         return False
-    best = best_score(out_dir, objective)
+    best = best_score(out_dir, objectives[0])
     if best is None:
         return True
-    return better(score, best, direction)
+    saved = best_meta(out_dir)["metrics"]
+    for name, direction in objectives:
+        mine, theirs = metrics.get(name), saved.get(name)
+        if not (is_score(mine) and is_score(theirs)) or mine != theirs:
+            return is_score(mine) and (not is_score(theirs) or better(mine, theirs, direction))
+    return False
 
 
 def stage_best(out_dir, trial_id, write_model, meta, artifacts, name=None):
@@ -130,7 +144,7 @@ def reconcile_best(out_dir, finished, objective=OBJECTIVE):
             pass
         tid = meta and str(meta["trial_id"])
         keys = {str(k): v for k, v in finished.items()}
-        if meta and tid in keys and _same(keys[tid], meta["metrics"].get(objective[0])) \
+        if meta and tid in keys and _same(keys[tid], meta["metrics"].get(_listed(objective)[0][0])) \
                 and is_better(meta["metrics"], out_dir, objective):
             promote(out_dir, cand, objective)
         else:

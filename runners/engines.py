@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the types of the engine interface, for readers and checkers
 # Who proposes the trials: "optuna", a study with a sampler (and for Keras a pruner: runners/keras_search/
 # optuna_oracle.py), or for a Keras family Keras Tuner's own oracles. The first of each is the default.
 TUNERS = {"keras_tuner": ("optuna", "random", "bayesian", "hyperband"), "optuna": ("optuna",)}
-SAMPLERS = ("tpe", "tpe-prior", "random")
+SAMPLERS = ("tpe", "tpe-prior", "random", "nsga2")
 PRUNERS = ("median", "successive-halving", "hyperband", "none")
 
 

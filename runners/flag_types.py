@@ -61,3 +61,20 @@ def fraction(text):
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
+
+
+def objective_names(text):
+    """--objective: one score (val_accuracy, val_macro_f1, val_loss, or a family's own), or a score then costs
+    (params, predict_ms, train_s), comma-separated: 'val_accuracy,params'. Returns the names, as given, joined."""
+    from lyrics_cifar_search.runners.trials_table import COSTS, OBJECTIVES
+    names = [w.strip() for w in str(text).split(",")]
+    known = [*OBJECTIVES, *COSTS]
+    for name in names:
+        if name not in known and not name.startswith("val_"):
+            raise argparse.ArgumentTypeError(f"unknown objective {name!r}: choose from {', '.join(known)}")
+    if len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} names an objective twice")
+    if names[0] in COSTS:
+        raise argparse.ArgumentTypeError(f"the first objective is what the tables rank by: name a score first "
+                                         f"(e.g. val_accuracy,{names[0]})")
+    return ",".join(names)

@@ -162,10 +162,11 @@ def _fail_orphans(study, grace):
 
 
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
-                  objective=trials_table.OBJECTIVE, name=None, max_trials=None, time_budget=None, meta=None,
+                  objectives=(trials_table.OBJECTIVE,), name=None, max_trials=None, time_budget=None, meta=None,
                   baseline=True, shape=None):
     """Open (or create) the search's study (name: study_name's); before any worker starts, queue the
-    baseline and tidy what a killed single run left. objective: (metric, "max"|"min")."""
+    baseline and tidy what a killed single run left. objectives: [(metric, "max"|"min"), ...], the first the one
+    best/ is chosen by; several: a Pareto search."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -184,21 +185,21 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
         with warnings.catch_warnings():  # marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             proposer = optuna.samplers.PartialFixedSampler(shape.fixed, proposer)
-    study = optuna.create_study(study_name=name, storage=storage, direction=record.direction(objective[1]),
+    study = optuna.create_study(study_name=name, storage=storage, directions=record.directions(objectives),
                                 sampler=proposer, load_if_exists=True)
     if meta is not None:  # another search's trials are refused before anything is written
         record.check_identity(study, meta, sampler=sampler, baseline=baseline)
         study.set_user_attr("policy", policy.summary(budget, sampler, "none"))
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
-           and not trials_table.is_score(t.value)]
+           and not all(trials_table.is_score(v) for v in t.values or [None])]
     if bad:
         raise UserError(f"the study in {storage.url if hasattr(storage, 'url') else out_dir} is damaged (trial "
                         f"{bad[0]}'s value is not a number); start again with --fresh")
     if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
         _retry_interrupted(study)
         enqueue_baseline(study, family, baseline, shape)
-        best_store.reconcile_best(out_dir, {t.number: t.value for t in study.trials
-                                         if t.state == optuna.trial.TrialState.COMPLETE}, objective)
+        best_store.reconcile_best(out_dir, {t.number: t.values[0] for t in study.trials
+                                         if t.state == optuna.trial.TrialState.COMPLETE}, objectives)
         if any(t.state in FINISHED for t in study.trials):
             record.write_table(study, out_dir)
     return study
@@ -213,10 +214,10 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none."""
     out_dir, stop = Path(out_dir), stop or search_progress.Stop()
     shared = worker or storage is not None
-    objective = trials_table.objective_of(family, prepared.meta)
+    objectives = trials_table.objectives_of(family, prepared.meta)
     study = _open_study(family, prepared, out_dir, max_trials=max_trials, seed=seed, sampler=sampler,
-                        storage=storage, worker=worker, shared=shared, objective=objective, time_budget=time_budget,
-                        baseline=baseline, shape=shape)
+                        storage=storage, worker=worker, shared=shared, objectives=objectives,
+                        time_budget=time_budget, baseline=baseline, shape=shape)
     done_before = _counted(study)
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
         return record.write_table(study, out_dir)
@@ -230,7 +231,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     if stop.out_of_time() or stop.requested:  # SIGTERM while workers ran
         return record.rows(study)
     search = _Search(family, prepared, out_dir, study, max_trials=max_trials, seed=seed, shared=shared,
-                     stop=stop, objective=objective, shape=shape)
+                     stop=stop, objectives=objectives, shape=shape)
     url = storage or record.storage_url(out_dir.parent)
     if _counted(study) + (search.running() if shared else 0) < max_trials:
         search.optimize(url)
@@ -242,12 +243,12 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     return record.rows(study)
 
 
-def _open_study(family, prepared, out_dir, *, max_trials, seed, sampler, storage, worker, shared, objective,
+def _open_study(family, prepared, out_dir, *, max_trials, seed, sampler, storage, worker, shared, objectives,
                 time_budget=None, baseline=True, shape=None):
     """The search's study, prepared (prepare_study), its baseline queued and its identity described (or, in a
     worker, checked: a worker on other data is refused here)."""
     study = prepare_study(family, out_dir, seed=seed, sampler=sampler, storage=storage, shared=shared,
-                          objective=objective, name=record.study_name(out_dir, prepared.record, storage),
+                          objectives=objectives, name=record.study_name(out_dir, prepared.record, storage),
                           max_trials=max_trials, time_budget=time_budget, meta=prepared.meta, baseline=baseline,
                           shape=shape)
     if storage is not None and not worker:
@@ -263,16 +264,17 @@ class _Search:
     """This process's part of an Optuna search: one trial's life (train, stage, record, promote, report) and the
     callbacks that stop the search, sharing the study, the feature cache and the staged models."""
 
-    def __init__(self, family, prepared, out_dir, study, *, max_trials, seed, shared, stop, objective, shape=None):
+    def __init__(self, family, prepared, out_dir, study, *, max_trials, seed, shared, stop, objectives, shape=None):
         self.family, self.p, self.out_dir, self.study = family, prepared, out_dir, study
-        self.max_trials, self.seed, self.shared, self.stop, self.objective = max_trials, seed, shared, stop, objective
+        self.max_trials, self.seed, self.shared, self.stop = max_trials, seed, shared, stop
+        self.objectives, self.objective = objectives, objectives[0]  # best/ is chosen by the first
         self.cache = FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
         self.candidates, self.baselines = {}, {}  # staged models, by trial number, until the trial is recorded
         self.ended_states = []  # this process's trials, in the order they ended
         self.repeats = 0  # proposals in a row already tried
         self.shape = shape  # --range and --choices: what suggest() sees (runners/shaping.py)
-        self.progress = search_progress.Progress(family.name, max_trials, objective,
-                                                 trials_table.chance(prepared.meta, objective[0]))
+        self.progress = search_progress.Progress(family.name, max_trials, self.objective,
+                                                 trials_table.chance(prepared.meta, self.objective[0]))
 
     def optimize(self, storage_url):
         _optimize(self.study, storage_url, self.run_one, n_trials=None,
@@ -312,11 +314,13 @@ class _Search:
         except BaseException:  # Ctrl-C: not a failed configuration; it runs again on resume
             trial.set_user_attr("interrupted", True)
             raise
+        if len(self.objectives) > 1:  # a Pareto search: the costs it weighs
+            metrics.update(costs(model, [n for n, _ in self.objectives[1:]], p.x_val[:1], metrics))
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
         meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
                 "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
-        if best_store.is_better(metrics, out_dir, self.objective):  # staged now, promoted once Optuna recorded it
+        if best_store.is_better(metrics, out_dir, self.objectives):  # staged now, promoted once Optuna recorded it
             self.candidates[trial.number] = best_store.stage_best(out_dir, trial.number,
                                                                   lambda d: sio.dump(model, d / "model.skops"),
                                                                   meta, p.artifacts)
@@ -324,6 +328,8 @@ class _Search:
             self.baselines[trial.number] = self.candidates.get(trial.number) or best_store.stage_best(
                 out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), {**meta, "is_baseline": True},
                 p.artifacts, name=best_store.BASELINE_STAGED)
+        if len(self.objectives) > 1:
+            return [metrics[name] for name, _ in self.objectives]
         return metrics[self.objective[0]]
 
     def tried_before(self, trial):
@@ -346,10 +352,11 @@ class _Search:
         if baseline is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
             best_store.save_baseline(self.out_dir, baseline)
         if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
-            best_store.promote(self.out_dir, candidate, self.objective)
+            best_store.promote(self.out_dir, candidate, self.objectives)
         rows = record.write_table(study, self.out_dir)
         self.ended_states.append(frozen.state.name)
-        self.progress.trial_done(rows, frozen.number, frozen.state.name, frozen.value, self.family.defaults)
+        self.progress.trial_done(rows, frozen.number, frozen.state.name, frozen.values[0] if frozen.values else None,
+                                 self.family.defaults)
         if self.stop.requested:  # Ctrl-C: stop before the next trial
             study.stop()
         elif trials_table.failed_in_a_row(self.ended_states):
@@ -413,10 +420,10 @@ def search(family, prepared, out_dir, config):
 
 def _run_workers(family, prepared, out_dir, config):
     """Prepare the study once, then config.workers processes share it (one GPU each where GPUs exist)."""
-    objective = trials_table.objective_of(family, prepared.meta)
+    objectives = trials_table.objectives_of(family, prepared.meta)
     name = record.study_name(out_dir, prepared.record, config.storage)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
-                          objective=objective, name=name, max_trials=config.max_trials,
+                          objectives=objectives, name=name, max_trials=config.max_trials,
                           time_budget=config.time_budget, meta=prepared.meta, baseline=config.baseline,
                           shape=config.shape)
     if config.storage:
@@ -434,7 +441,7 @@ def _run_workers(family, prepared, out_dir, config):
                    sampler=config.sampler, quiet_if_done=True, stop=config.stop, time_budget=config.time_budget,
                    baseline=config.baseline, shape=config.shape)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
-                          shared=True, objective=objective, name=name, max_trials=config.max_trials,
+                          shared=True, objectives=objectives, name=name, max_trials=config.max_trials,
                           time_budget=config.time_budget, baseline=config.baseline, shape=config.shape)
     return record.write_table(study, out_dir)
 
@@ -457,6 +464,19 @@ def _full_proba(clf, x, n_classes):
     full = np.zeros((probs.shape[0], n_classes))
     full[:, clf.classes_] = probs
     return full
+
+
+def costs(model, names, one_example, metrics):
+    """A Pareto search's costs of a fitted pipeline: params (parameter_count), predict_ms (predicting one raw
+    validation example, features included: the median of 5 after a first call), train_s (the trial's fit)."""
+    out = {}
+    if "params" in names:
+        out["params"] = parameter_count(model.named_steps["classifier"])
+    if "predict_ms" in names:
+        out["predict_ms"] = trials_table.median_ms(lambda: model.predict(one_example))
+    if "train_s" in names:
+        out["train_s"] = metrics["duration_s"]
+    return out
 
 
 def parameter_count(clf):

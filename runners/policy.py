@@ -4,7 +4,7 @@ what margin. Both engines build their sampler and pruner here, from the search's
     Budget(max_trials, time_budget, fixed, epochs, parallel)    what the search may spend, and its fixed trials
     startup_trials(budget)       trials TPE proposes at random (or from the prior) before it models
     pruner_startup(budget)       finished trials before the median pruner stops any
-    make_sampler(name, seed, budget, defaults)     --sampler: tpe, tpe-prior (piBO), random
+    make_sampler(name, seed, budget, defaults)     --sampler: tpe, tpe-prior (piBO), random, nsga2
     make_pruner(name, budget)    --pruner: median, successive-halving, hyperband (each with the noise margin), none
 
 The noise margin: a pruner's own rule says whether a trial falls below its cut (the median pruner: the trial's
@@ -109,7 +109,9 @@ def summary(budget: Budget, sampler: str, pruner: str) -> dict:
     optuna-dashboard): TPE's start-up, the median pruner's start-up and warm-up, the margin, piBO's beta."""
     said = {"sampler": sampler, "pruner": pruner, "time_budgeted": budget.time_budget is not None,
             "fixed_trials": budget.fixed}
-    if sampler != "random":
+    if sampler == "nsga2":
+        said["population_size"] = nsga2_population(budget)
+    elif sampler != "random":
         said["startup_trials"] = sampler_startup(budget, pruner)
     if sampler == "tpe-prior":
         said["prior_beta"] = prior_beta(budget)
@@ -124,8 +126,9 @@ def summary(budget: Budget, sampler: str, pruner: str) -> dict:
 
 def make_sampler(name: str, seed: int, budget: Budget, *, pruner: str = "none", defaults: Defaults = None,
                  legacy_prior: bool = False) -> optuna.samplers.BaseSampler:
-    """--sampler: "tpe" (multivariate, grouped for conditional spaces, constant liar when parallel), "tpe-prior"
-    (the same, with piBO's prior on the defaults: PriorTPE), "random"; seeded. legacy_prior: a search recorded
+    """--sampler: "tpe" (multivariate, grouped for conditional spaces, constant liar when parallel; with several
+    objectives, Optuna's multi-objective TPE), "tpe-prior" (the same, with piBO's prior on the defaults:
+    PriorTPE), "random", "nsga2" (NSGA-II, for several objectives); seeded. legacy_prior: a search recorded
     with the first tpe-prior (a mixture, NearDefaults) resumes with it."""
     startup = sampler_startup(budget, pruner)
     kwargs = dict(seed=seed, multivariate=True, group=True, n_startup_trials=startup, constant_liar=budget.parallel)
@@ -139,7 +142,15 @@ def make_sampler(name: str, seed: int, budget: Budget, *, pruner: str = "none", 
             return PriorTPE(Prior(defaults or {}), beta=prior_beta(budget), **kwargs)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":  # a genetic search, for several objectives: its first generation is drawn at random
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=nsga2_population(budget))
     raise ValueError(name)
+
+
+def nsga2_population(budget: Budget) -> int:
+    """NSGA-II's generation: TPE's start-up (its first generation is random as TPE's start-up is), at least 4;
+    Optuna's default of 50 would leave a search of fewer than 50 trials random throughout."""
+    return max(4, startup_trials(budget))
 
 
 class Prior:

@@ -28,7 +28,7 @@ RESUME_GUARD = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-da
                  "columns": "column flags", "sample_fraction": "--sample-fraction", "languages": "--languages",
                  "stopwords": "--stopwords", "clean": "--no-clean", "vocab_size": "--vocab-size",
                  "seq_len": "--seq-len", "text_pipeline": "--text-pipeline", "embeddings": "--embeddings", "images_per_class": "--images-per-class",
-                 "seed": "--seed", "objective": "--objective", "epochs": "--epochs (the epoch budget of a trial)",
+                 "seed": "--seed", "objective": "--objective", "objectives": "--objective (several)", "epochs": "--epochs (the epoch budget of a trial)",
                  "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)", "storage": "--storage",
                  "pruner": "--pruner", "sampler": "--sampler", "baseline": "the baseline first (--no-baseline)",
                  "shape": "the space's shaping (--set, --range, --choices, --enqueue)"}
@@ -80,7 +80,8 @@ class DataOptions:
         """The options a saved model's search ran with (its meta.json): the same data, split and encoding."""
         d = meta["data"]
         run = {"data": d.get("arg"), "results_dir": str(results_dir), "seed": meta["seed"],
-               "objective": (meta.get("objective") or [None])[0], "epochs": meta.get("epochs")}
+               "objective": ",".join(o[0] for o in meta.get("objectives") or [meta["objective"]])
+               if meta.get("objective") else None, "epochs": meta.get("epochs")}
         if meta["inputs"] == "images":
             return cls(**run, images_per_class=d.get("images_per_class"))
         o, columns = d["options"], d.get("columns") or {}
@@ -92,14 +93,32 @@ class DataOptions:
                    with_artist=bool(meta.get("with_artist")), embeddings=d.get("embeddings"))
 
 
-def objective_of_run(family, options):
-    """(metric, direction) the search optimises: --objective, else the family's own."""
+def objectives_of_run(family, options):
+    """[(metric, direction), ...] the search optimises: --objective's (a score, then any costs: a Pareto search),
+    else the family's own."""
     own = trials_table.objective_of(family)
-    if options.objective is None or options.objective == own[0]:
-        return own
-    if family.objective is not None:
-        raise UserError(f"{family.name} is searched on {own[0]}; --objective is for the classifier families")
-    return options.objective, trials_table.OBJECTIVES[options.objective]
+    names = options.objective.split(",") if options.objective else [own[0]]
+    first, costs = names[0], names[1:]
+    if first != own[0] and family.objective is not None:
+        raise UserError(f"{family.name} is searched on {own[0]}; --objective is for the classifier families "
+                        f"(or {own[0]},params: its score and a cost)")
+    if first != own[0] and first not in trials_table.OBJECTIVES:
+        raise UserError(f"--objective {first}: a classifier family ranks by one of "
+                        f"{', '.join(trials_table.OBJECTIVES)}, then any of {', '.join(trials_table.COSTS)}")
+    return [own if first == own[0] else (first, trials_table.OBJECTIVES[first]),
+            *((c, trials_table.COSTS[c]) for c in costs)]
+
+
+def objective_of_run(family, options):
+    """(metric, direction) the search optimises first, and the tables rank by."""
+    return objectives_of_run(family, options)[0]
+
+
+def several_objectives(family, options):
+    """What the run record and meta.json add for a Pareto search ({} for one objective: a search's record, and
+    so a shared study's name, is what it was before --objective took several)."""
+    objectives = objectives_of_run(family, options)
+    return {"objectives": [list(o) for o in objectives]} if len(objectives) > 1 else {}
 
 
 def class_counts(n_classes, *splits):
@@ -172,6 +191,7 @@ def prepare_lyrics(family, options, writes=None):
             "with_artist": options.with_artist, "variant": "lyrics+artist" if options.with_artist else "lyrics",
             "padding": padding if family.inputs == "sequences" else None,
             "label_names": data.label_names, "seed": options.seed, "objective": list(objective_of_run(family, options)),
+            **several_objectives(family, options),
             "data": {"source": data.source, "is_demo": data.is_demo, "fingerprint": data.fingerprint,
                      "arg": _absolute(options.data), "columns": columns,
                      "options": data.options, "test_data": _absolute(options.test_data), "embeddings": embeddings,
@@ -185,7 +205,7 @@ def prepare_lyrics(family, options, writes=None):
               **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len",
                                    "text_pipeline")},
               "embeddings": embeddings, "embeddings_bytes": embeddings_bytes, "seed": options.seed,
-              "objective": meta["objective"],
+              "objective": meta["objective"], **several_objectives(family, options),
               "data_fingerprint": data.fingerprint, "duplicates_removed": data.duplicates}
     artifacts = {"tokenizer.json": data.encoder.to_json()}
     if artists is not None:
@@ -222,6 +242,7 @@ def prepare_cifar(family, options, writes=None):
             "targets": family.targets,
             "with_artist": False, "variant": f"block {family.block}", "label_names": block.class_names,
             "seed": options.seed, "blocks": block.assignment, "objective": list(objective_of_run(family, options)),
+            **several_objectives(family, options),
             "data": {"source": imgs.source, "is_demo": imgs.is_demo, "fingerprint": imgs.fingerprint,
                      "arg": options.data if options.data == "demo" else _absolute(options.data),
                      "images_per_class": options.images_per_class, "test_split": block.assignment["test_split"],
@@ -234,7 +255,8 @@ def prepare_cifar(family, options, writes=None):
                                               "se": float(per_image.std() / np.sqrt(max(len(per_image), 1)))}
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or imgs.source,
               "data_bytes": imgs.fingerprint, "images_per_class": options.images_per_class, "seed": options.seed,
-              "objective": meta["objective"], "data_fingerprint": imgs.fingerprint}
+              "objective": meta["objective"], **several_objectives(family, options),
+              "data_fingerprint": imgs.fingerprint}
     return Prepared(block.x_train, y_train, block.x_val, y_val, block.class_names, spec, meta,
                     {"blocks.json": json.dumps(block.assignment, indent=2)}, record)
 

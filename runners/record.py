@@ -144,8 +144,18 @@ IDENTITY = ("family", "variant", "data_fingerprint", "seed", "objective", "engin
             "pruner", "baseline")
 
 
+def objective_names(meta):
+    """The search's objectives' names: ["val_accuracy"], or a Pareto search's ["val_accuracy", "params", ...]."""
+    return [o[0] for o in meta.get("objectives") or [meta.get("objective") or trials_table.OBJECTIVE]]
+
+
+def directions(objectives):
+    """Optuna's directions of [(metric, "max"|"min"), ...]: what a study of one or several objectives is made with."""
+    return [direction(d) for _, d in objectives]
+
+
 def _identity(meta, settings):
-    objective = (meta.get("objective") or trials_table.OBJECTIVE)[0]
+    objective = ",".join(objective_names(meta))  # one name, or a Pareto search's names
     data = meta.get("data") or {}
     return {"family": meta.get("family"), "variant": meta.get("variant"), "data_source": data.get("source"),
             "data_fingerprint": data.get("fingerprint"), "seed": meta.get("seed"), "objective": objective,
@@ -189,7 +199,7 @@ def describe(study: optuna.Study, meta: dict, **settings) -> None:
     """The study's attributes: which data, seed, objective and engine its trials ran on (checked first:
     check_identity), and the objective's name for the dashboard."""
     check_identity(study, meta, **settings)
-    objective = (meta.get("objective") or trials_table.OBJECTIVE)[0]
+    names = objective_names(meta)
     attrs = study.user_attrs
     if settings.get("sampler") == "tpe-prior" and "prior" not in attrs and not legacy_prior(
             compat.storage_of(study), study.study_name):  # a new search: piBO (policy.PriorTPE)
@@ -197,10 +207,10 @@ def describe(study: optuna.Study, meta: dict, **settings) -> None:
     for key, value in _identity(meta, settings).items():
         if attrs.get(key) != value:
             study.set_user_attr(key, value)
-    if study.metric_names != [objective]:
+    if study.metric_names != names:
         with warnings.catch_warnings():  # set_metric_names is marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([objective])
+            study.set_metric_names(names)
 
 
 def discard(out_dir: str | Path) -> None:
@@ -308,6 +318,9 @@ def rows(study: optuna.Study) -> list[dict]:
     """trials.csv's rows, one per trial, in trial id order; attempts cut short by a kill (they ran again) are
     left out, and so are trials only queued."""
     out, skip = [], retried(study)
+    # a Pareto search (several objectives): its rows say which trials are on the front (no other trial is at
+    # least as good in every objective and better in one)
+    front = {t.number for t in study.best_trials} if len(study.directions) > 1 else None
     for t in study.get_trials(deepcopy=False):
         if interrupted(t, skip) or t.state == optuna.trial.TrialState.WAITING:
             continue
@@ -318,6 +331,8 @@ def rows(study: optuna.Study) -> list[dict]:
             params["epochs_budget"] = attrs["epochs_budget"]
         out.append(trials_table.trial_row(trial_id(t), t.state.name, attrs.get("is_baseline", False), params,
                                           metrics, attrs.get("error", "")))
+        if front is not None:
+            out[-1]["pareto"] = t.number in front
     return sorted(out, key=lambda r: r["trial_id"])
 
 
@@ -339,7 +354,7 @@ def legacy_prior(storage, name) -> bool:
     return attrs.get("sampler") == "tpe-prior" and "prior" not in attrs and bool(storage.get_all_trials(study_id))
 
 
-def claim_study(url: str, name: str, out_dir: str | Path, objective: tuple[str, str], fresh: bool = False) -> None:
+def claim_study(url: str, name: str, out_dir: str | Path, objectives: list, fresh: bool = False) -> None:
     """Before anything is written: the study `name` in the shared storage belongs to this results folder (it is
     created and marked so if new). Another folder's study of the same name is refused with one line; with
     --fresh this folder's is deleted first."""
@@ -353,7 +368,8 @@ def claim_study(url: str, name: str, out_dir: str | Path, objective: tuple[str, 
         if fresh:
             optuna.delete_study(study_name=name, storage=storage)
     if not has_study(storage, name):
-        study_id = storage.create_new_study([optuna.study.StudyDirection[direction(objective[1]).upper()]], name)
+        study_id = storage.create_new_study([optuna.study.StudyDirection[d.upper()] for d in directions(objectives)],
+                                            name)
         storage.set_study_user_attr(study_id, "results_folder", folder)
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search.runners import engines, prepare, shaping, trials_table
 from lyrics_cifar_search.runners.engines import PRUNERS, SAMPLERS, TUNERS, SearchConfig
-from lyrics_cifar_search.runners.flag_types import bounded_int, duration, fraction, positive_int, seed_int, word_list
+from lyrics_cifar_search.runners.flag_types import (bounded_int, duration, fraction, objective_names, positive_int,
+                                                    seed_int, word_list)
 from lyrics_cifar_search.runners.prepare import DataOptions
 from lyrics_cifar_search.runners.search_progress import Stop
 from lyrics_cifar_search.runners.workers import keras_tuner_role
@@ -63,9 +64,11 @@ def build_parser():
                    "end (default median; none trains every trial to the end)")
     p.add_argument("--seed", type=seed_int, default=DataOptions.seed,
                    help="seeds the splits, the search and training (default 42)")
-    p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1", "val_loss"),
-                   help="what the search optimises and the tables rank by (default val_accuracy, the earlier "
-                   "study's; the autoencoder always minimises its reconstruction MSE)")
+    p.add_argument("--objective", type=objective_names, metavar="SCORE[,COST...]",
+                   help="what the search optimises and the tables rank by: val_accuracy (default, the earlier "
+                   "study's), val_macro_f1 or val_loss (the autoencoder: its reconstruction MSE); then any of "
+                   "params, predict_ms, train_s for a Pareto search of several objectives (Optuna's "
+                   "multi-objective TPE or --sampler nsga2; no pruning), e.g. val_accuracy,params")
     p.add_argument("--time-budget", type=duration, metavar="D",
                    help="no new trial starts after D (90s, 30m, 2h), counted from the first trial (once the "
                    "data is ready); the search then ends with exit 0 and the same command continues it")
@@ -143,7 +146,9 @@ def check_resume(out_dir, record):
     if not previous:
         return
     # "baseline" is recorded only when --no-baseline turned it off: every other search ran its baseline first
-    previous, record = {"baseline": True, "shape": {}, **previous}, {"baseline": True, "shape": {}, **record}
+    # and "objectives" only for a Pareto search
+    previous, record = ({"baseline": True, "shape": {}, "objectives": None, **previous},
+                        {"baseline": True, "shape": {}, "objectives": None, **record})
     if previous.get("tuner") in SAMPLERS and not {"sampler", "epochs"} & set(previous):
         # an Optuna family's search recorded before --sampler, when --tuner named its sampler: the same search
         previous = {**previous, "tuner": "optuna", "sampler": previous["tuner"]}
@@ -157,6 +162,8 @@ def check_resume(out_dir, record):
                 was, now = f"{previous.get('data')} ({was})", f"{record.get('data')} ({now})"
             elif key == "test_data_bytes":
                 was, now = f"{previous.get('test_data')} ({was})", f"{record.get('test_data')} ({now})"
+            elif key == "objectives":
+                was, now = (",".join(o[0] for o in v) if v else "one objective" for v in (was, now))
             changed.append(f"{label}: was {was}, now {now}")
     if changed:
         raise UserError(f"{out_dir} holds a search made with other data or options ({'; '.join(changed)}); "
@@ -221,6 +228,16 @@ def check_flags(args, family):
     if args.tensorboard and family.engine != "keras_tuner":
         raise UserError(f"--tensorboard logs Keras trials; {family.name} is searched by Optuna: browse it with "
                         f"optuna-dashboard sqlite:///{Path(args.results_dir) / 'optuna.db'}")
+    if several_objectives(args):
+        if tuner != "optuna":
+            raise UserError(f"--objective {args.objective}: several objectives need the Optuna study (the default "
+                            f"--tuner optuna); Keras Tuner's own {tuner} optimises one objective: drop --tuner")
+        if args.pruner not in (None, "none"):
+            raise UserError(f"--pruner {args.pruner}: Optuna cannot prune a search of several objectives (every "
+                            "trial trains to the end); drop --pruner")
+        if args.sampler == "tpe-prior":
+            raise UserError("--sampler tpe-prior weighs one objective's acquisition by its prior; a search of "
+                            "several objectives takes --sampler tpe (multi-objective TPE), nsga2 or random")
     storage = args.storage or ""
     if storage and (storage.split("?")[0].rstrip("/") == "sqlite:" or ":memory:" in storage):
         raise UserError("--storage names an in-memory SQLite database, which nothing shares and which ends with the "
@@ -229,6 +246,16 @@ def check_flags(args, family):
         raise UserError("--storage is for Optuna families; Keras Tuner families share a search through a chief "
                         "(--workers N, or KERASTUNER_* variables: README, 'Scaling out')")
     return tuner
+
+
+def several_objectives(args):
+    """--objective names a score and costs: a Pareto search (no pruning)."""
+    return "," in (args.objective or "")
+
+
+def pruner_of(args):
+    """--pruner, else the default: median, or none for a Pareto search (Optuna cannot prune several objectives)."""
+    return args.pruner or ("none" if several_objectives(args) else PRUNERS[0])
 
 
 def main(argv=None, stop=None):
@@ -284,8 +311,11 @@ def run_search(args, stop=None, argv=None):
     config = SearchConfig(max_trials=args.max_trials, epochs=args.epochs, tuner=tuner, seed=args.seed, stop=stop,
                           tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
-                          sampler=args.sampler or SAMPLERS[0], pruner=args.pruner or PRUNERS[0],
+                          sampler=args.sampler or SAMPLERS[0], pruner=pruner_of(args),
                           time_budget=args.time_budget, baseline=not args.no_baseline, shape=shape)
+    if several_objectives(args) and family.engine == "keras_tuner" and not worker:
+        log(f"{family.name}: {args.objective}: several objectives, so no pruning (Optuna cannot prune them): "
+            "every trial trains to its last epoch")
     family = search_spaces.get_family(args.family)  # the hypermodel or estimator: Keras starts here
     # --time-budget counts from here, once the data is ready and the framework loaded (a budget shorter than
     # Keras's import would otherwise end a search before its first trial): no trial starts after it
@@ -305,7 +335,7 @@ def record_what_a_trial_means(prepared, family, args, tuner, shape=None):
     if tuner == "optuna":
         prepared.record["sampler"] = args.sampler or SAMPLERS[0]
         if family.engine == "keras_tuner":  # what a trial means: how far it may be trained
-            prepared.record["pruner"] = args.pruner or PRUNERS[0]
+            prepared.record["pruner"] = pruner_of(args)
     if args.no_baseline:  # recorded only when off: a shared study's name hashes the record, and must not move
         prepared.record["baseline"] = False
     prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
@@ -325,7 +355,7 @@ def run_in_folder(family, prepared, out_dir, config, args):
         from lyrics_cifar_search.runners import record  # Optuna: imported once a search runs
         if args.storage:  # the study there belongs to this results folder (--fresh: deleted and made anew)
             record.claim_study(args.storage, record.study_name(out_dir, prepared.record, args.storage),
-                               out_dir, prepared.meta["objective"], fresh=args.fresh)
+                               out_dir, trials_table.objectives_of(family, prepared.meta), fresh=args.fresh)
         if args.fresh:
             if out_dir.exists():
                 print(f"--fresh: discarding the previous search in {out_dir}", flush=True)

@@ -71,6 +71,22 @@ def _values(row):
     return {c[3:]: row[c] for c in row.index if c.startswith("hp_") and pd.notna(row[c])}
 
 
+def front_lines(out_dir, done, first):
+    """A Pareto search's front: each trial on it with every objective, best first objective first ([] for a
+    search of one objective). "best" above is the front's best in the first objective, the one tables rank by."""
+    objectives = trials_table.run_record(out_dir).get("objectives")
+    if not objectives or "pareto" not in done:
+        return []
+    front = done[done["pareto"].astype(str) == "True"]
+    front = front.sort_values([n for n, _ in objectives], ascending=[d == "min" for _, d in objectives])
+    lines = [f"  front     {len(front)} of {len(done)} finished trials are Pareto-optimal in "
+             f"{', '.join(f'{n} ({d})' for n, d in objectives)}; `best` is the front's best {first}:"]
+    for _, row in front.iterrows():
+        lines.append(f"            trial {row['trial_id']}: " + ", ".join(f"{n} {row[n]:.4g}" for n, _ in objectives)
+                     + (" (baseline)" if str(row["is_baseline"]) == "True" else ""))
+    return lines
+
+
 def test_line(model, results_dir, baseline_rows):
     """The best model's test score: accuracy with its Wilson interval, the baseline's model on the same rows
     (paired exact McNemar) and the majority-class reference, or an autoencoder's reconstruction error.
@@ -132,7 +148,9 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
         lines.append(f"  shaped    {'; '.join(Shape.of_record(shape).lines())}")
     if done.empty:
         return lines + ["  no finished trial: nothing to compare"]
-    best = done.loc[trials_table.best_index(done[name], direction)]
+    objectives = trials_table.run_record(out_dir).get("objectives")
+    best = done.loc[trials_table.front_best_index(done, objectives) if objectives else
+                    trials_table.best_index(done[name], direction)]
     reference = _reference(out_dir, name)
     if trials_table.learned_nothing(best[name], reference, direction):
         lines.append(f"  learned   nothing beyond {reference['what']}: every finished trial is within noise of its "
@@ -144,6 +162,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     differs = search_progress.changes(best_values, baseline_values) if baseline_values else \
         " ".join(f"{k}={v}" for k, v in best_values.items())
     lines.append(f"  best      trial {best['trial_id']}: {name} {best[name]:.4f} | {differs}")
+    lines += front_lines(out_dir, done, name)
     if len(base):
         b = base.iloc[0]
         whose = "the earlier study's model" if search_spaces.is_study_family(family.name) else "the family's defaults"

@@ -10,6 +10,7 @@ results/<family>[_artist]/
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ RUN_RECORD = "search.json"
 OBJECTIVE = ("val_accuracy", "max")
 # What --objective may choose for a classifier family, with its direction.
 OBJECTIVES = {"val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
+# What --objective may add after the first (a score): the costs of a model, each minimised (a Pareto search)
+COSTS = {"params": "min", "predict_ms": "min", "train_s": "min"}
 # A worker tells that it is alive this often (Keras Tuner: to its chief; Optuna: in the shared storage); one
 # silent for a few of these has its trial handed to another worker.
 HEARTBEAT_S = 4
@@ -57,6 +60,14 @@ def objective_of(family, meta=None):
     return tuple(family.objective or OBJECTIVE)
 
 
+def objectives_of(family, meta=None):
+    """Every objective of a search, the first (objective_of's) first: several with --objective a,b,... (a Pareto
+    search, meta["objectives"]), else the one."""
+    if meta and meta.get("objectives"):
+        return [tuple(o) for o in meta["objectives"]]
+    return [objective_of(family, meta)]
+
+
 def folder_objective(folder, family):
     """The objective a results folder was searched with (its run record, else its best model's)."""
     for path in (Path(folder) / RUN_RECORD, Path(folder) / "best" / "meta.json"):
@@ -76,6 +87,14 @@ def best_of(rows, objective):
         if best is None or better(r[name], best[name], direction):
             best = r
     return best
+
+
+def front_best_index(done, objectives):
+    """The index of a Pareto search's best finished trial as best/ holds it: the best in the first objective,
+    ties broken by the next (best_store.is_better's order), so it is on the front."""
+    names = [n for n, _ in objectives]
+    ordered = done.sort_values(names, ascending=[d == "min" for _, d in objectives], kind="stable")
+    return ordered.index[0]
 
 
 def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error=""):
@@ -98,8 +117,10 @@ def write_trials_csv(out_dir, rows):
     import pandas as pd  # pandas: only where a table is read
     failpoint("before-csv")
     hp_cols = sorted({k for r in rows for k in r if k.startswith("hp_")})
-    extra = sorted({k for r in rows for k in r} - set(HEAD_COLUMNS) - set(hp_cols) - set(METRIC_COLUMNS) - {"error"})
-    columns = HEAD_COLUMNS + hp_cols + METRIC_COLUMNS + extra + ["error", "data_fingerprint"]
+    front = ["pareto"] if any("pareto" in r for r in rows) else []  # a Pareto search: on the front or not
+    extra = sorted({k for r in rows for k in r} - set(HEAD_COLUMNS) - set(hp_cols) - set(METRIC_COLUMNS)
+                   - {"error", *front})
+    columns = HEAD_COLUMNS + front + hp_cols + METRIC_COLUMNS + extra + ["error", "data_fingerprint"]
     table = pd.DataFrame(rows, columns=columns)
     table["data_fingerprint"] = run_record(out_dir).get("data_fingerprint", "")
     # 12 significant digits: 0.3, not 0.30000000000000004 (a float's last bits, not a value anyone set), and
@@ -130,6 +151,17 @@ def classification_metrics(y_true, probs, n_classes):
         "val_macro_f1": float(f1_score(y_true, pred, average="macro", labels=list(range(n_classes)),
                                        zero_division=0)),
     }
+
+
+def median_ms(call, repeats=5):
+    """The median wall time of call() in milliseconds, over `repeats` calls after a first (warm-up) one."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
 
 
 def is_score(value):

@@ -55,16 +55,19 @@ logger = logging.getLogger(__name__)
 
 
 def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
-                pruner="median", first_trials=({},), parallel=False, time_budget=None, hyperparameters=None):
+                pruner="median", first_trials=({},), parallel=False, time_budget=None, hyperparameters=None,
+                objectives=None):
     """"optuna": the Optuna-backed oracle, or Keras Tuner's own (random, bayesian, hyperband); every one records
     its trials in the study at study=(storage URL, study name). first_trials: the family's fixed first trials
     (the baseline first); parallel: workers run trials at once (TPE's constant liar); hyperparameters: the space
-    the oracle starts from (the shaped hyperparameters: runners/shaping.py), as Keras Tuner's oracles take it."""
-    objective = kt.Objective(*objective)
+    the oracle starts from (the shaped hyperparameters: runners/shaping.py), as Keras Tuner's oracles take it;
+    objectives: a Pareto search's [(metric, direction), ...] (the study oracle only), the first `objective`."""
+    objectives = [tuple(o) for o in objectives] if objectives else [tuple(objective)]
+    objective = kt.Objective(*objectives[0])  # Keras Tuner's own: the first (a Pareto search's others: the study's)
     if tuner == "optuna":
         oracle = StudyOracle(objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
                              sampler=sampler, pruner=pruner, parallel=parallel, first_trials=first_trials,
-                             time_budget=time_budget, hyperparameters=hyperparameters)
+                             time_budget=time_budget, hyperparameters=hyperparameters, objectives=objectives)
     elif tuner == "random":
         oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed, hyperparameters=hyperparameters)
     elif tuner == "bayesian":
@@ -126,15 +129,16 @@ def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, t
                 hyperparameters=None):
     _check_buildable(family, prepared)
     try:
-        objective = trials_table.objective_of(family, prepared.meta)
+        objectives = trials_table.objectives_of(family, prepared.meta)
         study = (record.storage_url(Path(out_dir).parent), record.study_name(out_dir))  # the search's record
-        oracle = make_oracle(tuner, max_trials, epochs, seed, objective, study=study, sampler=sampler, pruner=pruner,
-                             first_trials=family.first_trials, parallel=parallel, time_budget=time_budget,
-                             hyperparameters=hyperparameters)
+        oracle = make_oracle(tuner, max_trials, epochs, seed, objectives[0], study=study, sampler=sampler,
+                             pruner=pruner, first_trials=family.first_trials, parallel=parallel,
+                             time_budget=time_budget, hyperparameters=hyperparameters, objectives=objectives)
         oracle.identity = (prepared.meta, _settings(tuner, sampler, pruner, bool(family.first_trials)))
         return SuiteTuner(oracle, family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, stop=stop or Stop(),
-                          verbose=verbose, reports_epochs=tuner == "optuna")
+                          # each epoch to the study, for its pruner (Optuna prunes one objective only)
+                          verbose=verbose, reports_epochs=tuner == "optuna" and len(objectives) == 1)
     except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None

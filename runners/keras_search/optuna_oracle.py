@@ -57,11 +57,14 @@ class _StudyProposals(KerasRecord, kt.Oracle):
     """Keras Tuner's Oracle whose values come from an Optuna study (see the module's docstring)."""
 
     def __init__(self, objective, max_trials, seed, *, storage_url, study_name, epochs, sampler="tpe",
-                 pruner="median", parallel=False, first_trials=None, time_budget=None, **oracle_kwargs):
+                 pruner="median", parallel=False, first_trials=None, time_budget=None, objectives=None,
+                 **oracle_kwargs):
         # oracle_kwargs: Keras Tuner's own Oracle arguments (max_retries_per_trial, max_consecutive_failed_trials,
         # hyperparameters, allow_new_entries, tune_new_entries)
         super().__init__(objective=objective, max_trials=max_trials, seed=seed, **oracle_kwargs)
         self.storage_url, self.study_name, self.epochs = storage_url, study_name, epochs
+        # a Pareto search's objectives, told to the study together (Keras Tuner's objective is the first)
+        self.objectives = [tuple(o) for o in objectives] if objectives else None
         self.time_budget = time_budget  # seconds (--time-budget): the policy's start-ups come from it
         self.sampler_name, self.pruner_name, self.parallel = sampler, pruner, parallel
         if first_trials is not None:  # before the study opens: the pruner's and sampler's start-up count them
@@ -80,7 +83,8 @@ class _StudyProposals(KerasRecord, kt.Oracle):
             done = record.trials_on_record(storage, self.study_name)
             budget = self.budget()
             self._study = optuna.create_study(
-                study_name=self.study_name, storage=storage, direction=record.direction(self.objective.direction),
+                study_name=self.study_name, storage=storage,
+                directions=record.directions(self.objectives or [(self.objective.name, self.objective.direction)]),
                 load_if_exists=True,
                 # a resume does not replay: the seed moves on with the trials on record
                 sampler=policy.make_sampler(self.sampler_name, (self.seed or 0) + done, budget,
@@ -416,8 +420,11 @@ class _StudyProposals(KerasRecord, kt.Oracle):
         for name, value in metrics.items():
             asked.set_user_attr(name, float(value))
         value = metrics.get(self.objective.name)
+        if self.objectives and len(self.objectives) > 1:  # a Pareto search: every objective, or none
+            values = [metrics.get(name) for name, _ in self.objectives]
+            value = [float(v) for v in values] if all(v is not None for v in values) else None
         if kept.status == "COMPLETED" and value is not None:
-            self.study.tell(asked, float(value))
+            self.study.tell(asked, value if isinstance(value, list) else float(value))
         elif trial_id in self.pruned or kept.status == TrialStatus.STOPPED:
             self.study.tell(asked, state=optuna.trial.TrialState.PRUNED)  # its value: the last epoch reported
         else:

@@ -49,6 +49,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
         self.objective = trials_table.objective_of(family, prepared.meta)
+        self.objectives = trials_table.objectives_of(family, prepared.meta)  # a Pareto search's: several
         self.stop, self.verbose = stop, verbose  # search_progress.Stop: Ctrl-C, --time-budget
         self._last_model, self._last_metrics, self._heartbeat = None, {}, None
         self.reports_epochs, self._pruned = reports_epochs, None  # the Optuna study: each epoch to the oracle, pruning
@@ -112,6 +113,8 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                                callbacks=extra + ([stop] if stop else []), verbose=self.verbose)
         if stop is not None and stop.stopped:
             metrics["stopped_by_time_budget"] = 1  # its epochs_run is short of the budget
+        if len(self.objectives) > 1:  # a Pareto search: the costs it weighs
+            metrics.update(costs(model, [n for n, _ in self.objectives[1:]], self.prepared.x_val, metrics))
         self._last_model = model
         # None cannot travel to a chief over gRPC; a missing metric is an empty cell anyway
         self._last_metrics = {k: v for k, v in metrics.items() if v is not None}
@@ -139,7 +142,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                     "metrics": metrics, "model_file": "model.keras",
                     "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
                     "parameter_count": int(model.count_params())}
-            if best_store.is_better(metrics, self.out_dir, objective):
+            if best_store.is_better(metrics, self.out_dir, self.objectives):
                 candidate = best_store.stage_best(self.out_dir, number(trial), lambda d: self._save_model(model, d),
                                                   meta, self.prepared.artifacts)
             # the baseline (every hyperparameter it declared at its default) is kept beside best/, and so is
@@ -158,7 +161,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                 if status_of(trial) == Status.COMPLETE:
                     best_store.save_baseline(self.out_dir, staged, folder)
             if candidate is not None and status_of(trial) == Status.COMPLETE:
-                best_store.promote(self.out_dir, candidate, objective)
+                best_store.promote(self.out_dir, candidate, self.objectives)
             if self.is_worker():  # the chief writes trials.csv
                 best = best_store.best_meta(self.out_dir)
                 score = metrics.get(objective[0])
@@ -205,7 +208,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         if bad:
             raise UserError(f"the search state in {self.out_dir / 'keras_tuner'} is damaged (trial {bad[0]}'s "
                             f"{objective[0]} is not a number); start again with --fresh")
-        best_store.reconcile_best(self.out_dir, finished, objective)
+        best_store.reconcile_best(self.out_dir, finished, self.objectives)
         oracle.record_missing()  # a kill between Keras Tuner's state and the study's
         if self.oracle.trials:
             record.write_table(self.oracle.study, self.out_dir)
@@ -218,6 +221,20 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
     def trial_rows(self):
         """trials.csv's rows: from the search's study, the record of every trial (runners/record.py)."""
         return record.rows(self.oracle.study)
+
+
+def costs(model, names, x_val, metrics):
+    """A Pareto search's costs of a trained model: params (its weights), predict_ms (predicting one validation
+    example: the median of 5 calls after a first), train_s (the trial's training time)."""
+    out = {}
+    if "params" in names:
+        out["params"] = int(model.count_params())
+    if "predict_ms" in names:
+        one = keras.tree.map_structure(lambda a: a[:1], x_val)
+        out["predict_ms"] = trials_table.median_ms(lambda: model.predict_on_batch(one))
+    if "train_s" in names:
+        out["train_s"] = metrics["duration_s"]
+    return out
 
 
 def scored_key(objective):
