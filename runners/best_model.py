@@ -189,9 +189,19 @@ def check_meta(meta):
     return meta
 
 
-def load_best(family: str | Path, results_dir: str | Path = "results", with_artist: bool = False) -> BestModel:
+def load_best(family: str | Path, results_dir: str | Path = "results", with_artist: bool = False, *,
+              trial: int | None = None, rank: int | None = None, storage: str | None = None,
+              artifact_store: str | None = None, study: str | None = None) -> BestModel:
     """The best model of a search, ready to predict: `family` names it (results_dir/<family>/best/, or
-    <family>_artist/ with the artist), or is the path of a best/ folder itself. Works from any directory."""
+    <family>_artist/ with the artist), or is the path of a best/ folder itself. Works from any directory.
+
+    Any kept trial's model (runners/model_store.py): trial=N (its id in trials.csv), or rank=k (1: the best; a
+    Pareto search's by its first objective, ties by the next), from the search's record in results_dir/optuna.db
+    or at storage= (a shared --storage URL: then from any folder, whichever host trained it), its models in the
+    store the search recorded or artifact_store=; study= names the study where several of a family share one."""
+    if trial is not None or rank is not None or storage is not None:
+        return _load_kept(str(family), Path(results_dir).expanduser(), with_artist, trial=trial, rank=rank,
+                          storage=storage, artifact_store=artifact_store, study=study)
     given = Path(family).expanduser()
     if given.is_dir() and (given / "meta.json").exists():  # a best/ folder
         folder, family = given.resolve(), given.resolve().parent.name
@@ -231,6 +241,39 @@ def load_best(family: str | Path, results_dir: str | Path = "results", with_arti
         except ValueError as e:
             raise UserError(f"{folder} does not hold a model this suite saved ({e}); refusing to use it") from None
     return BestModel(folder, meta, model, encoder, artists)
+
+
+def _load_kept(family, results_dir, with_artist, *, trial, rank, storage, artifact_store, study):
+    """load_best's trial=, rank=, storage=: best/ or baseline/ where it is that trial (and the record is this
+    results folder's), else the kept model from the artifact store, checked as any best/ is."""
+    for name, value in (("trial", trial), ("rank", rank)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (name == "rank")):
+            raise UserError(f"{name}={value!r}: give a whole number" + (" from 1" if name == "rank" else ""))
+    if trial is not None and rank is not None:
+        raise UserError("give trial=N or rank=k, not both")
+    folder_name = family + ("_artist" if with_artist else "")
+    if storage is None:
+        for kept in ("best", "baseline"):  # the model is here already: no store needed (Keras Tuner's own tuners)
+            meta_path = results_dir / folder_name / kept / "meta.json"
+            try:
+                saved = json.loads(meta_path.read_text())["trial_id"] if meta_path.exists() else None
+            except (OSError, ValueError, KeyError, TypeError):
+                saved = None
+            if saved is not None and trial is not None and int(saved) == trial or kept == "best" and \
+                    saved is not None and rank == 1:
+                return load_best(str(meta_path.parent))
+        if not (results_dir / "optuna.db").exists():
+            raise UserError(f"no search record in {results_dir} (optuna.db): give results_dir=, or storage= the "
+                            "search's --storage URL")
+    from lyrics_cifar_search.runners import model_store, record  # Optuna: only for a kept trial's model
+    url = storage or record.storage_url(results_dir)
+    folder, trial_id = model_store.fetch_kept(url, folder_name, results_dir, trial=trial, rank=rank,
+                                              artifact_store=artifact_store, study_name=study)
+    model = load_best(str(folder))
+    if model.meta.get("trial_id") != trial_id:  # the claim names another trial's model: swapped, refused
+        raise UserError(f"the model kept for trial {trial_id} says it is trial {model.meta.get('trial_id')}'s; "
+                        "refusing to use it")
+    return model
 
 
 def _load_keras(path):

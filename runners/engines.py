@@ -55,6 +55,8 @@ class SearchConfig:
     verbose: bool = False  # a line per epoch of every Keras trial
     sampler: str = "tpe"  # --tuner optuna: the study's sampler
     pruner: str = "median"  # --tuner optuna (Keras): Optuna's pruner, or none
+    keep_models: int = 1  # --keep-models K: the K best trials' models kept in the artifact store (and the front's)
+    artifact_store: Optional[str] = None  # --artifact-store: a folder or s3://bucket; None: results/artifacts/
 
 
 ENGINES = {"keras_tuner": "lyrics_cifar_search.runners.keras_search",

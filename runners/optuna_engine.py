@@ -18,6 +18,7 @@ Choices, noted:
 import copy
 import logging
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -29,7 +30,8 @@ from sklearn.pipeline import Pipeline
 
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-from lyrics_cifar_search.runners import (best_store, compat, policy, record, search_progress, shaping, trials_table,
+from lyrics_cifar_search.runners import (best_store, compat, model_store, policy, record, search_progress, shaping,
+                                        trials_table,
                                         workers)
 from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError
 from lyrics_cifar_search.suite_common.failpoints import failpoint
@@ -55,12 +57,12 @@ class StorageFailed(BaseException):
 
 
 def _optimize(study, url, *args, **kwargs):
-    """study.optimize, with the database failing (mid-trial, or while Optuna records a trial: there its own
-    check then fails with "Should not reach") turned into one line."""
+    """study.optimize, with the database or the model store failing (mid-trial, or while Optuna records a trial:
+    there its own check then fails with "Should not reach") turned into one line."""
     try:
         study.optimize(*args, **kwargs)
     except (StorageFailed, Exception) as e:
-        if isinstance(e, StorageFailed) and isinstance(e.__cause__, OSError):
+        if isinstance(e, StorageFailed) and isinstance(e.__cause__, (OSError, UserError)):
             raise e.__cause__ from None  # the command line says which file, in one line
         problem = record.storage_problem(e.__cause__ if isinstance(e, StorageFailed) else e)
         if problem is None:
@@ -206,12 +208,13 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
 
 
 def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False,
-        quiet_if_done=False, stop=None, time_budget=None, baseline=True, shape=None):
+        quiet_if_done=False, stop=None, time_budget=None, baseline=True, shape=None, models=None):
     """Run trials until the study holds max_trials finished ones; returns trials.csv's rows.
 
     worker=True: one of several processes sharing the study (prepared by the
     process that started them, or by the first to use a --storage URL).
-    stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none."""
+    stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none. models: the model_store.ModelStore that
+    keeps the kept trials' models (None: best/ and baseline/ alone)."""
     out_dir, stop = Path(out_dir), stop or search_progress.Stop()
     shared = worker or storage is not None
     objectives = trials_table.objectives_of(family, prepared.meta)
@@ -230,8 +233,10 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
         return record.write_table(study, out_dir)
     if stop.out_of_time() or stop.requested:  # SIGTERM while workers ran
         return record.rows(study)
+    if models is not None:
+        model_store.record_store(study, models, worker)
     search = _Search(family, prepared, out_dir, study, max_trials=max_trials, seed=seed, shared=shared,
-                     stop=stop, objectives=objectives, shape=shape)
+                     stop=stop, objectives=objectives, shape=shape, models=models)
     url = storage or record.storage_url(out_dir.parent)
     if _counted(study) + (search.running() if shared else 0) < max_trials:
         search.optimize(url)
@@ -264,7 +269,8 @@ class _Search:
     """This process's part of an Optuna search: one trial's life (train, stage, record, promote, report) and the
     callbacks that stop the search, sharing the study, the feature cache and the staged models."""
 
-    def __init__(self, family, prepared, out_dir, study, *, max_trials, seed, shared, stop, objectives, shape=None):
+    def __init__(self, family, prepared, out_dir, study, *, max_trials, seed, shared, stop, objectives, shape=None,
+                 models=None):
         self.family, self.p, self.out_dir, self.study = family, prepared, out_dir, study
         self.max_trials, self.seed, self.shared, self.stop = max_trials, seed, shared, stop
         self.objectives, self.objective = objectives, objectives[0]  # best/ is chosen by the first
@@ -273,6 +279,7 @@ class _Search:
         self.ended_states = []  # this process's trials, in the order they ended
         self.repeats = 0  # proposals in a row already tried
         self.shape = shape  # --range and --choices: what suggest() sees (runners/shaping.py)
+        self.models = models  # the artifact store of the kept trials' models (runners/model_store.py)
         self.progress = search_progress.Progress(family.name, max_trials, self.objective,
                                                  trials_table.chance(prepared.meta, self.objective[0]))
 
@@ -328,9 +335,28 @@ class _Search:
             self.baselines[trial.number] = self.candidates.get(trial.number) or best_store.stage_best(
                 out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), {**meta, "is_baseline": True},
                 p.artifacts, name=best_store.BASELINE_STAGED)
+        if self.models is not None:
+            self.keep_model(trial, metrics, lambda: self.candidates.get(trial.number) or
+                            self.baselines.get(trial.number) or best_store.stage_best(
+                                out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), meta,
+                                p.artifacts, name=f".upload-{trial.number}"))
         if len(self.objectives) > 1:
             return [metrics[name] for name, _ in self.objectives]
         return metrics[self.objective[0]]
+
+    def keep_model(self, trial, metrics, staged):
+        """The trial's model into the store, claimed by the trial, if it would be kept (model_store); staged():
+        its model folder (a temporary one is removed after)."""
+        values = [metrics[name] for name, _ in self.objectives]
+        if not model_store.would_keep(self.study, self.objectives, self.models.keep, values, trial.number,
+                                      bool(trial.user_attrs.get("is_baseline"))):
+            return
+        folder = staged()
+        try:
+            self.models.upload(trial, folder, trial.number)
+        finally:
+            if folder.name.startswith(".upload-"):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def tried_before(self, trial):
         """Whether a trial of the search (not an attempt cut short, not a duplicate) ran this trial's values."""
@@ -353,6 +379,8 @@ class _Search:
             best_store.save_baseline(self.out_dir, baseline)
         if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
             best_store.promote(self.out_dir, candidate, self.objectives)
+        if self.models is not None:  # the models that fell out of the kept set leave the store
+            model_store.evict(study, self.models, self.objectives)
         rows = record.write_table(study, self.out_dir)
         self.ended_states.append(frozen.state.name)
         self.progress.trial_done(rows, frozen.number, frozen.state.name, frozen.values[0] if frozen.values else None,
@@ -404,21 +432,22 @@ def _wait_for_running_trials(search, storage_url):
 def search(family, prepared, out_dir, config):
     """The search here; with --workers N, N processes sharing its study; in such a worker, trials until the
     study holds --max-trials. Returns the trials.csv rows ([] in a worker)."""
+    models = model_store.for_search(config, out_dir)
     if config.worker:  # one of several: the process that started it holds the lock
         run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
             storage=config.storage, worker=True, stop=config.stop, time_budget=config.time_budget,
-            baseline=config.baseline, shape=config.shape)
+            baseline=config.baseline, shape=config.shape, models=models)
         logger.info(f"worker {os.getpid()} done")
         return []
     if config.workers > 1:
-        return _run_workers(family, prepared, out_dir, config)
+        return _run_workers(family, prepared, out_dir, config, models)
     out_dir.mkdir(parents=True, exist_ok=True)
     return run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
                storage=config.storage, stop=config.stop, time_budget=config.time_budget, baseline=config.baseline,
-               shape=config.shape)
+               shape=config.shape, models=models)
 
 
-def _run_workers(family, prepared, out_dir, config):
+def _run_workers(family, prepared, out_dir, config, models=None):
     """Prepare the study once, then config.workers processes share it (one GPU each where GPUs exist)."""
     objectives = trials_table.objectives_of(family, prepared.meta)
     name = record.study_name(out_dir, prepared.record, config.storage)
@@ -439,7 +468,7 @@ def _run_workers(family, prepared, out_dir, config):
         # and runs what is left, so the search ends with --max-trials finished trials.
         return run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed,
                    sampler=config.sampler, quiet_if_done=True, stop=config.stop, time_budget=config.time_budget,
-                   baseline=config.baseline, shape=config.shape)
+                   baseline=config.baseline, shape=config.shape, models=models)
     study = prepare_study(family, out_dir, seed=config.seed, sampler=config.sampler, storage=config.storage,
                           shared=True, objectives=objectives, name=name, max_trials=config.max_trials,
                           time_budget=config.time_budget, baseline=config.baseline, shape=config.shape)

@@ -31,7 +31,8 @@ RESUME_GUARD = {"data_bytes": "data (file bytes)", "test_data_bytes": "--test-da
                  "seed": "--seed", "objective": "--objective", "objectives": "--objective (several)", "epochs": "--epochs (the epoch budget of a trial)",
                  "tuner": "--tuner", "embeddings_bytes": "--embeddings (file bytes)", "storage": "--storage",
                  "pruner": "--pruner", "sampler": "--sampler", "baseline": "the baseline first (--no-baseline)",
-                 "shape": "the space's shaping (--set, --range, --choices, --enqueue)"}
+                 "shape": "the space's shaping (--set, --range, --choices, --enqueue)",
+                "artifact_store": "--artifact-store (where the kept models are)"}
 # Recorded from release 0.1.0's second round on: a search recorded before has none of them, and resumes as before.
 RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "storage", "pruner", "sampler"}
 

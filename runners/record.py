@@ -43,7 +43,7 @@ from lyrics_cifar_search.suite_common.status import Status
 
 # user attributes that are not metrics of the trial
 BOOKKEEPING = {"trial_id", "is_baseline", "error", "interrupted", "keras_tuner_trial_id", "epochs_budget", "duplicate",
-               "objective_se", "replaced"}
+               "objective_se", "replaced", "model_artifact"}
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 
 
@@ -58,7 +58,8 @@ def study_name(out_dir: str | Path, record: dict | None = None, storage: str | N
     if storage is None:
         return Path(out_dir).name
     # contents, not paths: workers on other machines read the same data from other places
-    identity = {k: v for k, v in (record or {}).items() if k not in ("storage", "data", "test_data", "embeddings")}
+    identity = {k: v for k, v in (record or {}).items()
+                if k not in ("storage", "data", "test_data", "embeddings", "artifact_store")}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{Path(out_dir).name}-{digest}"
 

@@ -96,6 +96,13 @@ def build_parser():
                    "Keras Tuner: a chief and N workers on loopback)")
     p.add_argument("--storage", help="optuna: a database URL shared by workers on several machines, e.g. "
                    "postgresql://user:pass@host/db (default: SQLite in the results folder)")
+    p.add_argument("--keep-models", type=bounded_int(1, 10 ** 6), default=1, metavar="K",
+                   help="keep the K best trials' models (and a Pareto search's front, and the baseline's) in the "
+                   "artifact store, each loadable with load_best(family, rank=k) or trial=N (default 1: the best, "
+                   "as best/ holds it)")
+    p.add_argument("--artifact-store", metavar="PATH", help="where the kept models go: a folder (one every host "
+                   "reaches, for workers on several machines) or s3://BUCKET with boto3 (default: results/artifacts; "
+                   "optuna-dashboard --artifact-dir shows them)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # set for the processes --workers starts
     p.add_argument("--families-from", action="append", default=[], metavar="MODULE_OR_FILE",
                    help="import your own families from a module or a .py file (repeatable; also the "
@@ -147,8 +154,8 @@ def check_resume(out_dir, record):
         return
     # "baseline" is recorded only when --no-baseline turned it off: every other search ran its baseline first
     # and "objectives" only for a Pareto search
-    previous, record = ({"baseline": True, "shape": {}, "objectives": None, **previous},
-                        {"baseline": True, "shape": {}, "objectives": None, **record})
+    defaults = {"baseline": True, "shape": {}, "objectives": None, "artifact_store": None}  # recorded when given
+    previous, record = {**defaults, **previous}, {**defaults, **record}
     if previous.get("tuner") in SAMPLERS and not {"sampler", "epochs"} & set(previous):
         # an Optuna family's search recorded before --sampler, when --tuner named its sampler: the same search
         previous = {**previous, "tuner": "optuna", "sampler": previous["tuner"]}
@@ -222,6 +229,9 @@ def check_flags(args, family):
         raise UserError(f"--pruner stops Keras trials at an epoch end under the Optuna study (the default tuner); "
                         f"{family.name} with --tuner {tuner} does not prune: drop --pruner"
                         + (", or --tuner" if family.engine == "keras_tuner" else ""))
+    if (args.keep_models != 1 or args.artifact_store) and tuner != "optuna":
+        raise UserError(f"--keep-models and --artifact-store keep trials' models through the Optuna study; Keras "
+                        f"Tuner's own {tuner} keeps best/ alone: drop them, or --tuner")
     if args.tensorboard and family.engine == "keras_tuner":
         if process.backend_keras_will_load() != "tensorflow":
             raise UserError("--tensorboard needs the TensorFlow backend (KERAS_BACKEND=tensorflow)")
@@ -299,6 +309,9 @@ def run_search(args, stop=None, argv=None):
         return None
     tuner = check_flags(args, family)
     role = keras_tuner_role() if family.engine == "keras_tuner" else None  # bad KERASTUNER_* variables: now
+    if args.artifact_store and tuner == "optuna":  # a store that cannot take a model: one line, before anything
+        from lyrics_cifar_search.runners import model_store  # Optuna: imported once a search runs
+        model_store.open_store(args.artifact_store, args.results_dir, args.keep_models).check()
     out_dir = Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))
 
     # The data is loaded and checked before anything under results/ changes (its cache is written once the
@@ -312,7 +325,8 @@ def run_search(args, stop=None, argv=None):
                           tensorboard=args.tensorboard, workers=args.workers,
                           storage=args.storage, worker=args.worker, argv=argv, verbose=args.verbose,
                           sampler=args.sampler or SAMPLERS[0], pruner=pruner_of(args),
-                          time_budget=args.time_budget, baseline=not args.no_baseline, shape=shape)
+                          time_budget=args.time_budget, baseline=not args.no_baseline, shape=shape,
+                          keep_models=args.keep_models, artifact_store=args.artifact_store)
     if several_objectives(args) and family.engine == "keras_tuner" and not worker:
         log(f"{family.name}: {args.objective}: several objectives, so no pruning (Optuna cannot prune them): "
             "every trial trains to its last epoch")
@@ -338,6 +352,9 @@ def record_what_a_trial_means(prepared, family, args, tuner, shape=None):
             prepared.record["pruner"] = pruner_of(args)
     if args.no_baseline:  # recorded only when off: a shared study's name hashes the record, and must not move
         prepared.record["baseline"] = False
+    if args.artifact_store:  # where the kept models are: a resume may not scatter them (not in a study's name)
+        prepared.record["artifact_store"] = args.artifact_store if args.artifact_store.startswith("s3://") \
+            else str(Path(args.artifact_store).expanduser().resolve())
     prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
                                            if family.engine == "keras_tuner" else {"storage": masked(args.storage)
                                                                                    if args.storage else None}))

@@ -177,12 +177,16 @@ def summary(family, with_artist=False, shape=None):
     head = [f"{family.name}{' (with the artist)' if with_artist else ''}: {family.description}",
             f"{engine}, {family.task}; {len(rows)} hyperparameters. Default = the earlier study's value, which "
             "trial 0 runs."]
+    first = family.objective[0] if family.objective else "val_accuracy"
+    tail = [f"Objective: {first} ({family.objective[1] if family.objective else 'max'}); add costs (params, "
+            f"predict_ms, train_s) for a Pareto search, e.g. --objective {first},params; --keep-models K keeps the "
+            "K best trials' models (a Pareto search: the front's)."]
     table = [("hyperparameter", "type", "range or choices", "default", "active when")] + \
         [(n, k, w, str(d), c) for n, k, w, d, c in rows]
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     lines = ["  ".join(f"{r[i]:<{widths[i]}}" for i in range(4)) + ("  " + r[4] if r[4] else "") for r in table]
     shaped = [f"Shaped: {'; '.join(shape.lines())}."] if shape else []
-    return head + shaped + [""] + ["  " + line.rstrip() for line in lines]
+    return head + shaped + [""] + ["  " + line.rstrip() for line in lines] + [""] + tail
 
 
 def _shaped(row, shape):

@@ -263,6 +263,11 @@ def dry_run(searches, state, results_dir):
             shape, status = None, f"{status}; its shaping is refused: {e}"
         if shape:
             status += f"; shaped: {'; '.join(shape.lines())}"
+        if "," in str(entry.get("objective") or ""):  # several objectives: a Pareto search, no pruning
+            status += f"; Pareto search of {entry['objective']} (no pruning)"
+        if entry.get("keep_models") or entry.get("artifact_store"):
+            status += (f"; keeps {entry.get('keep_models') or 1} best models"
+                       + (f" in {entry['artifact_store']}" if entry.get("artifact_store") else ""))
         family = search_spaces.describe(entry["family"])
         epochs = str(entry.get("epochs") or family.epochs) if family.engine == "keras_tuner" else "-"
         if entry.get("time_budget"):

@@ -10,7 +10,7 @@ call `failpoint("name")`, a no-op unless the environment enables it:
 
 Points (see tests/test_reliability.py and tests/test_hostile_inputs.py for the kills):
 trial-started, trial-recorded, trial-file-written, oracle-saved, retry-taken, before-csv,
-candidate-written, before-promote, mid-replace-dir.
+candidate-written, before-promote, mid-replace-dir, artifact-half-written, artifact-uploaded.
 """
 
 import os
@@ -18,7 +18,7 @@ import os
 __all__ = ["failpoint", "POINTS"]
 
 POINTS = ("trial-started", "trial-recorded", "trial-file-written", "oracle-saved", "retry-taken", "before-csv",
-          "candidate-written", "before-promote", "mid-replace-dir")
+          "candidate-written", "before-promote", "mid-replace-dir", "artifact-half-written", "artifact-uploaded")
 _passes = {}
 
 

@@ -69,7 +69,7 @@ def test_readme_departures_are_the_shipped_table():
 def test_describe_prints_every_hyperparameter_with_the_study_default(capsys):
     assert cli(["lyrics_lstm", "--describe"]) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[4:] if line.strip()}
+    rows = {line.split()[0]: line.split() for line in out.split("\n\n")[1].splitlines()[1:] if line.strip()}
     assert set(rows) == {"embedding_source", "embedding_dim", "lstm_units", "lstm_output", "dropout",
                          "learning_rate", "batch_size"}
     # the defaults are the earlier study's (Embedding 100, LSTM 10, flatten, dropout 0.2, Adam 1e-3, batch 1000)
@@ -81,7 +81,7 @@ def test_describe_prints_every_hyperparameter_with_the_study_default(capsys):
     out = capsys.readouterr().out
     from lyrics_cifar_search.search_spaces import get_family
     defaults = get_family("lyrics_tfidf_logreg").defaults
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[4:] if line.strip()}
+    rows = {line.split()[0]: line.split() for line in out.split("\n\n")[1].splitlines()[1:] if line.strip()}
     assert set(rows) == set(defaults)
     assert all(rows[k][-1] == str(v) for k, v in defaults.items())
 

@@ -143,3 +143,16 @@ def test_best_is_the_first_objective_then_the_next_so_it_stays_on_the_front(tmp_
     assert save(3, {"val_accuracy": 0.79, "params": 1}) == 2
     assert save(4, {"val_accuracy": 0.81, "params": 500}) == 4
     assert best_store.is_better({"val_accuracy": 0.81, "params": 400}, tmp_path, ("val_accuracy", "max")) is False
+
+
+def test_describe_and_the_studys_dry_run_know_several_objectives_and_kept_models(tmp_path, capsys):
+    assert cli(["lyrics_tfidf_logreg", "--describe"]) == 0
+    out = capsys.readouterr().out
+    assert "Objective: val_accuracy (max); add costs (params, predict_ms, train_s)" in out and "--keep-models K" in out
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[search]]\nfamily = "lyrics_tfidf_logreg"\nobjective = "val_accuracy,params"\n'
+                    'keep_models = 3\nmax_trials = 4\n')
+    from lyrics_cifar_search.runners import study
+    assert study.main([str(plan), "--dry-run", "--results-dir", str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto search of val_accuracy,params (no pruning); keeps 3 best models" in out

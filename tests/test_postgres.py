@@ -98,3 +98,11 @@ def test_a_killed_workers_trial_is_retried(tmp_path, small_lyrics, postgres_url)
     assert retried[0].state == optuna.trial.TrialState.COMPLETE
     t = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
     assert len(t) == 5 and stale[0].number not in set(t["trial_id"]) and (t["status"] == "COMPLETE").all()
+
+
+def test_two_hosts_sharing_postgresql_and_a_store_end_with_one_set_of_models(tmp_path, small_lyrics, postgres_url):
+    """Issue 50: two processes in results folders of their own, one study in PostgreSQL and one model store;
+    load_best from a third folder, given the URL (and study=, as the database holds other searches of the family),
+    loads the search's best whichever host trained it."""
+    from test_model_store import two_hosts
+    two_hosts(tmp_path, small_lyrics, postgres_url, named=True)

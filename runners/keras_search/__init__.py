@@ -41,7 +41,7 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from lyrics_cifar_search.runners import compat, record, search_progress, shaping, trials_table, workers
+from lyrics_cifar_search.runners import compat, model_store, record, search_progress, shaping, trials_table, workers
 from lyrics_cifar_search.runners.keras_search import errors
 from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
 from lyrics_cifar_search.runners.keras_search.oracles import (BayesianOracle, HyperbandOracle, RandomOracle,
@@ -126,7 +126,7 @@ def _check_buildable(family, prepared):
 
 def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard, progress, stop=None,
                 verbose=False, sampler="tpe", pruner="median", parallel=False, time_budget=None,
-                hyperparameters=None):
+                hyperparameters=None, models=None):
     _check_buildable(family, prepared)
     try:
         objectives = trials_table.objectives_of(family, prepared.meta)
@@ -138,7 +138,8 @@ def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, t
         return SuiteTuner(oracle, family.hypermodel(prepared.spec), family=family, prepared=prepared, out_dir=out_dir,
                           epochs=epochs, seed=seed, progress=progress, tensorboard=tensorboard, stop=stop or Stop(),
                           # each epoch to the study, for its pruner (Optuna prunes one objective only)
-                          verbose=verbose, reports_epochs=tuner == "optuna" and len(objectives) == 1)
+                          verbose=verbose, reports_epochs=tuner == "optuna" and len(objectives) == 1,
+                          models=models)
     except (ValueError, KeyError, TypeError) as e:  # json errors are ValueErrors; wrong types in it TypeErrors
         raise UserError(f"the search state in {Path(out_dir) / 'keras_tuner'} is damaged ({type(e).__name__}); "
                         f"start again with --fresh") from None
@@ -146,7 +147,7 @@ def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, t
 
 def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
         start_workers=None, stop=None, verbose=False, sampler="tpe", pruner="median", time_budget=None,
-        hyperparameters=None):
+        hyperparameters=None, models=None):
     """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
 
     stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none."""
@@ -158,9 +159,12 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
                                         trials_table.chance(prepared.meta, objective[0]))
     t = _make_tuner(family, prepared, out_dir, max_trials=max_trials, epochs=epochs, tuner=tuner, seed=seed,
                     tensorboard=tensorboard, progress=progress, stop=stop, verbose=verbose, sampler=sampler, pruner=pruner,
-                    parallel=chief is not None, time_budget=time_budget, hyperparameters=hyperparameters)
+                    parallel=chief is not None, time_budget=time_budget, hyperparameters=hyperparameters,
+                    models=models)
     t.oracle.max_trials = max_trials  # a resumed search may be given a new total (before the study opens)
     record.describe(t.oracle.study, prepared.meta, **_settings(tuner, sampler, pruner, bool(family.first_trials)))
+    if models is not None:
+        model_store.record_store(t.oracle.study, models, worker=False)
     on_record = [x for x in t.oracle.study.get_trials(deepcopy=False, states=record.FINISHED)
                  if not record.interrupted(x)]
     if on_record and not t.oracle.trials and chief is None:
@@ -234,7 +238,9 @@ def search(family, prepared, out_dir, config):
     return run(family, prepared, out_dir, max_trials=config.max_trials, epochs=config.epochs, tuner=config.tuner,
                seed=config.seed, tensorboard=config.tensorboard, chief=chief, start_workers=spawn if local else None,
                stop=config.stop, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner,
-               time_budget=config.time_budget, hyperparameters=hyperparameters)
+               time_budget=config.time_budget, hyperparameters=hyperparameters,
+               # trials trained here keep their models in the store; a chief's workers have no study to claim on
+               models=model_store.for_search(config, out_dir) if chief is None else None)
 
 
 def baseline(family, prepared):

@@ -5,13 +5,14 @@ import contextlib
 import io
 import math
 import os
+import shutil
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 
 from lyrics_cifar_search import search_spaces
-from lyrics_cifar_search.runners import best_store, compat, record, trials_table
+from lyrics_cifar_search.runners import best_store, compat, model_store, record, trials_table
 from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE
 from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, TrialStatus, are_defaults, default_values,
                                                               metrics_of, number, remove_trial_files, status_of,
@@ -45,7 +46,7 @@ class TrialBoard(keras.callbacks.TensorBoard):
 
 class SuiteTuner(compat.OneStateFile, kt.Tuner):
     def __init__(self, oracle, hypermodel, *, family, prepared, out_dir, epochs, seed, progress, tensorboard=None,
-                 stop, verbose=False, reports_epochs=False, **kwargs):
+                 stop, verbose=False, reports_epochs=False, models=None, **kwargs):
         self.family, self.prepared, self.out_dir, self.tensorboard = family, prepared, Path(out_dir), tensorboard
         self.epochs, self.seed, self.progress = epochs, seed, progress
         self.objective = trials_table.objective_of(family, prepared.meta)
@@ -53,6 +54,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         self.stop, self.verbose = stop, verbose  # search_progress.Stop: Ctrl-C, --time-budget
         self._last_model, self._last_metrics, self._heartbeat = None, {}, None
         self.reports_epochs, self._pruned = reports_epochs, None  # the Optuna study: each epoch to the oracle, pruning
+        self.models = models  # the artifact store of the kept trials' models (runners/model_store.py), or None
         # Keras Tuner prints "Reloading Tuner from ..." when it resumes; the suite says "resuming ..." itself.
         said = io.StringIO()
         with contextlib.redirect_stdout(said):
@@ -153,6 +155,10 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                         self.out_dir, number(trial), lambda d: self._save_model(model, d),
                         {**meta, "is_baseline": folder == best_store.BASELINE}, self.prepared.artifacts,
                         name=best_store.staged_name(folder))
+            if self.models is not None:
+                self._keep_model(trial, metrics, lambda: candidate or kept.get(best_store.BASELINE) or
+                                 best_store.stage_best(self.out_dir, number(trial), lambda d: self._save_model(model, d),
+                                                       meta, self.prepared.artifacts, name=f".upload-{number(trial)}"))
         try:
             super().on_trial_end(trial)  # the oracle records the trial and saves its state
         finally:
@@ -162,6 +168,8 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                     best_store.save_baseline(self.out_dir, staged, folder)
             if candidate is not None and status_of(trial) == Status.COMPLETE:
                 best_store.promote(self.out_dir, candidate, self.objectives)
+            if self.models is not None:  # the models that fell out of the kept set leave the store
+                model_store.evict(self.oracle.study, self.models, self.objectives)
             if self.is_worker():  # the chief writes trials.csv
                 best = best_store.best_meta(self.out_dir)
                 score = metrics.get(objective[0])
@@ -171,6 +179,22 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                                else ""))
             else:
                 self.record_trial(number(trial), status_of(trial), metrics.get(objective[0]))
+
+    def _keep_model(self, trial, metrics, staged):
+        """The trial's model into the store, claimed by its study trial (still running), if it would be kept
+        (model_store); staged(): its model folder (a temporary one is removed after)."""
+        asked = self.oracle._optuna_trial(trial.trial_id)
+        values = [metrics.get(name) for name, _ in self.objectives]
+        if any(v is None for v in values) or not model_store.would_keep(
+                self.oracle.study, self.objectives, self.models.keep, values, asked.number,
+                self.oracle.is_baseline(trial.trial_id)):
+            return
+        folder = staged()
+        try:
+            self.models.upload(asked, folder, number(trial))
+        finally:
+            if folder.name.startswith(".upload-"):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def record_trial(self, trial_id, status, score):
         """A trial the study has recorded: trials.csv rewritten from the study, and its progress line."""
