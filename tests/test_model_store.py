@@ -290,3 +290,54 @@ def test_a_keras_search_keeps_its_trials_models_too(tmp_path, small_lyrics):
         model = load_best("lyrics_embedding", res, trial=n)
         assert model.meta["trial_id"] == n and model.meta["model_file"] == "model.keras"
         assert model.predict_proba(["love"]).shape == (1, len(model.label_names))
+
+
+def test_an_s3_compatible_bucket_keeps_the_models(tmp_path, small_lyrics, monkeypatch):
+    """--artifact-store s3://BUCKET through boto3, against an S3-compatible server on loopback (moto's)."""
+    boto3 = pytest.importorskip("boto3")
+    server = pytest.importorskip("moto.server")
+    s3 = server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    s3.start()
+    try:
+        host, port = s3.get_host_and_port()
+        for k, v in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
+                     "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(k, v)
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="models")
+        res = tmp_path / "res"
+        assert search(small_lyrics, res, 5, "--keep-models", "2", "--artifact-store", "s3://models") == 0
+        study = study_of(res)
+        order = ranked(pd.read_csv(res / FAMILY / "trials.csv"))
+        keys = {o["Key"] for o in client.list_objects_v2(Bucket="models").get("Contents", [])}
+        assert keys == {claims(study)[n] for n in set(order[:2]) | {0}}
+        assert load_best(FAMILY, tmp_path / "elsewhere", storage=f"sqlite:///{res / 'optuna.db'}",
+                         rank=2).meta["trial_id"] == order[1]  # the store the study recorded: the bucket
+        assert search(small_lyrics, tmp_path / "r2", 2, "--artifact-store", "s3://no-such-bucket") == 2
+    finally:
+        s3.stop()
+
+
+def test_a_worker_whose_store_is_another_says_so(tmp_path, capsys):
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    model_store.record_store(study, model_store.open_store(str(tmp_path / "a"), tmp_path, keep=2), worker=False)
+    assert study.user_attrs["artifact_store"] == str((tmp_path / "a").resolve()) and study.user_attrs["keep_models"] == 2
+    model_store.record_store(study, model_store.open_store(str(tmp_path / "a"), tmp_path), worker=True)
+    assert "this worker's go to" not in capsys.readouterr().err
+    model_store.record_store(study, model_store.open_store(str(tmp_path / "b"), tmp_path), worker=True)
+    assert f"the search keeps its models in {(tmp_path / 'a').resolve()}; this worker's go to" in capsys.readouterr().err
+    assert study.user_attrs["artifact_store"] == str((tmp_path / "a").resolve())  # a worker does not move it
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--keep-models", "0"], "--keep-models: must be at least 1"),
+    (["--keep-models", "two"], "--keep-models: expected a whole number"),
+    (["--keep-models", "2", "--tuner", "random"], "Keras Tuner's own random keeps best/ alone"),
+    (["--artifact-store", "s3://bucket/prefix"], "name a bucket alone"),
+])
+def test_bad_model_flags_get_one_line_and_write_nothing(tmp_path, small_lyrics, capsys, flags, says):
+    family = "lyrics_embedding" if "--tuner" in flags else FAMILY
+    assert cli([family, "--data", str(small_lyrics), "--results-dir", str(tmp_path / "res"), *flags]) == 2
+    one_line(capsys, says)
+    assert not (tmp_path / "res").exists()
