@@ -6,6 +6,7 @@
     result.trials            # trials.csv as a DataFrame, one row per trial (like Optuna's trials_dataframe())
     result.best_trial        # the best finished row (like study.best_trial); result.baseline: trial 0's row
     result.best_model()      # the saved best model: .predict(["raw lyrics ..."]) (load_best)
+    result.best_models(3)    # the 3 best trials' models, best first (search(..., keep_models=3) keeps them)
 
 Every keyword is a flag of `lyrics-search` (`max_trials=20` is `--max-trials 20`, `with_artist=True` is
 `--with-artist`; docs/reference.md lists them), so a search begun here resumes from the command line and the
@@ -90,6 +91,13 @@ class SearchResult:
         """The search's best model, loaded as load_best loads it (best/): .predict, .predict_proba, .meta."""
         from lyrics_cifar_search.runners.best_model import load_best
         return load_best(self.folder / "best")
+
+    def best_models(self, num_models: int = 1) -> list["BestModel"]:
+        """The num_models best trials' models, best first (like Keras Tuner's get_best_models): the search keeps
+        them with keep_models >= num_models (load_best(family, rank=k) loads each)."""
+        from lyrics_cifar_search.runners.best_model import load_best
+        return [load_best(self.folder.name.removesuffix("_artist"), self.results_dir,
+                          with_artist=self.folder.name.endswith("_artist"), rank=k) for k in range(1, num_models + 1)]
 
     def baseline_model(self) -> Optional["BestModel"]:
         """Trial 0's model (baseline/), or None where the search kept none."""

@@ -116,13 +116,17 @@ def test_a_resume_refuses_changed_objectives_and_continues_the_same(tmp_path, sm
 
 def test_nsga2_and_the_python_api_take_the_same_objectives(tmp_path, small_lyrics):
     result = search("lyrics_tfidf_logreg", data=small_lyrics, results_dir=tmp_path, max_trials=6,
-                    objective=["val_accuracy", "params"], sampler="nsga2")
+                    objective=["val_accuracy", "params"], sampler="nsga2", keep_models=2)
     assert result.objectives == (("val_accuracy", "max"), ("params", "min"))
     front = set(result.best_trials["trial_id"])
     assert front == _front(result.trials[result.trials["status"] == "COMPLETE"], list(result.objectives))
     assert int(result.best_trial["trial_id"]) in front
     study = optuna.load_study(study_name="lyrics_tfidf_logreg", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert study.user_attrs["policy"]["population_size"] >= 4 and study.user_attrs["sampler"] == "nsga2"
+    # Keras Tuner's get_best_models(num_models=k): here, the kept front's best first
+    models = result.best_models(2)
+    assert models[0].meta["trial_id"] == int(result.best_trial["trial_id"])
+    assert [m.meta["trial_id"] for m in models][1] != models[0].meta["trial_id"]
 
 
 def test_best_is_the_first_objective_then_the_next_so_it_stays_on_the_front(tmp_path):
