@@ -252,23 +252,24 @@ def _load_kept(family, results_dir, with_artist, *, trial, rank, storage, artifa
     if trial is not None and rank is not None:
         raise UserError("give trial=N or rank=k, not both")
     folder_name = family + ("_artist" if with_artist else "")
-    if storage is None:
-        for kept in ("best", "baseline"):  # the model is here already: no store needed (Keras Tuner's own tuners)
-            meta_path = results_dir / folder_name / kept / "meta.json"
-            try:
-                saved = json.loads(meta_path.read_text())["trial_id"] if meta_path.exists() else None
-            except (OSError, ValueError, KeyError, TypeError):
-                saved = None
-            if saved is not None and trial is not None and int(saved) == trial or kept == "best" and \
-                    saved is not None and rank == 1:
-                return load_best(str(meta_path.parent))
-        if not (results_dir / "optuna.db").exists():
-            raise UserError(f"no search record in {results_dir} (optuna.db): give results_dir=, or storage= the "
-                            "search's --storage URL")
+    if storage is None and not (results_dir / "optuna.db").exists():
+        raise UserError(f"no search record in {results_dir} (optuna.db): give results_dir=, or storage= the "
+                        "search's --storage URL")
     from lyrics_cifar_search.runners import model_store, record  # Optuna: only for a kept trial's model
     url = storage or record.storage_url(results_dir)
-    folder, trial_id = model_store.fetch_kept(url, folder_name, results_dir, trial=trial, rank=rank,
-                                              artifact_store=artifact_store, study_name=study)
+    study = model_store.find_study(url, folder_name, study)
+    chosen, _ = model_store.chosen_trial(study, trial, rank)
+    trial_id = record.trial_id(chosen)
+    if storage is None:  # best/ or baseline/ holds it already: no store needed (the defaults keep no other)
+        for kept in ("best", "baseline"):
+            meta_path = results_dir / folder_name / kept / "meta.json"
+            try:
+                saved = json.loads(meta_path.read_text()).get("trial_id") if meta_path.exists() else None
+            except (OSError, ValueError, AttributeError):
+                saved = None
+            if saved == trial_id:
+                return load_best(str(meta_path.parent))
+    folder = model_store.fetch_kept(study, chosen, results_dir, artifact_store=artifact_store)
     model = load_best(str(folder))
     if model.meta.get("trial_id") != trial_id:  # the claim names another trial's model: swapped, refused
         raise UserError(f"the model kept for trial {trial_id} says it is trial {model.meta.get('trial_id')}'s; "

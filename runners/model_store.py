@@ -9,9 +9,10 @@ process or host trained them.
 
     optuna-dashboard --artifact-dir results/artifacts sqlite:///results/optuna.db    each trial's model file
 
-Which are kept (--keep-models K, default 1): the K best finished trials in the first objective (ties broken by
-the next, then by trial number), every trial of a Pareto search's front, and the baseline; best/ and baseline/
-stay in the results folder as before. A trial that falls out of that set has its file removed from the store
+Which are kept (--keep-models K): the K best finished trials in the first objective (ties broken by the next, then
+by trial number), every trial of a Pareto search's front, and the baseline; best/ and baseline/ stay in the
+results folder as before. With the defaults (K = 1, no --artifact-store, one objective) nothing goes to a store:
+best/ and baseline/ are the kept models, as before, and the disk holds what it did. A trial that falls out of that set has its file removed from the store
 (a finished trial's attributes cannot change, so its claim stays, and loading it says it was not kept).
 
 A kill during an upload leaves no trial claiming a model it lacks: the file is written under a temporary name and
@@ -213,12 +214,15 @@ def evict(study, models: ModelStore, objectives) -> None:
             models.remove(artifact)
 
 
-def for_search(config, out_dir) -> ModelStore | None:
+def for_search(config, out_dir, pareto: bool = False) -> ModelStore | None:
     """The search's store (--artifact-store, --keep-models), checked writable (one line if not), or None for a
-    search that keeps best/ and baseline/ alone: Keras Tuner's own tuners, which record a trial only once it
-    ended (and Keras Tuner's chief/worker mode, whose workers have no study to claim a model on: the Keras
-    engine asks for a store only when it trains in one process)."""
+    search that keeps best/ and baseline/ alone: the default (one model kept, no store named, one objective:
+    today's models and disk use), and Keras Tuner's own tuners, which record a trial only once it ended (and
+    Keras Tuner's chief/worker mode, whose workers have no study to claim a model on: the Keras engine asks
+    for a store only when it trains in one process). pareto: a search of several objectives keeps its front."""
     if config.tuner not in (None, "optuna"):
+        return None
+    if config.keep_models == 1 and not config.artifact_store and not pareto:
         return None
     models = open_store(config.artifact_store, Path(out_dir).parent, config.keep_models)
     models.check()
@@ -286,11 +290,10 @@ def chosen_trial(study, trial: int | None, rank: int | None):
     raise UserError(f"the search has no trial {trial} (trials.csv lists them)")
 
 
-def fetch_kept(url: str, folder_name: str, results_dir, *, trial=None, rank=None, artifact_store=None,
-               study_name=None) -> tuple[Path, int]:
-    """(an unpacked folder holding the model, its trial id) of a kept trial, from the search's record and store."""
-    study = find_study(url, folder_name, study_name)
-    chosen, k = chosen_trial(study, trial, rank)
+def fetch_kept(study, chosen, results_dir, *, artifact_store=None) -> Path:
+    """An unpacked folder holding a kept trial's model (chosen_trial's), from the search's store (artifact_store, or
+    the one the study records, or results_dir/artifacts)."""
+    _, k = chosen_trial(study, record.trial_id(chosen), None)
     what = f"trial {record.trial_id(chosen)} of {study.study_name} (rank {k})"
     artifact = chosen.user_attrs.get(CLAIM)
     keep = study.user_attrs.get("keep_models", 1)
@@ -298,5 +301,4 @@ def fetch_kept(url: str, folder_name: str, results_dir, *, trial=None, rank=None
         raise UserError(f"{what}: its model was not kept (--keep-models {keep} keeps the {keep} best, a Pareto "
                         f"search's front and the baseline): run the search with --keep-models {k} or more")
     where = artifact_store or study.user_attrs.get("artifact_store")
-    models = open_store(where, results_dir) if where else open_store(None, results_dir)
-    return models.fetch(artifact, what), record.trial_id(chosen)
+    return open_store(where, results_dir).fetch(artifact, what)

@@ -432,7 +432,7 @@ def _wait_for_running_trials(search, storage_url):
 def search(family, prepared, out_dir, config):
     """The search here; with --workers N, N processes sharing its study; in such a worker, trials until the
     study holds --max-trials. Returns the trials.csv rows ([] in a worker)."""
-    models = model_store.for_search(config, out_dir)
+    models = model_store.for_search(config, out_dir, pareto=len(trials_table.objectives_of(family, prepared.meta)) > 1)
     if config.worker:  # one of several: the process that started it holds the lock
         run(family, prepared, out_dir, max_trials=config.max_trials, seed=config.seed, sampler=config.sampler,
             storage=config.storage, worker=True, stop=config.stop, time_budget=config.time_budget,

@@ -85,8 +85,14 @@ def test_the_default_keeps_todays_models_and_a_pareto_search_keeps_its_front(tmp
     res = tmp_path / "res"
     assert search(small_lyrics, res, 6) == 0
     best = json.loads((res / FAMILY / "best" / "meta.json").read_text())["trial_id"]
-    assert len(stored(res / "artifacts")) == len({best, 0})  # best/'s and baseline/'s, as before
-    assert set(claims(study_of(res))) >= {best, 0}
+    # the defaults keep best/ and baseline/ alone, as before: no store, no second copy on disk
+    assert not (res / "artifacts").exists() and not claims(study_of(res))
+    assert load_best(FAMILY, res, trial=best).folder == (res / FAMILY / "best").resolve()
+    assert load_best(FAMILY, res, trial=0).folder == (res / FAMILY / "baseline").resolve()
+    order = ranked(pd.read_csv(res / FAMILY / "trials.csv"))
+    out = next(k for k, n in enumerate(order, start=1) if n not in (best, 0))  # the best trial neither folder holds
+    with pytest.raises(UserError, match=f"its model was not kept \\(--keep-models 1 .*--keep-models {out} or more"):
+        load_best(FAMILY, res, rank=out)
     pareto = tmp_path / "pareto"
     assert search(small_lyrics, pareto, 8, "--objective", "val_accuracy,params") == 0
     study = study_of(pareto)

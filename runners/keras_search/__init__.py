@@ -240,7 +240,8 @@ def search(family, prepared, out_dir, config):
                stop=config.stop, verbose=config.verbose, sampler=config.sampler, pruner=config.pruner,
                time_budget=config.time_budget, hyperparameters=hyperparameters,
                # trials trained here keep their models in the store; a chief's workers have no study to claim on
-               models=model_store.for_search(config, out_dir) if chief is None else None)
+               models=model_store.for_search(config, out_dir, len(trials_table.objectives_of(family, prepared.meta)) > 1)
+               if chief is None else None)
 
 
 def baseline(family, prepared):
