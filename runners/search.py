@@ -420,9 +420,11 @@ def refuse_links(out_dir):
     """Results are written in place (SQLite databases, lock files, Keras Tuner's files) and replaced: a symbolic
     link or a hard-linked file among them would let a write reach what it points to outside, so every one is
     refused up front, with one line naming it: the search folder and everything in it, and the results
-    folder's lock, study database (the record) and data cache."""
+    folder's lock, study database (the record), data cache and model store."""
     results = out_dir.parent
-    places = [out_dir, results / f".{out_dir.name}.lock", results / "optuna.db", results / "_cache"]
+    # (the default model store, results/artifacts: its files are written by rename, so the folder alone)
+    places = [out_dir, results / f".{out_dir.name}.lock", results / "optuna.db", results / "_cache",
+              results / "artifacts"]
     if (results / "_cache").is_dir() and not (results / "_cache").is_symlink():
         places += sorted((results / "_cache").iterdir())
     if out_dir.is_dir() and not out_dir.is_symlink():

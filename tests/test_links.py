@@ -54,6 +54,7 @@ CASES = {
     "folder lock hard-linked": (".lyrics_tfidf_logreg.lock", plant_hardlink, "file"),
     ".best.lock -> nowhere": ("lyrics_tfidf_logreg/.best.lock", plant_symlink, "missing"),
     "_cache -> outside folder": ("_cache", plant_symlink, "folder"),
+    "model store -> outside folder": ("artifacts", plant_symlink, "folder"),
     "trials.csv hard-linked": ("lyrics_tfidf_logreg/trials.csv", plant_hardlink, "file"),
 }
 
