@@ -178,11 +178,18 @@ def test_every_reference_number_has_its_source_and_split():
     """Issue 41: each of the study's numbers says where it comes from and which split it was measured on; one
     that no kept notebook output shows says so; the NNLM's 0.571 is the demo's test score."""
     import csv
+    import re
     with open(studies.path("earlier_study_results.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
         assert r["split"] in ("validation", "test", "unknown") and r["source"], r
         assert (r["split"] == "unknown") == r["source"].startswith("not traceable"), r
+        cited = re.search(r"(\w+\.py), cell (\d+)", r["source"])
+        if r["split"] == "unknown" and cited and (ROOT.parent / "shared" / "earlier-study" / cited.group(1)).exists():
+            # a number the source cites is printed in the cell it names
+            cell = (ROOT.parent / "shared" / "earlier-study" / cited.group(1)).read_text().split(
+                f"# ---- code cell {cited.group(2)} ----")[1].split("# ---- code cell")[0]
+            assert all(x in cell for x in re.findall(r"\d\.\d{4}", r["source"])), r
         if r["split"] != "unknown":  # the number is printed where the source says (when ../shared is here)
             where = r["source"].split(",")[0]
             assert "cell" in r["source"].split(":")[0]

@@ -344,8 +344,12 @@ def test_pruned_trials_are_pruned_in_the_study_the_csv_and_the_tables(tmp_path, 
         assert t.value == pytest.approx(list(t.intermediate_values.values())[-1])
     best = pd.read_json(res / "lyrics_lstm" / "best" / "meta.json", typ="series")
     assert int(best["trial_id"]) not in set(pruned["trial_id"])
-    for table in (res / "lyrics_lstm").glob("*comparison*.csv"):
-        assert "PRUNED" not in table.read_text() or "COMPLETE" not in table.read_text()
+    # the comparison table (analysis/compare.py) ranks finished trials only: its best is never a pruned one
+    from lyrics_cifar_search.analysis import compare
+    assert compare.main(["--results-dir", str(res), "--families", "lyrics_lstm"]) == 0
+    table = pd.read_csv(res / "comparison_lyrics.csv")
+    assert len(table) == 1 and int(table["best_trial"].iloc[0]) == int(best["trial_id"])
+    assert int(table["best_trial"].iloc[0]) not in set(pruned["trial_id"])
     # the told value of every complete trial is the last value its learning curve tracked
     for t in study.trials:
         if t.state.name == "COMPLETE":
