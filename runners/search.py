@@ -117,7 +117,8 @@ def build_parser():
     d.add_argument("--text-column"), d.add_argument("--label-column")
     d.add_argument("--artist-column"), d.add_argument("--language-column")
     d.add_argument("--sample-fraction", type=fraction, default=DataOptions.sample_fraction,
-                   help="seeded, stratified fraction of rows used (default 1: all; the earlier study used 0.2)")
+                   help="seeded fraction of the file's rows, drawn as the earlier study drew its 0.2 (df.sample), before "
+                   "rows without lyrics are dropped (default 1: all)")
     d.add_argument("--languages", type=word_list, help="comma-separated languages to keep (default: all)")
     d.add_argument("--stopwords", choices=("english", "none"), default=DataOptions.stopwords)
     d.add_argument("--no-clean", action="store_true", help="keep case, punctuation and newlines")

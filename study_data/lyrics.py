@@ -2,8 +2,9 @@
 
 The order of work, and why:
 1. read the table (CSV or TSV) and find its columns by common names;
-2. drop rows without text or genre, keep the chosen languages, take the
-   seeded sample, drawn as the earlier study drew its 20 % of train.csv (df.sample(n, random_state=seed));
+2. take the seeded sample of the whole file, drawn as the earlier study drew its 20 % of train.csv
+   (df.sample(n, random_state=seed)), then drop rows without text or genre (the study's dropna, after its
+   sample) and keep the chosen languages;
 3. carve off the test split (or read --test-data), then split the rest 80/20
    into train and validation, stratified and seeded;
 4. fit the tokenizer on the training split only and apply it to all three
@@ -57,8 +58,9 @@ COLUMN_CANDIDATES = {
     "artist": ("artist",),
     "language": ("language",),
 }
-CACHE_VERSION = 5  # 3: songs repeated within the data removed before splitting; 4: the study's text pipeline;
-# 5: --sample-fraction draws the study's df.sample, not a stratified sample
+CACHE_VERSION = 6  # 3: songs repeated within the data removed before splitting; 4: the study's text pipeline;
+# 5: --sample-fraction draws the study's df.sample, not a stratified sample; 6: ... on the whole file, before rows
+# without lyrics are dropped
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
     "(made-up words, not real lyrics). For the study, download the Kaggle dataset "
@@ -304,9 +306,10 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     seed = opts["seed"]
     df = parse_table(data_path, raw, columns)
     has_artist = df.attrs["has_artist"]
-    df = _filter_rows(df, data_path, opts["languages"])
     if opts["sample_fraction"] < 1.0:  # the earlier study's own call: df.sample(int(0.2 * len(df)), random_state=42)
+        # on the whole file, as the study drew it: rows without lyrics are dropped after (its dropna, cell 8)
         df = df.sample(int(opts["sample_fraction"] * len(df)), random_state=seed)
+    df = _filter_rows(df, data_path, opts["languages"])
     probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"], pipeline=opts["text_pipeline"])
     df, duplicates = _deduplicate(df, probe)
     df, label_names = _genres_to_learn(df, data_path)

@@ -240,6 +240,19 @@ def test_the_sample_is_the_earlier_studys_own(tmp_path):
     assert got == sorted(drawn.index.tolist())
 
 
+def test_the_sample_is_drawn_before_rows_without_lyrics_are_dropped(tmp_path):
+    """Issue 51: the study sampled the whole file, then dropped rows without lyrics (sub_df.dropna, cell 8); with
+    blank rows, dropping them first drew another sample (54 of 179 rows the same, with 5 blanks)."""
+    rows = [{"Artist": f"a{i % 11}", "Genre": ("Rock", "Pop", "Metal")[i % 3],
+             "Lyrics": "" if i % 100 == 7 else f"song{i} words{i % 13} more{i % 17}"} for i in range(500)]
+    p = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    d = lyrics.load(p, cache_dir=tmp_path, sample_fraction=0.2, seed=42)
+    drawn = pd.read_csv(p).sample(int(0.2 * 500), random_state=42).dropna()
+    got = sorted(int(r) for split in (d.train, d.val, d.test) for r in split.rows)
+    assert got == sorted(drawn.index.tolist())
+
+
 def test_placeholder_genres_are_dropped_and_counted(tmp_path, capsys):
     """Issue 41: MetroLyrics-style files file songs of no known genre as 'Not Available' or 'Other'."""
     rows = [{"Artist": f"a{i % 7}", "Genre": ("Rock", "Pop", "Not Available", "Other", "Metal")[i % 5],
