@@ -156,6 +156,20 @@ def provenance_lines(folders):
             "too).", "", pd.DataFrame(rows).to_markdown(index=False), ""]
 
 
+def dropped_words(dropped):
+    """What a lyrics search dropped before splitting (meta.json's rows_dropped), in words: "3 without lyrics or
+    genre; placeholder genres: Not Available 2; genres under 5 rows: Indie 1"."""
+    said = []
+    if dropped.get("without_lyrics_or_genre"):
+        said.append(f"{dropped['without_lyrics_or_genre']} without lyrics or genre")
+    for key, what in (("placeholder_genres", "placeholder genres"), ("small_genres", "genres under 5 rows")):
+        if dropped.get(key):
+            said.append(f"{what}: " + ", ".join(f"{g} {n}" for g, n in dropped[key].items()))
+    if dropped.get("other_languages"):
+        said.append(f"{dropped['other_languages']} in other languages")
+    return "; ".join(said)
+
+
 def split_lines(folders):
     """Each search's split sizes (train / validation / test rows or images), and each CIFAR block's classes."""
     rows, blocks = [], {}
@@ -165,9 +179,14 @@ def split_lines(folders):
             continue
         n = meta.get("data", {}).get("rows", {})
         repeats = meta.get("data", {}).get("duplicates") or {}
+        dropped = meta.get("data", {}).get("rows_dropped") or {}
+        coverage = meta.get("data", {}).get("artist_coverage")
         rows.append({"search": folder.name, "train": n.get("train"), "validation": n.get("val"), "test": n.get("test"),
                      "repeated songs removed": (repeats.get("removed", 0) + repeats.get("test_removed", 0))
                      if repeats else "",
+                     "rows dropped": dropped_words(dropped),
+                     "artists seen in training (val / test)": f"{coverage['val']:.0%} / {coverage['test']:.0%}"
+                     if coverage else "",
                      "test split": meta.get("data", {}).get("test_split", "held out from --data, or --test-data")})
         if meta.get("blocks"):
             blocks[meta["blocks"]["block"]] = meta["label_names"]

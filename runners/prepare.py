@@ -136,17 +136,20 @@ LOW_ARTIST_COVERAGE = 0.5  # below this share of validation or test rows with a 
 
 
 def artist_coverage(known, val_artists, test_artists):
-    """The share of validation and test rows whose artist was seen in training ({"val": s, "test": s}), said
-    in one line, with a warning when it is low: an artist never seen in training is id 0 for the model, so the
-    artist can add little there."""
+    """The share of validation and test rows whose artist was seen in training ({"val": s, "test": s}), with a
+    warning when it is low: an artist never seen in training is id 0 for the model, so the artist can add little
+    there (the data line says the shares: coverage_line)."""
     share = {split: (sum(a in known for a in artists) / len(artists) if len(artists) else 0.0)
              for split, artists in (("val", val_artists), ("test", test_artists))}
-    logger.info(f"artists seen in training: {share['val']:.0%} of the validation rows, {share['test']:.0%} of the "
-                "test rows")
     if min(share.values()) < LOW_ARTIST_COVERAGE:
         warn(f"warning: {coverage_words(share)}: an artist not seen in training is unknown to the model, so the "
             "artist can add little; more songs per artist in the data would help")
     return share
+
+
+def coverage_line(share):
+    """The data line's end for a search with the artist."""
+    return f"; artists seen in training: {share['val']:.0%} of the validation rows, {share['test']:.0%} of the test rows"
 
 
 def coverage_words(share):
@@ -170,9 +173,9 @@ def prepare_lyrics(family, options, writes=None):
     if not data.encoder.vocab or not any(data.train.texts):
         raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
-    logger.info(data.describe())
     artists = text.artist_index(data.train.artists) if options.with_artist else None
     artists_seen = artist_coverage(artists, data.val.artists, data.test.artists) if options.with_artist else None
+    logger.info(data.describe() + (coverage_line(artists_seen) if artists_seen else ""))  # the data line
     padding = text.padding_of(options.with_artist, data.options["text_pipeline"])
 
     def inputs(split):
@@ -197,7 +200,7 @@ def prepare_lyrics(family, options, writes=None):
                      "arg": _absolute(options.data), "columns": columns,
                      "options": data.options, "test_data": _absolute(options.test_data), "embeddings": embeddings,
                      "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
-                     "duplicates": data.duplicates, "artist_coverage": artists_seen,
+                     "duplicates": data.duplicates, "rows_dropped": data.dropped, "artist_coverage": artists_seen,
                      "class_counts": class_counts(data.n_classes, data.train.y, data.val.y, data.test.y)}}
     o = data.options
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or data.source,
@@ -207,7 +210,9 @@ def prepare_lyrics(family, options, writes=None):
                                    "text_pipeline")},
               "embeddings": embeddings, "embeddings_bytes": embeddings_bytes, "seed": options.seed,
               "objective": meta["objective"], **several_objectives(family, options),
-              "data_fingerprint": data.fingerprint, "duplicates_removed": data.duplicates}
+              "data_fingerprint": data.fingerprint, "duplicates_removed": data.duplicates,
+              # what the data line said, kept (not in a shared study's name: record.study_name)
+              "rows_dropped": data.dropped, **({"artist_coverage": artists_seen} if artists_seen else {})}
     artifacts = {"tokenizer.json": data.encoder.to_json()}
     if artists is not None:
         artifacts["artists.json"] = json.dumps(sorted(artists, key=artists.get))

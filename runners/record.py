@@ -59,7 +59,8 @@ def study_name(out_dir: str | Path, record: dict | None = None, storage: str | N
         return Path(out_dir).name
     # contents, not paths: workers on other machines read the same data from other places
     identity = {k: v for k, v in (record or {}).items()
-                if k not in ("storage", "data", "test_data", "embeddings", "artifact_store")}
+                if k not in ("storage", "data", "test_data", "embeddings", "artifact_store", "rows_dropped",
+                             "artist_coverage")}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{Path(out_dir).name}-{digest}"
 

@@ -58,9 +58,11 @@ COLUMN_CANDIDATES = {
     "artist": ("artist",),
     "language": ("language",),
 }
-CACHE_VERSION = 6  # 3: songs repeated within the data removed before splitting; 4: the study's text pipeline;
-# 5: --sample-fraction draws the study's df.sample, not a stratified sample; 6: ... on the whole file, before rows
-# without lyrics are dropped
+CACHE_VERSION = 5  # 3: songs repeated within the data removed before splitting; 4: the study's text pipeline;
+# 5: --sample-fraction draws the study's df.sample, not a stratified sample
+# A sample (--sample-fraction < 1) is drawn from the whole file since 2026-12-07, before rows without lyrics are
+# dropped: such a sample's fingerprint says so (the data of every other search is what it was, and resumes)
+SAMPLED_FROM_THE_WHOLE_FILE = "sample drawn before rows without lyrics are dropped"
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
     "(made-up words, not real lyrics). For the study, download the Kaggle dataset "
@@ -92,6 +94,7 @@ class LyricsData:
     fingerprint: str  # the file bytes, test file bytes, options and columns: what the splits are made of
     file_hashes: dict = None  # {"data": sha256 of the file's bytes, "test_data": of the test file's, or None}
     duplicates: dict = None  # songs removed as repeats before splitting (_deduplicate)
+    dropped: dict = None  # rows dropped before splitting, by why (_filter_rows, _genres_to_learn); None: not known
 
     @property
     def n_classes(self):
@@ -209,11 +212,15 @@ PLACEHOLDER_GENRES = {"not available", "other"}  # compared lower-cased
 
 
 def _filter_rows(df, path, languages):
+    """The rows to learn from, and what was dropped: {"without_lyrics_or_genre": n, "placeholder_genres":
+    {genre: n}, "other_languages": n} (saved in search.json and best/meta.json, shown by the report)."""
+    dropped = {}
     missing = (df["text"].str.strip() == "") | (df["label"] == "") | df["label"].str.lower().isin(["nan", "none", "null"])
     if missing.all():
         raise UserError(f"{path}: no row has both lyrics and a genre: check the text and label columns")
     if missing.any():
         log(f"dropped {int(missing.sum())} rows of {path.name} without lyrics or genre")
+        dropped["without_lyrics_or_genre"] = int(missing.sum())
     df = df[~missing]
     # MetroLyrics-style tables file songs of no known genre under these: they are not genres to learn
     placeholder = df["label"].str.strip().str.lower().isin(PLACEHOLDER_GENRES)
@@ -224,14 +231,17 @@ def _filter_rows(df, path, languages):
         counts = df.loc[placeholder, "label"].value_counts()
         log(f"dropped {int(placeholder.sum())} rows of {path.name} whose genre is a placeholder, not a genre ("
             + ", ".join(f"{g}: {n}" for g, n in counts.items()) + ")")
+        dropped["placeholder_genres"] = {str(g): int(n) for g, n in counts.items()}
     df = df[~placeholder]
     if languages:
         keep = df["language"].str.lower().isin([l.lower() for l in languages])
         if not keep.any():
             raise UserError(f"{path}: no rows in languages {', '.join(languages)}; it has: "
                             f"{', '.join(sorted(set(df['language'])))}")
+        if not keep.all():
+            dropped["other_languages"] = int((~keep).sum())
         df = df[keep]
-    return df
+    return df, dropped
 
 
 def _deduplicate(df, probe):
@@ -258,14 +268,15 @@ def _deduplicate(df, probe):
     return kept, {"removed": len(df) - len(keep), "with_another_genre": conflicting}
 
 
-def _genres_to_learn(df, data_path):
-    """Genres with too few rows to split are dropped (said in one line); two must remain. Returns the rows, indexed
-    0..n-1, and the genre names in label order."""
+def _genres_to_learn(df, data_path, dropped):
+    """Genres with too few rows to split are dropped (said in one line, and counted in dropped["small_genres"]);
+    two must remain. Returns the rows, indexed 0..n-1, and the genre names in label order."""
     counts = df["label"].value_counts()
     small = counts[counts < MIN_ROWS_PER_GENRE]
     if len(small):
         log("dropped genres with fewer than %d rows (too few to split): %s"
             % (MIN_ROWS_PER_GENRE, ", ".join(f"{g} ({n})" for g, n in small.items())))
+        dropped["small_genres"] = {str(g): int(n) for g, n in small.items()}
         df = df[~df["label"].isin(small.index)]
     label_names = sorted(df["label"].unique())
     if len(label_names) < 2:
@@ -278,7 +289,7 @@ def _genres_to_learn(df, data_path):
 def _given_test_rows(test_path, test_raw, columns, opts, label_names, probe, seen_texts, duplicates):
     """--test-data's rows and labels: genres unseen in training dropped, and songs the model trained or was
     selected on (their cleaned lyrics in `seen_texts`) removed, counted in duplicates["test_removed"]."""
-    test_df = _filter_rows(parse_table(test_path, test_raw, columns), test_path, opts["languages"])
+    test_df, _ = _filter_rows(parse_table(test_path, test_raw, columns), test_path, opts["languages"])
     unseen = ~test_df["label"].isin(label_names)
     if unseen.all():
         raise UserError(f"--test-data {test_path}: none of its genres were seen in training "
@@ -309,10 +320,10 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     if opts["sample_fraction"] < 1.0:  # the earlier study's own call: df.sample(int(0.2 * len(df)), random_state=42)
         # on the whole file, as the study drew it: rows without lyrics are dropped after (its dropna, cell 8)
         df = df.sample(int(opts["sample_fraction"] * len(df)), random_state=seed)
-    df = _filter_rows(df, data_path, opts["languages"])
+    df, dropped = _filter_rows(df, data_path, opts["languages"])
     probe = TextEncoder(vocab=[], clean=opts["clean"], stopwords=opts["stopwords"], pipeline=opts["text_pipeline"])
     df, duplicates = _deduplicate(df, probe)
-    df, label_names = _genres_to_learn(df, data_path)
+    df, label_names = _genres_to_learn(df, data_path, dropped)
     y_all = df["label"].map({g: i for i, g in enumerate(label_names)}).to_numpy(np.int32)
 
     rows = np.arange(len(df))
@@ -346,15 +357,16 @@ def _prepare(data_path, raw, test_path, test_raw, opts, columns):
     val = split([cleaned[i] for i in val_rows], [artists[i] for i in val_rows], y_all[val_rows],
                 source_rows[val_rows])
     test = split(test_df["clean"].tolist(), test_df["artist"].tolist(), y_test, test_df["row"].to_numpy())
-    return train, val, test, label_names, encoder, has_artist, duplicates
+    return train, val, test, label_names, encoder, has_artist, duplicates, dropped
 
 
 # --------------------------------------------------------------------------
 # Cache: one .npz per (file bytes, test file bytes, options); no pickle.
 # --------------------------------------------------------------------------
 def _load_cache(path):
-    fields, label_names, encoder, has_artist, duplicates = lyrics_cache.read(path, CACHE_VERSION)
-    return (*(Split(**f) for f in fields), label_names, TextEncoder.from_json(encoder), has_artist, duplicates)
+    fields, label_names, encoder, has_artist, duplicates, dropped = lyrics_cache.read(path, CACHE_VERSION)
+    return (*(Split(**f) for f in fields), label_names, TextEncoder.from_json(encoder), has_artist, duplicates,
+            dropped)
 
 
 def _read_bytes(path, flag):
@@ -410,7 +422,8 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
                    "test_data": hashlib.sha256(test_raw).hexdigest()[:16] if test_raw is not None else None}
     h = hashlib.sha256(raw)
     h.update(hashlib.sha256(test_raw or b"").digest())
-    h.update(json.dumps([opts, columns, CACHE_VERSION], sort_keys=True).encode())
+    h.update(json.dumps([opts, columns, CACHE_VERSION] + ([SAMPLED_FROM_THE_WHOLE_FILE] if opts["sample_fraction"] < 1
+                                                          else []), sort_keys=True).encode())
     fingerprint = h.hexdigest()[:16]
     cache_path = cache_dir / f"lyrics-{fingerprint}.npz"
     parts = None
@@ -423,8 +436,8 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
         parts = _prepare(data, raw, Path(test_data) if test_data else None, test_raw, opts, columns)
         write = (lambda: lyrics_cache.write(cache_path, CACHE_VERSION, *parts))
         deferred_writes.append(write) if deferred_writes is not None else write()
-    train, val, test, label_names, encoder, has_artist, duplicates = parts
+    train, val, test, label_names, encoder, has_artist, duplicates, dropped = parts
     source = "generated demo lyrics (not real data)" if is_demo else str(data)
     return LyricsData(train=train, val=val, test=test, label_names=list(label_names), encoder=encoder,
                       has_artist=has_artist, options=opts, source=source, is_demo=is_demo,
-                      fingerprint=fingerprint, file_hashes=file_hashes, duplicates=duplicates)
+                      fingerprint=fingerprint, file_hashes=file_hashes, duplicates=duplicates, dropped=dropped)

@@ -22,14 +22,14 @@ def _unpack_texts(blob, offsets):
     return [data[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(len(offsets) - 1)]
 
 
-def write(path, version, train, val, test, label_names, encoder, has_artist, duplicates):
+def write(path, version, train, val, test, label_names, encoder, has_artist, duplicates, dropped=None):
     arrays = {}
     for name, s in zip(SPLITS, (train, val, test)):
         arrays[f"{name}_x"], arrays[f"{name}_y"], arrays[f"{name}_rows"] = s.x, s.y, s.rows
         arrays[f"{name}_texts"], arrays[f"{name}_texts_offsets"] = _pack_texts(s.texts)
         arrays[f"{name}_artists"], arrays[f"{name}_artists_offsets"] = _pack_texts(s.artists)
     meta = {"version": version, "label_names": label_names, "has_artist": has_artist,
-            "encoder": encoder.to_json(), "duplicates": duplicates}
+            "encoder": encoder.to_json(), "duplicates": duplicates, "dropped": dropped}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -37,8 +37,8 @@ def write(path, version, train, val, test, label_names, encoder, has_artist, dup
 
 
 def read(path, version):
-    """([the fields of each split], label names, the tokenizer's JSON, has_artist, duplicates); a ValueError if
-    the file was written by another cache version."""
+    """([the fields of each split], label names, the tokenizer's JSON, has_artist, duplicates, dropped: None in a
+    cache written before it was kept); a ValueError if the file was written by another cache version."""
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(z["meta"].tobytes().decode("utf-8"))
         if meta.get("version") != version:
@@ -46,4 +46,4 @@ def read(path, version):
         fields = [{"x": z[f"{name}_x"], "y": z[f"{name}_y"], "rows": z[f"{name}_rows"],
                    "texts": _unpack_texts(z[f"{name}_texts"], z[f"{name}_texts_offsets"]),
                    "artists": _unpack_texts(z[f"{name}_artists"], z[f"{name}_artists_offsets"])} for name in SPLITS]
-    return fields, meta["label_names"], meta["encoder"], meta["has_artist"], meta["duplicates"]
+    return fields, meta["label_names"], meta["encoder"], meta["has_artist"], meta["duplicates"], meta.get("dropped")

@@ -263,3 +263,28 @@ def test_placeholder_genres_are_dropped_and_counted(tmp_path, capsys):
     assert d.label_names == ["Metal", "Pop", "Rock"]
     assert "dropped 160 rows of t.csv whose genre is a placeholder, not a genre (Not Available: 80, Other: 80)" \
         in capsys.readouterr().err
+
+
+def test_what_was_dropped_and_the_artist_coverage_are_saved_and_reported(tmp_path, capsys):
+    """Issue 51: the placeholder-genre drops and the artist coverage were printed, saved nowhere; the coverage
+    belongs on the data line."""
+    from lyrics_cifar_search.analysis import report
+    from lyrics_cifar_search.runners.search import cli
+    rows = [{"Artist": f"a{i % 7}", "Genre": "Indie" if i == 3 else ("Rock", "Pop", "Not Available", "Other",
+                                                                      "Metal")[i % 5],
+             "Lyrics": "" if i % 50 == 1 else f"song{i} words{i % 13} more{i % 17}"} for i in range(400)]
+    p, res = tmp_path / "t.csv", tmp_path / "res"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    assert cli(["lyrics_tfidf_logreg", "--data", str(p), "--results-dir", str(res), "--max-trials", "2",
+                "--with-artist"]) == 0
+    said = capsys.readouterr()
+    data_line = next(line for line in (said.out + said.err).splitlines() if " train / " in line)
+    assert "; artists seen in training: 100% of the validation rows, 100% of the test rows" in data_line
+    record = json.loads((res / "lyrics_tfidf_logreg_artist" / "search.json").read_text())
+    assert record["rows_dropped"] == {"without_lyrics_or_genre": 8, "small_genres": {"Indie": 1},
+                                      "placeholder_genres": {"Not Available": 80, "Other": 79}}
+    assert record["artist_coverage"] == {"val": 1.0, "test": 1.0}
+    assert report.main(["--results-dir", str(res)]) == 0
+    text = (res / "report.md").read_text()
+    assert "8 without lyrics or genre; placeholder genres: Not Available 80, Other 79; genres under 5 rows: Indie 1" \
+        in text and "100% / 100%" in text
