@@ -1,5 +1,6 @@
 """Comparison tables, report, demo: checked against the trials CSVs and the saved models."""
 
+import json
 import re
 import shutil
 
@@ -373,3 +374,29 @@ def test_keras_and_sklearn_searches_are_studies_of_one_storage(res):
     tfidf = optuna.load_study(study_name="lyrics_tfidf_logreg", storage=storage).trials[0]
     assert isinstance(tfidf.distributions["C"], optuna.distributions.FloatDistribution) and tfidf.distributions["C"].log
     assert isinstance(tfidf.distributions["ngram_max"], optuna.distributions.IntDistribution)
+
+
+def test_the_earlier_studys_numbers_sit_beside_the_same_model_and_the_best_apart(tmp_path, small_lyrics):
+    """Issue 51: the study's number was put beside the best of every trial sharing a setting (the "base CNN" row
+    showed a skip + label-smoothing trial's 0.381, the base CNN itself scored 0.254). Each row now shows the same
+    model: the baseline, or the fixed trial that differs from it in the row's setting alone; the best apart."""
+    from lyrics_cifar_search.analysis import report
+    res = tmp_path / "res"
+    one_factor = tmp_path / "enqueue.jsonl"
+    defaults = {"max_features": 5000, "ngram_max": 1, "sublinear_tf": False, "min_df": 1, "C": 1.0,
+                "class_weight": "none"}
+    one_factor.write_text(json.dumps({**defaults, "C": 10.0}) + "\n" + json.dumps({**defaults, "C": 10.0,
+                                                                                     "min_df": 3}) + "\n")
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "5",
+                "--enqueue", str(one_factor), "--quiet"]) == 0
+    trials = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
+    done = trials[trials["status"] == "COMPLETE"]
+    assert int(report.same_model(done)["trial_id"]) == 0
+    assert int(report.same_model(done, "C=10.0")["trial_id"]) == 1  # trial 2 differs in min_df too: not it
+    assert report.same_model(done, "C=0.5") is None and report.same_model(done, "no_such=1") is None
+    assert report.main(["--results-dir", str(res)]) == 0
+    row = next([c.strip() for c in line.split("|")] for line in (res / "report.md").read_text().splitlines()
+               if line.startswith("| TF-IDF + logistic regression") and "| lyrics " in line)
+    base, best = done.iloc[0], done.loc[done["val_accuracy"].idxmax()]
+    assert f"{base['val_accuracy']:.4g} (trial 0)" in row
+    assert f"{best['val_accuracy']:.4g} (trial {best['trial_id']}, of {len(done)})" in row
