@@ -270,10 +270,11 @@ def prepare_cifar(family, options, writes=None):
 def block_one_sources(family, options, block):
     """Saved block-1 models for the transfer `family` (its source_families), checked to come from the same
     classes: {"cnn": the best CNN, "cnn_skip_model": the study's skip model (cifar_cnn's trial 1), "encoder": the
-    best autoencoder}."""
+    best autoencoder, "encoder_study": the study's autoencoder (cifar_autoencoder's trial 0, its baseline/)}."""
     sources = {}
     folders = [(source, family_name, "best") for source, family_name in family.source_families.items()]
     folders.insert(1, ("cnn_skip_model", family.source_families["cnn"], "study_skip_model"))
+    folders.append(("encoder_study", family.source_families["encoder"], "baseline"))  # the study's autoencoder
     for source, family_name, folder in folders:
         meta_path = Path(options.results_dir) / family_name / folder / "meta.json"
         if not meta_path.exists():
@@ -287,6 +288,9 @@ def block_one_sources(family, options, block):
     if "cnn" in sources and "cnn_skip_model" not in sources:
         logger.info("note: cifar_cnn has no study skip model (its trial 1 has not run), so trial 0 transfers the "
                     "best CNN's convolutions, not the study's skip model's: run cifar_cnn with --max-trials 2 or more")
+    if "encoder" in sources and "encoder_study" not in sources:
+        logger.info("note: cifar_autoencoder has no study autoencoder (its trial 0 has not finished), so trial 0 "
+                    "transfers the best autoencoder, not the study's")
     if "cnn" not in sources and "encoder" not in sources:
         raise UserError(f"cifar_transfer needs a block-1 model: run `{command('search')} cifar_cnn` "
                         "(and/or cifar_autoencoder) with the same --data and --seed first")

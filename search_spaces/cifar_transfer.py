@@ -8,14 +8,15 @@ convolutions of the study's block-1 skip model (cifar_cnn's trial 1, kept as
 results/cifar_cnn/study_skip_model/; the best CNN when that trial has not
 run), trained, alone, in order (each Conv2D with its
 activation; no BatchNorm, no pooling: 26x26x256 values with valid padding),
-flattened, and through the whole trained autoencoder (its 32x32x3
-reconstruction), flattened; the two are concatenated -> Dense 256 ReLU ->
+flattened, and through the study's whole trained autoencoder (cifar_autoencoder's
+trial 0, kept as its baseline/; the best autoencoder when that trial has not run:
+its 32x32x3 reconstruction), flattened; the two are concatenated -> Dense 256 ReLU ->
 Dropout 0.5 -> softmax. Nothing frozen, Adam 1e-3, batch 32, up to 50
 epochs, early stopping (5, restore best) and reduce-on-plateau (0.2, 3,
 min_lr 1e-6). When only one block-1 model exists, its part alone.
 
 Searched: whose CNN weights (the study's skip model, or the best block-1
-CNN), the source (both, cnn, encoder, or none = the default source's
+CNN) and whose autoencoder (the study's, or the best), the source (both, cnn, encoder, or none = the default source's
 architecture, every block-1 model there is, with random weights: the
 reference the transfer comparison needs, on the same block-2 split), what each source gives (the CNN's convolutions alone, or its
 whole conv stack with BatchNorm and pooling; the autoencoder's
@@ -109,13 +110,21 @@ class HyperModel(kt.HyperModel):
         # "none" is the reference: the default source's architecture (every block-1 model there is) with
         # random weights, so transfer vs scratch compares weights, not architectures
         uses = {"both": {"cnn", "encoder"}, "cnn": {"cnn"}, "encoder": {"encoder"}, "none": set(available)}
-        with hp.conditional_scope("source", [c for c in choices if "cnn" in uses[c]]):
-            cnn_part = hp.Choice("cnn_features", ["conv_layers", "conv_stack"], default="conv_layers")
-            # whose weights: the study's skip model (cifar_cnn's trial 1), as the study took, or the best CNN
-            weights = (["study_skip_model"] if "cnn_skip_model" in self.spec["sources"] else []) + ["best"]
-            cnn_key = "cnn_skip_model" if hp.Choice("cnn_weights", weights, default=weights[0]) != "best" else "cnn"
-        with hp.conditional_scope("source", [c for c in choices if "encoder" in uses[c]]):
-            ae_part = hp.Choice("autoencoder_features", ["reconstruction", "code"], default="reconstruction")
+        cnn_part = cnn_key = ae_part = ae_key = None
+        if "cnn" in available:  # (a scope over no source at all is not one Keras Tuner can hold)
+            with hp.conditional_scope("source", [c for c in choices if "cnn" in uses[c]]):
+                cnn_part = hp.Choice("cnn_features", ["conv_layers", "conv_stack"], default="conv_layers")
+                # whose weights: the study's skip model (cifar_cnn's trial 1), as the study took, or the best CNN
+                weights = (["study_skip_model"] if "cnn_skip_model" in self.spec["sources"] else []) + ["best"]
+                cnn_key = "cnn_skip_model" if hp.Choice("cnn_weights", weights, default=weights[0]) != "best" \
+                    else "cnn"
+        if "encoder" in available:
+            with hp.conditional_scope("source", [c for c in choices if "encoder" in uses[c]]):
+                ae_part = hp.Choice("autoencoder_features", ["reconstruction", "code"], default="reconstruction")
+                # whose weights: the study's autoencoder (cifar_autoencoder's trial 0, its baseline/), or the best
+                ae_weights = (["study_autoencoder"] if "encoder_study" in self.spec["sources"] else []) + ["best"]
+                ae_key = "encoder_study" if hp.Choice("autoencoder_weights", ae_weights,
+                                                      default=ae_weights[0]) != "best" else "encoder"
         frozen = hp.Int("frozen_blocks", 0, 3, default=0)
         blocks = frozen if source != "none" else 0  # random weights: nothing to keep frozen
         inputs = keras.Input(shape=(32, 32, 3), name="image")
@@ -129,7 +138,7 @@ class HyperModel(kt.HyperModel):
                 _freeze(extractor, blocks)
                 features.append(extractor(inputs))
         if "encoder" in uses[source]:
-            autoencoder = self._load("encoder") if source != "none" else self._fresh("encoder")
+            autoencoder = self._load(ae_key) if source != "none" else self._fresh(ae_key)
             part = autoencoder if ae_part == "reconstruction" else autoencoder.get_layer("encoder")
             _freeze(part, blocks)
             features.append(layers.Flatten(name=f"autoencoder_{ae_part}")(part(inputs)))

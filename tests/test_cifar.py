@@ -168,6 +168,7 @@ def test_cnn_autoencoder_transfer_end_to_end(tmp_path, cifar_chain):
     tr = pd.read_csv(res / "cifar_transfer" / "trials.csv")
     assert tr["hp_source"][0] == "both" and tr["hp_source"][1] == "none"  # the study's model, then from scratch
     assert (tr["hp_cnn_weights"] == "study_skip_model").all()  # the study's transfer took the skip model's convs
+    assert (tr["hp_autoencoder_weights"] == "study_autoencoder").all()  # and the study's autoencoder (its baseline/)
     comparison = pd.read_csv(res / "cifar_transfer" / "compare_transfer.csv")
     assert list(comparison["model"]) == ["transferred", "from scratch"]
 

@@ -305,6 +305,29 @@ def test_the_study_skip_model_is_cifar_cnn_trial_1_and_kept():
     assert family.first_trials[1] == {"skip": "concat"} == family.kept_trials["study_skip_model"]
 
 
+def test_transfer_trial_0_takes_the_study_autoencoder_not_the_searched_best(tmp_path):
+    """Issue 51: trial 0 took the autoencoder search's best (32 filters, 64 code channels: 76,419 parameters), not
+    the study's (50,499), so it was not the study's transfer model (45,537,544 parameters against 45,511,624).
+    It takes the study's autoencoder (cifar_autoencoder's trial 0, kept as baseline/); the best is a setting."""
+    ae = search_spaces.get_family("cifar_autoencoder").hypermodel({})
+    study_ae = ae.build(kt.HyperParameters())
+    study_ae.save(tmp_path / "study_ae.keras")
+    wider = kt.HyperParameters()
+    wider.Fixed("filters", 32), wider.Fixed("code_channels", 64)  # the issue's searched best
+    best_ae = ae.build(wider)
+    best_ae.save(tmp_path / "best_ae.keras")
+    assert study_ae.count_params() == 50_499 and best_ae.count_params() != 50_499
+    sources = {"encoder": str(tmp_path / "best_ae.keras"), "encoder_study": str(tmp_path / "study_ae.keras")}
+    model, hp = baseline("cifar_transfer", {"n_classes": 50, "sources": sources})
+    assert hp.values["autoencoder_weights"] == "study_autoencoder"
+    ours = next(l for l in model.layers if isinstance(l, keras.Model))
+    assert ours.count_params() == 50_499
+    h = kt.HyperParameters()
+    h.Fixed("autoencoder_weights", "best")  # the searched best: a named setting
+    other = search_spaces.get_family("cifar_transfer").hypermodel({"n_classes": 50, "sources": sources}).build(h)
+    assert next(l for l in other.layers if isinstance(l, keras.Model)).count_params() == best_ae.count_params()
+
+
 def test_transfer_trial_0_takes_the_study_skip_models_convolutions(tmp_path):
     """The study's transfer chained the Conv2D layers of its skip model (cell 21: `model` is the skip model
     there), weights shared; trial 0 does the same, not the best CNN's."""
