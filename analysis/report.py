@@ -371,21 +371,11 @@ TABLE_TITLES = {
 
 def same_model(done, setting=""):
     """The finished trial that is the earlier study's model for a reported number: the baseline (trial 0) with no
-    setting; with one ("activation=tanh"), the trial whose hyperparameters are the baseline's but that one (a
-    fixed one-factor trial). None where the search ran no such trial."""
-    base = done[done["is_baseline"].astype(str) == "True"]
-    if base.empty:
-        return None
+    setting; with one ("activation=tanh"), the one-factor trial (suite_common.tables.one_factor_trial)."""
     if not setting:
-        return base.iloc[0]
+        return tables.one_factor_trial(done)
     name, value = setting.split("=", 1)
-    hp = [c for c in done.columns if c.startswith("hp_")]
-    if f"hp_{name}" not in hp:
-        return None
-    wanted = base.iloc[0][hp].astype(str).copy()
-    wanted[f"hp_{name}"] = value
-    match = done[(done[hp].astype(str) == wanted).all(axis=1)]
-    return match.iloc[0] if len(match) else None
+    return tables.one_factor_trial(done, name, value)
 
 
 def earlier_study_numbers(tables, results_dir):

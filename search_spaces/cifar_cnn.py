@@ -14,7 +14,9 @@ the flattened second conv block and the flattened conv features, then
 Dense 256 -> Dropout -> softmax). skip=residual adds a 1x1-projected
 shortcut around each conv instead. The skip model is trial 1 of every search,
 and its model is kept as <search>/study_skip_model/: the earlier study's
-transfer took that model's convolutions (cifar_transfer).
+transfer took that model's convolutions (cifar_transfer). Trials 2 and 3 are the
+study's tanh and sigmoid-output models, so that each row of the comparison tables
+has the study's own model beside the best found.
 """
 
 import keras
@@ -51,15 +53,16 @@ def make_loss(name):
 
 
 def comparison_tables(trials, objective="val_accuracy", direction="max"):
-    """The earlier study's questions: the best validation score per activation, per loss, per skip setting,
-    over all its trials and at equal effort (each setting's first k trials, k the least-tried setting's), with
-    how many trials (pruned ones too) and epochs each row stands on."""
+    """The earlier study's questions: per activation, output activation, loss and skip setting, the study's own
+    model (the fixed one-factor trial: the baseline, or tanh, sigmoid output, the skip model), the best found over
+    all its trials, and the best at equal effort (each setting's first trials up to the epochs the least-trained
+    setting spent), with how many trials (pruned ones too) and epochs each stands on."""
     tables = {}
-    for hp in ("activation", "loss", "skip"):
+    for hp in ("activation", "output_activation", "loss", "skip"):
         col = f"hp_{hp}"
         if col not in trials:
             continue
-        rows, _ = at_equal_effort(trials, trials[col], objective, direction)
+        rows, _ = at_equal_effort(trials, trials[col], objective, direction, hp=hp)
         if not len(rows):
             continue
         table = pd.DataFrame(rows).rename(columns={"group": hp})
@@ -72,8 +75,10 @@ def comparison_tables(trials, objective="val_accuracy", direction="max"):
                  description="block-1 CNN 64-128-256: activation x loss x skip connections (earlier study's CNN)",
                  epochs=40,
                  block=1,
-                 # trial 1 is the study's skip model: cifar_transfer's study configuration takes its convolutions
-                 first_trials=({}, {"skip": "concat"}),
+                 # the study's four block-1 CNNs, each differing from the baseline in one factor: trial 1 is its
+                 # skip model (cifar_transfer's study configuration takes its convolutions), 2 tanh everywhere,
+                 # 3 a sigmoid output; the comparison tables set each beside the best found
+                 first_trials=({}, {"skip": "concat"}, {"activation": "tanh"}, {"output_activation": "sigmoid"}),
                  kept_trials={"study_skip_model": {"skip": "concat"}},
                  comparison_tables=comparison_tables)
 class HyperModel(kt.HyperModel):

@@ -34,26 +34,64 @@ def ended(trials):
     return trials[trials["status"].isin(SCORED)]
 
 
-def at_equal_effort(trials, groups, objective, direction):
-    """One row per group (a Series of group labels, indexed like trials): the best over all its complete trials,
-    and the best over its first k ended trials (trial order), k the smallest group's count, so groups are
-    compared on the same number of trials; with how many trials, complete and pruned, and epochs each stands on.
-    A group searched more often is otherwise favoured just by having had more tries."""
+def one_factor_trial(trials, name=None, value=None):
+    """The finished row that is the earlier study's model for a setting: the baseline (trial 0) with no name; with
+    one, the row whose hyperparameters are the baseline's but `name` = `value` (a fixed one-factor trial: cifar_cnn
+    runs the study's tanh and sigmoid-output models so); the baseline itself where `value` is its own. None where
+    the search ran no such trial."""
+    if "status" not in trials or "is_baseline" not in trials:
+        return None
+    done = trials[trials["status"] == Status.COMPLETE]
+    base = done[done["is_baseline"].astype(str) == "True"]
+    if base.empty:
+        return None
+    if name is None:
+        return base.iloc[0]
+    hp = [c for c in done.columns if c.startswith("hp_")]
+    if f"hp_{name}" not in hp:
+        return None
+    wanted = base.iloc[0][hp].astype(str).copy()
+    wanted[f"hp_{name}"] = str(value)
+    match = done[(done[hp].astype(str) == wanted).all(axis=1)]
+    return match.iloc[0] if len(match) else None
+
+
+def at_equal_effort(trials, groups, objective, direction, hp=None):
+    """One row per group (a Series of group labels, indexed like trials): the best over all its complete trials;
+    the best at equal effort, over its first trials (trial order) within the epochs the least-trained group spent
+    in all (its first trial always; pruned trials count their epochs, not as whole trials; without epochs, the smallest group's number
+    of trials), with the trials and epochs that best stands on beside those of all the group's trials; and, with
+    hp (the hyperparameter the groups are values of), the earlier study's own model for the group, the one-factor
+    trial (one_factor_trial), so each row has the study's model beside the best found. A group searched more
+    often is otherwise favoured just by having had more tries."""
     done = ended(trials)
     done = done.assign(_group=groups.reindex(done.index)).dropna(subset=["_group"])
     if done.empty:
         return done.iloc[:0], 0
     done = done.sort_values("trial_id", key=lambda ids: ids.astype(int))
+    has_epochs = "epochs_run" in done and done["epochs_run"].notna().all()
+    if has_epochs:
+        budget = int(done.groupby("_group")["epochs_run"].sum().min())
     k = int(done.groupby("_group").size().min())
     rows = []
     for group, part in done.groupby("_group", sort=False):
         complete = part[(part["status"] == Status.COMPLETE) & part[objective].notna()]
-        first = part.iloc[:k]
+        # the first trials within the budget (a group's first trial always: its one try)
+        if has_epochs:
+            spent = part["epochs_run"].cumsum()
+            first = part[(spent <= budget) | (spent == spent.iloc[0])]
+        else:
+            first = part.iloc[:k]
         first_complete = first[(first["status"] == Status.COMPLETE) & first[objective].notna()]
         row = {"group": group, "trials": len(part), "pruned": int((part["status"] == Status.PRUNED).sum()),
                "epochs": int(part["epochs_run"].fillna(0).sum()) if "epochs_run" in part else None,
                f"best_{objective}": None, "best_trial": None,
-               f"best_{objective}_at_equal_effort": None, "equal_effort_trials": k}
+               f"best_{objective}_at_equal_effort": None, "equal_effort_trials": len(first),
+               "equal_effort_epochs": int(first["epochs_run"].sum()) if has_epochs else None}
+        if hp is not None:
+            study = one_factor_trial(trials, hp, group)
+            row.update({f"study_model_{objective}": study[objective] if study is not None else None,
+                        "study_model_trial": study["trial_id"] if study is not None else None})
         if len(complete):
             best = complete.loc[best_index(complete[objective], direction)]
             row.update({f"best_{objective}": best[objective], "best_trial": best["trial_id"]})
@@ -61,5 +99,4 @@ def at_equal_effort(trials, groups, objective, direction):
             row[f"best_{objective}_at_equal_effort"] = first_complete[objective].max() if direction == "max" \
                 else first_complete[objective].min()
         rows.append(row)
-    return rows, k
-
+    return rows, (budget if has_epochs else k)

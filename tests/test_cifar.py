@@ -239,6 +239,35 @@ def test_comparison_tables_compare_settings_at_equal_effort():
     assert (table["equal_effort_trials"] == 1).all()
 
 
+def test_equal_effort_is_equal_epochs_and_each_row_has_the_studys_own_model():
+    """Issue 51: equal effort counted a pruned trial as a whole one (relu's first trial, pruned after 1 epoch,
+    stood against tanh's 12-epoch trial), and a setting's best was confounded with other hyperparameters: each row
+    now stands on its first trials up to the least-trained setting's epochs, and shows the study's own model (the
+    one-factor trial: the baseline for relu, the tanh trial for tanh) beside the best found."""
+    trials = pd.DataFrame({
+        "trial_id": [0, 1, 2, 3], "status": ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"],
+        "is_baseline": [True, False, False, False], "hp_activation": ["relu", "tanh", "relu", "relu"],
+        "hp_loss": ["ce", "ce", "ce", "focal"], "hp_skip": ["none", "none", "none", "concat"],
+        "val_accuracy": [0.30, 0.40, 0.10, 0.55],
+        "epochs_run": [10, 12, 1, 10]})
+    table = search_spaces.get_family("cifar_cnn").comparison_tables(trials)["compare_activation"].set_index("activation")
+    # tanh spent 12 epochs; relu's first two trials 11, its third would make 21
+    assert table.loc["relu", "equal_effort_trials"] == 2 and table.loc["relu", "equal_effort_epochs"] == 11
+    assert table.loc["tanh", "equal_effort_trials"] == 1 and table.loc["tanh", "equal_effort_epochs"] == 12
+    assert table.loc["relu", "best_val_accuracy"] == 0.55 and table.loc["relu", "best_val_accuracy_at_equal_effort"] == 0.30
+    assert table.loc["relu", "study_model_val_accuracy"] == 0.30 and table.loc["relu", "study_model_trial"] == 0
+    assert table.loc["tanh", "study_model_val_accuracy"] == 0.40 and table.loc["tanh", "study_model_trial"] == 1
+    loss = search_spaces.get_family("cifar_cnn").comparison_tables(trials)["compare_loss"].set_index("loss")
+    assert pd.isna(loss.loc["focal", "study_model_val_accuracy"])  # focal with a skip: two factors, not a study model
+
+
+def test_the_study_block_1_cnns_are_the_cifar_searchs_fixed_trials():
+    """Issue 51: the study's tanh and sigmoid-output models never ran; they are fixed trials 2 and 3 (trial 1 its
+    skip model, which cifar_transfer takes)."""
+    family = search_spaces.get_family("cifar_cnn")
+    assert family.first_trials == ({}, {"skip": "concat"}, {"activation": "tanh"}, {"output_activation": "sigmoid"})
+
+
 def test_cifar_as_numpy_arrays_is_accepted(tmp_path, capsys):
     """Issue 42: CIFAR-100 as keras.datasets.cifar100.load_data() returns it, saved as an .npz, is --data."""
     from lyrics_cifar_search.runners.search import cli

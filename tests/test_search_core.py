@@ -99,17 +99,18 @@ def test_every_familys_pruner_start_up_counts_all_its_fixed_trials(tmp_path, nam
 
 def test_the_search_opens_its_study_knowing_the_fixed_trials(tmp_path):
     """The engine's own path (keras_search._make_tuner, then the study opened as run() opens it), for the family
-    with two fixed first trials: the median pruner waits for 3 finished trials, not 2."""
+    with four fixed first trials (the study's four block-1 CNNs): the median pruner waits for 5 finished trials,
+    not 4, and TPE models after 6."""
     from lyrics_cifar_search.runners import prepare, search_progress
     from lyrics_cifar_search.runners.keras_search import _make_tuner
     family = describe("cifar_cnn")
-    assert len(family.first_trials) == 2
+    assert len(family.first_trials) == 4
     from lyrics_cifar_search.search_spaces import get_family
     family = get_family("cifar_cnn")
     p = prepare.prepare(family, prepare.DataOptions(data="demo", results_dir=str(tmp_path)))
     t = _make_tuner(family, p, tmp_path / "cifar_cnn", max_trials=10, epochs=2, tuner="optuna", seed=1,
                     tensorboard=None, progress=search_progress.Progress("cifar_cnn", 10, ("val_accuracy", "max")))
-    assert t.oracle.study.pruner._n_startup_trials == 3 and t.oracle.study.sampler._n_startup_trials == 4
+    assert t.oracle.study.pruner._n_startup_trials == 5 and t.oracle.study.sampler._n_startup_trials == 6
 
 
 # --- pruning that knows its noise ------------------------------------------------------------------------------
