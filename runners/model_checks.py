@@ -41,7 +41,12 @@ def _check_features(step, width):
               "TokenIdFeatures.vocab_ must be a list of words")
         _need(getattr(step, "pipeline", "suite") in ("study", "suite"), "TokenIdFeatures.pipeline must be study "
               "or suite")
-        return step.seq_len
+        _need(isinstance(getattr(step, "keras_ids_", False), bool), "TokenIdFeatures.keras_ids_ must be true or false")
+        artists = getattr(step, "artists_", None)
+        _need(artists is None or (isinstance(artists, dict) and all(
+            isinstance(k, str) and _whole(v) and 0 <= v < len(artists) for k, v in artists.items())),
+              "TokenIdFeatures.artists_ must number the artists 0..n-1")
+        return step.width
     if isinstance(step, (CountVectorizer, TfidfVectorizer)):
         _check_vectorizer_settings(step)
         # fitted: vocabulary_; given a fixed list (TF-IDF's refined step), it builds vocabulary_ when used

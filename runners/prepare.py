@@ -186,7 +186,7 @@ def prepare_lyrics(family, options, writes=None):
             "with_artist": options.with_artist, "n_artists": len(artists or {}) + 1,
             "text_pipeline": data.options["text_pipeline"]}
     if family.engine == "keras_tuner":
-        spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, options.embeddings)
+        spec["pretrained"], coverage = embedding_matrix(data.encoder.vocab, options.embeddings, data.encoder.first_id)
         logger.info(f"pre-trained vectors: {options.embeddings or 'GloVe 6B 50d'}, {spec['pretrained'].shape[1]}-d, "
                     f"covering {coverage:.0%} of the vocabulary")
     embeddings = _absolute(options.embeddings) if family.engine == "keras_tuner" else None

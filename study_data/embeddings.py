@@ -55,12 +55,13 @@ def _text_file(path):
     return index, np.stack(rows)
 
 
-def embedding_matrix(vocab, path=None):
-    """[len(vocab) + 2, dim] float32: row 0 (padding) and 1 (unknown) are zeros,
-    row i+2 is the vector of vocab[i], zeros where the vectors lack the word."""
+def embedding_matrix(vocab, path=None, first_id=2):
+    """[len(vocab) + first_id, dim] float32: row 0 (padding) and, with first_id 2, row 1 (unknown) are zeros,
+    row i + first_id is the vector of vocab[i] (the tokenizer's ids: TextEncoder.first_id), zeros where the
+    vectors lack the word."""
     index, vectors = _text_file(path) if path else _packaged_glove()
-    matrix = np.zeros((len(vocab) + 2, vectors.shape[1]), dtype=np.float32)
-    rows = [(i + 2, index[w]) for i, w in enumerate(vocab) if w in index]
+    matrix = np.zeros((len(vocab) + first_id, vectors.shape[1]), dtype=np.float32)
+    rows = [(i + first_id, index[w]) for i, w in enumerate(vocab) if w in index]
     if rows:
         dst, src = map(np.asarray, zip(*rows))
         matrix[dst] = vectors[src]

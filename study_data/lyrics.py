@@ -63,6 +63,9 @@ CACHE_VERSION = 5  # 3: songs repeated within the data removed before splitting;
 # A sample (--sample-fraction < 1) is drawn from the whole file since 2026-12-07, before rows without lyrics are
 # dropped: such a sample's fingerprint says so (the data of every other search is what it was, and resumes)
 SAMPLED_FROM_THE_WHOLE_FILE = "sample drawn before rows without lyrics are dropped"
+# The study's pipeline tokenises as Keras's Tokenizer since 2026-12-07 (ids from 1, num_words - 1 words, an
+# underscore splits words): its searches' ids, and so their fingerprint, are new; the suite pipeline's are not
+KERAS_TOKENIZER = "Keras Tokenizer ids and filters"
 DEMO_NOTICE = (
     "NOTE: no --data given, so this search uses the project's generated demo set "
     "(made-up words, not real lyrics). For the study, download the Kaggle dataset "
@@ -423,7 +426,8 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
     h = hashlib.sha256(raw)
     h.update(hashlib.sha256(test_raw or b"").digest())
     h.update(json.dumps([opts, columns, CACHE_VERSION] + ([SAMPLED_FROM_THE_WHOLE_FILE] if opts["sample_fraction"] < 1
-                                                          else []), sort_keys=True).encode())
+                                                          else [])
+                        + ([KERAS_TOKENIZER] if opts["text_pipeline"] == "study" else []), sort_keys=True).encode())
     fingerprint = h.hexdigest()[:16]
     cache_path = cache_dir / f"lyrics-{fingerprint}.npz"
     parts = None

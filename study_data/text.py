@@ -34,6 +34,11 @@ class TextEncoder:
     study's pipeline leaves such words out), 2.. are the training split's most
     frequent words. Sequences are padded and truncated at the front, as Keras'
     pad_sequences does by default.
+
+    keras_ids (what fit() gives the study's pipeline): Keras's Tokenizer(num_words=N) exactly: ids 1..N-1 (no
+    slot kept for unknown words: the study's Tokenizer had no oov_token), so N-1 words, and an underscore
+    splits words (it is among the Tokenizer's filters; the cleaned text keeps it, as the study's regex did).
+    A tokenizer saved before it was recorded has the ids from 2, and underscores inside words.
     """
 
     vocab: list
@@ -41,20 +46,32 @@ class TextEncoder:
     clean: bool = True
     stopwords: str = "english"
     pipeline: str = "study"
+    keras_ids: bool = False
     _index: dict = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(cls, cleaned_texts, vocab_size, seq_len, clean=True, stopwords="english", pipeline="study"):
+        encoder = cls(vocab=[], seq_len=seq_len, clean=clean, stopwords=stopwords, pipeline=pipeline,
+                      keras_ids=pipeline == "study")
         counts = collections.Counter()
         for t in cleaned_texts:
-            counts.update(t.split())
-        # most_common keeps first-seen order among ties: deterministic.
-        vocab = [w for w, _ in counts.most_common(max(vocab_size - 2, 0))]
-        return cls(vocab=vocab, seq_len=seq_len, clean=clean, stopwords=stopwords, pipeline=pipeline)
+            counts.update(encoder.words(t))
+        # most_common keeps first-seen order among ties (deterministic), as Keras's Tokenizer sorts its counts
+        encoder.vocab = [w for w, _ in counts.most_common(max(vocab_size - encoder.first_id, 0))]
+        return encoder
+
+    @property
+    def first_id(self):
+        """The first word's id: 1 (Keras's Tokenizer: 0 pads) or 2 (0 pads, 1 is any unknown word)."""
+        return 1 if self.keras_ids else 2
 
     @property
     def vocab_size(self):
-        return len(self.vocab) + 2
+        return len(self.vocab) + self.first_id
+
+    def words(self, cleaned_text):
+        """A cleaned text's words as the tokenizer counts them (Keras's: an underscore splits them too)."""
+        return (cleaned_text.replace("_", " ") if self.keras_ids else cleaned_text).split()
 
     def preprocess(self, text):
         """Raw lyrics -> the cleaned, stopword-free text every family sees."""
@@ -70,14 +87,14 @@ class TextEncoder:
 
     def ids(self, cleaned_texts):
         if self._index is None:
-            self._index = {w: i + 2 for i, w in enumerate(self.vocab)}
+            self._index = {w: i + self.first_id for i, w in enumerate(self.vocab)}
         index, n = self._index, self.seq_len
         out = np.zeros((len(cleaned_texts), n), dtype=np.int32)
         for row, text in enumerate(cleaned_texts):
             if self.pipeline == "study":  # words outside the vocabulary are left out
-                seq = [index[w] for w in text.split() if w in index][-n:]
+                seq = [index[w] for w in self.words(text) if w in index][-n:]
             else:
-                seq = [index.get(w, OOV) for w in text.split()][-n:]
+                seq = [index.get(w, OOV) for w in self.words(text)][-n:]
             if seq:
                 out[row, n - len(seq):] = seq
         return out
@@ -86,8 +103,8 @@ class TextEncoder:
         return self.ids([self.preprocess(t) for t in raw_texts])
 
     def to_json(self):
-        return json.dumps({"vocab": self.vocab, "seq_len": self.seq_len,
-                           "clean": self.clean, "stopwords": self.stopwords, "pipeline": self.pipeline})
+        return json.dumps({"vocab": self.vocab, "seq_len": self.seq_len, "clean": self.clean,
+                           "stopwords": self.stopwords, "pipeline": self.pipeline, "keras_ids": self.keras_ids})
 
     @classmethod
     def from_json(cls, text):
@@ -106,7 +123,11 @@ class TextEncoder:
         pipeline = d.get("pipeline", "suite")  # a tokenizer saved before the pipeline was recorded: the suite's
         if pipeline not in PIPELINES:
             raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}")
-        return cls(vocab=vocab, seq_len=seq_len, clean=d["clean"], stopwords=d["stopwords"], pipeline=pipeline)
+        keras_ids = d.get("keras_ids", False)  # saved before it was recorded: ids from 2
+        if not isinstance(keras_ids, bool):
+            raise ValueError("keras_ids must be true or false")
+        return cls(vocab=vocab, seq_len=seq_len, clean=d["clean"], stopwords=d["stopwords"], pipeline=pipeline,
+                   keras_ids=keras_ids)
 
 
 # --------------------------------------------------------------------------
@@ -120,6 +141,12 @@ class TokenIdFeatures:
     The earlier study fed these raw ids to its decision tree; the tree family
     keeps them as one choice of features. Fitted on the training texts only.
     Plain attributes only, so skops can store it without pickle.
+
+    Under the study's pipeline the ids are its Keras Tokenizer's (TextEncoder's keras_ids), and texts that carry
+    the artist (artist_token, last) become what the study's tree with the artist saw: the lyrics' ids padded at
+    the end (its artist notebook's padding='post'), then one column of the artist's number (first seen in
+    training first, from 0; -1 for an artist training never saw). A tree saved before either existed keeps
+    what it had: ids from 2, the artist token among the words.
     """
 
     def __init__(self, vocab_size=20000, seq_len=300, pipeline="study"):
@@ -134,23 +161,62 @@ class TokenIdFeatures:
         return self
 
     def fit(self, texts, y=None):
-        self.vocab_ = TextEncoder.fit(texts, self.vocab_size, self.seq_len, clean=False, stopwords="none",
-                                      pipeline="suite").vocab
+        texts = list(texts)
+        study = self.pipeline == "study"
+        lyrics, artists = _split_artist(texts) if study else (texts, [None] * len(texts))
+        encoder = TextEncoder.fit(lyrics, self.vocab_size, self.seq_len, clean=False, stopwords="none",
+                                  pipeline=self.pipeline if study else "suite")
+        self.vocab_, self.keras_ids_ = encoder.vocab, encoder.keras_ids
+        if any(a is not None for a in artists):
+            self.artists_ = {}
+            for a in artists:  # first seen, first numbered: the study's artist_name_mapping
+                if a is not None and a not in self.artists_:
+                    self.artists_[a] = len(self.artists_)
         return self
 
     def transform(self, texts):
         # pipeline "study" (the earlier study's Tokenizer without an oov_token): words outside the vocabulary
         # are left out; "suite": they are id 1. A tree saved before this attribute existed is a "suite" one.
-        return TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none",
-                           pipeline=getattr(self, "pipeline", "suite")).ids(list(texts))
+        texts = list(texts)
+        artists_ = getattr(self, "artists_", None)
+        lyrics, artists = _split_artist(texts) if artists_ is not None else (texts, None)
+        ids = TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none",
+                          pipeline=getattr(self, "pipeline", "suite"),
+                          keras_ids=getattr(self, "keras_ids_", False)).ids(lyrics)
+        if artists_ is None:
+            return ids
+        column = np.array([[artists_.get(a, -1)] for a in artists], dtype=np.int32).reshape(-1, 1)
+        return np.hstack([post_pad(ids), column])
+
+    @property
+    def width(self):
+        """Columns of the output: the ids, and the artist's where it has one."""
+        return self.seq_len + (getattr(self, "artists_", None) is not None)
 
     def fit_transform(self, texts, y=None):
         return self.fit(texts).transform(texts)
 
 
+ARTIST_PREFIX = "__artist__"
+
+
+def _split_artist(texts):
+    """(the lyrics, the artist token of each text: None where it carries none), the token being the last word."""
+    lyrics, artists = [], []
+    for t in texts:
+        head, _, last = t.rpartition(" ")
+        if last.startswith(ARTIST_PREFIX):
+            lyrics.append(head)
+            artists.append(last)
+        else:
+            lyrics.append(t)
+            artists.append(None)
+    return lyrics, artists
+
+
 def artist_token(artist):
     """The artist as one token of its own, which no cleaned lyric word can equal."""
-    return "__artist__" + (re.sub(r"\W+", "_", artist.strip().lower()) or "unknown")
+    return ARTIST_PREFIX + (re.sub(r"\W+", "_", artist.strip().lower()) or "unknown")
 
 
 def artist_index(train_artists):

@@ -190,6 +190,23 @@ def test_every_family_searches_resumes_and_reloads(name, tmp_path, small_lyrics)
     assert len(model.predict(["some words of a song", "more words"])) == 2
 
 
+def test_the_tree_with_the_artist_reads_what_the_studys_tree_read():
+    """Issue 51: the study's tree with the artist read end-padded lyrics ids (its artist notebook's padding='post')
+    and a separate artist column (first seen in training first, from 0; -1 for an unseen artist, cell 53); the
+    suite's read front-padded ids with the artist as the last word."""
+    from lyrics_cifar_search.study_data.text import TokenIdFeatures, artist_token
+    train = [f"love night {artist_token('Queen')}", f"fire {artist_token('ABBA')}", f"night {artist_token('Queen')}"]
+    features = TokenIdFeatures(vocab_size=10, seq_len=4, pipeline="study").fit(train)
+    ids = {w: features.vocab_.index(w) + 1 for w in ("love", "night", "fire")}
+    out = features.transform([f"love night {artist_token('Queen')}", f"fire {artist_token('Nobody')}"])
+    assert out.tolist() == [[ids["love"], ids["night"], 0, 0, 0], [ids["fire"], 0, 0, 0, -1]]
+    assert features.width == 5 and features.artists_ == {artist_token("Queen"): 0, artist_token("ABBA"): 1}
+    assert all(not w.startswith("__artist__") for w in features.vocab_)  # the artist is a column, not a word
+    # the suite's pipeline keeps its own layout: the artist a token among the words
+    suite = TokenIdFeatures(vocab_size=10, seq_len=4, pipeline="suite").fit(train)
+    assert not hasattr(suite, "artists_") and suite.transform(train).shape == (3, 4)
+
+
 def test_the_trees_token_ids_are_the_studys_under_its_pipeline():
     """Issue 41: the earlier study's tree read pad_sequences of a Tokenizer without an oov_token, so words outside
     the vocabulary were left out; under --text-pipeline study (the default) trial 0 reads the same ids."""
@@ -199,7 +216,8 @@ def test_the_trees_token_ids_are_the_studys_under_its_pipeline():
     study = TokenIdFeatures(vocab_size=10, seq_len=4, pipeline="study").fit(train)
     suite = TokenIdFeatures(vocab_size=10, seq_len=4, pipeline="suite").fit(train)
     unseen = ["love zebra night zebra"]
-    assert study.transform(unseen).tolist() == [[0, 0, study.vocab_.index("love") + 2, study.vocab_.index("night") + 2]]
+    # the study's Tokenizer's ids: from 1
+    assert study.transform(unseen).tolist() == [[0, 0, study.vocab_.index("love") + 1, study.vocab_.index("night") + 1]]
     assert suite.transform(unseen).tolist()[0].count(1) == 2  # the unseen words as id 1
     tree = get_family("lyrics_decision_tree")
     made = tree.make_features(tree.defaults, {"vocab_size": 10, "seq_len": 4, "text_pipeline": "study"})
