@@ -9,6 +9,8 @@ suite's own defaults, so a default that drifts from the study fails.
 
 import keras
 import keras_tuner as kt
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,11 @@ def test_decision_tree_baseline_is_the_grid_search_choice():
     clf = tree.make_classifier(tree.defaults, seed=42)
     assert (clf.max_depth, clf.min_samples_split, clf.min_samples_leaf) == (8, 2, 1)
     assert tree.defaults["features"] == "token_ids"
+    # a departure: the study's tree learned one-hot genres (a multi-output tree); here one integer genre a song
+    from lyrics_cifar_search.runners import prepare
+    with tempfile.TemporaryDirectory() as tmp:
+        p = prepare.prepare(search_spaces.describe("lyrics_decision_tree"), prepare.DataOptions(results_dir=tmp))
+    assert p.y_train.ndim == 1 and p.y_train.dtype.kind == "i" and set(p.y_train) == set(range(len(p.label_names)))
 
 
 def test_tfidf_baseline_is_the_study_model():
@@ -115,6 +122,7 @@ def test_tfidf_baseline_is_the_study_model():
     assert tfidf.defaults["max_features"] == 5000 and tfidf.defaults["ngram_max"] == 1
     clf = tfidf.make_classifier(tfidf.defaults, seed=0)
     assert clf.C == 1.0 and clf.max_iter == 1000 and clf.class_weight is None
+    assert clf.solver == "newton-cg"  # a departure (the study's lbfgs): the same model, faster
 
 
 def test_cifar_cnn_baseline_is_the_study_model():
