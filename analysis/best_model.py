@@ -1,4 +1,4 @@
-"""The documented way to load a search's best model (README, "Use the best models"):
+"""The documented way to load a search's best model (README, "Using a best model"):
 
     from lyrics_cifar_search.analysis.best_model import load_best
 

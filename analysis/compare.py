@@ -169,6 +169,11 @@ def mcnemar_table(rows, models):
             else:
                 continue
             break
+        if scored and not any(r["task"] == task for r in out):  # one family alone: no pair to test, said so
+            out.append({"task": task, "note": f"no pair: a test needs two families scored on the same test rows "
+                                              f"({len(scored)} scored here, on different rows or alone)"})
+    if not out:
+        out.append({"task": "", "note": "needs two families scored on the same test rows: none is yet"})
     return pd.DataFrame(out)
 
 

@@ -198,6 +198,9 @@ def optuna_plots(folder, study, out, is_demo=False):
     plots, notes = [], []
     if sometimes:
         notes.append(f"Left out of these plots (set in some trials only, e.g. conditional): {', '.join(sometimes)}.")
+    if n < MIN_TRIALS_FOR_IMPORTANCE:  # said however few: how many finished trials the importances need
+        notes.append(f"No importances: {n} finished trials, fewer than the {MIN_TRIALS_FOR_IMPORTANCE} "
+                     "fANOVA needs to say much.")
     if n < 2 or not varied:
         return plots, notes
     target = study.user_attrs.get("objective") or "objective"
@@ -216,9 +219,6 @@ def optuna_plots(folder, study, out, is_demo=False):
                          "hyperparameters every trial set. optuna-dashboard ranks with Optuna's default evaluator "
                          "(PED-ANOVA, which weighs the top-scoring trials against the rest) on the trials it "
                          "holds, so its order may differ, most where trials are few.")
-        else:
-            notes.append(f"No importances: {n} finished trials, fewer than the {MIN_TRIALS_FOR_IMPORTANCE} "
-                         "fANOVA needs to say much.")
     plots.append(parallel_coordinates(folder, study, varied, target, out, is_demo))
     plots.append(slices(folder, study, varied, target, out, is_demo))
     return plots, notes

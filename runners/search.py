@@ -34,8 +34,8 @@ from lyrics_cifar_search.runners.flag_types import (bounded_int, duration, fract
 from lyrics_cifar_search.runners.prepare import DataOptions
 from lyrics_cifar_search.runners.search_progress import Stop
 from lyrics_cifar_search.runners.workers import keras_tuner_role
-from lyrics_cifar_search.suite_common import (UserError, atomic, command, console, error_line, log, masked, process,
-                                              provenance, write_error_line)
+from lyrics_cifar_search.suite_common import (UserError, atomic, command, console, error_line, invoked_as, log, masked,
+                                              process, provenance, write_error_line)
 from lyrics_cifar_search.suite_common.atomic import linked
 from lyrics_cifar_search.suite_common.process import die_with_parent, tune_this_process
 from lyrics_cifar_search.suite_common.status import Status
@@ -47,7 +47,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = Parser(prog="runners/search.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog=invoked_as("search"), description=__doc__.split("\n\n")[0])
     p.add_argument("family", nargs="?", help="the family to search (see --list)")
     p.add_argument("--list", action="store_true", help="list every family and exit")
     p.add_argument("--describe", action="store_true", help="print the family's search space (each hyperparameter, "
@@ -114,8 +114,10 @@ def build_parser():
                    "cifar-100-python archive or folder, an image-folder tree, or demo (default: keras.datasets)")
     d.add_argument("--images-per-class", type=positive_int, help="cifar: use at most N images of each class")
     d.add_argument("--test-data", help="separate test CSV/TSV (default: a held-out split of --data)")
-    d.add_argument("--text-column"), d.add_argument("--label-column")
-    d.add_argument("--artist-column"), d.add_argument("--language-column")
+    d.add_argument("--text-column", help="lyrics: the lyrics column (default: found by name, any case: lyrics, text)")
+    d.add_argument("--label-column", help="lyrics: the genre column (default: genre, target or label)")
+    d.add_argument("--artist-column", help="lyrics: the artist column, for --with-artist (default: artist)")
+    d.add_argument("--language-column", help="lyrics: the language column, for --languages (default: language)")
     d.add_argument("--sample-fraction", type=fraction, default=DataOptions.sample_fraction,
                    help="seeded fraction of the file's rows, drawn as the earlier study drew its 0.2 (df.sample), before "
                    "rows without lyrics are dropped (default 1: all)")
@@ -298,6 +300,7 @@ def run_search(args, stop=None, argv=None):
     if not args.family:
         raise UserError(f"name a family to search, e.g. `{command('search')} lyrics_lstm`; "
                         "`--list` shows them all")
+    args.family = search_spaces.canonical_name(args.family)  # any case: LYRICS_LSTM is lyrics_lstm
     # What its source declares: flags and data are checked without starting Keras or TensorFlow
     family = search_spaces.describe(args.family)
     shape = shaping.Shape.from_flags(args.set, args.range, args.choices, args.enqueue)

@@ -32,7 +32,7 @@ from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search import studies
 from lyrics_cifar_search.runners import shaping, trials_table
 from lyrics_cifar_search.runners.flag_types import duration, positive_int
-from lyrics_cifar_search.suite_common import UserError, atomic, console, error_line
+from lyrics_cifar_search.suite_common import UserError, atomic, console, error_line, invoked_as
 from lyrics_cifar_search.suite_common.process import child_env
 from lyrics_cifar_search.suite_common.status import ENDED
 
@@ -380,7 +380,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = Parser(prog="runners/study.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog=invoked_as("study"), description=__doc__.split("\n\n")[0])
     p.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN), help="a TOML plan (default: the earlier study)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and the time left; run nothing")
     p.add_argument("--only", metavar="GLOB", help="only the searches whose name matches, e.g. 'lyrics_*'")

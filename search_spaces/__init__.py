@@ -21,6 +21,7 @@ Adding a family is adding one module here.
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -220,11 +221,25 @@ def _user(name):
 
 
 def _user_or_refused(name):
-    """A family of the user's by that name, or a UserError naming the valid families."""
+    """A family of the user's by that name, or a UserError naming the closest valid names."""
     family = _user(name)
     if family is None:
-        raise UserError(f"unknown family {name!r}; valid families: {', '.join(all_names())}")
+        names = all_names()
+        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+        raise UserError(f"unknown family {name!r}" + (f"; did you mean {' or '.join(close)}?" if close else "")
+                        + f" (`--list` shows all {len(names)})")
     return family
+
+
+def canonical_name(name: str) -> str:
+    """A family's name as registered, given in any case (LYRICS_LSTM is lyrics_lstm); unknown names unchanged."""
+    if name in index():
+        return name
+    names = all_names()
+    if name in names:
+        return name
+    same = [n for n in names if n.lower() == name.lower()]
+    return same[0] if len(same) == 1 else name
 
 
 def is_study_family(name: str) -> bool:
@@ -236,6 +251,7 @@ def describe(name: str) -> Family:
     """The family's Family as its source declares it, without importing it (no Keras, no TensorFlow): its
     name, task, engine, data fields and defaults, hooks None. Enough to check flags and load its data. A
     family of your own is imported (load_user_families) and described as it registered."""
+    name = canonical_name(name)
     modules = index()
     if name not in modules:
         return _user_or_refused(name)
@@ -275,7 +291,8 @@ def list_families(pattern: str = "*", task: Optional[str] = None, engine: Option
 
 
 def get_family(name: str) -> Family:
-    """The Family; a UserError naming the valid families if unknown."""
+    """The Family (its name in any case); a UserError naming the closest valid families if unknown."""
+    name = canonical_name(name)
     modules = index()
     if name not in modules:
         return _user_or_refused(name)

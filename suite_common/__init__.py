@@ -28,6 +28,25 @@ def command(name):
     return f"python {script}" if in_clone else console
 
 
+def invoked_as(name):
+    """The command's name as it was run, for its --help and error lines: the console script (`lyrics-search`),
+    `python -m lyrics_cifar_search.runners.search`, or the script's path (`runners/search.py`); where none of
+    these ran it (a test, the Python API), the script's path in a clone, the console script's name installed."""
+    import os
+    import sys
+    from pathlib import Path
+    script, console = _COMMANDS[name]
+    arg0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(arg0) == console:
+        return console
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name.startswith("lyrics_cifar_search."):
+        return f"python -m {spec.name}"
+    if arg0.endswith(script):
+        return arg0
+    return script if (Path(__file__).resolve().parents[1] / "setup.cfg").is_file() else console
+
+
 def masked(text):
     """The text with the password of every URL in it replaced by ***: postgresql://user:***@host/db (error lines,
     the recorded command, search.json)."""

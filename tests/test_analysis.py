@@ -101,8 +101,25 @@ def test_mcnemar_pairs_models_on_the_same_test_rows(tables):
     lyr = m[m["task"] == "lyrics"].iloc[0]
     assert {lyr["model_a"], lyr["model_b"]} <= {"lyrics_tfidf_logreg (lyrics)", "lyrics_tfidf_logreg (lyrics+artist)",
                                                 "lyrics_lstm (lyrics)"}
-    # the CIFAR models are on different blocks: never paired
-    assert "cifar" not in set(m["task"])
+    # the CIFAR models are on different blocks: never paired, and the table says why
+    cifar = m[m["task"] == "cifar"]
+    assert cifar["model_a"].isna().all() and cifar["note"].str.startswith("no pair: a test needs two families").all()
+
+
+def test_one_family_alone_gets_a_mcnemar_table_that_says_it_needs_two(tmp_path, small_lyrics):
+    """Issue 52: results/mcnemar.csv and .md were 1-byte files when only one family had run; and a search of one
+    trial got no word on the importances it lacks."""
+    from lyrics_cifar_search.analysis import compare, report
+    res = tmp_path / "res"
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "1",
+                "--quiet"]) == 0
+    assert compare.main(["--results-dir", str(res)]) == 0
+    table = pd.read_csv(res / "mcnemar.csv")
+    assert list(table["note"]) == ["no pair: a test needs two families scored on the same test rows (1 scored "
+                                   "here, on different rows or alone)"]
+    assert "needs two families" in (res / "mcnemar.md").read_text()
+    assert report.main(["--results-dir", str(res)]) == 0
+    assert "No importances: 1 finished trials, fewer than the 10 fANOVA needs" in (res / "report.md").read_text()
 
 
 def test_repeats_retrain_baseline_and_best_with_an_interval(res, tables):

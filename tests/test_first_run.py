@@ -232,3 +232,16 @@ def test_describe_shows_hyperparameters_only_some_values_declare(capsys):
 def test_the_readme_stays_short():
     """Issue 42: 250 lines at most; detail goes to docs/ (docs/reference.md), linked from the README."""
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def test_a_family_name_in_any_case_is_that_family_and_usage_names_the_command(capsys, monkeypatch):
+    """Issue 52: LYRICS_LSTM got the list of all 13 families; `lyrics-search --help` said `usage: runners/search.py`."""
+    assert cli(["LYRICS_TFIDF_LOGREG", "--describe"]) == 0
+    assert capsys.readouterr().out.startswith("lyrics_tfidf_logreg: ")
+    from lyrics_cifar_search.runners import search, study
+    for module, script, console in ((search, "runners/search.py", "lyrics-search"),
+                                    (study, "runners/study.py", "lyrics-study")):
+        monkeypatch.setattr("sys.argv", [f"/usr/local/bin/{console}", "--help"])
+        assert module.build_parser().prog == console
+        monkeypatch.setattr("sys.argv", [script, "--help"])
+        assert module.build_parser().prog == script

@@ -57,10 +57,16 @@ def test_a_family_given_the_other_engines_hooks_is_refused():
     assert "x_nope" not in search_spaces.families()
 
 
-def test_unknown_family_names_the_valid_ones():
+def test_unknown_family_names_the_closest_ones_in_any_case():
+    """Issue 52: a misspelt name got the list of all 13 with no "did you mean"; a name in capitals was unknown."""
     with pytest.raises(UserError) as e:
-        search_spaces.get_family("lyrics_nope")
-    assert "lyrics_lstm" in str(e.value) and "lyrics_tfidf_logreg" in str(e.value)
+        search_spaces.get_family("lyrics_lstn")
+    assert str(e.value).startswith("unknown family 'lyrics_lstn'; did you mean lyrics_lstm")
+    assert "lyrics_tfidf_logreg" not in str(e.value) and "`--list` shows all 13" in str(e.value)
+    with pytest.raises(UserError, match="unknown family 'zzz' \\(`--list` shows all"):
+        search_spaces.get_family("zzz")
+    assert search_spaces.get_family("LYRICS_TFIDF_LOGREG").name == "lyrics_tfidf_logreg"
+    assert search_spaces.describe("Lyrics_LSTM").name == "lyrics_lstm"
 
 
 def test_listing_imports_no_family_module():
