@@ -336,6 +336,9 @@ def search_lines(folder, family, root, out):
              f"{len(trials)} trials ({search_summary.counts(folder, trials)}), proposed by "
              f"{search_summary.proposer(folder)}.", ""]
     best = best_store.best_meta(folder)
+    said = trials_table.run_record(folder).get("verdict")
+    if isinstance(said, dict) and said.get("verdict"):  # the search's own closing verdict (search.json)
+        lines += [f"**Verdict: {said['verdict']}** (on the test split, as the search's summary said it).", ""]
     lines += space_lines(folder, trials, best, objective)
     is_demo = bool(best and best.get("data", {}).get("is_demo"))
     for plot in (figures.learning_curves(folder, best["trial_id"], out, is_demo) if best else None,

@@ -185,8 +185,11 @@ def write_record(out_dir, record, finished_run=None):
     """search.json: what the search runs on, and every run of it that ended (when, command, versions,
     machine). Before a run it is rewritten with the same bytes when nothing changed."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = trials_table.run_record(out_dir).get("runs", []) + ([finished_run] if finished_run else [])
-    atomic.write_text(out_dir / trials_table.RUN_RECORD, json.dumps({**record, "runs": runs}, indent=2))
+    previous = trials_table.run_record(out_dir)
+    runs = previous.get("runs", []) + ([finished_run] if finished_run else [])
+    # the last summary's verdict stays until the next summary replaces it (search_summary.save_verdict)
+    kept = {"verdict": previous["verdict"]} if "verdict" in previous else {}
+    atomic.write_text(out_dir / trials_table.RUN_RECORD, json.dumps({**record, "runs": runs, **kept}, indent=2))
 
 
 def hold_lock(out_dir):

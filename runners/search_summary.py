@@ -2,6 +2,7 @@
 best_params / best_value, with the baseline beside them and the best model scored on its test split.
 
     lyrics_lstm: 10 trials on record (10 complete, 0 failed); table results/lyrics_lstm/trials.csv
+      verdict   no better than the baseline (on the test split)
       best      trial 5: val_accuracy 0.6667 | batch_size=32 dropout=0.4 embedding_dim=200 ...
       baseline  trial 0 (the earlier study's model): val_accuracy 0.6250
       test      the best model: accuracy 0.6333 (95 % interval 0.4551-0.7813, 30 rows); the baseline's model
@@ -9,7 +10,9 @@ best_params / best_value, with the baseline beside them and the best model score
                 scores 0.3667: the model beats it (p = 0.0039, one-sided exact McNemar)
       next      lyrics-report ...  /  lyrics-demo --family lyrics_lstm ...  /  optuna-dashboard ...
 
-The test split is scored once, here, after the search chose its model on validation.
+The test split is scored once, here, after the search chose its model on validation. The summary opens with
+the verdict in plain words (plain_verdict(): beats the baseline, no better than the baseline, or learned nothing beyond
+the majority class), which search.json keeps (`verdict`) and the report shows.
 """
 
 import json
@@ -87,10 +90,28 @@ def front_lines(out_dir, done, first):
     return lines
 
 
-def test_line(model, results_dir, baseline_rows):
+def plain_verdict(versus, ref):
+    """The search's outcome in plain words, from the test split: "learned nothing beyond always answering 'Rock'"
+    (the best model does not beat the majority class, one-sided exact McNemar, p < 0.05), "beats the baseline"
+    (better than the baseline's model on the same rows, paired exact McNemar, p < 0.05), else "no better than the
+    baseline". None where the test gives no such comparison (an autoencoder)."""
+    if ref and not ref.get("beats_majority", True):
+        return f"learned nothing beyond always answering {ref['majority_class']!r}"
+    if versus and not versus.get("best_is_baseline") and versus["test_gain"] > 0 and versus["test_gain_p"] < 0.05:
+        return "beats the baseline"
+    if not versus and ref:  # --no-baseline, or the baseline's model is missing
+        return f"beats always answering {ref['majority_class']!r}; no baseline's model to compare with"
+    if versus:
+        return "no better than the baseline" + (" (the best is the baseline itself)"
+                                                  if versus.get("best_is_baseline") else "")
+    return None
+
+
+def test_line(model, results_dir, baseline_rows, said=None):
     """The best model's test score: accuracy with its Wilson interval, the baseline's model on the same rows
     (paired exact McNemar) and the majority-class reference, or an autoencoder's reconstruction error.
-    baseline_rows: the baseline's finished row of trials.csv (none if it did not finish)."""
+    baseline_rows: the baseline's finished row of trials.csv (none if it did not finish). said: a dict that
+    gets the verdict (plain_verdict()) and the numbers behind it."""
     scores, y, pred = model.score_test(results_dir)
     if pred is None:
         return f"the best model: reconstruction MSE {scores['test_reconstruction_mse']:.5f} on {len(y)} images"
@@ -109,6 +130,10 @@ def test_line(model, results_dir, baseline_rows):
         verdict = "beats it" if ref["beats_majority"] else "does not beat it significantly"
         line += (f"; always answering {ref['majority_class']!r} scores {ref['majority_test_accuracy']:.4f}: "
                  f"the model {verdict} (p = {ref['beats_majority_p']:.2g}, one-sided exact McNemar)")
+    if said is not None:
+        said.update(verdict=plain_verdict(versus, ref), test_accuracy=scores["test_accuracy"],
+                    **{k: versus[k] for k in ("baseline_test_accuracy", "test_gain", "test_gain_p") if k in versus},
+                    **{k: ref[k] for k in ("majority_class", "majority_test_accuracy", "beats_majority_p") if k in ref})
     return line
 
 
@@ -128,7 +153,7 @@ def next_commands(out_dir, family, results_dir, tensorboard=None):
 
 
 def summary_lines(family, out_dir, results_dir, tensorboard=None):
-    """The lines that end a search (nothing is written)."""
+    """The lines that end a search (search.json gets the verdict: save_verdict; nothing else is written)."""
     out_dir = Path(out_dir)
     from lyrics_cifar_search.runners.policy import NOISE_Z  # Optuna: the search has run
     lines = []
@@ -175,7 +200,11 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
         # Keras and scikit-learn: only when a model is loaded
         from lyrics_cifar_search.runners.best_model import load_best
         model = load_best(str(out_dir / "best"))
-        lines.append("  test      " + test_line(model, results_dir, base))
+        said = {}
+        lines.append("  test      " + test_line(model, results_dir, base, said))
+        if said.get("verdict"):  # the plain verdict opens the summary; the details follow
+            lines.insert(1, f"  verdict   {said['verdict']} (on the test split)")
+            save_verdict(out_dir, said)
         coverage = model.meta["data"].get("artist_coverage")
         if coverage:  # --with-artist: how many rows the artist can help at all
             lines.append(f"  artists   seen in training: {coverage['val']:.0%} of the validation rows, "
@@ -187,6 +216,16 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     lines += ["  next      " + cmd if i == 0 else "            " + cmd
               for i, cmd in enumerate(next_commands(out_dir, family, results_dir, tensorboard))]
     return lines
+
+
+def save_verdict(out_dir, said):
+    """The verdict and its numbers into search.json (`verdict`), where the report reads it."""
+    from lyrics_cifar_search.suite_common import atomic
+    path = Path(out_dir) / trials_table.RUN_RECORD
+    record = trials_table.run_record(out_dir)
+    if record:
+        clean = {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in said.items()}
+        atomic.write_text(path, json.dumps({**record, "verdict": clean}, indent=2))
 
 
 def baseline_on_test(folder, y, best_pred, best_trial, base):

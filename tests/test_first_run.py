@@ -1,6 +1,7 @@
 """What a new user meets: the package's contents and ranges, --describe, the end of a search, the study's dry run."""
 
 import configparser
+import json
 import re
 from pathlib import Path
 
@@ -245,3 +246,31 @@ def test_a_family_name_in_any_case_is_that_family_and_usage_names_the_command(ca
         assert module.build_parser().prog == console
         monkeypatch.setattr("sys.argv", [script, "--help"])
         assert module.build_parser().prog == script
+
+
+def test_the_summary_opens_with_a_plain_verdict_kept_in_search_json_and_the_report(tmp_path, small_lyrics, capsys):
+    """Issue 52: the user read "the best model is worse than the baseline and no better than always answering
+    Rock" from two McNemar p-values on one line. The summary now opens with the verdict, in plain words, from
+    the same test-set numbers; search.json and the report keep it."""
+    from lyrics_cifar_search.analysis import report
+    res = tmp_path / "res"
+    for family, extra in (("lyrics_decision_tree", ["--max-trials", "4"]),
+                          ("lyrics_embedding", ["--max-trials", "2", "--epochs", "1"])):
+        assert cli([family, "--data", str(small_lyrics), "--results-dir", str(res), *extra]) == 0
+        out = capsys.readouterr().out
+        summary = out[out.index(f"{family}: "):].splitlines()
+        said = json.loads((res / family / "search.json").read_text())["verdict"]
+        assert summary[1] == f"  verdict   {said['verdict']} (on the test split)"
+        if not said.get("beats_majority_p", 0) < 0.05:
+            assert said["verdict"] == f"learned nothing beyond always answering {said['majority_class']!r}"
+        elif said.get("test_gain", 0) > 0 and said["test_gain_p"] < 0.05:
+            assert said["verdict"] == "beats the baseline"
+        else:
+            assert said["verdict"].startswith("no better than the baseline")
+    # one search of each kind here: the tree beats its baseline, the 1-epoch embedding model learns nothing
+    verdicts = {f: json.loads((res / f / "search.json").read_text())["verdict"]["verdict"]
+                for f in ("lyrics_decision_tree", "lyrics_embedding")}
+    assert verdicts["lyrics_embedding"].startswith("learned nothing beyond always answering")
+    assert report.main(["--results-dir", str(res)]) == 0
+    text = (res / "report.md").read_text()
+    assert all(f"**Verdict: {v}**" in text for v in verdicts.values())

@@ -209,7 +209,11 @@ def test_a_hard_ctrl_c_leaves_one_number_per_trial(tmp_path, small_lyrics):
     assert run(cmd, timeout=600).returncode == 0
     t = check_invariants(res, "lyrics_lstm", small_lyrics, finished_expected=2)
     study = optuna.load_study(study_name="lyrics_lstm", storage=record.storage_url(res))
-    assert [(s.number, s.state.name) for s in study.trials] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
+    states = [(s.number, s.state.name) for s in study.trials]
+    if states[1] == (1, "COMPLETE"):  # trial 1 ended on its own (early stopping) between the two Ctrl-C: no cut
+        assert states == [(0, "COMPLETE"), (1, "COMPLETE")] and t["trial_id"].tolist() == [0, 1]  # (a CI run, once)
+        return
+    assert states == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
     assert t["trial_id"].tolist() == [0, 2]
 
 
