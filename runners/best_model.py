@@ -258,7 +258,7 @@ def _load_kept(family, results_dir, with_artist, *, trial, rank, storage, artifa
     from lyrics_cifar_search.runners import model_store, record  # Optuna: only for a kept trial's model
     url = storage or record.storage_url(results_dir)
     study = model_store.find_study(url, folder_name, study)
-    chosen, _ = model_store.chosen_trial(study, trial, rank)
+    chosen, k = model_store.chosen_trial(study, trial, rank)
     trial_id = record.trial_id(chosen)
     if storage is None:  # best/ or baseline/ holds it already: no store needed (the defaults keep no other)
         for kept in ("best", "baseline"):
@@ -269,7 +269,7 @@ def _load_kept(family, results_dir, with_artist, *, trial, rank, storage, artifa
                 saved = None
             if saved == trial_id:
                 return load_best(str(meta_path.parent))
-    folder = model_store.fetch_kept(study, chosen, results_dir, artifact_store=artifact_store)
+    folder = model_store.fetch_kept(study, chosen, k, results_dir, artifact_store=artifact_store)
     model = load_best(str(folder))
     if model.meta.get("trial_id") != trial_id:  # the claim names another trial's model: swapped, refused
         raise UserError(f"the model kept for trial {trial_id} says it is trial {model.meta.get('trial_id')}'s; "

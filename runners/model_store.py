@@ -12,8 +12,9 @@ process or host trained them.
 Which are kept (--keep-models K): the K best finished trials in the first objective (ties broken by the next, then
 by trial number), every trial of a Pareto search's front, and the baseline; best/ and baseline/ stay in the
 results folder as before. With the defaults (K = 1, no --artifact-store, one objective) nothing goes to a store:
-best/ and baseline/ are the kept models, as before, and the disk holds what it did. A trial that falls out of that set has its file removed from the store
-(a finished trial's attributes cannot change, so its claim stays, and loading it says it was not kept).
+best/ and baseline/ are the kept models, as before, and the disk holds what it did. A trial that falls out of
+that set has its file removed from the store (a finished trial's attributes cannot change, so its claim stays,
+and loading it says it was not kept).
 
 A kill during an upload leaves no trial claiming a model it lacks: the file is written under a temporary name and
 renamed (the file-system store), Optuna then records it on the trial, and the trial claims it last.
@@ -39,6 +40,7 @@ from lyrics_cifar_search.suite_common.failpoints import failpoint
 CLAIM = "model_artifact"  # the trial's user attribute: the id of its model in the store
 DEFAULT_FOLDER = "artifacts"  # results/artifacts/
 PROBE = ".probe-"  # check()'s file, written and removed before any trial
+UPLOAD_STAGED = ".upload-"  # a model folder staged only to be uploaded (best_store.stage_best's name), then removed
 # what a model's zip may hold: the files stage_best writes, nothing else (no folder, no link)
 MODEL_FILES = {"meta.json", "model.keras", "model.skops", "tokenizer.json", "artists.json", "blocks.json",
                "reconstructions.png"}
@@ -99,6 +101,20 @@ class ModelStore:
         else:
             trial.set_user_attr(CLAIM, artifact_id)
         return artifact_id
+
+    def upload_if_kept(self, study, objectives, trial, values, trial_id, is_baseline, staged) -> None:
+        """A running trial's model into the store, claimed by the trial, if it would be kept (would_keep): the
+        engines' one way. values: its objective values (None where one is missing: not kept); staged(): its model
+        folder (one staged only for this, named .upload-*, is removed after)."""
+        if any(v is None for v in values) or not would_keep(study, objectives, self.keep, values, trial.number,
+                                                            is_baseline):
+            return
+        folder = staged()
+        try:
+            self.upload(trial, folder, trial_id)
+        finally:
+            if folder.name.startswith(UPLOAD_STAGED):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def fetch(self, artifact_id: str, what: str) -> Path:
         """A kept model, unpacked into a new temporary folder (its files checked by name first: only what
@@ -290,10 +306,9 @@ def chosen_trial(study, trial: int | None, rank: int | None):
     raise UserError(f"the search has no trial {trial} (trials.csv lists them)")
 
 
-def fetch_kept(study, chosen, results_dir, *, artifact_store=None) -> Path:
-    """An unpacked folder holding a kept trial's model (chosen_trial's), from the search's store (artifact_store, or
-    the one the study records, or results_dir/artifacts)."""
-    _, k = chosen_trial(study, record.trial_id(chosen), None)
+def fetch_kept(study, chosen, k, results_dir, *, artifact_store=None) -> Path:
+    """An unpacked folder holding a kept trial's model (chosen_trial's trial and rank k), from the search's store
+    (artifact_store, or the one the study records, or results_dir/artifacts)."""
     what = f"trial {record.trial_id(chosen)} of {study.study_name} (rank {k})"
     artifact = chosen.user_attrs.get(CLAIM)
     keep = study.user_attrs.get("keep_models", 1)

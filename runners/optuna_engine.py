@@ -18,7 +18,6 @@ Choices, noted:
 import copy
 import logging
 import os
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -335,28 +334,16 @@ class _Search:
             self.baselines[trial.number] = self.candidates.get(trial.number) or best_store.stage_best(
                 out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), {**meta, "is_baseline": True},
                 p.artifacts, name=best_store.BASELINE_STAGED)
-        if self.models is not None:
-            self.keep_model(trial, metrics, lambda: self.candidates.get(trial.number) or
-                            self.baselines.get(trial.number) or best_store.stage_best(
-                                out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), meta,
-                                p.artifacts, name=f".upload-{trial.number}"))
+        if self.models is not None:  # a model that would be kept goes to the store (model_store)
+            self.models.upload_if_kept(
+                self.study, self.objectives, trial, [metrics[n] for n, _ in self.objectives], trial.number,
+                bool(trial.user_attrs.get("is_baseline")),
+                lambda: self.candidates.get(trial.number) or self.baselines.get(trial.number) or best_store.stage_best(
+                    out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), meta, p.artifacts,
+                    name=f"{model_store.UPLOAD_STAGED}{trial.number}"))
         if len(self.objectives) > 1:
             return [metrics[name] for name, _ in self.objectives]
         return metrics[self.objective[0]]
-
-    def keep_model(self, trial, metrics, staged):
-        """The trial's model into the store, claimed by the trial, if it would be kept (model_store); staged():
-        its model folder (a temporary one is removed after)."""
-        values = [metrics[name] for name, _ in self.objectives]
-        if not model_store.would_keep(self.study, self.objectives, self.models.keep, values, trial.number,
-                                      bool(trial.user_attrs.get("is_baseline"))):
-            return
-        folder = staged()
-        try:
-            self.models.upload(trial, folder, trial.number)
-        finally:
-            if folder.name.startswith(".upload-"):
-                shutil.rmtree(folder, ignore_errors=True)
 
     def tried_before(self, trial):
         """Whether a trial of the search (not an attempt cut short, not a duplicate) ran this trial's values."""

@@ -119,8 +119,8 @@ def build_parser():
     d.add_argument("--artist-column", help="lyrics: the artist column, for --with-artist (default: artist)")
     d.add_argument("--language-column", help="lyrics: the language column, for --languages (default: language)")
     d.add_argument("--sample-fraction", type=fraction, default=DataOptions.sample_fraction,
-                   help="seeded fraction of the file's rows, drawn as the earlier study drew its 0.2 (df.sample), before "
-                   "rows without lyrics are dropped (default 1: all)")
+                   help="seeded fraction of the file's rows, drawn as the earlier study drew its 0.2 "
+                   "(df.sample), before rows without lyrics are dropped (default 1: all)")
     d.add_argument("--languages", type=word_list, help="comma-separated languages to keep (default: all)")
     d.add_argument("--stopwords", choices=("english", "none"), default=DataOptions.stopwords)
     d.add_argument("--no-clean", action="store_true", help="keep case, punctuation and newlines")

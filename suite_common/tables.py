@@ -59,8 +59,9 @@ def one_factor_trial(trials, name=None, value=None):
 def at_equal_effort(trials, groups, objective, direction, hp=None):
     """One row per group (a Series of group labels, indexed like trials): the best over all its complete trials;
     the best at equal effort, over its first trials (trial order) within the epochs the least-trained group spent
-    in all (its first trial always; pruned trials count their epochs, not as whole trials; without epochs, the smallest group's number
-    of trials), with the trials and epochs that best stands on beside those of all the group's trials; and, with
+    in all (its first trial always; pruned trials count their epochs, not as whole trials; without epochs, the
+    smallest group's number of trials), with the trials and epochs that best stands on beside those of all the
+    group's trials; and, with
     hp (the hyperparameter the groups are values of), the earlier study's own model for the group, the one-factor
     trial (one_factor_trial), so each row has the study's model beside the best found. A group searched more
     often is otherwise favoured just by having had more tries."""

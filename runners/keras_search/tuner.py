@@ -5,7 +5,6 @@ import contextlib
 import io
 import math
 import os
-import shutil
 from pathlib import Path
 
 import keras
@@ -155,10 +154,14 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                         self.out_dir, number(trial), lambda d: self._save_model(model, d),
                         {**meta, "is_baseline": folder == best_store.BASELINE}, self.prepared.artifacts,
                         name=best_store.staged_name(folder))
-            if self.models is not None:
-                self._keep_model(trial, metrics, lambda: candidate or kept.get(best_store.BASELINE) or
-                                 best_store.stage_best(self.out_dir, number(trial), lambda d: self._save_model(model, d),
-                                                       meta, self.prepared.artifacts, name=f".upload-{number(trial)}"))
+            if self.models is not None:  # a model that would be kept goes to the store, claimed by its study trial
+                asked = self.oracle._optuna_trial(trial.trial_id)
+                self.models.upload_if_kept(
+                    self.oracle.study, self.objectives, asked, [metrics.get(n) for n, _ in self.objectives],
+                    number(trial), self.oracle.is_baseline(trial.trial_id),
+                    lambda: candidate or kept.get(best_store.BASELINE) or best_store.stage_best(
+                        self.out_dir, number(trial), lambda d: self._save_model(model, d), meta,
+                        self.prepared.artifacts, name=f"{model_store.UPLOAD_STAGED}{number(trial)}"))
         try:
             super().on_trial_end(trial)  # the oracle records the trial and saves its state
         finally:
@@ -179,22 +182,6 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                                else ""))
             else:
                 self.record_trial(number(trial), status_of(trial), metrics.get(objective[0]))
-
-    def _keep_model(self, trial, metrics, staged):
-        """The trial's model into the store, claimed by its study trial (still running), if it would be kept
-        (model_store); staged(): its model folder (a temporary one is removed after)."""
-        asked = self.oracle._optuna_trial(trial.trial_id)
-        values = [metrics.get(name) for name, _ in self.objectives]
-        if any(v is None for v in values) or not model_store.would_keep(
-                self.oracle.study, self.objectives, self.models.keep, values, asked.number,
-                self.oracle.is_baseline(trial.trial_id)):
-            return
-        folder = staged()
-        try:
-            self.models.upload(asked, folder, number(trial))
-        finally:
-            if folder.name.startswith(".upload-"):
-                shutil.rmtree(folder, ignore_errors=True)
 
     def record_trial(self, trial_id, status, score):
         """A trial the study has recorded: trials.csv rewritten from the study, and its progress line."""
