@@ -81,7 +81,7 @@ def front_lines(out_dir, done, first):
     if not objectives or "pareto" not in done:
         return []
     front = done[done["pareto"].astype(str) == "True"]
-    front = front.sort_values([n for n, _ in objectives], ascending=[d == "min" for _, d in objectives])
+    front = trials_table.in_objective_order(front, objectives)
     lines = [f"  front     {len(front)} of {len(done)} finished trials are Pareto-optimal in "
              f"{', '.join(f'{n} ({d})' for n, d in objectives)}; `best` is the front's best {first}:"]
     for _, row in front.iterrows():

@@ -92,9 +92,12 @@ def best_of(rows, objective):
 def front_best_index(done, objectives):
     """The index of a Pareto search's best finished trial as best/ holds it: the best in the first objective,
     ties broken by the next (best_store.is_better's order), so it is on the front."""
-    names = [n for n, _ in objectives]
-    ordered = done.sort_values(names, ascending=[d == "min" for _, d in objectives], kind="stable")
-    return ordered.index[0]
+    return in_objective_order(done, objectives).index[0]
+
+
+def in_objective_order(done, objectives):
+    """Finished rows best first: by the first objective, ties by the next (best_store.is_better's order)."""
+    return done.sort_values([n for n, _ in objectives], ascending=[d == "min" for _, d in objectives], kind="stable")
 
 
 def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error=""):
