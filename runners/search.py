@@ -19,6 +19,7 @@ import dataclasses
 import fcntl
 import functools
 import json
+import logging
 import os
 import shutil
 import signal
@@ -290,22 +291,12 @@ def run_search(args, stop=None, argv=None):
     nothing but through logging; returns (family, trials.csv's rows, results folder, stop), or None when there
     is nothing to summarise (--list, --describe, a worker). Bad input: UserError, before anything is written."""
     stop = stop or Stop()
-    if args.time_budget_hard and not args.time_budget:
-        raise UserError("--time-budget-hard needs --time-budget D")
-    if args.families_from:  # so that workers and the analysis (its environment) find them too
-        os.environ[search_spaces.FAMILIES_ENV] = os.pathsep.join(
-            [x for x in os.environ.get(search_spaces.FAMILIES_ENV, "").split(os.pathsep) if x]
-            + [str(Path(f).resolve()) if f.endswith(".py") else f for f in args.families_from])
-    search_spaces.load_user_families()
+    load_families(args)
     if args.list:
         print_families()
         return None
-    if not args.family:
-        raise UserError(f"name a family to search, e.g. `{command('search')} lyrics_lstm`; "
-                        "`--list` shows them all")
-    args.family = search_spaces.canonical_name(args.family)  # any case: LYRICS_LSTM is lyrics_lstm
     # What its source declares: flags and data are checked without starting Keras or TensorFlow
-    family = search_spaces.describe(args.family)
+    family = named_family(args)
     shape = shaping.Shape.from_flags(args.set, args.range, args.choices, args.enqueue)
     if shape:  # checked against the family's space (built, not trained) before anything is read or written
         shaping.check(shape, family, shaping.family_space(search_spaces.get_family(args.family), args.with_artist),
@@ -346,6 +337,54 @@ def run_search(args, stop=None, argv=None):
         engines.run(family, prepared, out_dir, config)
         return None
     return family, run_in_folder(family, prepared, out_dir, config, args), out_dir, stop
+
+
+def load_families(args):
+    """The registry's families and the user's own (--families-from, also passed on to workers and the analysis
+    through their environment)."""
+    if args.time_budget_hard and not args.time_budget:
+        raise UserError("--time-budget-hard needs --time-budget D")
+    if args.families_from:  # so that workers and the analysis (its environment) find them too
+        os.environ[search_spaces.FAMILIES_ENV] = os.pathsep.join(
+            [x for x in os.environ.get(search_spaces.FAMILIES_ENV, "").split(os.pathsep) if x]
+            + [str(Path(f).resolve()) if f.endswith(".py") else f for f in args.families_from])
+    search_spaces.load_user_families()
+
+
+def named_family(args):
+    """The family the flags name, as its source declares it (nothing imported); args.family is made its name."""
+    if not args.family:
+        raise UserError(f"name a family to search, e.g. `{command('search')} lyrics_lstm`; "
+                        "`--list` shows them all")
+    args.family = search_spaces.canonical_name(args.family)  # any case: LYRICS_LSTM is lyrics_lstm
+    return search_spaces.describe(args.family)
+
+
+def refusal(argv):
+    """Why `search.py ARGV` would stop before its first trial, or None: its flags, and, where its results folder
+    holds a search already, its data and the resume guard (check_resume). Nothing is written; Keras is not
+    started, nothing is said (the data's notices are the run's). The study's dry run asks this of every search
+    it would run."""
+    logger = logging.getLogger(console.ROOT)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        args = build_parser().parse_args(argv)
+        load_families(args)
+        family = named_family(args)
+        shape = shaping.Shape.from_flags(args.set, args.range, args.choices, args.enqueue)
+        tuner = check_flags(args, family)
+        out_dir = Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))
+        if args.fresh or not trials_table.run_record(out_dir):
+            return None  # nothing to resume; its data is read when it runs
+        prepared = prepare.prepare(family, data_options(args))
+        record_what_a_trial_means(prepared, family, args, tuner, shape)
+        check_resume(out_dir, prepared.record)
+    except UserError as e:
+        return str(e)
+    finally:
+        logger.setLevel(level)
+    return None
 
 
 def record_what_a_trial_means(prepared, family, args, tuner, shape=None):

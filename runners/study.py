@@ -201,8 +201,19 @@ def write_state(results_dir, state):
 
 
 def is_done(state, entry):
+    if entry.get("fresh"):  # --fresh: run again whatever is on record
+        return False
     s = state.get(search_key(entry))
-    return bool(s) and s.get("status") == "done" and s.get("budget") == budget_of(entry)
+    # the same flags (a state written before they were kept: the budget alone)
+    return (bool(s) and s.get("status") == "done" and s.get("budget") == budget_of(entry)
+            and s.get("flags", flags_of(entry)) == flags_of(entry))
+
+
+def flags_of(entry):
+    """What a search runs on and how (its flags but the budget, the results folder and what it prints): run
+    again with other flags, a done search is not done (its own resume check then decides)."""
+    skip = {*BUDGET_KEYS, "max_trials", "results_dir", "verbose", "quiet", "fresh"}
+    return search_argv({k: v for k, v in entry.items() if k not in skip})
 
 
 def hms(seconds):
@@ -245,8 +256,22 @@ def cannot_run_all(searches):
     return found
 
 
+def refusals(searches, state):
+    """{search: why} for the searches still to run that runners/search.py would refuse before their first trial
+    (bad flags; a results folder holding a search made with other data or options: its resume check)."""
+    from lyrics_cifar_search.runners import search  # its flags and checks, in this process (no Keras started)
+    found = {}
+    for entry in searches:
+        if not is_done(state, entry) and not cannot_run(entry):
+            why = search.refusal(search_argv(entry))
+            if why:
+                found[search_key(entry)] = why
+    return found
+
+
 def dry_run(searches, state, results_dir):
     pending, budgets, unbounded = 0, 0.0, 0
+    refused = refusals(searches, state)
     print(f"{len(searches)} searches, results in {Path(results_dir).resolve()}/<search>/:")
     rows = [("", "search", "data", "epochs", "trials", "budget", "status")]
     for k, entry in enumerate(searches, start=1):
@@ -254,9 +279,13 @@ def dry_run(searches, state, results_dir):
         n, best = trials_on_record(results_dir, key)
         if is_done(state, entry):
             status = f"done ({n} trials, {state[key]['seconds']:.0f} s)"
+        elif key in refused:
+            status = f"cannot run ({n} trials on record): below" if n else "cannot run: below"
         else:
             pending += 1
             status = f"{n} trials on record" if n else "not started"
+            if entry.get("fresh"):
+                status = f"starts again (--fresh discards {n} trials)" if n else "not started"
         try:
             shape = shaping.of_entry(entry)
         except UserError as e:
@@ -288,6 +317,12 @@ def dry_run(searches, state, results_dir):
     for why, keys in cannot_run_all(searches).items():
         print(f"warning: {', '.join(keys)} cannot run: {why}; the study will skip "
               f"{'it' if len(keys) == 1 else 'them'}", flush=True)
+    for key, why in refused.items():
+        print(f"cannot run: {key}: {why}", flush=True)
+    if refused:
+        print(f"the study would stop at {'the first of these' if len(refused) > 1 else 'it'}: fix the flags, or "
+              f"discard what is on record with --fresh {next(iter(refused))} (each one), or --fresh for every "
+              "search", flush=True)
 
 
 _STEP = []  # the child process running now
@@ -348,15 +383,16 @@ def run_study(searches, args):
         ran += 1
         if code == 2:  # bad input: the search printed its one line
             raise StudyError(f"the study stopped at {key} (bad input, above); fix it and run the same command "
-                             "to resume")
+                             f"to resume, or add --fresh {key} to discard what that search holds")
         n, best = trials_on_record(results_dir, key)
         if code != 0:
             failed.append(key)
             state[key] = {"status": "failed", "exit_code": code, "seconds": round(seconds, 1),
-                          "budget": budget_of(entry)}
+                          "budget": budget_of(entry), "flags": flags_of(entry)}
             print(f"[study] {key} failed (exit code {code}); going on with the rest", flush=True)
         else:
-            state[key] = {"status": "done", "seconds": round(seconds, 1), "trials": n, "budget": budget_of(entry)}
+            state[key] = {"status": "done", "seconds": round(seconds, 1), "trials": n, "budget": budget_of(entry),
+                          "flags": flags_of(entry)}
             score = f"best {best[0]} {best[1]:.4f}" if best and best[1] is not None else "no finished trial"
             print(f"[study] {key} done in {hms(seconds)}: {n} trials, {score}", flush=True)
         write_state(results_dir, state)
@@ -384,6 +420,9 @@ def build_parser():
     p.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN), help="a TOML plan (default: the earlier study)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and the time left; run nothing")
     p.add_argument("--only", metavar="GLOB", help="only the searches whose name matches, e.g. 'lyrics_*'")
+    p.add_argument("--fresh", nargs="?", const="*", action="append", metavar="NAME",
+                   help="discard what a search holds and run it again: every search of the plan, or those "
+                   "named (a glob like --only; repeatable); put the plan before it")
     p.add_argument("--lyrics-data", help="--data of every lyrics search")
     p.add_argument("--test-data", help="--test-data of every lyrics search")
     p.add_argument("--images-data", help="--data of every CIFAR search")
@@ -397,7 +436,7 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
+    parser, args = build_parser(), None
     try:
         args = parser.parse_args(argv)
         console.show(verbose=args.verbose, quiet=args.quiet)
@@ -408,6 +447,7 @@ def main(argv=None):
             searches = [e for e in searches if fnmatch.fnmatch(search_key(e), args.only)]
             if not searches:
                 raise StudyError(f"--only {args.only!r} matches no search of the plan")
+        mark_fresh(searches, args.fresh or [])
         if args.dry_run:
             dry_run(searches, read_state(args.results_dir), args.results_dir)
             return 0
@@ -416,8 +456,22 @@ def main(argv=None):
         print(error_line(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished searches are saved; run the same command again to resume", file=sys.stderr)
+        again = " without --fresh" if args and args.fresh else ""  # the same command would discard them again
+        print(f"\ninterrupted: finished searches are saved; run the same command{again} again to resume",
+              file=sys.stderr)
         return 130
+
+
+def mark_fresh(searches, patterns):
+    """--fresh [NAME]: the searches it names run from nothing (each search discards its own results)."""
+    for pattern in patterns:
+        named = [e for e in searches if fnmatch.fnmatch(search_key(e), pattern)]
+        if not named:
+            hint = " (the plan goes before --fresh)" if pattern.endswith(".toml") else ""
+            raise StudyError(f"--fresh {pattern!r} names no search of the plan{hint}; "
+                             f"its searches: {', '.join(search_key(e) for e in searches)}")
+        for entry in named:
+            entry["fresh"] = True
 
 
 def entry_point():

@@ -164,6 +164,61 @@ def test_study_dry_run_names_data_budgets_and_what_cannot_run(tmp_path, capsys):
     assert re.search(r"lyrics_tfidf_logreg\s+" + re.escape(str(no_artist)) + r"\s+-\s+3\s+90s", out)
 
 
+def test_the_dry_run_runs_each_searchs_resume_check_and_fresh_names_what_starts_again(tmp_path, capsys,
+                                                                                         small_lyrics):
+    """Issue 52, item 1: a search on record made with other options was listed as "trials on record", to run;
+    the run then stopped at it. The dry run now runs its resume check, and --fresh [NAME] discards it."""
+    res = tmp_path / "r"
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[defaults]\nmax_trials = 1\nseq_len = 40\n[[search]]\nfamily = "lyrics_tfidf_logreg"\n'
+                    '[[search]]\nfamily = "lyrics_decision_tree"\n')
+    data = ["--lyrics-data", str(small_lyrics), "--results-dir", str(res)]
+    assert cli(["lyrics_tfidf_logreg", "--data", str(small_lyrics), "--results-dir", str(res), "--max-trials", "1",
+                "--seq-len", "40", "--vocab-size", "300"]) == 0  # on record, with another vocabulary
+    capsys.readouterr()
+    assert study_cli.main([str(plan), "--dry-run", *data]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"lyrics_tfidf_logreg\s.*cannot run \(1 trials on record\)", out)
+    assert "cannot run: lyrics_tfidf_logreg: " in out and "--vocab-size: was 300, now 20000" in out
+    assert re.search(r"lyrics_decision_tree\s.*not started", out) and "1 to run" in out
+    assert "--fresh lyrics_tfidf_logreg" in out and "NOTE" not in out  # the checks say nothing of their own
+    assert study_cli.main([str(plan), "--dry-run", "--fresh", "lyrics_tfidf*", *data]) == 0
+    out = capsys.readouterr().out
+    assert "starts again (--fresh discards 1 trials)" in out and "cannot run" not in out and "2 to run" in out
+    assert study_cli.main([str(plan), "--dry-run", "--fresh", *data]) == 0  # every search
+    assert "cannot run" not in capsys.readouterr().out
+    assert study_cli.main([str(plan), "--dry-run", *data, "--fresh", str(plan)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names no search of the plan (the plan goes before --fresh)" in err[0]
+
+
+@pytest.mark.slow
+def test_the_study_with_fresh_runs_again_a_search_on_record_and_another_flag_undoes_done(tmp_path, capsys,
+                                                                                        small_lyrics):
+    res = tmp_path / "r"
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[defaults]\nmax_trials = 1\nseq_len = 40\n[[search]]\nfamily = "lyrics_tfidf_logreg"\n')
+    data = ["--lyrics-data", str(small_lyrics), "--results-dir", str(res)]
+    assert study_cli.main([str(plan), *data]) == 0
+    first = (res / "lyrics_tfidf_logreg" / "trials.csv").read_text()
+    plan.write_text(plan.read_text().replace("seq_len = 40", "seq_len = 40\nvocab_size = 300"))
+    capsys.readouterr()
+    # done with other flags is not done: the dry run runs its resume check, which refuses it
+    assert study_cli.main([str(plan), "--dry-run", *data]) == 0
+    assert "--vocab-size: was 20000, now 300" in capsys.readouterr().out
+    assert study_cli.main([str(plan), *data]) == 2
+    assert "add --fresh lyrics_tfidf_logreg" in capsys.readouterr().err
+    assert (res / "lyrics_tfidf_logreg" / "trials.csv").read_text() == first  # refused: untouched
+    assert study_cli.main([str(plan), *data, "--fresh", "lyrics_tfidf_logreg"]) == 0
+    record = json.loads((res / "lyrics_tfidf_logreg" / "search.json").read_text())
+    assert record["vocab_size"] == 300 and len(record["runs"]) == 1
+    assert study_cli.main([str(plan), *data]) == 0  # done with these flags now
+    assert "already done; skipped" in capsys.readouterr().out
+    assert study_cli.main([str(plan), *data, "--fresh"]) == 0  # done, yet run again
+    out = capsys.readouterr().out
+    assert "already done" not in out and "[study] search 1 of 1: lyrics_tfidf_logreg" in out
+
+
 @pytest.mark.slow
 def test_study_skips_up_front_what_its_data_cannot_serve(tmp_path, capsys, real_lyrics):
     plan = tmp_path / "plan.toml"
