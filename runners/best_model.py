@@ -26,7 +26,8 @@ import numpy as np
 
 from lyrics_cifar_search.study_data import images, lyrics
 from lyrics_cifar_search.study_data.lyrics import DEFAULT_OPTIONS
-from lyrics_cifar_search.study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TextEncoder, artist_index, model_inputs
+from lyrics_cifar_search.study_data.text import (MAX_SEQ_LEN, MAX_VOCAB, TextEncoder, artist_index,
+                                                 as_model_takes, model_inputs)
 from lyrics_cifar_search.suite_common import UserError, process
 from lyrics_cifar_search.suite_common import command as search_command
 
@@ -105,7 +106,7 @@ class BestModel:
             full = np.zeros((probs.shape[0], len(self.label_names)))
             full[:, self.model.classes_] = probs
             return full
-        return np.asarray(self.model.predict(x, batch_size=256, verbose=0))
+        return np.asarray(self.model.predict(as_model_takes(self.model, x), batch_size=256, verbose=0))
 
     def test_split(self, results_dir):
         """The held-out test split this model's search set aside, rebuilt from the

@@ -251,3 +251,25 @@ def model_inputs(kind, ids, cleaned_texts, artists=None, artists_index=None, pad
     if artists is not None:
         x["artist"] = np.array([[artists_index.get(a, 0)] for a in artists], dtype=np.int32).reshape(-1, 1)
     return x
+
+
+def as_model_takes(model, x):
+    """x, the named inputs model_inputs makes ({"lyrics": ..., "artist": ...}), in the structure the Keras
+    model was built on: one input (`keras.Model(words, out)`, a user's family) takes its array, a list of
+    inputs the arrays in their order, a dict (the suite's families) the dict. Keras warns at every call whose
+    structure differs from the model's (four lines each, several a trial). Anything else is returned as is."""
+    if not isinstance(x, dict):
+        return x
+    try:  # a subclassed model never called has no inputs: Keras matches what it can
+        struct, names = model.input, [t.name for t in model.inputs]
+    except (AttributeError, ValueError):
+        return x
+    if isinstance(struct, dict) or not names:
+        return x
+    if set(names) <= set(x):
+        arrays = [x[name] for name in names]
+    elif len(names) == len(x) == 1:  # one input, named otherwise: the lyrics
+        arrays = list(x.values())
+    else:
+        return x  # Keras names what it misses
+    return arrays if isinstance(struct, (list, tuple)) else arrays[0]

@@ -222,3 +222,33 @@ def test_the_trees_token_ids_are_the_studys_under_its_pipeline():
     tree = get_family("lyrics_decision_tree")
     made = tree.make_features(tree.defaults, {"vocab_size": 10, "seq_len": 4, "text_pipeline": "study"})
     assert made.pipeline == "study"
+
+
+def test_a_model_built_on_one_input_or_a_list_is_fed_as_built_without_keras_warnings():
+    """Issue 52, item 2: a user's family built on one Input (the README's) got the suite's dict, and Keras
+    warned four lines at every call; the data now takes the structure of the model's inputs."""
+    import warnings
+    import keras
+    from lyrics_cifar_search.study_data.text import as_model_takes
+    ids, artists = np.ones((4, 5), "int32"), np.zeros((4, 1), "int32")
+    x = {"lyrics": ids, "artist": artists}
+
+    def model(inputs, *used):
+        joined = keras.layers.Concatenate()([keras.layers.Flatten()(keras.layers.Embedding(9, 2)(t)) for t in used])
+        return keras.Model(inputs, keras.layers.Dense(3)(joined))
+
+    words = keras.Input((5,), dtype="int32", name="lyrics")
+    artist = keras.Input((1,), dtype="int32", name="artist")
+    other = keras.Input((5,), dtype="int32", name="words")  # one input, named otherwise
+    named = {"lyrics": keras.Input((5,), dtype="int32", name="lyrics")}
+    cases = [(model(words, words), {"lyrics": ids}, ids), (model(other, other), {"lyrics": ids}, ids),
+             (model([artist, words], artist, words), x, [artists, ids]),
+             (model(named, named["lyrics"]), {"lyrics": ids}, {"lyrics": ids})]
+    for m, given, expected in cases:
+        fed = as_model_takes(m, given)
+        pairs = list(zip(keras.tree.flatten(fed), keras.tree.flatten(expected), strict=True))
+        assert all(a is b for a, b in pairs) and type(fed) is type(expected)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # Keras's "structure of `inputs` doesn't match" fails here
+            assert m.predict(fed, verbose=0).shape == (4, 3)
+    assert as_model_takes(cases[0][0], ids) is ids  # images, or anything not a dict: as is

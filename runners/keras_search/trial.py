@@ -2,6 +2,7 @@
 
 import logging
 import ctypes
+import dataclasses
 import math
 import sys
 import time
@@ -12,6 +13,7 @@ import keras_tuner as kt
 
 from lyrics_cifar_search.runners import compat, trials_table
 from lyrics_cifar_search.runners.keras_search import accelerate
+from lyrics_cifar_search.study_data.text import as_model_takes
 from lyrics_cifar_search.suite_common import atomic
 
 logger = logging.getLogger(__name__)
@@ -136,6 +138,8 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     keras.utils.set_random_seed(seed)
     start = time.time()
     model = hypermodel.build(hp)
+    # the data in the structure the model's inputs were built on (a user's family: often one input, not a dict)
+    p = dataclasses.replace(p, x_train=as_model_takes(model, p.x_train), x_val=as_model_takes(model, p.x_val))
     n_train, batch_size = len(keras.tree.flatten(p.x_train)[0]), hp.values.get("batch_size")
     if batch_size and accelerate.use_fused_steps(epochs * -(-n_train // batch_size)):
         accelerate.fuse_train_steps(model, n_train, batch_size)

@@ -18,6 +18,7 @@ from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, TrialStatus
                                                               user_values)
 from lyrics_cifar_search.runners.keras_search.errors import FamilyFailed, WriteFailed
 from lyrics_cifar_search.runners.keras_search.trial import BudgetReached, StopAtDeadline, TooManyFailures, train
+from lyrics_cifar_search.study_data.text import as_model_takes
 from lyrics_cifar_search.suite_common import UserError, warn
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 from lyrics_cifar_search.suite_common.status import Status
@@ -241,7 +242,7 @@ def costs(model, names, x_val, metrics):
     if "params" in names:
         out["params"] = int(model.count_params())
     if "predict_ms" in names:
-        one = keras.tree.map_structure(lambda a: a[:1], x_val)
+        one = keras.tree.map_structure(lambda a: a[:1], as_model_takes(model, x_val))
         out["predict_ms"] = trials_table.median_ms(lambda: model.predict_on_batch(one))
     if "train_s" in names:
         out["train_s"] = metrics["duration_s"]
