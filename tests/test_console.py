@@ -66,3 +66,35 @@ def test_verbose_and_quiet_together_are_refused(tmp_path):
                           "--quiet"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert out.returncode == 2 and "not allowed with argument" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow  # two searches in subprocesses
+def test_a_keras_trial_shows_its_epoch_on_its_line_on_a_terminal_and_nothing_in_a_pipe(tmp_path, small_lyrics):
+    """Issue 52, item 5: a trial of several minutes showed nothing until it ended (unless --verbose). On a
+    terminal the trial's line says its epoch as it trains, then gives way to the finished trial's line."""
+    import pty
+    argv = [sys.executable, str(ROOT / "runners" / "search.py"), "lyrics_lstm", "--data", str(small_lyrics),
+            "--max-trials", "1", "--epochs", "2", *FAST]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "300"}
+    main, child = pty.openpty()
+    proc = subprocess.Popen([*argv, "--results-dir", str(tmp_path / "tty")], stdout=child, stderr=subprocess.DEVNULL,
+                            env=env)
+    os.close(child)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child's end closed: it has exited
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=600) == 0
+    os.close(main)
+    shown = seen.decode(errors="replace")
+    assert "\r\x1b[K[lyrics_lstm] trial 0: epoch 2/2  loss " in shown and "in this trial)" in shown
+    assert "\r\x1b[K[lyrics_lstm] trial 0 COMPLETE" in shown  # cleared: the trial's own line takes its place
+    piped = subprocess.run([*argv, "--results-dir", str(tmp_path / "pipe")], capture_output=True, text=True,
+                           timeout=600, env=env)
+    assert piped.returncode == 0 and "[lyrics_lstm] trial 0 COMPLETE" in piped.stdout
+    assert "\r" not in piped.stdout and "epoch 1/2" not in piped.stdout

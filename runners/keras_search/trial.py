@@ -4,6 +4,7 @@ import logging
 import ctypes
 import dataclasses
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,14 +23,16 @@ logger = logging.getLogger(__name__)
 class EpochLog(keras.callbacks.Callback):
     """Writes the trial's per-epoch curves (Keras Tuner keeps only the best epoch), and shows them:
 
-    show="lines": one line per epoch (--verbose); "live": one line on a terminal, rewritten as batches
-    and epochs end and cleared when the trial ends (its trial line takes its place); None: nothing."""
+    show="lines": one line per epoch (--verbose); "live": the trial's line on a terminal ("[family] trial 3:
+    epoch 2/20 ...", label its start), rewritten as batches and epochs end and cleared when the trial ends (its
+    finished trial line takes its place); None: nothing (a pipe, a log)."""
 
-    def __init__(self, path, epochs, show=None):
+    def __init__(self, path, epochs, show=None, label=""):
         super().__init__()
         self.path, self.epochs, self.rows, self.show = Path(path), epochs, [], show
+        self.label = f"{label}: " if label else ""
         self.phase_start = 0  # a family that fits twice (fine-tuning): the last fit's weights are kept
-        self._epoch, self._shown_at = 0, 0.0
+        self._epoch, self._shown_at, self._started = 0, 0.0, time.time()
 
     def on_train_begin(self, logs=None):
         self.phase_start = len(self.rows)
@@ -64,7 +67,10 @@ class EpochLog(keras.callbacks.Callback):
 
     def _live(self, text):
         self._shown_at = time.time()
-        sys.stdout.write(f"\r\033[K    {text}"[:200])
+        elapsed = int(self._shown_at - self._started)
+        line = f"{self.label}{text}  ({elapsed // 60}:{elapsed % 60:02d} in this trial)"
+        # one terminal row: a line that wraps cannot be rewritten in place
+        sys.stdout.write("\r\033[K" + line[:shutil.get_terminal_size().columns - 1])
         sys.stdout.flush()
 
     @property
@@ -127,12 +133,12 @@ def _free_last_trial():
         pass
 
 
-def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=(), verbose=False):
+def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=(), verbose=False, label=""):
     """Build and train one configuration; return the model and its validation metrics.
 
     Used by every trial, and again by the analysis to retrain a best
     configuration with other seeds. verbose: a line per epoch; otherwise one
-    updating line on a terminal, and nothing in pipes and logs.
+    updating line on a terminal, label ("[family] trial 3") first, and nothing in pipes and logs.
     """
     _free_last_trial()  # no graph or memory carried over between trials
     keras.utils.set_random_seed(seed)
@@ -146,7 +152,7 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     elif accelerate.use_graph_steps():
         accelerate.graph_train_steps(model)
     live = sys.stdout.isatty() and logger.isEnabledFor(logging.INFO)  # a terminal, and progress shown (not --quiet)
-    log = EpochLog(history_path, epochs, show="lines" if verbose else "live" if live else None)
+    log = EpochLog(history_path, epochs, show="lines" if verbose else "live" if live else None, label=label)
     # No callback here looks at single batches (Keras's TerminateOnNaN does): a
     # per-batch hook makes Keras wait for every step's logs, which stalls a GPU.
     # A NaN loss stops training at the end of its epoch instead (EpochLog).

@@ -112,7 +112,8 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
                                epochs=hp.values.get("tuner/epochs", self.epochs),
                                seed=self.seed + int(trial.trial_id),
                                history_path=self.out_dir / "histories" / f"trial_{number(trial)}.csv",
-                               callbacks=extra + ([stop] if stop else []), verbose=self.verbose)
+                               callbacks=extra + ([stop] if stop else []), verbose=self.verbose,
+                               label=f"[{self.family.name}] trial {number(trial)}")
         if stop is not None and stop.stopped:
             metrics["stopped_by_time_budget"] = 1  # its epochs_run is short of the budget
         if len(self.objectives) > 1:  # a Pareto search: the costs it weighs
