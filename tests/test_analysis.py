@@ -299,6 +299,19 @@ def test_figures_of_demo_data_say_so_and_importances_need_enough_trials(tmp_path
     figures.mark_demo(fig, True)
     assert [t.get_text() for t in fig.texts] == [figures.DEMO_MARK]
     plt.close(fig)
+    # issue 52: the mark sat on a rotated tick label of the confusion matrix; it now overlaps nothing drawn
+    from sklearn.metrics import ConfusionMatrixDisplay
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    names = ["Hip-Hop", "Metal", "Pop", "Rock", "Electronic"]
+    ConfusionMatrixDisplay.from_predictions([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], display_labels=names, ax=ax,
+                                            colorbar=False, xticks_rotation=45)
+    figures.mark_demo(fig, True)
+    renderer = fig.canvas.get_renderer()
+    mark = fig.texts[0].get_window_extent(renderer)
+    drawn = [t.get_window_extent(renderer) for t in [*ax.get_xticklabels(), *ax.get_yticklabels(), ax.xaxis.label,
+                                                     ax.yaxis.label, *ax.texts]] + [ax.get_window_extent(renderer)]
+    assert not any(mark.overlaps(box) for box in drawn)
+    plt.close(fig)
     study = optuna.create_study()
     for i in range(figures.MIN_TRIALS_FOR_IMPORTANCE):
         study.add_trial(optuna.trial.create_trial(
