@@ -34,7 +34,8 @@ KNOWN = {
                "policy's (runners/policy.py): TPESampler._sample, _compute_acquisition_func and _random_sampler "
                "(piBO), RandomSampler._rng, SuccessiveHalvingPruner's completed_rung_<k> attributes and "
                "_reduction_factor, HyperbandPruner._pruners and _try_initialization, Study._storage and _study_id"),
-    "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils)"),
+    "keras": ("3.5", "4", "TensorFlow marked absent on other backends (keras.src.utils.module_utils); "
+              "Trainer._symbolic_build before a fit on TensorFlow (quick_fit)"),
     "tensorflow": ("2.16", "2.22", "traced steps' gradient functions dropped from ops._gradient_registry"),
     "torch": ("2.1", "2.11", "torch._dynamo.reset skipped when nothing was compiled (convert_frame.FRAME_COUNTER); "
               "torch.as_tensor swapped while a CUDA graph is recorded"),
@@ -260,6 +261,52 @@ def forget_traced_gradients():
     if isinstance(registry, dict):
         for name in [n for n in registry if n.startswith("CustomGradient-")]:
             del registry[name]
+
+
+def quick_fit(model):
+    """TensorFlow: two costs Keras makes a small model pay in every trial, taken off its fit() (installed on the
+    model; each fit() of a family that fits twice, recompiling in between, gets both). Arrays only: anything else
+    (a dataset, a generator, validation_split) and other backends fit as they are. The same batches and numbers.
+
+    - Keras builds the optimizer's slots and the compiled loss and metrics inside the first trace of the train
+      step (first only under a distribution strategy: Trainer._maybe_symbolic_build), and a tf.function that
+      creates variables is traced twice. They are built from fit()'s first row (Trainer._symbolic_build): one
+      trace.
+    - Without steps_per_epoch (and validation_steps) Keras's EpochIterator makes a new tf.data iterator at each
+      epoch's start and another at its end, for training and again for validation: four an epoch, 13 ms each
+      on 2 CPU cores. Given the steps it already counts, it keeps the one made at the end: two.
+    Together about 0.3 s of a small trial's 1.6 s start and 35 ms of its 180 ms epoch (bench/README.md,
+    first_run.py)."""
+    fit = model.fit
+
+    def arrays(*values):
+        leaves = [v for v in keras_tree().flatten(values) if v is not None]
+        return bool(leaves) and all(hasattr(v, "shape") and len(v.shape) and hasattr(v, "__getitem__")
+                                    for v in leaves)
+
+    def steps(data, batch_size):
+        return -(-len(keras_tree().flatten(data)[0]) // batch_size)
+
+    def fit_quickly(x=None, y=None, *args, **kwargs):
+        if args or kwargs.get("validation_split") or not arrays(x, y):
+            return fit(x, y, *args, **kwargs)
+        if hasattr(model, "_symbolic_build"):
+            model._symbolic_build(data_batch=keras_tree().map_structure(lambda v: v[:1], (x, y)))
+        batch_size = kwargs.get("batch_size") or 32  # fit()'s own default
+        if not kwargs.get("steps_per_epoch"):
+            kwargs["steps_per_epoch"] = steps(x, batch_size)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tuple) and arrays(*validation) and not kwargs.get("validation_steps"):
+            kwargs["validation_steps"] = steps(validation[0], kwargs.get("validation_batch_size") or batch_size)
+        return fit(x, y, **kwargs)
+
+    model.fit = fit_quickly
+    return model
+
+
+def keras_tree():
+    import keras  # Keras: only where a model is trained
+    return keras.tree
 
 
 def nothing_compiled_by_dynamo():

@@ -10,8 +10,8 @@ import pandas as pd
 from lyrics_cifar_search.suite_common import atomic
 
 DEMO_GENRES = ("Rock", "Pop", "Metal", "Hip-Hop")
-# Sized so that the README's first command (lyrics_lstm: 10 trials of up to 20 epochs) ends in under two
-# minutes on a 2-core CPU (README, Performance); the real data is a --data flag away.
+# Sized so that the README's first command (lyrics_lstm: 10 trials of up to 20 epochs) ends in about a
+# minute on a 2-core CPU (README, Performance); the real data is a --data flag away.
 DEMO_ROWS = 150
 
 

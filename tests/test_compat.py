@@ -99,3 +99,37 @@ def test_traced_gradient_functions_are_forgotten_between_trials():
     assert any(name.startswith("CustomGradient-") for name in registry)
     compat.forget_traced_gradients()
     assert not any(name.startswith("CustomGradient-") for name in registry)
+
+
+def test_quick_fit_traces_the_train_step_once_keeps_iterators_and_changes_no_number():
+    """compat.quick_fit (TensorFlow): Keras built the optimizer and compiled metrics inside the first trace, so
+    TensorFlow traced the train step twice; and made four tf.data iterators an epoch. Same batches, same numbers."""
+    pytest.importorskip("tensorflow")
+    import keras
+    import numpy as np
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("a TensorFlow patch")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 6)).astype("float32"), rng.integers(0, 3, 40)
+    xv, yv = rng.normal(size=(10, 6)).astype("float32"), rng.integers(0, 3, 10)
+
+    def trained(quick):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(3, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        traces, iterators, fit = [], [], model.fit
+        model.train_step = lambda data, step=model.train_step: traces.append(1) or step(data)
+        model.fit = lambda *a, **k: iterators.append(k) or fit(*a, **k)  # what the real fit() is given
+        if quick:
+            compat.quick_fit(model)
+        history = model.fit(x, y, batch_size=16, epochs=3, validation_data=(xv, yv), verbose=0)
+        return history.history, len(traces), iterators[0]
+
+    plain, plain_traces, plain_args = trained(False)
+    quick, quick_traces, quick_args = trained(True)
+    assert quick_traces == 1 <= plain_traces  # Keras 3.15 on TensorFlow traces twice; the patch, once
+    assert "steps_per_epoch" not in plain_args and (quick_args["steps_per_epoch"], quick_args["validation_steps"]) \
+        == (3, 1)  # 40 rows in batches of 16; 10 validation rows in one
+    assert quick == plain  # the same batches, the same numbers

@@ -144,6 +144,8 @@ def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=()
     keras.utils.set_random_seed(seed)
     start = time.time()
     model = hypermodel.build(hp)
+    if keras.backend.backend() == "tensorflow":
+        compat.quick_fit(model)  # one trace of the train step, not two; two tf.data iterators an epoch, not four
     # the data in the structure the model's inputs were built on (a user's family: often one input, not a dict)
     p = dataclasses.replace(p, x_train=as_model_takes(model, p.x_train), x_val=as_model_takes(model, p.x_val))
     n_train, batch_size = len(keras.tree.flatten(p.x_train)[0]), hp.values.get("batch_size")
