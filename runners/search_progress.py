@@ -53,6 +53,7 @@ class Progress:
         self.reference = reference  # trials_table.chance(): what learning nothing scores, with its noise
         self.start = time.time()
         self.finished_here = 0
+        self.said_what_lines_show = False
 
     def trial_done(self, rows, trial_id, status, score, baseline=None):
         """The line for a trial that has just ended, from trials.csv's rows as just written (record.write_table):
@@ -69,6 +70,10 @@ class Progress:
         score_s = f"{self.objective} {score:.4f}" if score is not None else "no score"
         parts = [f"[{self.family}] trial {trial_id} {status} {score_s}"]
         if params is not None and baseline is not None:
+            if not self.said_what_lines_show:  # once, before the first line that shows them
+                self.said_what_lines_show = True
+                logger.info(f"[{self.family}] each trial's line names the hyperparameters it changes from the "
+                            "baseline (trial 0: every default); trials.csv holds them all")
             parts.append(changes(params, baseline))
         parts.append(f"best {best:.4f} (trial {best_id})" if best is not None else "no finished trial yet")
         if best is not None and trials_table.learned_nothing(best, self.reference, self.direction):

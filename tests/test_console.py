@@ -56,6 +56,9 @@ def test_a_search_shows_what_its_flag_asks(tmp_path, small_lyrics, capsys, flag)
     out, err = capsys.readouterr()
     trial_line = "[lyrics_lstm] trial 0 COMPLETE"
     assert (trial_line in out) == (flag != "--quiet")  # progress: by default and with --verbose
+    # issue 52: the lines show only what a trial changed from the baseline, and say so once
+    assert out.count("each trial's line names the hyperparameters it changes from the baseline") \
+        == (flag != "--quiet")
     assert ("epoch 2/2" in out) == (flag == "--verbose")  # every epoch: --verbose only
     assert "best" in out and "test" in out  # the closing summary, whatever the flag
     assert "rows" in out or flag == "--quiet"  # the data line (lyrics: "... train / ... validation ... rows")
