@@ -209,6 +209,7 @@ def load_best(family: str | Path, results_dir: str | Path = "results", with_arti
         command = f"{search_command('search')} {family.removesuffix('_artist')}" + \
             (" --with-artist" if family.endswith("_artist") else "")
     else:
+        family = str(family)
         folder = Path(results_dir).expanduser().resolve() / (family + ("_artist" if with_artist else "")) / "best"
         command = f"{search_command('search')} {family}" + (" --with-artist" if with_artist else "") + \
             (f" --results-dir {Path(results_dir)}" if Path(results_dir) != Path("results") else "")

@@ -1,4 +1,4 @@
-"""The engine interface. Each engine is a module with three functions:
+"""The engine interface: `Engine`, a Protocol each engine module satisfies (the type checker checks both, below).
 
     search(family, prepared, out_dir, config) -> the trials.csv rows   run or resume the search (workers too)
     baseline(family, prepared) -> params                              trial 0's values: the earlier study's
@@ -16,8 +16,7 @@ import logging
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar, cast
 
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.runners.search_progress import Stop
@@ -27,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the types of the engine interface, for readers and checkers only
     from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.runners.shaping import Shape
     from lyrics_cifar_search.search_spaces import Family
 
 # Who proposes the trials: "optuna", a study with a sampler (and for Keras a pruner: runners/keras_search/
@@ -46,7 +46,7 @@ class SearchConfig:
     stop: Stop = field(default_factory=Stop)  # Ctrl-C and --time-budget: when the search stops
     time_budget: Optional[float] = None  # --time-budget in seconds: the search policy sizes its start-up by it
     baseline: bool = True  # False (--no-baseline): no fixed first trials; the sampler proposes from trial 0
-    shape: Optional[object] = None  # a runners.shaping.Shape: --set, --range, --choices, --enqueue
+    shape: Optional[Shape] = None  # --set, --range, --choices, --enqueue
     tensorboard: Optional[str] = None
     workers: int = 1
     storage: Optional[str] = None  # Optuna: a shared database URL
@@ -59,13 +59,31 @@ class SearchConfig:
     artifact_store: Optional[str] = None  # --artifact-store: a folder or s3://bucket; None: results/artifacts/
 
 
+FamilyT = TypeVar("FamilyT", bound="Family", contravariant=True)  # an engine takes its own kind of family
+
+
+class Engine(Protocol[FamilyT]):
+    """What an engine module provides (runners/keras_search/__init__.py takes KerasFamily, runners/optuna_engine.py
+    OptunaFamily)."""
+
+    def search(self, family: FamilyT, prepared: Prepared, out_dir: Path, config: SearchConfig) -> list[dict]:
+        """Run or resume the search into out_dir (workers too); trials.csv's rows ([] in a worker)."""
+
+    def baseline(self, family: FamilyT, prepared: Prepared) -> dict[str, Any]:
+        """Trial 0's values: every hyperparameter at its default, the earlier study's."""
+
+    def train_one(self, family: FamilyT, prepared: Prepared, params: dict[str, Any], seed: int,
+                  epochs: Optional[int] = None) -> Any:
+        """One configuration trained as a trial is; the model (a Keras model, or a fitted pipeline)."""
+
+
 ENGINES = {"keras_tuner": "lyrics_cifar_search.runners.keras_search",
            "optuna": "lyrics_cifar_search.runners.optuna_engine"}
 
 
-def engine(family: Family) -> ModuleType:
+def engine(family: Family) -> Engine[Any]:
     """The family's engine module (imported on first use: Keras Tuner and Keras, or Optuna and scikit-learn)."""
-    return importlib.import_module(ENGINES[family.engine])
+    return cast("Engine[Any]", importlib.import_module(ENGINES[family.engine]))
 
 
 def run(family: Family, prepared: Prepared, out_dir: str | Path, config: SearchConfig) -> list[dict]:
@@ -95,3 +113,10 @@ def study_settings(family: Family, config: SearchConfig) -> dict:
         return {"tuner": config.tuner, **({"sampler": config.sampler, "pruner": config.pruner}
                                           if config.tuner == "optuna" else {}), "baseline": config.baseline}
     return {"sampler": config.sampler, "baseline": config.baseline}
+
+
+if TYPE_CHECKING:  # the type checker checks that both engine modules satisfy Engine
+    from lyrics_cifar_search.runners import keras_search, optuna_engine
+    from lyrics_cifar_search.search_spaces import KerasFamily, OptunaFamily
+    _keras_tuner_engine: Engine[KerasFamily] = keras_search
+    _optuna_engine: Engine[OptunaFamily] = optuna_engine

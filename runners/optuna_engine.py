@@ -15,12 +15,15 @@ Choices, noted:
   its cheap feature settings on top of them.
 """
 
+from __future__ import annotations
+
 import copy
 import logging
 import os
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import optuna
@@ -34,6 +37,11 @@ from lyrics_cifar_search.runners import (best_store, compat, model_store, policy
                                         workers)
 from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError
 from lyrics_cifar_search.suite_common.failpoints import failpoint
+
+if TYPE_CHECKING:  # the engine interface's types (runners/engines.py, Engine)
+    from lyrics_cifar_search.runners.engines import SearchConfig
+    from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.search_spaces import OptunaFamily
 
 logger = logging.getLogger(__name__)
 
@@ -416,7 +424,7 @@ def _wait_for_running_trials(search, storage_url):
 
 # --- the engine interface (runners/engines.py) ----------------------------------------------------------------
 
-def search(family, prepared, out_dir, config):
+def search(family: OptunaFamily, prepared: Prepared, out_dir: Path, config: SearchConfig) -> list[dict]:
     """The search here; with --workers N, N processes sharing its study; in such a worker, trials until the
     study holds --max-trials. Returns the trials.csv rows ([] in a worker)."""
     models = model_store.for_search(config, out_dir, pareto=len(trials_table.objectives_of(family, prepared.meta)) > 1)
@@ -462,12 +470,13 @@ def _run_workers(family, prepared, out_dir, config, models=None):
     return record.write_table(study, out_dir)
 
 
-def baseline(family, prepared):
+def baseline(family: OptunaFamily, prepared: Prepared) -> dict[str, Any]:
     """Trial 0's values: the family's defaults (the earlier study's)."""
-    return dict(family.defaults)
+    return dict(family.defaults or {})
 
 
-def train_one(family, prepared, params, seed, epochs=None):
+def train_one(family: OptunaFamily, prepared: Prepared, params: dict[str, Any], seed: int,
+              epochs: Optional[int] = None) -> Any:
     """One configuration trained as a trial is (features fitted on the training rows); the fitted pipeline."""
     cache = FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
     model, _ = train(family, params, prepared, cache, seed)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 import optuna
@@ -38,7 +38,7 @@ OPTUNA_PRUNER_STARTUP = 5
 # when it starts, so its start-up is the smallest that gives TPE evidence of its own.
 TIMED_EXTRA_STARTUP = 2
 
-Defaults = Union[Mapping[str, object], Callable[[], Mapping[str, object]]]
+Defaults = Union[Mapping[str, Any], Callable[[], Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,15 @@ def summary(budget: Budget, sampler: str, pruner: str) -> dict:
 
 # --- samplers ------------------------------------------------------------------------------------------------
 
-def make_sampler(name: str, seed: int, budget: Budget, *, pruner: str = "none", defaults: Defaults = None,
+def make_sampler(name: str, seed: int, budget: Budget, *, pruner: str = "none", defaults: Optional[Defaults] = None,
                  legacy_prior: bool = False) -> optuna.samplers.BaseSampler:
     """--sampler: "tpe" (multivariate, grouped for conditional spaces, constant liar when parallel; with several
     objectives, Optuna's multi-objective TPE), "tpe-prior" (the same, with piBO's prior on the defaults:
     PriorTPE), "random", "nsga2" (NSGA-II, for several objectives); seeded. legacy_prior: a search recorded
     with the first tpe-prior (a mixture, NearDefaults) resumes with it."""
     startup = sampler_startup(budget, pruner)
-    kwargs = dict(seed=seed, multivariate=True, group=True, n_startup_trials=startup, constant_liar=budget.parallel)
+    kwargs: dict[str, Any] = dict(seed=seed, multivariate=True, group=True, n_startup_trials=startup,
+                                  constant_liar=budget.parallel)
     with warnings.catch_warnings():  # multivariate, group and constant_liar are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
@@ -173,6 +174,8 @@ class Prior:
         value = defaults[name]
         if isinstance(dist, optuna.distributions.CategoricalDistribution):
             return value if value in dist.choices else None
+        if not isinstance(dist, (optuna.distributions.FloatDistribution, optuna.distributions.IntDistribution)):
+            return None
         try:
             return value if dist.low <= float(value) <= dist.high else None
         except (TypeError, ValueError):
@@ -216,7 +219,8 @@ class Prior:
         probs[dist.choices.index(default)] += self.DEFAULT_MASS
         return probs
 
-    def log_pdf(self, samples: Mapping[str, np.ndarray], space: Mapping[str, object]) -> np.ndarray:
+    def log_pdf(self, samples: Mapping[str, np.ndarray],
+                space: Mapping[str, optuna.distributions.BaseDistribution]) -> np.ndarray:
         """log pi(x) of TPE's candidates (samples: each parameter's internal representation), up to a constant
         per parameter (the truncation's normaliser, which no comparison of candidates sees)."""
         total = np.zeros(len(next(iter(samples.values()))) if samples else 0)
@@ -229,7 +233,7 @@ class Prior:
                 total += np.log(self._choice_probs(dist, default)[np.asarray(values, dtype=int)])
             else:
                 x = np.asarray(values, dtype=float)
-                total += self._normal(dist, default).logpdf(np.log(np.maximum(x, 1e-300)) if dist.log else x)
+                total += self._normal(dist, default).logpdf(np.log(np.maximum(x, 1e-300)) if getattr(dist, "log", False) else x)
         return total
 
 
@@ -259,7 +263,8 @@ class PriorTPE(optuna.samplers.TPESampler):
         super().__init__(**kwargs)
         self.prior, self.beta = prior, beta
         compat.set_tpe_startup_sampler(self, _PriorDraws(prior, kwargs.get("seed")))
-        self._space, self._finished = {}, 0
+        self._space: dict[str, optuna.distributions.BaseDistribution] = {}
+        self._finished = 0
 
     def prior_weight(self) -> float:
         """The exponent on pi for the next proposal: beta / n."""

@@ -48,8 +48,8 @@ class Prepared:
     spec: dict  # what a Keras hypermodel needs to know about the data
     meta: dict  # goes into best/meta.json
     artifacts: dict  # file name -> text, saved beside the best model
-    record: dict = None  # what shapes data and model: a resume with anything different is refused
-    deferred_writes: list = None  # the data cache's writes, done once the resume guard accepts the data
+    record: Optional[dict] = None  # what shapes data and model: a resume with anything different is refused
+    deferred_writes: Optional[list] = None  # the data cache's writes, done once the resume guard accepts the data
 
 
 @dataclass(frozen=True)

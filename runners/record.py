@@ -65,12 +65,16 @@ def study_name(out_dir: str | Path, record: dict | None = None, storage: str | N
     return f"{Path(out_dir).name}-{digest}"
 
 
-def open_storage(out_dir: str | Path, url: str | None = None, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(out_dir: str | Path | None, url: str | None = None, heartbeat: bool = True) -> optuna.storages.BaseStorage:
     """The search's storage: results/optuna.db by default, or a database URL shared by workers (e.g.
     postgresql://...). heartbeat: Optuna's study.optimize sends them; a worker that dies leaves a trial whose
     heartbeat stops, and the next worker to start a trial marks it FAIL and queues its parameters again
     (a study used through ask and tell sends none: Optuna warns if asked to)."""
-    url = _with_installed_driver(url or storage_url(Path(out_dir).parent))
+    if url is None:
+        if out_dir is None:
+            raise ValueError("open_storage: give the results folder or a URL")
+        url = storage_url(Path(out_dir).parent)
+    url = _with_installed_driver(url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # outside the try below: a missing name (an Optuna older than setup.cfg's 4.9) is not a storage fault
@@ -287,7 +291,7 @@ def add_ended(study: optuna.Study, *, trial_id: int, state: Status, params: dict
     # A FrozenTrial, not optuna.trial.create_trial: create_trial stamps start and end "now", and the
     # dashboard's timeline shows each trial's real duration.
     study.add_trial(optuna.trial.FrozenTrial(
-        number=-1, trial_id=-1, state=optuna.trial.TrialState[state.value], value=float(value) if finite else None,
+        number=-1, trial_id=-1, state=optuna.trial.TrialState[state.value], value=float(value) if finite and value is not None else None,
         datetime_start=datetime.datetime.fromtimestamp(start), datetime_complete=datetime.datetime.fromtimestamp(end),
         params=kept, distributions={k: distributions[k] for k in kept},
         user_attrs={"trial_id": int(trial_id), **{k: v for k, v in attrs.items() if v is not None}},

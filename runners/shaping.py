@@ -227,7 +227,7 @@ def check(shape: Shape, family, space: dict[str, Param], baseline: bool = True) 
 
     given = [("--set", n) for n in shape.fixed] + [("--range", n) for n in shape.ranges] \
         + [("--choices", n) for n in shape.choices]
-    flags_of = {}
+    flags_of: dict[str, list[str]] = {}
     for flag, name in given:
         flags_of.setdefault(name, []).append(flag)
     for name, flags in flags_of.items():

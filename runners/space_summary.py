@@ -54,7 +54,7 @@ def _condition(hp):
     return " and ".join(parts)
 
 
-_KERAS_SPACES = {}  # (family, with_artist) -> keras_space's list: a shaped search's check and its engine share it
+_KERAS_SPACES: dict = {}  # (family, with_artist) -> keras_space's list: a shaped search's check and its engine share it
 
 
 def keras_space(family, with_artist=False):

@@ -325,8 +325,8 @@ def dry_run(searches, state, results_dir):
               "search", flush=True)
 
 
-_STEP = []  # the child process running now
-_TERMINATED = []  # a SIGTERM arrived: the study stops once the running step has stopped
+_STEP: list[subprocess.Popen] = []  # the child process running now
+_TERMINATED: list[int] = []  # a SIGTERM arrived: the study stops once the running step has stopped
 
 
 def run_step(argv):

@@ -32,7 +32,7 @@ import traceback
 from dataclasses import dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from lyrics_cifar_search.suite_common import UserError
 
@@ -55,7 +55,7 @@ class Family:
 @dataclass(frozen=True)
 class KerasFamily(Family):
     """A Keras Tuner family: a HyperModel trained epoch by epoch."""
-    hypermodel: Optional[type] = None  # a keras_tuner.HyperModel class, called with the data spec
+    hypermodel: Any = None  # a keras_tuner.HyperModel class, called with the data spec (Keras Tuner: untyped)
     epochs: Optional[int] = None  # max epochs of a trial (--epochs overrides)
     patience: Optional[int] = 5  # early stopping on validation loss, best epoch restored; None: every epoch
     first_trials: tuple = ({},)  # fixed first trials, as overrides of the defaults: trial 0 is the baseline
@@ -86,7 +86,7 @@ DECLARED = ("task", "engine", "description", "inputs", "block", "epochs", "patie
 # when it registers, with their names
 ENGINE_FIELDS = {engine: tuple(f.name for f in fields(kind) if f.name not in {g.name for g in fields(Family)})
                  for engine, kind in FAMILY_TYPES.items()}
-_REGISTRY = {}
+_REGISTRY: dict[str, Family] = {}
 T = TypeVar("T")  # what register_family decorates: a HyperModel class or a suggest function
 _DISCOVERED = False  # every module of the package imported
 
@@ -125,7 +125,7 @@ def families() -> dict[str, Family]:
     return dict(sorted(_REGISTRY.items()))
 
 
-_INDEX = None
+_INDEX: Optional[dict[str, str]] = None
 
 
 def index() -> dict[str, str]:
@@ -174,7 +174,7 @@ def _declared(path):
 # below (module names or .py files, separated by os.pathsep) and the search's --families-from.
 ENTRY_POINT_GROUP = "lyrics_cifar_search.families"
 FAMILIES_ENV = "LYRICS_SEARCH_FAMILIES"
-_USER_LOADED = set()
+_USER_LOADED: set[str] = set()
 # the suite's packages were top-level import names up to version 0.1
 _BEFORE_ONE_NAME = {"suite_common", "studies", "study_data", "search_spaces", "runners", "analysis"}
 

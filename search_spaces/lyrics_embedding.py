@@ -22,6 +22,7 @@ NAME = "lyrics_embedding"
 class HyperModel(LyricsHyperModel):
     batch_size_default = 32
     model_name = NAME
+    sources: tuple[str, ...]
     sources, default_source = EMBEDDING_SOURCES, "learned"  # lyrics_glove keeps the pre-trained ones
     words_only_default = False  # the earlier study averaged over the padding too
     dropout_before_dense_default = True

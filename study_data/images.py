@@ -25,6 +25,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Optional
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 
@@ -49,7 +51,7 @@ class ImageSet:
     source: str
     is_demo: bool
     fingerprint: str
-    is_test: np.ndarray = None
+    is_test: Optional[np.ndarray] = None
 
 
 def content_fingerprint(x, y, names, is_test):

@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Optional
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -80,7 +82,7 @@ class Split:
     y: np.ndarray  # int32 [n] genre index into label_names
     texts: list  # cleaned texts (for TF-IDF and bag-of-words families)
     artists: list  # artist names, "" when the table has none
-    rows: np.ndarray = None  # each row's index among the data rows of its file (the test file's for --test-data)
+    rows: Optional[np.ndarray] = None  # each row's index among the data rows of its file (the test file's for --test-data)
 
 
 @dataclass
@@ -95,9 +97,9 @@ class LyricsData:
     source: str
     is_demo: bool
     fingerprint: str  # the file bytes, test file bytes, options and columns: what the splits are made of
-    file_hashes: dict = None  # {"data": sha256 of the file's bytes, "test_data": of the test file's, or None}
-    duplicates: dict = None  # songs removed as repeats before splitting (_deduplicate)
-    dropped: dict = None  # rows dropped before splitting, by why (_filter_rows, _genres_to_learn); None: not known
+    file_hashes: Optional[dict] = None  # {"data": sha256 of the file's bytes, "test_data": of the test file's, or None}
+    duplicates: Optional[dict] = None  # songs removed as repeats before splitting (_deduplicate)
+    dropped: Optional[dict] = None  # rows dropped before splitting, by why (_filter_rows, _genres_to_learn); None: not known
 
     @property
     def n_classes(self):

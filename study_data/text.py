@@ -6,6 +6,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from typing import Optional
+
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -47,7 +49,7 @@ class TextEncoder:
     stopwords: str = "english"
     pipeline: str = "study"
     keras_ids: bool = False
-    _index: dict = field(default=None, repr=False, compare=False)
+    _index: Optional[dict] = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(cls, cleaned_texts, vocab_size, seq_len, clean=True, stopwords="english", pipeline="study"):

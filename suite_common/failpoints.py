@@ -19,7 +19,7 @@ __all__ = ["failpoint", "POINTS"]
 
 POINTS = ("trial-started", "trial-recorded", "trial-file-written", "oracle-saved", "retry-taken", "before-csv",
           "candidate-written", "before-promote", "mid-replace-dir", "artifact-half-written", "artifact-uploaded")
-_passes = {}
+_passes: dict[str, int] = {}
 
 
 def failpoint(name):

@@ -110,7 +110,7 @@ NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)
                    rb"|WARNING:tensorflow:|WARNING:absl:"
                    rb"|.*oneDNN custom operations are on"
                    rb"|.*rebuild TensorFlow with the appropriate compiler flags)")
-_filter = {}
+_filter: dict = {}
 
 
 def quiet_frameworks():

@@ -31,12 +31,15 @@ trials, trains them, and promotes its model to best/ if better. All of them
 share the results folder.
 """
 
+from __future__ import annotations
+
 import logging
 import dataclasses
 import gc
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import keras
 import keras_tuner as kt
@@ -50,6 +53,11 @@ from lyrics_cifar_search.runners.keras_search.trial import BudgetReached, TooMan
 from lyrics_cifar_search.runners.keras_search.tuner import SuiteTuner
 from lyrics_cifar_search.runners.search_progress import Stop
 from lyrics_cifar_search.suite_common import UserError, warn
+
+if TYPE_CHECKING:  # the engine interface's types (runners/engines.py, Engine)
+    from lyrics_cifar_search.runners.engines import SearchConfig
+    from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.search_spaces import KerasFamily
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +215,7 @@ def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=No
 
 # --- the engine interface (runners/engines.py) ----------------------------------------------------------------
 
-def search(family, prepared, out_dir, config):
+def search(family: KerasFamily, prepared: Prepared, out_dir: Path, config: SearchConfig) -> list[dict]:
     """The search here; as the chief of --workers N here (on loopback) or of workers elsewhere (KERASTUNER_*
     variables); or, in a worker, the chief's trials. Returns the trials.csv rows ([] in a worker)."""
     config = dataclasses.replace(config, epochs=config.epochs or family.epochs)
@@ -230,7 +238,8 @@ def search(family, prepared, out_dir, config):
         return workers.start_workers(family, config, env_of=lambda i: {
             "KERASTUNER_TUNER_ID": f"worker{i}", "KERASTUNER_ORACLE_IP": "127.0.0.1",
             "KERASTUNER_ORACLE_PORT": str(port)})
-    chief, local = None, config.workers > 1 and role != "chief"
+    chief: tuple[str, str | int] | None = None
+    local = config.workers > 1 and role != "chief"
     if role == "chief":  # workers on other machines connect to it
         chief = (os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
     elif local:
@@ -244,14 +253,15 @@ def search(family, prepared, out_dir, config):
                if chief is None else None)
 
 
-def baseline(family, prepared):
+def baseline(family: KerasFamily, prepared: Prepared) -> dict[str, Any]:
     """Trial 0's values: every hyperparameter the hypermodel declares in build(), at its default."""
     space = kt.HyperParameters()
     family.hypermodel(prepared.spec).build(space)
     return default_values(space.space)
 
 
-def train_one(family, prepared, params, seed, epochs=None):
+def train_one(family: KerasFamily, prepared: Prepared, params: dict[str, Any], seed: int,
+              epochs: Optional[int] = None) -> Any:
     """One configuration trained as a trial is (the same callbacks and early stopping); the model."""
     hp = kt.HyperParameters()
     hp.values = dict(params)

@@ -50,7 +50,7 @@ class BaselineFirst:
     overrides of the defaults), e.g. cifar_transfer's from-scratch reference.
     """
 
-    first_trials = ({},)
+    first_trials: tuple[dict, ...] = ({},)
 
     def populate_space(self, trial_id):  # Keras Tuner's documented override for an oracle
         n = len(self.trials)  # trials begun before this one
