@@ -14,8 +14,10 @@ package_dir maps them), from the lowest layer up:
 
 import os as _os
 
-# A clone used without an install, with the repository root on PYTHONPATH (as on a GPU machine that runs
-# bench/gpu_figures.sh from a copy of the tree): the subpackages are this folder's siblings there.
+# In a clone, this folder's runners, analysis, ... are links to the folders at the top of the repository, so
+# editors and type checkers follow the import name (issue 53). A copy of the tree that lost the links, used with
+# the repository root on PYTHONPATH (as on a GPU machine that runs bench/gpu_figures.sh): the subpackages are
+# this folder's siblings there.
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if _os.path.isfile(_os.path.join(_root, "setup.cfg")) and _os.path.isdir(_os.path.join(_root, "runners")):
     __path__.append(_root)
