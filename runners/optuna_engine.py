@@ -12,12 +12,11 @@ Choices, noted:
 - Trials left RUNNING by a killed run are marked FAIL on resume.
 - Feature matrices are fitted once per distinct FEATURE_PARAMS setting and
   kept in memory for the rest of the run; a family's refine_features applies
-  its cheap feature settings on top of them.
+  its cheap feature settings on top of them (one trial: runners/optuna_trial.py).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -25,18 +24,17 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-import numpy as np
 import optuna
 import skops.io as sio
-from sklearn.pipeline import Pipeline
 
-from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-from lyrics_cifar_search.runners import (best_store, compat, model_store, policy, record, search_progress, shaping,
-                                        trials_table,
-                                        workers)
+from lyrics_cifar_search.runners import (best_store, model_store, policy, record, search_progress, shaping,
+                                        trials_table, workers)
 from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError
 from lyrics_cifar_search.suite_common.failpoints import failpoint
+# one trial: features, classifier, metrics and costs (optuna_trial.py)
+from lyrics_cifar_search.runners.optuna_trial import FeatureCache, costs, parameter_count, train
+# what the study runs next: the baseline, trials run again, the counts (optuna_queue.py)
+from lyrics_cifar_search.runners import optuna_queue as queue
 
 if TYPE_CHECKING:  # the engine interface's types (runners/engines.py, Engine)
     from lyrics_cifar_search.runners.engines import SearchConfig
@@ -48,13 +46,6 @@ logger = logging.getLogger(__name__)
 FINISHED = record.FINISHED
 # Proposals in a row already tried before the space counts as used up (Keras Tuner's collision limit, 20)
 MAX_REPEATS = 20
-
-
-def _taken(study, number):
-    """Trials started before trial `number` that finish or may still finish."""
-    retried = record.retried(study)
-    return sum(t.number < number and not record.interrupted(t, retried)
-               and t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) for t in study.trials)
 
 
 class StorageFailed(BaseException):
@@ -75,99 +66,6 @@ def _optimize(study, url, *args, **kwargs):
         if problem is None:
             raise
         raise UserError(record.storage_error_line(problem, url)) from None
-
-
-def _queued(study):
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-
-
-def _counted(study):
-    retried = record.retried(study)
-    return sum(t.state in FINISHED and not record.interrupted(t, retried) for t in study.trials)
-
-
-def enqueue_baseline(study, family, baseline=True, shape=None):
-    """Trial 0 of a new study: the family's defaults (the earlier study's model; --set's values fixed), tagged
-    is_baseline, none with --no-baseline (baseline=False); then --enqueue's configurations (Optuna samples what
-    one leaves out)."""
-    if study.trials:
-        return
-    fixed = shape.fixed if shape else {}
-    if baseline:
-        study.enqueue_trial({**family.defaults, **fixed}, user_attrs={"is_baseline": True})
-    for row in (shape.enqueued if shape else []):
-        study.enqueue_trial({**row, **fixed})
-
-
-def _run_again(study, numbers):
-    """RUNNING trials `numbers` that nobody runs any more: each is failed (marked interrupted, out of the tables)
-    and queued again with its values by Optuna's RetryHeartbeatStaleTrialCallback (RetryFailedTrialCallback's
-    name since 4.9), as Optuna's heartbeat check does with a stale trial. A trial killed before it drew its values
-    runs the values it was queued with."""
-    storage = compat.storage_of(study)
-    study_id = storage.get_study_id_from_name(study.study_name)
-    with warnings.catch_warnings():  # marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=None)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.number not in numbers:
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_user_attr(trial_id, "interrupted", True)  # this attempt: out of the tables
-        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-        failed = copy.deepcopy(storage.get_trial(trial_id))
-        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "interrupted"}  # the new one runs
-        retry(study, failed)
-
-
-def _retry_interrupted(study):
-    """Trials left RUNNING by a killed run, found on resume: run again now. A search alone on its results folder
-    (its lock says nobody else runs it) knows such a trial is dead, where Optuna's heartbeat check would wait
-    for its grace period first."""
-    _run_again(study, {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))})
-
-
-class FeatureCache:
-    """Fitted feature transformers and their matrices, by FEATURE_PARAMS setting."""
-
-    def __init__(self, family, texts_train, texts_val, spec=None):
-        self.family, self.texts_train, self.texts_val, self.spec = family, texts_train, texts_val, spec or {}
-        self.entries = {}
-        self.hits = self.misses = 0
-
-    def get(self, params):
-        key = tuple((k, params.get(k)) for k in self.family.feature_params)
-        if key in self.entries:
-            self.hits += 1
-        else:
-            self.misses += 1
-            features = self.family.make_features(params, self.spec)
-            x_train = features.fit_transform(self.texts_train)
-            self.entries[key] = (features, x_train, features.transform(self.texts_val))
-        return self.entries[key]
-
-
-def train(family, params, p, cache, seed):
-    """Fit one configuration; return the fitted pipeline and its validation metrics.
-
-    Used by every trial, and again by the analysis to retrain a best
-    configuration with other seeds."""
-    start = time.time()
-    features, x_train, x_val = cache.get(params)
-    if family.refine_features is not None:  # cheap settings applied on top of the cached step
-        features, x_train, x_val = family.refine_features(params, features, x_train, x_val)
-    clf = family.make_classifier(params, seed)
-    clf.fit(x_train, p.y_train)
-    metrics = trials_table.classification_metrics(p.y_val, _full_proba(clf, x_val, len(p.label_names)),
-                                             len(p.label_names))
-    metrics.update(duration_s=round(time.time() - start, 3))
-    return Pipeline([("features", features), ("classifier", clf)]), metrics
-
-
-def _fail_orphans(study, grace):
-    """RUNNING trials with no heartbeat at all, `grace` seconds after their start (a process killed before its
-    first beat; Optuna's stale check skips them): run again, as a stale one is."""
-    _run_again(study, set(compat.running_without_heartbeat(compat.storage_of(study), study.study_name, grace)))
 
 
 def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
@@ -205,8 +103,8 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
         raise UserError(f"the study in {storage.url if hasattr(storage, 'url') else out_dir} is damaged (trial "
                         f"{bad[0]}'s value is not a number); start again with --fresh")
     if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
-        _retry_interrupted(study)
-        enqueue_baseline(study, family, baseline, shape)
+        queue.retry_interrupted(study)
+        queue.enqueue_baseline(study, family, baseline, shape)
         best_store.reconcile_best(out_dir, {t.number: t.values[0] for t in study.trials
                                          if t.state == optuna.trial.TrialState.COMPLETE}, objectives)
         if any(t.state in FINISHED for t in study.trials):
@@ -228,7 +126,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     study = _open_study(family, prepared, out_dir, max_trials=max_trials, seed=seed, sampler=sampler,
                         storage=storage, worker=worker, shared=shared, objectives=objectives,
                         time_budget=time_budget, baseline=baseline, shape=shape)
-    done_before = _counted(study)
+    done_before = queue.counted(study)
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
         return record.write_table(study, out_dir)
     if done_before and not worker:
@@ -245,7 +143,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     search = _Search(family, prepared, out_dir, study, max_trials=max_trials, seed=seed, shared=shared,
                      stop=stop, objectives=objectives, shape=shape, models=models)
     url = storage or record.storage_url(out_dir.parent)
-    if _counted(study) + (search.running() if shared else 0) < max_trials:
+    if queue.counted(study) + (search.running() if shared else 0) < max_trials:
         search.optimize(url)
     if storage is not None and not worker:
         _wait_for_running_trials(search, url)
@@ -264,7 +162,7 @@ def _open_study(family, prepared, out_dir, *, max_trials, seed, sampler, storage
                           max_trials=max_trials, time_budget=time_budget, meta=prepared.meta, baseline=baseline,
                           shape=shape)
     if storage is not None and not worker:
-        enqueue_baseline(study, family, baseline, shape)
+        queue.enqueue_baseline(study, family, baseline, shape)
     if not worker:
         record.describe(study, prepared.meta, sampler=sampler, baseline=baseline)
     else:  # the process that started the workers described it
@@ -307,7 +205,7 @@ class _Search:
 
     def _one_trial(self, trial):
         family, p, out_dir = self.family, self.p, self.out_dir
-        if self.shared and _taken(self.study, trial.number) >= self.max_trials:
+        if self.shared and queue.taken(self.study, trial.number) >= self.max_trials:
             # workers raced for the last slot: the trials started earlier fill it
             trial.set_user_attr("interrupted", True)
             self.study.stop()
@@ -391,11 +289,11 @@ class _Search:
         # Not Optuna's MaxTrialsCallback: it counts every trial of the given states, and a trial cut short by a
         # kill (FAIL, marked interrupted, run again) must not take a slot; with workers, those in progress count.
         # finished plus in progress: workers stop taking new trials at the total
-        if _counted(study) + (self.running() if self.shared else 0) >= self.max_trials:
+        if queue.counted(study) + (self.running() if self.shared else 0) >= self.max_trials:
             study.stop()
 
     def budget(self, study, frozen):  # --time-budget: no new trial starts after the deadline
-        if _counted(study) < self.max_trials and self.stop.out_of_time():
+        if queue.counted(study) < self.max_trials and self.stop.out_of_time():
             study.stop()
 
 
@@ -408,7 +306,7 @@ def _wait_for_running_trials(search, storage_url):
         search_progress.log(f"{search.family.name}: waiting for {search.running()} running trial(s): a worker's, "
                             f"or a dead process's, queued again once its heartbeat is {grace} s old (one with no "
                             f"heartbeat {grace} s after its start)")
-        while search.running() and not _queued(study) and not stop.requested and not stop.out_of_time():
+        while search.running() and not queue.queued(study) and not stop.requested and not stop.out_of_time():
             for _ in range(trials_table.HEARTBEAT_S * 4):  # Ctrl-C and SIGTERM end the wait within 0.25 s
                 if stop.requested:
                     break
@@ -416,8 +314,8 @@ def _wait_for_running_trials(search, storage_url):
             with warnings.catch_warnings():  # marked experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            _fail_orphans(study, grace)
-        if (_queued(study) or _counted(study) + search.running() < search.max_trials) and not stop.requested \
+            queue.fail_orphans(study, grace)
+        if (queue.queued(study) or queue.counted(study) + search.running() < search.max_trials) and not stop.requested \
                 and not stop.out_of_time():  # a dead process's trial, queued again or failed: run what is left
             search.optimize(storage_url)
 
@@ -451,7 +349,7 @@ def _run_workers(family, prepared, out_dir, config, models=None):
                           time_budget=config.time_budget, meta=prepared.meta, baseline=config.baseline,
                           shape=config.shape)
     if config.storage:
-        enqueue_baseline(study, family, config.baseline, config.shape)
+        queue.enqueue_baseline(study, family, config.baseline, config.shape)
     record.describe(study, prepared.meta, sampler=config.sampler, baseline=config.baseline)  # before the workers
     procs = workers.start_workers(family, config, ["--worker"])
     codes = [p.wait() for p in procs]
@@ -481,31 +379,3 @@ def train_one(family: OptunaFamily, prepared: Prepared, params: dict[str, Any], 
     cache = FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
     model, _ = train(family, params, prepared, cache, seed)
     return model
-
-
-def _full_proba(clf, x, n_classes):
-    """predict_proba with a column for every class, also those absent from training."""
-    probs = clf.predict_proba(x)
-    full = np.zeros((probs.shape[0], n_classes))
-    full[:, clf.classes_] = probs
-    return full
-
-
-def costs(model, names, one_example, metrics):
-    """A Pareto search's costs of a fitted pipeline: params (parameter_count), predict_ms (predicting one raw
-    validation example, features included: the median of 5 after a first call), train_s (the trial's fit)."""
-    out = {}
-    if "params" in names:
-        out["params"] = parameter_count(model.named_steps["classifier"])
-    if "predict_ms" in names:
-        out["predict_ms"] = trials_table.median_ms(lambda: model.predict(one_example))
-    if "train_s" in names:
-        out["train_s"] = metrics["duration_s"]
-    return out
-
-
-def parameter_count(clf):
-    """Learned numbers of a fitted estimator: weights of a linear model, nodes of a tree."""
-    if hasattr(clf, "tree_"):
-        return int(clf.tree_.node_count)
-    return int(sum(np.size(getattr(clf, a)) for a in ("coef_", "intercept_") if hasattr(clf, a)))

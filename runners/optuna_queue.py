@@ -1,0 +1,76 @@
+"""What an Optuna family's study runs next: the baseline first (enqueue_baseline), trials a dead process left
+RUNNING queued again with their values (run_again: on resume, without a heartbeat, or stale), and the counts a
+search stops by (trials finished, trials taken). Used by runners/optuna_engine.py."""
+
+import copy
+import warnings
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from lyrics_cifar_search.runners import compat, record
+
+FINISHED = record.FINISHED
+
+
+def taken(study, number):
+    """Trials started before trial `number` that finish or may still finish."""
+    retried = record.retried(study)
+    return sum(t.number < number and not record.interrupted(t, retried)
+               and t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) for t in study.trials)
+
+
+def queued(study):
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+
+
+def counted(study):
+    retried = record.retried(study)
+    return sum(t.state in FINISHED and not record.interrupted(t, retried) for t in study.trials)
+
+
+def enqueue_baseline(study, family, baseline=True, shape=None):
+    """Trial 0 of a new study: the family's defaults (the earlier study's model; --set's values fixed), tagged
+    is_baseline, none with --no-baseline (baseline=False); then --enqueue's configurations (Optuna samples what
+    one leaves out)."""
+    if study.trials:
+        return
+    fixed = shape.fixed if shape else {}
+    if baseline:
+        study.enqueue_trial({**family.defaults, **fixed}, user_attrs={"is_baseline": True})
+    for row in (shape.enqueued if shape else []):
+        study.enqueue_trial({**row, **fixed})
+
+
+def run_again(study, numbers):
+    """RUNNING trials `numbers` that nobody runs any more: each is failed (marked interrupted, out of the tables)
+    and queued again with its values by Optuna's RetryHeartbeatStaleTrialCallback (RetryFailedTrialCallback's
+    name since 4.9), as Optuna's heartbeat check does with a stale trial. A trial killed before it drew its values
+    runs the values it was queued with."""
+    storage = compat.storage_of(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    with warnings.catch_warnings():  # marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=None)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.number not in numbers:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "interrupted", True)  # this attempt: out of the tables
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        failed = copy.deepcopy(storage.get_trial(trial_id))
+        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "interrupted"}  # the new one runs
+        retry(study, failed)
+
+
+def retry_interrupted(study):
+    """Trials left RUNNING by a killed run, found on resume: run again now. A search alone on its results folder
+    (its lock says nobody else runs it) knows such a trial is dead, where Optuna's heartbeat check would wait
+    for its grace period first."""
+    run_again(study, {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))})
+
+
+def fail_orphans(study, grace):
+    """RUNNING trials with no heartbeat at all, `grace` seconds after their start (a process killed before its
+    first beat; Optuna's stale check skips them): run again, as a stale one is."""
+    run_again(study, set(compat.running_without_heartbeat(compat.storage_of(study), study.study_name, grace)))
