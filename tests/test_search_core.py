@@ -14,7 +14,8 @@ import pytest
 
 from lyrics_cifar_search.runners import compat, policy, record
 from lyrics_cifar_search.runners.keras_search import make_oracle
-from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE, StudyOracle
+from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
+from lyrics_cifar_search.runners.keras_search.study_reports import SE
 from lyrics_cifar_search.runners.policy import Budget, hyperband_brackets, pruner_startup, startup_trials
 from lyrics_cifar_search.runners.keras_search.oracles import EPOCH
 from lyrics_cifar_search.runners.keras_search.tuner import ReportEachEpoch, standard_error

@@ -358,7 +358,7 @@ def test_an_oracle_subclass_that_overrides_populate_space_is_honoured(tmp_path):
 def test_keras_tuners_oracle_arguments_and_its_stop_after_failures_in_a_row(tmp_path):
     """max_consecutive_failed_trials stops the search (Keras Tuner's RuntimeError) once the last failure is
     recorded: Keras Tuner raised before saving it, and the study's trial stayed RUNNING."""
-    from lyrics_cifar_search.runners.keras_search.optuna_oracle import ConsecutiveFailures
+    from lyrics_cifar_search.runners.keras_search.study_reports import ConsecutiveFailures
     o = _kt_oracle(tmp_path, max_consecutive_failed_trials=2, max_retries_per_trial=0)
     _end(o, o.create_trial("t"))
     _end(o, o.create_trial("t"), "FAILED")

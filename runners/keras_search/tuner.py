@@ -12,7 +12,7 @@ import keras_tuner as kt
 
 from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search.runners import best_store, compat, model_store, record, trials_table
-from lyrics_cifar_search.runners.keras_search.optuna_oracle import SE
+from lyrics_cifar_search.runners.keras_search.study_reports import SE
 from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, TrialStatus, are_defaults, default_values,
                                                               metrics_of, number, remove_trial_files, status_of,
                                                               user_values)
