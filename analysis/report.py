@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lyrics_cifar_search import studies
 from lyrics_cifar_search.analysis import compare, figures
 from lyrics_cifar_search.runners import best_store, search_summary, trials_table
 from lyrics_cifar_search.suite_common import (CANNOT_WRITE, UserError, atomic, console, error_line, tables,
                                               write_error_line)
 from lyrics_cifar_search.suite_common.process import tune_this_process
-from lyrics_cifar_search.suite_common.status import Status
+# the sections on the data and on the earlier study (report_data.py, report_study.py)
+from lyrics_cifar_search.analysis.report_data import data_lines, provenance_lines
+from lyrics_cifar_search.analysis.report_study import departures, earlier_study_numbers
 
 # The key columns, narrow enough to read without scrolling at 1,400 px (every column is in the CSVs)
 SHOWN_COLUMNS = ["family", "variant", "trials", "baseline (val)", "best (val)", "selected gain (val)",
@@ -139,67 +140,6 @@ def transfer_note(table):
     return lines
 
 
-def provenance_lines(folders):
-    """When each search ran, by which command, with which versions, code and machine (search.json)."""
-    rows = []
-    for folder, _ in folders:
-        for run in trials_table.run_record(folder).get("runs", []):
-            v, m = run.get("versions", {}), run.get("machine", {})
-            rows.append({"search": folder.name, "started": run.get("started_at"), "ended": run.get("ended_at"),
-                         "versions": ", ".join(f"{k} {x}" for k, x in v.items()),
-                         "commit": (run.get("git_commit") or "")[:12], "machine":
-                         f"{m.get('cpu', '?')} x{m.get('cpu_count', '?')}" + (f", {', '.join(m['gpus'])}"
-                                                                                if m.get("gpus") else "")})
-    if not rows:
-        return []
-    return ["## Provenance", "", "Each run of each search (from its `search.json`; the command lines are there "
-            "too).", "", pd.DataFrame(rows).to_markdown(index=False), ""]
-
-
-def dropped_words(dropped):
-    """What a lyrics search dropped before splitting (meta.json's rows_dropped), in words: "3 without lyrics or
-    genre; placeholder genres: Not Available 2; genres under 5 rows: Indie 1"."""
-    said = []
-    if dropped.get("without_lyrics_or_genre"):
-        said.append(f"{dropped['without_lyrics_or_genre']} without lyrics or genre")
-    for key, what in (("placeholder_genres", "placeholder genres"), ("small_genres", "genres under 5 rows")):
-        if dropped.get(key):
-            said.append(f"{what}: " + ", ".join(f"{g} {n}" for g, n in dropped[key].items()))
-    if dropped.get("other_languages"):
-        said.append(f"{dropped['other_languages']} in other languages")
-    return "; ".join(said)
-
-
-def split_lines(folders):
-    """Each search's split sizes (train / validation / test rows or images), and each CIFAR block's classes."""
-    rows, blocks = [], {}
-    for folder, _ in folders:
-        meta = best_store.best_meta(folder)
-        if not meta:
-            continue
-        n = meta.get("data", {}).get("rows", {})
-        repeats = meta.get("data", {}).get("duplicates") or {}
-        dropped = meta.get("data", {}).get("rows_dropped") or {}
-        coverage = meta.get("data", {}).get("artist_coverage")
-        rows.append({"search": folder.name, "train": n.get("train"), "validation": n.get("val"), "test": n.get("test"),
-                     "repeated songs removed": (repeats.get("removed", 0) + repeats.get("test_removed", 0))
-                     if repeats else "",
-                     "rows dropped": dropped_words(dropped),
-                     "artists seen in training (val / test)": f"{coverage['val']:.0%} / {coverage['test']:.0%}"
-                     if coverage else "",
-                     "test split": meta.get("data", {}).get("test_split", "held out from --data, or --test-data")})
-        if meta.get("blocks"):
-            blocks[meta["blocks"]["block"]] = meta["label_names"]
-    if not rows:
-        return []
-    lines = ["Split sizes (each search's best model records them). Songs whose lyrics are the same once cleaned "
-             "are kept once, before splitting, so none sits in two splits:", "", pd.DataFrame(rows).to_markdown(index=False), ""]
-    for block, names in sorted(blocks.items()):
-        lines += [f"CIFAR block {block} ({len(names)} classes, labels 0..{len(names) - 1} in this order): "
-                  + ", ".join(names) + ".", ""]
-    return lines
-
-
 def space_lines(folder, trials, best, objective):
     """The search's ranges (from the distributions its trials were drawn from) beside the baseline's and the
     best trial's values."""
@@ -258,16 +198,6 @@ def build_report(results_dir="results"):
     atomic.write_text(root / "report.md", markdown_text)
     atomic.write_text(root / "report.html", to_html(markdown_text, root))
     return root / "report.md", root / "report.html", sorted(out.glob("*.png"))
-
-
-def data_lines(tables, folders):
-    """The data the searches ran on and their split sizes."""
-    sources = set()
-    for name in ("comparison_lyrics", "comparison_cifar"):
-        if name in tables and "data" in tables[name]:
-            sources |= set(tables[name]["data"].dropna())
-    return ["## Data", ""] + [f"- {s}" + (" — **demo set, not real data**" if "not real data" in s else "")
-                              for s in sorted(sources)] + [""] + split_lines(folders)
 
 
 HOW_TO_READ = [
@@ -370,60 +300,6 @@ TABLE_TITLES = {
     "mcnemar": "McNemar test: pairs of best models on the same test rows",
     "repeats": "Baseline vs best, retrained over several seeds",
 }
-
-
-def same_model(done, setting=""):
-    """The finished trial that is the earlier study's model for a reported number: the baseline (trial 0) with no
-    setting; with one ("activation=tanh"), the one-factor trial (suite_common.tables.one_factor_trial)."""
-    if not setting:
-        return tables.one_factor_trial(done)
-    name, value = setting.split("=", 1)
-    return tables.one_factor_trial(done, name, value)
-
-
-def earlier_study_numbers(tables, results_dir):
-    """The earlier study's reported accuracies with their sources (studies/earlier_study_results.csv) beside this
-    suite's same model (the fixed trial that is the study's: same_model) and, apart, the best found with that
-    setting."""
-    study = pd.read_csv(studies.path("earlier_study_results.csv"), keep_default_na=False)
-    rows = []
-    for _, r in study.iterrows():
-        folder = Path(results_dir) / (r["family"] + ("_artist" if r["variant"] == "lyrics+artist" else ""))
-        try:
-            trials = trials_table.read_trials(folder)
-        except UserError:
-            continue
-        done = trials[(trials["status"] == Status.COMPLETE)] if "val_accuracy" in trials else trials.iloc[:0]
-        same = same_model(done, r["setting"]) if not done.empty else None
-        if r["setting"]:
-            name, value = r["setting"].split("=", 1)
-            col = f"hp_{name}"
-            done = done[done[col].astype(str) == value] if col in done else done.iloc[:0]
-        best = done.loc[done["val_accuracy"].idxmax()] if not done.empty else None
-        rows.append({"model (the earlier study's name)": r["model"], "family": r["family"], "variant": r["variant"],
-                     "setting": r["setting"], "earlier study, accuracy": r["study_accuracy"],
-                     "on its": r["split"], "source": r["source"],
-                     "this suite, the same model: val accuracy": f"{same['val_accuracy']:.4g} (trial "
-                     f"{same['trial_id']})" if same is not None else "not run (no such fixed trial)",
-                     "this suite, best found with that setting": f"{best['val_accuracy']:.4g} (trial "
-                     f"{best['trial_id']}, of {len(done)})" if best is not None else ""})
-    if not rows:
-        return []
-    return ["## The earlier study's own numbers", "",
-            "Accuracies the earlier study reported, each with its source and the split it was measured on "
-            "(validation, test, or unknown where no kept notebook output shows it), beside this suite's run of the "
-            "same model (the baseline, or the fixed trial that differs from it in the row's setting alone) and, "
-            "apart, the best trial found with that setting (other hyperparameters searched too). They are the "
-            "study's own numbers on its own data: a 20 % sample of the Kaggle `train.csv`, and for images 50-class "
-            "CIFAR-100 blocks validated on their test images. They are not comparable to results on another data "
-            "set or split.", "",
-            pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"), ""]
-
-
-def departures():
-    """The deliberate departures from the earlier study (studies/departures.md, shipped with the package; the
-    README holds the same table, tests/test_first_run.py checks it)."""
-    return ["## Departures from the earlier study", studies.path("departures.md").read_text().strip(), ""]
 
 
 def _safe_optuna_plots(folder, study, out, is_demo):

@@ -410,7 +410,7 @@ def test_the_earlier_studys_numbers_sit_beside_the_same_model_and_the_best_apart
     """Issue 51: the study's number was put beside the best of every trial sharing a setting (the "base CNN" row
     showed a skip + label-smoothing trial's 0.381, the base CNN itself scored 0.254). Each row now shows the same
     model: the baseline, or the fixed trial that differs from it in the row's setting alone; the best apart."""
-    from lyrics_cifar_search.analysis import report
+    from lyrics_cifar_search.analysis import report, report_study
     res = tmp_path / "res"
     one_factor = tmp_path / "enqueue.jsonl"
     defaults = {"max_features": 5000, "ngram_max": 1, "sublinear_tf": False, "min_df": 1, "C": 1.0,
@@ -421,9 +421,9 @@ def test_the_earlier_studys_numbers_sit_beside_the_same_model_and_the_best_apart
                 "--enqueue", str(one_factor), "--quiet"]) == 0
     trials = pd.read_csv(res / "lyrics_tfidf_logreg" / "trials.csv")
     done = trials[trials["status"] == "COMPLETE"]
-    assert int(report.same_model(done)["trial_id"]) == 0
-    assert int(report.same_model(done, "C=10.0")["trial_id"]) == 1  # trial 2 differs in min_df too: not it
-    assert report.same_model(done, "C=0.5") is None and report.same_model(done, "no_such=1") is None
+    assert int(report_study.same_model(done)["trial_id"]) == 0
+    assert int(report_study.same_model(done, "C=10.0")["trial_id"]) == 1  # trial 2 differs in min_df too: not it
+    assert report_study.same_model(done, "C=0.5") is None and report_study.same_model(done, "no_such=1") is None
     assert report.main(["--results-dir", str(res)]) == 0
     row = next([c.strip() for c in line.split("|")] for line in (res / "report.md").read_text().splitlines()
                if line.startswith("| TF-IDF + logistic regression") and "| lyrics " in line)
