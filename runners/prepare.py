@@ -158,10 +158,10 @@ def coverage_words(share):
 
 
 def prepare_lyrics(family, options, writes=None):
-    from lyrics_cifar_search.study_data import lyrics, text  # pandas and scikit-learn: only when data is loaded
+    from lyrics_cifar_search.study_data import lyrics, lyrics_table, text  # pandas and scikit-learn: only when data is loaded
     columns = {"text": options.text_column, "label": options.label_column, "artist": options.artist_column,
                "language": options.language_column}
-    if options.with_artist and options.data and not lyrics.header_has_artist(options.data, columns):
+    if options.with_artist and options.data and not lyrics_table.header_has_artist(options.data, columns):
         raise UserError(f"--with-artist needs an artist column, and {options.data} has none "
                         "(the Kaggle train.csv has 'Artist'; or name it with --artist-column)")
     data = lyrics.load(

@@ -7,6 +7,7 @@ and its vector per line; word2vec's "count dim" header line is skipped).
 """
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def _text_file(path):
     return index, np.stack(rows)
 
 
-def embedding_matrix(vocab, path=None, first_id=2):
+def embedding_matrix(vocab: Sequence[str], path: str | Path | None = None, first_id: int = 2) -> tuple[np.ndarray, float]:
     """[len(vocab) + first_id, dim] float32: row 0 (padding) and, with first_id 2, row 1 (unknown) are zeros,
     row i + first_id is the vector of vocab[i] (the tokenizer's ids: TextEncoder.first_id), zeros where the
     vectors lack the word."""

@@ -1,7 +1,7 @@
 """Lyrics tables: read, clean, sample, split, tokenise, cache.
 
 The order of work, and why:
-1. read the table (CSV or TSV) and find its columns by common names;
+1. read the table (CSV or TSV) and find its columns by common names (study_data/lyrics_table.py);
 2. take the seeded sample of the whole file, drawn as the earlier study drew its 20 % of train.csv
    (df.sample(n, random_state=seed)), then drop rows without text or genre (the study's dropna, after its
    sample) and keep the chosen languages;
@@ -17,9 +17,7 @@ every step, so they cannot drift apart.
 """
 
 import logging
-import csv
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +25,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from lyrics_cifar_search.study_data import lyrics_cache
 from lyrics_cifar_search.study_data.lyrics_demo import DEMO_ROWS, make_demo_table
+# reading the table (lyrics_table.py)
+from lyrics_cifar_search.study_data.lyrics_table import parse_table
 from lyrics_cifar_search.study_data.text import PIPELINES, TextEncoder
 # decision trees saved before the split name it here
 from lyrics_cifar_search.study_data.text import TokenIdFeatures  # noqa: F401
@@ -54,12 +53,6 @@ DEFAULT_OPTIONS = {
 }
 # A genre needs this many rows to be split three ways, stratified.
 MIN_ROWS_PER_GENRE = 5
-COLUMN_CANDIDATES = {
-    "text": ("lyrics", "text"),
-    "label": ("genre", "target", "label"),
-    "artist": ("artist",),
-    "language": ("language",),
-}
 CACHE_VERSION = 5  # 3: songs repeated within the data removed before splitting; 4: the study's text pipeline;
 # 5: --sample-fraction draws the study's df.sample, not a stratified sample
 # A sample (--sample-fraction < 1) is drawn from the whole file since 2026-12-07, before rows without lyrics are
@@ -102,10 +95,10 @@ class LyricsData:
     dropped: Optional[dict] = None  # rows dropped before splitting, by why (_filter_rows, _genres_to_learn); None: not known
 
     @property
-    def n_classes(self):
+    def n_classes(self) -> int:
         return len(self.label_names)
 
-    def describe(self):
+    def describe(self) -> str:
         d = self.duplicates or {}
         removed = d.get("removed", 0) + d.get("test_removed", 0)
         return (f"{self.source}: {len(self.train.y)} train / {len(self.val.y)} validation / "
@@ -113,101 +106,6 @@ class LyricsData:
                 f"({', '.join(self.label_names)}), vocabulary {self.encoder.vocab_size}, "
                 f"seed {self.options['seed']}" + (f"; {removed} repeated songs removed before splitting"
                                                   if removed else ""))
-
-
-# --------------------------------------------------------------------------
-# Reading tables
-# --------------------------------------------------------------------------
-def _decode(path, raw):
-    if not raw.strip():
-        raise UserError(f"data file {path} is empty: pass a CSV or TSV with a header row and lyrics rows")
-    if b"\x00" in raw[:65536]:
-        raise UserError(f"data file {path} is binary, not a CSV/TSV table: pass a lyrics CSV or TSV")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise UserError(f"data file {path} is not UTF-8 text (bad byte at offset {e.start}): "
-                        "re-save it as UTF-8") from None
-
-
-def _find_column(columns, role, explicit):
-    lower = {c.strip().lower(): c for c in columns}
-    if explicit:
-        if explicit in columns:
-            return explicit
-        if explicit.lower() in lower:
-            return lower[explicit.lower()]
-        return None
-    for name in COLUMN_CANDIDATES[role]:
-        if name in lower:
-            return lower[name]
-    return None
-
-
-def _header_names(header, sep):
-    """A header line's column names (none if the csv module cannot split it, e.g. a field over its limit)."""
-    try:
-        return next(csv.reader([header], delimiter=sep), [])
-    except csv.Error:
-        return []
-
-
-def header_has_artist(path, columns=None):
-    """Whether a table's header names an artist column (read before any row is prepared)."""
-    columns = columns or {}
-    if not Path(path).is_file():
-        return True  # loading the table says what is wrong
-    try:
-        with open(path, "rb") as f:
-            header = f.readline(1 << 20).decode("utf-8-sig", errors="replace")
-    except OSError:
-        return True
-    for sep in ("\t", ",", ";", "|"):
-        names = _header_names(header.rstrip("\r\n"), sep)
-        if _find_column(names, "text", columns.get("text")) and _find_column(names, "label", columns.get("label")):
-            return _find_column(names, "artist", columns.get("artist")) is not None
-    return True  # no recognisable header: loading the table says why
-
-
-def parse_table(path, raw, columns=None):
-    columns = columns or {}
-    text = _decode(path, raw)
-    header = text.split("\n", 1)[0]
-    # The extension decides first; a header that only splits on another
-    # delimiter (a TSV saved as .csv, say) decides otherwise.
-    first = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    seps = [first] + [s for s in (",", "\t", ";", "|") if s != first]
-    sep = first
-    for s in seps:
-        names = _header_names(header, s)
-        if _find_column(names, "text", columns.get("text")) and _find_column(names, "label", columns.get("label")):
-            sep = s
-            break
-    try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, csv.Error) as e:
-        raise UserError(f"data file {path} is not a readable CSV/TSV table: {str(e).splitlines()[0]}") from None
-    if len(df) == 0:
-        raise UserError(f"data file {path} has a header but no rows: pass a table with lyrics rows")
-    found = {}
-    for role in ("text", "label", "artist", "language"):
-        found[role] = _find_column(list(df.columns), role, columns.get(role))
-        if columns.get(role) and found[role] is None:
-            raise UserError(f"column {columns[role]!r} (--{role}-column) is not in {path}; "
-                            f"its columns are: {', '.join(map(str, df.columns))}")
-    for role, flag in (("text", "lyrics/text"), ("label", "genre/target/label")):
-        if found[role] is None:
-            raise UserError(f"{path} has no {role} column (looked for {flag}, any case); its columns are: "
-                            f"{', '.join(map(str, df.columns))}. Name it with --{role}-column")
-    out = pd.DataFrame({
-        "row": np.arange(len(df)),  # follows the row through dropping, sampling and splitting
-        "text": df[found["text"]].astype(str),
-        "label": df[found["label"]].astype(str).str.strip(),
-        "artist": df[found["artist"]].astype(str).str.strip() if found["artist"] else "",
-        "language": df[found["language"]].astype(str).str.strip() if found["language"] else "",
-    })
-    out.attrs["has_artist"] = found["artist"] is not None
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -388,8 +286,9 @@ def _read_bytes(path, flag):
         raise UserError(f"cannot read {flag} file {path}: {e.strerror}") from None
 
 
-def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, announce_demo=True,
-         deferred_writes=None, **options):
+def load(data: str | Path | None = None, test_data: str | Path | None = None,
+         cache_dir: str | Path = "results/_cache", columns: Optional[dict] = None, announce_demo: bool = True,
+         deferred_writes: Optional[list] = None, **options) -> LyricsData:
     """Prepare the lyrics splits; read them from the cache when it has them.
 
     `data=None` uses the generated demo table (and says so).
@@ -414,7 +313,7 @@ def load(data=None, test_data=None, cache_dir="results/_cache", columns=None, an
         raise UserError(f"--text-pipeline must be one of {', '.join(PIPELINES)}, got {opts['text_pipeline']!r}")
     cache_dir = Path(cache_dir)
     is_demo = data is None
-    if is_demo:
+    if data is None:
         if announce_demo:
             logger.info(DEMO_NOTICE)
         data = make_demo_table(cache_dir / f"demo-lyrics-{DEMO_ROWS}.csv")  # a resized demo is a new file

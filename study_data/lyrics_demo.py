@@ -15,7 +15,7 @@ DEMO_GENRES = ("Rock", "Pop", "Metal", "Hip-Hop")
 DEMO_ROWS = 150
 
 
-def make_demo_table(path, n_rows=DEMO_ROWS, seed=0, own_share=0.25):
+def make_demo_table(path: str | Path, n_rows: int = DEMO_ROWS, seed: int = 0, own_share: float = 0.25) -> Path:
     """Write (once) a deterministic made-up lyrics table and return its path.
 
     Each genre draws a share of its words (own_share) from a pool of its own

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -52,10 +52,11 @@ class TextEncoder:
     _index: Optional[dict] = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def fit(cls, cleaned_texts, vocab_size, seq_len, clean=True, stopwords="english", pipeline="study"):
+    def fit(cls, cleaned_texts: Sequence[str], vocab_size: int, seq_len: int, clean: bool = True,
+            stopwords: str = "english", pipeline: str = "study") -> "TextEncoder":
         encoder = cls(vocab=[], seq_len=seq_len, clean=clean, stopwords=stopwords, pipeline=pipeline,
                       keras_ids=pipeline == "study")
-        counts = collections.Counter()
+        counts: collections.Counter[str] = collections.Counter()
         for t in cleaned_texts:
             counts.update(encoder.words(t))
         # most_common keeps first-seen order among ties (deterministic), as Keras's Tokenizer sorts its counts
@@ -75,7 +76,7 @@ class TextEncoder:
         """A cleaned text's words as the tokenizer counts them (Keras's: an underscore splits them too)."""
         return (cleaned_text.replace("_", " ") if self.keras_ids else cleaned_text).split()
 
-    def preprocess(self, text):
+    def preprocess(self, text: str) -> str:
         """Raw lyrics -> the cleaned, stopword-free text every family sees."""
         text = str(text)
         if self.pipeline == "study" and self.stopwords == "english":  # the raw words, before lower-casing
@@ -87,7 +88,7 @@ class TextEncoder:
             words = [w for w in words if w not in ENGLISH_STOP_WORDS]
         return " ".join(w for w in words if w)
 
-    def ids(self, cleaned_texts):
+    def ids(self, cleaned_texts: Sequence[str]) -> np.ndarray:
         if self._index is None:
             self._index = {w: i + self.first_id for i, w in enumerate(self.vocab)}
         index, n = self._index, self.seq_len
@@ -101,15 +102,15 @@ class TextEncoder:
                 out[row, n - len(seq):] = seq
         return out
 
-    def encode(self, raw_texts):
+    def encode(self, raw_texts: Sequence[str]) -> np.ndarray:
         return self.ids([self.preprocess(t) for t in raw_texts])
 
-    def to_json(self):
+    def to_json(self) -> str:
         return json.dumps({"vocab": self.vocab, "seq_len": self.seq_len, "clean": self.clean,
                            "stopwords": self.stopwords, "pipeline": self.pipeline, "keras_ids": self.keras_ids})
 
     @classmethod
-    def from_json(cls, text):
+    def from_json(cls, text: str) -> "TextEncoder":
         """The saved tokenizer, its values checked (a tampered file raises ValueError, never allocates
         an absurd array)."""
         d = json.loads(text)
@@ -221,7 +222,7 @@ def artist_token(artist):
     return ARTIST_PREFIX + (re.sub(r"\W+", "_", artist.strip().lower()) or "unknown")
 
 
-def artist_index(train_artists):
+def artist_index(train_artists: Sequence[str]) -> dict[str, int]:
     """Artist -> id, from the training split only; id 0 is every unseen artist."""
     return {a: i + 1 for i, a in enumerate(sorted(set(train_artists)))}
 
@@ -238,7 +239,8 @@ def post_pad(ids):
     return np.take_along_axis(ids, order, axis=1)
 
 
-def model_inputs(kind, ids, cleaned_texts, artists=None, artists_index=None, padding="pre"):
+def model_inputs(kind: str, ids: np.ndarray, cleaned_texts: Sequence[str], artists: Optional[Sequence[str]] = None,
+                 artists_index: Optional[dict[str, int]] = None, padding: str = "pre") -> dict | list:
     """What a family's model takes, the same at training and at prediction time.
 
     kind "sequences" (Keras): {"lyrics": ids} plus {"artist": [n, 1] ids}, the padding at the front or
@@ -251,11 +253,13 @@ def model_inputs(kind, ids, cleaned_texts, artists=None, artists_index=None, pad
         return [f"{t} {artist_token(a)}" for t, a in zip(cleaned_texts, artists)]
     x = {"lyrics": post_pad(ids) if padding == "post" else ids}
     if artists is not None:
+        if artists_index is None:
+            raise ValueError("model_inputs: artists need the training split's artists_index")
         x["artist"] = np.array([[artists_index.get(a, 0)] for a in artists], dtype=np.int32).reshape(-1, 1)
     return x
 
 
-def as_model_takes(model, x):
+def as_model_takes(model: Any, x: Any) -> Any:
     """x, the named inputs model_inputs makes ({"lyrics": ..., "artist": ...}), in the structure the Keras
     model was built on: one input (`keras.Model(words, out)`, a user's family) takes its array, a list of
     inputs the arrays in their order, a dict (the suite's families) the dict. Keras warns at every call whose

@@ -15,7 +15,7 @@ from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search.analysis.best_model import load_best
 from lyrics_cifar_search.runners.search import cli
 from lyrics_cifar_search.suite_common import UserError
-from lyrics_cifar_search.study_data import images
+from lyrics_cifar_search.study_data import image_sources, images
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_cifar100_python_archive_is_read_without_running_code(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
     with pytest.raises(UserError, match="refusing builtins.print"):
-        images._unpickle(pickle.dumps({b"data": Evil()}), "evil")
+        image_sources._unpickle(pickle.dumps({b"data": Evil()}), "evil")
 
 
 def test_offline_default_source_names_the_alternatives(monkeypatch):
@@ -74,7 +74,7 @@ def test_offline_default_source_names_the_alternatives(monkeypatch):
     with pytest.raises(UserError) as e:
         images.load_images(None)
     msg = str(e.value)
-    assert "cifar-100-python.tar.gz" in msg and "image-folder" in msg and images.CIFAR100_URL in msg
+    assert "cifar-100-python.tar.gz" in msg and "image-folder" in msg and image_sources.CIFAR100_URL in msg
 
 
 def test_real_cifar10_folder_loads_and_splits(cifar10_subset, tmp_path):

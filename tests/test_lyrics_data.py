@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from lyrics_cifar_search.suite_common import UserError
-from lyrics_cifar_search.study_data import lyrics
+from lyrics_cifar_search.study_data import lyrics, lyrics_table
 from lyrics_cifar_search.study_data.text import OOV, TextEncoder
 from lyrics_cifar_search.study_data.lyrics_demo import make_demo_table
 
@@ -25,7 +25,7 @@ def table(n_per_genre=10, genres=("Rock", "Pop", "Metal")):
 
 
 def read_table(path, columns=None):
-    return lyrics.parse_table(path, path.read_bytes(), columns)
+    return lyrics_table.parse_table(path, path.read_bytes(), columns)
 
 
 def test_finds_columns_by_common_names_in_any_case(tmp_path):
