@@ -98,3 +98,10 @@ def test_a_clone_without_an_install_imports_with_its_root_on_the_path(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     # lyrics_cifar_search/runners is a link to runners/ (so that editors and type checkers follow the name)
     assert Path(out.stdout.strip()).resolve() == ROOT / "runners" / "keras_search" / "accelerate.py"
+
+
+def test_no_file_of_the_suite_is_over_400_lines():
+    """Issue 53: files a reader can hold, split along their seams (docs/reference.md, "Code layout")."""
+    long = {str(p.relative_to(ROOT)): n for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
