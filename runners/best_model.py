@@ -21,6 +21,7 @@ import os
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -59,17 +60,18 @@ SKOPS_ALLOWED |= {("ObjectNode", old, "TokenIdFeatures") for old in BEFORE_ONE_N
 
 
 class BestModel:
-    def __init__(self, folder, meta, model, encoder, artists=None):
+    def __init__(self, folder: Path, meta: dict, model: Any, encoder: Optional[TextEncoder],
+                 artists: Optional[Sequence[str]] = None):
         self.folder, self.meta, self.model, self.encoder = folder, meta, model, encoder
         self.label_names = list(meta["label_names"])
         self.artists_index = artist_index(artists) if artists is not None else None
         self.padding = meta.get("padding") or "pre"  # a model saved before the padding was recorded: pre
 
     @property
-    def family(self):
+    def family(self) -> str:
         return self.meta["family"]
 
-    def inputs(self, lyrics, artists=None):
+    def inputs(self, lyrics: Any, artists: Optional[Sequence[str]] = None) -> Any:
         if self.meta["inputs"] == "images":
             x = np.asarray(lyrics, dtype="float32")
             x = x[None] if x.ndim == 3 else x
@@ -83,21 +85,28 @@ class BestModel:
                 raise UserError(f"{len(lyrics)} lyrics but {len(artists)} artists: pass one artist per song")
         else:
             artists = None
-        cleaned = [self.encoder.preprocess(t) for t in lyrics]
-        ids = self.encoder.ids(cleaned) if self.meta["inputs"] == "sequences" else None
+        encoder = self._text_encoder()
+        cleaned = [encoder.preprocess(t) for t in lyrics]
+        ids = encoder.ids(cleaned) if self.meta["inputs"] == "sequences" else None
         return model_inputs(self.meta["inputs"], ids, cleaned, artists, self.artists_index, self.padding)
 
-    def known_words(self, lyrics):
+    def known_words(self, lyrics: str) -> tuple[int, int]:
         """(words of the cleaned lyrics that the model's vocabulary holds, words in all): how much of an input
         the model can read at all."""
-        words = self.encoder.preprocess(lyrics).split()
-        vocab = set(self.encoder.vocab)
+        words = self._text_encoder().preprocess(lyrics).split()
+        vocab = set(self._text_encoder().vocab)
         return sum(w in vocab for w in words), len(words)
 
-    def predict_proba(self, lyrics, artists=None):
+    def _text_encoder(self) -> TextEncoder:
+        """The saved tokenizer a lyrics model carries (an image model has none)."""
+        if self.encoder is None:
+            raise UserError(f"{self.family} classifies images: it takes pixels, not lyrics")
+        return self.encoder
+
+    def predict_proba(self, lyrics: Any, artists: Optional[Sequence[str]] = None) -> np.ndarray:
         return self._probs(self.inputs(lyrics, artists))
 
-    def predict(self, lyrics, artists=None):
+    def predict(self, lyrics: Any, artists: Optional[Sequence[str]] = None) -> list[str]:
         return [self.label_names[i] for i in self.predict_proba(lyrics, artists).argmax(axis=1)]
 
     def _probs(self, x):
@@ -108,7 +117,7 @@ class BestModel:
             return full
         return np.asarray(self.model.predict(as_model_takes(self.model, x), batch_size=256, verbose=0))
 
-    def test_split(self, results_dir):
+    def test_split(self, results_dir: str | Path) -> tuple[Any, np.ndarray]:
         """The held-out test split this model's search set aside, rebuilt from the
         recorded data, options and seed (read from the cache, nothing refitted).
         Returns (model inputs, integer labels)."""
@@ -132,16 +141,16 @@ class BestModel:
                          self.artists_index, self.padding)
         return x, t.y
 
-    def score_test(self, results_dir):
+    def score_test(self, results_dir: str | Path) -> tuple[dict, np.ndarray, Optional[np.ndarray]]:
         """Test-set metrics of the saved model; also returns labels and predictions."""
         return self.score(*self.test_split(results_dir))
 
     @property
-    def reconstructs_input(self):
+    def reconstructs_input(self) -> bool:
         """An autoencoder (its family's targets are its images): scored by reconstruction error."""
         return self.meta.get("targets") == "images"
 
-    def score(self, x, y):
+    def score(self, x: Any, y: np.ndarray) -> tuple[dict, np.ndarray, Optional[np.ndarray]]:
         """Metrics of the model on inputs x with labels y, and (y, predictions); an autoencoder's
         reconstruction error (predictions None)."""
         if self.reconstructs_input:
@@ -155,7 +164,7 @@ class BestModel:
                 y, pred)
 
 
-def check_meta(meta):
+def check_meta(meta: dict) -> dict:
     """A best model's meta.json, its values checked before anything is built from them (ValueError if not)."""
 
     def need(ok, what):

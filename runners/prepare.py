@@ -6,12 +6,14 @@ options are a `DataOptions`: the command line builds it from its data flags
 (runners/search.py, `data_options`), a retrain rebuilds it from a saved model's meta.json.
 """
 
+from __future__ import annotations
+
 import logging
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -19,6 +21,9 @@ from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.runners.compat import installed
 from lyrics_cifar_search.study_data.embeddings import embedding_matrix
 from lyrics_cifar_search.suite_common import UserError, command, warn
+
+if TYPE_CHECKING:  # the registry's type, for readers and the type checker
+    from lyrics_cifar_search.search_spaces import Family
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +82,7 @@ class DataOptions:
     images_per_class: Optional[int] = None
 
     @classmethod
-    def from_meta(cls, meta, results_dir):
+    def from_meta(cls, meta: dict, results_dir: str | Path) -> "DataOptions":
         """The options a saved model's search ran with (its meta.json): the same data, split and encoding."""
         d = meta["data"]
         run = {"data": d.get("arg"), "results_dir": str(results_dir), "seed": meta["seed"],
@@ -297,22 +302,23 @@ def block_one_sources(family, options, block):
     return sources
 
 
-def prepare(family, options):
+def prepare(family: Family, options: DataOptions) -> Prepared:
     """The family's data and meta, from the command line's data options (bad input: a UserError). The data
     cache is not written yet: `save_cache(prepared)` does, once nothing refuses the run."""
+    writes: list = []
     if family.task == "cifar":
         if options.with_artist:
             raise UserError(f"--with-artist is for lyrics families; {family.name} classifies images")
-        prepared = prepare_cifar(family, options, writes := [])
+        prepared = prepare_cifar(family, options, writes)
     else:
-        prepared = prepare_lyrics(family, options, writes := [])
+        prepared = prepare_lyrics(family, options, writes)
     prepared.deferred_writes = writes
     # The epoch budget of the search: `compare.py --repeats` retrains baseline and best with it.
     prepared.meta["epochs"] = options.epochs or getattr(family, "epochs", None)  # None: scikit-learn, no epochs
     return prepared
 
 
-def save_cache(prepared):
+def save_cache(prepared: Prepared) -> None:
     for write in prepared.deferred_writes or ():
         write()
     prepared.deferred_writes = []

@@ -33,6 +33,7 @@ import importlib.util
 import json
 import warnings
 from pathlib import Path
+from typing import Collection, Sequence
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -103,7 +104,7 @@ def _with_installed_driver(url):
     return url
 
 
-def storage_problem(e):
+def storage_problem(e: BaseException | None) -> BaseException | None:
     """The database error behind an exception (a full disk, a read-only or immutable file, a file-size limit),
     or None."""
     import sqlalchemy.exc  # only with a database URL
@@ -116,30 +117,30 @@ def storage_problem(e):
     return None
 
 
-def storage_error_line(problem, url=None):
+def storage_error_line(problem: BaseException, url: str | None = None) -> str:
     """One line for a database the record cannot be written to (storage_problem's error)."""
     root = problem
-    while root.__cause__ is not None or root.__context__ is not None:
-        root = root.__cause__ or root.__context__
+    while (deeper := root.__cause__ or root.__context__) is not None:
+        root = deeper
     why = (str(root).splitlines() or [type(root).__name__])[0]
     where = f" {url}" if url else ""
     return masked(f"cannot write the study's database{where} ({why}): free space or fix its permissions, then "
                   "run the same command again to resume (the finished trials are saved)")
 
 
-def has_study(storage, name):
+def has_study(storage: optuna.storages.BaseStorage, name: str) -> bool:
     try:
         return name in optuna.get_all_study_names(storage=storage)
     except Exception:
         return False
 
 
-def trials_on_record(storage, name):
+def trials_on_record(storage: optuna.storages.BaseStorage, name: str) -> int:
     """How many trials the study `name` holds (0 when there is none yet): what a resumed sampler's seed adds."""
     return len(storage.get_all_trials(storage.get_study_id_from_name(name))) if has_study(storage, name) else 0
 
 
-def direction(objective_direction):
+def direction(objective_direction: str) -> str:
     """Optuna's word for an objective's direction ("max" or "min")."""
     return "minimize" if objective_direction == "min" else "maximize"
 
@@ -150,12 +151,12 @@ IDENTITY = ("family", "variant", "data_fingerprint", "seed", "objective", "engin
             "pruner", "baseline")
 
 
-def objective_names(meta):
+def objective_names(meta: dict) -> list[str]:
     """The search's objectives' names: ["val_accuracy"], or a Pareto search's ["val_accuracy", "params", ...]."""
     return [o[0] for o in meta.get("objectives") or [meta.get("objective") or trials_table.OBJECTIVE]]
 
 
-def directions(objectives):
+def directions(objectives: Sequence[tuple[str, str]]) -> list[str]:
     """Optuna's directions of [(metric, "max"|"min"), ...]: what a study of one or several objectives is made with."""
     return [direction(d) for _, d in objectives]
 
@@ -299,7 +300,7 @@ def add_ended(study: optuna.Study, *, trial_id: int, state: Status, params: dict
                                               if trials_table.is_score(v)}))
 
 
-def retried(study):
+def retried(study: optuna.Study) -> set[int]:
     """Numbers of trials cut short by a dead worker and queued again (by the heartbeat callback)."""
     with warnings.catch_warnings():  # marked experimental since Optuna 2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -307,7 +308,7 @@ def retried(study):
     return {n for n in numbers if n is not None}
 
 
-def interrupted(t, retried_numbers=frozenset()):
+def interrupted(t: optuna.trial.FrozenTrial, retried_numbers: Collection[int] = frozenset()) -> bool:
     """A study trial that is not one of the search's trials: an attempt cut short by a kill (it ran again), or a
     proposal never trained: already tried (`duplicate`, the collision rule), or replaced by an oracle subclass's
     own values (`replaced`, optuna_oracle)."""
@@ -379,7 +380,7 @@ def claim_study(url: str, name: str, out_dir: str | Path, objectives: list, fres
         storage.set_study_user_attr(study_id, "results_folder", folder)
 
 
-def move_own_study(out_dir, family_name, storage, name):
+def move_own_study(out_dir: Path, family_name: str, storage: optuna.storages.BaseStorage, name: str) -> None:
     """A search made before the one record kept its study in its folder's own optuna.db: moved, once, into
     results/optuna.db, so it resumes there."""
     own = Path(out_dir) / "optuna.db"

@@ -32,7 +32,7 @@ import traceback
 from dataclasses import dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from lyrics_cifar_search.suite_common import UserError
 
@@ -179,7 +179,7 @@ _USER_LOADED: set[str] = set()
 _BEFORE_ONE_NAME = {"suite_common", "studies", "study_data", "search_spaces", "runners", "analysis"}
 
 
-def load_user_families(extra=()):
+def load_user_families(extra: Sequence[str] = ()) -> None:
     """Import the modules of families outside this package (entry points, LYRICS_SEARCH_FAMILIES, `extra`:
     module names or paths of .py files), each once; they register themselves. A module that cannot be imported
     is one line naming its file and line (UserError)."""
@@ -195,6 +195,8 @@ def load_user_families(extra=()):
                 if not path.is_file():
                     raise UserError(f"{where}: no such file {item}")
                 spec = importlib.util.spec_from_file_location(f"user_families_{path.stem}", path)
+                if spec is None or spec.loader is None:
+                    raise UserError(f"{where}: {item} cannot be imported as a Python module")
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[spec.name] = module
                 spec.loader.exec_module(module)

@@ -239,7 +239,7 @@ def post_pad(ids):
     return np.take_along_axis(ids, order, axis=1)
 
 
-def model_inputs(kind: str, ids: np.ndarray, cleaned_texts: Sequence[str], artists: Optional[Sequence[str]] = None,
+def model_inputs(kind: str, ids: Optional[np.ndarray], cleaned_texts: Sequence[str], artists: Optional[Sequence[str]] = None,
                  artists_index: Optional[dict[str, int]] = None, padding: str = "pre") -> dict | list:
     """What a family's model takes, the same at training and at prediction time.
 
