@@ -154,7 +154,7 @@ def run_search(args, stop=None, argv=None):
     if args.artifact_store and tuner == "optuna":  # a store that cannot take a model: one line, before anything
         from lyrics_cifar_search.runners import model_store  # Optuna: imported once a search runs
         model_store.open_store(args.artifact_store, args.results_dir, args.keep_models).check()
-    out_dir = Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))
+    out_dir = results_folder(args, family)
 
     # The data is loaded and checked before anything under results/ changes (its cache is written once the
     # resume guard has accepted it).
@@ -204,6 +204,11 @@ def named_family(args):
     return search_spaces.describe(args.family)
 
 
+def results_folder(args, family):
+    """results/<family>[_artist]/: where the search the flags ask for keeps its trials."""
+    return Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))
+
+
 def refusal(argv):
     """Why `search.py ARGV` would stop before its first trial, or None: its flags, and, where its results folder
     holds a search already, its data and the resume guard (check_resume). Nothing is written; Keras is not
@@ -218,7 +223,7 @@ def refusal(argv):
         family = named_family(args)
         shape = shaping.Shape.from_flags(args.set, args.range, args.choices, args.enqueue)
         tuner = check_flags(args, family)
-        out_dir = Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))
+        out_dir = results_folder(args, family)
         if args.fresh or not trials_table.run_record(out_dir):
             return None  # nothing to resume; its data is read when it runs
         prepared = prepare.prepare(family, data_options(args))
