@@ -138,13 +138,14 @@ def cannot_run_all(searches):
     return found
 
 
-def refusals(searches, state):
+def refusals(searches, state, skipped=()):
     """{search: why} for the searches still to run that runners/search.py would refuse before their first trial
-    (bad flags; a results folder holding a search made with other data or options: its resume check)."""
+    (bad flags; a results folder holding a search made with other data or options: its resume check); skipped:
+    the keys cannot_run_all already set aside."""
     from lyrics_cifar_search.runners import search  # its flags and checks, in this process (no Keras started)
     found = {}
     for entry in searches:
-        if not is_done(state, entry) and not cannot_run(entry):
+        if not is_done(state, entry) and search_key(entry) not in skipped:
             why = search.refusal(search_argv(entry))
             if why:
                 found[search_key(entry)] = why
@@ -153,7 +154,8 @@ def refusals(searches, state):
 
 def dry_run(searches, state, results_dir):
     pending, budgets, unbounded = 0, 0.0, 0
-    refused = refusals(searches, state)
+    blocked = cannot_run_all(searches)  # each data file's header read once
+    refused = refusals(searches, state, {key for keys in blocked.values() for key in keys})
     print(f"{len(searches)} searches, results in {Path(results_dir).resolve()}/<search>/:")
     rows = [("", "search", "data", "epochs", "trials", "budget", "status")]
     for k, entry in enumerate(searches, start=1):
@@ -196,7 +198,7 @@ def dry_run(searches, state, results_dir):
     unknown = "unknown until a search has run (at most the sum of the time budgets)"
     print(f"{pending} to run; time left: "
           + (f"~{hms(left)} (from the searches done so far)" if left is not None else unknown))
-    for why, keys in cannot_run_all(searches).items():
+    for why, keys in blocked.items():
         print(f"warning: {', '.join(keys)} cannot run: {why}; the study will skip "
               f"{'it' if len(keys) == 1 else 'them'}", flush=True)
     for key, why in refused.items():
@@ -244,8 +246,9 @@ def run_study(searches, args):
     state = read_state(results_dir)
     start, failed = time.time(), []
     ran = 0
-    skipped = [key for keys in cannot_run_all(searches).values() for key in keys]
-    for why, keys in cannot_run_all(searches).items():  # said now, not when the study reaches them
+    blocked = cannot_run_all(searches)
+    skipped = [key for keys in blocked.values() for key in keys]
+    for why, keys in blocked.items():  # said now, not when the study reaches them
         print(f"[study] warning: {', '.join(keys)} cannot run: {why}; skipping "
               f"{'it' if len(keys) == 1 else 'them'}", flush=True)
     for k, entry in enumerate(searches, start=1):
