@@ -28,7 +28,7 @@ import optuna
 import skops.io as sio
 
 from lyrics_cifar_search.runners import (best_store, model_store, policy, record, search_progress, shaping,
-                                        trials_table, workers)
+                                        trial_end, trials_table, workers)
 from lyrics_cifar_search.suite_common import CANNOT_WRITE, UserError
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 # one trial: features, classifier, metrics and costs (optuna_trial.py)
@@ -180,7 +180,7 @@ class _Search:
         self.max_trials, self.seed, self.shared, self.stop = max_trials, seed, shared, stop
         self.objectives, self.objective = objectives, objectives[0]  # best/ is chosen by the first
         self.cache = FeatureCache(family, prepared.x_train, prepared.x_val, prepared.spec)
-        self.candidates, self.baselines = {}, {}  # staged models, by trial number, until the trial is recorded
+        self.staged = {}  # trial_end.Staged, by trial number, until the trial is recorded
         self.ended_states = []  # this process's trials, in the order they ended
         self.repeats = 0  # proposals in a row already tried
         self.shape = shape  # --range and --choices: what suggest() sees (runners/shaping.py)
@@ -232,21 +232,12 @@ class _Search:
             trial.set_user_attr(k, v)
         meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
                 "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
-        if best_store.is_better(metrics, out_dir, self.objectives):  # staged now, promoted once Optuna recorded it
-            self.candidates[trial.number] = best_store.stage_best(out_dir, trial.number,
-                                                                  lambda d: sio.dump(model, d / "model.skops"),
-                                                                  meta, p.artifacts)
-        if trial.user_attrs.get("is_baseline"):  # kept beside best/ for the paired test comparison
-            self.baselines[trial.number] = self.candidates.get(trial.number) or best_store.stage_best(
-                out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), {**meta, "is_baseline": True},
-                p.artifacts, name=best_store.BASELINE_STAGED)
-        if self.models is not None:  # a model that would be kept goes to the store (model_store)
-            self.models.upload_if_kept(
-                self.study, self.objectives, trial, [metrics[n] for n, _ in self.objectives], trial.number,
-                bool(trial.user_attrs.get("is_baseline")),
-                lambda: self.candidates.get(trial.number) or self.baselines.get(trial.number) or best_store.stage_best(
-                    out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), meta, p.artifacts,
-                    name=f"{model_store.UPLOAD_STAGED}{trial.number}"))
+        is_baseline = bool(trial.user_attrs.get("is_baseline"))  # kept beside best/ for the paired comparison
+        # what it leaves (runners/trial_end.py): staged now, put in place once Optuna has recorded it
+        self.staged[trial.number] = trial_end.stage(
+            out_dir, trial.number, lambda d: sio.dump(model, d / "model.skops"), meta, p.artifacts,
+            objectives=self.objectives, metrics=metrics, kept_folders=[best_store.BASELINE] if is_baseline else [],
+            models=self.models, study=self.study, trial=trial, is_baseline=is_baseline)
         if len(self.objectives) > 1:
             return [metrics[name] for name, _ in self.objectives]
         return metrics[self.objective[0]]
@@ -267,22 +258,15 @@ class _Search:
             return
         self.repeats = 0
         failpoint("trial-recorded")
-        candidate, baseline = self.candidates.pop(frozen.number, None), self.baselines.pop(frozen.number, None)
-        if baseline is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
-            best_store.save_baseline(self.out_dir, baseline)
-        if candidate is not None and frozen.state == optuna.trial.TrialState.COMPLETE:
-            best_store.promote(self.out_dir, candidate, self.objectives)
-        if self.models is not None:  # the models that fell out of the kept set leave the store
-            model_store.evict(study, self.models, self.objectives)
-        rows = record.write_table(study, self.out_dir)
+        trial_end.settle(self.out_dir, self.staged.pop(frozen.number, None),
+                         frozen.state == optuna.trial.TrialState.COMPLETE, self.objectives, study, self.models)
         self.ended_states.append(frozen.state.name)
-        self.progress.trial_done(rows, frozen.number, frozen.state.name, frozen.values[0] if frozen.values else None,
-                                 self.family.defaults)
+        trial_end.write_record(study, self.out_dir, self.progress, frozen.number, frozen.state.name,
+                               frozen.values[0] if frozen.values else None, self.family.defaults)
         if self.stop.requested:  # Ctrl-C: stop before the next trial
             study.stop()
         elif trials_table.failed_in_a_row(self.ended_states):
-            search_progress.log(f"{self.family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a "
-                                f"row (last: {frozen.user_attrs.get('error', '?')}); stopping the search")
+            search_progress.log(trial_end.too_many_failures(self.family.name, frozen.user_attrs.get("error", "?")))
             study.stop()
 
     def enough(self, study, frozen):

@@ -83,9 +83,12 @@ def never_works(params, seed):
 AlwaysFails = dataclasses.replace(BadFirst, name="fake_fail", make_classifier=never_works)
 
 
-def test_optuna_stops_after_three_consecutive_failures(tmp_path):
+def test_optuna_stops_after_three_consecutive_failures(tmp_path, capsys):
     rng = np.random.default_rng(0)
     (xt, yt), (xv, yv) = texts(40, rng), texts(10, rng)
     optuna_engine.run(AlwaysFails, prepared(xt, yt, xv, yv), tmp_path, max_trials=10, seed=0)
     t = pd.read_csv(tmp_path / "trials.csv")
     assert len(t) == 3 and (t["status"] == "FAIL").all()
+    # the line the Keras engine ends such a search with too (runners/trial_end.py, test_reliability)
+    assert ("fake_fail: 3 trials failed in a row (last: RuntimeError: never works); stopping the search"
+            in capsys.readouterr().err)

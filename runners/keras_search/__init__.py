@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import keras
 import keras_tuner as kt
 
-from lyrics_cifar_search.runners import compat, model_store, record, search_progress, shaping, trials_table, workers
+from lyrics_cifar_search.runners import (compat, model_store, record, search_progress, shaping, trial_end,
+                                        trials_table, workers)
 from lyrics_cifar_search.runners.keras_search import errors
 from lyrics_cifar_search.runners.keras_search.optuna_oracle import StudyOracle
 from lyrics_cifar_search.runners.keras_search.oracles import (BayesianOracle, HyperbandOracle, RandomOracle,
@@ -193,8 +194,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     except BudgetReached:
         pass  # the CLI says so
     except TooManyFailures as e:
-        search_progress.log(f"{family.name}: {trials_table.MAX_CONSECUTIVE_FAILURES} trials failed in a row "
-                            f"(last: {e}); stopping the search")
+        search_progress.log(trial_end.too_many_failures(family.name, e))
     return t.trial_rows()
 
 

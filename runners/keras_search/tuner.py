@@ -11,7 +11,7 @@ import keras
 import keras_tuner as kt
 
 from lyrics_cifar_search import search_spaces
-from lyrics_cifar_search.runners import best_store, compat, model_store, record, trials_table
+from lyrics_cifar_search.runners import best_store, compat, record, trial_end, trials_table
 from lyrics_cifar_search.runners.keras_search.study_reports import SE
 from lyrics_cifar_search.runners.keras_search.oracles import (EPOCH, TrialStatus, are_defaults, default_values,
                                                               metrics_of, number, remove_trial_files, status_of,
@@ -130,7 +130,7 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
             self._heartbeat.stop()
             self._heartbeat = None
         objective = self.objective
-        candidate, kept = None, {}
+        staged = None
         if trial.status == TrialStatus.COMPLETED and ((self._pruned is not None and self._pruned.pruned)
                                             or metrics.get("stopped_by_time_budget")):
             # pruned, or cut short by --time-budget-hard (its value is not from the full budget): recorded as
@@ -139,42 +139,28 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         elif trial.status == TrialStatus.COMPLETED and not trials_table.is_score(metrics.get(objective[0])):
             # (a chief refuses it complete)
             trial.status, trial.message = TrialStatus.FAILED, f"no {objective[0]} value"
-        if trial.status == TrialStatus.COMPLETED and model is not None:
+        if trial.status == TrialStatus.COMPLETED and model is not None:  # what it leaves: runners/trial_end.py
             values = user_values(trial.hyperparameters.values)
             meta = {**self.prepared.meta, "trial_id": number(trial), "hyperparameters": values,
                     "metrics": metrics, "model_file": "model.keras",
                     "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
                     "parameter_count": int(model.count_params())}
-            if best_store.is_better(metrics, self.out_dir, self.objectives):
-                candidate = best_store.stage_best(self.out_dir, number(trial), lambda d: self._save_model(model, d),
-                                                  meta, self.prepared.artifacts)
             # the baseline (every hyperparameter it declared at its default) is kept beside best/, and so is
             # any trial the family names in kept_trials (cifar_cnn's study skip model, the transfer's source)
-            for folder, overrides in ((best_store.BASELINE, {}), *self.family.kept_trials.items()):
-                if are_defaults(values, trial.hyperparameters.space, overrides):
-                    kept[folder] = candidate or best_store.stage_best(
-                        self.out_dir, number(trial), lambda d: self._save_model(model, d),
-                        {**meta, "is_baseline": folder == best_store.BASELINE}, self.prepared.artifacts,
-                        name=best_store.staged_name(folder))
-            if self.models is not None:  # a model that would be kept goes to the store, claimed by its study trial
-                asked = self.oracle._optuna_trial(trial.trial_id)
-                self.models.upload_if_kept(
-                    self.oracle.study, self.objectives, asked, [metrics.get(n) for n, _ in self.objectives],
-                    number(trial), self.oracle.is_baseline(trial.trial_id),
-                    lambda: candidate or kept.get(best_store.BASELINE) or best_store.stage_best(
-                        self.out_dir, number(trial), lambda d: self._save_model(model, d), meta,
-                        self.prepared.artifacts, name=f"{model_store.UPLOAD_STAGED}{number(trial)}"))
+            kept = [folder for folder, overrides in ((best_store.BASELINE, {}), *self.family.kept_trials.items())
+                    if are_defaults(values, trial.hyperparameters.space, overrides)]
+            staged = trial_end.stage(
+                self.out_dir, number(trial), lambda d: self._save_model(model, d), meta, self.prepared.artifacts,
+                objectives=self.objectives, metrics=metrics, kept_folders=kept, models=self.models,
+                study=self.oracle.study if self.models is not None else None,
+                trial=self.oracle._optuna_trial(trial.trial_id) if self.models is not None else None,
+                is_baseline=self.models is not None and self.oracle.is_baseline(trial.trial_id))
         try:
             super().on_trial_end(trial)  # the oracle records the trial and saves its state
         finally:
             failpoint("trial-recorded")
-            for folder, staged in kept.items():
-                if status_of(trial) == Status.COMPLETE:
-                    best_store.save_baseline(self.out_dir, staged, folder)
-            if candidate is not None and status_of(trial) == Status.COMPLETE:
-                best_store.promote(self.out_dir, candidate, self.objectives)
-            if self.models is not None:  # the models that fell out of the kept set leave the store
-                model_store.evict(self.oracle.study, self.models, self.objectives)
+            trial_end.settle(self.out_dir, staged, status_of(trial) == Status.COMPLETE, self.objectives,
+                             self.oracle.study if self.models is not None else None, self.models)
             if self.is_worker():  # the chief writes trials.csv
                 best = best_store.best_meta(self.out_dir)
                 score = metrics.get(objective[0])
@@ -187,8 +173,8 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
 
     def record_trial(self, trial_id, status, score):
         """A trial the study has recorded: trials.csv rewritten from the study, and its progress line."""
-        rows = record.write_table(self.oracle.study, self.out_dir)
-        self.progress.trial_done(rows, trial_id, status, score, default_values(self.oracle.hyperparameters.space))
+        trial_end.write_record(self.oracle.study, self.out_dir, self.progress, trial_id, status, score,
+                               default_values(self.oracle.hyperparameters.space))
 
     def pre_create_trial(self):
         if self.stop.requested:
