@@ -55,10 +55,8 @@ def run_again(study, numbers):
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if t.number not in numbers:
             continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        storage.set_trial_user_attr(trial_id, "interrupted", True)  # this attempt: out of the tables
-        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-        failed = copy.deepcopy(storage.get_trial(trial_id))
+        record.cut_short(study, t.number)  # this attempt: FAIL, out of the tables
+        failed = copy.deepcopy(storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, t.number)))
         failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "interrupted"}  # the new one runs
         retry(study, failed)
 

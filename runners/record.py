@@ -21,8 +21,7 @@ Who writes it:
   it ends, with its values, times and learning curve (oracles.RecordedInStudy).
   Keras Tuner's own state (keras_tuner/) is what such a search resumes from.
 
-A trial cut short by a kill has the user attribute `interrupted`: it runs
-again, and the tables leave it out.
+A trial cut short by a kill is marked `interrupted` (cut_short): it runs again, out of the tables.
 """
 
 from __future__ import annotations
@@ -314,6 +313,16 @@ def interrupted(t: optuna.trial.FrozenTrial, retried_numbers: Collection[int] = 
     own values (`replaced`, optuna_oracle)."""
     return bool(t.user_attrs.get("interrupted") or t.user_attrs.get("duplicate") or t.user_attrs.get("replaced")) \
         or t.number in retried_numbers
+
+
+def cut_short(study: optuna.Study, number: int) -> None:
+    """Trial `number`'s attempt will not end (killed, or its worker silent): FAIL, marked interrupted (out of the
+    tables and counts). Both engines run its values again as a new trial, one number per attempt: Keras Tuner's
+    retry (keras_search/optuna_oracle.py), Optuna's retry callback (optuna_queue.run_again)."""
+    storage = compat.storage_of(study)
+    key = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+    storage.set_trial_user_attr(key, "interrupted", True)
+    study.tell(number, state=optuna.trial.TrialState.FAIL)
 
 
 def trial_id(t: optuna.trial.FrozenTrial) -> int:

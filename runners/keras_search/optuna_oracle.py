@@ -96,8 +96,7 @@ class _StudyProposals(StudyReports, KerasRecord, kt.Oracle):
                 if tid is not None:  # killed after Keras Tuner saved its end: record_missing tells this attempt
                     self._asked[tid] = compat.running_trial(self._study, self._storage_key(t.number))
                     continue
-                storage.set_trial_user_attr(self._storage_key(t.number), "interrupted", True)  # left out of tables
-                self._study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                record.cut_short(self._study, t.number)  # FAIL, left out of the tables: it runs again
         return self._study
 
     def budget(self):
@@ -309,8 +308,7 @@ class _StudyProposals(StudyReports, KerasRecord, kt.Oracle):
         afresh, under a new ask, with its own epochs and unpruned."""
         asked = self._asked.pop(trial_id, None)
         if asked is not None:
-            asked.set_user_attr("interrupted", True)
-            self.study.tell(asked, state=optuna.trial.TrialState.FAIL)
+            record.cut_short(self.study, asked.number)
         self._reported.pop(trial_id, None)
         self.pruned.discard(trial_id)
 
