@@ -130,8 +130,7 @@ def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=N
     if quiet_if_done and done_before >= max_trials:  # workers finished the search: nothing to say
         return record.write_table(study, out_dir)
     if done_before and not worker:
-        search_progress.log(f"resuming {family.name}: {done_before} finished trials on record, "
-                            f"running up to {max_trials} in all")
+        search_progress.resuming(family.name, done_before, max_trials)
     if max_trials - done_before <= 0:
         search_progress.log(f"{family.name}: {done_before} trials already finished (--max-trials {max_trials}); "
                             "nothing to run")

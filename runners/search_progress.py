@@ -10,7 +10,13 @@ from lyrics_cifar_search.suite_common.status import ENDED
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Stop", "Progress", "log"]
+__all__ = ["Stop", "Progress", "log", "resuming"]
+
+
+def resuming(family: str, finished: int, max_trials: int) -> None:
+    """The line either engine starts a resumed search with: its trials already ended (complete, pruned or
+    failed; not an attempt cut short, which runs again) and the total it runs up to."""
+    log(f"resuming {family}: {finished} finished trials on record, running up to {max_trials} in all")
 
 
 class Stop:

@@ -36,7 +36,7 @@ def split_of(data_path, results, split="val"):
 
 
 @pytest.mark.slow
-def test_lstm_search_saves_baseline_first_reloads_and_resumes(tmp_path, small_lyrics):
+def test_lstm_search_saves_baseline_first_reloads_and_resumes(tmp_path, small_lyrics, capsys):
     res = tmp_path / "results"
     assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, "--epochs", 1, *FAST) == 0
     t = trials(res, "lyrics_lstm")
@@ -66,8 +66,10 @@ def test_lstm_search_saves_baseline_first_reloads_and_resumes(tmp_path, small_ly
     # Same command again: nothing new, nothing repeated.
     assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 2, "--epochs", 1, *FAST) == 0
     assert trials(res, "lyrics_lstm").equals(t)
-    # A larger total continues the search.
+    # A larger total continues the search, and says so as the Optuna engine does (search_progress.resuming).
+    capsys.readouterr()
     assert run("lyrics_lstm", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, "--epochs", 1, *FAST) == 0
+    assert "resuming lyrics_lstm: 2 finished trials on record, running up to 3 in all" in capsys.readouterr().err
     t3 = trials(res, "lyrics_lstm")
     assert len(t3) == 3 and t3["trial_id"].is_unique and t3.iloc[:2].equals(t)
 
@@ -85,7 +87,7 @@ def test_hyperband_runs_and_records_budgets(tmp_path, small_lyrics):
     assert len(trials(res, "lyrics_lstm")) == 3
 
 
-def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics):
+def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics, capsys):
     res = tmp_path / "results"
     assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, *FAST) == 0
     t = trials(res, "lyrics_tfidf_logreg")
@@ -112,7 +114,9 @@ def test_tfidf_search_baseline_resume_and_reload(tmp_path, small_lyrics):
 
     assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 3, *FAST) == 0
     assert trials(res, "lyrics_tfidf_logreg").equals(t)
+    capsys.readouterr()
     assert run("lyrics_tfidf_logreg", "--data", small_lyrics, "--results-dir", res, "--max-trials", 5, *FAST) == 0
+    assert "resuming lyrics_tfidf_logreg: 3 finished trials on record, running up to 5 in all" in capsys.readouterr().err
     t5 = trials(res, "lyrics_tfidf_logreg")
     assert len(t5) == 5 and t5.iloc[:3].equals(t)
     params = t5[[c for c in t5.columns if c.startswith("hp_")]].astype(str).agg("|".join, axis=1)

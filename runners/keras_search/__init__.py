@@ -183,8 +183,7 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
                         f"({Path(out_dir) / 'keras_tuner'}) is gone: start again with --fresh")
     t.reconcile()
     if before:
-        search_progress.log(f"resuming {family.name}: {len(t.oracle.trials)} trials on record, running up to "
-                    f"{max_trials} in all")
+        search_progress.resuming(family.name, len(t.oracle.end_order), max_trials)
     if chief is not None:
         from lyrics_cifar_search.runners.keras_search.distributed import serve  # gRPC: only when workers run
         serve(t, chief, start_workers)
