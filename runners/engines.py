@@ -7,6 +7,26 @@
 `engine(family)` is the family's: runners/keras_search/ (Keras Tuner) or runners/optuna_engine.py (Optuna).
 Both write the same trials.csv and best/; `run` adds the family's comparison tables. The CLI, retrain
 (`compare.py --repeats`) and the benches go through these functions.
+
+One trial in each engine, from proposal to its row in trials.csv; a function named for both is one piece:
+
+    step         Keras engine (keras_search/)                    Optuna engine (optuna_engine.py)
+    propose      StudyOracle.populate_space: study.ask()          study.optimize asks; family.suggest(trial)
+    number       the study trial's number is the Keras trial id   the study trial's number
+                 (Keras Tuner's own oracles: recorded as they end; record.trial_id reads either)
+    train        trial.train (Keras fit, epoch reports, pruning)  optuna_trial.train (features, classifier)
+    leave        on_trial_end: trial_end.model_meta, .stage       run_one: trial_end.model_meta, .stage
+    record       the oracle tells the study (end_trial)           Optuna tells the study (objective returned)
+    settle       trial_end.settle, then trial_end.write_record    after_trial: the same two
+    stop         failures in a row (trials_table.failed_in_a_row, trial_end.too_many_failures), Ctrl-C and the
+                 time budget (search_progress.Stop), --max-trials (an attempt run again counts once)
+    run again    an attempt cut short: record.cut_short; Keras Tuner's retry queue runs its values as a new
+                 trial (optuna_oracle), Optuna's retry callback (optuna_queue.run_again)
+    resume       search_progress.resuming; the summary after the search is search.py's, the same for both
+
+What stays each engine's own: who asks for the next trial (Keras Tuner's tuner loop and oracle, Optuna's
+optimize), Keras Tuner's state folder (keras_tuner/, which a Keras search resumes from), and the Optuna
+engine's feature cache.
 """
 
 from __future__ import annotations

@@ -229,8 +229,8 @@ class _Search:
             metrics.update(costs(model, [n for n, _ in self.objectives[1:]], p.x_val[:1], metrics))
         for k, v in metrics.items():
             trial.set_user_attr(k, v)
-        meta = {**p.meta, "trial_id": trial.number, "hyperparameters": params, "metrics": metrics,
-                "model_file": "model.skops", "parameter_count": parameter_count(model.named_steps["classifier"])}
+        meta = trial_end.model_meta(p.meta, trial.number, params, metrics, "model.skops",
+                                    parameter_count(model.named_steps["classifier"]))
         is_baseline = bool(trial.user_attrs.get("is_baseline"))  # kept beside best/ for the paired comparison
         # what it leaves (runners/trial_end.py): staged now, put in place once Optuna has recorded it
         self.staged[trial.number] = trial_end.stage(

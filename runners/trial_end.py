@@ -36,6 +36,14 @@ class Staged:
     kept: dict[str, Path] = field(default_factory=dict)
 
 
+def model_meta(prepared_meta: dict[str, Any], number: int, params: dict[str, Any], metrics: dict[str, Any],
+               model_file: str, parameter_count: int, **extra: Any) -> dict[str, Any]:
+    """A trial's model's meta.json (best/, baseline/, the model store): the data's meta (runners/prepare.py),
+    the trial's id, values and metrics, its model file and its size; extra: an engine's own (Keras: max_epochs)."""
+    return {**prepared_meta, "trial_id": number, "hyperparameters": params, "metrics": metrics,
+            "model_file": model_file, **extra, "parameter_count": parameter_count}
+
+
 def stage(out_dir: Path, number: int, save: Callable[[Path], None], meta: dict[str, Any], artifacts: dict,
           *, objectives: Objectives, metrics: dict[str, Any], kept_folders: Iterable[str] = (),
           models: Optional[model_store.ModelStore] = None, study: Optional[optuna.Study] = None,

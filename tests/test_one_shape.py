@@ -22,5 +22,5 @@ def test_both_engines_end_a_trial_through_trial_end():
     for engine in ENGINES:
         called = calls(engine)
         assert called & ONCE == set(), engine
-        assert {"stage", "settle", "write_record"} <= called, engine
+        assert {"model_meta", "stage", "settle", "write_record"} <= called, engine
     assert ONCE <= calls("runners/trial_end.py")

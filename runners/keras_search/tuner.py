@@ -141,10 +141,9 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
             trial.status, trial.message = TrialStatus.FAILED, f"no {objective[0]} value"
         if trial.status == TrialStatus.COMPLETED and model is not None:  # what it leaves: runners/trial_end.py
             values = user_values(trial.hyperparameters.values)
-            meta = {**self.prepared.meta, "trial_id": number(trial), "hyperparameters": values,
-                    "metrics": metrics, "model_file": "model.keras",
-                    "max_epochs": trial.hyperparameters.values.get("tuner/epochs", self.epochs),
-                    "parameter_count": int(model.count_params())}
+            meta = trial_end.model_meta(self.prepared.meta, number(trial), values, metrics, "model.keras",
+                                        int(model.count_params()),
+                                        max_epochs=trial.hyperparameters.values.get("tuner/epochs", self.epochs))
             # the baseline (every hyperparameter it declared at its default) is kept beside best/, and so is
             # any trial the family names in kept_trials (cifar_cnn's study skip model, the transfer's source)
             kept = [folder for folder, overrides in ((best_store.BASELINE, {}), *self.family.kept_trials.items())
