@@ -4,11 +4,16 @@ Importing it (or any package of the suite) changes nothing in the process: the
 process settings in `suite_common.process` are applied by the entry points.
 """
 
+from __future__ import annotations
+
 import errno
 import logging
 import re
 import sys
 import time
+from typing import Iterable, Iterator, Optional, TextIO, TypeVar
+
+_T = TypeVar("_T")
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@\s]*)@", re.I)
 
@@ -19,7 +24,7 @@ _COMMANDS = {"search": ("runners/search.py", "lyrics-search"), "study": ("runner
              "demo": ("analysis/demo.py", "lyrics-demo")}
 
 
-def command(name):
+def command(name: str) -> str:
     """How the user runs one of the suite's commands: `python runners/search.py` in a clone (the README's
     way), the console script `lyrics-search` where the suite is installed from its wheel (no clone there)."""
     from pathlib import Path
@@ -28,7 +33,7 @@ def command(name):
     return f"python {script}" if in_clone else console
 
 
-def invoked_as(name):
+def invoked_as(name: str) -> str:
     """The command's name as it was run, for its --help and error lines: the console script (`lyrics-search`),
     `python -m lyrics_cifar_search.runners.search`, or the script's path (`runners/search.py`); where none of
     these ran it (a test, the Python API), the script's path in a clone, the console script's name installed."""
@@ -47,13 +52,13 @@ def invoked_as(name):
     return script if (Path(__file__).resolve().parents[1] / "setup.cfg").is_file() else console
 
 
-def masked(text):
+def masked(text: object) -> str:
     """The text with the password of every URL in it replaced by ***: postgresql://user:***@host/db (error lines,
     the recorded command, search.json)."""
     return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
 
 
-def error_line(e):
+def error_line(e: object) -> str:
     """What the command-line tools print for a UserError: one line, passwords masked."""
     return "error: " + " ".join(masked(e).split())
 
@@ -62,7 +67,7 @@ def error_line(e):
 CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EISDIR}
 
 
-def write_error_line(e):
+def write_error_line(e: OSError) -> str:
     """What the command-line tools print when the disk refuses a write (full, read-only, a file-size limit):
     one line; what was finished stays, and the same command picks up from it."""
     where = f" {e.filename}" if getattr(e, "filename", None) else ""
@@ -75,12 +80,12 @@ def write_error_line(e):
 NOTICE = 25
 
 
-def log(msg):
+def log(msg: str) -> None:
     """A notice for the user: on stderr, left out by --quiet."""
     logging.getLogger("lyrics_cifar_search").log(NOTICE, msg)
 
 
-def warn(msg):
+def warn(msg: str) -> None:
     """A warning for the user: on stderr, --quiet included."""
     logging.getLogger("lyrics_cifar_search").warning(msg)
 
@@ -92,7 +97,8 @@ class UserError(Exception):
     """
 
 
-def counted(items, total, label, every_s=0.5, stream=None):
+def counted(items: Iterable[_T], total: int, label: str, every_s: float = 0.5,
+            stream: Optional[TextIO] = None) -> Iterator[_T]:
     """Yield items; on a terminal, show 'label: n of total rows (rows/s)' as they pass (quiet in pipes and CI)."""
     stream = stream or sys.stderr
     live = stream.isatty()

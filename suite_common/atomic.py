@@ -5,11 +5,14 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import Optional, Union
 
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
+PathLike = Union[str, "os.PathLike[str]"]  # what every function here takes as a path
 
-def linked(path):
+
+def linked(path: PathLike) -> Optional[str]:
     """Why writing at `path` in place would reach another file: "a symbolic link" (dangling or not), "a file
     with N hard links", or None. Rewrites by rename replace the name, never the target; SQLite databases,
     lock files and Keras Tuner's own files are written in place, so a planted link there is refused."""
@@ -38,7 +41,7 @@ def _ordinary_mode():
     return 0o644
 
 
-def write_bytes(path, data: bytes):
+def write_bytes(path: PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -54,11 +57,11 @@ def write_bytes(path, data: bytes):
         raise
 
 
-def write_text(path, text: str):
+def write_text(path: PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def temp_path_beside(path, suffix=""):
+def temp_path_beside(path: PathLike, suffix: str = "") -> Path:
     """A fresh temporary name in the same folder (same filesystem, so os.replace is atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +71,7 @@ def temp_path_beside(path, suffix=""):
     return Path(tmp)
 
 
-def replace_dir(new_dir, target):
+def replace_dir(new_dir: PathLike, target: PathLike) -> None:
     """Put the finished folder `new_dir` in place of `target`.
 
     Two renames: target -> target.old, new_dir -> target. A crash between them
@@ -86,7 +89,7 @@ def replace_dir(new_dir, target):
         shutil.rmtree(old)
 
 
-def recover_dir(target):
+def recover_dir(target: PathLike) -> None:
     """Undo a `replace_dir` that was cut between its two renames."""
     target = Path(target)
     old = target.with_name(target.name + ".old")

@@ -22,7 +22,7 @@ POINTS = ("trial-started", "trial-recorded", "trial-file-written", "oracle-saved
 _passes: dict[str, int] = {}
 
 
-def failpoint(name):
+def failpoint(name: str) -> None:
     """Die here, like kill -9, when SEARCH_SUITE_CRASH_AT names this point (see the module's docstring)."""
     if name not in POINTS:  # a typo in the product would make a kill test pass without killing
         raise ValueError(f"unknown failpoint {name!r}; add it to suite_common.failpoints.POINTS")

@@ -34,17 +34,18 @@ import platform
 import re
 import sys
 import threading
+from typing import Mapping
 
 PARENT = "SEARCH_SUITE_DIE_WITH"  # "<parent pid>:<signal>": set for a child that must not outlive its parent
 
 
-def child_env(sig):
+def child_env(sig: int) -> dict[str, str]:
     """Environment entries for a child process that must not outlive this one (it arranges that itself, in
     `die_with_parent`, because a preexec_fn is not safe in a process with threads)."""
     return {PARENT: f"{os.getpid()}:{int(sig)}"}
 
 
-def die_with_parent():
+def die_with_parent() -> None:
     """In a child started with child_env: the kernel sends it the signal when its parent exits (Linux's
     PR_SET_PDEATHSIG; kept across the exec of tune_this_process). A parent already gone: the signal now."""
     value = os.environ.pop(PARENT, "")
@@ -65,7 +66,7 @@ TUNABLES = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=1073741824:"
 RELAUNCHED = "SEARCH_SUITE_PROCESS_TUNED"  # set in the started-again process, so it never loops
 
 
-def backend_keras_will_load(env=os.environ):
+def backend_keras_will_load(env: Mapping[str, str] = os.environ) -> str:
     """Found as Keras finds it (keras/src/backend/config.py), without importing Keras."""
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
@@ -80,7 +81,7 @@ def backend_keras_will_load(env=os.environ):
         return "tensorflow"
 
 
-def settings(env=os.environ):
+def settings(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The environment variables a search process should have that `env` lacks."""
     wanted = {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     user_set_malloc = "GLIBC_TUNABLES" in env or any(k.startswith("MALLOC_") for k in env)
@@ -90,7 +91,7 @@ def settings(env=os.environ):
     return {k: v for k, v in wanted.items() if k not in env}
 
 
-def tune_this_process():
+def tune_this_process() -> None:
     """Set the search's process settings; start this command again if glibc must see them from the start.
 
     Call it first in an entry point, before any other work (it may replace the process, same pid).
@@ -113,7 +114,7 @@ NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)
 _filter: dict = {}
 
 
-def quiet_frameworks():
+def quiet_frameworks() -> None:
     """Drop the frameworks' start-up and retracing lines from this process's stderr (file descriptor 2, where
     C++ writes them); everything else goes through unchanged, line by line. Call before any framework starts."""
     if _filter or "--verbose" in sys.argv:
@@ -140,7 +141,7 @@ def quiet_frameworks():
     atexit.register(flush_stderr)
 
 
-def flush_stderr(timeout=2.0):
+def flush_stderr(timeout: float = 2.0) -> None:
     """Put the real stderr back and let the filter pass on what it still holds (at exit, or before a
     deliberate os._exit)."""
     if not _filter:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Optional
 
 from lyrics_cifar_search.suite_common import masked
 
@@ -16,7 +17,7 @@ PACKAGES = ("keras", "keras-tuner", "optuna", "scikit-learn", "tensorflow", "jax
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def now():
+def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -27,7 +28,7 @@ def _version(name):
         return None
 
 
-def git_commit():
+def git_commit() -> Optional[str]:
     """The checkout's commit (with '+changes' if files differ from it), or None outside a git checkout."""
     if not (ROOT / ".git").exists() or not shutil.which("git"):
         return None
@@ -41,7 +42,7 @@ def git_commit():
     return (head + ("+changes" if dirty else "")) or None
 
 
-def machine():
+def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -62,7 +63,7 @@ def machine():
             "gpus": gpus}
 
 
-def provenance(keras_backend=None):
+def provenance(keras_backend: Optional[str] = None) -> dict[str, Any]:
     """What a run records about itself (best/meta.json, search.json, the report)."""
     command = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
     versions = {"python": platform.python_version(), **{p: v for p in PACKAGES if (v := _version(p))}}

@@ -1,10 +1,12 @@
 """The statistics behind the tables: a proportion's 95 % Wilson interval, the majority-class reference and the
 exact McNemar test on paired test predictions (SciPy, imported when one is computed)."""
 
+from typing import Any, Optional
+
 import numpy as np
 
 
-def wilson(k, n):
+def wilson(k: int, n: int) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion k / n."""
     if not n:
         return np.nan, np.nan
@@ -13,7 +15,8 @@ def wilson(k, n):
     return float(ci.low), float(ci.high)
 
 
-def majority_reference(meta, test_labels=None, test_predictions=None):
+def majority_reference(meta: dict[str, Any], test_labels: Optional[np.ndarray] = None,
+                       test_predictions: Optional[np.ndarray] = None) -> dict[str, Any]:
     """Always predicting the training split's most frequent class: its validation and test accuracy and
     macro-F1, and the one-sided exact McNemar p-value of the model beating it on the same test rows."""
     counts = meta.get("data", {}).get("class_counts")
@@ -35,7 +38,7 @@ def majority_reference(meta, test_labels=None, test_predictions=None):
     return ref
 
 
-def mcnemar(pred_a, pred_b, y):
+def mcnemar(pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray) -> tuple[int, int, float]:
     """Exact McNemar test on paired test predictions: (b, c, p-value)."""
     from scipy.stats import binomtest  # SciPy: only for the intervals
     a_right, b_right = pred_a == y, pred_b == y

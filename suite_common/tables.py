@@ -5,28 +5,35 @@ loss and skip setting; cifar_transfer: transferred vs from scratch) declares `co
 objective, direction)`; the engine writes them beside trials.csv and analysis/compare.py gathers them.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
 from lyrics_cifar_search.suite_common.status import SCORED, Status
 
+if TYPE_CHECKING:  # pandas: the tables' type, for the type checker only (imported by whoever reads a table)
+    import pandas as pd
 
-def finished(trials, objective):
+
+def finished(trials: pd.DataFrame, objective: str) -> pd.DataFrame:
     """The COMPLETE trials of a trials.csv table that have an `objective` score."""
     if objective not in trials:
         return trials.iloc[:0]
     return trials[(trials["status"] == Status.COMPLETE) & trials[objective].notna()]
 
 
-def baseline(trials):
+def baseline(trials: pd.DataFrame) -> pd.DataFrame:
     """The rows of a trials.csv table that are the baseline (is_baseline: the first trial, the earlier study's
     configuration, as the engine tagged it when it ran); empty if there is none."""
     return trials[trials["is_baseline"].astype(bool)]
 
 
-def best_index(scores, direction):
+def best_index(scores: pd.Series, direction: str) -> Any:
     """The index label of the best of a Series of scores ("max" or "min" is better)."""
     return scores.idxmax() if direction == "max" else scores.idxmin()
 
 
-def ended(trials):
+def ended(trials: pd.DataFrame) -> pd.DataFrame:
     """The trials of a trials.csv table that ended with a score: COMPLETE and PRUNED (a pruned trial is effort
     spent on its group, though its value is from fewer epochs and never the group's best)."""
     if "status" not in trials:
@@ -34,7 +41,7 @@ def ended(trials):
     return trials[trials["status"].isin(SCORED)]
 
 
-def one_factor_trial(trials, name=None, value=None):
+def one_factor_trial(trials: pd.DataFrame, name: Optional[str] = None, value: Any = None) -> Optional[pd.Series]:
     """The finished row that is the earlier study's model for a setting: the baseline (trial 0) with no name; with
     one, the row whose hyperparameters are the baseline's but `name` = `value` (a fixed one-factor trial: cifar_cnn
     runs the study's tanh and sigmoid-output models so); the baseline itself where `value` is its own. None where
@@ -56,7 +63,8 @@ def one_factor_trial(trials, name=None, value=None):
     return match.iloc[0] if len(match) else None
 
 
-def at_equal_effort(trials, groups, objective, direction, hp=None):
+def at_equal_effort(trials: pd.DataFrame, groups: pd.Series, objective: str, direction: str,
+                    hp: Optional[str] = None) -> tuple[Any, int]:
     """One row per group (a Series of group labels, indexed like trials): the best over all its complete trials;
     the best at equal effort, over its first trials (trial order) within the epochs the least-trained group spent
     in all (its first trial always; pruned trials count their epochs, not as whole trials; without epochs, the
