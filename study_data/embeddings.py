@@ -33,7 +33,9 @@ def _text_file(path):
         raise UserError(f"--embeddings file not found: {path}: pass a GloVe or word2vec text file")
     if not path.is_file():
         raise UserError(f"--embeddings {path} is not a regular file: pass a GloVe or word2vec text file")
-    index, rows, dim = {}, [], None
+    index: dict[str, int] = {}
+    rows: list = []
+    dim = None
     with open(path, encoding="utf-8", errors="strict") as f:
         try:
             for n, line in enumerate(f):

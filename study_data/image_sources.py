@@ -2,20 +2,28 @@
 CIFAR-100, the cifar-100-python archive or folder (unpickled arrays only), an .npz, an image-folder tree, and the
 generated demo images. study_data/images.py loads, caches and splits them (bad input: one UserError)."""
 
+from __future__ import annotations
+
 import io
 import pickle
 import tarfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from lyrics_cifar_search.suite_common import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+# what each reader returns: images [n, h, w, 3] uint8, labels [n] int32, class names, and which rows are the
+# source's own test split (None where it has none)
+ImageArrays = tuple[np.ndarray, np.ndarray, list[str], Optional[np.ndarray]]
+CifarArrays = tuple[np.ndarray, np.ndarray, list[str], np.ndarray]  # CIFAR-100's own: train and test
+
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 
 
-def keras_cifar100():
+def keras_cifar100() -> CifarArrays:
     import keras  # Keras starts only when a Keras model is built or loaded
     try:
         (xtr, ytr), (xte, yte) = keras.datasets.cifar100.load_data(label_mode="fine")
@@ -71,7 +79,7 @@ def _checked_batch(d, what, n_classes):
     return x, y.astype(np.int32)
 
 
-def cifar100_python(path):
+def cifar100_python(path: str | Path) -> CifarArrays:
     path = Path(path)
     files = {}
     if path.is_dir():
@@ -85,8 +93,9 @@ def cifar100_python(path):
             with tarfile.open(path) as tar:
                 for member in tar.getmembers():
                     base = Path(member.name).name
-                    if member.isfile() and base in ("train", "test", "meta"):
-                        files[base] = tar.extractfile(member).read()
+                    handle = tar.extractfile(member) if member.isfile() else None  # None: not a file
+                    if handle is not None and base in ("train", "test", "meta"):
+                        files[base] = handle.read()
         except tarfile.TarError as e:  # tarfile's "could not be opened" lists a reason per compression
             why = "not a gzip, bzip2, xz or tar file" if "could not be opened" in str(e) else \
                 (str(e).splitlines() or [type(e).__name__])[0]
@@ -110,7 +119,7 @@ def cifar100_python(path):
     return np.concatenate(xs), np.concatenate(ys), names, is_test
 
 
-def npz_arrays(path):
+def npz_arrays(path: str | Path) -> ImageArrays:
     """CIFAR-100 as NumPy arrays in an .npz: x_train, y_train (and x_test, y_test), as keras.datasets.cifar100
     returns them, or x and y alone; uint8 images [n, 32, 32, 3], integer labels (any shape [n] or [n, 1]).
     100 classes are named as CIFAR-100's fine classes, others class_0, class_1, ..."""
@@ -144,11 +153,11 @@ def npz_arrays(path):
     y = np.concatenate(ys)
     n_classes = int(y.max()) + 1 if len(y) else 0
     names = _CIFAR100_FINE_NAMES if n_classes == 100 else [f"class_{i}" for i in range(n_classes)]
-    is_test = np.concatenate(flags) if len(parts) > 1 else None
-    return np.concatenate(xs), y, list(names), is_test
+    test_rows = np.concatenate(flags) if len(parts) > 1 else None
+    return np.concatenate(xs), y, list(names), test_rows
 
 
-def image_folder(root, per_class=None):
+def image_folder(root: str | Path, per_class: Optional[int] = None) -> ImageArrays:
     from PIL import Image  # Pillow: only for image files
     root = Path(root)
     splits = [root / s for s in ("train", "test") if (root / s).is_dir()] or [root]
@@ -172,8 +181,8 @@ def image_folder(root, per_class=None):
     for i, f in enumerate(files):
         try:
             with Image.open(f) as im:
-                im = im.convert("RGB")
-                x[i] = np.asarray(im if im.size == (32, 32) else im.resize((32, 32)))
+                rgb = im.convert("RGB")
+                x[i] = np.asarray(rgb if rgb.size == (32, 32) else rgb.resize((32, 32)))
         except Exception as e:
             raise UserError(f"cannot read image {f} ({type(e).__name__}): remove or replace it") from None
     return x, np.asarray(labels, dtype=np.int32), classes, np.asarray(in_test, bool) if has_test else None

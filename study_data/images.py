@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -53,7 +53,7 @@ class ImageSet:
     is_test: Optional[np.ndarray] = None
 
 
-def content_fingerprint(x, y, names, is_test):
+def content_fingerprint(x: np.ndarray, y: np.ndarray, names: Sequence[str], is_test: Optional[np.ndarray]) -> str:
     h = hashlib.sha256()
     for a in (x, y, np.zeros(0) if is_test is None else is_test):
         h.update(np.ascontiguousarray(a).tobytes())
@@ -91,6 +91,7 @@ def load_images(data: str | Path | None = None, cache_dir: str | Path = "results
                 per_class: Optional[int] = None, announce_demo: bool = True,
                 deferred_writes: Optional[list] = None) -> ImageSet:
     """Every image of the source (cached as .npz for folders and archives; deferred_writes: as lyrics.load's)."""
+    is_test: Optional[np.ndarray]  # which rows are the source's own test split; None: it has none
     if data == "demo":
         if announce_demo:
             logger.info("NOTE: --data demo uses generated shapes, not real images; pass the CIFAR-100 archive for "

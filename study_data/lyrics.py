@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -117,7 +117,7 @@ PLACEHOLDER_GENRES = {"not available", "other"}  # compared lower-cased
 def _filter_rows(df, path, languages):
     """The rows to learn from, and what was dropped: {"without_lyrics_or_genre": n, "placeholder_genres":
     {genre: n}, "other_languages": n} (saved in search.json and best/meta.json, shown by the report)."""
-    dropped = {}
+    dropped: dict[str, Any] = {}
     missing = (df["text"].str.strip() == "") | (df["label"] == "") | df["label"].str.lower().isin(["nan", "none", "null"])
     if missing.all():
         raise UserError(f"{path}: no row has both lyrics and a genre: check the text and label columns")
@@ -155,7 +155,7 @@ def _deduplicate(df, probe):
     if not any(cleaned):  # said before every song collapses into one empty "repeat"
         raise UserError("no words are left in the lyrics after cleaning and removing stopwords: check the text "
                         "column, or try --stopwords none / --no-clean")
-    first = {}
+    first: dict[str, int] = {}  # cleaned lyrics -> the row of their first copy
     keep, conflicting = [], 0
     labels = df["label"].tolist()
     for i, text in enumerate(cleaned):

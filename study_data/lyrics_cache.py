@@ -1,12 +1,20 @@
 """The lyrics data cache: a prepared data set's three splits, label names and tokenizer in one .npz file
 (no pickles: texts are packed as UTF-8 bytes with offsets), written atomically."""
 
+from __future__ import annotations
+
 import io
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from lyrics_cifar_search.suite_common import atomic
+
+if TYPE_CHECKING:  # the types it stores (lyrics.py imports this module)
+    from lyrics_cifar_search.study_data.lyrics import Split
+    from lyrics_cifar_search.study_data.text import TextEncoder
 
 SPLITS = ("train", "val", "test")
 
@@ -22,8 +30,9 @@ def _unpack_texts(blob, offsets):
     return [data[offsets[i]:offsets[i + 1]].decode("utf-8") for i in range(len(offsets) - 1)]
 
 
-def write(path, version, train, val, test, label_names, encoder, has_artist, duplicates, dropped=None):
-    arrays = {}
+def write(path: str | Path, version: int, train: Split, val: Split, test: Split, label_names: list[str],
+          encoder: TextEncoder, has_artist: bool, duplicates: Optional[dict], dropped: Optional[dict] = None) -> None:
+    arrays: dict[str, Any] = {}  # name -> array (rows None in a split made before rows were kept)
     for name, s in zip(SPLITS, (train, val, test)):
         arrays[f"{name}_x"], arrays[f"{name}_y"], arrays[f"{name}_rows"] = s.x, s.y, s.rows
         arrays[f"{name}_texts"], arrays[f"{name}_texts_offsets"] = _pack_texts(s.texts)
@@ -36,7 +45,8 @@ def write(path, version, train, val, test, label_names, encoder, has_artist, dup
     atomic.write_bytes(path, buf.getvalue())
 
 
-def read(path, version):
+def read(path: str | Path, version: int) -> tuple[list[dict[str, Any]], list[str], str, bool, Optional[dict],
+                                                    Optional[dict]]:
     """([the fields of each split], label names, the tokenizer's JSON, has_artist, duplicates, dropped: None in a
     cache written before it was kept); a ValueError if the file was written by another cache version."""
     with np.load(path, allow_pickle=False) as z:

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -64,15 +64,15 @@ class TextEncoder:
         return encoder
 
     @property
-    def first_id(self):
+    def first_id(self) -> int:
         """The first word's id: 1 (Keras's Tokenizer: 0 pads) or 2 (0 pads, 1 is any unknown word)."""
         return 1 if self.keras_ids else 2
 
     @property
-    def vocab_size(self):
+    def vocab_size(self) -> int:
         return len(self.vocab) + self.first_id
 
-    def words(self, cleaned_text):
+    def words(self, cleaned_text: str) -> list[str]:
         """A cleaned text's words as the tokenizer counts them (Keras's: an underscore splits them too)."""
         return (cleaned_text.replace("_", " ") if self.keras_ids else cleaned_text).split()
 
@@ -155,15 +155,15 @@ class TokenIdFeatures:
     def __init__(self, vocab_size=20000, seq_len=300, pipeline="study"):
         self.vocab_size, self.seq_len, self.pipeline = vocab_size, seq_len, pipeline
 
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size, "seq_len": self.seq_len, "pipeline": self.pipeline}
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> "TokenIdFeatures":
         for k, v in params.items():
             setattr(self, k, v)
         return self
 
-    def fit(self, texts, y=None):
+    def fit(self, texts: Iterable[str], y: Any = None) -> "TokenIdFeatures":
         texts = list(texts)
         study = self.pipeline == "study"
         lyrics, artists = _split_artist(texts) if study else (texts, [None] * len(texts))
@@ -171,18 +171,21 @@ class TokenIdFeatures:
                                   pipeline=self.pipeline if study else "suite")
         self.vocab_, self.keras_ids_ = encoder.vocab, encoder.keras_ids
         if any(a is not None for a in artists):
-            self.artists_ = {}
+            self.artists_: dict[str, int] = {}
             for a in artists:  # first seen, first numbered: the study's artist_name_mapping
                 if a is not None and a not in self.artists_:
                     self.artists_[a] = len(self.artists_)
         return self
 
-    def transform(self, texts):
+    def transform(self, texts: Iterable[str]) -> np.ndarray:
         # pipeline "study" (the earlier study's Tokenizer without an oov_token): words outside the vocabulary
         # are left out; "suite": they are id 1. A tree saved before this attribute existed is a "suite" one.
         texts = list(texts)
         artists_ = getattr(self, "artists_", None)
-        lyrics, artists = _split_artist(texts) if artists_ is not None else (texts, None)
+        if artists_ is None:
+            lyrics, artists = texts, []
+        else:
+            lyrics, artists = _split_artist(texts)
         ids = TextEncoder(vocab=self.vocab_, seq_len=self.seq_len, clean=False, stopwords="none",
                           pipeline=getattr(self, "pipeline", "suite"),
                           keras_ids=getattr(self, "keras_ids_", False)).ids(lyrics)
@@ -192,11 +195,11 @@ class TokenIdFeatures:
         return np.hstack([post_pad(ids), column])
 
     @property
-    def width(self):
+    def width(self) -> int:
         """Columns of the output: the ids, and the artist's where it has one."""
         return self.seq_len + (getattr(self, "artists_", None) is not None)
 
-    def fit_transform(self, texts, y=None):
+    def fit_transform(self, texts: Sequence[str], y: Any = None) -> np.ndarray:
         return self.fit(texts).transform(texts)
 
 
@@ -217,7 +220,7 @@ def _split_artist(texts):
     return lyrics, artists
 
 
-def artist_token(artist):
+def artist_token(artist: str) -> str:
     """The artist as one token of its own, which no cleaned lyric word can equal."""
     return ARTIST_PREFIX + (re.sub(r"\W+", "_", artist.strip().lower()) or "unknown")
 
@@ -227,13 +230,13 @@ def artist_index(train_artists: Sequence[str]) -> dict[str, int]:
     return {a: i + 1 for i, a in enumerate(sorted(set(train_artists)))}
 
 
-def padding_of(with_artist, text_pipeline):
+def padding_of(with_artist: bool, text_pipeline: str) -> str:
     """Where the padding goes: the earlier study pre-padded its lyrics (pad_sequences' default) and
     post-padded them in its artist notebook; the study's pipeline reproduces both, the suite's pre-pads."""
     return "post" if with_artist and text_pipeline == "study" else "pre"
 
 
-def post_pad(ids):
+def post_pad(ids: np.ndarray) -> np.ndarray:
     """Pre-padded id rows -> the same ids first, the padding (0) after, order kept."""
     order = np.argsort(ids == PAD, axis=1, kind="stable")
     return np.take_along_axis(ids, order, axis=1)
@@ -251,6 +254,8 @@ def model_inputs(kind: str, ids: Optional[np.ndarray], cleaned_texts: Sequence[s
         if artists is None:
             return list(cleaned_texts)
         return [f"{t} {artist_token(a)}" for t, a in zip(cleaned_texts, artists)]
+    if ids is None:
+        raise ValueError("model_inputs: kind 'sequences' needs the token ids")
     x = {"lyrics": post_pad(ids) if padding == "post" else ids}
     if artists is not None:
         if artists_index is None:
