@@ -11,6 +11,8 @@ Every family's build(hp) follows the same outline:
     return self.genre_model(hp, inputs, x, NAME)   # the genre head (and the artist), compiled
 """
 
+from typing import Any
+
 import keras
 import keras_tuner as kt
 from keras import layers
@@ -47,7 +49,8 @@ class LyricsHyperModel(kt.HyperModel):
         model = keras.Model(inputs, genre_head(hp, self.spec, inputs, x), name=name)
         return compile_model(model, hp, default_lr=default_lr)
 
-    def fit(self, hp, model, x, y, validation_data=None, **kwargs):
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, x: Any, y: Any, validation_data: Any = None,
+            **kwargs: Any) -> Any:
         n = self.spec["n_classes"]
         if validation_data is not None:
             xv, yv = validation_data

@@ -10,6 +10,9 @@ The search minimises the validation reconstruction MSE, whatever the training
 loss (MSE or MAE), so trials stay comparable.
 """
 
+from pathlib import Path
+from typing import Any
+
 import keras
 import keras_tuner as kt
 import numpy as np
@@ -21,7 +24,7 @@ from lyrics_cifar_search.search_spaces import register_family
 NAME = "cifar_autoencoder"
 
 
-def evaluate(recon, x_val, y_val):
+def evaluate(recon: np.ndarray, x_val: np.ndarray, y_val: Any) -> dict[str, float]:
     """Validation metrics from the model's reconstructions of x_val."""
     if not np.all(np.isfinite(recon)):
         raise FloatingPointError("the autoencoder reconstructs NaN")
@@ -33,7 +36,7 @@ def evaluate(recon, x_val, y_val):
             "val_reconstruction_mse_se": float(np.std(per_image) / np.sqrt(max(len(per_image), 1)))}
 
 
-def save_extras(model, prepared, folder, n=8):
+def save_extras(model: keras.Model, prepared: Any, folder: Path, n: int = 8) -> None:
     """Sample validation images (top row) and their reconstructions (bottom) as a PNG."""
     import matplotlib  # matplotlib: only when a figure is drawn
     matplotlib.use("Agg")
@@ -66,7 +69,7 @@ class HyperModel(kt.HyperModel):
         super().__init__()
         self.spec = spec
 
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         depth = hp.Int("depth", 2, 3, default=2)  # pooling stages: code is 8x8 or 4x4
         first = hp.Choice("filters", [32, 64, 128], default=64)
         code = hp.Choice("code_channels", [8, 16, 32, 64], default=32)
@@ -91,5 +94,5 @@ class HyperModel(kt.HyperModel):
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=hp.Choice("loss", ["mse", "mae"], default="mse"))
         return model
 
-    def fit(self, hp, model, x, y, **kwargs):
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, x: Any, y: Any, **kwargs: Any) -> Any:
         return model.fit(x, y, batch_size=hp.Choice("batch_size", [32, 64, 128, 256], default=128), **kwargs)

@@ -19,6 +19,8 @@ study's tanh and sigmoid-output models, so that each row of the comparison table
 has the study's own model beside the best found.
 """
 
+from typing import Any, Optional, Sequence
+
 import keras
 import keras_tuner as kt
 import pandas as pd
@@ -35,11 +37,11 @@ ACTIVATIONS = ["relu", "elu", "selu", "gelu", "swish", "leaky_relu", "tanh"]
 LOSSES = ["sparse_categorical_crossentropy", "label_smoothing", "focal", "squared_hinge", "kl_divergence"]
 
 
-def activation_layer(name, layer_name=None):
+def activation_layer(name: str, layer_name: Optional[str] = None) -> keras.layers.Layer:
     return layers.LeakyReLU(0.1, name=layer_name) if name == "leaky_relu" else layers.Activation(name, name=layer_name)
 
 
-def make_loss(name):
+def make_loss(name: str) -> Any:
     """The loss, and whether it wants one-hot targets."""
     if name == "sparse_categorical_crossentropy":
         return keras.losses.SparseCategoricalCrossentropy(), False
@@ -52,7 +54,8 @@ def make_loss(name):
     return keras.losses.KLDivergence(), True
 
 
-def comparison_tables(trials, objective="val_accuracy", direction="max"):
+def comparison_tables(trials: pd.DataFrame, objective: str = "val_accuracy",
+                      direction: str = "max") -> dict[str, pd.DataFrame]:
     """The earlier study's questions: per activation, output activation, loss and skip setting, the study's own
     model (the fixed one-factor trial: the baseline, or tanh, sigmoid output, the skip model), the best found over
     all its trials, and the best at equal effort (each setting's first trials up to the epochs the least-trained
@@ -86,7 +89,7 @@ class HyperModel(kt.HyperModel):
         super().__init__()
         self.spec = spec
 
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         activation = hp.Choice("activation", ACTIVATIONS, default="relu")
         skip = hp.Choice("skip", ["none", "concat", "residual"], default="none")
         padding = hp.Choice("conv_padding", ["valid", "same"], default="valid")
@@ -122,7 +125,8 @@ class HyperModel(kt.HyperModel):
                       metrics=classification_metrics(self.spec["n_classes"]))
         return model
 
-    def fit(self, hp, model, x, y, validation_data=None, callbacks=(), **kwargs):
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, x: Any, y: Any, validation_data: Any = None,
+            callbacks: Sequence[keras.callbacks.Callback] = (), **kwargs: Any) -> Any:
         _, one_hot = make_loss(hp.get("loss"))
         n = self.spec["n_classes"]
         if one_hot:

@@ -24,6 +24,8 @@ reconstruction, or its 8x8 code), frozen source blocks, head width, dropout,
 learning rate, batch size, and a fine-tuning phase (all unfrozen, lr / 10).
 """
 
+from typing import Any, Sequence
+
 import keras
 import keras_tuner as kt
 import pandas as pd
@@ -64,7 +66,8 @@ def _conv_layers(cnn, inputs, frozen):
     return layers.Flatten(name="cnn_conv_features")(x)
 
 
-def comparison_tables(trials, objective="val_accuracy", direction="max"):
+def comparison_tables(trials: pd.DataFrame, objective: str = "val_accuracy",
+                      direction: str = "max") -> dict[str, pd.DataFrame]:
     """Best transferred model vs best from scratch, on the same block-2 split, over all their trials and at equal
     effort (each side's first k trials: with the two fixed first trials, trial 0 transferred against trial 1
     from scratch), with how many trials and epochs each stands on."""
@@ -73,7 +76,7 @@ def comparison_tables(trials, objective="val_accuracy", direction="max"):
     label = trials["hp_source"].map(lambda s: "from scratch" if s == "none" else "transferred")
     rows, _ = at_equal_effort(trials, label, objective, direction)
     by_model = {r["group"]: r for r in rows}
-    out = []
+    out: list[dict[str, Any]] = []
     for model in ("transferred", "from scratch"):
         r = by_model.get(model)
         if r is None:
@@ -103,7 +106,7 @@ class HyperModel(kt.HyperModel):
         super().__init__()
         self.spec = spec  # n_classes, sources: {"cnn": path, "encoder": path} of what exists
 
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         available = [s for s in ("cnn", "encoder") if s in self.spec["sources"]]
         choices = (["both"] if len(available) == 2 else []) + available + ["none"]
         source = hp.Choice("source", choices, default=choices[0])
@@ -163,7 +166,8 @@ class HyperModel(kt.HyperModel):
         return keras.Model.from_config(model.get_config(),
                                        custom_objects={"search_suite>RandomTranslation": RandomTranslation})
 
-    def fit(self, hp, model, x, y, validation_data=None, epochs=1, callbacks=(), **kwargs):
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, x: Any, y: Any, validation_data: Any = None,
+            epochs: int = 1, callbacks: Sequence[keras.callbacks.Callback] = (), **kwargs: Any) -> Any:
         batch_size = hp.Choice("batch_size", [32, 64, 128], default=32)
         callbacks = list(callbacks) + [keras.callbacks.ReduceLROnPlateau(factor=0.2, patience=3, min_lr=1e-6)]
         history = model.fit(x, y, batch_size=batch_size, validation_data=validation_data, epochs=epochs,

@@ -5,6 +5,8 @@ Defaults = the earlier study: Embedding(20000, 100) -> 3 x [Conv1D (25, 25,
 Flatten -> Dense 50 ReLU -> Dense softmax; Adam 1e-3, batch 1000.
 """
 
+import keras
+import keras_tuner as kt
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
@@ -19,7 +21,7 @@ NAME = "lyrics_cnn"
                  inputs="sequences",
                  epochs=20)
 class HyperModel(LyricsHyperModel):
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         inputs, x = self.words(hp)
         kernel = hp.Choice("kernel_size", [2, 3, 5, 7], default=3)
         x = conv_stack(hp, x, kernel_sizes=lambda n_blocks: [kernel] * n_blocks)

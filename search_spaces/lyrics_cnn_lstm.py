@@ -6,6 +6,8 @@ pooled sequence -> BatchNorm -> Dropout 0.2 -> Dense softmax; Adam 1e-3,
 batch 1000.
 """
 
+import keras
+import keras_tuner as kt
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
@@ -19,7 +21,7 @@ NAME = "lyrics_cnn_lstm"
                  inputs="sequences",
                  epochs=20)
 class HyperModel(LyricsHyperModel):
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         inputs, x = self.words(hp)
         x = conv_stack(hp, x, kernel_sizes=lambda n: [3] * n)
         lstm = layers.LSTM(hp.Choice("lstm_units", [10, 32, 64, 128], default=10))

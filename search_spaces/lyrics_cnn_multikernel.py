@@ -6,6 +6,8 @@ branches over the embeddings, each conv -> BatchNorm -> ReLU -> global max
 pool, concatenated (Kim, 2014).
 """
 
+import keras
+import keras_tuner as kt
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
@@ -20,7 +22,7 @@ KERNEL_SETS = {"3-4-5": (3, 4, 5), "2-3-4": (2, 3, 4), "3-5-7": (3, 5, 7)}
                  inputs="sequences",
                  epochs=20)
 class HyperModel(LyricsHyperModel):
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         inputs, x = self.words(hp)
         kernels = KERNEL_SETS[hp.Choice("kernel_sizes", list(KERNEL_SETS), default="3-4-5")]
         if hp.Choice("layout", ["stacked", "parallel"], default="stacked") == "stacked":

@@ -8,6 +8,9 @@ the artist joined -> Dense 64 ReLU -> Dropout 0.2 -> softmax (no dropout
 before the Dense; artist_join=before_dense).
 """
 
+import keras
+import keras_tuner as kt
+
 from lyrics_cifar_search.search_spaces import register_family
 from lyrics_cifar_search.search_spaces._lyrics import (EMBEDDING_SOURCES, LyricsHyperModel, artist_join, lyrics_inputs,
                                                        pooled_dense_head, word_embedding)
@@ -29,7 +32,7 @@ class HyperModel(LyricsHyperModel):
 
     artist_dropout_default = 0.2  # the study's embedding + artist model: Dense 64 -> Dropout 0.2
 
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         inputs = lyrics_inputs(self.spec)
         with_artist = bool(self.spec.get("with_artist"))
         if with_artist:  # declared first, so the study's place for the artist is the default

@@ -6,6 +6,8 @@ categorical cross-entropy, batch 1000, up to 20 epochs, early stopping on
 validation loss (patience 5, in the engine).
 """
 
+import keras
+import keras_tuner as kt
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
@@ -19,7 +21,7 @@ NAME = "lyrics_lstm"
                  inputs="sequences",
                  epochs=20)
 class HyperModel(LyricsHyperModel):
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         inputs, x = self.words(hp)
         units = hp.Choice("lstm_units", [10, 32, 64, 128], default=10)
         # "flatten" keeps every time step's output (the earlier study);

@@ -4,6 +4,8 @@ Defaults = the earlier study: Embedding(20000, 100) -> SimpleRNN(10) ->
 BatchNorm -> Dropout 0.2 -> Dense softmax; Adam 1e-3, batch 1000.
 """
 
+import keras
+import keras_tuner as kt
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
@@ -17,7 +19,7 @@ NAME = "lyrics_rnn"
                  inputs="sequences",
                  epochs=20)
 class HyperModel(LyricsHyperModel):
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         inputs, x = self.words(hp)
         rnn = layers.SimpleRNN(hp.Choice("rnn_units", [10, 32, 64, 128], default=10))
         if hp.Boolean("bidirectional", default=False):

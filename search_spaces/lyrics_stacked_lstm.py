@@ -5,6 +5,8 @@ sequences) -> BatchNorm -> Dropout 0.2 -> LSTM(10) -> Dense softmax;
 Adam 1e-3, batch 1000.
 """
 
+import keras
+import keras_tuner as kt
 from keras import layers
 
 from lyrics_cifar_search.search_spaces import register_family
@@ -18,7 +20,7 @@ NAME = "lyrics_stacked_lstm"
                  inputs="sequences",
                  epochs=20)
 class HyperModel(LyricsHyperModel):
-    def build(self, hp):
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
         inputs, x = self.words(hp)
         n_layers = hp.Int("lstm_layers", 2, 4, default=2)
         dropout = dropout_rate(hp, 0.2)

@@ -15,7 +15,10 @@ saved model is the equivalent pipeline CountVectorizer(vocabulary=the kept
 terms) -> TfidfTransformer -> LogisticRegression.
 """
 
+from typing import Any
+
 import numpy as np
+import optuna
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -37,12 +40,13 @@ DEFAULTS = {
 FEATURE_PARAMS = ("ngram_max",)
 
 
-def make_features(params, spec):
+def make_features(params: dict[str, Any], spec: dict[str, Any]) -> CountVectorizer:
     """The cached step: n-gram counts of the cleaned texts."""
     return CountVectorizer(ngram_range=(1, params["ngram_max"]))
 
 
-def refine_features(params, counts, x_train, x_val):
+def refine_features(params: dict[str, Any], counts: CountVectorizer, x_train: Any,
+                    x_val: Any) -> tuple[Pipeline, Any, Any]:
     """TF-IDF of the terms TfidfVectorizer(min_df, max_features) would keep, from the cached counts."""
     doc_freq = np.asarray((x_train > 0).sum(axis=0)).ravel()
     keep = np.flatnonzero(doc_freq >= params["min_df"])
@@ -61,7 +65,7 @@ def refine_features(params, counts, x_train, x_val):
     return features, tfidf.transform(x_train[:, keep]), tfidf.transform(x_val[:, keep])
 
 
-def make_classifier(params, seed):
+def make_classifier(params: dict[str, Any], seed: int) -> LogisticRegression:
     return LogisticRegression(C=params["C"], max_iter=1000, solver="newton-cg", random_state=seed,
                               class_weight=None if params["class_weight"] == "none" else "balanced")
 
@@ -74,7 +78,7 @@ def make_classifier(params, seed):
                  make_features=make_features,
                  refine_features=refine_features,
                  make_classifier=make_classifier)
-def suggest(trial):
+def suggest(trial: optuna.Trial) -> dict[str, Any]:
     return {
         "max_features": trial.suggest_categorical("max_features", [1000, 2000, 5000, 10000, 20000]),
         "ngram_max": trial.suggest_int("ngram_max", 1, 3),
