@@ -66,6 +66,9 @@ class BestModel:
         self.label_names = list(meta["label_names"])
         self.artists_index = artist_index(artists) if artists is not None else None
         self.padding = meta.get("padding") or "pre"  # a model saved before the padding was recorded: pre
+        # the test rows' labels and predictions, where the analysis keeps them after score_test (compare.summarize)
+        self.test_labels: Optional[np.ndarray] = None
+        self.test_predictions: Optional[np.ndarray] = None
 
     @property
     def family(self) -> str:
@@ -309,11 +312,12 @@ def _load_keras(path):
                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def skops_types(path):
+def skops_types(path: str | Path) -> set[tuple[str, str, str]]:
     """Every (node kind, module, name) a skops file would rebuild, read from its schema without loading it."""
     with zipfile.ZipFile(path) as z:
         schema = json.loads(z.read("schema.json"))
-    found, stack = set(), [schema]
+    found: set[tuple[str, str, str]] = set()
+    stack = [schema]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):

@@ -7,21 +7,27 @@ next start, `reconcile_best` promotes a candidate whose trial was recorded
 as finished and drops one whose trial was not (that trial runs again).
 """
 
+from __future__ import annotations
+
 import fcntl
 import json
 import math
 import os
 import shutil
 from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from lyrics_cifar_search.runners.trials_table import OBJECTIVE, better, is_score
+from lyrics_cifar_search.runners.trials_table import OBJECTIVE, Objective, better, is_score
 from lyrics_cifar_search.suite_common import UserError, atomic, provenance
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
+# one objective, or a Pareto search's list of them (the first is the one best/ is chosen by)
+ObjectiveOrList = Union[Objective, Sequence[Objective]]
 
-def best_meta(out_dir):
+
+def best_meta(out_dir: str | Path) -> Optional[dict[str, Any]]:
     path = Path(out_dir) / "best" / "meta.json"
     if not path.exists():
         return None
@@ -36,7 +42,7 @@ def _listed(objective):
     return [tuple(objective)] if isinstance(objective[0], str) else [tuple(o) for o in objective]
 
 
-def best_score(out_dir, objective=OBJECTIVE):
+def best_score(out_dir: str | Path, objective: ObjectiveOrList = OBJECTIVE) -> Optional[float]:
     """The objective value best/ was saved with; None if there is no best/ yet. A best/ whose meta.json
     is unreadable or holds no such number is damaged: one clear error, since any trial could replace it."""
     objective = _listed(objective)[0]
@@ -52,7 +58,7 @@ def best_score(out_dir, objective=OBJECTIVE):
     return value
 
 
-def is_better(metrics, out_dir, objective=OBJECTIVE):
+def is_better(metrics: dict[str, Any], out_dir: str | Path, objective: ObjectiveOrList = OBJECTIVE) -> bool:
     """Whether a trial's metrics beat best/'s in the objective; a Pareto search's list of objectives: in the first,
     or equal in it and better in the next (so best/ is always on the front)."""
     objectives = _listed(objective)
@@ -63,15 +69,17 @@ def is_better(metrics, out_dir, objective=OBJECTIVE):
     best = best_score(out_dir, objectives[0])
     if best is None:
         return True
-    saved = best_meta(out_dir)["metrics"]
+    saved: dict[str, Any] = (best_meta(out_dir) or {})["metrics"]  # best_score has read it
     for name, direction in objectives:
-        mine, theirs = metrics.get(name), saved.get(name)
+        mine: Any = metrics.get(name)  # a number where is_score says so
+        theirs: Any = saved.get(name)
         if not (is_score(mine) and is_score(theirs)) or mine != theirs:
             return is_score(mine) and (not is_score(theirs) or better(mine, theirs, direction))
     return False
 
 
-def stage_best(out_dir, trial_id, write_model, meta, artifacts, name=None):
+def stage_best(out_dir: str | Path, trial_id: int | str, write_model: Callable[[Path], None], meta: dict[str, Any],
+               artifacts: dict[str, str], name: Optional[str] = None) -> Path:
     """Write a complete best/ candidate for a trial (or, with name, a folder of that name); return its folder."""
     cand = Path(out_dir) / (name or f".candidate-{trial_id}")
     if cand.exists():
@@ -86,7 +94,7 @@ def stage_best(out_dir, trial_id, write_model, meta, artifacts, name=None):
     return cand
 
 
-def promote(out_dir, candidate, objective=OBJECTIVE):
+def promote(out_dir: str | Path, candidate: str | Path, objective: ObjectiveOrList = OBJECTIVE) -> None:
     """Make a staged candidate best/, unless a better one got there first (another worker)."""
     failpoint("before-promote")
     # never through a link planted during the search (refuse_links checked the folder at its start)
@@ -104,11 +112,11 @@ BASELINE = "baseline"  # <search>/baseline/: trial 0's model, for the paired tes
 BASELINE_STAGED = ".baseline-staged"
 
 
-def staged_name(folder):
+def staged_name(folder: str) -> str:
     return BASELINE_STAGED if folder == BASELINE else f".{folder}-staged"
 
 
-def save_baseline(out_dir, staged, folder=BASELINE):
+def save_baseline(out_dir: str | Path, staged: str | Path, folder: str = BASELINE) -> None:
     """Put the baseline's model (or another kept trial's: a family's `kept_trials`) beside best/ as
     <search>/<folder>/, once its trial is recorded complete: `staged` is its best/ candidate, copied
     (promote moves that one), or a folder staged under staged_name(folder), moved."""
@@ -124,7 +132,7 @@ def save_baseline(out_dir, staged, folder=BASELINE):
     atomic.replace_dir(staged, out_dir / folder)
 
 
-def reconcile_best(out_dir, finished, objective=OBJECTIVE):
+def reconcile_best(out_dir: str | Path, finished: dict[Any, Any], objective: ObjectiveOrList = OBJECTIVE) -> None:
     """Finish or drop candidates left by a killed run.
 
     finished: {trial_id: objective value} of the trials the engine recorded

@@ -2,9 +2,10 @@
 
 import argparse
 import re
+from typing import Callable
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -17,7 +18,7 @@ def positive_int(text):
 MAX_SEED = 2 ** 31 - 1  # trials and repeats add to it; every framework takes seeds below 2**32
 
 
-def seed_int(text):
+def seed_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -27,9 +28,9 @@ def seed_int(text):
     return value
 
 
-def bounded_int(low, high):
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number from low to high."""
-    def parse(text):
+    def parse(text: str) -> int:
         value = positive_int(text)
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
@@ -37,7 +38,7 @@ def bounded_int(low, high):
     return parse
 
 
-def duration(text):
+def duration(text: str) -> float:
     """Seconds from '90s', '30m', '2h' or a plain number of seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not match or float(match.group(1)) <= 0:
@@ -45,7 +46,7 @@ def duration(text):
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def word_list(text):
+def word_list(text: str) -> tuple[str, ...]:
     """A tuple of the comma-separated words (at least one), e.g. 'en,pt' -> ('en', 'pt')."""
     words = tuple(w.strip() for w in text.split(",") if w.strip())
     if not words:
@@ -53,7 +54,7 @@ def word_list(text):
     return words
 
 
-def fraction(text):
+def fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -63,7 +64,7 @@ def fraction(text):
     return value
 
 
-def objective_names(text):
+def objective_names(text: str) -> str:
     """--objective: one score (val_accuracy, val_macro_f1, val_loss, or a family's own), or a score then costs
     (params, predict_ms, train_s), comma-separated: 'val_accuracy,params'. Returns the names, as given, joined."""
     from lyrics_cifar_search.runners.trials_table import COSTS, OBJECTIVES

@@ -8,6 +8,11 @@ suite's scikit-learn families save is checked here against what a fitted
 estimator of that type always holds; anything else raises ValueError.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
 import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -16,8 +21,11 @@ from sklearn.tree import DecisionTreeClassifier
 
 from lyrics_cifar_search.study_data.text import MAX_SEQ_LEN, MAX_VOCAB, TokenIdFeatures
 
+if TYPE_CHECKING:
+    from lyrics_cifar_search.study_data.text import TextEncoder
 
-def check_pipeline(model, n_labels):
+
+def check_pipeline(model: Any, n_labels: int) -> None:
     """A saved Pipeline of the suite: its steps' widths chain, and its classes index the n_labels names."""
     _need(isinstance(model, Pipeline) and len(model.steps) >= 2, "not a Pipeline of features and a classifier")
     width = None
@@ -34,9 +42,9 @@ def _check_features(step, width):
         return width
     if isinstance(step, TokenIdFeatures):
         for name, limit in (("vocab_size", MAX_VOCAB), ("seq_len", MAX_SEQ_LEN)):
-            value = getattr(step, name, None)
+            value: Any = getattr(step, name, None)
             _need(_whole(value) and 1 <= value <= limit, f"TokenIdFeatures.{name} must be 1 to {limit}")
-        vocab = getattr(step, "vocab_", None)
+        vocab: Any = getattr(step, "vocab_", None)  # (a list here, a dict of a vectorizer below)
         _need(isinstance(vocab, list) and len(vocab) <= MAX_VOCAB and all(isinstance(w, str) for w in vocab),
               "TokenIdFeatures.vocab_ must be a list of words")
         _need(getattr(step, "pipeline", "suite") in ("study", "suite"), "TokenIdFeatures.pipeline must be study "
@@ -150,7 +158,7 @@ def _need(condition, problem):
 MAX_ARRAY_ELEMENTS = 5_000_000
 
 
-def check_archive_arrays(path):
+def check_archive_arrays(path: str | Path) -> None:
     """Every NumPy array in a skops archive, by the shape its header declares, before any is read: at most
     MAX_ARRAY_ELEMENTS each (ValueError if not)."""
     import zipfile
@@ -168,10 +176,10 @@ def check_archive_arrays(path):
                   f"an array of shape {shape} ({name}), larger than any the suite saves")
 
 
-def check_keras_model(model, meta, encoder):
+def check_keras_model(model: Any, meta: dict[str, Any], encoder: Optional[TextEncoder]) -> None:
     """A Keras best model against its meta.json and tokenizer: one output per label name (a classifier), and
     a word embedding with a row for every id the tokenizer can give (ValueError if not)."""
-    shape = model.outputs[0].shape if model.outputs else ()
+    shape: tuple = model.outputs[0].shape if model.outputs else ()
     if len(shape) == 2:  # a classifier (the autoencoder gives images)
         _need(shape[-1] == len(meta["label_names"]),
               f"the model has {shape[-1]} outputs for {len(meta['label_names'])} label names")

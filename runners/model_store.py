@@ -30,6 +30,7 @@ import uuid
 import warnings
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 
@@ -49,7 +50,7 @@ MODEL_FILES = {"meta.json", "model.keras", "model.skops", "tokenizer.json", "art
 class FolderStore(optuna.artifacts.FileSystemArtifactStore):
     """Optuna's file-system store, each file written whole: under a temporary name, then renamed."""
 
-    def write(self, artifact_id, content_body):
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         path = self._get_filepath(artifact_id)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:

@@ -22,7 +22,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import optuna
 import skops.io as sio
@@ -39,6 +39,7 @@ from lyrics_cifar_search.runners import optuna_queue as queue
 if TYPE_CHECKING:  # the engine interface's types (runners/engines.py, Engine)
     from lyrics_cifar_search.runners.engines import SearchConfig
     from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.runners.shaping import Shape
     from lyrics_cifar_search.search_spaces import OptunaFamily
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,12 @@ def _optimize(study, url, *args, **kwargs):
         raise UserError(record.storage_error_line(problem, url)) from None
 
 
-def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=False,
-                  objectives=(trials_table.OBJECTIVE,), name=None, max_trials=None, time_budget=None, meta=None,
-                  baseline=True, shape=None):
+def prepare_study(family: OptunaFamily, out_dir: str | Path, *, seed: int, sampler: str = "tpe",
+                  storage: Optional[str] = None, shared: bool = False,
+                  objectives: Sequence[tuple[str, str]] = (trials_table.OBJECTIVE,), name: Optional[str] = None,
+                  max_trials: Optional[int] = None, time_budget: Optional[float] = None,
+                  meta: Optional[dict[str, Any]] = None, baseline: bool = True,
+                  shape: Optional[Shape] = None) -> optuna.Study:
     """Open (or create) the search's study (name: study_name's); before any worker starts, queue the
     baseline and tidy what a killed single run left. objectives: [(metric, "max"|"min"), ...], the first the one
     best/ is chosen by; several: a Pareto search."""
@@ -78,21 +82,21 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = name or out_dir.name
-    shared_url, storage = storage, record.open_storage(out_dir, storage)
+    shared_url, db = storage, record.open_storage(out_dir, storage)  # db: the storage Optuna writes to
     if shared_url is None:
-        record.move_own_study(out_dir, family.name, storage, name)
-    n_before = record.trials_on_record(storage, name)
+        record.move_own_study(out_dir, family.name, db, name)
+    n_before = record.trials_on_record(db, name)
     # one fixed first trial: the family's defaults (enqueue_baseline), none with --no-baseline
     budget = policy.Budget(max_trials=max_trials, time_budget=time_budget, fixed=int(baseline), parallel=shared)
     # seed + trials on record: a resumed seeded search does not replay its proposals
     proposer = policy.make_sampler(sampler, seed + n_before + os.getpid() % 1000 * shared, budget,
-                                   defaults={**family.defaults, **(shape.fixed if shape else {})},
-                                   legacy_prior=record.legacy_prior(storage, name))
+                                   defaults={**(family.defaults or {}), **(shape.fixed if shape else {})},
+                                   legacy_prior=record.legacy_prior(db, name))
     if shape and shape.fixed:  # --set: Optuna's own way to fix parameters of a search
         with warnings.catch_warnings():  # marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             proposer = optuna.samplers.PartialFixedSampler(shape.fixed, proposer)
-    study = optuna.create_study(study_name=name, storage=storage, directions=record.directions(objectives),
+    study = optuna.create_study(study_name=name, storage=db, directions=record.directions(objectives),
                                 sampler=proposer, load_if_exists=True)
     if meta is not None:  # another search's trials are refused before anything is written
         record.check_identity(study, meta, sampler=sampler, baseline=baseline)
@@ -100,7 +104,7 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     bad = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
            and not all(trials_table.is_score(v) for v in t.values or [None])]
     if bad:
-        raise UserError(f"the study in {storage.url if hasattr(storage, 'url') else out_dir} is damaged (trial "
+        raise UserError(f"the study in {getattr(db, 'url', out_dir)} is damaged (trial "
                         f"{bad[0]}'s value is not a number); start again with --fresh")
     if not shared:  # alone on this study (the folder lock says so): RUNNING trials are from a killed run
         queue.retry_interrupted(study)
@@ -112,8 +116,10 @@ def prepare_study(family, out_dir, *, seed, sampler="tpe", storage=None, shared=
     return study
 
 
-def run(family, prepared, out_dir, *, max_trials, seed, sampler="tpe", storage=None, worker=False,
-        quiet_if_done=False, stop=None, time_budget=None, baseline=True, shape=None, models=None):
+def run(family: OptunaFamily, prepared: Prepared, out_dir: str | Path, *, max_trials: int, seed: int,
+        sampler: str = "tpe", storage: Optional[str] = None, worker: bool = False, quiet_if_done: bool = False,
+        stop: Optional[search_progress.Stop] = None, time_budget: Optional[float] = None, baseline: bool = True,
+        shape: Optional[Shape] = None, models: Optional[model_store.ModelStore] = None) -> list[dict]:
     """Run trials until the study holds max_trials finished ones; returns trials.csv's rows.
 
     worker=True: one of several processes sharing the study (prepared by the

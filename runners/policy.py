@@ -185,7 +185,7 @@ class MarginMedianPruner(_Margin, optuna.pruners.MedianPruner):
     """Optuna's MedianPruner (the trial's best value so far against the median of the finished trials' values at
     this epoch), with the noise margin on its cut."""
 
-    def prune(self, study, trial):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         self.last = None
         if not super().prune(study, trial):
             return False
@@ -204,11 +204,12 @@ class MarginSuccessiveHalvingPruner(_Margin, optuna.pruners.SuccessiveHalvingPru
     """Optuna's SuccessiveHalvingPruner (a trial goes on from a rung only in the top 1/eta of the values there),
     with the noise margin on that rung's cut. A trial the margin spares goes on to the next rung."""
 
-    def prune(self, study, trial):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         self.last = None
         if not super().prune(study, trial):
             return False
-        value = trial.intermediate_values[trial.last_step]
+        step = trial.last_step  # a step was reported: the pruner's own rule found one to cut
+        value = trial.intermediate_values[step] if step is not None else math.nan
         if math.isnan(value):
             return True
         competing = compat.rung_values(study, trial)
@@ -229,7 +230,7 @@ class MarginHyperbandPruner(optuna.pruners.HyperbandPruner):
         super()._try_initialization(study)
         compat.replace_brackets(self, MarginSuccessiveHalvingPruner)
 
-    def prune(self, study, trial):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         brackets = compat.brackets(self)
         for p in brackets:
             p.last = None

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Collection, Optional, Sequence, cast
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from lyrics_cifar_search.study_data.embeddings import embedding_matrix
 from lyrics_cifar_search.suite_common import UserError, command, warn
 
 if TYPE_CHECKING:  # the registry's type, for readers and the type checker
-    from lyrics_cifar_search.search_spaces import Family
+    from lyrics_cifar_search.search_spaces import Family, KerasFamily
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +45,16 @@ RECORDED_LATER = {"epochs", "tuner", "embeddings_bytes", "text_pipeline", "stora
 @dataclass
 class Prepared:
     """What an engine needs: arrays, label names, and what best/ must keep."""
-    x_train: object
-    y_train: object
-    x_val: object
-    y_val: object
+    x_train: Any  # the model's inputs: an array, a dict of arrays ({"lyrics", "artist"}), or cleaned texts
+    y_train: Any  # labels (int array); an autoencoder's: its images
+    x_val: Any
+    y_val: Any
     label_names: list
     spec: dict  # what a Keras hypermodel needs to know about the data
     meta: dict  # goes into best/meta.json
     artifacts: dict  # file name -> text, saved beside the best model
-    record: Optional[dict] = None  # what shapes data and model: a resume with anything different is refused
+    # what shapes data and model: a resume with anything different is refused (prepare() makes it)
+    record: dict = field(default_factory=dict)
     deferred_writes: Optional[list] = None  # the data cache's writes, done once the resume guard accepts the data
 
 
@@ -99,7 +100,7 @@ class DataOptions:
                    with_artist=bool(meta.get("with_artist")), embeddings=d.get("embeddings"))
 
 
-def objectives_of_run(family, options):
+def objectives_of_run(family: Family, options: DataOptions) -> list[tuple[str, str]]:
     """[(metric, direction), ...] the search optimises: --objective's (a score, then any costs: a Pareto search),
     else the family's own."""
     own = trials_table.objective_of(family)
@@ -115,19 +116,19 @@ def objectives_of_run(family, options):
             *((c, trials_table.COSTS[c]) for c in costs)]
 
 
-def objective_of_run(family, options):
+def objective_of_run(family: Family, options: DataOptions) -> tuple[str, str]:
     """(metric, direction) the search optimises first, and the tables rank by."""
     return objectives_of_run(family, options)[0]
 
 
-def several_objectives(family, options):
+def several_objectives(family: Family, options: DataOptions) -> dict[str, Any]:
     """What the run record and meta.json add for a Pareto search ({} for one objective: a search's record, and
     so a shared study's name, is what it was before --objective took several)."""
     objectives = objectives_of_run(family, options)
     return {"objectives": [list(o) for o in objectives]} if len(objectives) > 1 else {}
 
 
-def class_counts(n_classes, *splits):
+def class_counts(n_classes: int, *splits: Any) -> dict[str, list[int]]:
     """Rows of each class in the train, validation and test splits (for the majority-class reference)."""
     return dict(zip(("train", "val", "test"),
                     (np.bincount(np.asarray(y, dtype=int), minlength=n_classes).tolist() for y in splits)))
@@ -140,7 +141,8 @@ def _absolute(path):
 LOW_ARTIST_COVERAGE = 0.5  # below this share of validation or test rows with a known artist, a warning
 
 
-def artist_coverage(known, val_artists, test_artists):
+def artist_coverage(known: Collection[str], val_artists: Sequence[str],
+                    test_artists: Sequence[str]) -> dict[str, float]:
     """The share of validation and test rows whose artist was seen in training ({"val": s, "test": s}), with a
     warning when it is low: an artist never seen in training is id 0 for the model, so the artist can add little
     there (the data line says the shares: coverage_line)."""
@@ -152,17 +154,17 @@ def artist_coverage(known, val_artists, test_artists):
     return share
 
 
-def coverage_line(share):
+def coverage_line(share: dict[str, float]) -> str:
     """The data line's end for a search with the artist."""
     return f"; artists seen in training: {share['val']:.0%} of the validation rows, {share['test']:.0%} of the test rows"
 
 
-def coverage_words(share):
+def coverage_words(share: dict[str, float]) -> str:
     return f"only {share['val']:.0%} of the validation and {share['test']:.0%} of the test rows have an artist " \
            "seen in training"
 
 
-def prepare_lyrics(family, options, writes=None):
+def prepare_lyrics(family: Family, options: DataOptions, writes: Optional[list] = None) -> Prepared:
     from lyrics_cifar_search.study_data import lyrics, lyrics_table, text  # pandas and scikit-learn: only when data is loaded
     columns = {"text": options.text_column, "label": options.label_column, "artist": options.artist_column,
                "language": options.language_column}
@@ -179,7 +181,7 @@ def prepare_lyrics(family, options, writes=None):
         raise UserError(f"{data.source}: no words are left in the training lyrics after cleaning and removing "
                         "stopwords: check the text column, or try --stopwords none / --no-clean")
     artists = text.artist_index(data.train.artists) if options.with_artist else None
-    artists_seen = artist_coverage(artists, data.val.artists, data.test.artists) if options.with_artist else None
+    artists_seen = artist_coverage(artists, data.val.artists, data.test.artists) if artists is not None else None
     logger.info(data.describe() + (coverage_line(artists_seen) if artists_seen else ""))  # the data line
     padding = text.padding_of(options.with_artist, data.options["text_pipeline"])
 
@@ -207,10 +209,10 @@ def prepare_lyrics(family, options, writes=None):
                      "rows": {"train": len(data.train.y), "val": len(data.val.y), "test": len(data.test.y)},
                      "duplicates": data.duplicates, "rows_dropped": data.dropped, "artist_coverage": artists_seen,
                      "class_counts": class_counts(data.n_classes, data.train.y, data.val.y, data.test.y)}}
-    o = data.options
+    o, hashes = data.options, data.file_hashes or {}
     record = {"family": family.name, "variant": meta["variant"], "data": meta["data"]["arg"] or data.source,
-              "data_bytes": data.file_hashes["data"], "test_data": meta["data"]["test_data"],
-              "test_data_bytes": data.file_hashes["test_data"], "columns": columns,
+              "data_bytes": hashes["data"], "test_data": meta["data"]["test_data"],
+              "test_data_bytes": hashes["test_data"], "columns": columns,
               **{k: o[k] for k in ("sample_fraction", "languages", "stopwords", "clean", "vocab_size", "seq_len",
                                    "text_pipeline")},
               "embeddings": embeddings, "embeddings_bytes": embeddings_bytes, "seed": options.seed,
@@ -220,12 +222,12 @@ def prepare_lyrics(family, options, writes=None):
               "rows_dropped": data.dropped, **({"artist_coverage": artists_seen} if artists_seen else {})}
     artifacts = {"tokenizer.json": data.encoder.to_json()}
     if artists is not None:
-        artifacts["artists.json"] = json.dumps(sorted(artists, key=artists.get))
+        artifacts["artists.json"] = json.dumps(sorted(artists, key=lambda a: artists[a]))
     return Prepared(inputs(data.train), data.train.y, inputs(data.val), data.val.y, data.label_names, spec,
                     meta, artifacts, record)
 
 
-def embeddings_identity(path):
+def embeddings_identity(path: Optional[str]) -> str:
     """What the word vectors are: a hash of the --embeddings file's bytes (editing it in place changes it), or
     the packaged GloVe's distribution and version."""
     if not path:
@@ -237,15 +239,15 @@ def embeddings_identity(path):
     return h.hexdigest()[:16]
 
 
-def prepare_cifar(family, options, writes=None):
+def prepare_cifar(family: Family, options: DataOptions, writes: Optional[list] = None) -> Prepared:
     from lyrics_cifar_search.study_data import images  # pandas and scikit-learn: only when data is loaded
     imgs = images.load_images(options.data, cache_dir=Path(options.results_dir) / "_cache", per_class=options.images_per_class,
                               deferred_writes=writes)
     block = images.make_block(imgs, family.block, seed=options.seed)
     logger.info(f"{imgs.source}: {block.describe()}")
-    spec = {"n_classes": len(block.class_names)}
-    if family.block == 2:
-        spec["sources"] = block_one_sources(family, options, block)
+    spec: dict[str, Any] = {"n_classes": len(block.class_names)}
+    if family.block == 2:  # the transfer (a Keras family)
+        spec["sources"] = block_one_sources(cast("KerasFamily", family), options, block)
     y_train, y_val = block.y_train, block.y_val
     if family.targets == "images":  # an autoencoder learns to reproduce its input
         y_train, y_val = block.x_train, block.x_val
@@ -272,7 +274,7 @@ def prepare_cifar(family, options, writes=None):
                     {"blocks.json": json.dumps(block.assignment, indent=2)}, record)
 
 
-def block_one_sources(family, options, block):
+def block_one_sources(family: KerasFamily, options: DataOptions, block: Any) -> dict[str, str]:
     """Saved block-1 models for the transfer `family` (its source_families), checked to come from the same
     classes: {"cnn": the best CNN, "cnn_skip_model": the study's skip model (cifar_cnn's trial 1), "encoder": the
     best autoencoder, "encoder_study": the study's autoencoder (cifar_autoencoder's trial 0, its baseline/)}."""

@@ -32,7 +32,7 @@ import importlib.util
 import json
 import warnings
 from pathlib import Path
-from typing import Collection, Sequence
+from typing import Any, Collection, Literal, Optional, Sequence
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -139,7 +139,7 @@ def trials_on_record(storage: optuna.storages.BaseStorage, name: str) -> int:
     return len(storage.get_all_trials(storage.get_study_id_from_name(name))) if has_study(storage, name) else 0
 
 
-def direction(objective_direction: str) -> str:
+def direction(objective_direction: str) -> Literal["minimize", "maximize"]:
     """Optuna's word for an objective's direction ("max" or "min")."""
     return "minimize" if objective_direction == "min" else "maximize"
 
@@ -155,7 +155,7 @@ def objective_names(meta: dict) -> list[str]:
     return [o[0] for o in meta.get("objectives") or [meta.get("objective") or trials_table.OBJECTIVE]]
 
 
-def directions(objectives: Sequence[tuple[str, str]]) -> list[str]:
+def directions(objectives: Sequence[tuple[str, str]]) -> list[Literal["minimize", "maximize"]]:
     """Optuna's directions of [(metric, "max"|"min"), ...]: what a study of one or several objectives is made with."""
     return [direction(d) for _, d in objectives]
 
@@ -230,7 +230,7 @@ def discard(out_dir: str | Path) -> None:
         pass
 
 
-def keras_distribution(hp, for_sampling=True):
+def keras_distribution(hp: Any, for_sampling: bool = True) -> Optional[optuna.distributions.BaseDistribution]:
     """The Optuna distribution of a Keras Tuner hyperparameter, on Keras Tuner's own grid.
 
     A log-scale Int or Float with a step is a geometric grid in Keras Tuner (Int(8, 256, step=2,
@@ -263,11 +263,11 @@ def keras_distribution(hp, for_sampling=True):
     return None
 
 
-def optuna_names(space):
+def optuna_names(space: Sequence[Any]) -> dict[int, str]:
     """The study's name for each hyperparameter of a Keras Tuner space ({id(hp): name}): its own name, or,
     where two of one name under different conditions have different distributions (which one Optuna
     parameter cannot hold), the name with its condition ("units|layers=2,3")."""
-    by_name = {}
+    by_name: dict[str, list] = {}
     for hp in space:
         by_name.setdefault(hp.name, []).append(hp)
     names = {}

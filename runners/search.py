@@ -13,6 +13,9 @@ From the command line to results/<family>/trials.csv:
      or runners/optuna_engine.py), which runs the trials and writes the results.
 """
 
+from __future__ import annotations
+
+import argparse
 import csv
 import fcntl
 import functools
@@ -24,6 +27,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Optional
 
 from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search.runners import engines, prepare, shaping, trials_table
@@ -39,8 +43,13 @@ from lyrics_cifar_search.suite_common.atomic import linked
 from lyrics_cifar_search.suite_common.process import die_with_parent, tune_this_process
 from lyrics_cifar_search.suite_common.status import Status
 
+if TYPE_CHECKING:
+    from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.runners.shaping import Shape
+    from lyrics_cifar_search.search_spaces import Family
 
-def print_families():
+
+def print_families() -> None:
     rows = search_spaces.summaries()
     widths = [max(len(r[i]) for r in rows + [("family", "task", "engine", "")]) for i in range(3)]
     print(f"{'family':<{widths[0]}}  {'task':<{widths[1]}}  {'engine':<{widths[2]}}  description")
@@ -48,7 +57,7 @@ def print_families():
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
 
 
-def check_resume(out_dir, record):
+def check_resume(out_dir: Path, record: dict[str, Any]) -> None:
     """Refuse to add trials to a search made on other data or options (nothing is touched)."""
     previous = trials_table.run_record(out_dir)
     if not previous:
@@ -79,7 +88,7 @@ def check_resume(out_dir, record):
                         "(or use another --results-dir)")
 
 
-def write_record(out_dir, record, finished_run=None):
+def write_record(out_dir: Path, record: dict[str, Any], finished_run: Optional[dict[str, Any]] = None) -> None:
     """search.json: what the search runs on, and every run of it that ended (when, command, versions,
     machine). Before a run it is rewritten with the same bytes when nothing changed."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +99,7 @@ def write_record(out_dir, record, finished_run=None):
     atomic.write_text(out_dir / trials_table.RUN_RECORD, json.dumps({**record, "runs": runs, **kept}, indent=2))
 
 
-def hold_lock(out_dir):
+def hold_lock(out_dir: Path) -> IO[str]:
     """One search per results folder at a time: a second one is refused, not interleaved."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     path = out_dir.parent / f".{out_dir.name}.lock"
@@ -119,7 +128,7 @@ def hold_lock(out_dir):
     return f
 
 
-def main(argv=None, stop=None):
+def main(argv: Optional[list[str]] = None, stop: Optional[Stop] = None) -> int:
     """stop: the run's search_progress.Stop (cli() makes it; Ctrl-C and SIGTERM request it)."""
     args = build_parser().parse_args(argv)
     console.show(verbose=args.verbose, quiet=args.quiet)  # what the code below logs reaches the console
@@ -130,7 +139,8 @@ def main(argv=None, stop=None):
     return 0
 
 
-def run_search(args, stop=None, argv=None):
+def run_search(args: argparse.Namespace, stop: Optional[Stop] = None,
+               argv: Optional[list[str]] = None) -> Optional[tuple[Family, list[dict], Path, Stop]]:
     """The search the parsed flags ask for (the command line's, or the Python API's: runners/api.py), printing
     nothing but through logging; returns (family, trials.csv's rows, results folder, stop), or None when there
     is nothing to summarise (--list, --describe, a worker). Bad input: UserError, before anything is written."""
@@ -183,7 +193,7 @@ def run_search(args, stop=None, argv=None):
     return family, run_in_folder(family, prepared, out_dir, config, args), out_dir, stop
 
 
-def load_families(args):
+def load_families(args: argparse.Namespace) -> None:
     """The registry's families and the user's own (--families-from, also passed on to workers and the analysis
     through their environment)."""
     if args.time_budget_hard and not args.time_budget:
@@ -195,7 +205,7 @@ def load_families(args):
     search_spaces.load_user_families()
 
 
-def named_family(args):
+def named_family(args: argparse.Namespace) -> Family:
     """The family the flags name, as its source declares it (nothing imported); args.family is made its name."""
     if not args.family:
         raise UserError(f"name a family to search, e.g. `{command('search')} lyrics_lstm`; "
@@ -204,12 +214,12 @@ def named_family(args):
     return search_spaces.describe(args.family)
 
 
-def results_folder(args, family):
+def results_folder(args: argparse.Namespace, family: Family) -> Path:
     """results/<family>[_artist]/: where the search the flags ask for keeps its trials."""
     return Path(args.results_dir) / (family.name + ("_artist" if args.with_artist else ""))
 
 
-def refusal(argv):
+def refusal(argv: list[str]) -> Optional[str]:
     """Why `search.py ARGV` would stop before its first trial, or None: its flags, and, where its results folder
     holds a search already, its data and the resume guard (check_resume). Nothing is written; Keras is not
     started, nothing is said (the data's notices are the run's). The study's dry run asks this of every search
@@ -236,7 +246,8 @@ def refusal(argv):
     return None
 
 
-def record_what_a_trial_means(prepared, family, args, tuner, shape=None):
+def record_what_a_trial_means(prepared: Prepared, family: Family, args: argparse.Namespace, tuner: Optional[str],
+                              shape: Optional[Shape] = None) -> None:
     """Into the search's run record: the tuner or sampler that proposes a trial, its epoch budget and the space's
     shaping (a resume may not mix them), and the run's provenance."""
     if shape:  # recorded only when given: a shared study's name hashes the record
@@ -250,14 +261,15 @@ def record_what_a_trial_means(prepared, family, args, tuner, shape=None):
     if args.artifact_store:  # where the kept models are: a resume may not scatter them (not in a study's name)
         prepared.record["artifact_store"] = args.artifact_store if args.artifact_store.startswith("s3://") \
             else str(Path(args.artifact_store).expanduser().resolve())
-    prepared.record.update(tuner=tuner, **({"epochs": args.epochs or family.epochs}
+    prepared.record.update(tuner=tuner, **({"epochs": args.epochs or getattr(family, "epochs", None)}
                                            if family.engine == "keras_tuner" else {"storage": masked(args.storage)
                                                                                    if args.storage else None}))
     prepared.meta["provenance"] = provenance.provenance(
         process.backend_keras_will_load() if family.engine == "keras_tuner" else None)
 
 
-def run_in_folder(family, prepared, out_dir, config, args):
+def run_in_folder(family: Family, prepared: Prepared, out_dir: Path, config: SearchConfig,
+                  args: argparse.Namespace) -> list[dict]:
     """The search in its results folder, under the folder's lock: the resume guard, --fresh, the record's
     checks, then the engine; returns trials.csv's rows."""
     lock = hold_lock(out_dir)
@@ -289,7 +301,7 @@ def run_in_folder(family, prepared, out_dir, config, args):
     return rows
 
 
-def say_how_it_ended(family, rows, out_dir, args, stop):
+def say_how_it_ended(family: Family, rows: list[dict], out_dir: Path, args: argparse.Namespace, stop: Stop) -> None:
     """A time budget that ended the search early, then what it found: the best trial beside the baseline, the
     best model on the test split, what to run next."""
     ended = [r for r in rows if r["status"] in (Status.COMPLETE, Status.FAIL)]
@@ -311,7 +323,7 @@ def _all_failed(out_dir):
     return len(statuses) if statuses and all(s == Status.FAIL for s in statuses) else 0
 
 
-def refuse_links(out_dir):
+def refuse_links(out_dir: Path) -> None:
     """Results are written in place (SQLite databases, lock files, Keras Tuner's files) and replaced: a symbolic
     link or a hard-linked file among them would let a write reach what it points to outside, so every one is
     refused up front, with one line naming it: the search folder and everything in it, and the results
@@ -345,7 +357,7 @@ def _on_ctrl_c(stop, signum, frame):
     print(f"\n{what}: stopping after the trial in progress (again to stop at once)", file=sys.stderr, flush=True)
 
 
-def cli(argv=None, handle_signals=False):
+def cli(argv: Optional[list[str]] = None, handle_signals: bool = False) -> int:
     """The command: exit code 0, 2 (bad input: one line) or 130 (stopped). handle_signals: Ctrl-C and SIGTERM
     stop the search after the trial in progress (the console script's and `python runners/search.py`'s)."""
     stop = Stop()
@@ -375,7 +387,7 @@ def cli(argv=None, handle_signals=False):
         return 2
 
 
-def entry_point():
+def entry_point() -> None:
     """`python runners/search.py` and the `lyrics-search` console script."""
     die_with_parent()  # a worker or a study's search started with child_env
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts

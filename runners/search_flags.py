@@ -1,9 +1,12 @@
 """The search command's flags: its parser (runners/search.py's command line, and the Python API's keywords
 through it), the data options they make, and the checks of flags that do not fit a family (one line each)."""
 
+from __future__ import annotations
+
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 from lyrics_cifar_search.runners.engines import PRUNERS, SAMPLERS, TUNERS
 from lyrics_cifar_search.runners.flag_types import (bounded_int, duration, fraction, objective_names, positive_int,
@@ -11,15 +14,18 @@ from lyrics_cifar_search.runners.flag_types import (bounded_int, duration, fract
 from lyrics_cifar_search.runners.prepare import DataOptions
 from lyrics_cifar_search.suite_common import UserError, console, invoked_as, process
 
+if TYPE_CHECKING:
+    from lyrics_cifar_search.search_spaces import Family
+
 DESCRIPTION = "Run (or resume) one family's hyperparameter search."
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2, like every other bad input
+    def error(self, message: str) -> NoReturn:  # one line and exit code 2, like every other bad input
         raise UserError(f"{message} (see --help)")
 
 
-def build_parser():
+def build_parser() -> Parser:
     p = Parser(prog=invoked_as("search"), description=DESCRIPTION)
     p.add_argument("family", nargs="?", help="the family to search (see --list)")
     p.add_argument("--list", action="store_true", help="list every family and exit")
@@ -109,13 +115,13 @@ def build_parser():
     return p
 
 
-def data_options(args):
+def data_options(args: argparse.Namespace) -> DataOptions:
     """The parsed flags' DataOptions: what the search's data is and how it is split and encoded."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(DataOptions) if hasattr(args, f.name)}
     return DataOptions(**{**given, "clean": not args.no_clean})
 
 
-def check_flags(args, family):
+def check_flags(args: argparse.Namespace, family: Family) -> Optional[str]:
     """Flags that do not fit this family (one line each); returns the tuner to use."""
     tuner = args.tuner or TUNERS[family.engine][0]
     if tuner == "tpe" or (tuner in SAMPLERS and family.engine == "optuna"):
@@ -158,11 +164,11 @@ def check_flags(args, family):
     return tuner
 
 
-def several_objectives(args):
+def several_objectives(args: argparse.Namespace) -> bool:
     """--objective names a score and costs: a Pareto search (no pruning)."""
     return "," in (args.objective or "")
 
 
-def pruner_of(args):
+def pruner_of(args: argparse.Namespace) -> str:
     """--pruner, else the default: median, or none for a Pareto search (Optuna cannot prune several objectives)."""
     return args.pruner or ("none" if several_objectives(args) else PRUNERS[0])

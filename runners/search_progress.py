@@ -1,8 +1,12 @@
 """What a running search shares with its user: progress lines, Ctrl-C, the time budget."""
 
+from __future__ import annotations
+
 import logging
+import subprocess
 import threading
 import time
+from typing import Any, Optional, Sequence
 
 from lyrics_cifar_search.runners import trials_table
 from lyrics_cifar_search.suite_common import log
@@ -29,18 +33,19 @@ class Stop:
     - workers: this search's worker processes (subprocess.Popen), to pass a SIGTERM on to.
     """
 
-    def __init__(self, deadline=None, hard=False):
-        self.deadline, self.hard, self.workers = deadline, hard, []
+    def __init__(self, deadline: Optional[float] = None, hard: bool = False) -> None:
+        self.deadline, self.hard = deadline, hard
+        self.workers: list[subprocess.Popen] = []
         self._requested = threading.Event()  # set from a signal handler, read by the engines' threads
 
-    def request(self):
+    def request(self) -> None:
         self._requested.set()
 
     @property
-    def requested(self):
+    def requested(self) -> bool:
         return self._requested.is_set()
 
-    def out_of_time(self):
+    def out_of_time(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
 
 
@@ -53,7 +58,8 @@ class Progress:
     The hyperparameters shown are those that differ from the baseline (trial 0, the earlier study's model).
     """
 
-    def __init__(self, family, total, objective, reference=None):
+    def __init__(self, family: str, total: int, objective: tuple[str, str],
+                 reference: Optional[dict[str, Any]] = None) -> None:
         self.family, self.total = family, total
         self.objective, self.direction = objective[0], objective[1]
         self.reference = reference  # trials_table.chance(): what learning nothing scores, with its noise
@@ -61,7 +67,8 @@ class Progress:
         self.finished_here = 0
         self.said_what_lines_show = False
 
-    def trial_done(self, rows, trial_id, status, score, baseline=None):
+    def trial_done(self, rows: Sequence[dict[str, Any]], trial_id: int | str, status: str, score: Optional[float],
+                   baseline: Optional[dict[str, Any]] = None) -> None:
         """The line for a trial that has just ended, from trials.csv's rows as just written (record.write_table):
         how many trials have ended, the best of them, and what this one changed from the baseline's values."""
         done = [r for r in rows if r["status"] in ENDED]
@@ -82,14 +89,14 @@ class Progress:
                             "baseline (trial 0: every default); trials.csv holds them all")
             parts.append(changes(params, baseline))
         parts.append(f"best {best:.4f} (trial {best_id})" if best is not None else "no finished trial yet")
-        if best is not None and trials_table.learned_nothing(best, self.reference, self.direction):
+        if best is not None and self.reference and trials_table.learned_nothing(best, self.reference, self.direction):
             parts.append(f"none beyond {self.reference['what']} ({self.reference['value']:.4f}) yet")
         parts.append(f"{n_done} of {self.total} done, {_hms(elapsed)} elapsed"
                      + (f", ~{_hms(left)} left" if n_done < self.total else ""))
         logger.info(" | ".join(parts))
 
 
-def changes(params, baseline):
+def changes(params: dict[str, Any], baseline: dict[str, Any]) -> str:
     """The hyperparameters that differ from the baseline's, compactly ('baseline' if none)."""
     def short(v):
         return f"{v:.3g}" if isinstance(v, float) else str(v)

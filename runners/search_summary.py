@@ -15,8 +15,11 @@ the verdict in plain words (plain_verdict(): beats the baseline, no better than 
 the majority class), which search.json keeps (`verdict`) and the report shows.
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -27,8 +30,12 @@ from lyrics_cifar_search.runners.prepare import LOW_ARTIST_COVERAGE, coverage_wo
 from lyrics_cifar_search.suite_common import UserError, command, significance, tables
 from lyrics_cifar_search.suite_common.status import Status
 
+if TYPE_CHECKING:
+    from lyrics_cifar_search.runners.best_model import BestModel
+    from lyrics_cifar_search.search_spaces import Family
 
-def counts(out_dir, trials):
+
+def counts(out_dir: Path, trials: pd.DataFrame) -> str:
     """How the trials ended, and what pruning did: "8 complete, 0 failed, 2 pruned: 11 of 60 epochs saved against
     training every trial to 6; the noise margin (2 standard errors of a trial's own score beyond its pruner's
     cut) spared 3 trials the pruner's rule would have stopped"."""
@@ -48,7 +55,7 @@ def counts(out_dir, trials):
     return said
 
 
-def proposer(out_dir):
+def proposer(out_dir: Path) -> str:
     """Who proposed the trials, from the run record: "Optuna study (tpe sampler, median pruner)", "Keras Tuner
     random"."""
     record = trials_table.run_record(out_dir)
@@ -74,7 +81,7 @@ def _values(row):
     return {c[3:]: row[c] for c in row.index if c.startswith("hp_") and pd.notna(row[c])}
 
 
-def front_lines(out_dir, done, first):
+def front_lines(out_dir: Path, done: pd.DataFrame, first: str) -> list[str]:
     """A Pareto search's front: each trial on it with every objective, best first objective first ([] for a
     search of one objective). "best" above is the front's best in the first objective, the one tables rank by."""
     objectives = trials_table.run_record(out_dir).get("objectives")
@@ -90,7 +97,7 @@ def front_lines(out_dir, done, first):
     return lines
 
 
-def plain_verdict(versus, ref):
+def plain_verdict(versus: dict[str, Any], ref: dict[str, Any]) -> Optional[str]:
     """The search's outcome in plain words, from the test split: "learned nothing beyond always answering 'Rock'"
     (the best model does not beat the majority class, one-sided exact McNemar, p < 0.05), "beats the baseline"
     (better than the baseline's model on the same rows, paired exact McNemar, p < 0.05), else "no better than the
@@ -107,7 +114,8 @@ def plain_verdict(versus, ref):
     return None
 
 
-def test_line(model, results_dir, baseline_rows, said=None):
+def test_line(model: BestModel, results_dir: str | Path, baseline_rows: pd.DataFrame,
+              said: Optional[dict[str, Any]] = None) -> str:
     """The best model's test score: accuracy with its Wilson interval, the baseline's model on the same rows
     (paired exact McNemar) and the majority-class reference, or an autoencoder's reconstruction error.
     baseline_rows: the baseline's finished row of trials.csv (none if it did not finish). said: a dict that
@@ -137,7 +145,8 @@ def test_line(model, results_dir, baseline_rows, said=None):
     return line
 
 
-def next_commands(out_dir, family, results_dir, tensorboard=None):
+def next_commands(out_dir: Path, family: Family, results_dir: str | Path,
+                  tensorboard: Optional[str] = None) -> list[str]:
     """(command, what it shows) for what a researcher runs after a search."""
     where = "" if str(results_dir) == "results" else f" --results-dir {results_dir}"
     own_input = " --lyrics '...'" + (" --artist NAME" if out_dir.name.endswith("_artist") else "") \
@@ -152,7 +161,8 @@ def next_commands(out_dir, family, results_dir, tensorboard=None):
     return [f"{c:<{width}}  # {what}" for c, what in commands]
 
 
-def summary_lines(family, out_dir, results_dir, tensorboard=None):
+def summary_lines(family: Family, out_dir: str | Path, results_dir: str | Path,
+                  tensorboard: Optional[str] = None) -> list[str]:
     """The lines that end a search (search.json gets the verdict: save_verdict; nothing else is written)."""
     out_dir = Path(out_dir)
     from lyrics_cifar_search.runners.policy import NOISE_Z  # Optuna: the search has run
@@ -200,7 +210,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
         # Keras and scikit-learn: only when a model is loaded
         from lyrics_cifar_search.runners.best_model import load_best
         model = load_best(str(out_dir / "best"))
-        said = {}
+        said: dict[str, Any] = {}
         lines.append("  test      " + test_line(model, results_dir, base, said))
         if said.get("verdict"):  # the plain verdict opens the summary; the details follow
             lines.insert(1, f"  verdict   {said['verdict']} (on the test split)")
@@ -218,7 +228,7 @@ def summary_lines(family, out_dir, results_dir, tensorboard=None):
     return lines
 
 
-def save_verdict(out_dir, said):
+def save_verdict(out_dir: Path, said: dict[str, Any]) -> None:
     """The verdict and its numbers into search.json (`verdict`), where the report reads it."""
     from lyrics_cifar_search.suite_common import atomic
     path = Path(out_dir) / trials_table.RUN_RECORD
@@ -228,7 +238,8 @@ def save_verdict(out_dir, said):
         atomic.write_text(path, json.dumps({**record, "verdict": clean}, indent=2))
 
 
-def baseline_on_test(folder, y, best_pred, best_trial, base):
+def baseline_on_test(folder: Path, y: np.ndarray, best_pred: np.ndarray, best_trial: Any,
+                     base: pd.DataFrame) -> dict[str, Any]:
     """The best model against the baseline's (trial 0, saved as <search>/baseline/) on the same test rows: their
     test accuracies and the exact two-sided McNemar test of the difference; what the search selected on
     (validation) is not evidence of a gain, this is."""
@@ -240,6 +251,8 @@ def baseline_on_test(folder, y, best_pred, best_trial, base):
     from lyrics_cifar_search.runners.best_model import load_best  # Keras and scikit-learn: only when a model is loaded
     base_model = load_best(str(folder / "baseline"))
     _, _, base_pred = base_model.score_test(folder.parent)
+    if base_pred is None:  # not a classifier's: nothing to pair
+        return {}
     b, c, p = significance.mcnemar(best_pred, base_pred, y)
     return {"baseline_test_accuracy": float(np.mean(base_pred == y)),
             "test_gain": float(np.mean(best_pred == y) - np.mean(base_pred == y)),

@@ -28,7 +28,7 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from lyrics_cifar_search.suite_common import UserError
 
@@ -334,13 +334,13 @@ class ShapedTrial:
     def __getattr__(self, name):
         return getattr(self._trial, name)
 
-    def suggest_float(self, name, low, high, **kwargs):
+    def suggest_float(self, name: str, low: float, high: float, **kwargs: Any) -> float:
         low, high = self._shape.ranges.get(name, (low, high))
         return self._trial.suggest_float(name, float(low), float(high), **kwargs)
 
-    def suggest_int(self, name, low, high, **kwargs):
+    def suggest_int(self, name: str, low: int, high: int, **kwargs: Any) -> int:
         low, high = self._shape.ranges.get(name, (low, high))
         return self._trial.suggest_int(name, int(low), int(high), **kwargs)
 
-    def suggest_categorical(self, name, choices):
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         return self._trial.suggest_categorical(name, list(self._shape.choices.get(name, choices)))

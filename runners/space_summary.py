@@ -7,13 +7,20 @@ for each other value of each choice or small integer range, which declares what 
 Optuna family's space is read from trials asked of an in-memory study (nothing is fitted).
 """
 
+from __future__ import annotations
+
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
 from lyrics_cifar_search import search_spaces
+
+if TYPE_CHECKING:
+    from lyrics_cifar_search.runners.shaping import Shape
+    from lyrics_cifar_search.search_spaces import Family, KerasFamily, OptunaFamily
 
 MAX_BUILDS = 60  # a family's choices times their values, with room to spare
 
@@ -35,14 +42,14 @@ def _spec(family, with_artist, folder):
     if family.task == "lyrics":
         return {"vocab_size": 20000, "seq_len": 300, "n_classes": 10, "with_artist": with_artist,
                 "n_artists": 100, "pretrained": np.zeros((20000, 50), "float32")}
-    spec = {"n_classes": 50}
+    spec: dict[str, Any] = {"n_classes": 50}
     if family.block == 2:  # transfer: block-1 models to transfer from (untrained baselines)
         import keras_tuner as kt  # Keras Tuner: only for a Keras family
 
         spec["sources"] = {}
         for source, name in family.source_families.items():
             path = Path(folder) / f"{name}.keras"
-            search_spaces.get_family(name).hypermodel({"n_classes": 50}).build(kt.HyperParameters()).save(path)
+            cast("KerasFamily", search_spaces.get_family(name)).hypermodel({"n_classes": 50}).build(kt.HyperParameters()).save(path)
             spec["sources"][source] = str(path)
         spec["sources"]["cnn_skip_model"] = spec["sources"]["cnn"]  # so cnn_weights lists both choices
     return spec
@@ -57,7 +64,7 @@ def _condition(hp):
 _KERAS_SPACES: dict = {}  # (family, with_artist) -> keras_space's list: a shaped search's check and its engine share it
 
 
-def keras_space(family, with_artist=False):
+def keras_space(family: KerasFamily, with_artist: bool = False) -> list[Any]:
     """A Keras family's hyperparameters, each its first declaration (a keras_tuner hyperparameter, with its
     conditions), in the order they were found: by building, as the module's docstring says (once a process)."""
     key = (family.name, family.module, bool(with_artist))
@@ -69,7 +76,7 @@ def keras_space(family, with_artist=False):
 def _build_keras_space(family, with_artist):
     import keras  # Keras starts only when a Keras model is built or loaded
     import keras_tuner as kt  # Keras Tuner: only for a Keras family
-    found = {}  # name -> keras_tuner hyperparameter (its first declaration)
+    found: dict[str, Any] = {}  # name -> keras_tuner hyperparameter (its first declaration)
     builds = 0
     with tempfile.TemporaryDirectory() as folder:
         hypermodel = family.hypermodel(_spec(family, with_artist, folder))
@@ -136,13 +143,15 @@ def _tried_values(h):
     return []
 
 
-def optuna_space(family, n_asks=300):
+def optuna_space(family: OptunaFamily, n_asks: int = 300) -> dict[str, tuple[Any, bool]]:
     """An Optuna family's parameters: {name: (its distribution, whether every configuration has it)}, read from
     trials asked of an in-memory study (nothing is fitted)."""
     import optuna  # Optuna: only once a search or its record is used
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen, distributions = {}, {}
+    seen: dict[str, int] = {}  # configurations that have the parameter
+    distributions: dict[str, Any] = {}
+    assert family.suggest is not None  # the registry refuses an Optuna family without it
     for i in range(n_asks):
         trial = study.ask()
         family.suggest(trial)
@@ -167,7 +176,7 @@ def _optuna_rows(family, n_asks=300):
     return rows
 
 
-def summary(family, with_artist=False, shape=None):
+def summary(family: Family, with_artist: bool = False, shape: Optional[Shape] = None) -> list[str]:
     """The lines --describe prints; with a shape (--set, --range, --choices: runners/shaping.py), the space as
     shaped, each shaped row marked."""
     rows = _keras_rows(family, with_artist) if family.engine == "keras_tuner" else _optuna_rows(family)

@@ -16,6 +16,8 @@ input stops the study with its one line; one that fails otherwise is
 reported and the study goes on, naming it at the end.
 """
 
+from __future__ import annotations
+
 import argparse
 import csv
 import fnmatch
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Collection, NoReturn, Optional, Sequence
 
 from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search import studies
@@ -35,15 +38,17 @@ from lyrics_cifar_search.suite_common import UserError, atomic, console, error_l
 from lyrics_cifar_search.suite_common.process import child_env
 from lyrics_cifar_search.suite_common.status import ENDED
 # the plan's searches (study_plan.py)
-from lyrics_cifar_search.runners.study_plan import (StudyError, apply_overrides, budget_of, data_of,
+from lyrics_cifar_search.runners.study_plan import (Entry, StudyError, apply_overrides, budget_of, data_of,
                                                     describe_budget, flags_of, load_plan, mark_fresh, search_argv,
                                                     search_key, task_of)
+
+State = dict[str, Any]  # the study's state file: each search's status, budget, flags and time
 
 DEFAULT_PLAN = studies.path("earlier_study.toml")  # shipped in the package: a wheel install has it too
 STATE = "study_state.json"
 
 
-def trials_on_record(results_dir, key):
+def trials_on_record(results_dir: str | Path, key: str) -> tuple[int, Optional[tuple[str, Any]]]:
     """(finished trials, best validation score or None) of a search's trials.csv."""
     path = Path(results_dir) / key / "trials.csv"
     if not path.is_file():
@@ -70,7 +75,7 @@ def trials_on_record(results_dir, key):
     return len(done), (objective[0], best[objective[0]] if best else None)
 
 
-def read_state(results_dir):
+def read_state(results_dir: str | Path) -> State:
     """{search: {"status", "seconds", ...}} of the searches run so far; a state file that is not what the study
     writes (atomically) is refused with one line."""
     path = Path(results_dir) / STATE
@@ -91,32 +96,32 @@ def read_state(results_dir):
     return state
 
 
-def write_state(results_dir, state):
+def write_state(results_dir: str | Path, state: State) -> None:
     Path(results_dir).mkdir(parents=True, exist_ok=True)
     atomic.write_text(Path(results_dir) / STATE, json.dumps(state, indent=2))
 
 
-def is_done(state, entry):
+def is_done(state: State, entry: Entry) -> bool:
     if entry.get("fresh"):  # --fresh: run again whatever is on record
         return False
-    s = state.get(search_key(entry))
+    s = state.get(search_key(entry)) or {}
     # the same flags (a state written before they were kept: the budget alone)
     return (bool(s) and s.get("status") == "done" and s.get("budget") == budget_of(entry)
             and s.get("flags", flags_of(entry)) == flags_of(entry))
 
 
-def hms(seconds):
+def hms(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def estimate_left(state, pending):
+def estimate_left(state: State, pending: int) -> Optional[float]:
     """Seconds left: the mean time of the searches done so far, times those still to run."""
     times = [s["seconds"] for s in state.values() if isinstance(s, dict) and s.get("seconds")]
     return sum(times) / len(times) * pending if times else None
 
 
-def cannot_run(entry):
+def cannot_run(entry: Entry) -> Optional[str]:
     """Why a search cannot run on its data (checked before the study starts), or None."""
     if not entry.get("with_artist") or not entry.get("data") or task_of(entry["family"]) != "lyrics":
         return None
@@ -128,9 +133,9 @@ def cannot_run(entry):
     return None
 
 
-def cannot_run_all(searches):
+def cannot_run_all(searches: Sequence[Entry]) -> dict[str, list[str]]:
     """{reason: [search, ...]} for the searches that cannot run on their data."""
-    found = {}
+    found: dict[str, list[str]] = {}
     for entry in searches:
         why = cannot_run(entry)
         if why:
@@ -138,12 +143,12 @@ def cannot_run_all(searches):
     return found
 
 
-def refusals(searches, state, skipped=()):
+def refusals(searches: Sequence[Entry], state: State, skipped: Collection[str] = ()) -> dict[str, str]:
     """{search: why} for the searches still to run that runners/search.py would refuse before their first trial
     (bad flags; a results folder holding a search made with other data or options: its resume check); skipped:
     the keys cannot_run_all already set aside."""
     from lyrics_cifar_search.runners import search  # its flags and checks, in this process (no Keras started)
-    found = {}
+    found: dict[str, str] = {}
     for entry in searches:
         if not is_done(state, entry) and search_key(entry) not in skipped:
             why = search.refusal(search_argv(entry))
@@ -152,7 +157,7 @@ def refusals(searches, state, skipped=()):
     return found
 
 
-def dry_run(searches, state, results_dir):
+def dry_run(searches: Sequence[Entry], state: State, results_dir: str | Path) -> None:
     pending, budgets, unbounded = 0, 0.0, 0
     blocked = cannot_run_all(searches)  # each data file's header read once
     refused = refusals(searches, state, {key for keys in blocked.values() for key in keys})
@@ -182,7 +187,7 @@ def dry_run(searches, state, results_dir):
             status += (f"; keeps {entry.get('keep_models') or 1} best models"
                        + (f" in {entry['artifact_store']}" if entry.get("artifact_store") else ""))
         family = search_spaces.describe(entry["family"])
-        epochs = str(entry.get("epochs") or family.epochs) if family.engine == "keras_tuner" else "-"
+        epochs = str(entry.get("epochs") or getattr(family, "epochs", None)) if family.engine == "keras_tuner" else "-"
         if entry.get("time_budget"):
             budgets += duration(entry["time_budget"])
         else:
@@ -213,7 +218,7 @@ _STEP: list[subprocess.Popen] = []  # the child process running now
 _TERMINATED: list[int] = []  # a SIGTERM arrived: the study stops once the running step has stopped
 
 
-def run_step(argv):
+def run_step(argv: list[str]) -> int:
     """One child process (a search, compare or report), its output passed through; its exit code. The child
     dies with this process (a SIGTERM: it stops after its trial in progress, holding its own lock until then)."""
     with subprocess.Popen([sys.executable, *argv], env={**os.environ, **child_env(signal.SIGTERM)}) as proc:
@@ -241,7 +246,7 @@ def _on_sigterm(signum, frame):
     print("\nSIGTERM: stopping after the running search's trial in progress", file=sys.stderr, flush=True)
 
 
-def run_study(searches, args):
+def run_study(searches: list[Entry], args: argparse.Namespace) -> int:
     results_dir = args.results_dir
     state = read_state(results_dir)
     start, failed = time.time(), []
@@ -296,11 +301,11 @@ def run_study(searches, args):
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2, like every other bad input
+    def error(self, message: str) -> NoReturn:  # one line and exit code 2, like every other bad input
         raise StudyError(f"{message} (see --help)")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=invoked_as("study"), description=__doc__.split("\n\n")[0])
     p.add_argument("plan", nargs="?", default=str(DEFAULT_PLAN), help="a TOML plan (default: the earlier study)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and the time left; run nothing")
@@ -320,7 +325,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Optional[list[str]] = None) -> int:
     parser, args = build_parser(), None
     try:
         args = parser.parse_args(argv)
@@ -347,7 +352,7 @@ def main(argv=None):
         return 130
 
 
-def entry_point():
+def entry_point() -> None:
     """`python runners/study.py` and its console script."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(main())

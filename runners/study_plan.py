@@ -5,11 +5,14 @@ import argparse
 import fnmatch
 import tomllib
 from pathlib import Path
+from typing import Any, Sequence
 
 from lyrics_cifar_search import search_spaces
 from lyrics_cifar_search.runners import shaping
 from lyrics_cifar_search.runners.flag_types import duration, positive_int
 from lyrics_cifar_search.suite_common import UserError
+
+Entry = dict[str, Any]  # one search of the plan: its flags ({"family": ..., "max_trials": ...})
 
 BUDGET_KEYS = ("max_trials", "epochs", "time_budget")
 
@@ -18,7 +21,7 @@ class StudyError(Exception):
     """Bad input to the study runner: one line, exit 2."""
 
 
-def task_of(family):
+def task_of(family: str) -> str:
     """The family's task, as its module declares it (nothing imported)."""
     try:
         return search_spaces.describe(family).task
@@ -26,11 +29,11 @@ def task_of(family):
         raise StudyError(str(e)) from None
 
 
-def search_key(entry):
+def search_key(entry: Entry) -> str:
     return entry["family"] + ("_artist" if entry.get("with_artist") else "")
 
 
-def load_plan(path):
+def load_plan(path: str | Path) -> list[Entry]:
     """The plan's searches, each a dict of flags (defaults, then its task's, then its own)."""
     path = Path(path)
     if not path.is_file():
@@ -73,7 +76,7 @@ def _check_budget(where, entry):
             raise StudyError(f"{where}: {key} {value!r}: {e}") from None
 
 
-def apply_overrides(searches, args):
+def apply_overrides(searches: list[Entry], args: argparse.Namespace) -> list[Entry]:
     """The command line's data and budget flags over the plan's."""
     for entry in searches:
         if args.lyrics_data and task_of(entry["family"]) == "lyrics":
@@ -92,7 +95,7 @@ def apply_overrides(searches, args):
     return searches
 
 
-def search_argv(entry):
+def search_argv(entry: Entry) -> list[str]:
     """runners/search.py's command line for one plan entry."""
     argv = [entry["family"]]
     for key, value in entry.items():
@@ -106,11 +109,11 @@ def search_argv(entry):
     return argv
 
 
-def budget_of(entry):
+def budget_of(entry: Entry) -> dict[str, Any]:
     return {k: entry.get(k) for k in BUDGET_KEYS}
 
 
-def describe_budget(entry):
+def describe_budget(entry: Entry) -> str:
     parts = [f"{entry['max_trials']} trials" if entry.get("max_trials") else "10 trials"]
     if entry.get("epochs"):
         parts.append(f"<= {entry['epochs']} epochs")
@@ -119,21 +122,21 @@ def describe_budget(entry):
     return ", ".join(parts)
 
 
-def flags_of(entry):
+def flags_of(entry: Entry) -> list[str]:
     """What a search runs on and how (its flags but the budget, the results folder and what it prints): run
     again with other flags, a done search is not done (its own resume check then decides)."""
     skip = {*BUDGET_KEYS, "max_trials", "results_dir", "verbose", "quiet", "fresh"}
     return search_argv({k: v for k, v in entry.items() if k not in skip})
 
 
-def data_of(entry):
+def data_of(entry: Entry) -> str:
     """What a search reads: its --data file, or the default of its task."""
     if entry.get("data"):
         return str(entry["data"])
     return "generated demo lyrics" if task_of(entry["family"]) == "lyrics" else "keras.datasets CIFAR-100"
 
 
-def mark_fresh(searches, patterns):
+def mark_fresh(searches: list[Entry], patterns: Sequence[str]) -> None:
     """--fresh [NAME]: the searches it names run from nothing (each search discards its own results)."""
     for pattern in patterns:
         named = [e for e in searches if fnmatch.fnmatch(search_key(e), pattern)]

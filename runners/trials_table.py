@@ -8,10 +8,13 @@ results/<family>[_artist]/
     keras_tuner/ | optuna.db    the engine's own state (resuming reads it)
 """
 
+from __future__ import annotations
+
 import json
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -19,12 +22,17 @@ from lyrics_cifar_search.suite_common import UserError, atomic, tables
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 from lyrics_cifar_search.suite_common.status import Status
 
+if TYPE_CHECKING:  # for the type checker only (pandas: imported where a table is read)
+    import pandas as pd
+    from lyrics_cifar_search.search_spaces import Family
+
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "val_macro_f1", "epochs_run", "best_epoch", "duration_s"]
 HEAD_COLUMNS = ["trial_id", "status", "is_baseline"]
 # The search's record of what it runs on (data, options, seed, objective): a
 # re-run with anything different is refused (runners/search.py, check_resume).
 RUN_RECORD = "search.json"
 # What a search maximises unless the family says otherwise (OBJECTIVE = (name, "min"|"max")).
+Objective = tuple[str, str]  # (metric, "max"|"min"), e.g. OBJECTIVE
 OBJECTIVE = ("val_accuracy", "max")
 # What --objective may choose for a classifier family, with its direction.
 OBJECTIVES = {"val_accuracy": "max", "val_macro_f1": "max", "val_loss": "min"}
@@ -37,7 +45,7 @@ HEARTBEAT_S = 4
 MAX_CONSECUTIVE_FAILURES = 3
 
 
-def failed_in_a_row(statuses):
+def failed_in_a_row(statuses: Sequence[str]) -> bool:
     """True when the last MAX_CONSECUTIVE_FAILURES ended trials (statuses in end order) all failed."""
     ended = [s for s in statuses if s in (Status.COMPLETE, Status.FAIL)][-MAX_CONSECUTIVE_FAILURES:]
     return len(ended) == MAX_CONSECUTIVE_FAILURES and all(s == Status.FAIL for s in ended)
@@ -47,12 +55,12 @@ def failed_in_a_row(statuses):
 finished, best_index = tables.finished, tables.best_index
 
 
-def better(score, than, direction):
+def better(score: float, than: float, direction: str) -> bool:
     """Is `score` better than `than` for an objective in this direction ("max" or "min")?"""
     return score > than if direction == "max" else score < than
 
 
-def objective_of(family, meta=None):
+def objective_of(family: Family, meta: Optional[dict[str, Any]] = None) -> Objective:
     """(metric, "max"|"min") of a search: the one its run chose (meta["objective"], from --objective),
     else the family's own, else validation accuracy."""
     if meta and meta.get("objective"):
@@ -60,7 +68,7 @@ def objective_of(family, meta=None):
     return tuple(family.objective or OBJECTIVE)
 
 
-def objectives_of(family, meta=None):
+def objectives_of(family: Family, meta: Optional[dict[str, Any]] = None) -> list[Objective]:
     """Every objective of a search, the first (objective_of's) first: several with --objective a,b,... (a Pareto
     search, meta["objectives"]), else the one."""
     if meta and meta.get("objectives"):
@@ -68,7 +76,7 @@ def objectives_of(family, meta=None):
     return [objective_of(family, meta)]
 
 
-def folder_objective(folder, family):
+def folder_objective(folder: str | Path, family: Family) -> Objective:
     """The objective a results folder was searched with (its run record, else its best model's)."""
     for path in (Path(folder) / RUN_RECORD, Path(folder) / "best" / "meta.json"):
         try:
@@ -78,7 +86,7 @@ def folder_objective(folder, family):
     return objective_of(family)
 
 
-def best_of(rows, objective):
+def best_of(rows: Iterable[dict[str, Any]], objective: Objective) -> Optional[dict[str, Any]]:
     """The finished, scored row (a dict) with the best objective value (None if there is none)."""
     name, direction = objective
     scored = [r for r in rows if r["status"] == Status.COMPLETE and r.get(name) is not None]
@@ -89,19 +97,20 @@ def best_of(rows, objective):
     return best
 
 
-def front_best_index(done, objectives):
+def front_best_index(done: pd.DataFrame, objectives: Sequence[Objective]) -> Any:
     """The index of a Pareto search's best finished trial as best/ holds it: the best in the first objective,
     ties broken by the next (best_store.is_better's order), so it is on the front."""
     return in_objective_order(done, objectives).index[0]
 
 
-def in_objective_order(done, objectives):
+def in_objective_order(done: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
     """Finished rows best first: by the first objective, ties by the next (best_store.is_better's order)."""
     return done.sort_values([n for n, _ in objectives], ascending=[d == "min" for _, d in objectives], kind="stable")
 
 
-def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error=""):
-    row = {"trial_id": trial_id, "status": status, "is_baseline": bool(is_baseline)}
+def trial_row(trial_id: int | str, status: str, is_baseline: bool, hyperparameters: dict[str, Any],
+              metrics: dict[str, Any], error: str = "") -> dict[str, Any]:
+    row: dict[str, Any] = {"trial_id": trial_id, "status": status, "is_baseline": bool(is_baseline)}
     row.update({f"hp_{k}": v for k, v in hyperparameters.items()})
     row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
     row.update({k: v for k, v in sorted(metrics.items()) if k not in row})  # a family's own metrics
@@ -112,7 +121,7 @@ def trial_row(trial_id, status, is_baseline, hyperparameters, metrics, error="")
     return row
 
 
-def write_trials_csv(out_dir, rows):
+def write_trials_csv(out_dir: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """Rewrite trials.csv from the engine's state: each trial exactly once.
 
     Every row carries the data fingerprint of the folder's run record: the
@@ -131,7 +140,7 @@ def write_trials_csv(out_dir, rows):
     atomic.write_text(Path(out_dir) / "trials.csv", table.to_csv(index=False, float_format="%.12g"))
 
 
-def run_record(out_dir):
+def run_record(out_dir: str | Path) -> dict[str, Any]:
     """The folder's run record ({} if it has none)."""
     try:
         record = json.loads((Path(out_dir) / RUN_RECORD).read_text())
@@ -140,7 +149,7 @@ def run_record(out_dir):
         return {}
 
 
-def classification_metrics(y_true, probs, n_classes):
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> dict[str, float]:
     """Validation accuracy, cross-entropy and macro-F1 from predicted probabilities."""
     from sklearn.metrics import accuracy_score, f1_score, log_loss  # scikit-learn: only where its models are used
     probs = np.asarray(probs, dtype="float64")
@@ -156,7 +165,7 @@ def classification_metrics(y_true, probs, n_classes):
     }
 
 
-def median_ms(call, repeats=5):
+def median_ms(call: Callable[[], Any], repeats: int = 5) -> float:
     """The median wall time of call() in milliseconds, over `repeats` calls after a first (warm-up) one."""
     call()
     times = []
@@ -167,13 +176,13 @@ def median_ms(call, repeats=5):
     return float(np.median(times))
 
 
-def is_score(value):
+def is_score(value: Any) -> bool:
     """A finite number (not a bool, not a string): what a trial's objective value must be."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
         and math.isfinite(value)
 
 
-def chance(meta, objective):
+def chance(meta: dict[str, Any], objective: str) -> Optional[dict[str, Any]]:
     """What a model that learned nothing scores on validation, and the noise around it: {"what", "value",
     "margin"} (margin: NOISE_Z standard errors at the validation size), or None where unknown. A classifier:
     always answering the training split's most frequent class (accuracy, or macro-F1); the autoencoder:
@@ -196,7 +205,7 @@ def chance(meta, objective):
             "margin": NOISE_Z * math.sqrt(max(value * (1 - value), 1e-12) / n)}
 
 
-def learned_nothing(best, reference, direction):
+def learned_nothing(best: Optional[float], reference: Optional[dict[str, Any]], direction: str) -> bool:
     """Whether the best finished score is within the noise of the reference (chance()) or worse."""
     if reference is None or best is None or not is_score(best):
         return False
@@ -205,7 +214,7 @@ def learned_nothing(best, reference, direction):
     return best >= reference["value"] - reference["margin"]
 
 
-def read_trials(folder):
+def read_trials(folder: Path) -> pd.DataFrame:
     """A search folder's trials.csv as a DataFrame (unreadable, or without the results columns: a UserError)."""
     import pandas as pd  # pandas: only where a table is read
     try:

@@ -1,18 +1,25 @@
 """Worker processes of a search on this machine (--workers N), and Keras Tuner's chief/worker variables."""
 
+from __future__ import annotations
+
 import logging
 import os
 import signal
 import subprocess
 import sys
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from lyrics_cifar_search.suite_common import UserError
 from lyrics_cifar_search.suite_common.process import child_env
 
+if TYPE_CHECKING:
+    from lyrics_cifar_search.runners.engines import SearchConfig
+    from lyrics_cifar_search.search_spaces import Family
+
 logger = logging.getLogger(__name__)
 
 
-def keras_tuner_role():
+def keras_tuner_role() -> Optional[str]:
     """'chief' or 'worker' when Keras Tuner's chief/worker variables are set, else None."""
     if "KERASTUNER_ORACLE_IP" not in os.environ:
         return None
@@ -26,7 +33,8 @@ def keras_tuner_role():
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
 
 
-def start_workers(family, config, extra_args=(), env_of=lambda i: {}):
+def start_workers(family: Family, config: SearchConfig, extra_args: Sequence[str] = (),
+                  env_of: Callable[[int], dict[str, str]] = lambda i: {}) -> list[subprocess.Popen]:
     """config.workers copies of this command, one GPU each where CUDA_VISIBLE_DEVICES lists several."""
     argv = config.argv if config.argv is not None else sys.argv[1:]
     child_argv = [a for a in argv if a != "--fresh"] + list(extra_args)

@@ -39,7 +39,7 @@ import gc
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import keras
 import keras_tuner as kt
@@ -63,27 +63,30 @@ if TYPE_CHECKING:  # the engine interface's types (runners/engines.py, Engine)
 logger = logging.getLogger(__name__)
 
 
-def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIVE, *, study, sampler="tpe",
-                pruner="median", first_trials=({},), parallel=False, time_budget=None, hyperparameters=None,
-                objectives=None):
+def make_oracle(tuner: Optional[str], max_trials: Optional[int], epochs: Optional[int], seed: int,
+                objective: tuple[str, str] = trials_table.OBJECTIVE, *, study: tuple[str, str], sampler: str = "tpe",
+                pruner: str = "median", first_trials: Sequence[dict] = ({},), parallel: bool = False,
+                time_budget: Optional[float] = None, hyperparameters: Optional[kt.HyperParameters] = None,
+                objectives: Optional[Sequence[tuple[str, str]]] = None) -> kt.Oracle:
     """"optuna": the Optuna-backed oracle, or Keras Tuner's own (random, bayesian, hyperband); every one records
     its trials in the study at study=(storage URL, study name). first_trials: the family's fixed first trials
     (the baseline first); parallel: workers run trials at once (TPE's constant liar); hyperparameters: the space
     the oracle starts from (the shaped hyperparameters: runners/shaping.py), as Keras Tuner's oracles take it;
     objectives: a Pareto search's [(metric, direction), ...] (the study oracle only), the first `objective`."""
-    objectives = [tuple(o) for o in objectives] if objectives else [tuple(objective)]
-    objective = kt.Objective(*objectives[0])  # Keras Tuner's own: the first (a Pareto search's others: the study's)
+    listed = [tuple(o) for o in objectives] if objectives else [tuple(objective)]
+    kt_objective = kt.Objective(*listed[0])  # Keras Tuner's own: the first (a Pareto search's others: the study's)
     if tuner == "optuna":
-        oracle = StudyOracle(objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
+        oracle = StudyOracle(kt_objective, max_trials, seed, storage_url=study[0], study_name=study[1], epochs=epochs,
                              sampler=sampler, pruner=pruner, parallel=parallel, first_trials=first_trials,
-                             time_budget=time_budget, hyperparameters=hyperparameters, objectives=objectives)
+                             time_budget=time_budget, hyperparameters=hyperparameters, objectives=listed)
     elif tuner == "random":
-        oracle = RandomOracle(objective=objective, max_trials=max_trials, seed=seed, hyperparameters=hyperparameters)
+        oracle = RandomOracle(objective=kt_objective, max_trials=max_trials, seed=seed, hyperparameters=hyperparameters)
     elif tuner == "bayesian":
-        oracle = BayesianOracle(objective=objective, max_trials=max_trials, seed=seed, hyperparameters=hyperparameters)
+        oracle = BayesianOracle(objective=kt_objective, max_trials=max_trials, seed=seed,
+                                hyperparameters=hyperparameters)
     elif tuner == "hyperband":
         # hyperband_iterations=None: brackets repeat until --max-trials, which stops the search
-        oracle = HyperbandOracle(objective=objective, max_epochs=epochs, factor=3, hyperband_iterations=None,
+        oracle = HyperbandOracle(objective=kt_objective, max_epochs=epochs, factor=3, hyperband_iterations=None,
                                  seed=seed, hyperparameters=hyperparameters)
     else:
         raise ValueError(tuner)
@@ -96,7 +99,7 @@ def make_oracle(tuner, max_trials, epochs, seed, objective=trials_table.OBJECTIV
     return oracle
 
 
-def trials_begun(out_dir):
+def trials_begun(out_dir: str | Path) -> int:
     """Trials that a previous run of this search began (Keras Tuner's trial files; for the resume message)."""
     trial_files = list((Path(out_dir) / "keras_tuner").glob("trial_*/trial.json"))
     return len(trial_files)
@@ -108,7 +111,7 @@ def _settings(tuner, sampler, pruner, baseline=True):
             "baseline": baseline}
 
 
-def start_engine():
+def start_engine() -> None:
     """Before the first trial: the library patches (runners/compat.py, with a line if a version is outside
     what they were written for), and what exists now (modules, data) exempted from garbage collection:
     clear_session collects garbage before every trial, to free the last model; with the frameworks'
@@ -154,9 +157,12 @@ def _make_tuner(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, t
                         f"start again with --fresh") from None
 
 
-def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboard=None, chief=None,
-        start_workers=None, stop=None, verbose=False, sampler="tpe", pruner="median", time_budget=None,
-        hyperparameters=None, models=None):
+def run(family: KerasFamily, prepared: Prepared, out_dir: str | Path, *, max_trials: int, epochs: Optional[int],
+        tuner: Optional[str], seed: int, tensorboard: Optional[str] = None,
+        chief: Optional[tuple[str, str | int]] = None, start_workers: Optional[Callable[[int], Any]] = None,
+        stop: Optional[Stop] = None, verbose: bool = False, sampler: str = "tpe", pruner: str = "median",
+        time_budget: Optional[float] = None, hyperparameters: Optional[kt.HyperParameters] = None,
+        models: Optional[model_store.ModelStore] = None) -> list[dict]:
     """Run the search here, or (chief=(ip, port)) serve its oracle to workers until it is done.
 
     stop: a search_progress.Stop (Ctrl-C, --time-budget); None: none."""
@@ -197,8 +203,9 @@ def run(family, prepared, out_dir, *, max_trials, epochs, tuner, seed, tensorboa
     return t.trial_rows()
 
 
-def run_worker(family, prepared, out_dir, *, epochs, tuner, seed, tensorboard=None, verbose=False, sampler="tpe",
-               pruner="median"):
+def run_worker(family: KerasFamily, prepared: Prepared, out_dir: str | Path, *, epochs: Optional[int],
+               tuner: Optional[str], seed: int, tensorboard: Optional[str] = None, verbose: bool = False,
+               sampler: str = "tpe", pruner: str = "median") -> None:
     """A worker (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP/PORT set): run the chief's trials until it says stop."""
     start_engine()
     keras.utils.set_random_seed(seed)
@@ -264,7 +271,9 @@ def train_one(family: KerasFamily, prepared: Prepared, params: dict[str, Any], s
     """One configuration trained as a trial is (the same callbacks and early stopping); the model."""
     hp = kt.HyperParameters()
     hp.values = dict(params)
+    budget = epochs or family.epochs
+    assert budget, "the registry refuses a Keras family without epochs"
     with tempfile.TemporaryDirectory() as tmp:
-        model, _ = train(family, family.hypermodel(prepared.spec), hp, prepared, epochs=epochs or family.epochs,
+        model, _ = train(family, family.hypermodel(prepared.spec), hp, prepared, epochs=budget,
                          seed=seed, history_path=Path(tmp) / "history.csv")
     return model

@@ -7,6 +7,7 @@ import functools
 import itertools
 import os
 import warnings
+from typing import Any
 
 import keras
 
@@ -91,7 +92,11 @@ class _GraphedSteps:
         import torch  # PyTorch: only on that backend
         self.eager, self.warmup, self.seen = eager, warmup, 0
         self.side = torch.cuda.Stream()
-        self.shapes, self.graph, self.inputs, self.logs = None, None, None, None
+        # set once a step is recorded (_record): the CUDA graph, its input buffers, its logs
+        self.shapes: Any = None
+        self.graph: Any = None
+        self.inputs: Any = None
+        self.logs: Any = None
         self.failed = self.captured = False
 
     def __call__(self, data):

@@ -1,10 +1,13 @@
 """Keras Tuner's oracles, with the study's configuration as the first trial of a new search, each trial
 recorded in the search's Optuna study (runners/record.py) as it ends."""
 
+from __future__ import annotations
+
 import csv
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 import keras_tuner as kt
 import optuna
@@ -15,13 +18,13 @@ from lyrics_cifar_search.suite_common.status import KERAS_TUNER_ENDED, Status, o
 TrialStatus = kt.engine.trial.TrialStatus  # Keras Tuner's trial states (the suite's own: Status)
 
 
-def user_values(values):
+def user_values(values: dict[str, Any]) -> dict[str, Any]:
     """A Keras Tuner trial's values without Keras Tuner's own bookkeeping ("tuner/epochs", "tuner/trial_id", ...
     of Hyperband's brackets): the hyperparameters the hypermodel declared."""
     return {k: v for k, v in values.items() if not k.startswith("tuner/")}
 
 
-def default_values(space):
+def default_values(space: Sequence[Any]) -> dict[str, Any]:
     """The active hyperparameters of a space, each at its default."""
     hps = kt.HyperParameters()
     values = {}
@@ -32,7 +35,7 @@ def default_values(space):
     return values
 
 
-def are_defaults(values, space, overrides=None):
+def are_defaults(values: dict[str, Any], space: Sequence[Any], overrides: Optional[dict[str, Any]] = None) -> bool:
     """Whether a Keras trial's values are every active hyperparameter at its default, with a fixed trial's
     overrides: the one rule for the baseline (no overrides: trial 0, the earlier study's configuration) and for
     the trials a family keeps (Family.kept_trials). Compared on the hyperparameters both hold: one a hypermodel
@@ -75,7 +78,7 @@ class BaselineFirst:
 EPOCH = "epoch/"  # an epoch's objective, as ReportEachEpoch sends it to the oracle (not a result of the trial)
 
 
-def number(trial_or_id):
+def number(trial_or_id: Any) -> int:
     """The trial's id as the suite writes it everywhere (trials.csv, trial lines, best/, histories, TensorBoard,
     the dashboard): a plain number. Keras Tuner's own ids are zero-padded to the digits of --max-trials at the
     time ("05" with 10 trials, "005" after a resume with 100), so a resume would otherwise mix formats."""
@@ -83,12 +86,12 @@ def number(trial_or_id):
     return int(tid)
 
 
-def status_of(trial):
+def status_of(trial: kt.engine.trial.Trial) -> Status:
     """A Keras Tuner trial's status as the suite records it (a Status)."""
     return of_keras_tuner(trial.status)
 
 
-def remove_trial_files(project_dir, which):
+def remove_trial_files(project_dir: str | Path, which: Callable[[int], bool]) -> None:
     """Remove the Keras Tuner folder and the history (results/<family>/histories/) of each trial whose number
     which(number) accepts: a trial taken back to run again, or one the oracle no longer holds after a kill."""
     for path in [*Path(project_dir).glob("trial_*"), *(Path(project_dir).parent / "histories").glob("trial_*.csv")]:
@@ -97,7 +100,7 @@ def remove_trial_files(project_dir, which):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def metrics_of(trial):
+def metrics_of(trial: kt.engine.trial.Trial) -> dict[str, Any]:
     return {name: _last_value(trial, name) for name in trial.metrics.metrics if not name.startswith(EPOCH)}
 
 
@@ -108,7 +111,7 @@ def _last_value(trial, name):
         return None
 
 
-def error_of(trial):
+def error_of(trial: kt.engine.trial.Trial) -> Optional[str]:
     """Why a failed Keras Tuner trial failed: the last line of its message (None for one that did not fail)."""
     lines = (trial.message or "").strip().splitlines()
     return lines[-1] if lines and status_of(trial) == Status.FAIL else None
@@ -120,7 +123,7 @@ class KerasRecord:
     """Oracle mixin: the search's study (record_at = (storage URL, study name)) and each ended Keras Tuner
     trial in it, with its values, start and end times and learning curve (its history file's objective)."""
 
-    record_at = None
+    record_at: Optional[tuple[str, str]] = None
     identity = None  # (meta, settings): what the study's trials must be (record.check_identity), when known
     _record = None
 

@@ -1,13 +1,16 @@
 """One trial: build a configuration, train it with the suite's callbacks, score it on validation."""
 
-import logging
+from __future__ import annotations
+
 import ctypes
 import dataclasses
+import logging
 import math
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 import keras
 import keras_tuner as kt
@@ -16,6 +19,10 @@ from lyrics_cifar_search.runners import compat, trials_table
 from lyrics_cifar_search.runners.keras_search import accelerate
 from lyrics_cifar_search.study_data.text import as_model_takes
 from lyrics_cifar_search.suite_common import atomic
+
+if TYPE_CHECKING:
+    from lyrics_cifar_search.runners.prepare import Prepared
+    from lyrics_cifar_search.search_spaces import KerasFamily
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +140,9 @@ def _free_last_trial():
         pass
 
 
-def train(family, hypermodel, hp, p, *, epochs, seed, history_path, callbacks=(), verbose=False, label=""):
+def train(family: KerasFamily, hypermodel: kt.HyperModel, hp: kt.HyperParameters, p: Prepared, *, epochs: int,
+          seed: int, history_path: Path, callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = False,
+          label: str = "") -> tuple[keras.Model, dict[str, Any]]:
     """Build and train one configuration; return the model and its validation metrics.
 
     Used by every trial, and again by the analysis to retrain a best

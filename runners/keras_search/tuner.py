@@ -1,11 +1,14 @@
 """SuiteTuner: Keras Tuner's Tuner, writing the suite's results (trials.csv, histories, best/) as trials end."""
 
-import logging
+from __future__ import annotations
+
 import contextlib
 import io
+import logging
 import math
 import os
 from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import keras
 import keras_tuner as kt
@@ -221,10 +224,10 @@ class SuiteTuner(compat.OneStateFile, kt.Tuner):
         return record.rows(self.oracle.study)
 
 
-def costs(model, names, x_val, metrics):
+def costs(model: keras.Model, names: Sequence[str], x_val: Any, metrics: dict[str, Any]) -> dict[str, Any]:
     """A Pareto search's costs of a trained model: params (its weights), predict_ms (predicting one validation
     example: the median of 5 calls after a first), train_s (the trial's training time)."""
-    out = {}
+    out: dict[str, Any] = {}
     if "params" in names:
         out["params"] = int(model.count_params())
     if "predict_ms" in names:
@@ -235,14 +238,14 @@ def costs(model, names, x_val, metrics):
     return out
 
 
-def scored_key(objective):
+def scored_key(objective: str) -> str:
     """The epoch log that holds an objective as the trial is scored on it: val_loss is the suite's validation
     log-loss (val_log_loss, whatever loss the trial trains on: cifar_cnn searches focal, hinge, ...), not
     Keras's val_loss, which is the trial's own training loss."""
     return "val_log_loss" if objective == "val_loss" else objective
 
 
-def standard_error(objective, row, n):
+def standard_error(objective: str, row: dict[str, Any], n: int) -> Optional[float]:
     """The standard error of `objective` in an epoch's logs `row` over n validation examples (None if unknown):
     accuracy and macro-F1 binomial, sqrt(v(1 - v) / n) (for macro-F1 an approximation); log-loss from the
     spread of the per-example losses; otherwise the family's own "<objective>_se" (the autoencoder's)."""
