@@ -24,9 +24,12 @@ frequent class, and whether the model beats it on the test set (one-sided
 exact McNemar test, p < 0.05).
 """
 
+from __future__ import annotations
+
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,14 +44,18 @@ from lyrics_cifar_search.suite_common import (CANNOT_WRITE, UserError, atomic, c
 from lyrics_cifar_search.suite_common.process import tune_this_process
 from lyrics_cifar_search.suite_common.status import Status
 
+if TYPE_CHECKING:
+    from lyrics_cifar_search.runners.best_model import BestModel
+    from lyrics_cifar_search.search_spaces import Family
+
 TASKS = ("lyrics", "cifar")
 
 
-def problem(msg):
+def problem(msg: str) -> None:
     print(f"problem: {msg}", file=sys.stderr, flush=True)
 
 
-def search_folders(results_dir):
+def search_folders(results_dir: str | Path) -> list[tuple[Path, Family]]:
     """(folder, family module) for every results/<family>[_artist]/ with a trials.csv."""
     found = []
     for folder in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else []:
@@ -64,7 +71,7 @@ def search_folders(results_dir):
     return found
 
 
-def compact_hyperparameters(row):
+def compact_hyperparameters(row: pd.Series) -> str:
     return "; ".join(f"{c[3:]}={_short(row[c])}" for c in row.index if c.startswith("hp_") and pd.notna(row[c]))
 
 
@@ -74,13 +81,13 @@ def _short(v):
     return str(v)
 
 
-def summarize(folder, family, results_dir):
+def summarize(folder: Path, family: Family, results_dir: str | Path) -> tuple[dict[str, Any], Optional[BestModel]]:
     """One comparison row for a search folder; test scores from its saved best model."""
     trials = trials_table.read_trials(folder)
     name, direction = trials_table.folder_objective(folder, family)
     objectives = trials_table.run_record(folder).get("objectives")  # a Pareto search: its best is the first's
     done = trials_table.finished(trials, name)
-    row = {"family": family.name, "variant": "lyrics+artist" if folder.name.endswith("_artist")
+    row: dict[str, Any] = {"family": family.name, "variant": "lyrics+artist" if folder.name.endswith("_artist")
            else ("lyrics" if family.task == "lyrics" else f"block {family.block}"),
            "engine": family.engine, "objective": name,
            "trials_finished": int((trials["status"] == Status.COMPLETE).sum()),
@@ -127,13 +134,13 @@ def summarize(folder, family, results_dir):
     return row, model
 
 
-def transfer_vs_scratch(folder, y):
+def transfer_vs_scratch(folder: Path, y: np.ndarray) -> dict[str, Any]:
     """cifar_transfer's like-for-like question on test: the study's transfer model (trial 0, <search>/baseline/)
     against the same architecture trained from random weights (trial 1, kept as <search>/from_scratch/), on the
     same rows: each one's accuracy with its Wilson interval, and the exact two-sided McNemar p."""
     if not ((folder / "from_scratch" / "meta.json").exists() and (folder / "baseline" / "meta.json").exists()):
         return {}
-    preds = {}
+    preds: dict[str, Any] = {}
     for name in ("baseline", "from_scratch"):
         _, labels, preds[name] = load_best(str(folder / name)).score_test(folder.parent)
         if not np.array_equal(labels, y):
@@ -147,19 +154,20 @@ def transfer_vs_scratch(folder, y):
     return out
 
 
-def mcnemar_table(rows, models):
+def mcnemar_table(rows: list[dict[str, Any]], models: list[Optional[BestModel]]) -> pd.DataFrame:
     out = []
     for task in TASKS:
-        scored = [(r, models[i]) for i, r in enumerate(rows) if models[i] is not None and r.get("test_accuracy")
-                  is not None and r["family"] in search_spaces.list_families(task=task)
-                  and getattr(models[i], "test_predictions", None) is not None]
+        # (row, model, its test labels, its test predictions) of each classifier scored on test
+        scored = [(r, m, m.test_labels, m.test_predictions) for r, m in zip(rows, models)
+                  if m is not None and m.test_labels is not None and m.test_predictions is not None
+                  and r.get("test_accuracy") is not None and r["family"] in search_spaces.list_families(task=task)]
         scored.sort(key=lambda rm: rm[0]["best_score"], reverse=True)
         # the best two that were scored on the same test rows
         for i in range(len(scored)):
             for j in range(i + 1, len(scored)):
-                (ra, ma), (rb, mb) = scored[i], scored[j]
-                if _test_set(ma) == _test_set(mb) and np.array_equal(ma.test_labels, mb.test_labels):
-                    b, c, p = significance.mcnemar(ma.test_predictions, mb.test_predictions, ma.test_labels)
+                (ra, ma, ya, pa), (rb, mb, yb, pb) = scored[i], scored[j]
+                if _test_set(ma) == _test_set(mb) and np.array_equal(ya, yb):
+                    b, c, p = significance.mcnemar(pa, pb, ya)
                     out.append({"task": task, "model_a": f"{ra['family']} ({ra['variant']})",
                                 "model_b": f"{rb['family']} ({rb['variant']})",
                                 "test_accuracy_a": ra["test_accuracy"], "test_accuracy_b": rb["test_accuracy"],
@@ -182,7 +190,7 @@ def _test_set(model):
     return model.meta["data"]["fingerprint"], model.meta.get("blocks", {}).get("block")
 
 
-def sub_comparisons(folders):
+def sub_comparisons(folders: list[tuple[Path, Family]]) -> dict[str, pd.DataFrame]:
     """Task 2's small tables, recomputed from the trials of the families that define them."""
     tables = {}
     for folder, family in folders:
@@ -193,7 +201,7 @@ def sub_comparisons(folders):
     return tables
 
 
-def repeats(results_dir, searches, k):
+def repeats(results_dir: str | Path, searches: Sequence[str], k: int) -> pd.DataFrame:
     """Retrain each search's baseline and best configuration with k training seeds on the same split;
     the gain in mean test score with a 95 % confidence interval (Welch's t)."""
     from scipy import stats  # SciPy: only for the intervals
@@ -207,7 +215,7 @@ def repeats(results_dir, searches, k):
         best_scores = np.array([s[metric] for s in best])
         base_scores = best_scores if best_is_baseline else np.array(
             [s[metric] for s in retrain(name, results_dir, k, with_artist, which="baseline")[0]])
-        row = {"search": search, "repeats": k, "metric": metric}
+        row: dict[str, Any] = {"search": search, "repeats": k, "metric": metric}
         notes = ["the best configuration is the baseline"] if best_is_baseline else []
         for label, scores in (("baseline", base_scores), ("best", best_scores)):
             deterministic = k > 1 and np.ptp(scores) == 0
@@ -241,12 +249,13 @@ def repeats(results_dir, searches, k):
     return pd.DataFrame(rows)
 
 
-def write_table(results_dir, name, table):
+def write_table(results_dir: str | Path, name: str, table: pd.DataFrame) -> None:
     atomic.write_text(Path(results_dir) / f"{name}.csv", table.to_csv(index=False))
     atomic.write_text(Path(results_dir) / f"{name}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
 
 
-def compare(results_dir="results", repeat_families=(), k=0, scored=None):
+def compare(results_dir: str | Path = "results", repeat_families: Sequence[str] = (), k: int = 0,
+            scored: Optional[dict] = None) -> dict[str, pd.DataFrame]:
     """Write every table; return them as {name: DataFrame}.
 
     scored: a dict to receive each scored best model by (family, variant),
@@ -279,7 +288,7 @@ def compare(results_dir="results", repeat_families=(), k=0, scored=None):
     return tables
 
 
-def top_trials(folder, family, n):
+def top_trials(folder: Path, family: Family, n: int) -> pd.DataFrame:
     """The n best finished trials of a search, best first: id, objective, the hyperparameters that differ from
     the baseline's, epochs and seconds."""
     trials = trials_table.read_trials(folder)
@@ -297,7 +306,7 @@ def top_trials(folder, family, n):
     return pd.DataFrame(rows)
 
 
-def print_top(results_dir, names, n):
+def print_top(results_dir: str | Path, names: Sequence[str], n: int) -> int:
     if n < 1:
         print("error: --top N needs N >= 1", file=sys.stderr)
         return 2
@@ -317,7 +326,7 @@ def print_top(results_dir, names, n):
     return 0
 
 
-def main(argv=None):
+def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
     console.add_flags(ap)
@@ -355,7 +364,7 @@ def main(argv=None):
     return 0
 
 
-def entry_point():
+def entry_point() -> None:
     """`python analysis/compare.py` and its console script."""
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())

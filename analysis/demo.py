@@ -78,12 +78,12 @@ def choose(results_dir: str | Path, family: Optional[str], want: Callable[[BestM
     return max(models, key=lambda m: m.meta["metrics"].get("val_accuracy", -1))
 
 
-def top3(model, probs):
+def top3(model: BestModel, probs: np.ndarray) -> list[tuple[str, float]]:
     order = np.argsort(probs)[::-1][:3]
     return [(model.label_names[i], float(probs[i])) for i in order]
 
 
-def read_image(path):
+def read_image(path: str | Path) -> np.ndarray:
     from PIL import Image  # Pillow: only for image files
     try:
         with Image.open(path) as im:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def entry_point():
+def entry_point() -> None:
     """`python analysis/demo.py` and its console script."""
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())

@@ -6,10 +6,14 @@ in-memory study of a search's finished trials with their real distributions
 (`search_study`), for Keras Tuner searches as for Optuna's.
 """
 
+from __future__ import annotations
+
 import matplotlib
 
 matplotlib.use("Agg")
 import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,22 +24,27 @@ from lyrics_cifar_search.runners import record, trials_table
 from lyrics_cifar_search.suite_common import atomic
 from lyrics_cifar_search.suite_common.status import Status
 
+if TYPE_CHECKING:
+    import optuna
+    from matplotlib.figure import Figure
+    from lyrics_cifar_search.runners.best_model import BestModel
+
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 10,
                      "ytick.labelsize": 10, "legend.fontsize": 9})
 DEMO_MARK = "demo data, not real"
 
 
-def mark_demo(fig, is_demo):
+def mark_demo(fig: Figure, is_demo: bool) -> None:
     """Every figure drawn from a generated demo set says so on the figure itself: below everything drawn (tick
     labels, rotated ones too), right-aligned, so it covers nothing; save()'s tight box takes it in."""
     if is_demo:
-        drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+        drawn = fig.get_tightbbox(fig.canvas.get_renderer())  # type: ignore[attr-defined]  # Agg's canvas; inches
         width, height = fig.get_size_inches()
         fig.text(drawn.x1 / width, (drawn.y0 - 0.05) / height, DEMO_MARK, ha="right", va="top", color="#b00",
                  fontsize=10, style="italic")
 
 
-def save(fig, path, is_demo=False):
+def save(fig: Figure, path: Path, is_demo: bool = False) -> Path:
     mark_demo(fig, is_demo)
     tmp = atomic.temp_path_beside(path, ".png")
     fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
@@ -44,7 +53,7 @@ def save(fig, path, is_demo=False):
     return path
 
 
-def best_vs_baseline(table, task, out, is_demo=False):
+def best_vs_baseline(table: pd.DataFrame, task: str, out: Path, is_demo: bool = False) -> Optional[Path]:
     """Per search: the baseline's and the best trial's validation accuracy (bars), the best model's test
     accuracy with its 95 % Wilson interval (error bar), and always answering the most frequent class on the
     test set (a dashed line over the search's bars)."""
@@ -65,7 +74,7 @@ def best_vs_baseline(table, task, out, is_demo=False):
         for i, m in zip(x, t["majority_test_accuracy"]):
             if pd.notna(m):
                 ax.hlines(m, i - 0.48, i + 0.48, colors="#b00", linestyles="--",
-                          label="most frequent class, test" if i == x[0] else None)
+                          label="most frequent class, test" if i == x[0] else "_nolegend_")
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
@@ -85,7 +94,7 @@ def _whole_number_ticks(ax, values):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def learning_curves(folder, best_trial, out, is_demo=False):
+def learning_curves(folder: Path, best_trial: Any, out: Path, is_demo: bool = False) -> Optional[Path]:
     path = folder / "histories" / f"trial_{best_trial}.csv"
     if not path.exists():
         return None  # scikit-learn families have no epochs
@@ -106,7 +115,8 @@ def learning_curves(folder, best_trial, out, is_demo=False):
     return save(fig, out / f"curves_{folder.name}.png", is_demo)
 
 
-def optimisation_history(folder, trials, objective, out, is_demo=False):
+def optimisation_history(folder: Path, trials: pd.DataFrame, objective: tuple[str, str], out: Path,
+                         is_demo: bool = False) -> Optional[Path]:
     name, direction = objective
     done = trials_table.finished(trials, name)
     if done.empty:
@@ -130,7 +140,7 @@ def optimisation_history(folder, trials, objective, out, is_demo=False):
 MIN_TRIALS_FOR_IMPORTANCE = 10  # fANOVA's forest on fewer finished trials says little
 
 
-def search_study(folder, trials, objective):
+def search_study(folder: Path, trials: pd.DataFrame, objective: tuple[str, str]) -> optuna.Study:
     """An in-memory Optuna study of the search's finished trials, with the distributions they were drawn
     from (the search's record in the results folder's optuna.db, runners/record.py); from trials.csv, every
     hyperparameter as a categorical of the values it took, for a search with no record there (made before it
@@ -157,14 +167,14 @@ def search_study(folder, trials, objective):
     hp_cols = [c for c in done.columns if c.startswith("hp_") and done[c].nunique(dropna=True) > 1]
     for _, row in done.iterrows():
         params = {c[3:]: str(row[c]) for c in hp_cols}
-        dists = {c[3:]: optuna.distributions.CategoricalDistribution(sorted(done[c].astype(str).unique()))
-                 for c in hp_cols}
+        dists: dict[str, optuna.distributions.BaseDistribution] = {
+            c[3:]: optuna.distributions.CategoricalDistribution(sorted(done[c].astype(str).unique())) for c in hp_cols}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row[name]),
                                                   user_attrs={"trial_id": int(row["trial_id"])}))
     return study
 
 
-def pareto_front(folder, out, is_demo=False):
+def pareto_front(folder: Path, out: Path, is_demo: bool = False) -> Optional[Path]:
     """A Pareto search's front, drawn by Optuna's matplotlib plot_pareto_front from the search's record (every
     finished trial; the front highlighted); the first three objectives where it has more. None for a search of
     one objective, or with no record in the results folder's optuna.db."""
@@ -186,10 +196,10 @@ def pareto_front(folder, out, is_demo=False):
     fig = ax.figure
     fig.suptitle(f"{folder.name}: Pareto front of {', '.join(names[:shown])} ({len(study.best_trials)} of "
                  f"{len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))} trials)")
-    return save(fig, out / f"pareto_{folder.name}.png", is_demo)
+    return save(cast("Figure", fig), out / f"pareto_{folder.name}.png", is_demo)
 
 
-def optuna_plots(folder, study, out, is_demo=False):
+def optuna_plots(folder: Path, study: optuna.Study, out: Path, is_demo: bool = False) -> tuple[list[Path], list[str]]:
     """Optuna's own matplotlib plots of a search: importances (fANOVA, from enough trials only), parallel
     coordinates and slices. Returns (plots, notes)."""
 
@@ -199,7 +209,8 @@ def optuna_plots(folder, study, out, is_demo=False):
     everywhere = set.intersection(*(set(t.params) for t in study.trials)) if n else set()
     varied = sorted(k for k in everywhere if len({repr(t.params[k]) for t in study.trials}) > 1)
     sometimes = sorted(set().union(*(set(t.params) for t in study.trials)) - everywhere) if n else []
-    plots, notes = [], []
+    plots: list[Path] = []
+    notes: list[str] = []
     if sometimes:
         notes.append(f"Left out of these plots (set in some trials only, e.g. conditional): {', '.join(sometimes)}.")
     if n < MIN_TRIALS_FOR_IMPORTANCE:  # said however few: how many finished trials the importances need
@@ -218,7 +229,7 @@ def optuna_plots(folder, study, out, is_demo=False):
             for loc in ("left", "right"):
                 ax.set_title("", loc=loc)  # Optuna's own title
             ax.set_title(f"{folder.name}: hyperparameter importance (fANOVA, {n} trials)")
-            plots.append(save(ax.figure, out / f"importance_{folder.name}.png", is_demo))
+            plots.append(save(cast("Figure", ax.figure), out / f"importance_{folder.name}.png", is_demo))
             notes.append(f"Importances: Optuna's fANOVA evaluator (seed 0) on the {n} complete trials over the "
                          "hyperparameters every trial set. optuna-dashboard ranks with Optuna's default evaluator "
                          "(PED-ANOVA, which weighs the top-scoring trials against the rest) on the trials it "
@@ -253,7 +264,8 @@ def _axis_labels(dist):
 PARALLEL_AXES_PER_ROW = 5
 
 
-def parallel_coordinates(folder, study, params, target, out, is_demo=False):
+def parallel_coordinates(folder: Path, study: optuna.Study, params: Sequence[str], target: str, out: Path,
+                         is_demo: bool = False) -> Path:
     """One line per finished trial across the objective and each hyperparameter's axis (its whole search
     range, the ends labelled), coloured by the objective; the best trial drawn on top in red. Rows of at most
     PARALLEL_AXES_PER_ROW hyperparameters, each row starting again from the objective's axis."""
@@ -292,7 +304,8 @@ def parallel_coordinates(folder, study, params, target, out, is_demo=False):
     return save(fig, out / f"parallel_{folder.name}.png", is_demo)
 
 
-def slices(folder, study, params, target, out, is_demo=False):
+def slices(folder: Path, study: optuna.Study, params: Sequence[str], target: str, out: Path,
+           is_demo: bool = False) -> Path:
     """The objective against each hyperparameter, three plots a row, over the hyperparameter's whole search
     range (log axes where it is searched on a log scale); points coloured by trial order."""
     import optuna  # Optuna: only once a search or its record is used
@@ -302,7 +315,7 @@ def slices(folder, study, params, target, out, is_demo=False):
     trials = study.trials
     for ax, p in zip(axes.flat, params):
         shown = [t for t in trials if p in t.params]
-        dist = shown[0].distributions[p]
+        dist: Any = shown[0].distributions[p]  # a Categorical, Int or Float distribution
         ys = [t.value for t in shown]
         colours = [t.number for t in shown]
         if isinstance(dist, optuna.distributions.CategoricalDistribution):
@@ -334,7 +347,7 @@ def slices(folder, study, params, target, out, is_demo=False):
     return save(fig, out / f"slice_{folder.name}.png", is_demo)
 
 
-def confusion(model, task, out, is_demo=False):
+def confusion(model: BestModel, task: str, out: Path, is_demo: bool = False) -> Path:
     from sklearn.metrics import ConfusionMatrixDisplay  # scikit-learn: only where its models are used
     y, pred = model.test_labels, model.test_predictions
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -19,12 +19,15 @@ A headline per task, the main columns of each table (all of them in the
 CSVs), the departures from the earlier study and each search's provenance.
 """
 
+from __future__ import annotations
+
 import argparse
 import base64
 import re
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -38,13 +41,16 @@ from lyrics_cifar_search.suite_common.process import tune_this_process
 from lyrics_cifar_search.analysis.report_data import data_lines, provenance_lines
 from lyrics_cifar_search.analysis.report_study import departures, earlier_study_numbers
 
+if TYPE_CHECKING:
+    from lyrics_cifar_search.search_spaces import Family
+
 # The key columns, narrow enough to read without scrolling at 1,400 px (every column is in the CSVs)
 SHOWN_COLUMNS = ["family", "variant", "trials", "baseline (val)", "best (val)", "selected gain (val)",
                  "test accuracy (95 % CI)", "baseline (test)", "test gain (p)", "test macro-F1", "test MSE",
                  "majority (test)", "beats majority (p)"]
 
 
-def shown_table(table):
+def shown_table(table: pd.DataFrame) -> pd.DataFrame:
     """The comparison table's key columns, the test interval and the McNemar p-value in one cell each."""
     def num(v, fmt=".4f"):
         return format(v, fmt) if pd.notna(v) else ""
@@ -70,7 +76,7 @@ def shown_table(table):
     return out[[c for c in SHOWN_COLUMNS if c in out and (out[c].astype(str) != "").any()]]
 
 
-def headline(table, task):
+def headline(table: pd.DataFrame, task: str) -> list[str]:
     """One paragraph: the task's best classifier, its test accuracy with its interval, its gain over the
     earlier study's baseline, and the majority-class reference."""
     scored = table[table["objective"] == "val_accuracy"].dropna(subset=["test_accuracy"]) \
@@ -105,7 +111,7 @@ def headline(table, task):
     return [text, ""]
 
 
-def transfer_note(table):
+def transfer_note(table: pd.DataFrame) -> list[str]:
     """Block 2's headline says whether transfer beat training from scratch: the best trial's source, and its
     test score beside the other kind's where a saved model gives one (the baseline is the study's transfer)."""
     t = table[table["family"] == "cifar_transfer"].dropna(subset=["test_accuracy"]) \
@@ -140,11 +146,11 @@ def transfer_note(table):
     return lines
 
 
-def space_lines(folder, trials, best, objective):
+def space_lines(folder: Path, trials: pd.DataFrame, best: pd.Series, objective: tuple[str, str]) -> list[str]:
     """The search's ranges (from the distributions its trials were drawn from) beside the baseline's and the
     best trial's values."""
     study = figures.search_study(folder, trials, objective)
-    distributions = {}
+    distributions: dict[str, Any] = {}  # name -> its Categorical, Int or Float distribution
     for t in study.trials:
         distributions.update(t.distributions)
     base = tables.baseline(trials)
@@ -165,15 +171,15 @@ def space_lines(folder, trials, best, objective):
             ""]
 
 
-def md_image(path, root):
+def md_image(path: Path, root: Path) -> str:
     return f"![{path.stem}]({path.relative_to(root).as_posix()})"
 
 
-def build_report(results_dir="results"):
+def build_report(results_dir: str | Path = "results") -> tuple[Path, Path, list[Path]]:
     """The report's sections in the order they are read, each from its own function below; returns the paths of
     report.md, report.html and the PNG plots."""
     root = Path(results_dir)
-    scored = {}
+    scored: dict = {}  # (family, variant) -> its scored best model
     tables = compare.compare(results_dir, scored=scored)
     out = root / "report_files"
     if out.exists():
@@ -215,7 +221,7 @@ HOW_TO_READ = [
     ""]
 
 
-def task_lines(task, tables, scored, root, out):
+def task_lines(task: str, tables: dict[str, pd.DataFrame], scored: dict, root: Path, out: Path) -> list[str]:
     """A task's section: its headline, comparison table, the models no better than the majority class, the best
     vs baseline chart, and its best classifier's confusion matrix (one per CIFAR block)."""
     table = tables.get(f"comparison_{task}")
@@ -254,7 +260,7 @@ def task_lines(task, tables, scored, root, out):
     return lines
 
 
-def search_lines(folder, family, root, out):
+def search_lines(folder: Path, family: Family, root: Path, out: Path) -> list[str]:
     """One search's section: its trials, space, baseline and best, learning curves, history and Optuna's plots."""
     try:
         trials = trials_table.read_trials(folder)
@@ -311,7 +317,7 @@ def _safe_optuna_plots(folder, study, out, is_demo):
         return [], []
 
 
-def to_html(markdown_text, root):
+def to_html(markdown_text: str, root: Path) -> str:
     """Self-contained HTML: the Markdown rendered, every PNG embedded as base64."""
     import markdown  # only when the report is written
     body = markdown.markdown(markdown_text, extensions=["tables"])
@@ -329,7 +335,7 @@ def to_html(markdown_text, root):
             f"<style>{style}</style></head><body>{body}</body></html>\n")
 
 
-def main(argv=None):
+def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results-dir", default="results")
     console.add_flags(ap)
@@ -349,7 +355,7 @@ def main(argv=None):
     return 0
 
 
-def entry_point():
+def entry_point() -> None:
     """`python analysis/report.py` and its console script."""
     tune_this_process()  # allocator and TensorFlow settings, before any framework starts
     sys.exit(main())

@@ -1,12 +1,20 @@
 """The report's sections on the data: what each search read, its split sizes and what it dropped, each CIFAR
 block's classes, and each run's provenance (when, which command, versions, code and machine)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
 import pandas as pd
 
 from lyrics_cifar_search.runners import best_store, trials_table
 
+if TYPE_CHECKING:
+    from lyrics_cifar_search.search_spaces import Family
 
-def provenance_lines(folders):
+
+def provenance_lines(folders: Sequence[tuple[Path, Family]]) -> list[str]:
     """When each search ran, by which command, with which versions, code and machine (search.json)."""
     rows = []
     for folder, _ in folders:
@@ -23,7 +31,7 @@ def provenance_lines(folders):
             "too).", "", pd.DataFrame(rows).to_markdown(index=False), ""]
 
 
-def dropped_words(dropped):
+def dropped_words(dropped: dict[str, Any]) -> str:
     """What a lyrics search dropped before splitting (meta.json's rows_dropped), in words: "3 without lyrics or
     genre; placeholder genres: Not Available 2; genres under 5 rows: Indie 1"."""
     said = []
@@ -37,7 +45,7 @@ def dropped_words(dropped):
     return "; ".join(said)
 
 
-def split_lines(folders):
+def split_lines(folders: Sequence[tuple[Path, Family]]) -> list[str]:
     """Each search's split sizes (train / validation / test rows or images), and each CIFAR block's classes."""
     rows, blocks = [], {}
     for folder, _ in folders:
@@ -67,7 +75,7 @@ def split_lines(folders):
     return lines
 
 
-def data_lines(tables, folders):
+def data_lines(tables: dict[str, pd.DataFrame], folders: Sequence[tuple[Path, Family]]) -> list[str]:
     """The data the searches ran on and their split sizes."""
     sources = set()
     for name in ("comparison_lyrics", "comparison_cifar"):

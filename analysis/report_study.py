@@ -1,7 +1,10 @@
 """The report's sections on the earlier study: its own published numbers beside this suite's run of the same
 model (same_model: the fixed trial that is the study's), and the deliberate departures from it."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
@@ -11,7 +14,7 @@ from lyrics_cifar_search.suite_common import UserError, tables
 from lyrics_cifar_search.suite_common.status import Status
 
 
-def same_model(done, setting=""):
+def same_model(done: pd.DataFrame, setting: str = "") -> Optional[pd.Series]:
     """The finished trial that is the earlier study's model for a reported number: the baseline (trial 0) with no
     setting; with one ("activation=tanh"), the one-factor trial (suite_common.tables.one_factor_trial)."""
     if not setting:
@@ -20,7 +23,7 @@ def same_model(done, setting=""):
     return tables.one_factor_trial(done, name, value)
 
 
-def earlier_study_numbers(tables, results_dir):
+def earlier_study_numbers(tables: dict[str, pd.DataFrame], results_dir: str | Path) -> list[str]:
     """The earlier study's reported accuracies with their sources (studies/earlier_study_results.csv) beside this
     suite's same model (the fixed trial that is the study's: same_model) and, apart, the best found with that
     setting."""
@@ -59,7 +62,7 @@ def earlier_study_numbers(tables, results_dir):
             pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4g"), ""]
 
 
-def departures():
+def departures() -> list[str]:
     """The deliberate departures from the earlier study (studies/departures.md, shipped with the package; the
     README holds the same table, tests/test_first_run.py checks it)."""
     return ["## Departures from the earlier study", studies.path("departures.md").read_text().strip(), ""]

@@ -7,13 +7,18 @@ the same epoch budget (the search's). Each retrained model is scored on the
 same held-out test split as the saved one, the same way.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 from lyrics_cifar_search.runners.best_model import BestModel, load_best
 from lyrics_cifar_search.runners import engines, prepare
 from lyrics_cifar_search.runners.prepare import DataOptions
 from lyrics_cifar_search.search_spaces import get_family
 
 
-def retrain(family_name, results_dir, k, with_artist=False, which="best"):
+def retrain(family_name: str, results_dir: str | Path, k: int, with_artist: bool = False,
+            which: str = "best") -> tuple[list[dict[str, float]], bool]:
     """Test scores of the search's best (or baseline) configuration retrained with k new training seeds.
 
     Returns ([{metric: value}] per seed, whether the best configuration is the baseline's)."""
