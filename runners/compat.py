@@ -7,12 +7,15 @@ checks that each patch still takes effect). `apply()` makes the patches; the
 engines call it when a search starts, never on import.
 """
 
+from __future__ import annotations
+
 import contextlib
 import importlib.metadata
 import json
 import os
 import sys
 import types
+from typing import Any, Callable, Iterator, Optional
 
 from packaging.version import Version
 
@@ -42,14 +45,14 @@ KNOWN = {
 }
 
 
-def installed(distribution):
+def installed(distribution: str) -> Optional[str]:
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def check_versions(versions=None):
+def check_versions(versions: Optional[dict[str, Optional[str]]] = None) -> list[str]:
     """One line for each library whose installed version is outside what the suite's patches were written for."""
     lines = []
     for name, (low, high, what) in KNOWN.items():
@@ -68,10 +71,10 @@ def check_versions(versions=None):
 
 # What a refused write of Keras Tuner's state raises: the engine's WriteFailed, given to apply() (this module sits
 # below the engines and imports none of them)
-_write_failed = None
+_write_failed: Any = None
 
 
-def save_json_atomically(path, obj):
+def save_json_atomically(path: str, obj: Any) -> str:
     """Keras Tuner writes its oracle and trial state with a plain open(); a kill mid-write would leave
     truncated JSON that stops every later resume. All of it goes through utils.save_json."""
     text = json.dumps(obj)
@@ -96,7 +99,7 @@ class OneStateFile:
         return os.path.join(str(self.project_dir), "tuner0.json")
 
 
-def keras_tuner_distribute():
+def keras_tuner_distribute() -> types.SimpleNamespace:
     """Keras Tuner's chief/worker internals, which runners/keras_search/distributed.py builds on:
     protos, OracleClient, OracleServicer (keras_tuner.src.distribute) and the Trial module (its TrialStatus)."""
 
@@ -108,7 +111,7 @@ def keras_tuner_distribute():
 
 
 @contextlib.contextmanager
-def consecutive_failure_check_deferred(oracle):
+def consecutive_failure_check_deferred(oracle: Any) -> Iterator[None]:
     """Keras Tuner's Oracle.end_trial checks max_consecutive_failed_trials (Oracle._check_consecutive_failures)
     before it saves the ended trial; within this, the check is skipped (check_consecutive_failures runs it)."""
     oracle._check_consecutive_failures = lambda: None
@@ -118,18 +121,18 @@ def consecutive_failure_check_deferred(oracle):
         del oracle._check_consecutive_failures
 
 
-def check_consecutive_failures(oracle):
+def check_consecutive_failures(oracle: Any) -> None:
     """Keras Tuner's own check: RuntimeError once max_consecutive_failed_trials trials in a row failed."""
     type(oracle)._check_consecutive_failures(oracle)
 
 
-def retry_queue(oracle):
+def retry_queue(oracle: Any) -> list[str]:
     """The trial ids a Keras Tuner oracle hands out again before new ones (Oracle._retry_queue, a list the
     caller may change in place)."""
     return oracle._retry_queue
 
 
-def start_trial(oracle, tuner_id, trial):
+def start_trial(oracle: Any, tuner_id: str, trial: Any) -> None:
     """What Keras Tuner's Oracle.create_trial does with a new RUNNING trial, for an oracle that makes the trial
     itself (the study oracle, whose trial ids are the study's numbers): its values recorded as tried
     (Oracle._record_values), the trial ongoing, its file and the oracle's state saved (Oracle._save_trial),
@@ -143,24 +146,24 @@ def start_trial(oracle, tuner_id, trial):
     oracle._display.on_trial_begin(trial)
 
 
-def run_times(oracle):
+def run_times(oracle: Any) -> dict[str, int]:
     """How many times a Keras Tuner oracle has run each trial id (Oracle._run_times, a dict the caller may
     change): its retries of a crashed trial stop at max_retries_per_trial."""
     return oracle._run_times
 
 
-def already_tried(oracle, values):
+def already_tried(oracle: Any, values: dict[str, Any]) -> bool:
     """Whether a Keras Tuner oracle has run these values before (Oracle._duplicate, its own collision check)."""
     return oracle._duplicate(values)
 
 
-def max_collisions(oracle):
+def max_collisions(oracle: Any) -> int:
     """How many proposals in a row already tried a Keras Tuner oracle takes before it calls its space used up
     (Oracle._max_collisions, 20)."""
     return oracle._max_collisions
 
 
-def running_trial(study, storage_id):
+def running_trial(study: Any, storage_id: int) -> Any:
     """The Optuna Trial for a study trial still RUNNING, made by another process (one killed after Keras Tuner
     saved the trial's end, before the study was told), so the usual set_user_attr and tell finish it: built as
     study.ask() builds it, optuna.trial.Trial(study, storage id), a constructor Optuna does not recommend
@@ -169,7 +172,7 @@ def running_trial(study, storage_id):
     return optuna.trial.Trial(study, storage_id)
 
 
-def running_without_heartbeat(storage, study_name, older_than_s):
+def running_without_heartbeat(storage: Any, study_name: str, older_than_s: float) -> list[int]:
     """Numbers of the study's RUNNING trials that never sent a heartbeat and started more than older_than_s
     seconds ago: nobody runs them (a plain `study.ask()`, a process killed before its first beat). Optuna's own
     stale check skips a trial with no heartbeat row (RDBStorage._get_stale_trial_ids), so this reads its
@@ -194,26 +197,26 @@ def running_without_heartbeat(storage, study_name, older_than_s):
         storage.scoped_session.remove()
 
 
-def storage_of(study):
+def storage_of(study: Any) -> Any:
     """The database storage an Optuna study writes to (Study._storage, which Optuna may wrap in its
     _CachedStorage: its _backend)."""
     storage = study._storage
     return getattr(storage, "_backend", storage)
 
 
-def become(obj, cls):
+def become(obj: Any, cls: type) -> Any:
     """Give an object another class with the same state: Keras Tuner makes a worker's oracle an OracleClient
     itself, with no way to pass a subclass."""
     obj.__class__ = cls
     return obj
 
 
-def in_distribution(distribution, value):
+def in_distribution(distribution: Any, value: Any) -> bool:
     """Is `value` one of an Optuna distribution's values (BaseDistribution._contains, on its internal form)?"""
     return distribution._contains(distribution.to_internal_repr(value))
 
 
-def parent_to_proto(self):
+def parent_to_proto(self: Any) -> Any:
     """conditions.Parent.to_proto of keras-tuner 1.4.8 without its debug print() (a stray line each time a
     conditional hyperparameter travels between chief and worker)."""
     from keras_tuner.src import protos  # Keras Tuner: only for a Keras family
@@ -225,7 +228,7 @@ def parent_to_proto(self):
     return proto.Condition(parent=proto.Condition.Parent(name=self.name, values=values))
 
 
-def mark_tensorflow_absent():
+def mark_tensorflow_absent() -> None:
     """On JAX or PyTorch, Keras still imports TensorFlow whenever it is installed (to seed it and to check
     shapes when saving): seconds in a search's first trial (bench/README.md), for nothing the suite uses. Unless something
     imported it already, Keras is told it is absent, as on a machine without it (the lent GPU machines)."""
@@ -237,7 +240,7 @@ def mark_tensorflow_absent():
         module_utils.tensorflow._available = False
 
 
-def apply(write_failed=None):
+def apply(write_failed: Optional[type] = None) -> None:
     """Make the patches (idempotent). Called when a Keras search starts, with the engine's error for a write the
     disk refused (write_failed.of(OSError): an error that stops Keras Tuner's search)."""
     global _write_failed
@@ -251,7 +254,7 @@ def apply(write_failed=None):
 
 # --- TensorFlow and PyTorch internals, used between and within trials --------------------------------------
 
-def forget_traced_gradients():
+def forget_traced_gradients() -> None:
     """TensorFlow: tracing a train step registers a gradient function for its all-reduce of the gradients
     ("CustomGradient-N") in a global registry that nothing empties; each holds that step's whole graph, and
     through it the model's variables and optimizer slots (tensorflow/tensorflow#97697, keras-team/keras#20245).
@@ -263,7 +266,7 @@ def forget_traced_gradients():
             del registry[name]
 
 
-def quick_fit(model):
+def quick_fit(model: Any) -> Any:
     """TensorFlow: two costs Keras makes a small model pay in every trial, taken off its fit() (installed on the
     model; each fit() of a family that fits twice, recompiling in between, gets both). Arrays only: anything else
     (a dataset, a generator, validation_split) and other backends fit as they are. The same batches and numbers.
@@ -304,12 +307,12 @@ def quick_fit(model):
     return model
 
 
-def keras_tree():
+def keras_tree() -> Any:
     import keras  # Keras: only where a model is trained
     return keras.tree
 
 
-def nothing_compiled_by_dynamo():
+def nothing_compiled_by_dynamo() -> bool:
     """True when torch.compile has compiled no frame since the last reset (a private counter: if it moves,
     False, and clear_session resets as it always did)."""
     from torch._dynamo import convert_frame  # PyTorch: only on that backend
@@ -317,7 +320,7 @@ def nothing_compiled_by_dynamo():
 
 
 @contextlib.contextmanager
-def dynamo_reset_skipped():
+def dynamo_reset_skipped() -> Iterator[None]:
     """clear_session also resets torch.compile's caches, and with a CUDA GPU that reset imports
     torch._inductor (once per process: bench/README.md), which bare fits never pay."""
     import torch._dynamo  # PyTorch: only on that backend
@@ -329,7 +332,7 @@ def dynamo_reset_skipped():
 
 
 @contextlib.contextmanager
-def torch_as_tensor(replacement):
+def torch_as_tensor(replacement: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
     """torch.as_tensor replaced while a CUDA graph is recorded (runners/keras_search/accelerate.py)."""
     import torch  # PyTorch: only on that backend
     original, torch.as_tensor = torch.as_tensor, replacement
@@ -341,18 +344,18 @@ def torch_as_tensor(replacement):
 
 # --- Optuna: the search policy's samplers and pruners (runners/policy.py) -----------------------------------------
 
-def random_state(sampler):
+def random_state(sampler: Any) -> Any:
     """A RandomSampler's own numpy RandomState (RandomSampler._rng, lazily made): what its reseed_rng reseeds."""
     return sampler._rng.rng
 
 
-def set_tpe_startup_sampler(tpe, sampler):
+def set_tpe_startup_sampler(tpe: Any, sampler: Any) -> None:
     """The sampler TPE's start-up trials come from (TPESampler._random_sampler, a RandomSampler: it also
     answers TPE's before_trial, after_trial and reseed_rng)."""
     tpe._random_sampler = sampler
 
 
-def finished_in_whole_study(study):
+def finished_in_whole_study(study: Any) -> int:
     """COMPLETE and PRUNED trials of the whole study, also when `study` is one of Hyperband's bracket views (which
     filter get_trials): read from the storage."""
     import optuna  # Optuna: only once a search's record is used
@@ -360,7 +363,7 @@ def finished_in_whole_study(study):
     return len(study._storage.get_all_trials(study._study_id, deepcopy=False, states=states))
 
 
-def rung_values(study, trial):
+def rung_values(study: Any, trial: Any) -> list[float]:
     """The values recorded at the rung where successive halving just judged `trial` (its highest
     completed_rung_<k>, which the pruner has written to the storage): every trial's value there, its own too."""
     own = study._storage.get_trial(trial._trial_id).system_attrs
@@ -371,17 +374,17 @@ def rung_values(study, trial):
     return [t.system_attrs[key] for t in study.get_trials(deepcopy=False) if key in t.system_attrs]
 
 
-def reduction_factor(pruner):
+def reduction_factor(pruner: Any) -> int:
     """A SuccessiveHalvingPruner's eta."""
     return pruner._reduction_factor
 
 
-def brackets(hyperband):
+def brackets(hyperband: Any) -> list:
     """A HyperbandPruner's per-bracket SuccessiveHalvingPruners ([] until its first trial initialises them)."""
     return hyperband._pruners
 
 
-def replace_brackets(hyperband, cls):
+def replace_brackets(hyperband: Any, cls: type) -> None:
     """Each bracket's SuccessiveHalvingPruner made again as `cls` (a subclass) with the same resources, rate and
     bootstrap count, as HyperbandPruner._try_initialization made it."""
     hyperband._pruners[:] = [
