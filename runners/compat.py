@@ -15,12 +15,17 @@ import json
 import os
 import sys
 import types
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from packaging.version import Version
 
 from lyrics_cifar_search.suite_common import atomic
 from lyrics_cifar_search.suite_common.failpoints import failpoint
+
+if TYPE_CHECKING:  # OneStateFile is mixed into a Keras Tuner Tuner: the checker reads it as one
+    from keras_tuner import Tuner as TunerMixin
+else:
+    TunerMixin = object
 
 # distribution -> (lowest version, first version not checked), what the suite does with its internals
 KNOWN = {
@@ -88,7 +93,7 @@ def save_json_atomically(path: str, obj: Any) -> str:
     return text
 
 
-class OneStateFile:
+class OneStateFile(TunerMixin):
     """A Keras Tuner Tuner mixin: Keras Tuner names its state file after the tuner id (Tuner._get_tuner_fname)
     and reloads the oracle only if that file exists; one name for every non-worker run (single or chief), so
     switching between them resumes the same search."""

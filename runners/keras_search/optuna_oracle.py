@@ -36,6 +36,8 @@ the space is used up and the search stops; the overrides are `@synchronized`.
 """
 
 
+from typing import Any
+
 import keras_tuner as kt
 import optuna
 
@@ -64,7 +66,8 @@ class _StudyProposals(StudyReports, KerasRecord, kt.Oracle):
         self.sampler_name, self.pruner_name, self.parallel = sampler, pruner, parallel
         if first_trials is not None:  # before the study opens: the pruner's and sampler's start-up count them
             self.first_trials = tuple(first_trials)
-        self._study, self._rdb, self._asked, self._reported, self.pruned = None, None, {}, {}, set()
+        self._study, self._asked, self._reported, self.pruned = None, {}, {}, set()
+        self._rdb: Any = None  # the study's storage, once the study is open
         self._proposed = {}  # populate_space's proposals, by the trial id it was given, until create_trial takes them
         self.fixed_numbers = []  # ids of the fixed first trials (and of their runs again)
 
@@ -92,7 +95,7 @@ class _StudyProposals(StudyReports, KerasRecord, kt.Oracle):
             self._study.set_user_attr("policy", policy.summary(budget, self.sampler_name, self.pruner_name))
             ended = {number(tid): tid for tid in self.end_order}
             for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                tid = ended.get(t.user_attrs.get("trial_id"))
+                tid = ended.get(t.user_attrs.get("trial_id", -1))
                 if tid is not None:  # killed after Keras Tuner saved its end: record_missing tells this attempt
                     self._asked[tid] = compat.running_trial(self._study, self._storage_key(t.number))
                     continue
@@ -263,8 +266,10 @@ class _StudyProposals(StudyReports, KerasRecord, kt.Oracle):
                 value = asked.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
             elif isinstance(dist, optuna.distributions.IntDistribution):
                 value = asked.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
-            else:
+            elif isinstance(dist, optuna.distributions.CategoricalDistribution):
                 value = asked.suggest_categorical(name, list(dist.choices))
+            else:  # keras_distribution refuses (UserError) any other kind before it samples
+                raise TypeError(f"hyperparameter {hp.name!r} has no Optuna distribution")
             hps.values[hp.name] = value
         return dict(hps.values)
 
@@ -321,7 +326,7 @@ class _StudyProposals(StudyReports, KerasRecord, kt.Oracle):
         for hp in hps.space:
             value, name = hps.values.get(hp.name), names[id(hp)]
             dist = record.keras_distribution(hp)
-            if name in asked.params or value is None or not hps.is_active(hp):
+            if name in asked.params or value is None or dist is None or not hps.is_active(hp):
                 continue
             self._rdb.set_trial_param(trial_key, name, dist.to_internal_repr(value), dist)
 

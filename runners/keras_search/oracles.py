@@ -7,13 +7,18 @@ import csv
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import keras_tuner as kt
 import optuna
 
 from lyrics_cifar_search.runners import record, trials_table
 from lyrics_cifar_search.suite_common.status import KERAS_TUNER_ENDED, Status, of_keras_tuner
+
+if TYPE_CHECKING:  # the mixins below are mixed into a Keras Tuner Oracle: the checker reads them as one
+    from keras_tuner import Oracle as OracleMixin
+else:
+    OracleMixin = object
 
 TrialStatus = kt.engine.trial.TrialStatus  # Keras Tuner's trial states (the suite's own: Status)
 
@@ -46,7 +51,7 @@ def are_defaults(values: dict[str, Any], space: Sequence[Any], overrides: Option
     return all(expected[k] == v for k, v in user_values(values).items() if k in expected)
 
 
-class BaselineFirst:
+class BaselineFirst(OracleMixin):
     """Oracle mixin: the first trial of a new search is the defaults.
 
     A family may ask for more fixed first trials (Family.first_trials, each a set of
@@ -119,7 +124,7 @@ def error_of(trial: kt.engine.trial.Trial) -> Optional[str]:
 
 
 
-class KerasRecord:
+class KerasRecord(OracleMixin):
     """Oracle mixin: the search's study (record_at = (storage URL, study name)) and each ended Keras Tuner
     trial in it, with its values, start and end times and learning curve (its history file's objective)."""
 
@@ -130,6 +135,7 @@ class KerasRecord:
     @property
     def study(self):
         if self._record is None:
+            assert self.record_at is not None, "make_oracle sets where the study is"
             url, name = self.record_at
             study = optuna.create_study(
                 study_name=name, storage=record.open_storage(None, url, heartbeat=False), load_if_exists=True,

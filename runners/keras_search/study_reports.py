@@ -2,11 +2,13 @@
 learning curve) and the pruner's answer, then how the trial ended. A mixin of StudyOracle, before Keras Tuner's
 Oracle, whose own update and end it calls first; it uses the oracle's study, trials and the study trial it asked."""
 
+from typing import Any
+
 import keras_tuner as kt
 import optuna
 
 from lyrics_cifar_search.runners import compat, trials_table
-from lyrics_cifar_search.runners.keras_search.oracles import EPOCH, TrialStatus, error_of, metrics_of
+from lyrics_cifar_search.runners.keras_search.oracles import EPOCH, OracleMixin, TrialStatus, error_of, metrics_of
 from lyrics_cifar_search.suite_common.failpoints import failpoint
 
 SE = EPOCH + "se"  # the standard error of an epoch's value, sent beside it by ReportEachEpoch
@@ -17,7 +19,7 @@ class ConsecutiveFailures(RuntimeError):
     once the last one is recorded in Keras Tuner's state and in the study."""
 
 
-class StudyReports:
+class StudyReports(OracleMixin):
     """Each epoch's report and the trial's end, into the study (see the module's docstring)."""
 
     @kt.synchronized
@@ -85,7 +87,7 @@ class StudyReports:
             asked.set_user_attr(name, float(value))
         value = metrics.get(self.objective.name)
         if self.objectives and len(self.objectives) > 1:  # a Pareto search: every objective, or none
-            values = [metrics.get(name) for name, _ in self.objectives]
+            values: list[Any] = [metrics.get(name) for name, _ in self.objectives]
             value = [float(v) for v in values] if all(v is not None for v in values) else None
         if kept.status == "COMPLETED" and value is not None:
             self.study.tell(asked, value if isinstance(value, list) else float(value))
