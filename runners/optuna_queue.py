@@ -55,16 +55,13 @@ def run_again(study: optuna.Study, numbers: Collection[int]) -> None:
     and queued again with its values by Optuna's RetryHeartbeatStaleTrialCallback (RetryFailedTrialCallback's
     name since 4.9), as Optuna's heartbeat check does with a stale trial. A trial killed before it drew its values
     runs the values it was queued with."""
-    storage = compat.storage_of(study)
-    study_id = storage.get_study_id_from_name(study.study_name)
     with warnings.catch_warnings():  # marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = RetryHeartbeatStaleTrialCallback(max_retry=None)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if t.number not in numbers:
             continue
-        record.cut_short(study, t.number)  # this attempt: FAIL, out of the tables
-        failed = copy.deepcopy(storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, t.number)))
+        failed = copy.deepcopy(record.cut_short(study, t.number))  # this attempt: FAIL, out of the tables
         failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "interrupted"}  # the new one runs
         retry(study, failed)
 

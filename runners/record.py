@@ -104,8 +104,7 @@ def _with_installed_driver(url):
 
 
 def storage_problem(e: BaseException | None) -> BaseException | None:
-    """The database error behind an exception (a full disk, a read-only or immutable file, a file-size limit),
-    or None."""
+    """The database error behind an exception (a full disk, a read-only or immutable file, a size limit), or None."""
     import sqlalchemy.exc  # only with a database URL
     seen = set()
     while e is not None and id(e) not in seen:
@@ -315,14 +314,15 @@ def interrupted(t: optuna.trial.FrozenTrial, retried_numbers: Collection[int] = 
         or t.number in retried_numbers
 
 
-def cut_short(study: optuna.Study, number: int) -> None:
+def cut_short(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     """Trial `number`'s attempt will not end (killed, or its worker silent): FAIL, marked interrupted (out of the
-    tables and counts). Both engines run its values again as a new trial, one number per attempt: Keras Tuner's
-    retry (keras_search/optuna_oracle.py), Optuna's retry callback (optuna_queue.run_again)."""
+    tables and counts); returned as recorded. Both engines run its values again as a new trial, one number per
+    attempt: Keras Tuner's retry (keras_search/optuna_oracle.py), Optuna's retry callback (optuna_queue.run_again)."""
     storage = compat.storage_of(study)
     key = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
     storage.set_trial_user_attr(key, "interrupted", True)
     study.tell(number, state=optuna.trial.TrialState.FAIL)
+    return storage.get_trial(key)
 
 
 def trial_id(t: optuna.trial.FrozenTrial) -> int:
