@@ -25,7 +25,8 @@ keeps (BENCH_KT_VALUE=kept for Keras Tuner's sides, whose own value is the best 
 It prints, per side: the median final best (95 % bootstrap interval over seeds), the median time to reach plain
 Keras Tuner random's final median best (lower medians, 95 % bootstrap interval; a seed that never reaches it counts
 as never), and
-its ratio to kt-random's (paired by seed, bootstrap interval); then draws best-so-far validation accuracy
+its ratio to kt-random's (paired by seed, bootstrap interval); each suite side's final median best minus each plain
+tool's (paired by seed, bootstrap interval, "within noise" where it holds 0); then draws best-so-far validation accuracy
 against wall time and against epochs trained, the median over seeds and its bootstrap 95 % band, to a PNG.
 A bench, not a test: it stays out of CI.
 """
@@ -93,6 +94,15 @@ def boot_ratio(a, b, rng, n=BOOT):
         float(np.quantile(ratios, 0.975, method="inverted_cdf"))
 
 
+def boot_diff(a, b, rng, n=BOOT):
+    """Lower median(a) - lower median(b) over seeds, paired by seed, with its 95 % bootstrap interval."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    idx = rng.integers(0, len(a), size=(n, len(a)))
+    diffs = lower_median(a[idx], axis=1) - lower_median(b[idx], axis=1)
+    return (float(lower_median(a) - lower_median(b)), float(np.quantile(diffs, 0.025, method="inverted_cdf")),
+            float(np.quantile(diffs, 0.975, method="inverted_cdf")))
+
+
 def fmt(x, unit=""):
     return "never" if math.isinf(x) else f"{x:.0f}{unit}" if unit else f"{x:.3f}"
 
@@ -128,6 +138,12 @@ def summarise(runs, budget, png, title):
             mine = float(lower_median(finals[s]))
             print(f"  {s}: final median best {'at least' if mine >= max(others) else 'below'} "
                   f"every other side's ({mine:.4f} vs best other {max(others):.4f})")
+    plain = [s for s in sides if s.startswith(("kt-", "optuna"))]
+    for s in sides:
+        if s not in plain and plain:  # a suite side against each plain tool, seed by seed
+            diffs = [(o, *boot_diff(finals[s], finals[o], rng)) for o in plain]
+            print(f"  {s} - " + "; ".join(f"{o}: {d:+.4f} ({lo:+.4f} to {hi:+.4f})"
+                                          + (" within noise" if lo <= 0 <= hi else "") for o, d, lo, hi in diffs))
     draw(runs, seeds, budget, png, title, rng)
 
 

@@ -3,6 +3,7 @@
 
     python bench/time_to_accuracy.py [--tasks lyrics,cifar] [--budget 5m] [--seeds 42,43,44]
                                      [--sides default,random,kt-random,kt-hyperband,optuna] [--record FILE]
+                                     [--summarise-only] [--png FILE]
 
 On the same hypermodel, data, seed and time budget (no new trial after it), each side searches:
 - default: `runners/search.py FAMILY` as a user runs it: the Optuna study's TPE sampler and median pruner,
@@ -26,7 +27,9 @@ real CIFAR-10 JPEGs (../shared/data/cifar10-jpg.tar.gz), --images-per-class per 
 Per side it prints (median over the seeds): the best validation accuracy at the budget, the time to reach
 plain random search's final best of the same seed (and on how many seeds it did), epochs trained, trials
 finished and pruned, and the best model's test accuracy with its 95 % Wilson interval (the median seed's);
-then each side's ratios to kt-random.
+then each side's ratios to kt-random. With two or more seeds, also search_quality.py's summary of the same
+runs: medians with bootstrap intervals over seeds, each suite side against each plain tool, and the curves
+(--png). `--summarise-only` prints the summary of the runs kept in --record and runs nothing.
 """
 
 import argparse
@@ -283,12 +286,23 @@ def main(argv=None):
     ap.add_argument("--epochs", type=positive_int, help="epoch budget of a trial (default: the family's)")
     ap.add_argument("--record", type=Path, help="JSON file that keeps each finished run; a rerun skips those "
                                                 "already there and summarises them all")
+    ap.add_argument("--summarise-only", action="store_true", help="only summarise the runs in --record")
+    ap.add_argument("--png", default="time_to_accuracy_{task}.png",
+                    help="where the curves go, {task} filled in (with 2 or more seeds)")
     args = ap.parse_args(argv)
     # {task: {side: {seed: result}}}, JSON keys are strings
     kept = json.loads(args.record.read_text()) if args.record and args.record.exists() else {}
+    for task in args.tasks.split(","):
+        wanted = {"cifar": SHARED / "cifar10-jpg.tar.gz", "lyrics": SHARED / "lyrics"}.get(task)
+        if wanted is None or not (wanted.exists() or args.summarise_only):
+            print(f"error: --tasks {task}: " + (f"needs {wanted}, which is not there: run from a clone beside "
+                  "shared/, or leave the task out" if wanted else "choose lyrics or cifar"), file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory() as work:
         for task in args.tasks.split(","):
-            if task == "cifar":
+            if args.summarise_only:
+                flags = []
+            elif task == "cifar":
                 with tarfile.open(SHARED / "cifar10-jpg.tar.gz") as tar:
                     tar.extractall(Path(work) / "cifar10", filter="data")
                 data = next((Path(work) / "cifar10").rglob("train/airplane")).parent.parent
@@ -301,6 +315,8 @@ def main(argv=None):
                 for seed in map(int, args.seeds.split(",")):
                     if str(seed) in kept.get(task, {}).get(side, {}):
                         runs.setdefault(side, {})[seed] = kept[task][side][str(seed)]
+                        continue
+                    if args.summarise_only:
                         continue
                     run = run_suite if is_suite(side) else run_plain
                     folder = Path(work) / f"{task}-{side}-{seed}"
@@ -315,6 +331,9 @@ def main(argv=None):
                     print(f"  {task} {side} seed {seed}: best {max((p[1] for p in r['curve']), default=0):.4f}, "
                           f"{len(r['curve'])} trials, {r['epochs']} epochs", flush=True)
             summarise(task, runs, args.budget)
+            if len(args.seeds.split(",")) > 1:  # medians with bootstrap intervals over seeds, and the curves
+                import search_quality
+                search_quality.summarise(runs, args.budget, args.png.format(task=task), f"{FAMILY[task]} ({task})")
     return 0
 
 
