@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SIDES = ("default", "random", "kt-random", "kt-hyperband", "kt-bayesian", "optuna")
 FAMILY = {"lyrics": "lyrics_cnn", "cifar": "cifar_cnn"}
+DATA = {"lyrics": SHARED / "lyrics" / "mll-train-subset-en-900.tsv", "cifar": SHARED / "cifar10-jpg.tar.gz"}
 
 # One side's search in a fresh process; prints RESULT {curve: [[seconds, best so far]], epochs, finished,
 # pruned, right, n}. The plain sides score their best model with the suite's loader (the same test rows).
@@ -293,7 +294,7 @@ def main(argv=None):
     # {task: {side: {seed: result}}}, JSON keys are strings
     kept = json.loads(args.record.read_text()) if args.record and args.record.exists() else {}
     for task in args.tasks.split(","):
-        wanted = {"cifar": SHARED / "cifar10-jpg.tar.gz", "lyrics": SHARED / "lyrics"}.get(task)
+        wanted = DATA.get(task)
         if wanted is None or not (wanted.exists() or args.summarise_only):
             print(f"error: --tasks {task}: " + (f"needs {wanted}, which is not there: run from a clone beside "
                   "shared/, or leave the task out" if wanted else "choose lyrics or cifar"), file=sys.stderr)
@@ -303,12 +304,12 @@ def main(argv=None):
             if args.summarise_only:
                 flags = []
             elif task == "cifar":
-                with tarfile.open(SHARED / "cifar10-jpg.tar.gz") as tar:
+                with tarfile.open(DATA["cifar"]) as tar:
                     tar.extractall(Path(work) / "cifar10", filter="data")
                 data = next((Path(work) / "cifar10").rglob("train/airplane")).parent.parent
                 flags = ["--data", str(data), "--images-per-class", str(args.images_per_class)]
             else:
-                flags = ["--data", str(SHARED / "lyrics" / "mll-train-subset-en-900.tsv")]
+                flags = ["--data", str(DATA["lyrics"])]
             flags += ["--epochs", str(args.epochs)] if args.epochs else []
             runs = {}
             for side in args.sides.split(","):
